@@ -1,0 +1,1 @@
+//! The decision engine: evaluates a compiled policy set against check inputs.

@@ -1,0 +1,9 @@
+//! Gatehouse: a Cerbos-compatible policy engine and Envoy ext_authz service.
+//!
+//! Data flows one way: a policy source is loaded into the serde model
+//! ([`policy`]), compiled once into a `CompiledPolicySet`, evaluated by the
+//! engine, and exposed through adapters (CLI, ext_authz, Cerbos API).
+
+pub mod cel;
+pub mod engine;
+pub mod policy;
