@@ -1,10 +1,109 @@
 //! Common Expression Language: parser, compiler (name and function resolution,
 //! done once per policy load) and evaluator, with the extension libraries that
 //! Cerbos enables.
+//!
+//! ```text
+//! source --parse--> ast::Expr --compile(HostScope)--> Program --eval(Activation)--> Value
+//! ```
 
 pub mod ast;
+mod compile;
+mod eval;
+pub mod functions;
+mod json;
 pub mod parser;
 pub mod value;
 
+pub use compile::{CompileError, HostBinding, HostScope, Program, compile};
+pub use eval::{Activation, EvalError};
+pub use json::{from_json, to_json};
 pub use parser::{ParseError, parse};
-pub use value::{CelType, Key, MapValue, Opaque, Value};
+pub use value::{CelType, Key, MapValue, Opaque, Timestamp, Value};
+
+/// Helpers for unit tests of the CEL libraries.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    struct TestHost;
+
+    impl HostScope for TestHost {
+        fn variable(&self, name: &str) -> Option<u16> {
+            (name == "x").then_some(0)
+        }
+        fn select(&self, _root: &str, _field: &str) -> Option<Result<HostBinding, String>> {
+            None
+        }
+    }
+
+    /// Evaluates `src` with `x` bound to `x`, and `now()` at 2021-04-22T10:05:20.021-05:00.
+    pub(crate) fn eval_with(src: &str, x: Value) -> Result<Value, String> {
+        let expr = parse(src).map_err(|e| format!("parse: {e}"))?;
+        let prog = compile(&expr, &TestHost).map_err(|e| format!("compile: {e}"))?;
+        let now = chrono::DateTime::parse_from_rfc3339("2021-04-22T10:05:20.021-05:00")
+            .map_err(|e| e.to_string())?;
+        let host = [x];
+        prog.eval(&Activation::new(&host, now))
+            .map_err(|e| format!("eval: {e}"))
+    }
+
+    /// Evaluates `src` with `x` = null.
+    pub(crate) fn eval(src: &str) -> Result<Value, String> {
+        eval_with(src, Value::Null)
+    }
+
+    /// Asserts that `src` evaluates to `true`.
+    pub(crate) fn assert_true(src: &str) {
+        match eval(src) {
+            Ok(Value::Bool(true)) => {}
+            other => panic!("{src} => {other:?}"),
+        }
+    }
+
+    #[test]
+    fn core_semantics() {
+        for src in [
+            "1 + 2 * 3 == 7",
+            "1 == 1.0 && 1u == 1 && 2.5 > 2",
+            "'a' + 'b' == 'ab'",
+            "[1, 2] + [3] == [1, 2, 3]",
+            "{'a': 1}.a == 1",
+            "has({'a': 1}.a) && !has({'a': 1}.b)",
+            "[1, 2, 3].all(x, x > 0)",
+            "[1, 2, 3].exists(x, x == 2)",
+            "[1, 2, 3].exists_one(x, x == 2)",
+            "[1, 2, 3].map(x, x * 2) == [2, 4, 6]",
+            "[1, 2, 3].map(x, x > 1, x * 2) == [4, 6]",
+            "[1, 2, 3].filter(x, x > 1) == [2, 3]",
+            "{'a': 1, 'b': 2}.all(k, v, v > 0)",
+            "[1, 2, 3].transformList(i, v, i + v) == [1, 3, 5]",
+            "cel.bind(y, 3, y * y) == 9",
+            "[[1], [2]].map(x, x.map(y, y + 1)) == [[2], [3]]",
+            "({'a': 1}.b > 0) || true",
+            "!(({'a': 1}.b > 0) && false) == true",
+            "(true ? 1 : 2) == 1",
+            "type(1) == int && type('a') == string",
+            "int('42') == 42 && double('1.5') == 1.5 && string(1.5) == '1.5'",
+            "timestamp('2021-04-22T10:05:20Z') + duration('1h') > timestamp('2021-04-22T10:05:20Z')",
+            "'abc'.matches('^a') && 'abc'.startsWith('ab')",
+            "optional.of(1).orValue(2) == 1 && optional.none().orValue(2) == 2",
+            "{'a': 1}.?b.orValue(5) == 5",
+            "[{'score': 2}, {'score': 1}].sortBy(e, e.score) == [{'score': 1}, {'score': 2}]",
+            "1 in [1.0, 2]",
+            "'k' in {'k': 1}",
+        ] {
+            assert_true(src);
+        }
+    }
+
+    #[test]
+    fn errors() {
+        assert!(eval("{'a': 1}.b").unwrap_err().contains("no such key: b"));
+        assert!(eval("1 / 0").unwrap_err().contains("division by zero"));
+        assert!(eval("1 + 1.0").is_err());
+        assert!(eval("nope(1)").unwrap_err().contains("undeclared reference"));
+        assert!(eval("y + 1").unwrap_err().contains("undeclared reference to 'y'"));
+        assert!(eval("[1, 'a'].all(x, x > 0)").is_err());
+        assert!(eval("[0, 'a'].all(x, x > 0)").is_ok_and(|v| v.as_bool() == Some(false)));
+    }
+}

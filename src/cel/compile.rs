@@ -1,0 +1,440 @@
+//! Turns a parsed expression into an executable [`Program`]: identifiers become
+//! slots, function names become function pointers, macros become comprehensions,
+//! and constant regular expressions are compiled once.
+
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::ast::{Expr, ExprKind, UnaryOp};
+use super::eval::{Activation, CompKind, Comprehension, EvalError, Locals, Node, Root, eval};
+use super::functions::{CallStyle, registry};
+use super::value::{CelType, Value};
+
+/// A compile error at a byte offset of the expression's source.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct CompileError {
+    /// What is wrong.
+    pub message: String,
+    /// Byte offset in the source.
+    pub pos: usize,
+}
+
+/// What a host namespace member (`V.x`, `C.x`) stands for.
+#[derive(Clone, Debug)]
+pub enum HostBinding {
+    /// A constant value.
+    Value(Value),
+    /// An expression to compile in place of the reference (lazily evaluated variables).
+    Expr(Arc<Expr>),
+}
+
+/// The names the host (the policy engine) declares to expressions.
+pub trait HostScope {
+    /// The activation slot of a top-level variable such as `request` or `P`.
+    fn variable(&self, name: &str) -> Option<u16>;
+    /// Resolves `root.field` for namespaces such as `V` or `C`.
+    /// `None` means `root` is not such a namespace.
+    fn select(&self, root: &str, field: &str) -> Option<Result<HostBinding, String>>;
+}
+
+/// A compiled, executable expression.
+#[derive(Clone, Debug)]
+pub struct Program {
+    node: Node,
+    locals: usize,
+}
+
+impl Program {
+    /// Evaluates the program.
+    pub fn eval(&self, act: &Activation) -> Result<Value, EvalError> {
+        let mut locals = Locals::new(self.locals);
+        eval(&self.node, act, &mut locals)
+    }
+
+    /// The constant value, when the whole program is a literal.
+    pub fn as_constant(&self) -> Option<&Value> {
+        match &self.node {
+            Node::Const(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Maximum depth of variables referring to variables, a guard against cycles.
+const MAX_INLINE_DEPTH: usize = 32;
+
+/// Compiles a parsed expression against a host scope.
+pub fn compile(expr: &Expr, host: &dyn HostScope) -> Result<Program, CompileError> {
+    let mut c = Compiler {
+        host,
+        scopes: Vec::new(),
+        next_slot: 0,
+        max_slots: 0,
+        inline_depth: 0,
+    };
+    let node = c.expr(expr)?;
+    Ok(Program {
+        node,
+        locals: c.max_slots,
+    })
+}
+
+struct Compiler<'h> {
+    host: &'h dyn HostScope,
+    scopes: Vec<(String, u16)>,
+    next_slot: u16,
+    max_slots: usize,
+    inline_depth: usize,
+}
+
+fn err<T>(pos: usize, msg: impl Into<String>) -> Result<T, CompileError> {
+    Err(CompileError {
+        message: msg.into(),
+        pos,
+    })
+}
+
+fn undeclared(pos: usize, name: &str) -> CompileError {
+    CompileError {
+        message: format!("undeclared reference to '{name}' (in container '')"),
+        pos,
+    }
+}
+
+fn type_ident(name: &str) -> Option<CelType> {
+    Some(match name {
+        "int" => CelType::Int,
+        "uint" => CelType::Uint,
+        "double" => CelType::Double,
+        "string" => CelType::String,
+        "bytes" => CelType::Bytes,
+        "bool" => CelType::Bool,
+        "list" => CelType::List,
+        "map" => CelType::Map,
+        "null_type" => CelType::Null,
+        "type" => CelType::Type,
+        "optional_type" => CelType::Optional,
+        "google.protobuf.Timestamp" => CelType::Timestamp,
+        "google.protobuf.Duration" => CelType::Duration,
+        _ => return None,
+    })
+}
+
+impl Compiler<'_> {
+    fn local(&self, name: &str) -> Option<u16> {
+        self.scopes
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+    }
+
+    /// Whether `name` is bound as a value (local or host), so `name.f()` is a method call on it.
+    fn is_bound(&self, name: &str) -> bool {
+        self.local(name).is_some() || self.host.variable(name).is_some()
+    }
+
+    fn alloc(&mut self, name: &str) -> u16 {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.max_slots = self.max_slots.max(self.next_slot as usize);
+        self.scopes.push((name.to_string(), slot));
+        slot
+    }
+
+    fn release(&mut self, n: u16) {
+        for _ in 0..n {
+            self.scopes.pop();
+        }
+        self.next_slot -= n;
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<Node, CompileError> {
+        match &e.kind {
+            ExprKind::Literal(v) => Ok(Node::Const(v.clone())),
+            ExprKind::Ident(name) => self.ident(name, e.pos),
+            ExprKind::Select {
+                operand,
+                field,
+                optional,
+            } => self.select(operand, field, *optional, e),
+            ExprKind::Index {
+                operand,
+                index,
+                optional,
+            } => {
+                let o = Box::new(self.expr(operand)?);
+                let i = Box::new(self.expr(index)?);
+                Ok(if *optional {
+                    Node::OptIndex(o, i)
+                } else {
+                    Node::Index(o, i)
+                })
+            }
+            ExprKind::Call { target, func, args } => self.call(target.as_deref(), func, args, e.pos),
+            ExprKind::List(items) => Ok(Node::List(
+                items
+                    .iter()
+                    .map(|(x, opt)| Ok((self.expr(x)?, *opt)))
+                    .collect::<Result<_, CompileError>>()?,
+            )),
+            ExprKind::Map(entries) => Ok(Node::Map(
+                entries
+                    .iter()
+                    .map(|(k, v, opt)| Ok((self.expr(k)?, self.expr(v)?, *opt)))
+                    .collect::<Result<_, CompileError>>()?,
+            )),
+            ExprKind::Struct { type_name, .. } => {
+                err(e.pos, format!("undeclared reference to '{type_name}' (in container '')"))
+            }
+            ExprKind::Unary(op, x) => {
+                let x = Box::new(self.expr(x)?);
+                Ok(match op {
+                    UnaryOp::Not => Node::Not(x),
+                    UnaryOp::Neg => Node::Neg(x),
+                })
+            }
+            ExprKind::Binary(op, l, r) => Ok(Node::Binary(
+                *op,
+                Box::new(self.expr(l)?),
+                Box::new(self.expr(r)?),
+            )),
+            ExprKind::And(l, r) => Ok(Node::And(Box::new(self.expr(l)?), Box::new(self.expr(r)?))),
+            ExprKind::Or(l, r) => Ok(Node::Or(Box::new(self.expr(l)?), Box::new(self.expr(r)?))),
+            ExprKind::Ternary(c, a, b) => Ok(Node::Ternary(
+                Box::new(self.expr(c)?),
+                Box::new(self.expr(a)?),
+                Box::new(self.expr(b)?),
+            )),
+        }
+    }
+
+    fn ident(&mut self, name: &str, pos: usize) -> Result<Node, CompileError> {
+        if let Some(slot) = self.local(name) {
+            return Ok(Node::Local(slot));
+        }
+        if let Some(slot) = self.host.variable(name) {
+            return Ok(Node::Host(slot));
+        }
+        if let Some(t) = type_ident(name) {
+            return Ok(Node::Const(Value::Type(t)));
+        }
+        Err(undeclared(pos, name))
+    }
+
+    fn select(&mut self, operand: &Expr, field: &str, optional: bool, e: &Expr) -> Result<Node, CompileError> {
+        if !optional {
+            if let Some(root) = operand.as_ident() {
+                if self.local(root).is_none() {
+                    if let Some(binding) = self.host.select(root, field) {
+                        return self.host_binding(binding, e.pos);
+                    }
+                }
+            }
+            // Qualified type names such as google.protobuf.Timestamp.
+            if let Some(q) = e.qualified_name() {
+                let first = q.split('.').next().unwrap_or("");
+                if !self.is_bound(first) {
+                    if let Some(t) = type_ident(&q) {
+                        return Ok(Node::Const(Value::Type(t)));
+                    }
+                }
+            }
+        }
+        let base = self.expr(operand)?;
+        let field: Arc<str> = Arc::from(field);
+        if optional {
+            return Ok(Node::OptSelect(Box::new(base), field));
+        }
+        Ok(match base {
+            Node::Host(i) => Node::Path(Root::Host(i), Box::new([field])),
+            Node::Local(i) => Node::Path(Root::Local(i), Box::new([field])),
+            Node::Path(root, fields) => {
+                let mut v = fields.into_vec();
+                v.push(field);
+                Node::Path(root, v.into_boxed_slice())
+            }
+            other => Node::Select(Box::new(other), field),
+        })
+    }
+
+    fn host_binding(&mut self, binding: Result<HostBinding, String>, pos: usize) -> Result<Node, CompileError> {
+        match binding {
+            Err(msg) => err(pos, msg),
+            Ok(HostBinding::Value(v)) => Ok(Node::Const(v)),
+            Ok(HostBinding::Expr(expr)) => {
+                if self.inline_depth >= MAX_INLINE_DEPTH {
+                    return err(pos, "variable references are nested too deeply (a cycle?)");
+                }
+                // A variable's expression sees only the host's names, never the locals of
+                // the place that refers to it; its own locals get fresh slots.
+                let saved = std::mem::take(&mut self.scopes);
+                self.inline_depth += 1;
+                let out = self.expr(&expr);
+                self.inline_depth -= 1;
+                self.scopes = saved;
+                out.map_err(|e| CompileError {
+                    message: e.message,
+                    pos,
+                })
+            }
+        }
+    }
+
+    fn macro_var(&self, e: &Expr) -> Result<String, CompileError> {
+        match e.as_ident() {
+            Some(n) => Ok(n.to_string()),
+            None => err(e.pos, "argument must be a simple name"),
+        }
+    }
+
+    fn call(&mut self, target: Option<&Expr>, func: &str, args: &[Expr], pos: usize) -> Result<Node, CompileError> {
+        // Namespaced global functions: `math.greatest(..)`, `cel.bind(..)`.
+        if let Some(t) = target {
+            if let Some(ns) = t.qualified_name() {
+                let first = ns.split('.').next().unwrap_or("");
+                if !self.is_bound(first) {
+                    let full = format!("{ns}.{func}");
+                    if full == "cel.bind" {
+                        return self.bind(args, pos);
+                    }
+                    if let Some(f) = registry().get(&full, CallStyle::Global) {
+                        let args = self.args(args)?;
+                        return Ok(Node::Call(Arc::from(full.as_str()), f, args));
+                    }
+                }
+            }
+        }
+        match (target, func, args.len()) {
+            (None, "has", 1) => {
+                let ExprKind::Select {
+                    operand,
+                    field,
+                    optional: false,
+                } = &args[0].kind
+                else {
+                    return err(args[0].pos, "invalid argument to has() macro");
+                };
+                let o = self.expr(operand)?;
+                return Ok(Node::Has(Box::new(o), Arc::from(field.as_str())));
+            }
+            (Some(t), "all" | "exists" | "exists_one" | "existsOne", 2) => {
+                let kind = match func {
+                    "all" => CompKind::All,
+                    "exists" => CompKind::Exists,
+                    _ => CompKind::ExistsOne,
+                };
+                return self.comprehension(kind, t, &args[..1], None, &args[1]);
+            }
+            (Some(t), "all" | "exists" | "existsOne" | "exists_one", 3) => {
+                let kind = match func {
+                    "all" => CompKind::All,
+                    "exists" => CompKind::Exists,
+                    _ => CompKind::ExistsOne,
+                };
+                return self.comprehension(kind, t, &args[..2], None, &args[2]);
+            }
+            (Some(t), "map", 2) => return self.comprehension(CompKind::Map, t, &args[..1], None, &args[1]),
+            (Some(t), "map", 3) => {
+                return self.comprehension(CompKind::Map, t, &args[..1], Some(&args[1]), &args[2]);
+            }
+            (Some(t), "filter", 2) => {
+                return self.comprehension(CompKind::Filter, t, &args[..1], None, &args[1]);
+            }
+            (Some(t), "sortBy", 2) => {
+                return self.comprehension(CompKind::SortBy, t, &args[..1], None, &args[1]);
+            }
+            (Some(t), "transformList" | "transformMap" | "transformMapEntry", 3 | 4) => {
+                let kind = match func {
+                    "transformList" => CompKind::TransformList,
+                    "transformMap" => CompKind::TransformMap,
+                    _ => CompKind::TransformMapEntry,
+                };
+                let filter = (args.len() == 4).then(|| &args[2]);
+                return self.comprehension(kind, t, &args[..2], filter, &args[args.len() - 1]);
+            }
+            (Some(t), "or" | "orValue", 1) => {
+                let o = self.expr(t)?;
+                let a = self.expr(&args[0])?;
+                return Ok(Node::OptOr(Box::new(o), Box::new(a), func == "orValue"));
+            }
+            (Some(t), "matches", 1) => {
+                if let ExprKind::Literal(Value::String(pattern)) = &args[0].kind {
+                    let re = Regex::new(pattern).map_err(|e| CompileError {
+                        message: format!("invalid regular expression: {e}"),
+                        pos: args[0].pos,
+                    })?;
+                    let t = self.expr(t)?;
+                    return Ok(Node::Matches(Box::new(t), Arc::new(re)));
+                }
+            }
+            _ => {}
+        }
+        let style = if target.is_some() {
+            CallStyle::Receiver
+        } else {
+            CallStyle::Global
+        };
+        let Some(f) = registry().get(func, style) else {
+            return Err(undeclared(pos, func));
+        };
+        let mut all = Vec::with_capacity(args.len() + 1);
+        if let Some(t) = target {
+            all.push(self.expr(t)?);
+        }
+        all.extend(self.args(args)?);
+        Ok(Node::Call(Arc::from(func), f, all))
+    }
+
+    fn args(&mut self, args: &[Expr]) -> Result<Vec<Node>, CompileError> {
+        args.iter().map(|a| self.expr(a)).collect()
+    }
+
+    fn comprehension(
+        &mut self,
+        kind: CompKind,
+        range: &Expr,
+        vars: &[Expr],
+        filter: Option<&Expr>,
+        body: &Expr,
+    ) -> Result<Node, CompileError> {
+        let range = self.expr(range)?;
+        let names = vars
+            .iter()
+            .map(|v| self.macro_var(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        if names.len() == 2 && names[0] == names[1] && names[0] != "_" {
+            return err(vars[1].pos, "overlapping declaration name");
+        }
+        let var1 = self.alloc(&names[0]);
+        let var2 = names.get(1).map(|n| self.alloc(n));
+        let filter = match filter {
+            Some(f) => Some(self.expr(f)),
+            None => None,
+        };
+        let body = self.expr(body);
+        self.release(names.len() as u16);
+        Ok(Node::Comprehension(Box::new(Comprehension {
+            kind,
+            range,
+            var1,
+            var2,
+            filter: filter.transpose()?,
+            body: body?,
+        })))
+    }
+
+    fn bind(&mut self, args: &[Expr], pos: usize) -> Result<Node, CompileError> {
+        if args.len() != 3 {
+            return err(pos, "cel.bind() requires 3 arguments");
+        }
+        let name = self.macro_var(&args[0])?;
+        let init = self.expr(&args[1])?;
+        let slot = self.alloc(&name);
+        let body = self.expr(&args[2]);
+        self.release(1);
+        Ok(Node::Bind(slot, Box::new(init), Box::new(body?)))
+    }
+}

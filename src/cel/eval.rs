@@ -1,0 +1,619 @@
+//! The evaluator of compiled CEL programs.
+//!
+//! Semantics follow cel-go as Cerbos configures it: `&&`/`||` absorb errors when the
+//! other side decides the result, equality is heterogeneous across numeric types,
+//! and a missing map key is an error (`no such key: k`).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::ast::BinaryOp;
+use super::functions::NativeFn;
+use super::value::{Key, MapValue, Timestamp, Value};
+
+/// A runtime evaluation error.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(Arc<str>);
+
+impl EvalError {
+    /// An error with this message.
+    pub fn new(msg: impl Into<Arc<str>>) -> Self {
+        EvalError(msg.into())
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What an expression can see at run time: the host's variables (by slot) and the
+/// request's fixed clock.
+pub struct Activation<'a> {
+    host: &'a [Value],
+    now: Timestamp,
+}
+
+impl<'a> Activation<'a> {
+    /// An activation over host variable slots (as numbered by the compiler's declarations).
+    pub fn new(host: &'a [Value], now: Timestamp) -> Self {
+        Activation { host, now }
+    }
+
+    /// The request's `now()`, fixed for the whole decision.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+}
+
+/// The kinds of comprehension (macros over lists and maps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CompKind {
+    All,
+    Exists,
+    ExistsOne,
+    Map,
+    Filter,
+    TransformList,
+    TransformMap,
+    TransformMapEntry,
+    SortBy,
+}
+
+/// A comprehension: iterate `range`, binding one or two local slots.
+#[derive(Clone, Debug)]
+pub(crate) struct Comprehension {
+    pub kind: CompKind,
+    pub range: Node,
+    /// First variable: the element (one-variable form) or the index/key (two-variable form).
+    pub var1: u16,
+    /// Second variable (the value) in the two-variable form.
+    pub var2: Option<u16>,
+    pub filter: Option<Node>,
+    pub body: Node,
+}
+
+/// The root of a select path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Root {
+    Host(u16),
+    Local(u16),
+}
+
+/// A compiled expression node. Names and functions are already resolved.
+#[derive(Clone, Debug)]
+pub(crate) enum Node {
+    Const(Value),
+    Host(u16),
+    Local(u16),
+    /// `root.f1.f2...`, walked by reference; only the final value is cloned.
+    Path(Root, Box<[Arc<str>]>),
+    Select(Box<Node>, Arc<str>),
+    OptSelect(Box<Node>, Arc<str>),
+    Has(Box<Node>, Arc<str>),
+    Index(Box<Node>, Box<Node>),
+    OptIndex(Box<Node>, Box<Node>),
+    List(Vec<(Node, bool)>),
+    Map(Vec<(Node, Node, bool)>),
+    Not(Box<Node>),
+    Neg(Box<Node>),
+    Binary(BinaryOp, Box<Node>, Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Ternary(Box<Node>, Box<Node>, Box<Node>),
+    Call(Arc<str>, NativeFn, Vec<Node>),
+    Matches(Box<Node>, Arc<Regex>),
+    Comprehension(Box<Comprehension>),
+    Bind(u16, Box<Node>, Box<Node>),
+    /// `opt.or(other)` / `opt.orValue(v)`: the alternative is evaluated only when needed.
+    OptOr(Box<Node>, Box<Node>, bool),
+}
+
+/// Local variable slots for comprehensions and `cel.bind`.
+pub(crate) struct Locals {
+    slots: Vec<Value>,
+}
+
+impl Locals {
+    pub(crate) fn new(n: usize) -> Self {
+        Locals {
+            slots: vec![Value::Null; n],
+        }
+    }
+}
+
+fn no_such_key(k: &str) -> EvalError {
+    EvalError::new(format!("no such key: {k}"))
+}
+
+fn no_such_overload() -> EvalError {
+    EvalError::new("no such overload")
+}
+
+/// Selects `field` from a value by reference.
+fn select_ref<'v>(v: &'v Value, field: &str) -> Result<&'v Value, EvalError> {
+    match v {
+        Value::Map(m) => m.get_str(field).ok_or_else(|| no_such_key(field)),
+        _ => Err(EvalError::new(format!(
+            "type '{}' does not support field selection",
+            v.type_name()
+        ))),
+    }
+}
+
+/// Evaluates `node`.
+pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result<Value, EvalError> {
+    match node {
+        Node::Const(v) => Ok(v.clone()),
+        Node::Host(i) => Ok(act.host[*i as usize].clone()),
+        Node::Local(i) => Ok(locals.slots[*i as usize].clone()),
+        Node::Path(root, fields) => {
+            let mut cur: &Value = match root {
+                Root::Host(i) => &act.host[*i as usize],
+                Root::Local(i) => &locals.slots[*i as usize],
+            };
+            for f in fields.iter() {
+                cur = select_ref(cur, f)?;
+            }
+            Ok(cur.clone())
+        }
+        Node::Select(operand, field) => {
+            let v = eval(operand, act, locals)?;
+            select_ref(&v, field).cloned()
+        }
+        Node::OptSelect(operand, field) => {
+            let v = eval(operand, act, locals)?;
+            match v {
+                Value::Optional(None) => Ok(Value::Optional(None)),
+                Value::Optional(Some(inner)) => opt_select(&inner, field),
+                other => opt_select(&other, field),
+            }
+        }
+        Node::Has(operand, field) => {
+            let v = eval(operand, act, locals)?;
+            match v {
+                Value::Map(m) => Ok(Value::Bool(m.get_str(field).is_some())),
+                other => Err(EvalError::new(format!(
+                    "invalid type for field selection: {}",
+                    other.type_name()
+                ))),
+            }
+        }
+        Node::Index(operand, index) => {
+            let v = eval(operand, act, locals)?;
+            let i = eval(index, act, locals)?;
+            index_value(&v, &i)
+        }
+        Node::OptIndex(operand, index) => {
+            let v = eval(operand, act, locals)?;
+            let i = eval(index, act, locals)?;
+            let target = match v {
+                Value::Optional(None) => return Ok(Value::Optional(None)),
+                Value::Optional(Some(inner)) => (*inner).clone(),
+                other => other,
+            };
+            match index_value(&target, &i) {
+                Ok(v) => Ok(Value::Optional(Some(Arc::new(v)))),
+                Err(_) if matches!(target, Value::Map(_) | Value::List(_)) => {
+                    Ok(Value::Optional(None))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Node::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (item, optional) in items {
+                let v = eval(item, act, locals)?;
+                if *optional {
+                    match v {
+                        Value::Optional(Some(x)) => out.push((*x).clone()),
+                        Value::Optional(None) => {}
+                        _ => return Err(no_such_overload()),
+                    }
+                } else {
+                    out.push(v);
+                }
+            }
+            Ok(Value::list(out))
+        }
+        Node::Map(entries) => {
+            let mut m = MapValue::with_capacity(entries.len());
+            for (k, v, optional) in entries {
+                let kv = eval(k, act, locals)?;
+                let key = map_key(&kv)?;
+                let vv = eval(v, act, locals)?;
+                let vv = if *optional {
+                    match vv {
+                        Value::Optional(Some(x)) => (*x).clone(),
+                        Value::Optional(None) => continue,
+                        _ => return Err(no_such_overload()),
+                    }
+                } else {
+                    vv
+                };
+                if m.insert(key, vv).is_some() {
+                    return Err(EvalError::new(format!("Failed with repeated key: {kv:?}")));
+                }
+            }
+            Ok(Value::map(m))
+        }
+        Node::Not(e) => match eval(e, act, locals)? {
+            Value::Bool(b) => Ok(Value::Bool(!b)),
+            _ => Err(no_such_overload()),
+        },
+        Node::Neg(e) => match eval(e, act, locals)? {
+            Value::Int(i) => i
+                .checked_neg()
+                .map(Value::Int)
+                .ok_or_else(|| EvalError::new("integer overflow")),
+            Value::Double(d) => Ok(Value::Double(-d)),
+            Value::Duration(d) => Ok(Value::Duration(-d)),
+            _ => Err(no_such_overload()),
+        },
+        Node::Binary(op, l, r) => {
+            let lv = eval(l, act, locals)?;
+            let rv = eval(r, act, locals)?;
+            binary(*op, &lv, &rv)
+        }
+        Node::And(l, r) => {
+            let lv = eval(l, act, locals);
+            if let Ok(Value::Bool(false)) = lv {
+                return Ok(Value::Bool(false));
+            }
+            let rv = eval(r, act, locals);
+            match (lv, rv) {
+                (_, Ok(Value::Bool(false))) => Ok(Value::Bool(false)),
+                (Ok(Value::Bool(true)), Ok(Value::Bool(true))) => Ok(Value::Bool(true)),
+                (Err(e), _) => Err(e),
+                (_, Err(e)) => Err(e),
+                _ => Err(no_such_overload()),
+            }
+        }
+        Node::Or(l, r) => {
+            let lv = eval(l, act, locals);
+            if let Ok(Value::Bool(true)) = lv {
+                return Ok(Value::Bool(true));
+            }
+            let rv = eval(r, act, locals);
+            match (lv, rv) {
+                (_, Ok(Value::Bool(true))) => Ok(Value::Bool(true)),
+                (Ok(Value::Bool(false)), Ok(Value::Bool(false))) => Ok(Value::Bool(false)),
+                (Err(e), _) => Err(e),
+                (_, Err(e)) => Err(e),
+                _ => Err(no_such_overload()),
+            }
+        }
+        Node::Ternary(c, a, b) => match eval(c, act, locals)? {
+            Value::Bool(true) => eval(a, act, locals),
+            Value::Bool(false) => eval(b, act, locals),
+            _ => Err(no_such_overload()),
+        },
+        Node::Call(_, f, args) => {
+            // Most calls have at most three arguments: avoid a heap allocation for them.
+            let mut buf: [Value; 4] = Default::default();
+            if args.len() <= buf.len() {
+                for (slot, a) in buf.iter_mut().zip(args.iter()) {
+                    *slot = eval(a, act, locals)?;
+                }
+                f(&buf[..args.len()], act)
+            } else {
+                let vals = args
+                    .iter()
+                    .map(|a| eval(a, act, locals))
+                    .collect::<Result<Vec<_>, _>>()?;
+                f(&vals, act)
+            }
+        }
+        Node::Matches(target, re) => match eval(target, act, locals)? {
+            Value::String(s) => Ok(Value::Bool(re.is_match(&s))),
+            _ => Err(no_such_overload()),
+        },
+        Node::Comprehension(c) => comprehension(c, act, locals),
+        Node::Bind(slot, init, body) => {
+            let v = eval(init, act, locals)?;
+            let saved = std::mem::replace(&mut locals.slots[*slot as usize], v);
+            let out = eval(body, act, locals);
+            locals.slots[*slot as usize] = saved;
+            out
+        }
+        Node::OptOr(opt, alt, or_value) => match eval(opt, act, locals)? {
+            Value::Optional(Some(v)) => {
+                if *or_value {
+                    Ok((*v).clone())
+                } else {
+                    Ok(Value::Optional(Some(v)))
+                }
+            }
+            Value::Optional(None) => {
+                let a = eval(alt, act, locals)?;
+                if !*or_value && !matches!(a, Value::Optional(_)) {
+                    return Err(no_such_overload());
+                }
+                Ok(a)
+            }
+            _ => Err(no_such_overload()),
+        },
+    }
+}
+
+fn opt_select(v: &Value, field: &str) -> Result<Value, EvalError> {
+    match v {
+        Value::Map(m) => Ok(Value::Optional(m.get_str(field).cloned().map(Arc::new))),
+        _ => Err(no_such_overload()),
+    }
+}
+
+fn map_key(v: &Value) -> Result<Key, EvalError> {
+    Key::from_value(v).ok_or_else(|| EvalError::new(format!("unsupported key type: {}", v.type_name())))
+}
+
+/// `target[index]`.
+pub(crate) fn index_value(target: &Value, index: &Value) -> Result<Value, EvalError> {
+    match target {
+        Value::List(l) => {
+            let i = match index {
+                Value::Int(i) => *i,
+                Value::Uint(u) => i64::try_from(*u).unwrap_or(i64::MAX),
+                Value::Double(d) if d.fract() == 0.0 && d.is_finite() => *d as i64,
+                _ => return Err(EvalError::new(format!("unsupported index type '{}' in list", index.type_name()))),
+            };
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| l.get(i))
+                .cloned()
+                .ok_or_else(|| EvalError::new(format!("index out of bounds: {i}")))
+        }
+        Value::Map(m) => m.get(index).cloned().ok_or_else(|| match index {
+            Value::String(s) => no_such_key(s),
+            Value::Int(i) => no_such_key(&i.to_string()),
+            Value::Uint(u) => no_such_key(&u.to_string()),
+            Value::Double(d) => no_such_key(&d.to_string()),
+            Value::Bool(b) => no_such_key(&b.to_string()),
+            other => EvalError::new(format!("unsupported key type: {}", other.type_name())),
+        }),
+        _ => Err(no_such_overload()),
+    }
+}
+
+fn overflow() -> EvalError {
+    EvalError::new("integer overflow")
+}
+
+/// Applies a binary operator to two evaluated operands.
+pub(crate) fn binary(op: BinaryOp, l: &Value, r: &Value) -> Result<Value, EvalError> {
+    use Value::*;
+    match op {
+        BinaryOp::Eq => Ok(Bool(l.cel_eq(r))),
+        BinaryOp::Ne => Ok(Bool(!l.cel_eq(r))),
+        BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            let ord = l.cel_cmp(r).ok_or_else(no_such_overload)?;
+            Ok(Bool(match op {
+                BinaryOp::Lt => ord == Ordering::Less,
+                BinaryOp::Le => ord != Ordering::Greater,
+                BinaryOp::Gt => ord == Ordering::Greater,
+                _ => ord != Ordering::Less,
+            }))
+        }
+        BinaryOp::In => match r {
+            List(items) => Ok(Bool(items.iter().any(|x| x.cel_eq(l)))),
+            Map(m) => Ok(Bool(m.contains(l))),
+            _ => Err(no_such_overload()),
+        },
+        BinaryOp::Add => match (l, r) {
+            (Int(a), Int(b)) => a.checked_add(*b).map(Int).ok_or_else(overflow),
+            (Uint(a), Uint(b)) => a.checked_add(*b).map(Uint).ok_or_else(overflow),
+            (Double(a), Double(b)) => Ok(Double(a + b)),
+            (String(a), String(b)) => {
+                let mut s = std::string::String::with_capacity(a.len() + b.len());
+                s.push_str(a);
+                s.push_str(b);
+                Ok(Value::from(s))
+            }
+            (Bytes(a), Bytes(b)) => Ok(Bytes(a.iter().chain(b.iter()).copied().collect())),
+            (List(a), List(b)) => Ok(Value::list(a.iter().chain(b.iter()).cloned().collect())),
+            (Timestamp(t), Duration(d)) | (Duration(d), Timestamp(t)) => t
+                .checked_add_signed(*d)
+                .map(Timestamp)
+                .ok_or_else(|| EvalError::new("timestamp overflow")),
+            (Duration(a), Duration(b)) => a.checked_add(b).map(Duration).ok_or_else(overflow),
+            _ => Err(no_such_overload()),
+        },
+        BinaryOp::Sub => match (l, r) {
+            (Int(a), Int(b)) => a.checked_sub(*b).map(Int).ok_or_else(overflow),
+            (Uint(a), Uint(b)) => a.checked_sub(*b).map(Uint).ok_or_else(overflow),
+            (Double(a), Double(b)) => Ok(Double(a - b)),
+            (Timestamp(a), Timestamp(b)) => Ok(Duration(a.signed_duration_since(*b))),
+            (Timestamp(t), Duration(d)) => t
+                .checked_sub_signed(*d)
+                .map(Timestamp)
+                .ok_or_else(|| EvalError::new("timestamp overflow")),
+            (Duration(a), Duration(b)) => a.checked_sub(b).map(Duration).ok_or_else(overflow),
+            _ => Err(no_such_overload()),
+        },
+        BinaryOp::Mul => match (l, r) {
+            (Int(a), Int(b)) => a.checked_mul(*b).map(Int).ok_or_else(overflow),
+            (Uint(a), Uint(b)) => a.checked_mul(*b).map(Uint).ok_or_else(overflow),
+            (Double(a), Double(b)) => Ok(Double(a * b)),
+            _ => Err(no_such_overload()),
+        },
+        BinaryOp::Div => match (l, r) {
+            (Int(_), Int(0)) | (Uint(_), Uint(0)) => Err(EvalError::new("division by zero")),
+            (Int(a), Int(b)) => a.checked_div(*b).map(Int).ok_or_else(overflow),
+            (Uint(a), Uint(b)) => Ok(Uint(a / b)),
+            (Double(a), Double(b)) => Ok(Double(a / b)),
+            _ => Err(no_such_overload()),
+        },
+        BinaryOp::Rem => match (l, r) {
+            (Int(_), Int(0)) | (Uint(_), Uint(0)) => Err(EvalError::new("modulus by zero")),
+            (Int(a), Int(b)) => a.checked_rem(*b).map(Int).ok_or_else(overflow),
+            (Uint(a), Uint(b)) => Ok(Uint(a % b)),
+            _ => Err(no_such_overload()),
+        },
+    }
+}
+
+/// Items a comprehension iterates: (first variable, second variable).
+fn iteration_items(range: &Value, two_vars: bool) -> Result<Vec<(Value, Value)>, EvalError> {
+    match range {
+        Value::List(l) => Ok(l
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if two_vars {
+                    (Value::Int(i as i64), v.clone())
+                } else {
+                    (v.clone(), Value::Null)
+                }
+            })
+            .collect()),
+        Value::Map(m) => Ok(m.iter().map(|(k, v)| (k.to_value(), v.clone())).collect()),
+        _ => Err(no_such_overload()),
+    }
+}
+
+fn comprehension(c: &Comprehension, act: &Activation, locals: &mut Locals) -> Result<Value, EvalError> {
+    let range = eval(&c.range, act, locals)?;
+    let items = iteration_items(&range, c.var2.is_some())?;
+    let v1 = c.var1 as usize;
+    let saved1 = locals.slots[v1].clone();
+    let saved2 = c.var2.map(|s| locals.slots[s as usize].clone());
+    let out = run_comprehension(c, &range, items, act, locals);
+    locals.slots[v1] = saved1;
+    if let (Some(s), Some(v)) = (c.var2, saved2) {
+        locals.slots[s as usize] = v;
+    }
+    out
+}
+
+fn run_comprehension(
+    c: &Comprehension,
+    range: &Value,
+    items: Vec<(Value, Value)>,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let v1 = c.var1 as usize;
+    let bind = |locals: &mut Locals, a: Value, b: Value| {
+        locals.slots[v1] = a;
+        if let Some(s) = c.var2 {
+            locals.slots[s as usize] = b;
+        }
+    };
+    match c.kind {
+        CompKind::All | CompKind::Exists => {
+            let decisive = c.kind == CompKind::Exists;
+            let mut err = None;
+            for (a, b) in items {
+                bind(locals, a, b);
+                match eval(&c.body, act, locals) {
+                    Ok(Value::Bool(x)) if x == decisive => return Ok(Value::Bool(decisive)),
+                    Ok(Value::Bool(_)) => {}
+                    Ok(_) => {
+                        err.get_or_insert_with(no_such_overload);
+                    }
+                    Err(e) => {
+                        err.get_or_insert(e);
+                    }
+                }
+            }
+            match err {
+                Some(e) => Err(e),
+                None => Ok(Value::Bool(!decisive)),
+            }
+        }
+        CompKind::ExistsOne => {
+            let mut n = 0usize;
+            for (a, b) in items {
+                bind(locals, a, b);
+                match eval(&c.body, act, locals)? {
+                    Value::Bool(true) => n += 1,
+                    Value::Bool(false) => {}
+                    _ => return Err(no_such_overload()),
+                }
+            }
+            Ok(Value::Bool(n == 1))
+        }
+        CompKind::Map | CompKind::Filter | CompKind::TransformList => {
+            let mut out = Vec::new();
+            for (a, b) in items {
+                let elem = if c.kind == CompKind::Filter { a.clone() } else { Value::Null };
+                bind(locals, a, b);
+                if let Some(f) = &c.filter {
+                    match eval(f, act, locals)? {
+                        Value::Bool(true) => {}
+                        Value::Bool(false) => continue,
+                        _ => return Err(no_such_overload()),
+                    }
+                }
+                if c.kind == CompKind::Filter {
+                    match eval(&c.body, act, locals)? {
+                        Value::Bool(true) => out.push(elem),
+                        Value::Bool(false) => {}
+                        _ => return Err(no_such_overload()),
+                    }
+                } else {
+                    out.push(eval(&c.body, act, locals)?);
+                }
+            }
+            Ok(Value::list(out))
+        }
+        CompKind::TransformMap | CompKind::TransformMapEntry => {
+            let mut out = MapValue::new();
+            for (a, b) in items {
+                let key = a.clone();
+                bind(locals, a, b);
+                if let Some(f) = &c.filter {
+                    match eval(f, act, locals)? {
+                        Value::Bool(true) => {}
+                        Value::Bool(false) => continue,
+                        _ => return Err(no_such_overload()),
+                    }
+                }
+                let v = eval(&c.body, act, locals)?;
+                if c.kind == CompKind::TransformMap {
+                    out.insert(map_key(&key)?, v);
+                } else {
+                    let Value::Map(entry) = v else {
+                        return Err(no_such_overload());
+                    };
+                    for (k, v) in entry.iter() {
+                        if out.insert(k.clone(), v.clone()).is_some() {
+                            return Err(EvalError::new(format!(
+                                "insert failed: key {k} already exists"
+                            )));
+                        }
+                    }
+                }
+            }
+            Ok(Value::map(out))
+        }
+        CompKind::SortBy => {
+            let Value::List(list) = range else {
+                return Err(no_such_overload());
+            };
+            let mut keyed = Vec::with_capacity(list.len());
+            for (a, _) in items {
+                let elem = a.clone();
+                bind(locals, a, Value::Null);
+                keyed.push((eval(&c.body, act, locals)?, elem));
+            }
+            sort_values_by_key(&mut keyed)?;
+            Ok(Value::list(keyed.into_iter().map(|(_, v)| v).collect()))
+        }
+    }
+}
+
+/// Sorts (key, value) pairs by key; every key must be of one orderable type.
+pub(crate) fn sort_values_by_key(pairs: &mut [(Value, Value)]) -> Result<(), EvalError> {
+    if let Some((first, _)) = pairs.first() {
+        let t = first.cel_type();
+        if pairs.iter().any(|(k, _)| k.cel_type() != t) || first.cel_cmp(first).is_none() {
+            return Err(EvalError::new("list elements must have the same type"));
+        }
+    }
+    pairs.sort_by(|a, b| a.0.cel_cmp(&b.0).unwrap_or(Ordering::Equal));
+    Ok(())
+}

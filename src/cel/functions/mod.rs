@@ -1,0 +1,144 @@
+//! Function libraries: the CEL standard library and the extensions Cerbos enables.
+//!
+//! Every function is a plain `fn(&[Value], &Activation) -> Result<Value, EvalError>`.
+//! For a receiver-style call (`x.f(y)`) the receiver is `args[0]`.
+//! Functions are looked up once, when an expression is compiled.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use super::eval::{Activation, EvalError};
+use super::value::Value;
+
+mod cerbos;
+mod encoders;
+mod lists;
+mod math;
+mod network;
+mod regexes;
+mod sets;
+mod spiffe;
+mod std_lib;
+
+/// Formatting helpers shared with JSON conversion.
+pub(crate) mod std_lib_format {
+    pub(crate) use super::std_lib::{format_double, format_duration, format_timestamp};
+}
+mod strings;
+mod time;
+
+/// A native function implementation.
+pub type NativeFn = fn(&[Value], &Activation) -> Result<Value, EvalError>;
+
+/// How a function may be called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallStyle {
+    /// `f(x, y)`, including namespaced names like `math.greatest(x, y)`.
+    Global,
+    /// `x.f(y)`.
+    Receiver,
+}
+
+/// All functions known to the compiler, by name and call style.
+#[derive(Default)]
+pub struct FunctionRegistry {
+    entries: HashMap<&'static str, [Option<NativeFn>; 2]>,
+}
+
+impl FunctionRegistry {
+    fn slot(style: CallStyle) -> usize {
+        match style {
+            CallStyle::Global => 0,
+            CallStyle::Receiver => 1,
+        }
+    }
+
+    /// Registers a function for global calls.
+    pub fn global(&mut self, name: &'static str, f: NativeFn) {
+        self.entries.entry(name).or_default()[0] = Some(f);
+    }
+
+    /// Registers a function for receiver-style calls.
+    pub fn receiver(&mut self, name: &'static str, f: NativeFn) {
+        self.entries.entry(name).or_default()[1] = Some(f);
+    }
+
+    /// Registers a function under both call styles (`size(x)` and `x.size()`).
+    pub fn both(&mut self, name: &'static str, f: NativeFn) {
+        self.global(name, f);
+        self.receiver(name, f);
+    }
+
+    /// Finds a function.
+    pub fn get(&self, name: &str, style: CallStyle) -> Option<NativeFn> {
+        self.entries.get(name).and_then(|e| e[Self::slot(style)])
+    }
+
+    /// Whether any function of this name exists (in either style).
+    pub fn has_name(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+}
+
+/// The registry with every library Gatehouse provides, built once.
+pub fn registry() -> &'static FunctionRegistry {
+    static REGISTRY: OnceLock<FunctionRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut r = FunctionRegistry::default();
+        std_lib::register(&mut r);
+        time::register(&mut r);
+        strings::register(&mut r);
+        lists::register(&mut r);
+        math::register(&mut r);
+        sets::register(&mut r);
+        encoders::register(&mut r);
+        regexes::register(&mut r);
+        network::register(&mut r);
+        cerbos::register(&mut r);
+        spiffe::register(&mut r);
+        r
+    })
+}
+
+/// The error for a call whose argument types match no overload.
+pub fn no_overload(name: &str, args: &[Value]) -> EvalError {
+    let types: Vec<&str> = args.iter().map(Value::type_name).collect();
+    EvalError::new(format!(
+        "no such overload: {name}({})",
+        types.join(", ")
+    ))
+}
+
+/// Checks the argument count.
+pub fn arity(name: &str, args: &[Value], n: usize) -> Result<(), EvalError> {
+    if args.len() == n {
+        Ok(())
+    } else {
+        Err(no_overload(name, args))
+    }
+}
+
+/// The string argument at `i`.
+pub fn arg_str<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a str, EvalError> {
+    match args.get(i) {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(no_overload(name, args)),
+    }
+}
+
+/// The int argument at `i` (an integral double is accepted, as JSON numbers are doubles).
+pub fn arg_int(name: &str, args: &[Value], i: usize) -> Result<i64, EvalError> {
+    match args.get(i) {
+        Some(Value::Int(v)) => Ok(*v),
+        Some(Value::Uint(v)) => i64::try_from(*v).map_err(|_| no_overload(name, args)),
+        _ => Err(no_overload(name, args)),
+    }
+}
+
+/// The list argument at `i`.
+pub fn arg_list<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a [Value], EvalError> {
+    match args.get(i) {
+        Some(Value::List(l)) => Ok(l),
+        _ => Err(no_overload(name, args)),
+    }
+}
