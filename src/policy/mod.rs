@@ -1,1 +1,49 @@
-//! Policies: the serde model of Cerbos policy files, the disk loader and the compiler.
+//! Policies: the serde model of Cerbos policy files, the disk loader, JSON schemas
+//! and the compiler that turns them into a [`CompiledPolicySet`].
+//!
+//! ```text
+//! loader::load_dir -> model::Policy -> compiler::compile_policies -> CompiledPolicySet
+//! ```
+
+pub mod compiled;
+pub mod compiler;
+pub mod glob;
+pub mod loader;
+pub mod model;
+pub mod schema;
+pub mod span;
+
+use std::path::Path;
+
+pub use compiled::CompiledPolicySet;
+pub use compiler::{CompileError, CompileErrors, compile_policies};
+pub use loader::{LoadError, LoadErrors, LoadedStore, load_dir};
+pub use schema::{SchemaErrors, SchemaStore};
+pub use span::Span;
+
+/// Why a policy store could not be turned into a policy set.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Files could not be read or parsed.
+    #[error("{0}")]
+    Load(#[from] LoadErrors),
+    /// A JSON schema is invalid.
+    #[error("{0}")]
+    Schema(#[from] SchemaErrors),
+    /// Policies do not compile.
+    #[error("{0}")]
+    Compile(#[from] CompileErrors),
+}
+
+/// Loads a Cerbos disk store and compiles it.
+pub fn load_and_compile(dir: &Path) -> Result<CompiledPolicySet, StoreError> {
+    let store = load_dir(dir)?;
+    compile_store(store)
+}
+
+/// Compiles an already loaded store.
+pub fn compile_store(store: LoadedStore) -> Result<CompiledPolicySet, StoreError> {
+    let schemas = SchemaStore::new(store.schemas)?;
+    Ok(compile_policies(&store.policies, schemas)?)
+}

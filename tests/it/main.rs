@@ -1,1 +1,4 @@
 //! Integration tests.
+mod schema_cases;
+mod engine_cases;
+mod util;

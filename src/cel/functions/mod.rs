@@ -142,3 +142,40 @@ pub fn arg_list<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a [Valu
         _ => Err(no_overload(name, args)),
     }
 }
+
+/// The optional int argument at `i`: `Ok(None)` when absent.
+pub fn arg_opt_int(name: &str, args: &[Value], i: usize) -> Result<Option<i64>, EvalError> {
+    if args.len() <= i {
+        Ok(None)
+    } else {
+        arg_int(name, args, i).map(Some)
+    }
+}
+
+/// A function registered by an earlier library, kept so that a later library can
+/// extend it to new argument types (for example `size(hierarchy)` or `string(ip)`)
+/// and hand every other call back to it.
+pub(crate) struct Fallback(OnceLock<NativeFn>);
+
+impl Fallback {
+    /// An empty slot, for a `static`.
+    pub(crate) const fn new() -> Self {
+        Fallback(OnceLock::new())
+    }
+
+    /// Remembers the function currently registered under `name` and `style`.
+    pub(crate) fn capture(&self, r: &FunctionRegistry, name: &str, style: CallStyle) {
+        if let Some(f) = r.get(name, style) {
+            // The registry is built once; should it be built again, the first capture stays.
+            let _ = self.0.set(f);
+        }
+    }
+
+    /// Calls the remembered function, or fails with `no such overload` when there is none.
+    pub(crate) fn call(&self, name: &str, args: &[Value], act: &Activation) -> Result<Value, EvalError> {
+        match self.0.get() {
+            Some(f) => f(args, act),
+            None => Err(no_overload(name, args)),
+        }
+    }
+}

@@ -1,0 +1,743 @@
+//! The decision algorithm, following Cerbos's rule-table evaluation.
+//!
+//! For each action: principal policies first, then resource (and role) policies.
+//! Within a policy kind each principal role is tried independently; for a role the
+//! scopes are walked from the most specific to the root. In a scope, a matching DENY
+//! decides at once; a matching ALLOW decides when the scope overrides its parent, and
+//! defers to the parent when the scope requires parental consent.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::cel::{Activation, Key, MapValue, Timestamp, Value, to_json};
+use crate::policy::compiled::{
+    ActionSet, CompiledExpr, CompiledPolicySet, Condition, Effect, HOST_SLOTS, Row, RowKind,
+    SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME, ScopePermissions,
+};
+
+use super::trace::{Trace, TraceEvent};
+use super::types::{
+    ActionEffect, CheckInput, CheckOutput, EngineConfig, EvaluationError, OutputEntry,
+    SchemaEnforcement, ValidationError, ValidationSource,
+};
+
+/// The policy name reported when nothing matched.
+pub const NO_MATCH: &str = "NO_MATCH";
+
+/// An error that stops a check (as opposed to a CEL error, which only fails a condition).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// A policy refers to a schema the store does not have.
+    #[error("failed to validate input: schema {0:?} not found")]
+    SchemaNotFound(String),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outcome {
+    NoMatch,
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, Debug)]
+struct EffectInfo {
+    outcome: Outcome,
+    policy: Arc<str>,
+    scope: Arc<str>,
+}
+
+/// A rule-table row matched by a query, or one synthesised from a role policy.
+enum Binding<'a> {
+    Row(&'a Row),
+    /// A role policy exists in the scope but allows nothing matching the action.
+    RoleNoMatch(Arc<str>),
+    /// A role policy rule that allows the action (if its condition holds).
+    RoleRule(&'a Row),
+}
+
+fn policy_key(kind: &str, name: &str, version: &str, scope: &str) -> String {
+    if scope.is_empty() {
+        format!("{kind}.{name}.v{version}")
+    } else {
+        format!("{kind}.{name}.v{version}/{scope}")
+    }
+}
+
+/// Parent scopes of `scope`, nearest first, ending with the root `""`.
+fn scope_parents(scope: &str) -> impl Iterator<Item = &str> {
+    let mut cur = Some(scope);
+    std::iter::from_fn(move || {
+        let s = cur?;
+        if s.is_empty() {
+            cur = None;
+            return None;
+        }
+        let parent = match s.rfind('.') {
+            Some(i) => &s[..i],
+            None => "",
+        };
+        cur = Some(parent);
+        Some(parent)
+    })
+}
+
+/// Scopes with policies of this kind, most specific first, and the first one's policy key.
+fn all_scopes<'s>(
+    existing: &HashSet<Arc<str>>,
+    kind: &str,
+    name: &str,
+    version: &str,
+    scope: &'s str,
+    lenient: bool,
+) -> (Vec<&'s str>, Option<String>) {
+    let mut scopes = Vec::new();
+    let mut key = None;
+    if existing.contains(scope) {
+        key = Some(policy_key(kind, name, version, scope));
+        scopes.push(scope);
+    } else if !lenient {
+        return (scopes, None);
+    }
+    for s in scope_parents(scope) {
+        if existing.contains(s) {
+            scopes.push(s);
+            if key.is_none() {
+                key = Some(policy_key(kind, name, version, s));
+            }
+        }
+    }
+    (scopes, key)
+}
+
+fn string_list<'a>(items: impl Iterator<Item = &'a str>) -> Value {
+    Value::list(items.map(Value::from).collect())
+}
+
+fn str_key(s: &str) -> Key {
+    Key::String(Arc::from(s))
+}
+
+/// Builds the `request`, `P` and `R` values once per check.
+fn request_values(input: &CheckInput) -> (Value, Value, Value) {
+    let p = &input.principal;
+    let mut pm = MapValue::with_capacity(7);
+    pm.insert(str_key("id"), Value::from(p.id.as_str()));
+    pm.insert(
+        str_key("roles"),
+        string_list(p.roles.iter().map(|r| &**r)),
+    );
+    pm.insert(str_key("attr"), Value::Map(p.attr.clone()));
+    pm.insert(str_key("policyVersion"), Value::from(p.policy_version.as_str()));
+    pm.insert(str_key("policy_version"), Value::from(p.policy_version.as_str()));
+    pm.insert(str_key("scope"), Value::from(p.scope.as_str()));
+    let principal = Value::map(pm);
+
+    let r = &input.resource;
+    let mut rm = MapValue::with_capacity(7);
+    rm.insert(str_key("kind"), Value::from(r.kind.as_str()));
+    rm.insert(str_key("id"), Value::from(r.id.as_str()));
+    rm.insert(str_key("attr"), Value::Map(r.attr.clone()));
+    rm.insert(str_key("policyVersion"), Value::from(r.policy_version.as_str()));
+    rm.insert(str_key("policy_version"), Value::from(r.policy_version.as_str()));
+    rm.insert(str_key("scope"), Value::from(r.scope.as_str()));
+    let resource = Value::map(rm);
+
+    let mut aux = MapValue::with_capacity(1);
+    aux.insert(str_key("jwt"), input.aux_data.jwt.clone());
+    let aux = Value::map(aux);
+    let mut req = MapValue::with_capacity(4);
+    req.insert(str_key("principal"), principal.clone());
+    req.insert(str_key("resource"), resource.clone());
+    req.insert(str_key("auxData"), aux.clone());
+    req.insert(str_key("aux_data"), aux);
+    (Value::map(req), principal, resource)
+}
+
+fn runtime_value(effective: &[Arc<str>]) -> Value {
+    let mut sorted: Vec<&str> = effective.iter().map(|s| &**s).collect();
+    sorted.sort_unstable();
+    let list = string_list(sorted.into_iter());
+    let mut m = MapValue::with_capacity(2);
+    m.insert(str_key("effectiveDerivedRoles"), list.clone());
+    m.insert(str_key("effective_derived_roles"), list);
+    Value::map(m)
+}
+
+/// Per-check evaluation state.
+struct Evaluation<'a> {
+    host: [Value; HOST_SLOTS],
+    now: Timestamp,
+    errors: Vec<EvaluationError>,
+    /// Cached condition results by evaluation key.
+    cache: Vec<(u32, bool)>,
+    trace: Option<&'a mut Trace>,
+}
+
+impl Evaluation<'_> {
+    fn activation(&self) -> Activation<'_> {
+        Activation::new(&self.host, self.now)
+    }
+
+    fn eval_expr(&mut self, e: &CompiledExpr) -> bool {
+        let result = e.program.eval(&self.activation());
+        match result {
+            Ok(Value::Bool(b)) => {
+                if let Some(t) = self.trace.as_deref_mut() {
+                    t.push(TraceEvent::Expr {
+                        expr: e.source.to_string(),
+                        result: Ok(b),
+                    });
+                }
+                b
+            }
+            Ok(other) => {
+                if let Some(t) = self.trace.as_deref_mut() {
+                    t.push(TraceEvent::Expr {
+                        expr: e.source.to_string(),
+                        result: Err(format!("not a bool: {}", other.type_name())),
+                    });
+                }
+                false
+            }
+            Err(err) => {
+                if let Some(t) = self.trace.as_deref_mut() {
+                    t.push(TraceEvent::Expr {
+                        expr: e.source.to_string(),
+                        result: Err(err.message().to_string()),
+                    });
+                }
+                self.errors.push(EvaluationError {
+                    expression: e.source.to_string(),
+                    message: err.message().to_string(),
+                });
+                false
+            }
+        }
+    }
+
+    fn satisfies(&mut self, c: &Condition) -> bool {
+        match c {
+            Condition::Expr(e) => self.eval_expr(e),
+            Condition::All(items) => items.iter().all(|i| self.satisfies(i)),
+            Condition::Any(items) => items.iter().any(|i| self.satisfies(i)),
+            Condition::None(items) => !items.iter().any(|i| self.satisfies(i)),
+        }
+    }
+
+    fn satisfies_opt(&mut self, c: Option<&Condition>) -> bool {
+        c.is_none_or(|c| self.satisfies(c))
+    }
+
+    fn output(&mut self, e: &CompiledExpr, src: &str, action: &str) -> OutputEntry {
+        let value = match e.program.eval(&self.activation()) {
+            Ok(v) => Ok(to_json(&v)),
+            Err(err) => Err(err.message().to_string()),
+        };
+        OutputEntry {
+            src: src.to_string(),
+            action: action.to_string(),
+            value,
+        }
+    }
+
+    fn cached(&self, key: u32) -> Option<bool> {
+        self.cache.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+/// Runs a check against a compiled policy set.
+pub(crate) fn check(
+    set: &CompiledPolicySet,
+    cfg: &EngineConfig,
+    input: &CheckInput,
+    now: Timestamp,
+    trace: Option<&mut Trace>,
+) -> Result<CheckOutput, CheckError> {
+    let mut actions: Vec<&str> = Vec::with_capacity(input.actions.len());
+    for a in &input.actions {
+        if !actions.contains(&a.as_str()) {
+            actions.push(a);
+        }
+    }
+    let mut effects: Vec<Option<EffectInfo>> = vec![None; actions.len()];
+    let mut out = CheckOutput {
+        request_id: input.request_id.clone(),
+        resource_id: input.resource.id.clone(),
+        ..Default::default()
+    };
+
+    let principal_scope = if input.principal.scope.is_empty() {
+        cfg.default_scope.as_str()
+    } else {
+        input.principal.scope.as_str()
+    };
+    let resource_scope = if input.resource.scope.is_empty() {
+        cfg.default_scope.as_str()
+    } else {
+        input.resource.scope.as_str()
+    };
+    let principal_version = if input.principal.policy_version.is_empty() {
+        cfg.default_policy_version.as_str()
+    } else {
+        input.principal.policy_version.as_str()
+    };
+    let resource_version = if input.resource.policy_version.is_empty() {
+        cfg.default_policy_version.as_str()
+    } else {
+        input.resource.policy_version.as_str()
+    };
+    let kind = input.resource.kind.as_str();
+
+    let (principal_scopes, principal_key) = all_scopes(
+        &set.principal_scopes,
+        "principal",
+        &input.principal.id,
+        principal_version,
+        principal_scope,
+        cfg.lenient_scope_search,
+    );
+    let (resource_scopes, resource_key) = all_scopes(
+        &set.resource_scopes,
+        "resource",
+        kind,
+        resource_version,
+        resource_scope,
+        cfg.lenient_scope_search,
+    );
+
+    let mut ev = Evaluation {
+        host: Default::default(),
+        now,
+        errors: Vec::new(),
+        cache: Vec::new(),
+        trace,
+    };
+
+    let finish = |effects: Vec<Option<EffectInfo>>, mut out: CheckOutput, edr: Vec<Arc<str>>, errors| {
+        out.actions = actions
+            .iter()
+            .zip(effects)
+            .map(|(a, e)| match e {
+                Some(EffectInfo {
+                    outcome: Outcome::Allow,
+                    policy,
+                    scope,
+                }) => ActionEffect {
+                    action: a.to_string(),
+                    effect: Effect::Allow,
+                    policy: policy.to_string(),
+                    scope: scope.to_string(),
+                },
+                Some(EffectInfo { policy, scope, .. }) => ActionEffect {
+                    action: a.to_string(),
+                    effect: Effect::Deny,
+                    policy: policy.to_string(),
+                    scope: scope.to_string(),
+                },
+                None => ActionEffect {
+                    action: a.to_string(),
+                    effect: Effect::Deny,
+                    policy: NO_MATCH.to_string(),
+                    scope: String::new(),
+                },
+            })
+            .collect();
+        out.effective_derived_roles = edr.iter().map(|s| s.to_string()).collect();
+        out.evaluation_errors = errors;
+        out
+    };
+
+    if principal_scopes.is_empty() && resource_scopes.is_empty() {
+        if let Some(t) = ev.trace.as_deref_mut() {
+            t.push(TraceEvent::NoPolicies {
+                principal_scope: principal_scope.to_string(),
+                resource_scope: resource_scope.to_string(),
+            });
+        }
+        return Ok(finish(effects, out, Vec::new(), ev.errors));
+    }
+
+    // Schema validation against the schemas of the first resource policy in scope.
+    if cfg.schema_enforcement != SchemaEnforcement::None {
+        if let Some(schemas) = resource_key.as_ref().and_then(|k| set.schemas.get(k)) {
+            let checks = [
+                (&schemas.principal, &input.principal.attr, ValidationSource::Principal),
+                (&schemas.resource, &input.resource.attr, ValidationSource::Resource),
+            ];
+            for (sref, attr, source) in checks {
+                let Some(sref) = sref else { continue };
+                let ignored = !sref.ignore_actions.is_empty()
+                    && actions
+                        .iter()
+                        .all(|a| sref.ignore_actions.iter().any(|g| g.matches(a)));
+                if ignored {
+                    continue;
+                }
+                let schema = set
+                    .schema_store
+                    .get(&sref.url)
+                    .ok_or_else(|| CheckError::SchemaNotFound(sref.url.to_string()))?;
+                for v in schema.validate(&Value::Map(attr.clone())) {
+                    out.validation_errors.push(ValidationError {
+                        path: v.path,
+                        message: v.message,
+                        source,
+                    });
+                }
+            }
+            if !out.validation_errors.is_empty() && cfg.schema_enforcement == SchemaEnforcement::Reject {
+                let policy: Arc<str> = Arc::from(resource_key.as_deref().unwrap_or(NO_MATCH));
+                for e in effects.iter_mut() {
+                    *e = Some(EffectInfo {
+                        outcome: Outcome::Deny,
+                        policy: policy.clone(),
+                        scope: Arc::from(""),
+                    });
+                }
+                return Ok(finish(effects, out, Vec::new(), ev.errors));
+            }
+        }
+    }
+
+    let (request, principal, resource) = request_values(input);
+    ev.host[SLOT_REQUEST as usize] = request;
+    ev.host[SLOT_PRINCIPAL as usize] = principal;
+    ev.host[SLOT_RESOURCE as usize] = resource;
+    ev.host[SLOT_GLOBALS as usize] = Value::Map(cfg.globals.clone());
+    ev.host[SLOT_RUNTIME as usize] = runtime_value(&[]);
+
+    let scoped_principal_exists = principal_scopes.iter().any(|s| {
+        set.scope_rows(principal_version, s)
+            .is_some_and(|r| r.has_principal)
+    });
+    let scoped_resource_exists = resource_scopes.iter().any(|s| {
+        set.scope_rows(resource_version, s).is_some_and(|r| {
+            r.resource
+                .iter()
+                .chain(r.role.iter())
+                .any(|&i| set.rows[i as usize].resource.matches(kind))
+        })
+    });
+    if !scoped_principal_exists && !scoped_resource_exists {
+        return Ok(finish(effects, out, Vec::new(), ev.errors));
+    }
+
+    let including_parent_roles = set.with_parent_roles(resource_scope, &input.principal.roles);
+    let principal_key: Arc<str> = Arc::from(principal_key.unwrap_or_default());
+    let resource_key: Arc<str> = Arc::from(resource_key.unwrap_or_default());
+    let no_match: Arc<str> = Arc::from(NO_MATCH);
+    let mut processed_scopes: Vec<&str> = Vec::new();
+    let mut effective_derived_roles: Vec<Arc<str>> = Vec::new();
+    let mut bindings: Vec<Binding> = Vec::new();
+
+    for (ai, action) in actions.iter().enumerate() {
+        let mut action_effect = EffectInfo {
+            outcome: Outcome::NoMatch,
+            policy: no_match.clone(),
+            scope: Arc::from(""),
+        };
+        for kind_pass in [RowKind::Principal, RowKind::Resource] {
+            let (main_key, scopes, exists) = match kind_pass {
+                RowKind::Principal => (&principal_key, &principal_scopes, scoped_principal_exists),
+                RowKind::Resource => (&resource_key, &resource_scopes, scoped_resource_exists),
+            };
+            action_effect.outcome = Outcome::NoMatch;
+            for (ri, role) in input.principal.roles.iter().enumerate() {
+                // Principal rules apply to every role: one pass covers them all.
+                if ri > 0 && kind_pass == RowKind::Principal {
+                    break;
+                }
+                let mut has_allow = false;
+                let mut role_effect = EffectInfo {
+                    outcome: Outcome::NoMatch,
+                    policy: if exists { main_key.clone() } else { no_match.clone() },
+                    scope: Arc::from(""),
+                };
+                let parent_roles = set.with_parent_roles(resource_scope, std::slice::from_ref(role));
+                'scopes: for scope in scopes.iter() {
+                    if kind_pass == RowKind::Resource && !processed_scopes.contains(scope) {
+                        let scope_edr = activate_derived_roles(
+                            set,
+                            &mut ev,
+                            &policy_key("resource", kind, resource_version, scope),
+                            &including_parent_roles,
+                            &mut effective_derived_roles,
+                        );
+                        ev.host[SLOT_RUNTIME as usize] = runtime_value(&scope_edr);
+                        processed_scopes.push(scope);
+                    }
+                    if role_effect.outcome != Outcome::NoMatch {
+                        break;
+                    }
+                    if let Some(t) = ev.trace.as_deref_mut() {
+                        t.push(TraceEvent::Scope {
+                            action: action.to_string(),
+                            kind: kind_pass,
+                            role: role.to_string(),
+                            scope: scope.to_string(),
+                        });
+                    }
+                    query(
+                        set,
+                        resource_version,
+                        kind,
+                        scope,
+                        action,
+                        &parent_roles,
+                        kind_pass,
+                        &input.principal.id,
+                        &mut bindings,
+                    );
+                    for b in bindings.drain(..) {
+                        match b {
+                            Binding::RoleNoMatch(policy) => {
+                                if let Some(t) = ev.trace.as_deref_mut() {
+                                    t.push(TraceEvent::RoleNoMatch {
+                                        action: action.to_string(),
+                                        policy: policy.to_string(),
+                                    });
+                                }
+                                role_effect = EffectInfo {
+                                    outcome: Outcome::Deny,
+                                    policy,
+                                    scope: Arc::from(*scope),
+                                };
+                                break 'scopes;
+                            }
+                            Binding::RoleRule(row) => {
+                                let allowed = match ev.cached(row.evaluation_key) {
+                                    Some(v) => v,
+                                    None => {
+                                        let v = ev.satisfies_opt(row.condition.as_deref());
+                                        ev.cache.push((row.evaluation_key, v));
+                                        v
+                                    }
+                                };
+                                emit_output(&mut ev, &mut out, row, action, allowed);
+                                if let Some(t) = ev.trace.as_deref_mut() {
+                                    t.push(TraceEvent::Rule {
+                                        action: action.to_string(),
+                                        policy: row.policy_key.to_string(),
+                                        rule: row.name.to_string(),
+                                        effect: if allowed { Effect::Allow } else { Effect::Deny },
+                                        matched: true,
+                                        note: if allowed {
+                                            "role policy allows the action"
+                                        } else {
+                                            "role policy condition not met: denied"
+                                        },
+                                    });
+                                }
+                                if !allowed {
+                                    role_effect = EffectInfo {
+                                        outcome: Outcome::Deny,
+                                        policy: row.policy_key.clone(),
+                                        scope: Arc::from(*scope),
+                                    };
+                                    break 'scopes;
+                                }
+                            }
+                            Binding::Row(row) => {
+                                let satisfied = match ev.cached(row.evaluation_key) {
+                                    Some(v) => v,
+                                    None => {
+                                        let dr_ok = match &row.derived_role {
+                                            Some(dr) => ev.satisfies_opt(dr.condition.as_deref()),
+                                            None => true,
+                                        };
+                                        let v = dr_ok && ev.satisfies_opt(row.condition.as_deref());
+                                        ev.cache.push((row.evaluation_key, v));
+                                        v
+                                    }
+                                };
+                                emit_output(&mut ev, &mut out, row, action, satisfied);
+                                if let Some(t) = ev.trace.as_deref_mut() {
+                                    t.push(TraceEvent::Rule {
+                                        action: action.to_string(),
+                                        policy: row.policy_key.to_string(),
+                                        rule: row.name.to_string(),
+                                        effect: row.effect,
+                                        matched: satisfied,
+                                        note: if satisfied { "condition satisfied" } else { "condition not satisfied" },
+                                    });
+                                }
+                                if satisfied {
+                                    match row.effect {
+                                        Effect::Allow => has_allow = true,
+                                        Effect::Deny => {
+                                            role_effect.outcome = Outcome::Deny;
+                                            role_effect.scope = Arc::from(*scope);
+                                            break 'scopes;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if has_allow {
+                        match set.scope_permissions.get(*scope).copied().unwrap_or_default() {
+                            ScopePermissions::RequireParentalConsentForAllows => has_allow = false,
+                            ScopePermissions::OverrideParent => {
+                                role_effect.outcome = Outcome::Allow;
+                                role_effect.scope = Arc::from(*scope);
+                                break 'scopes;
+                            }
+                            ScopePermissions::Unspecified => {}
+                        }
+                    }
+                }
+                if action_effect.outcome == Outcome::NoMatch {
+                    action_effect = role_effect.clone();
+                }
+                if role_effect.outcome == Outcome::Allow {
+                    action_effect = role_effect;
+                    break;
+                }
+            }
+            if action_effect.outcome != Outcome::NoMatch {
+                break;
+            }
+        }
+        if let Some(t) = ev.trace.as_deref_mut() {
+            t.push(TraceEvent::Decision {
+                action: action.to_string(),
+                effect: if action_effect.outcome == Outcome::Allow { Effect::Allow } else { Effect::Deny },
+                policy: action_effect.policy.to_string(),
+                scope: action_effect.scope.to_string(),
+            });
+        }
+        if action_effect.outcome == Outcome::NoMatch {
+            action_effect.outcome = Outcome::Deny;
+        }
+        effects[ai] = Some(action_effect);
+    }
+    let errors = std::mem::take(&mut ev.errors);
+    Ok(finish(effects, out, effective_derived_roles, errors))
+}
+
+fn emit_output(ev: &mut Evaluation, out: &mut CheckOutput, row: &Row, action: &str, satisfied: bool) {
+    let Some(o) = &row.output else { return };
+    let expr = if satisfied { &o.rule_activated } else { &o.condition_not_met };
+    if let Some(e) = expr {
+        let entry = ev.output(e, &row.output_src, action);
+        out.outputs.push(entry);
+    }
+}
+
+/// Evaluates the derived roles imported by the resource policy `key`, returning the
+/// ones active for this scope and adding them to `all`.
+fn activate_derived_roles(
+    set: &CompiledPolicySet,
+    ev: &mut Evaluation,
+    key: &str,
+    including_parent_roles: &[Arc<str>],
+    all: &mut Vec<Arc<str>>,
+) -> Vec<Arc<str>> {
+    let mut active = Vec::new();
+    let Some(drs) = set.derived_roles.get(key) else {
+        return active;
+    };
+    for dr in drs {
+        let applies = dr
+            .parent_roles
+            .iter()
+            .any(|p| including_parent_roles.iter().any(|r| r == p));
+        if !applies {
+            continue;
+        }
+        let ok = ev.satisfies_opt(dr.condition.as_deref());
+        if let Some(t) = ev.trace.as_deref_mut() {
+            t.push(TraceEvent::DerivedRole {
+                name: dr.name.to_string(),
+                policy: key.to_string(),
+                active: ok,
+            });
+        }
+        if ok {
+            active.push(dr.name.clone());
+            if !all.contains(&dr.name) {
+                all.push(dr.name.clone());
+            }
+        }
+    }
+    active
+}
+
+/// Finds the bindings for one (scope, action, roles) in a policy kind.
+#[allow(clippy::too_many_arguments)]
+fn query<'a>(
+    set: &'a CompiledPolicySet,
+    version: &str,
+    kind: &str,
+    scope: &str,
+    action: &str,
+    roles: &[Arc<str>],
+    pass: RowKind,
+    principal_id: &str,
+    out: &mut Vec<Binding<'a>>,
+) {
+    let Some(rows) = set.scope_rows(version, scope) else {
+        return;
+    };
+    match pass {
+        RowKind::Principal => {
+            if let Some(ids) = rows.principal.get(principal_id) {
+                for &i in ids {
+                    let row = &set.rows[i as usize];
+                    if row.resource.matches(kind) && row.matches_action(action) {
+                        out.push(Binding::Row(row));
+                    }
+                }
+            }
+        }
+        RowKind::Resource => {
+            // Role policies: an exhaustive allow-list per role in this scope.
+            if !rows.role.is_empty() {
+                for role in roles {
+                    let mut has_policy = false;
+                    let mut matched = false;
+                    for &i in &rows.role {
+                        let row = &set.rows[i as usize];
+                        if row.role.literal() != Some(&**role) {
+                            continue;
+                        }
+                        has_policy = true;
+                        if row.resource.matches(kind) && row.matches_action(action) {
+                            matched = true;
+                            out.push(Binding::RoleRule(row));
+                        }
+                    }
+                    if has_policy && !matched {
+                        out.push(Binding::RoleNoMatch(Arc::from(policy_key(
+                            "role", role, version, scope,
+                        ))));
+                    }
+                }
+            }
+            for &i in &rows.resource {
+                let row = &set.rows[i as usize];
+                if row.resource.matches(kind)
+                    && matches!(&row.actions, ActionSet::Action(g) if g.matches(action))
+                    && roles.iter().any(|r| row.role.matches(r))
+                {
+                    out.push(Binding::Row(row));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_parents_walk_to_root() {
+        let v: Vec<&str> = scope_parents("a.b.c").collect();
+        assert_eq!(v, vec!["a.b", "a", ""]);
+        assert_eq!(scope_parents("").count(), 0);
+        let v: Vec<&str> = scope_parents("a").collect();
+        assert_eq!(v, vec![""]);
+    }
+}

@@ -1,0 +1,221 @@
+//! The compiled form of a policy store: rule rows indexed by version and scope,
+//! with every CEL expression already parsed and resolved. The engine reads only
+//! these types.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::glob::Glob;
+use super::schema::SchemaStore;
+use super::span::Span;
+use crate::cel::Program;
+
+/// Activation slot of `request`.
+pub(crate) const SLOT_REQUEST: u16 = 0;
+/// Activation slot of `P` (`request.principal`).
+pub(crate) const SLOT_PRINCIPAL: u16 = 1;
+/// Activation slot of `R` (`request.resource`).
+pub(crate) const SLOT_RESOURCE: u16 = 2;
+/// Activation slot of `G` / `globals`.
+pub(crate) const SLOT_GLOBALS: u16 = 3;
+/// Activation slot of `runtime`.
+pub(crate) const SLOT_RUNTIME: u16 = 4;
+/// Number of host slots.
+pub(crate) const HOST_SLOTS: usize = 5;
+
+/// A rule's effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Allow the action.
+    Allow,
+    /// Deny the action.
+    Deny,
+}
+
+/// How a scoped policy combines with its parent scopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ScopePermissions {
+    /// Not set (role policies).
+    #[default]
+    Unspecified,
+    /// The most specific decision wins (the default for resource and principal policies).
+    OverrideParent,
+    /// An allow must also be granted by a parent scope.
+    RequireParentalConsentForAllows,
+}
+
+/// Which kind of policy a row came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum RowKind {
+    Principal,
+    Resource,
+}
+
+/// A compiled CEL expression with its source, for traces and errors.
+#[derive(Clone, Debug)]
+pub(crate) struct CompiledExpr {
+    pub program: Program,
+    pub source: Arc<str>,
+    pub span: Span,
+}
+
+/// A compiled `match` block.
+#[derive(Clone, Debug)]
+pub(crate) enum Condition {
+    Expr(CompiledExpr),
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    None(Vec<Condition>),
+}
+
+/// A rule's outputs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CompiledOutput {
+    pub rule_activated: Option<CompiledExpr>,
+    pub condition_not_met: Option<CompiledExpr>,
+}
+
+/// A derived role as imported by a resource policy.
+#[derive(Clone, Debug)]
+pub(crate) struct DerivedRole {
+    pub name: Arc<str>,
+    pub parent_roles: Vec<Arc<str>>,
+    pub condition: Option<Arc<Condition>>,
+}
+
+/// What actions a row covers.
+#[derive(Clone, Debug)]
+pub(crate) enum ActionSet {
+    /// A resource or principal rule: one action pattern.
+    Action(Glob),
+    /// A role policy rule: the actions it allows (everything else is denied).
+    AllowActions(Vec<Glob>),
+}
+
+/// One row of the rule table: a (rule, role, action) combination.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub kind: RowKind,
+    /// Policy key of the origin, e.g. `resource.leave_request.vdefault/acme`.
+    pub policy_key: Arc<str>,
+    pub resource: Glob,
+    pub role: Glob,
+    pub actions: ActionSet,
+    pub condition: Option<Arc<Condition>>,
+    pub derived_role: Option<Arc<DerivedRole>>,
+    pub effect: Effect,
+    pub scope: Arc<str>,
+    pub principal: Option<Arc<str>>,
+    pub output: Option<Arc<CompiledOutput>>,
+    /// `policy_key#rule_name`, the `src` of outputs.
+    pub output_src: Arc<str>,
+    /// Rule name (generated as `rule-NNN` when absent).
+    pub name: Arc<str>,
+    /// Identifies the (rule, derived role) combination whose condition result can be reused.
+    pub evaluation_key: u32,
+    pub span: Span,
+}
+
+impl Row {
+    /// Whether this row's action pattern matches.
+    pub fn matches_action(&self, action: &str) -> bool {
+        match &self.actions {
+            ActionSet::Action(g) => g.matches(action),
+            ActionSet::AllowActions(gs) => gs.iter().any(|g| g.matches(action)),
+        }
+    }
+}
+
+/// Schema references of a resource policy.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PolicySchemas {
+    pub principal: Option<SchemaRef>,
+    pub resource: Option<SchemaRef>,
+}
+
+/// One schema reference with its `ignoreWhen.actions`.
+#[derive(Clone, Debug)]
+pub(crate) struct SchemaRef {
+    pub url: Arc<str>,
+    pub ignore_actions: Vec<Glob>,
+}
+
+/// The rows of one (version, scope) pair.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ScopeRows {
+    /// Principal policy rows by principal id.
+    pub principal: HashMap<Arc<str>, Vec<u32>>,
+    /// Resource policy rows (in policy order).
+    pub resource: Vec<u32>,
+    /// Role policy rows.
+    pub role: Vec<u32>,
+    /// Whether any principal policy exists here.
+    pub has_principal: bool,
+}
+
+/// The policy kinds, for counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyCounts {
+    /// Resource policies.
+    pub resource: usize,
+    /// Principal policies.
+    pub principal: usize,
+    /// Role policies.
+    pub role: usize,
+    /// Derived roles sets.
+    pub derived_roles: usize,
+    /// Exported variables.
+    pub export_variables: usize,
+    /// Exported constants.
+    pub export_constants: usize,
+}
+
+/// A compiled, immutable policy set: what the engine evaluates.
+#[derive(Debug, Default)]
+pub struct CompiledPolicySet {
+    pub(crate) rows: Vec<Row>,
+    /// Rows indexed by version, then scope.
+    pub(crate) index: HashMap<Arc<str>, HashMap<Arc<str>, ScopeRows>>,
+    pub(crate) principal_scopes: HashSet<Arc<str>>,
+    pub(crate) resource_scopes: HashSet<Arc<str>>,
+    pub(crate) scope_permissions: HashMap<Arc<str>, ScopePermissions>,
+    /// scope -> role -> all (transitive) parent roles, from role policies.
+    pub(crate) parent_roles: HashMap<Arc<str>, HashMap<Arc<str>, Vec<Arc<str>>>>,
+    /// Resource policy key -> derived roles it imports.
+    pub(crate) derived_roles: HashMap<String, Vec<Arc<DerivedRole>>>,
+    /// Resource policy key -> schemas.
+    pub(crate) schemas: HashMap<String, PolicySchemas>,
+    pub(crate) schema_store: Arc<SchemaStore>,
+    pub(crate) counts: PolicyCounts,
+    pub(crate) evaluation_keys: u32,
+}
+
+impl CompiledPolicySet {
+    /// How many policies of each kind were compiled.
+    pub fn counts(&self) -> PolicyCounts {
+        self.counts
+    }
+
+    /// Number of executable policies (resource, principal and role policies).
+    pub fn executable_policies(&self) -> usize {
+        self.counts.resource + self.counts.principal + self.counts.role
+    }
+
+    /// The rows of a (version, scope), if any.
+    pub(crate) fn scope_rows(&self, version: &str, scope: &str) -> Option<&ScopeRows> {
+        self.index.get(version)?.get(scope)
+    }
+
+    /// A role with its parent roles (transitively), as defined by role policies at `scope`.
+    pub(crate) fn with_parent_roles(&self, scope: &str, roles: &[Arc<str>]) -> Vec<Arc<str>> {
+        let mut out: Vec<Arc<str>> = roles.to_vec();
+        if let Some(map) = self.parent_roles.get(scope) {
+            for r in roles {
+                if let Some(parents) = map.get(r) {
+                    out.extend(parents.iter().cloned());
+                }
+            }
+        }
+        out
+    }
+}

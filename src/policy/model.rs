@@ -1,0 +1,1729 @@
+//! The serde model of Cerbos policy files (`apiVersion: api.cerbos.dev/v1`).
+//!
+//! The types mirror the `cerbos.policy.v1` protobuf messages: field names follow the
+//! protojson names (`importDerivedRoles`), the proto names (`import_derived_roles`) are
+//! accepted as aliases, and unknown fields are rejected as Cerbos rejects them. Elements
+//! that errors can point at keep their [`Span`] (see [`super::span`] for which position).
+//!
+//! The model is produced by [`super::loader`], which also runs [`Policy`] validation: the
+//! checks Cerbos applies when it reads a policy (protovalidate rules of the proto and the
+//! store-index checks such as rules without roles or duplicate rule names). The compiler
+//! turns the model into the compiled form; nothing here evaluates anything.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::span::{Span, Spanned, deserialize_spanned, error_at};
+
+/// The only `apiVersion` Cerbos accepts.
+pub const API_VERSION: &str = "api.cerbos.dev/v1";
+
+/// The version a role policy gets when it does not declare one.
+pub const DEFAULT_VERSION: &str = "default";
+
+// === Policy ===
+
+/// One policy document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// `apiVersion`; always [`API_VERSION`] once validated.
+    pub api_version: String,
+    /// `$schema`, the optional JSON Schema reference of editors.
+    pub json_schema: String,
+    /// `disabled`: a disabled policy is loaded but not compiled.
+    pub disabled: bool,
+    /// `description`.
+    pub description: String,
+    /// `metadata`.
+    pub metadata: Option<Metadata>,
+    /// `variables`: the deprecated top-level variable definitions (name to CEL expression).
+    pub variables: Definitions<ExprText>,
+    /// The policy itself: exactly one of the policy keys.
+    pub kind: PolicyKind,
+    /// Where the document starts (its first key).
+    pub span: Span,
+}
+
+/// The policy carried by a document: which of the policy keys is present.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum PolicyKind {
+    /// `resourcePolicy`.
+    Resource(ResourcePolicy),
+    /// `principalPolicy`.
+    Principal(PrincipalPolicy),
+    /// `rolePolicy`.
+    Role(RolePolicy),
+    /// `derivedRoles`.
+    DerivedRoles(DerivedRoles),
+    /// `exportVariables`.
+    ExportVariables(ExportVariables),
+    /// `exportConstants`.
+    ExportConstants(ExportConstants),
+}
+
+impl PolicyKind {
+    /// The document key of this kind, e.g. `resourcePolicy`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Resource(_) => "resourcePolicy",
+            Self::Principal(_) => "principalPolicy",
+            Self::Role(_) => "rolePolicy",
+            Self::DerivedRoles(_) => "derivedRoles",
+            Self::ExportVariables(_) => "exportVariables",
+            Self::ExportConstants(_) => "exportConstants",
+        }
+    }
+}
+
+impl Policy {
+    /// Cerbos's fully qualified policy id, e.g. `cerbos.resource.leave_request.v20210210/acme.hr`
+    /// (the scope suffix only when the scope is not empty), `cerbos.derived_roles.common_roles`.
+    pub fn fqn(&self) -> String {
+        fn scoped(kind: &str, name: &str, version: &str, scope: &str) -> String {
+            if scope.is_empty() {
+                format!("cerbos.{kind}.{name}.v{version}")
+            } else {
+                format!("cerbos.{kind}.{name}.v{version}/{scope}")
+            }
+        }
+        match &self.kind {
+            PolicyKind::Resource(p) => scoped("resource", &p.resource, &p.version, &p.scope),
+            PolicyKind::Principal(p) => scoped("principal", &p.principal, &p.version, &p.scope),
+            PolicyKind::Role(p) => scoped("role", &p.role, &p.version, &p.scope),
+            PolicyKind::DerivedRoles(p) => format!("cerbos.derived_roles.{}", p.name),
+            PolicyKind::ExportVariables(p) => format!("cerbos.export_variables.{}", p.name),
+            PolicyKind::ExportConstants(p) => format!("cerbos.export_constants.{}", p.name),
+        }
+    }
+
+    /// Whether the policy makes decisions by itself (resource, principal and role policies),
+    /// as opposed to the definitions that those policies import.
+    pub fn is_executable(&self) -> bool {
+        matches!(
+            self.kind,
+            PolicyKind::Resource(_) | PolicyKind::Principal(_) | PolicyKind::Role(_)
+        )
+    }
+}
+
+/// The document as read, before the policy key has been checked. The loader uses it to
+/// report a missing policy key as a validation error; [`Policy`]'s own `Deserialize`
+/// reports it as a deserialization error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub(crate) struct RawPolicy {
+    #[serde(rename = "$span")]
+    span: Span,
+    #[serde(rename = "$schema", alias = "json_schema")]
+    json_schema: String,
+    #[serde(alias = "api_version")]
+    api_version: String,
+    disabled: bool,
+    description: String,
+    metadata: Option<Metadata>,
+    variables: Definitions<ExprText>,
+    #[serde(alias = "resource_policy")]
+    resource_policy: Option<Spanned<ResourcePolicy>>,
+    #[serde(alias = "principal_policy")]
+    principal_policy: Option<Spanned<PrincipalPolicy>>,
+    #[serde(alias = "role_policy")]
+    role_policy: Option<Spanned<RolePolicy>>,
+    #[serde(alias = "derived_roles")]
+    derived_roles: Option<Spanned<DerivedRoles>>,
+    #[serde(alias = "export_variables")]
+    export_variables: Option<Spanned<ExportVariables>>,
+    #[serde(alias = "export_constants")]
+    export_constants: Option<Spanned<ExportConstants>>,
+}
+
+/// Why a document does not hold exactly one policy.
+#[derive(Debug)]
+pub(crate) enum PolicyKindError {
+    /// None of the policy keys is present (the document starts at the span).
+    Missing(Span),
+    /// A second policy key, at `second`; the first is at `first`.
+    Duplicate { first: Span, second: Span },
+}
+
+impl PolicyKindError {
+    /// The message Cerbos gives, and where.
+    pub(crate) fn describe(&self) -> (Span, String) {
+        match self {
+            Self::Missing(span) => (
+                span.clone(),
+                "policyType: exactly one field is required in oneof".to_owned(),
+            ),
+            Self::Duplicate { first, second } => (second.clone(), oneof_already_set(first)),
+        }
+    }
+}
+
+fn oneof_already_set(first: &Span) -> String {
+    format!(
+        "invalid value: oneof field is already set at [{}:{}]",
+        first.line, first.col
+    )
+}
+
+impl RawPolicy {
+    /// Checks that exactly one policy key is present and builds the policy.
+    pub(crate) fn into_policy(self) -> Result<Policy, PolicyKindError> {
+        let mut kinds: Vec<(Span, PolicyKind)> = Vec::with_capacity(1);
+        if let Some(p) = self.resource_policy {
+            kinds.push((p.span, PolicyKind::Resource(p.value)));
+        }
+        if let Some(p) = self.principal_policy {
+            kinds.push((p.span, PolicyKind::Principal(p.value)));
+        }
+        if let Some(p) = self.role_policy {
+            kinds.push((p.span, PolicyKind::Role(p.value)));
+        }
+        if let Some(p) = self.derived_roles {
+            kinds.push((p.span, PolicyKind::DerivedRoles(p.value)));
+        }
+        if let Some(p) = self.export_variables {
+            kinds.push((p.span, PolicyKind::ExportVariables(p.value)));
+        }
+        if let Some(p) = self.export_constants {
+            kinds.push((p.span, PolicyKind::ExportConstants(p.value)));
+        }
+        kinds.sort_by(|a, b| (a.0.line, a.0.col).cmp(&(b.0.line, b.0.col)));
+        let mut kinds = kinds.into_iter();
+        let Some((first, mut kind)) = kinds.next() else {
+            return Err(PolicyKindError::Missing(self.span));
+        };
+        if let Some((second, _)) = kinds.next() {
+            return Err(PolicyKindError::Duplicate { first, second });
+        }
+        if let PolicyKind::Role(rp) = &mut kind
+            && rp.version.is_empty()
+        {
+            rp.version = DEFAULT_VERSION.to_owned();
+            rp.version_defaulted = true;
+        }
+        Ok(Policy {
+            api_version: self.api_version,
+            json_schema: self.json_schema,
+            disabled: self.disabled,
+            description: self.description,
+            metadata: self.metadata,
+            variables: self.variables,
+            kind,
+            span: self.span,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Policy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawPolicy::deserialize(deserializer)?;
+        raw.into_policy().map_err(|e| {
+            let (span, message) = e.describe();
+            error_at(&span, message)
+        })
+    }
+}
+
+impl Serialize for Policy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if !self.json_schema.is_empty() {
+            map.serialize_entry("$schema", &self.json_schema)?;
+        }
+        map.serialize_entry("apiVersion", &self.api_version)?;
+        if self.disabled {
+            map.serialize_entry("disabled", &true)?;
+        }
+        if !self.description.is_empty() {
+            map.serialize_entry("description", &self.description)?;
+        }
+        if let Some(m) = &self.metadata {
+            map.serialize_entry("metadata", m)?;
+        }
+        if !self.variables.is_empty() {
+            map.serialize_entry("variables", &self.variables)?;
+        }
+        match &self.kind {
+            PolicyKind::Resource(p) => map.serialize_entry(self.kind.key(), p)?,
+            PolicyKind::Principal(p) => map.serialize_entry(self.kind.key(), p)?,
+            PolicyKind::Role(p) => map.serialize_entry(self.kind.key(), p)?,
+            PolicyKind::DerivedRoles(p) => map.serialize_entry(self.kind.key(), p)?,
+            PolicyKind::ExportVariables(p) => map.serialize_entry(self.kind.key(), p)?,
+            PolicyKind::ExportConstants(p) => map.serialize_entry(self.kind.key(), p)?,
+        }
+        map.end()
+    }
+}
+
+/// `metadata` of a policy.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Metadata {
+    /// `sourceFile`.
+    #[serde(alias = "source_file", skip_serializing_if = "String::is_empty")]
+    pub source_file: String,
+    /// `annotations`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// `hash`, written as a number or a decimal string.
+    #[serde(
+        deserialize_with = "de_opt_hash",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hash: Option<u64>,
+    /// `storeIdentifier`.
+    #[serde(alias = "store_identifier", skip_serializing_if = "String::is_empty")]
+    pub store_identifier: String,
+    /// `storeIdentifer`: the misspelt field Cerbos keeps for compatibility.
+    #[serde(alias = "store_identifer", skip_serializing_if = "String::is_empty")]
+    pub store_identifer: String,
+    /// `sourceAttributes`.
+    #[serde(alias = "source_attributes", skip_serializing_if = "Option::is_none")]
+    pub source_attributes: Option<SourceAttributes>,
+}
+
+/// `metadata.sourceAttributes`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceAttributes {
+    /// `attributes`: any JSON values.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+// === Resource policies ===
+
+/// `resourcePolicy`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ResourcePolicy {
+    /// `resource`: the resource kind.
+    pub resource: String,
+    /// `version`.
+    pub version: String,
+    /// `importDerivedRoles`: names of derived-roles sets, each with its position.
+    #[serde(alias = "import_derived_roles", skip_serializing_if = "Vec::is_empty")]
+    pub import_derived_roles: Vec<Spanned<String>>,
+    /// `rules`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<ResourceRule>,
+    /// `scope`, empty when unscoped.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// `schemas`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<Schemas>,
+    /// `variables`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variables: Option<Variables>,
+    /// `constants`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constants: Option<Constants>,
+    /// `scopePermissions`; `None` when unspecified.
+    #[serde(
+        alias = "scope_permissions",
+        deserialize_with = "de_scope_permissions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scope_permissions: Option<ScopePermissions>,
+}
+
+/// One rule of a resource policy.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceRule {
+    /// `actions`: action names or globs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// `derivedRoles`: names of imported derived roles, each with its position.
+    #[serde(
+        default,
+        alias = "derived_roles",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub derived_roles: Vec<Spanned<String>>,
+    /// `roles`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// `condition.match`.
+    #[serde(
+        default,
+        deserialize_with = "de_condition",
+        serialize_with = "ser_condition",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub condition: Option<Condition>,
+    /// `effect`.
+    pub effect: Effect,
+    /// `name`; `None` when absent or empty.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub name: Option<String>,
+    /// `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+    /// Where the rule is (the list item).
+    #[serde(rename = "$span", default, skip_serializing)]
+    pub span: Span,
+}
+
+/// `schemas` of a resource policy.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Schemas {
+    /// `principalSchema`.
+    #[serde(alias = "principal_schema", skip_serializing_if = "Option::is_none")]
+    pub principal_schema: Option<SchemaRef>,
+    /// `resourceSchema`.
+    #[serde(alias = "resource_schema", skip_serializing_if = "Option::is_none")]
+    pub resource_schema: Option<SchemaRef>,
+}
+
+/// A schema reference: `{ref: "cerbos:///principal.json", ignoreWhen: {actions: [...]}}`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", from = "RawSchemaRef")]
+pub struct SchemaRef {
+    /// `ref`: the schema URL.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `ignoreWhen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignore_when: Option<IgnoreWhen>,
+    /// Where `ref` is (its key), or the schema entry when `ref` is absent.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct RawSchemaRef {
+    #[serde(rename = "$span")]
+    span: Span,
+    #[serde(rename = "ref")]
+    reference: Option<Spanned<String>>,
+    #[serde(alias = "ignore_when")]
+    ignore_when: Option<IgnoreWhen>,
+}
+
+impl From<RawSchemaRef> for SchemaRef {
+    fn from(raw: RawSchemaRef) -> Self {
+        let (reference, span) = match raw.reference {
+            Some(r) => (r.value, r.span),
+            None => (String::new(), raw.span),
+        };
+        Self {
+            reference,
+            ignore_when: raw.ignore_when,
+            span,
+        }
+    }
+}
+
+/// `ignoreWhen` of a schema reference.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IgnoreWhen {
+    /// `actions` for which the schema is not checked.
+    pub actions: Vec<String>,
+}
+
+// === Principal policies ===
+
+/// `principalPolicy`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PrincipalPolicy {
+    /// `principal`: the principal id.
+    pub principal: String,
+    /// `version`.
+    pub version: String,
+    /// `rules`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<PrincipalRule>,
+    /// `scope`, empty when unscoped.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// `variables`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variables: Option<Variables>,
+    /// `constants`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constants: Option<Constants>,
+    /// `scopePermissions`; `None` when unspecified.
+    #[serde(
+        alias = "scope_permissions",
+        deserialize_with = "de_scope_permissions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scope_permissions: Option<ScopePermissions>,
+}
+
+/// A rule of a principal policy: the actions on one resource kind.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PrincipalRule {
+    /// `resource`: the resource kind or a glob.
+    pub resource: String,
+    /// `actions`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<PrincipalAction>,
+    /// Where the rule is (the list item).
+    #[serde(rename = "$span", skip_serializing)]
+    pub span: Span,
+}
+
+/// One action rule of a principal policy rule.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrincipalAction {
+    /// `action`: an action name or glob.
+    #[serde(default)]
+    pub action: String,
+    /// `condition.match`.
+    #[serde(
+        default,
+        deserialize_with = "de_condition",
+        serialize_with = "ser_condition",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub condition: Option<Condition>,
+    /// `effect`.
+    pub effect: Effect,
+    /// `name`; `None` when absent or empty.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub name: Option<String>,
+    /// `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+    /// Where the action rule is (the list item).
+    #[serde(rename = "$span", default, skip_serializing)]
+    pub span: Span,
+}
+
+// === Role policies ===
+
+/// `rolePolicy`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RolePolicy {
+    /// `role`: the role the policy defines.
+    pub role: String,
+    /// `parentRoles`: the roles whose permissions this role narrows.
+    #[serde(alias = "parent_roles", skip_serializing_if = "Vec::is_empty")]
+    pub parent_roles: Vec<String>,
+    /// `version`; [`DEFAULT_VERSION`] when the policy does not declare one.
+    pub version: String,
+    /// Whether `version` was absent and set to [`DEFAULT_VERSION`] (Cerbos warns about it).
+    #[serde(skip)]
+    pub version_defaulted: bool,
+    /// `scope`, empty when unscoped.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    /// `rules`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RoleRule>,
+    /// `variables`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variables: Option<Variables>,
+    /// `constants`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constants: Option<Constants>,
+    /// `scopePermissions`; `None` when unspecified.
+    #[serde(
+        alias = "scope_permissions",
+        deserialize_with = "de_scope_permissions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scope_permissions: Option<ScopePermissions>,
+}
+
+/// A rule of a role policy: the actions the role may perform on one resource kind.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RoleRule {
+    /// `resource`: the resource kind or a glob.
+    pub resource: String,
+    /// `allowActions`.
+    #[serde(alias = "allow_actions", skip_serializing_if = "Vec::is_empty")]
+    pub allow_actions: Vec<String>,
+    /// `condition.match`.
+    #[serde(
+        deserialize_with = "de_condition",
+        serialize_with = "ser_condition",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub condition: Option<Condition>,
+    /// `name`; `None` when absent or empty.
+    #[serde(deserialize_with = "de_opt_name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `output`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+    /// Where the rule is (the list item).
+    #[serde(rename = "$span", skip_serializing)]
+    pub span: Span,
+}
+
+// === Derived roles and exports ===
+
+/// `derivedRoles`: a named set of derived role definitions.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DerivedRoles {
+    /// `name`: what resource policies import.
+    pub name: String,
+    /// `definitions`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub definitions: Vec<RoleDef>,
+    /// `variables`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variables: Option<Variables>,
+    /// `constants`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constants: Option<Constants>,
+}
+
+/// One derived role: a name, the roles it derives from and an optional condition.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RoleDef {
+    /// `name`.
+    pub name: String,
+    /// `parentRoles`.
+    #[serde(alias = "parent_roles", skip_serializing_if = "Vec::is_empty")]
+    pub parent_roles: Vec<String>,
+    /// `condition.match`.
+    #[serde(
+        deserialize_with = "de_condition",
+        serialize_with = "ser_condition",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub condition: Option<Condition>,
+    /// Where the definition is (the list item).
+    #[serde(rename = "$span", skip_serializing)]
+    pub span: Span,
+}
+
+/// `exportVariables`: named variable definitions that policies import.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ExportVariables {
+    /// `name`.
+    pub name: String,
+    /// `definitions`: variable name to CEL expression, in file order.
+    #[serde(skip_serializing_if = "Definitions::is_empty")]
+    pub definitions: Definitions<ExprText>,
+}
+
+/// `exportConstants`: named constant definitions that policies import.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ExportConstants {
+    /// `name`.
+    pub name: String,
+    /// `definitions`: constant name to JSON value, in file order.
+    #[serde(skip_serializing_if = "Definitions::is_empty")]
+    pub definitions: Definitions<serde_json::Value>,
+}
+
+/// `variables` of a policy: imports and local definitions.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Variables {
+    /// `import`: names of `exportVariables` sets, each with its position.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub import: Vec<Spanned<String>>,
+    /// `local`: variable name to CEL expression, in file order.
+    #[serde(skip_serializing_if = "Definitions::is_empty")]
+    pub local: Definitions<ExprText>,
+}
+
+/// `constants` of a policy: imports and local definitions.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Constants {
+    /// `import`: names of `exportConstants` sets, each with its position.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub import: Vec<Spanned<String>>,
+    /// `local`: constant name to JSON value, in file order.
+    #[serde(skip_serializing_if = "Definitions::is_empty")]
+    pub local: Definitions<serde_json::Value>,
+}
+
+/// Where a definition of [`Definitions`] is written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DefinitionSpan {
+    /// The name (the map key).
+    pub name: Span,
+    /// The value; this is where Cerbos reports problems with the definition.
+    pub value: Span,
+}
+
+/// Named definitions (variables or constants) in file order.
+///
+/// Dereferences to a slice of `(name, value)` pairs; [`Definitions::spans`] holds the
+/// positions of each pair, index for index. A name written twice keeps the last value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definitions<T> {
+    entries: Vec<(String, T)>,
+    spans: Vec<DefinitionSpan>,
+}
+
+impl<T> Default for Definitions<T> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            spans: Vec::new(),
+        }
+    }
+}
+
+impl<T> Definitions<T> {
+    /// No definitions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a definition, replacing an earlier one with the same name.
+    pub fn insert(&mut self, name: String, value: T, span: DefinitionSpan) {
+        if let Some(i) = self.entries.iter().position(|(n, _)| *n == name) {
+            self.entries[i].1 = value;
+            self.spans[i] = span;
+        } else {
+            self.entries.push((name, value));
+            self.spans.push(span);
+        }
+    }
+
+    /// Whether there are no definitions.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The number of definitions.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The value defined for `name`.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The positions of the definitions, in the same order as the definitions.
+    pub fn spans(&self) -> &[DefinitionSpan] {
+        &self.spans
+    }
+
+    /// The definitions with their positions.
+    pub fn iter_spanned(&self) -> impl Iterator<Item = (&str, &T, &DefinitionSpan)> {
+        self.entries
+            .iter()
+            .zip(&self.spans)
+            .map(|((n, v), s)| (n.as_str(), v, s))
+    }
+}
+
+impl<T> Deref for Definitions<T> {
+    type Target = [(String, T)];
+
+    fn deref(&self) -> &[(String, T)] {
+        &self.entries
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Definitions<T> {
+    type Item = &'a (String, T);
+    type IntoIter = std::slice::Iter<'a, (String, T)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}
+
+impl<T> FromIterator<(String, T)> for Definitions<T> {
+    fn from_iter<I: IntoIterator<Item = (String, T)>>(iter: I) -> Self {
+        let mut out = Self::new();
+        for (name, value) in iter {
+            out.insert(name, value, DefinitionSpan::default());
+        }
+        out
+    }
+}
+
+impl<T: Serialize> Serialize for Definitions<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.entries.len()))?;
+        for (name, value) in &self.entries {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Definitions<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DefinitionsVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for DefinitionsVisitor<T> {
+            type Value = Definitions<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of definitions")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Definitions::new();
+                while let Some(name) = map.next_key::<Spanned<String>>()? {
+                    let value = map.next_value::<Spanned<T>>()?;
+                    let span = DefinitionSpan {
+                        name: name.span,
+                        value: value.span,
+                    };
+                    out.insert(name.value, value.value, span);
+                }
+                Ok(out)
+            }
+        }
+
+        deserializer.deserialize_map(DefinitionsVisitor(std::marker::PhantomData))
+    }
+}
+
+// === Conditions, expressions and outputs ===
+
+/// The text of a CEL expression and where it is written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ExprText {
+    /// The expression as written (block scalars keep their line breaks).
+    pub text: String,
+    /// Where Cerbos reports problems with the expression: the `expr:` key of a condition or
+    /// output, the value of a variable definition.
+    pub span: Span,
+    /// Where the expression text itself starts (for block scalars, the `|` or `>`).
+    pub value_span: Span,
+}
+
+impl ExprText {
+    /// An expression at a position.
+    pub fn new(text: impl Into<String>, span: Span) -> Self {
+        Self {
+            text: text.into(),
+            value_span: span.clone(),
+            span,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ExprText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (text, span, value_span) = deserialize_spanned::<D, String>(deserializer)?;
+        Ok(Self {
+            text,
+            span,
+            value_span,
+        })
+    }
+}
+
+impl Serialize for ExprText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+/// A rule condition: the `match` block of `condition: {match: ...}`.
+pub type Condition = Match;
+
+/// A `match` block: one expression, or `all`/`any`/`none` of nested blocks
+/// (written `{all: {of: [...]}}`).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Match {
+    /// `expr`: a CEL expression.
+    Expr(ExprText),
+    /// `all.of`: every block holds.
+    All(Vec<Match>),
+    /// `any.of`: at least one block holds.
+    Any(Vec<Match>),
+    /// `none.of`: no block holds.
+    None(Vec<Match>),
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMatch {
+    #[serde(rename = "$span")]
+    span: Span,
+    expr: Option<ExprText>,
+    all: Option<Spanned<ExprList>>,
+    any: Option<Spanned<ExprList>>,
+    none: Option<Spanned<ExprList>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ExprList {
+    of: Vec<Match>,
+}
+
+impl<'de> Deserialize<'de> for Match {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawMatch::deserialize(deserializer)?;
+        let mut ops: Vec<(Span, Match)> = Vec::with_capacity(1);
+        if let Some(e) = raw.expr {
+            ops.push((e.span.clone(), Match::Expr(e)));
+        }
+        if let Some(l) = raw.all {
+            ops.push((l.span, Match::All(l.value.of)));
+        }
+        if let Some(l) = raw.any {
+            ops.push((l.span, Match::Any(l.value.of)));
+        }
+        if let Some(l) = raw.none {
+            ops.push((l.span, Match::None(l.value.of)));
+        }
+        ops.sort_by(|a, b| (a.0.line, a.0.col).cmp(&(b.0.line, b.0.col)));
+        let mut ops = ops.into_iter();
+        let Some((first, op)) = ops.next() else {
+            return Err(error_at(
+                &raw.span,
+                "match: exactly one of expr, all, any or none is required",
+            ));
+        };
+        if let Some((second, _)) = ops.next() {
+            return Err(error_at(&second, oneof_already_set(&first)));
+        }
+        Ok(op)
+    }
+}
+
+impl Serialize for Match {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Of<'a>(&'a [Match]);
+
+        impl Serialize for Of<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("of", &List(self.0))?;
+                map.end()
+            }
+        }
+
+        struct List<'a>(&'a [Match]);
+
+        impl Serialize for List<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for m in self.0 {
+                    seq.serialize_element(m)?;
+                }
+                seq.end()
+            }
+        }
+
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            Match::Expr(e) => map.serialize_entry("expr", e)?,
+            Match::All(l) => map.serialize_entry("all", &Of(l))?,
+            Match::Any(l) => map.serialize_entry("any", &Of(l))?,
+            Match::None(l) => map.serialize_entry("none", &Of(l))?,
+        }
+        map.end()
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCondition {
+    #[serde(rename = "$span")]
+    span: Span,
+    #[serde(rename = "match")]
+    matches: Option<Spanned<Match>>,
+    script: Option<Spanned<String>>,
+}
+
+/// Reads `condition: {match: ...}`; `script` conditions are rejected as Cerbos rejects them.
+fn de_condition<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Condition>, D::Error> {
+    let raw = RawCondition::deserialize(deserializer)?;
+    match (raw.matches, raw.script) {
+        (Some(m), Some(s)) => {
+            let (first, second) = if (m.span.line, m.span.col) <= (s.span.line, s.span.col) {
+                (m.span, s.span)
+            } else {
+                (s.span, m.span)
+            };
+            Err(error_at(&second, oneof_already_set(&first)))
+        }
+        (Some(m), None) => Ok(Some(m.value)),
+        (None, Some(_)) => Err(error_at(
+            &raw.span,
+            "scripts in conditions are no longer supported",
+        )),
+        (None, None) => Err(error_at(
+            &raw.span,
+            "condition: exactly one of match or script is required",
+        )),
+    }
+}
+
+fn ser_condition<S: Serializer>(condition: &Option<Condition>, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(1))?;
+    if let Some(m) = condition {
+        map.serialize_entry("match", m)?;
+    }
+    map.end()
+}
+
+/// `output` of a rule.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Output {
+    /// `expr`: the deprecated form, evaluated when the rule activates.
+    #[serde(deserialize_with = "de_opt_expr", skip_serializing_if = "Option::is_none")]
+    pub expr: Option<ExprText>,
+    /// `when`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<OutputWhen>,
+    /// Where the output is (its `output:` key).
+    #[serde(rename = "$span", skip_serializing)]
+    pub span: Span,
+}
+
+/// `output.when`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OutputWhen {
+    /// `ruleActivated`: evaluated when the rule's roles and condition match.
+    #[serde(
+        alias = "rule_activated",
+        deserialize_with = "de_opt_expr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rule_activated: Option<ExprText>,
+    /// `conditionNotMet`: evaluated when the roles match but the condition does not.
+    #[serde(
+        alias = "condition_not_met",
+        deserialize_with = "de_opt_expr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub condition_not_met: Option<ExprText>,
+}
+
+/// An expression field where empty means unset (proto3 strings).
+fn de_opt_expr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ExprText>, D::Error> {
+    let e = ExprText::deserialize(deserializer)?;
+    Ok((!e.text.is_empty()).then_some(e))
+}
+
+/// A name field where empty means unset (proto3 strings).
+fn de_opt_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(deserializer)?;
+    Ok((!s.is_empty()).then_some(s))
+}
+
+fn de_opt_hash<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    struct HashVisitor;
+
+    impl Visitor<'_> for HashVisitor {
+        type Value = Option<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom(format_args!("invalid hash value {v}")))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| E::custom(format_args!("invalid hash value {v:?}")))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    deserializer.deserialize_any(HashVisitor)
+}
+
+// === Enums ===
+
+/// A rule's effect: `EFFECT_ALLOW` or `EFFECT_DENY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Effect {
+    /// `EFFECT_ALLOW`.
+    Allow,
+    /// `EFFECT_DENY`.
+    Deny,
+}
+
+impl Effect {
+    /// The Cerbos name, e.g. `EFFECT_ALLOW`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "EFFECT_ALLOW",
+            Self::Deny => "EFFECT_DENY",
+        }
+    }
+}
+
+impl Serialize for Effect {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Effect {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EffectVisitor;
+
+        impl Visitor<'_> for EffectVisitor {
+            type Value = Effect;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("EFFECT_ALLOW or EFFECT_DENY")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Effect, E> {
+                match v {
+                    "EFFECT_ALLOW" => Ok(Effect::Allow),
+                    "EFFECT_DENY" => Ok(Effect::Deny),
+                    "EFFECT_UNSPECIFIED" | "EFFECT_NO_MATCH" => {
+                        Err(E::custom("effect must be EFFECT_ALLOW or EFFECT_DENY"))
+                    }
+                    _ => Err(E::custom(format_args!("invalid enum value {v:?}"))),
+                }
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Effect, E> {
+                match v {
+                    1 => Ok(Effect::Allow),
+                    2 => Ok(Effect::Deny),
+                    _ => Err(E::custom("effect must be EFFECT_ALLOW or EFFECT_DENY")),
+                }
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Effect, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom("effect must be EFFECT_ALLOW or EFFECT_DENY"))
+                    .and_then(|v| self.visit_u64(v))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Effect, E> {
+                Err(E::custom("effect must be EFFECT_ALLOW or EFFECT_DENY"))
+            }
+        }
+
+        deserializer.deserialize_any(EffectVisitor)
+    }
+}
+
+/// How a scoped policy combines with the policies of its parent scopes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ScopePermissions {
+    /// `SCOPE_PERMISSIONS_OVERRIDE_PARENT`: the most specific decision wins.
+    OverrideParent,
+    /// `SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS`: an allow must also be
+    /// allowed by the parent scopes.
+    RequireParentalConsentForAllows,
+}
+
+impl ScopePermissions {
+    /// The Cerbos name, e.g. `SCOPE_PERMISSIONS_OVERRIDE_PARENT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OverrideParent => "SCOPE_PERMISSIONS_OVERRIDE_PARENT",
+            Self::RequireParentalConsentForAllows => {
+                "SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS"
+            }
+        }
+    }
+}
+
+impl Serialize for ScopePermissions {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Reads a scope permissions enum; unspecified (by name, `0` or null) is `None`.
+fn de_scope_permissions<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ScopePermissions>, D::Error> {
+    struct PermsVisitor;
+
+    impl Visitor<'_> for PermsVisitor {
+        type Value = Option<ScopePermissions>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a SCOPE_PERMISSIONS_* value")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            match v {
+                "SCOPE_PERMISSIONS_UNSPECIFIED" => Ok(None),
+                "SCOPE_PERMISSIONS_OVERRIDE_PARENT" => Ok(Some(ScopePermissions::OverrideParent)),
+                "SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS" => {
+                    Ok(Some(ScopePermissions::RequireParentalConsentForAllows))
+                }
+                _ => Err(E::custom(format_args!("invalid enum value {v:?}"))),
+            }
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            match v {
+                0 => Ok(None),
+                1 => Ok(Some(ScopePermissions::OverrideParent)),
+                2 => Ok(Some(ScopePermissions::RequireParentalConsentForAllows)),
+                _ => Err(E::custom(format_args!("invalid enum value {v}"))),
+            }
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            u64::try_from(v)
+                .map_err(|_| E::custom(format_args!("invalid enum value {v}")))
+                .and_then(|v| self.visit_u64(v))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    deserializer.deserialize_any(PermsVisitor)
+}
+
+// === Validation ===
+
+/// A rule Cerbos enforces when it reads a policy, broken at `path` (a protojson path such
+/// as `resourcePolicy.rules[1].derivedRoles[0]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Violation {
+    /// Where, as a protojson path.
+    pub(crate) path: String,
+    /// What is wrong.
+    pub(crate) message: String,
+    /// Whether Cerbos prefixes the message with the path (protovalidate rules do; the
+    /// store-index checks do not).
+    pub(crate) qualified: bool,
+}
+
+/// A regular expression of the policy proto: how Cerbos prints it, and an equivalent
+/// ASCII-only pattern (Go's `\w` and POSIX classes are ASCII).
+struct Pattern {
+    shown: &'static str,
+    regex: LazyLock<Regex>,
+}
+
+impl Pattern {
+    fn is_match(&self, s: &str) -> bool {
+        self.regex.is_match(s)
+    }
+}
+
+macro_rules! pattern {
+    ($name:ident, $shown:literal, $re:literal) => {
+        static $name: Pattern = Pattern {
+            shown: $shown,
+            regex: LazyLock::new(|| Regex::new($re).unwrap_or_else(|e| panic!("{e}"))),
+        };
+    };
+}
+
+pattern!(
+    KIND_NAME,
+    r"^[^!*?\[\]{}]+$",
+    r"^[^!*?\[\]{}]+$"
+);
+pattern!(VERSION, r"^[\w]+$", r"^[0-9A-Z_a-z]+$");
+pattern!(ROLE_VERSION, r"^[\w]*$", r"^[0-9A-Z_a-z]*$");
+pattern!(
+    SCOPE,
+    r"^(^$|\.|[0-9a-zA-Z][\w\-]*(\.\w[\w\-]*)*)$",
+    r"^(^$|\.|[0-9a-zA-Z][0-9A-Z_a-z\-]*(\.[0-9A-Z_a-z][0-9A-Z_a-z\-]*)*)$"
+);
+pattern!(IDENT, r"^[\w\-\.]+$", r"^[0-9A-Z_a-z\-.]+$");
+pattern!(
+    RULE_NAME,
+    r"^([[:alpha:]][[:word:]\@\.\-]*)*$",
+    r"^([A-Za-z][0-9A-Z_a-z@.\-]*)*$"
+);
+
+/// Collects violations while walking a policy.
+struct Validator {
+    out: Vec<Violation>,
+}
+
+impl Validator {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.out.push(Violation {
+            path: path.into(),
+            message: message.into(),
+            qualified: true,
+        });
+    }
+
+    fn push_plain(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.out.push(Violation {
+            path: path.into(),
+            message: message.into(),
+            qualified: false,
+        });
+    }
+
+    fn pattern(&mut self, path: &str, value: &str, pattern: &Pattern) {
+        if !pattern.is_match(value) {
+            self.push(
+                path,
+                format!("does not match regex pattern `{}`", pattern.shown),
+            );
+        }
+    }
+
+    fn min_len(&mut self, path: &str, value: &str) {
+        if value.is_empty() {
+            self.push(path, "must be at least 1 characters");
+        }
+    }
+
+    fn required_str(&mut self, path: &str, value: &str) {
+        if value.is_empty() {
+            self.push(path, "value is required");
+        }
+    }
+
+    fn min_items<T>(&mut self, path: &str, items: &[T]) {
+        if items.is_empty() {
+            self.push(path, "must contain at least 1 item(s)");
+        }
+    }
+
+    fn unique<T: AsRef<str>>(&mut self, path: &str, items: &[T]) {
+        let mut seen = std::collections::HashSet::new();
+        if !items.iter().all(|i| seen.insert(i.as_ref())) {
+            self.push(path, "repeated value must contain unique items");
+        }
+    }
+
+    /// A list of strings: unique, each non-empty.
+    fn names(&mut self, path: &str, items: &[String]) {
+        self.unique(path, items);
+        for (i, item) in items.iter().enumerate() {
+            self.min_len(&format!("{path}[{i}]"), item);
+        }
+    }
+
+    /// A list of identifiers (imports, derived role references): unique, each matching
+    /// [`IDENT`].
+    fn idents(&mut self, path: &str, items: &[Spanned<String>]) {
+        let values: Vec<&str> = items.iter().map(|i| i.value.as_str()).collect();
+        self.unique(path, &values);
+        for (i, item) in items.iter().enumerate() {
+            self.pattern(&format!("{path}[{i}]"), item, &IDENT);
+        }
+    }
+
+    fn variables(&mut self, path: &str, v: Option<&Variables>) {
+        if let Some(v) = v {
+            self.idents(&format!("{path}.import"), &v.import);
+        }
+    }
+
+    fn constants(&mut self, path: &str, c: Option<&Constants>) {
+        if let Some(c) = c {
+            self.idents(&format!("{path}.import"), &c.import);
+        }
+    }
+
+    fn condition(&mut self, path: &str, m: Option<&Match>) {
+        if let Some(m) = m {
+            self.matches(&format!("{path}.match"), m);
+        }
+    }
+
+    fn matches(&mut self, path: &str, m: &Match) {
+        let (op, items) = match m {
+            Match::Expr(_) => return,
+            Match::All(items) => ("all", items),
+            Match::Any(items) => ("any", items),
+            Match::None(items) => ("none", items),
+        };
+        let of = format!("{path}.{op}.of");
+        self.min_items(&of, items);
+        for (i, item) in items.iter().enumerate() {
+            self.matches(&format!("{of}[{i}]"), item);
+        }
+    }
+
+    fn rule_name(&mut self, path: &str, name: Option<&String>) {
+        if let Some(name) = name {
+            self.pattern(&format!("{path}.name"), name, &RULE_NAME);
+        }
+    }
+
+    fn resource_policy(&mut self, p: &ResourcePolicy) {
+        let root = "resourcePolicy";
+        self.pattern(&format!("{root}.resource"), &p.resource, &KIND_NAME);
+        self.pattern(&format!("{root}.version"), &p.version, &VERSION);
+        self.idents(
+            &format!("{root}.importDerivedRoles"),
+            &p.import_derived_roles,
+        );
+        let mut names: Vec<(&str, usize, &Span)> = Vec::new();
+        for (i, rule) in p.rules.iter().enumerate() {
+            let path = format!("{root}.rules[{i}]");
+            self.min_items(&format!("{path}.actions"), &rule.actions);
+            self.names(&format!("{path}.actions"), &rule.actions);
+            self.idents(&format!("{path}.derivedRoles"), &rule.derived_roles);
+            self.names(&format!("{path}.roles"), &rule.roles);
+            self.condition(&format!("{path}.condition"), rule.condition.as_ref());
+            self.rule_name(&path, rule.name.as_ref());
+            if rule.roles.is_empty() && rule.derived_roles.is_empty() {
+                self.push_plain(
+                    &path,
+                    format!(
+                        "rule #{} does not specify any roles or derived roles to match",
+                        i + 1
+                    ),
+                );
+            }
+            if let Some(name) = &rule.name {
+                match names.iter().find(|(n, _, _)| n == name) {
+                    Some((_, j, span)) => self.push_plain(
+                        &path,
+                        format!(
+                            "duplicate rule name {name:?}: rule #{} has the same name as rule #{} defined at {}:{}",
+                            i + 1,
+                            j + 1,
+                            span.line,
+                            span.col
+                        ),
+                    ),
+                    None => names.push((name, i, &rule.span)),
+                }
+            }
+        }
+        self.pattern(&format!("{root}.scope"), &p.scope, &SCOPE);
+        if let Some(s) = &p.schemas {
+            for (field, schema) in [
+                ("principalSchema", &s.principal_schema),
+                ("resourceSchema", &s.resource_schema),
+            ] {
+                if let Some(schema) = schema {
+                    let path = format!("{root}.schemas.{field}");
+                    self.required_str(&format!("{path}.ref"), &schema.reference);
+                    if let Some(iw) = &schema.ignore_when {
+                        let path = format!("{path}.ignoreWhen.actions");
+                        self.min_items(&path, &iw.actions);
+                        self.names(&path, &iw.actions);
+                    }
+                }
+            }
+        }
+        self.variables(&format!("{root}.variables"), p.variables.as_ref());
+        self.constants(&format!("{root}.constants"), p.constants.as_ref());
+    }
+
+    fn principal_policy(&mut self, p: &PrincipalPolicy) {
+        let root = "principalPolicy";
+        self.pattern(&format!("{root}.principal"), &p.principal, &KIND_NAME);
+        self.pattern(&format!("{root}.version"), &p.version, &VERSION);
+        for (i, rule) in p.rules.iter().enumerate() {
+            let path = format!("{root}.rules[{i}]");
+            self.min_len(&format!("{path}.resource"), &rule.resource);
+            self.min_items(&format!("{path}.actions"), &rule.actions);
+            let mut names: Vec<(&str, usize, &Span)> = Vec::new();
+            for (j, action) in rule.actions.iter().enumerate() {
+                let path = format!("{path}.actions[{j}]");
+                self.min_len(&format!("{path}.action"), &action.action);
+                self.condition(&format!("{path}.condition"), action.condition.as_ref());
+                self.rule_name(&path, action.name.as_ref());
+                if let Some(name) = &action.name {
+                    match names.iter().find(|(n, _, _)| n == name) {
+                        Some((_, k, span)) => self.push_plain(
+                            &path,
+                            format!(
+                                "duplicate action rule name {name:?}: action rule #{} for resource {:?} has the same name as action rule #{} defined at {}:{}",
+                                j + 1,
+                                rule.resource,
+                                k + 1,
+                                span.line,
+                                span.col
+                            ),
+                        ),
+                        None => names.push((name, j, &action.span)),
+                    }
+                }
+            }
+        }
+        self.pattern(&format!("{root}.scope"), &p.scope, &SCOPE);
+        self.variables(&format!("{root}.variables"), p.variables.as_ref());
+        self.constants(&format!("{root}.constants"), p.constants.as_ref());
+    }
+
+    fn role_policy(&mut self, p: &RolePolicy) {
+        let root = "rolePolicy";
+        if p.role.is_empty() {
+            self.required_str(&format!("{root}.role"), &p.role);
+        } else {
+            self.pattern(&format!("{root}.role"), &p.role, &KIND_NAME);
+        }
+        self.names(&format!("{root}.parentRoles"), &p.parent_roles);
+        self.pattern(&format!("{root}.version"), &p.version, &ROLE_VERSION);
+        self.pattern(&format!("{root}.scope"), &p.scope, &SCOPE);
+        for (i, rule) in p.rules.iter().enumerate() {
+            let path = format!("{root}.rules[{i}]");
+            self.min_len(&format!("{path}.resource"), &rule.resource);
+            self.min_items(&format!("{path}.allowActions"), &rule.allow_actions);
+            self.names(&format!("{path}.allowActions"), &rule.allow_actions);
+            self.condition(&format!("{path}.condition"), rule.condition.as_ref());
+            self.rule_name(&path, rule.name.as_ref());
+        }
+        self.variables(&format!("{root}.variables"), p.variables.as_ref());
+        self.constants(&format!("{root}.constants"), p.constants.as_ref());
+        if p.scope_permissions == Some(ScopePermissions::OverrideParent) {
+            self.push(
+                format!("{root}.scopePermissions"),
+                "must be in list [0, 2]",
+            );
+        }
+    }
+
+    fn derived_roles(&mut self, p: &DerivedRoles) {
+        let root = "derivedRoles";
+        self.min_len(&format!("{root}.name"), &p.name);
+        if !p.name.is_empty() {
+            self.pattern(&format!("{root}.name"), &p.name, &IDENT);
+        }
+        if p.definitions.is_empty() {
+            self.push(format!("{root}.definitions"), "value is required");
+        }
+        let mut names: Vec<(&str, usize, &Span)> = Vec::new();
+        for (i, def) in p.definitions.iter().enumerate() {
+            let path = format!("{root}.definitions[{i}]");
+            self.pattern(&format!("{path}.name"), &def.name, &IDENT);
+            self.min_items(&format!("{path}.parentRoles"), &def.parent_roles);
+            self.names(&format!("{path}.parentRoles"), &def.parent_roles);
+            self.condition(&format!("{path}.condition"), def.condition.as_ref());
+            match names.iter().find(|(n, _, _)| *n == def.name) {
+                Some((_, j, span)) => self.push_plain(
+                    &path,
+                    format!(
+                        "duplicate derived role definition {:?}: definition #{} has the same name as definition #{} at {}:{}",
+                        def.name,
+                        i + 1,
+                        j + 1,
+                        span.line,
+                        span.col
+                    ),
+                ),
+                None => names.push((&def.name, i, &def.span)),
+            }
+        }
+        self.variables(&format!("{root}.variables"), p.variables.as_ref());
+        self.constants(&format!("{root}.constants"), p.constants.as_ref());
+    }
+
+    fn export_name(&mut self, root: &str, name: &str) {
+        self.min_len(&format!("{root}.name"), name);
+        if !name.is_empty() {
+            self.pattern(&format!("{root}.name"), name, &IDENT);
+        }
+    }
+}
+
+impl Policy {
+    /// The problems Cerbos reports for this policy when it reads it.
+    pub(crate) fn validate(&self) -> Vec<Violation> {
+        let mut v = Validator { out: Vec::new() };
+        if self.api_version != API_VERSION {
+            v.push("apiVersion", format!("must equal `{API_VERSION}`"));
+        }
+        match &self.kind {
+            PolicyKind::Resource(p) => v.resource_policy(p),
+            PolicyKind::Principal(p) => v.principal_policy(p),
+            PolicyKind::Role(p) => v.role_policy(p),
+            PolicyKind::DerivedRoles(p) => v.derived_roles(p),
+            PolicyKind::ExportVariables(p) => {
+                v.export_name("exportVariables", &p.name);
+                if !self.variables.is_empty() {
+                    v.push_plain(
+                        "variables",
+                        "export variables policies do not support the deprecated top-level variables field",
+                    );
+                }
+            }
+            PolicyKind::ExportConstants(p) => {
+                v.export_name("exportConstants", &p.name);
+                if !self.variables.is_empty() {
+                    v.push_plain(
+                        "variables",
+                        "export constants policies do not support the deprecated top-level variables field",
+                    );
+                }
+            }
+        }
+        v.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(kind: PolicyKind) -> Policy {
+        Policy {
+            api_version: API_VERSION.into(),
+            json_schema: String::new(),
+            disabled: false,
+            description: String::new(),
+            metadata: None,
+            variables: Definitions::new(),
+            kind,
+            span: Span::default(),
+        }
+    }
+
+    #[test]
+    fn fqn_follows_cerbos_naming() {
+        let rp = ResourcePolicy {
+            resource: "leave_request".into(),
+            version: "20210210".into(),
+            scope: "acme.hr".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            policy(PolicyKind::Resource(rp)).fqn(),
+            "cerbos.resource.leave_request.v20210210/acme.hr"
+        );
+        let pp = PrincipalPolicy {
+            principal: "donald_duck".into(),
+            version: "default".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            policy(PolicyKind::Principal(pp)).fqn(),
+            "cerbos.principal.donald_duck.vdefault"
+        );
+        let role = RolePolicy {
+            role: "acme_admin".into(),
+            version: "default".into(),
+            scope: "acme".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            policy(PolicyKind::Role(role)).fqn(),
+            "cerbos.role.acme_admin.vdefault/acme"
+        );
+        let dr = DerivedRoles {
+            name: "common_roles".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            policy(PolicyKind::DerivedRoles(dr)).fqn(),
+            "cerbos.derived_roles.common_roles"
+        );
+        let ev = ExportVariables {
+            name: "foo".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            policy(PolicyKind::ExportVariables(ev)).fqn(),
+            "cerbos.export_variables.foo"
+        );
+        let ec = ExportConstants {
+            name: "bar".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            policy(PolicyKind::ExportConstants(ec)).fqn(),
+            "cerbos.export_constants.bar"
+        );
+    }
+
+    #[test]
+    fn patterns_match_the_proto_rules() {
+        assert!(SCOPE.is_match(""));
+        assert!(SCOPE.is_match("acme.hr.uk"));
+        assert!(!SCOPE.is_match("¬s"));
+        assert!(!SCOPE.is_match("acme..hr"));
+        assert!(IDENT.is_match("employee_that_owns_the_record"));
+        assert!(!IDENT.is_match(""));
+        assert!(RULE_NAME.is_match("public-view"));
+        assert!(RULE_NAME.is_match(""));
+        assert!(!RULE_NAME.is_match("1st"));
+        assert!(KIND_NAME.is_match("arn:aws:sns:us-east-1:123456789012:topic-a"));
+        assert!(!KIND_NAME.is_match("album*"));
+        assert!(VERSION.is_match("20210210"));
+        assert!(!VERSION.is_match("v1.0"));
+    }
+
+    #[test]
+    fn definitions_keep_order_and_replace_duplicates() {
+        let mut d = Definitions::new();
+        d.insert("b".into(), 1, DefinitionSpan::default());
+        d.insert("a".into(), 2, DefinitionSpan::default());
+        d.insert("b".into(), 3, DefinitionSpan::default());
+        let pairs: Vec<(&str, i32)> = d.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(pairs, [("b", 3), ("a", 2)]);
+        assert_eq!(d.get("a"), Some(&2));
+        assert_eq!(d.spans().len(), 2);
+    }
+
+    #[test]
+    fn validation_reports_rules_without_roles() {
+        let rp = ResourcePolicy {
+            resource: "r".into(),
+            version: "default".into(),
+            rules: vec![ResourceRule {
+                actions: vec!["view".into()],
+                derived_roles: vec![],
+                roles: vec![],
+                condition: None,
+                effect: Effect::Allow,
+                name: None,
+                output: None,
+                span: Span::default(),
+            }],
+            ..Default::default()
+        };
+        let v = policy(PolicyKind::Resource(rp)).validate();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].path, "resourcePolicy.rules[0]");
+        assert!(!v[0].qualified);
+        assert_eq!(
+            v[0].message,
+            "rule #1 does not specify any roles or derived roles to match"
+        );
+    }
+}
