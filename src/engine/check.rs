@@ -118,6 +118,12 @@ fn str_key(s: &str) -> Key {
     Key::String(Arc::from(s))
 }
 
+/// The scope to search: the input's, else the configured default; `.` is the root scope.
+fn effective_scope<'a>(scope: &'a str, default: &'a str) -> &'a str {
+    let s = if scope.is_empty() { default } else { scope };
+    if s == "." { "" } else { s }
+}
+
 /// Builds the `request`, `P` and `R` values once per check.
 fn request_values(input: &CheckInput) -> (Value, Value, Value) {
     let p = &input.principal;
@@ -130,7 +136,7 @@ fn request_values(input: &CheckInput) -> (Value, Value, Value) {
     pm.insert(str_key("attr"), Value::Map(p.attr.clone()));
     pm.insert(str_key("policyVersion"), Value::from(p.policy_version.as_str()));
     pm.insert(str_key("policy_version"), Value::from(p.policy_version.as_str()));
-    pm.insert(str_key("scope"), Value::from(p.scope.as_str()));
+    pm.insert(str_key("scope"), Value::from(effective_scope(&p.scope, "")));
     let principal = Value::map(pm);
 
     let r = &input.resource;
@@ -140,7 +146,7 @@ fn request_values(input: &CheckInput) -> (Value, Value, Value) {
     rm.insert(str_key("attr"), Value::Map(r.attr.clone()));
     rm.insert(str_key("policyVersion"), Value::from(r.policy_version.as_str()));
     rm.insert(str_key("policy_version"), Value::from(r.policy_version.as_str()));
-    rm.insert(str_key("scope"), Value::from(r.scope.as_str()));
+    rm.insert(str_key("scope"), Value::from(effective_scope(&r.scope, "")));
     let resource = Value::map(rm);
 
     let mut aux = MapValue::with_capacity(1);
@@ -267,16 +273,8 @@ pub(crate) fn check(
         ..Default::default()
     };
 
-    let principal_scope = if input.principal.scope.is_empty() {
-        cfg.default_scope.as_str()
-    } else {
-        input.principal.scope.as_str()
-    };
-    let resource_scope = if input.resource.scope.is_empty() {
-        cfg.default_scope.as_str()
-    } else {
-        input.resource.scope.as_str()
-    };
+    let principal_scope = effective_scope(&input.principal.scope, &cfg.default_scope);
+    let resource_scope = effective_scope(&input.resource.scope, &cfg.default_scope);
     let principal_version = if input.principal.policy_version.is_empty() {
         cfg.default_policy_version.as_str()
     } else {
@@ -360,7 +358,10 @@ pub(crate) fn check(
 
     // Schema validation against the schemas of the first resource policy in scope.
     if cfg.schema_enforcement != SchemaEnforcement::None {
-        if let Some(schemas) = resource_key.as_ref().and_then(|k| set.schemas.get(k)) {
+        let schemas = resource_scopes
+            .iter()
+            .find_map(|s| set.schemas.get(&policy_key("resource", kind, resource_version, s)));
+        if let Some(schemas) = schemas {
             let checks = [
                 (&schemas.principal, &input.principal.attr, ValidationSource::Principal),
                 (&schemas.resource, &input.resource.attr, ValidationSource::Resource),
@@ -642,7 +643,7 @@ fn activate_derived_roles(
         let applies = dr
             .parent_roles
             .iter()
-            .any(|p| including_parent_roles.iter().any(|r| r == p));
+            .any(|p| &**p == "*" || including_parent_roles.iter().any(|r| r == p));
         if !applies {
             continue;
         }

@@ -733,7 +733,17 @@ fn compile_resource<'a>(
             format!("Derived role \"{name}\" is defined in more than one import: {}", list.join(", ")),
         );
     }
-    let mut policy_drs: Vec<Arc<DerivedRole>> = imported.values().map(|(d, _, _)| d.clone()).collect();
+    // Only derived roles that a rule refers to take part in decisions (as in Cerbos).
+    let referenced: HashSet<&str> = rp
+        .rules
+        .iter()
+        .flat_map(|r| r.derived_roles.iter().map(|d| d.value.as_str()))
+        .collect();
+    let mut policy_drs: Vec<Arc<DerivedRole>> = imported
+        .iter()
+        .filter(|(name, _)| referenced.contains(name.as_str()))
+        .map(|(_, (d, _, _))| d.clone())
+        .collect();
     policy_drs.sort_by(|a, b| a.name.cmp(&b.name));
     if !policy_drs.is_empty() {
         set.derived_roles.insert(key.clone(), policy_drs);
