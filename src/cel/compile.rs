@@ -174,12 +174,24 @@ impl Compiler<'_> {
                 })
             }
             ExprKind::Call { target, func, args } => self.call(target.as_deref(), func, args, e.pos),
-            ExprKind::List(items) => Ok(Node::List(
-                items
+            ExprKind::List(items) => {
+                let nodes: Vec<(Node, bool)> = items
                     .iter()
                     .map(|(x, opt)| Ok((self.expr(x)?, *opt)))
-                    .collect::<Result<_, CompileError>>()?,
-            )),
+                    .collect::<Result<_, CompileError>>()?;
+                // A list of constants is built once, here, not at every evaluation.
+                if nodes.iter().all(|(n, opt)| !opt && matches!(n, Node::Const(_))) {
+                    let values = nodes
+                        .into_iter()
+                        .filter_map(|(n, _)| match n {
+                            Node::Const(v) => Some(v),
+                            _ => None,
+                        })
+                        .collect();
+                    return Ok(Node::Const(Value::list(values)));
+                }
+                Ok(Node::List(nodes))
+            }
             ExprKind::Map(entries) => Ok(Node::Map(
                 entries
                     .iter()

@@ -11,7 +11,7 @@ use regex::Regex;
 
 use super::ast::BinaryOp;
 use super::functions::NativeFn;
-use super::value::{Key, MapValue, Timestamp, Value};
+use super::value::{Key, MapValue, Opaque, Timestamp, Value};
 
 /// A runtime evaluation error.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -366,6 +366,14 @@ pub(crate) fn index_value(target: &Value, index: &Value) -> Result<Value, EvalEr
                 .cloned()
                 .ok_or_else(|| EvalError::new(format!("index out of bounds: {i}")))
         }
+        Value::Opaque(o) => match (&**o, index) {
+            (Opaque::Hierarchy(parts), Value::Int(i)) => usize::try_from(*i)
+                .ok()
+                .and_then(|i| parts.get(i))
+                .map(|p| Value::String(p.clone()))
+                .ok_or_else(|| EvalError::new(format!("index out of bounds: {i}"))),
+            _ => Err(no_such_overload()),
+        },
         Value::Map(m) => m.get(index).cloned().ok_or_else(|| match index {
             Value::String(s) => no_such_key(s),
             Value::Int(i) => no_such_key(&i.to_string()),

@@ -217,18 +217,6 @@ impl<'a> Lexer<'a> {
                 self.escape(&mut out, bytes)?;
                 continue;
             }
-            if c == b'\\' && raw {
-                // In raw strings a backslash is literal, but `\'` still does not end the string.
-                out.push(c);
-                self.pos += 1;
-                if let Some(&n) = self.bytes.get(self.pos) {
-                    if n == q && !triple {
-                        out.push(n);
-                        self.pos += 1;
-                    }
-                }
-                continue;
-            }
             // Copy one UTF-8 character.
             let ch_len = self.src[self.pos..].chars().next().map_or(1, char::len_utf8);
             out.extend_from_slice(&self.bytes[self.pos..self.pos + ch_len]);

@@ -165,6 +165,9 @@ impl Key {
             Value::Int(i) => Some(Key::Int(*i)),
             Value::Uint(u) => Some(Key::Uint(*u)),
             Value::String(s) => Some(Key::String(s.clone())),
+            Value::Double(d) if d.fract() == 0.0 && *d >= i64::MIN as f64 && *d < i64::MAX as f64 => {
+                Some(Key::Int(*d as i64))
+            }
             _ => None,
         }
     }
@@ -216,6 +219,12 @@ impl MapValue {
         MapValue {
             entries: Vec::with_capacity(n),
         }
+    }
+
+    /// A map from entries already sorted by key, without duplicates (checked in debug builds).
+    pub fn from_sorted(entries: Vec<(Key, Value)>) -> Self {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        MapValue { entries }
     }
 
     /// Inserts an entry, returning the previous value under the key.

@@ -6,12 +6,11 @@
 //! decides at once; a matching ALLOW decides when the scope overrides its parent, and
 //! defers to the parent when the scope requires parental consent.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::cel::{Activation, Key, MapValue, Timestamp, Value, to_json};
 use crate::policy::compiled::{
-    ActionSet, CompiledExpr, CompiledPolicySet, Condition, Effect, HOST_SLOTS, Row, RowKind,
+    ActionSet, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS, Row, RowKind,
     SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME, ScopePermissions,
 };
 
@@ -84,26 +83,26 @@ fn scope_parents(scope: &str) -> impl Iterator<Item = &str> {
 
 /// Scopes with policies of this kind, most specific first, and the first one's policy key.
 fn all_scopes<'s>(
-    existing: &HashSet<Arc<str>>,
+    existing: &'s FastSet<Arc<str>>,
     kind: &str,
     name: &str,
     version: &str,
-    scope: &'s str,
+    scope: &str,
     lenient: bool,
-) -> (Vec<&'s str>, Option<String>) {
+) -> (Vec<&'s Arc<str>>, Option<String>) {
     let mut scopes = Vec::new();
     let mut key = None;
-    if existing.contains(scope) {
+    if let Some(s) = existing.get(scope) {
         key = Some(policy_key(kind, name, version, scope));
-        scopes.push(scope);
+        scopes.push(s);
     } else if !lenient {
         return (scopes, None);
     }
-    for s in scope_parents(scope) {
-        if existing.contains(s) {
+    for parent in scope_parents(scope) {
+        if let Some(s) = existing.get(parent) {
             scopes.push(s);
             if key.is_none() {
-                key = Some(policy_key(kind, name, version, s));
+                key = Some(policy_key(kind, name, version, parent));
             }
         }
     }
@@ -114,8 +113,52 @@ fn string_list<'a>(items: impl Iterator<Item = &'a str>) -> Value {
     Value::list(items.map(Value::from).collect())
 }
 
-fn str_key(s: &str) -> Key {
-    Key::String(Arc::from(s))
+/// Map keys of the request values, built once.
+struct RequestKeys {
+    id: Key,
+    roles: Key,
+    attr: Key,
+    policy_version: Key,
+    policy_version_snake: Key,
+    scope: Key,
+    kind: Key,
+    jwt: Key,
+    principal: Key,
+    resource: Key,
+    aux_data: Key,
+    aux_data_snake: Key,
+    edr: Key,
+    edr_snake: Key,
+    empty_runtime: Value,
+}
+
+fn keys() -> &'static RequestKeys {
+    static KEYS: OnceLock<RequestKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let k = |s: &str| Key::String(Arc::from(s));
+        let edr = k("effectiveDerivedRoles");
+        let edr_snake = k("effective_derived_roles");
+        let mut m = MapValue::with_capacity(2);
+        m.insert(edr.clone(), Value::list(Vec::new()));
+        m.insert(edr_snake.clone(), Value::list(Vec::new()));
+        RequestKeys {
+            id: k("id"),
+            roles: k("roles"),
+            attr: k("attr"),
+            policy_version: k("policyVersion"),
+            policy_version_snake: k("policy_version"),
+            scope: k("scope"),
+            kind: k("kind"),
+            jwt: k("jwt"),
+            principal: k("principal"),
+            resource: k("resource"),
+            aux_data: k("auxData"),
+            aux_data_snake: k("aux_data"),
+            edr,
+            edr_snake,
+            empty_runtime: Value::map(m),
+        }
+    })
 }
 
 /// The scope to search: the input's, else the configured default; `.` is the root scope.
@@ -125,48 +168,60 @@ fn effective_scope<'a>(scope: &'a str, default: &'a str) -> &'a str {
 }
 
 /// Builds the `request`, `P` and `R` values once per check.
-fn request_values(input: &CheckInput) -> (Value, Value, Value) {
+fn request_values(input: &CheckInput, with_request: bool) -> (Value, Value, Value) {
+    let k = keys();
     let p = &input.principal;
-    let mut pm = MapValue::with_capacity(7);
-    pm.insert(str_key("id"), Value::from(p.id.as_str()));
-    pm.insert(
-        str_key("roles"),
-        string_list(p.roles.iter().map(|r| &**r)),
-    );
-    pm.insert(str_key("attr"), Value::Map(p.attr.clone()));
-    pm.insert(str_key("policyVersion"), Value::from(p.policy_version.as_str()));
-    pm.insert(str_key("policy_version"), Value::from(p.policy_version.as_str()));
-    pm.insert(str_key("scope"), Value::from(effective_scope(&p.scope, "")));
-    let principal = Value::map(pm);
+    let version = Value::from(p.policy_version.as_str());
+    // Entries in key order: attr < id < policyVersion < policy_version < roles < scope.
+    let principal = Value::map(MapValue::from_sorted(vec![
+        (k.attr.clone(), Value::Map(p.attr.clone())),
+        (k.id.clone(), Value::from(p.id.as_str())),
+        (k.policy_version.clone(), version.clone()),
+        (k.policy_version_snake.clone(), version),
+        (
+            k.roles.clone(),
+            Value::list(p.roles.iter().map(|r| Value::String(r.clone())).collect()),
+        ),
+        (k.scope.clone(), Value::from(effective_scope(&p.scope, ""))),
+    ]));
 
     let r = &input.resource;
-    let mut rm = MapValue::with_capacity(7);
-    rm.insert(str_key("kind"), Value::from(r.kind.as_str()));
-    rm.insert(str_key("id"), Value::from(r.id.as_str()));
-    rm.insert(str_key("attr"), Value::Map(r.attr.clone()));
-    rm.insert(str_key("policyVersion"), Value::from(r.policy_version.as_str()));
-    rm.insert(str_key("policy_version"), Value::from(r.policy_version.as_str()));
-    rm.insert(str_key("scope"), Value::from(effective_scope(&r.scope, "")));
-    let resource = Value::map(rm);
+    let version = Value::from(r.policy_version.as_str());
+    // Entries in key order: attr < id < kind < policyVersion < policy_version < scope.
+    let resource = Value::map(MapValue::from_sorted(vec![
+        (k.attr.clone(), Value::Map(r.attr.clone())),
+        (k.id.clone(), Value::from(r.id.as_str())),
+        (k.kind.clone(), Value::from(r.kind.as_str())),
+        (k.policy_version.clone(), version.clone()),
+        (k.policy_version_snake.clone(), version),
+        (k.scope.clone(), Value::from(effective_scope(&r.scope, ""))),
+    ]));
 
+    if !with_request {
+        return (Value::Null, principal, resource);
+    }
     let mut aux = MapValue::with_capacity(1);
-    aux.insert(str_key("jwt"), input.aux_data.jwt.clone());
+    aux.insert(k.jwt.clone(), input.aux_data.jwt.clone());
     let aux = Value::map(aux);
     let mut req = MapValue::with_capacity(4);
-    req.insert(str_key("principal"), principal.clone());
-    req.insert(str_key("resource"), resource.clone());
-    req.insert(str_key("auxData"), aux.clone());
-    req.insert(str_key("aux_data"), aux);
+    req.insert(k.principal.clone(), principal.clone());
+    req.insert(k.resource.clone(), resource.clone());
+    req.insert(k.aux_data.clone(), aux.clone());
+    req.insert(k.aux_data_snake.clone(), aux);
     (Value::map(req), principal, resource)
 }
 
 fn runtime_value(effective: &[Arc<str>]) -> Value {
+    let k = keys();
+    if effective.is_empty() {
+        return k.empty_runtime.clone();
+    }
     let mut sorted: Vec<&str> = effective.iter().map(|s| &**s).collect();
     sorted.sort_unstable();
     let list = string_list(sorted.into_iter());
     let mut m = MapValue::with_capacity(2);
-    m.insert(str_key("effectiveDerivedRoles"), list.clone());
-    m.insert(str_key("effective_derived_roles"), list);
+    m.insert(k.edr.clone(), list.clone());
+    m.insert(k.edr_snake.clone(), list);
     Value::map(m)
 }
 
@@ -358,9 +413,10 @@ pub(crate) fn check(
 
     // Schema validation against the schemas of the first resource policy in scope.
     if cfg.schema_enforcement != SchemaEnforcement::None {
-        let schemas = resource_scopes
-            .iter()
-            .find_map(|s| set.schemas.get(&policy_key("resource", kind, resource_version, s)));
+        let schemas = resource_scopes.iter().find_map(|s| {
+            set.scope_rows(resource_version, s)
+                .and_then(|r| r.schemas.get(kind))
+        });
         if let Some(schemas) = schemas {
             let checks = [
                 (&schemas.principal, &input.principal.attr, ValidationSource::Principal),
@@ -401,7 +457,7 @@ pub(crate) fn check(
         }
     }
 
-    let (request, principal, resource) = request_values(input);
+    let (request, principal, resource) = request_values(input, set.uses_request);
     ev.host[SLOT_REQUEST as usize] = request;
     ev.host[SLOT_PRINCIPAL as usize] = principal;
     ev.host[SLOT_RESOURCE as usize] = resource;
@@ -428,7 +484,7 @@ pub(crate) fn check(
     let principal_key: Arc<str> = Arc::from(principal_key.unwrap_or_default());
     let resource_key: Arc<str> = Arc::from(resource_key.unwrap_or_default());
     let no_match: Arc<str> = Arc::from(NO_MATCH);
-    let mut processed_scopes: Vec<&str> = Vec::new();
+    let mut processed_scopes: Vec<&Arc<str>> = Vec::new();
     let mut effective_derived_roles: Vec<Arc<str>> = Vec::new();
     let mut bindings: Vec<Binding> = Vec::new();
 
@@ -461,7 +517,9 @@ pub(crate) fn check(
                         let scope_edr = activate_derived_roles(
                             set,
                             &mut ev,
-                            &policy_key("resource", kind, resource_version, scope),
+                            resource_version,
+                            scope,
+                            kind,
                             &including_parent_roles,
                             &mut effective_derived_roles,
                         );
@@ -502,7 +560,7 @@ pub(crate) fn check(
                                 role_effect = EffectInfo {
                                     outcome: Outcome::Deny,
                                     policy,
-                                    scope: Arc::from(*scope),
+                                    scope: Arc::clone(scope),
                                 };
                                 break 'scopes;
                             }
@@ -534,7 +592,7 @@ pub(crate) fn check(
                                     role_effect = EffectInfo {
                                         outcome: Outcome::Deny,
                                         policy: row.policy_key.clone(),
-                                        scope: Arc::from(*scope),
+                                        scope: Arc::clone(scope),
                                     };
                                     break 'scopes;
                                 }
@@ -568,7 +626,7 @@ pub(crate) fn check(
                                         Effect::Allow => has_allow = true,
                                         Effect::Deny => {
                                             role_effect.outcome = Outcome::Deny;
-                                            role_effect.scope = Arc::from(*scope);
+                                            role_effect.scope = Arc::clone(scope);
                                             break 'scopes;
                                         }
                                     }
@@ -581,7 +639,7 @@ pub(crate) fn check(
                             ScopePermissions::RequireParentalConsentForAllows => has_allow = false,
                             ScopePermissions::OverrideParent => {
                                 role_effect.outcome = Outcome::Allow;
-                                role_effect.scope = Arc::from(*scope);
+                                role_effect.scope = Arc::clone(scope);
                                 break 'scopes;
                             }
                             ScopePermissions::Unspecified => {}
@@ -631,12 +689,17 @@ fn emit_output(ev: &mut Evaluation, out: &mut CheckOutput, row: &Row, action: &s
 fn activate_derived_roles(
     set: &CompiledPolicySet,
     ev: &mut Evaluation,
-    key: &str,
+    version: &str,
+    scope: &str,
+    kind: &str,
     including_parent_roles: &[Arc<str>],
     all: &mut Vec<Arc<str>>,
 ) -> Vec<Arc<str>> {
     let mut active = Vec::new();
-    let Some(drs) = set.derived_roles.get(key) else {
+    let Some(drs) = set
+        .scope_rows(version, scope)
+        .and_then(|r| r.derived_roles.get(kind))
+    else {
         return active;
     };
     for dr in drs {
@@ -651,7 +714,7 @@ fn activate_derived_roles(
         if let Some(t) = ev.trace.as_deref_mut() {
             t.push(TraceEvent::DerivedRole {
                 name: dr.name.to_string(),
-                policy: key.to_string(),
+                policy: policy_key("resource", kind, version, scope),
                 active: ok,
             });
         }

@@ -2,13 +2,62 @@
 //! with every CEL expression already parsed and resolved. The engine reads only
 //! these types.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::glob::Glob;
 use super::schema::SchemaStore;
 use super::span::Span;
 use crate::cel::Program;
+
+/// A fast, non-cryptographic hasher (the FxHash function) for the index maps. Their keys
+/// come from policies, never from requests, so flooding is not a concern.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// A map with the fast hasher.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// A set with the fast hasher.
+pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// Activation slot of `request`.
 pub(crate) const SLOT_REQUEST: u16 = 0;
@@ -144,13 +193,17 @@ pub(crate) struct SchemaRef {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ScopeRows {
     /// Principal policy rows by principal id.
-    pub principal: HashMap<Arc<str>, Vec<u32>>,
+    pub principal: FastMap<Arc<str>, Vec<u32>>,
     /// Resource policy rows (in policy order).
     pub resource: Vec<u32>,
     /// Role policy rows.
     pub role: Vec<u32>,
     /// Whether any principal policy exists here.
     pub has_principal: bool,
+    /// Resource kind -> derived roles its policy here imports (and refers to).
+    pub derived_roles: FastMap<Arc<str>, Vec<Arc<DerivedRole>>>,
+    /// Resource kind -> schemas of its policy here.
+    pub schemas: FastMap<Arc<str>, PolicySchemas>,
 }
 
 /// The policy kinds, for counts.
@@ -175,19 +228,17 @@ pub struct PolicyCounts {
 pub struct CompiledPolicySet {
     pub(crate) rows: Vec<Row>,
     /// Rows indexed by version, then scope.
-    pub(crate) index: HashMap<Arc<str>, HashMap<Arc<str>, ScopeRows>>,
-    pub(crate) principal_scopes: HashSet<Arc<str>>,
-    pub(crate) resource_scopes: HashSet<Arc<str>>,
-    pub(crate) scope_permissions: HashMap<Arc<str>, ScopePermissions>,
+    pub(crate) index: FastMap<Arc<str>, FastMap<Arc<str>, ScopeRows>>,
+    pub(crate) principal_scopes: FastSet<Arc<str>>,
+    pub(crate) resource_scopes: FastSet<Arc<str>>,
+    pub(crate) scope_permissions: FastMap<Arc<str>, ScopePermissions>,
     /// scope -> role -> all (transitive) parent roles, from role policies.
-    pub(crate) parent_roles: HashMap<Arc<str>, HashMap<Arc<str>, Vec<Arc<str>>>>,
-    /// Resource policy key -> derived roles it imports.
-    pub(crate) derived_roles: HashMap<String, Vec<Arc<DerivedRole>>>,
-    /// Resource policy key -> schemas.
-    pub(crate) schemas: HashMap<String, PolicySchemas>,
+    pub(crate) parent_roles: FastMap<Arc<str>, FastMap<Arc<str>, Vec<Arc<str>>>>,
     pub(crate) schema_store: Arc<SchemaStore>,
     pub(crate) counts: PolicyCounts,
     pub(crate) evaluation_keys: u32,
+    /// Whether any expression reads `request` (else it is not built per check).
+    pub(crate) uses_request: bool,
 }
 
 impl CompiledPolicySet {
@@ -206,16 +257,20 @@ impl CompiledPolicySet {
         self.index.get(version)?.get(scope)
     }
 
-    /// A role with its parent roles (transitively), as defined by role policies at `scope`.
-    pub(crate) fn with_parent_roles(&self, scope: &str, roles: &[Arc<str>]) -> Vec<Arc<str>> {
+    /// Roles with their parent roles (transitively), as defined by role policies at `scope`.
+    pub(crate) fn with_parent_roles<'r>(&self, scope: &str, roles: &'r [Arc<str>]) -> Cow<'r, [Arc<str>]> {
+        let Some(map) = self.parent_roles.get(scope) else {
+            return Cow::Borrowed(roles);
+        };
+        if !roles.iter().any(|r| map.contains_key(r)) {
+            return Cow::Borrowed(roles);
+        }
         let mut out: Vec<Arc<str>> = roles.to_vec();
-        if let Some(map) = self.parent_roles.get(scope) {
-            for r in roles {
-                if let Some(parents) = map.get(r) {
-                    out.extend(parents.iter().cloned());
-                }
+        for r in roles {
+            if let Some(parents) = map.get(r) {
+                out.extend(parents.iter().cloned());
             }
         }
-        out
+        Cow::Owned(out)
     }
 }

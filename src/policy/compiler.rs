@@ -3,8 +3,10 @@
 //! and builds the rule rows and their index. Every problem is collected and
 //! reported with its source position.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::compiled::{
@@ -69,12 +71,17 @@ struct VarDef {
 struct Env {
     variables: HashMap<String, VarDef>,
     constants: HashMap<String, Value>,
+    /// Set when an expression compiled in this environment reads `request`.
+    uses_request: Rc<Cell<bool>>,
 }
 
 impl HostScope for Env {
     fn variable(&self, name: &str) -> Option<u16> {
         match name {
-            "request" => Some(SLOT_REQUEST),
+            "request" => {
+                self.uses_request.set(true);
+                Some(SLOT_REQUEST)
+            }
             "P" => Some(SLOT_PRINCIPAL),
             "R" => Some(SLOT_RESOURCE),
             "G" | "globals" => Some(SLOT_GLOBALS),
@@ -157,6 +164,7 @@ struct Compiler<'a> {
     export_constants: HashMap<&'a str, &'a model::ExportConstants>,
     derived_roles: HashMap<&'a str, (&'a Policy, &'a model::DerivedRoles)>,
     evaluation_keys: HashMap<String, u32>,
+    uses_request: Rc<Cell<bool>>,
 }
 
 impl<'a> Compiler<'a> {
@@ -195,7 +203,10 @@ impl<'a> Compiler<'a> {
         variables: Option<&'a model::Variables>,
         constants: Option<&'a model::Constants>,
     ) -> Env {
-        let mut env = Env::default();
+        let mut env = Env {
+            uses_request: self.uses_request.clone(),
+            ..Env::default()
+        };
         let mut const_origin: HashMap<String, String> = HashMap::new();
         if let Some(c) = constants {
             for imp in &c.import {
@@ -495,6 +506,7 @@ pub fn compile_policies(policies: &[Policy], schemas: SchemaStore) -> Result<Com
         export_constants: HashMap::new(),
         derived_roles: HashMap::new(),
         evaluation_keys: HashMap::new(),
+        uses_request: Rc::new(Cell::new(false)),
     };
     let enabled: Vec<&Policy> = policies.iter().filter(|p| !p.disabled).collect();
     let mut counts = PolicyCounts::default();
@@ -620,6 +632,7 @@ pub fn compile_policies(policies: &[Policy], schemas: SchemaStore) -> Result<Com
 
     set.counts = counts;
     set.evaluation_keys = c.evaluation_keys.len() as u32;
+    set.uses_request = c.uses_request.get();
     if c.errors.is_empty() {
         Ok(set)
     } else {
@@ -628,6 +641,14 @@ pub fn compile_policies(policies: &[Policy], schemas: SchemaStore) -> Result<Com
         });
         Err(CompileErrors(c.errors))
     }
+}
+
+fn scope_rows<'s>(set: &'s mut CompiledPolicySet, version: &str, scope: &str) -> &'s mut ScopeRows {
+    set.index
+        .entry(Arc::from(version))
+        .or_default()
+        .entry(Arc::from(scope))
+        .or_default()
 }
 
 fn push_row(set: &mut CompiledPolicySet, row: Row, version: &str) {
@@ -746,7 +767,9 @@ fn compile_resource<'a>(
         .collect();
     policy_drs.sort_by(|a, b| a.name.cmp(&b.name));
     if !policy_drs.is_empty() {
-        set.derived_roles.insert(key.clone(), policy_drs);
+        scope_rows(set, &rp.version, &rp.scope)
+            .derived_roles
+            .insert(Arc::from(rp.resource.as_str()), policy_drs);
     }
 
     if let Some(s) = &rp.schemas {
@@ -771,7 +794,9 @@ fn compile_resource<'a>(
                 });
             }
         }
-        set.schemas.insert(key.clone(), ps);
+        scope_rows(set, &rp.version, &rp.scope)
+            .schemas
+            .insert(Arc::from(rp.resource.as_str()), ps);
     }
 
     let perms = rp.scope_permissions;

@@ -638,6 +638,10 @@ fn build_documents(text: &str) -> Result<Vec<Node>, BuildError> {
     let mut options = serde_saphyr::granit_parser::Options::default();
     options.flow_nesting_limit = MAX_DEPTH;
     options.block_nesting_limit = MAX_DEPTH;
+    // Cerbos resolves aliases to anchors of earlier documents of the same file.
+    options.emit_anchor_events = true;
+    options.block_scalar_eof_without_line_feed = true;
+    options.emit_unresolved_aliases = true;
     let mut parser =
         serde_saphyr::granit_parser::Parser::new_from_str_with_options(text, options);
     let mut events = Vec::new();
@@ -652,8 +656,9 @@ fn build_documents(text: &str) -> Result<Vec<Node>, BuildError> {
         events,
         next: 0,
         anchors: HashMap::new(),
+        anchor_names: HashMap::new(),
         nodes: 0,
-        last_end: 0,
+        last_end: (0, Pos { line: 1, col: 1 }),
     };
     builder.documents()
 }
@@ -691,11 +696,31 @@ struct TreeBuilder<'a> {
     text: &'a str,
     events: Vec<EventWithSpan<'a>>,
     next: usize,
-    /// Anchored nodes and their sizes.
+    /// Anchored nodes and their sizes, by anchor id.
     anchors: HashMap<usize, (Node, usize)>,
+    /// Anchor ids by name, for aliases to earlier documents.
+    anchor_names: HashMap<String, usize>,
     nodes: usize,
-    /// Byte offset where the previous event ended.
-    last_end: usize,
+    /// Byte offset and position where the previous event ended.
+    last_end: (usize, Pos),
+}
+
+/// The position after `text`, which starts at `from`.
+fn advance_pos(from: Pos, text: &str) -> Pos {
+    match text.rfind('\n') {
+        Some(i) => Pos {
+            line: from
+                .line
+                .saturating_add(u32::try_from(text.matches('\n').count()).unwrap_or(u32::MAX)),
+            col: u32::try_from(text[i + 1..].chars().count() + 1).unwrap_or(u32::MAX),
+        },
+        None => Pos {
+            line: from.line,
+            col: from
+                .col
+                .saturating_add(u32::try_from(text.chars().count()).unwrap_or(u32::MAX)),
+        },
+    }
 }
 
 fn marker_pos(m: &serde_saphyr::granit_parser::Marker) -> Pos {
@@ -711,8 +736,10 @@ impl<'a> TreeBuilder<'a> {
         let span = event.1;
         let taken = std::mem::replace(event, (Event::StreamEnd, span));
         self.next += 1;
-        if let Some(end) = taken.1.end.byte_offset() {
-            self.last_end = end;
+        if !matches!(taken.0, Event::Anchor(..))
+            && let Some(end) = taken.1.end.byte_offset()
+        {
+            self.last_end = (end, marker_pos(&taken.1.end));
         }
         Some(taken)
     }
@@ -737,10 +764,11 @@ impl<'a> TreeBuilder<'a> {
         while let Some((event, span)) = self.advance() {
             match event {
                 Event::DocumentStart(..) => {
-                    self.anchors.clear();
+                    // A document without content reads as an empty plain scalar.
+                    let empty = matches!(self.events.get(self.next),
+                        Some((Event::Scalar(_, ScalarStyle::Plain, 0, None), span))
+                            if span.start.index() == span.end.index());
                     let body = self.node(0)?;
-                    let empty = matches!(&body.kind, NodeKind::Scalar(s)
-                        if s.text.is_empty() && s.value == ScalarValue::Null);
                     if !empty {
                         docs.push(body);
                     }
@@ -768,6 +796,7 @@ impl<'a> TreeBuilder<'a> {
             return Err(Self::error(start, "document is nested too deeply"));
         }
         self.count(1, start)?;
+        let anchor_name = self.anchor_name();
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
@@ -816,7 +845,7 @@ impl<'a> TreeBuilder<'a> {
                     if entries.is_empty() {
                         first_key = Some(key.start);
                         if style == StructureStyle::Block {
-                            pos = self.colon_after(self.last_end, key.start).unwrap_or(key.start);
+                            pos = self.colon_after(self.last_end).unwrap_or(key.start);
                         }
                     }
                     let value = self.node(depth + 1)?;
@@ -835,23 +864,44 @@ impl<'a> TreeBuilder<'a> {
                 };
                 (node, anchor)
             }
-            Event::Alias(id) => {
-                let Some((anchored, size)) = self.anchors.get(&id) else {
-                    return Err(Self::error(start, "unknown anchor"));
-                };
-                let size = *size;
-                let mut node = anchored.clone();
-                node.pos = start;
-                node.start = start;
-                self.count(size, start)?;
-                (node, 0)
-            }
+            Event::Alias(id) => (self.alias(id, start)?, 0),
+            Event::UnresolvedAlias(name) => match self.anchor_names.get(name.as_ref()) {
+                Some(id) => (self.alias(*id, start)?, 0),
+                None => return Err(Self::error(start, &format!("unknown anchor {name:?}"))),
+            },
             _ => return Err(Self::error(start, "unexpected YAML event")),
         };
         if anchor != 0 {
             let size = node.size();
             self.anchors.insert(anchor, (node.clone(), size));
+            if let Some(name) = anchor_name {
+                self.anchor_names.insert(name, anchor);
+            }
         }
+        Ok(node)
+    }
+
+    /// The name of the anchor defined on the node just read (its event follows the node's).
+    fn anchor_name(&mut self) -> Option<String> {
+        if !matches!(self.events.get(self.next), Some((Event::Anchor(..), _))) {
+            return None;
+        }
+        match self.advance() {
+            Some((Event::Anchor(_, name), _)) => Some(name.into_owned()),
+            _ => None,
+        }
+    }
+
+    /// A copy of an anchored node, positioned at the alias.
+    fn alias(&mut self, id: usize, start: Pos) -> Result<Node, BuildError> {
+        let Some((anchored, size)) = self.anchors.get(&id) else {
+            return Err(Self::error(start, "unknown anchor"));
+        };
+        let size = *size;
+        let mut node = anchored.clone();
+        node.pos = start;
+        node.start = start;
+        self.count(size, start)?;
         Ok(node)
     }
 
@@ -862,35 +912,21 @@ impl<'a> TreeBuilder<'a> {
         )
     }
 
-    /// The `|` or `>` of a block scalar: the first one between the previous event and the
-    /// scalar's content.
-    fn block_indicator(&self, from: usize, to: Option<usize>) -> Option<Pos> {
-        let to = to?;
-        let gap = self.text.get(from..to)?;
-        let offset = from + gap.find(['|', '>'])?;
-        Some(self.pos_of_offset(offset))
+    /// The `|` or `>` of a block scalar: the first one between the end of the previous
+    /// event and the scalar's content.
+    fn block_indicator(&self, from: (usize, Pos), to: Option<usize>) -> Option<Pos> {
+        let gap = self.text.get(from.0..to?)?;
+        let before = &gap[..gap.find(['|', '>'])?];
+        Some(advance_pos(from.1, before))
     }
 
-    /// The `:` following a block mapping key that ends at byte `from`.
-    fn colon_after(&self, from: usize, key: Pos) -> Option<Pos> {
-        let rest = self.text.get(from..)?;
+    /// The `:` following a block mapping key that ends where the previous event ended.
+    fn colon_after(&self, from: (usize, Pos)) -> Option<Pos> {
+        let rest = self.text.get(from.0..)?;
         let skipped = rest.find(|c: char| c != ' ' && c != '\t')?;
-        if !rest[skipped..].starts_with(':') {
-            return None;
-        }
-        let pos = self.pos_of_offset(from + skipped);
-        (pos >= key).then_some(pos)
-    }
-
-    fn pos_of_offset(&self, offset: usize) -> Pos {
-        let before = self.text.get(..offset).unwrap_or(self.text);
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let line = before.matches('\n').count() + 1;
-        let col = before[line_start..].chars().count() + 1;
-        Pos {
-            line: u32::try_from(line).unwrap_or(u32::MAX),
-            col: u32::try_from(col).unwrap_or(u32::MAX),
-        }
+        rest[skipped..]
+            .starts_with(':')
+            .then(|| advance_pos(from.1, &rest[..skipped]))
     }
 
     /// Applies merge keys (`<<: *anchor`, `<<: [*a, *b]`): the merged entries come where
@@ -1795,16 +1831,19 @@ resourcePolicy:
         let p = parse(
             "apiVersion: api.cerbos.dev/v1\n\
              variables:\n  top: \"1\"\n\
+             derivedRoles:\n  name: dr\n  definitions:\n    - name: a\n      parentRoles: [b]\n\
+             ---\n\
+             apiVersion: api.cerbos.dev/v1\n\
              exportVariables:\n  name: ev\n  definitions:\n    a: V.b\n    b: '2'\n",
         );
         assert_eq!(p[0].variables[0].1.span.to_string(), "p.yaml:3:8");
-        let PolicyKind::ExportVariables(ev) = &p[0].kind else {
+        let PolicyKind::ExportVariables(ev) = &p[1].kind else {
             panic!("not export variables");
         };
         let names: Vec<&str> = ev.definitions.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert_eq!(ev.definitions[0].1.span.to_string(), "p.yaml:7:8");
-        assert_eq!(ev.definitions.spans()[1].name.to_string(), "p.yaml:8:5");
+        assert_eq!(ev.definitions[0].1.span.to_string(), "p.yaml:14:8");
+        assert_eq!(ev.definitions.spans()[1].name.to_string(), "p.yaml:15:5");
     }
 
     #[test]
@@ -1828,7 +1867,7 @@ resourcePolicy:
         let text = format!("---\n---\n# only a comment\n---\n{RESOURCE}---\n{RESOURCE}...\n");
         let p = parse(&text);
         assert_eq!(p.len(), 2);
-        assert_eq!(p[1].span.line, 24);
+        assert_eq!(p[1].span.line, 23);
     }
 
     #[test]
@@ -1909,6 +1948,24 @@ resourcePolicy:
     }
 
     #[test]
+    fn deeply_nested_conditions_do_not_overflow() {
+        for levels in [30, 60] {
+            let condition = format!(
+                "{}{{expr: x}}{}",
+                "{all: {of: [".repeat(levels),
+                "]}}".repeat(levels)
+            );
+            let text = format!(
+                "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: a\n  version: b\n  \
+                 rules:\n    - actions: [x]\n      effect: EFFECT_ALLOW\n      roles: [a]\n      \
+                 condition:\n        match: {condition}\n"
+            );
+            let result = parse_policies(&text, "deep.yaml");
+            assert_eq!(result.is_ok(), levels == 30, "{levels} levels: {result:?}");
+        }
+    }
+
+    #[test]
     fn quoted_strings_followed_by_text_are_reported() {
         let text = "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: a\n  version: b\n  \
                     rules:\n    - actions: [\"x\"]\n      effect: EFFECT_ALLOW\n      roles: [\"a\"]\n      \
@@ -1975,7 +2032,7 @@ resourcePolicy:
             [
                 "policies/_schemas:1:1: _schemas directory must be under the root of the storage directory",
                 "policies/bad1.yaml:2:1: unknown field \"foo\"",
-                "policies/bad2.json:1:38: unknown field \"bar\"",
+                "policies/bad2.json:1:37: unknown field \"bar\"",
                 "policies/two.yaml:7:1: more than one YAML document detected",
             ]
         );
@@ -1984,7 +2041,11 @@ resourcePolicy:
 
     #[test]
     fn conformance_store_counts() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/store");
+        let corpus = std::env::var_os("GATEHOUSE_CONFORMANCE_DIR").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"),
+            PathBuf::from,
+        );
+        let dir = corpus.join("store");
         if !dir.exists() {
             println!("conformance store not found at {}; skipped", dir.display());
             return;

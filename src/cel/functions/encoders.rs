@@ -38,12 +38,16 @@ const fn lenient(padding: DecodePaddingMode) -> GeneralPurposeConfig {
         .with_decode_padding_mode(padding)
 }
 
-const STD_PADDED: GeneralPurpose =
-    GeneralPurpose::new(&alphabet::STANDARD, lenient(DecodePaddingMode::RequireCanonical));
+const STD_PADDED: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    lenient(DecodePaddingMode::RequireCanonical),
+);
 const STD_RAW: GeneralPurpose =
     GeneralPurpose::new(&alphabet::STANDARD, lenient(DecodePaddingMode::RequireNone));
-const URL_PADDED: GeneralPurpose =
-    GeneralPurpose::new(&alphabet::URL_SAFE, lenient(DecodePaddingMode::RequireCanonical));
+const URL_PADDED: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    lenient(DecodePaddingMode::RequireCanonical),
+);
 const URL_RAW: GeneralPurpose =
     GeneralPurpose::new(&alphabet::URL_SAFE, lenient(DecodePaddingMode::RequireNone));
 
@@ -63,7 +67,7 @@ fn base64_encode_url(args: &[Value], _: &Activation) -> Result<Value, EvalError>
 
 /// Decodes padded input, falling back to unpadded input, as cel-go does. Like Go's
 /// decoder, line breaks in the input are ignored.
-pub(crate) fn decode_base64(s: &str, url: bool) -> Result<Vec<u8>, EvalError> {
+fn decode_base64(s: &str, url: bool) -> Result<Vec<u8>, EvalError> {
     let cleaned: String;
     let input = if s.contains(['\r', '\n']) {
         cleaned = s.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
@@ -117,7 +121,7 @@ fn json_encode(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
 
 /// Encodes a value as compact JSON the way cel-go's `json.encode` does: map keys in
 /// order, ints beyond 2^53 as strings, doubles as Go's `encoding/json`.
-pub(crate) fn encode_json(out: &mut String, v: &Value) -> Result<(), String> {
+fn encode_json(out: &mut String, v: &Value) -> Result<(), String> {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -325,7 +329,11 @@ fn json_parse(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
 
 fn parse_dynamic(s: &str) -> Option<Value> {
     let trimmed = s.trim();
-    if trimmed.len() >= 2 && trimmed.starts_with('"') && trimmed.ends_with('"') && !trimmed.contains('\\') {
+    if trimmed.len() >= 2
+        && trimmed.starts_with('"')
+        && trimmed.ends_with('"')
+        && !trimmed.contains('\\')
+    {
         return Some(Value::from(&trimmed[1..trimmed.len() - 1]));
     }
     let json: serde_json::Value = serde_json::from_str(s).ok()?;
@@ -371,11 +379,17 @@ fn parse_typed(s: &str, t: &CelType) -> Option<Value> {
             if first != b'-' && !first.is_ascii_digit() {
                 return None;
             }
-            trimmed.parse::<f64>().ok().filter(|d| d.is_finite()).map(Value::Double)
+            trimmed
+                .parse::<f64>()
+                .ok()
+                .filter(|d| d.is_finite())
+                .map(Value::Double)
         }
         CelType::Null => (trimmed == "null").then_some(Value::Null),
         CelType::Bytes => match serde_json::from_str::<serde_json::Value>(s).ok()? {
-            serde_json::Value::String(v) => decode_base64(&v, false).ok().map(|b| Value::Bytes(Arc::from(b))),
+            serde_json::Value::String(v) => decode_base64(&v, false)
+                .ok()
+                .map(|b| Value::Bytes(Arc::from(b))),
             _ => None,
         },
         CelType::List => match serde_json::from_str::<serde_json::Value>(s).ok()? {
@@ -416,7 +430,11 @@ mod tests {
         ] {
             assert_true(src);
         }
-        for src in ["base64.decode('a')", "base64.decode('!!!!')", "base64.encode('hello')"] {
+        for src in [
+            "base64.decode('a')",
+            "base64.decode('!!!!')",
+            "base64.encode('hello')",
+        ] {
             assert!(eval(src).is_err(), "{src}");
         }
     }
@@ -425,9 +443,15 @@ mod tests {
     fn json_encode_matches_cel_go() {
         let cases = [
             ("json.encode({'hello': 'world'})", r#"{"hello":"world"}"#),
-            ("json.encode({'b': 1, 'a': [true, null, 1.5]})", r#"{"a":[true,null,1.5],"b":1}"#),
+            (
+                "json.encode({'b': 1, 'a': [true, null, 1.5]})",
+                r#"{"a":[true,null,1.5],"b":1}"#,
+            ),
             ("json.encode(9007199254740993)", r#""9007199254740993""#),
-            ("json.encode(18446744073709551615u)", r#""18446744073709551615""#),
+            (
+                "json.encode(18446744073709551615u)",
+                r#""18446744073709551615""#,
+            ),
             ("json.encode(1.0)", "1"),
             ("json.encode(1e21)", "1e+21"),
             ("json.encode(1e-7)", "1e-7"),
@@ -437,8 +461,14 @@ mod tests {
             ("json.encode(b'hi')", r#""aGk=""#),
             ("json.encode({1: 'x'})", r#"{"1":"x"}"#),
             ("json.encode(duration('1.5s'))", r#""1.5s""#),
-            ("json.encode(timestamp('2021-04-20T10:05:20.120-05:00'))", r#""2021-04-20T10:05:20.12-05:00""#),
-            ("json.encode(timestamp('2021-04-20T10:05:20Z'))", r#""2021-04-20T10:05:20Z""#),
+            (
+                "json.encode(timestamp('2021-04-20T10:05:20.120-05:00'))",
+                r#""2021-04-20T10:05:20.12-05:00""#,
+            ),
+            (
+                "json.encode(timestamp('2021-04-20T10:05:20Z'))",
+                r#""2021-04-20T10:05:20Z""#,
+            ),
             ("json.encode([])", "[]"),
             ("json.encode({})", "{}"),
         ];

@@ -43,7 +43,11 @@ fn pick(
         return Err(EvalError::new(format!("no such overload: {internal}")));
     }
     let ord = numeric_cmp(a, b).unwrap_or(Ordering::Equal);
-    Ok(if keep_second(ord) { b.clone() } else { a.clone() })
+    Ok(if keep_second(ord) {
+        b.clone()
+    } else {
+        a.clone()
+    })
 }
 
 fn extreme(

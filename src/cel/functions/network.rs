@@ -48,12 +48,12 @@ fn parse_ip(s: &str) -> Result<IpAddr, EvalError> {
             "IP Address {s:?} parse error during conversion from string: ParseAddr({s:?}): unable to parse IP"
         ))
     })?;
-    if let IpAddr::V6(v6) = addr {
-        if v6.to_ipv4_mapped().is_some() {
-            return Err(EvalError::new(format!(
-                "IPv4-mapped IPv6 address {s:?} is not allowed"
-            )));
-        }
+    if let IpAddr::V6(v6) = addr
+        && v6.to_ipv4_mapped().is_some()
+    {
+        return Err(EvalError::new(format!(
+            "IPv4-mapped IPv6 address {s:?} is not allowed"
+        )));
     }
     Ok(addr)
 }
@@ -76,12 +76,12 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), EvalError> {
         .ok()
         .filter(|b| well_formed && *b <= max)
         .ok_or_else(|| bad(&format!("bad bits after slash: {bits:?}")))?;
-    if let IpAddr::V6(v6) = addr {
-        if v6.to_ipv4_mapped().is_some() {
-            return Err(EvalError::new(format!(
-                "IPv4-mapped IPv6 address {s:?} is not allowed"
-            )));
-        }
+    if let IpAddr::V6(v6) = addr
+        && v6.to_ipv4_mapped().is_some()
+    {
+        return Err(EvalError::new(format!(
+            "IPv4-mapped IPv6 address {s:?} is not allowed"
+        )));
     }
     Ok((addr, bits))
 }
@@ -169,11 +169,15 @@ fn cidr_arg(name: &str, args: &[Value]) -> Result<(IpAddr, u8), EvalError> {
 fn mask(ip: IpAddr, bits: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
-            let m = u32::MAX.checked_shl(32 - u32::from(bits.min(32))).unwrap_or(0);
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(bits.min(32)))
+                .unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(v4) & m))
         }
         IpAddr::V6(v6) => {
-            let m = u128::MAX.checked_shl(128 - u32::from(bits.min(128))).unwrap_or(0);
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(bits.min(128)))
+                .unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(u128::from(v6) & m))
         }
     }
@@ -435,7 +439,10 @@ mod tests {
     #[test]
     fn go_formatting_of_addresses() {
         for (s, want) in [
-            ("2001:0db8:0000:0000:0000:0000:1000:0000", "2001:db8::1000:0"),
+            (
+                "2001:0db8:0000:0000:0000:0000:1000:0000",
+                "2001:db8::1000:0",
+            ),
             ("2001:db8:0:1:0:0:0:1", "2001:db8:0:1::1"),
             ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
             ("::", "::"),
@@ -491,7 +498,12 @@ mod tests {
         ] {
             assert_true(src);
         }
-        for src in ["ip('999.999.999.999')", "ip('::ffff:1.2.3.4')", "ip(1)", "ip.isCanonical('x')"] {
+        for src in [
+            "ip('999.999.999.999')",
+            "ip('::ffff:1.2.3.4')",
+            "ip(1)",
+            "ip.isCanonical('x')",
+        ] {
             assert!(eval(src).is_err(), "{src}");
         }
     }

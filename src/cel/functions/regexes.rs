@@ -28,12 +28,12 @@ thread_local! {
 }
 
 /// Compiles `pattern`, reusing a cached compilation when there is one.
-pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, EvalError> {
+fn compile_regex(pattern: &str) -> Result<Regex, EvalError> {
     if let Some(re) = CACHE.with(|c| c.borrow().get(pattern).cloned()) {
         return Ok(re);
     }
-    let re = Regex::new(pattern)
-        .map_err(|e| EvalError::new(format!("error parsing regexp: {e}")))?;
+    let re =
+        Regex::new(pattern).map_err(|e| EvalError::new(format!("error parsing regexp: {e}")))?;
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= CACHE_CAPACITY {
@@ -193,7 +193,7 @@ mod tests {
             "regex.replace('banana', 'a', 'x', -12) == 'bxnxnx'",
             r"regex.replace('foo bar', '(fo)o (ba)r', r'\2 \1') == 'ba fo'",
             r"regex.replace('banana', 'b(a).*', r'\1') == 'a'",
-            r"regex.replace('a.b', '\\.', r'\\') == 'a\\b'",
+            r"regex.replace('a.b', '\\.', '\\\\') == 'a\\b'",
             "regex.replace('abc', 'x*', '-') == '-a-b-c-'",
             "regex.replace('baaac', 'a*', '-') == '-b-c-'",
             r"regex.replace('ab', '(x)?b', r'[\1]') == 'a[]'",
@@ -204,7 +204,7 @@ mod tests {
             r"regex.replace('test', '(.)', r'\2')",
             "regex.replace('foo bar', '(', '$2 $1')",
             r"regex.replace('id=123', r'id=(?P<value>\d+)', r'value: \values')",
-            r"regex.replace('abc', 'b', r'x\')",
+            r"regex.replace('abc', 'b', 'x\\')",
         ] {
             assert!(eval(src).is_err(), "{src}");
         }

@@ -168,10 +168,29 @@ pub(crate) fn format_duration(d: TimeDelta) -> String {
     format!("{}{}.{}s", if neg { "-" } else { "" }, secs.unsigned_abs(), frac)
 }
 
-/// Formats a timestamp as RFC 3339 in UTC, as cel-go's `string(timestamp)`.
+/// Formats a timestamp as Go's RFC 3339 with nanoseconds (trailing zeros trimmed, the
+/// written offset kept, `Z` for UTC), as cel-go's `string(timestamp)`.
 pub(crate) fn format_timestamp(t: &crate::cel::value::Timestamp) -> String {
-    t.with_timezone(&chrono::Utc)
-        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    use chrono::{Offset, Timelike};
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.nanosecond() % 1_000_000_000;
+    if nanos != 0 {
+        let mut frac = format!("{nanos:09}");
+        while frac.ends_with('0') {
+            frac.pop();
+        }
+        s.push('.');
+        s.push_str(&frac);
+    }
+    let offset = t.offset().fix().local_minus_utc();
+    if offset == 0 {
+        s.push('Z');
+    } else {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let abs = offset.unsigned_abs();
+        s.push_str(&format!("{sign}{:02}:{:02}", abs / 3600, (abs % 3600) / 60));
+    }
+    s
 }
 
 fn to_string(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
@@ -376,5 +395,9 @@ mod tests {
         assert_eq!(format_double(1e6), "1e+06");
         assert_eq!(format_double(0.00001), "1e-05");
         assert_eq!(format_duration(TimeDelta::milliseconds(1500)), "1.5s");
+        let t = parse_timestamp("2021-04-22T10:05:20.120-05:00").unwrap();
+        assert_eq!(format_timestamp(&t), "2021-04-22T10:05:20.12-05:00");
+        let t = parse_timestamp("2021-04-22T10:05:20Z").unwrap();
+        assert_eq!(format_timestamp(&t), "2021-04-22T10:05:20Z");
     }
 }

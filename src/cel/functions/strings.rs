@@ -182,12 +182,12 @@ fn substring(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     let end = arg_opt_int("substring", args, 2)?;
     let chars: Vec<char> = s.chars().collect();
     let len = chars.len() as i64;
-    if let Some(end) = end {
-        if start > end {
-            return Err(EvalError::new(format!(
-                "invalid substring range. start: {start}, end: {end}"
-            )));
-        }
+    if let Some(end) = end
+        && start > end
+    {
+        return Err(EvalError::new(format!(
+            "invalid substring range. start: {start}, end: {end}"
+        )));
     }
     if start < 0 || start > len {
         return Err(out_of_range(start));
@@ -198,7 +198,9 @@ fn substring(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     }
     // Both bounds are within 0..=len here.
     Ok(Value::from(
-        chars[start as usize..end as usize].iter().collect::<String>(),
+        chars[start as usize..end as usize]
+            .iter()
+            .collect::<String>(),
     ))
 }
 
@@ -278,7 +280,9 @@ fn format(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     }
     let template = arg_str("format", args, 0)?;
     let list = arg_list("format", args, 1)?;
-    format_template(template, list).map(Value::from).map_err(EvalError::new)
+    format_template(template, list)
+        .map(Value::from)
+        .map_err(EvalError::new)
 }
 
 /// `"...".format([...])`, following the cel-spec strings extension (cel-go's v2 formatter).
@@ -483,7 +487,7 @@ fn rfc3339_nano_utc(t: &Timestamp) -> String {
 }
 
 /// The `%s` rendering of a value (cel-go's v2 formatter).
-pub(super) fn format_value(v: &Value) -> Result<String, String> {
+fn format_value(v: &Value) -> Result<String, String> {
     let mut out = String::new();
     write_value(&mut out, v)?;
     Ok(out)
@@ -652,12 +656,31 @@ mod tests {
     #[test]
     fn format_clauses() {
         let cases = [
-            (r#""this is a string: %s\nand an integer: %d".format(["str", 42])"#, "this is a string: str\nand an integer: 42"),
-            (r#""a double substituted with %%s: %s".format([64.2])"#, "a double substituted with %s: 64.2"),
-            (r#""string type: %s".format([type(string)])"#, "string type: string"),
-            (r#""timestamp: %s".format([timestamp("2023-02-03T23:31:20+00:00")])"#, "timestamp: 2023-02-03T23:31:20Z"),
-            (r#""%s".format([timestamp("2023-02-03T23:31:20.120-01:00")])"#, "2023-02-04T00:31:20.12Z"),
-            (r#""duration: %s".format([duration("1h45m47s")])"#, "duration: 6347s"),
+            (
+                r#""this is a string: %s\nand an integer: %d".format(["str", 42])"#,
+                "this is a string: str\nand an integer: 42",
+            ),
+            (
+                r#""a double substituted with %%s: %s".format([64.2])"#,
+                "a double substituted with %s: 64.2",
+            ),
+            (
+                r#""string type: %s".format([string])"#,
+                "string type: string",
+            ),
+            (r#""%s".format([type(1)])"#, "int"),
+            (
+                r#""timestamp: %s".format([timestamp("2023-02-03T23:31:20+00:00")])"#,
+                "timestamp: 2023-02-03T23:31:20Z",
+            ),
+            (
+                r#""%s".format([timestamp("2023-02-03T23:31:20.120-01:00")])"#,
+                "2023-02-04T00:31:20.12Z",
+            ),
+            (
+                r#""duration: %s".format([duration("1h45m47s")])"#,
+                "duration: 6347s",
+            ),
             (r#""%s".format([duration("1.5s")])"#, "1.5s"),
             (r#""%f".format([3.14])"#, "3.140000"),
             (r#""%.2f".format([0.125])"#, "0.12"),
@@ -668,10 +691,16 @@ mod tests {
             (r#""%b".format([-5])"#, "-101"),
             (r#""26 in hex: %x".format([26])"#, "26 in hex: 1a"),
             (r#""%x".format([-255])"#, "-ff"),
-            (r#""26 in hex (uppercase): %X".format([26u])"#, "26 in hex (uppercase): 1A"),
+            (
+                r#""26 in hex (uppercase): %X".format([26u])"#,
+                "26 in hex (uppercase): 1A",
+            ),
             (r#""%x".format(["Hi"])"#, "4869"),
             (r#""30 in octal: %o".format([30])"#, "30 in octal: 36"),
-            (r#""%s".format([[1, 2, 3, {"b": "y", "a": "x"}]])"#, "[1, 2, 3, {a: x, b: y}]"),
+            (
+                r#""%s".format([[1, 2, 3, {"b": "y", "a": "x"}]])"#,
+                "[1, 2, 3, {a: x, b: y}]",
+            ),
             (r#""%s %s %b".format([true, false, true])"#, "true false 1"),
             (r#""%s".format([null])"#, "null"),
             (r#""%d %f".format([1.5, double("NaN")])"#, "1.5 NaN"),

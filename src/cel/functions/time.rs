@@ -107,6 +107,7 @@ fn duration_part(part: Part, d: TimeDelta) -> Option<Value> {
 fn in_zone(t: &Timestamp, tz: &str) -> Result<NaiveDateTime, EvalError> {
     let Some(colon) = tz.find(':') else {
         return match tz {
+            // Go reads "Local" as the server's zone; it is read as UTC here.
             "" | "UTC" | "Local" => Ok(t.naive_utc()),
             _ => chrono_tz::Tz::from_str(tz)
                 .map(|zone| t.with_timezone(&zone).naive_local())
@@ -114,9 +115,8 @@ fn in_zone(t: &Timestamp, tz: &str) -> Result<NaiveDateTime, EvalError> {
         };
     };
     let atoi = |s: &str| {
-        s.parse::<i64>().map_err(|_| {
-            EvalError::new(format!("strconv.Atoi: parsing {s:?}: invalid syntax"))
-        })
+        s.parse::<i64>()
+            .map_err(|_| EvalError::new(format!("strconv.Atoi: parsing {s:?}: invalid syntax")))
     };
     let hours = atoi(&tz[..colon])?;
     let minutes = atoi(&tz[colon + 1..])?;
