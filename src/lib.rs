@@ -5,5 +5,6 @@
 //! engine, and exposed through adapters (CLI, ext_authz, Cerbos API).
 
 pub mod cel;
+pub mod cli;
 pub mod engine;
 pub mod policy;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `gatehouse` binary.
+
+fn main() -> std::process::ExitCode {
+    gatehouse::cli::main()
+}

@@ -314,7 +314,7 @@ impl Compiler<'_> {
                     }
                     if let Some(f) = registry().get(&full, CallStyle::Global) {
                         let args = self.args(args)?;
-                        return Ok(Node::Call(Arc::from(full.as_str()), f, args));
+                        return Ok(Node::Call(f, args));
                     }
                 }
             }
@@ -397,7 +397,7 @@ impl Compiler<'_> {
             all.push(self.expr(t)?);
         }
         all.extend(self.args(args)?);
-        Ok(Node::Call(Arc::from(func), f, all))
+        Ok(Node::Call(f, all))
     }
 
     fn args(&mut self, args: &[Expr]) -> Result<Vec<Node>, CompileError> {

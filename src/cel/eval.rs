@@ -104,7 +104,7 @@ pub(crate) enum Node {
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Ternary(Box<Node>, Box<Node>, Box<Node>),
-    Call(Arc<str>, NativeFn, Vec<Node>),
+    Call(NativeFn, Vec<Node>),
     Matches(Box<Node>, Arc<Regex>),
     Comprehension(Box<Comprehension>),
     Bind(u16, Box<Node>, Box<Node>),
@@ -291,7 +291,7 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
             Value::Bool(false) => eval(b, act, locals),
             _ => Err(no_such_overload()),
         },
-        Node::Call(_, f, args) => {
+        Node::Call(f, args) => {
             // Most calls have at most three arguments: avoid a heap allocation for them.
             let mut buf: [Value; 4] = Default::default();
             if args.len() <= buf.len() {

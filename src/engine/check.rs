@@ -246,6 +246,7 @@ impl Evaluation<'_> {
             Ok(Value::Bool(b)) => {
                 if let Some(t) = self.trace.as_deref_mut() {
                     t.push(TraceEvent::Expr {
+                        at: e.span.to_string(),
                         expr: e.source.to_string(),
                         result: Ok(b),
                     });
@@ -255,6 +256,7 @@ impl Evaluation<'_> {
             Ok(other) => {
                 if let Some(t) = self.trace.as_deref_mut() {
                     t.push(TraceEvent::Expr {
+                        at: e.span.to_string(),
                         expr: e.source.to_string(),
                         result: Err(format!("not a bool: {}", other.type_name())),
                     });
@@ -264,6 +266,7 @@ impl Evaluation<'_> {
             Err(err) => {
                 if let Some(t) = self.trace.as_deref_mut() {
                     t.push(TraceEvent::Expr {
+                        at: e.span.to_string(),
                         expr: e.source.to_string(),
                         result: Err(err.message().to_string()),
                     });
@@ -579,6 +582,7 @@ pub(crate) fn check(
                                         action: action.to_string(),
                                         policy: row.policy_key.to_string(),
                                         rule: row.name.to_string(),
+                                        at: row.span.to_string(),
                                         effect: if allowed { Effect::Allow } else { Effect::Deny },
                                         matched: true,
                                         note: if allowed {
@@ -616,6 +620,7 @@ pub(crate) fn check(
                                         action: action.to_string(),
                                         policy: row.policy_key.to_string(),
                                         rule: row.name.to_string(),
+                                        at: row.span.to_string(),
                                         effect: row.effect,
                                         matched: satisfied,
                                         note: if satisfied { "condition satisfied" } else { "condition not satisfied" },

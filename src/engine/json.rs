@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value as Json};
 
-use super::types::{AuxData, CheckInput, Principal, Resource};
+use super::types::{AuxData, CheckInput, CheckOutput, Principal, Resource};
 use crate::cel::{MapValue, Value, from_json};
+use crate::policy::compiled::Effect;
 
 /// A malformed check input.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -129,6 +130,74 @@ pub fn input_from_json(v: &Json) -> Result<CheckInput, InputError> {
         actions,
         aux_data: aux_data_from_json(field(o, "auxData"))?,
     })
+}
+
+/// Cerbos's name of an effect.
+pub fn effect_name(e: Effect) -> &'static str {
+    match e {
+        Effect::Allow => "EFFECT_ALLOW",
+        Effect::Deny => "EFFECT_DENY",
+    }
+}
+
+/// Writes a check output as a `cerbos.engine.v1.CheckOutput` (protojson names; empty
+/// fields omitted).
+pub fn output_to_json(o: &CheckOutput) -> Json {
+    let mut actions = Map::new();
+    for a in &o.actions {
+        let mut e = Map::new();
+        e.insert("effect".into(), Json::from(effect_name(a.effect)));
+        if !a.policy.is_empty() {
+            e.insert("policy".into(), Json::from(a.policy.as_str()));
+        }
+        if !a.scope.is_empty() {
+            e.insert("scope".into(), Json::from(a.scope.as_str()));
+        }
+        actions.insert(a.action.clone(), Json::Object(e));
+    }
+    let mut out = Map::new();
+    if !o.request_id.is_empty() {
+        out.insert("requestId".into(), Json::from(o.request_id.as_str()));
+    }
+    out.insert("resourceId".into(), Json::from(o.resource_id.as_str()));
+    out.insert("actions".into(), Json::Object(actions));
+    if !o.effective_derived_roles.is_empty() {
+        out.insert("effectiveDerivedRoles".into(), Json::from(o.effective_derived_roles.clone()));
+    }
+    if !o.outputs.is_empty() {
+        let outputs = o
+            .outputs
+            .iter()
+            .map(|e| {
+                let mut m = Map::new();
+                m.insert("src".into(), Json::from(e.src.as_str()));
+                m.insert("action".into(), Json::from(e.action.as_str()));
+                match &e.value {
+                    Ok(v) => m.insert("val".into(), v.clone()),
+                    Err(msg) => m.insert("error".into(), Json::from(msg.as_str())),
+                };
+                Json::Object(m)
+            })
+            .collect();
+        out.insert("outputs".into(), Json::Array(outputs));
+    }
+    if !o.validation_errors.is_empty() {
+        let errs = o
+            .validation_errors
+            .iter()
+            .map(|v| serde_json::json!({"path": v.path, "message": v.message, "source": v.source.as_str()}))
+            .collect();
+        out.insert("validationErrors".into(), Json::Array(errs));
+    }
+    if !o.evaluation_errors.is_empty() {
+        let errs = o
+            .evaluation_errors
+            .iter()
+            .map(|e| serde_json::json!({"celError": {"expression": e.expression, "message": e.message}}))
+            .collect();
+        out.insert("evaluationErrors".into(), Json::Array(errs));
+    }
+    Json::Object(out)
 }
 
 #[cfg(test)]

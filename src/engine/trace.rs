@@ -37,6 +37,8 @@ pub enum TraceEvent {
     },
     /// A CEL expression was evaluated.
     Expr {
+        /// Where it is written (`file:line:col`).
+        at: String,
         /// The expression.
         expr: String,
         /// Its boolean value, or why it has none.
@@ -50,6 +52,8 @@ pub enum TraceEvent {
         policy: String,
         /// Rule name.
         rule: String,
+        /// Where the rule is written (`file:line:col`).
+        at: String,
         /// The rule's effect.
         effect: Effect,
         /// Whether the rule applied.
@@ -134,20 +138,24 @@ impl fmt::Display for TraceEvent {
                 };
                 write!(f, "[{action}] {k} policies, role {role}, scope {scope:?}")
             }
-            TraceEvent::Expr { expr, result } => match result {
-                Ok(b) => write!(f, "    {expr} => {b}"),
-                Err(e) => write!(f, "    {expr} => error: {e}"),
-            },
+            TraceEvent::Expr { at, expr, result } => {
+                let expr = expr.trim();
+                match result {
+                    Ok(b) => write!(f, "    {expr} => {b}   ({at})"),
+                    Err(e) => write!(f, "    {expr} => error: {e}   ({at})"),
+                }
+            }
             TraceEvent::Rule {
                 action,
                 policy,
                 rule,
+                at,
                 effect,
                 matched,
                 note,
             } => write!(
                 f,
-                "  [{action}] rule {policy}#{rule} ({}): {} ({note})",
+                "  [{action}] rule {policy}#{rule} at {at} ({}): {} ({note})",
                 effect_name(*effect),
                 if *matched { "applies" } else { "skipped" }
             ),

@@ -93,10 +93,12 @@ pub enum ScopePermissions {
     RequireParentalConsentForAllows,
 }
 
-/// Which kind of policy a row came from.
+/// Which kind of policy a rule row came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum RowKind {
+pub enum RowKind {
+    /// A principal policy.
     Principal,
+    /// A resource or role policy.
     Resource,
 }
 

@@ -61,7 +61,6 @@ impl std::error::Error for CompileErrors {}
 #[derive(Clone, Debug)]
 struct VarDef {
     expr: Arc<Expr>,
-    source: Arc<str>,
     span: Span,
     origin: String,
 }
@@ -282,7 +281,6 @@ impl<'a> Compiler<'a> {
                     name,
                     VarDef {
                         expr,
-                        source: Arc::from(text.text.as_str()),
                         span: text.span.clone(),
                         origin,
                     },

@@ -21,7 +21,8 @@
 //! `$dynamicRef` and `$recursiveRef` are not supported: a document that uses them fails to
 //! compile. Keywords that belong to no draft are annotations and are ignored, as in Cerbos.
 //! References to other hosts (`https://...`, `file://...`) are never fetched: they fail to
-//! resolve.
+//! resolve. Schemas or values nested beyond fixed limits (and `$ref` loops that never reach a
+//! child value) fail closed: a compile error or a violation, never a stack overflow.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -4178,6 +4179,14 @@ mod tests {
             dup.to_string(),
             "cerbos:///a.json: schema _schemas/a.json is defined more than once"
         );
+    }
+
+    #[test]
+    fn store_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<SchemaStore>();
+        assert_send_sync::<CompiledSchema>();
+        assert_send_sync::<SchemaErrors>();
     }
 
     #[test]

@@ -7,51 +7,13 @@ use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 
-use gatehouse::engine::{CheckOutput, Engine, EngineConfig, SchemaEnforcement, input_from_json};
-use gatehouse::policy::compiled::{CompiledPolicySet, Effect};
+use gatehouse::engine::{Engine, EngineConfig, SchemaEnforcement, input_from_json, output_to_json};
+use gatehouse::policy::compiled::CompiledPolicySet;
 
 use crate::util::{corpus_dir, json_file, yaml_docs};
 
 /// Cases we knowingly decide differently from Cerbos, with the reason. Keep empty.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
-
-fn output_json(o: &CheckOutput) -> Json {
-    let mut actions = serde_json::Map::new();
-    for a in &o.actions {
-        let mut e = serde_json::Map::new();
-        e.insert(
-            "effect".into(),
-            json!(match a.effect {
-                Effect::Allow => "EFFECT_ALLOW",
-                Effect::Deny => "EFFECT_DENY",
-            }),
-        );
-        e.insert("policy".into(), json!(a.policy));
-        e.insert("scope".into(), json!(a.scope));
-        actions.insert(a.action.clone(), Json::Object(e));
-    }
-    let outputs: Vec<Json> = o
-        .outputs
-        .iter()
-        .map(|e| match &e.value {
-            Ok(v) => json!({"src": e.src, "action": e.action, "val": v}),
-            Err(msg) => json!({"src": e.src, "action": e.action, "error": msg}),
-        })
-        .collect();
-    let validation: Vec<Json> = o
-        .validation_errors
-        .iter()
-        .map(|v| json!({"path": v.path, "message": v.message, "source": v.source.as_str()}))
-        .collect();
-    json!({
-        "requestId": o.request_id,
-        "resourceId": o.resource_id,
-        "actions": actions,
-        "effectiveDerivedRoles": o.effective_derived_roles,
-        "outputs": outputs,
-        "validationErrors": validation,
-    })
-}
 
 fn sort_by_keys(list: &mut [Json], keys: &[&str]) {
     list.sort_by(|a, b| {
@@ -169,7 +131,7 @@ fn run_group(
             let want = normalise(&result["actual"]);
             match engine.check(&input) {
                 Ok(out) => {
-                    let got = normalise(&output_json(&out));
+                    let got = normalise(&output_to_json(&out));
                     if got == want {
                         passed += 1;
                     } else {

@@ -4,3 +4,4 @@ mod engine_cases;
 mod util;
 mod parser_cases;
 mod cel_cases;
+mod cli;

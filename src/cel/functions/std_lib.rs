@@ -7,7 +7,7 @@ use regex::Regex;
 
 use super::{FunctionRegistry, arg_str, arity, no_overload};
 use crate::cel::eval::{Activation, EvalError};
-use crate::cel::value::{Value, numeric_cmp};
+use crate::cel::value::Value;
 
 pub(super) fn register(r: &mut FunctionRegistry) {
     r.both("size", size);
@@ -367,11 +367,6 @@ fn optional_value(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
         [Value::Optional(None)] => Err(EvalError::new("optional.none() dereference")),
         _ => Err(no_overload("value", args)),
     }
-}
-
-/// Compares two numbers of any numeric type (for library functions).
-pub(crate) fn num_cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
-    numeric_cmp(a, b)
 }
 
 #[cfg(test)]

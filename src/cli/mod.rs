@@ -1,0 +1,50 @@
+//! The `gatehouse` command line: one file per subcommand.
+//!
+//! Exit codes: 0 success, 1 policy test failures, 2 compile errors or bad usage.
+
+mod check;
+mod compile;
+pub mod diagnostics;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: policy tests failed.
+pub const EXIT_TEST_FAILURES: u8 = 1;
+/// Exit code: policies do not compile, or the command line is wrong.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Gatehouse: Cerbos-compatible authorization for Envoy and your APIs.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile a policy directory and run its policy tests (like `cerbos compile`).
+    Compile(compile::CompileArgs),
+    /// Decide one request from the command line and explain the decision.
+    Check(check::CheckArgs),
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compile(args) => compile::run(args),
+        Command::Check(args) => check::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The `gatehouse` binary: exit codes, error rendering and the explain trace.
+
+use std::path::Path;
+use std::process::Command;
+
+fn gatehouse() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn compile_demo_policies_succeeds() {
+    let out = gatehouse().arg("compile").arg(root().join("policies")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Compiled 2 executable policies"));
+}
+
+#[test]
+fn compile_reports_every_error_with_position_and_exit_2() {
+    let dir = root().join("tests/data/bad_policies");
+    let out = gatehouse().arg("compile").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("resource_policies/album.yaml:6:7: import not found: Derived roles import 'album_roles' cannot be found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("resource_policies/album.yaml:11:11: unknown derived role: Derived role \"owner\" is not defined in any imports"),
+        "{err}"
+    );
+    assert!(err.contains("resource_policies/album.yaml:17:11: invalid expression"), "{err}");
+    assert!(err.contains("3 error(s)"), "{err}");
+}
+
+#[test]
+fn compile_json_errors_for_ci() {
+    let dir = root().join("tests/data/bad_policies");
+    let out = gatehouse().args(["compile", "-o", "json"]).arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3);
+    assert_eq!(errors[0]["file"], "resource_policies/album.yaml");
+    assert_eq!(errors[0]["position"]["line"], 6);
+}
+
+#[test]
+fn check_explains_the_decision() {
+    let out = gatehouse()
+        .current_dir(root())
+        .args([
+            "check", "--principal", "bob", "--role", "manager",
+            "--principal-attr", r#"{"department":"engineering","clearances":[],"approval_limit":10000}"#,
+            "--kind", "document", "--resource-id", "doc-1",
+            "--resource-attr", r#"{"owner":"alice","department":"engineering","status":"in_review","classification":"internal","amount":5000,"archived":false}"#,
+            "--action", "approve", "--action", "delete", "-o", "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["actions"]["approve"]["effect"], "EFFECT_ALLOW");
+    assert_eq!(v["actions"]["delete"]["effect"], "EFFECT_DENY");
+    let trace: Vec<String> = serde_json::from_value(v["trace"].clone()).unwrap();
+    assert!(trace.iter().any(|l| l.contains("rule resource.document.vdefault#approve at resource_policies/document.yaml")));
+    assert!(trace.iter().any(|l| l.contains("=> delete: DENY by resource.document.vdefault")));
+}
+
+#[test]
+fn check_rejects_bad_usage_with_exit_2() {
+    let out = gatehouse().args(["check", "--principal", "bob"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = gatehouse()
+        .args(["check", "--principal", "bob", "--kind", "document", "--action", "read", "--principal-attr", "[1]"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--principal-attr must be a JSON object"));
+}
