@@ -10,7 +10,8 @@ use gatehouse::engine::{Engine, EngineConfig, input_from_json};
 
 fn bench_check(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let policies = Arc::new(gatehouse::policy::load_and_compile(&dir).expect("demo policies compile"));
+    let policies =
+        Arc::new(gatehouse::policy::load_and_compile(&dir).expect("demo policies compile"));
     let engine = Engine::new(policies, EngineConfig::default());
     let request = serde_json::json!({
         "requestId": "bench-1",

@@ -173,14 +173,19 @@ impl Compiler<'_> {
                     Node::Index(o, i)
                 })
             }
-            ExprKind::Call { target, func, args } => self.call(target.as_deref(), func, args, e.pos),
+            ExprKind::Call { target, func, args } => {
+                self.call(target.as_deref(), func, args, e.pos)
+            }
             ExprKind::List(items) => {
                 let nodes: Vec<(Node, bool)> = items
                     .iter()
                     .map(|(x, opt)| Ok((self.expr(x)?, *opt)))
                     .collect::<Result<_, CompileError>>()?;
                 // A list of constants is built once, here, not at every evaluation.
-                if nodes.iter().all(|(n, opt)| !opt && matches!(n, Node::Const(_))) {
+                if nodes
+                    .iter()
+                    .all(|(n, opt)| !opt && matches!(n, Node::Const(_)))
+                {
                     let values = nodes
                         .into_iter()
                         .filter_map(|(n, _)| match n {
@@ -198,9 +203,10 @@ impl Compiler<'_> {
                     .map(|(k, v, opt)| Ok((self.expr(k)?, self.expr(v)?, *opt)))
                     .collect::<Result<_, CompileError>>()?,
             )),
-            ExprKind::Struct { type_name, .. } => {
-                err(e.pos, format!("undeclared reference to '{type_name}' (in container '')"))
-            }
+            ExprKind::Struct { type_name, .. } => err(
+                e.pos,
+                format!("undeclared reference to '{type_name}' (in container '')"),
+            ),
             ExprKind::Unary(op, x) => {
                 let x = Box::new(self.expr(x)?);
                 Ok(match op {
@@ -236,23 +242,26 @@ impl Compiler<'_> {
         Err(undeclared(pos, name))
     }
 
-    fn select(&mut self, operand: &Expr, field: &str, optional: bool, e: &Expr) -> Result<Node, CompileError> {
+    fn select(
+        &mut self,
+        operand: &Expr,
+        field: &str,
+        optional: bool,
+        e: &Expr,
+    ) -> Result<Node, CompileError> {
         if !optional {
-            if let Some(root) = operand.as_ident() {
-                if self.local(root).is_none() {
-                    if let Some(binding) = self.host.select(root, field) {
-                        return self.host_binding(binding, e.pos);
-                    }
-                }
+            if let Some(root) = operand.as_ident()
+                && self.local(root).is_none()
+                && let Some(binding) = self.host.select(root, field)
+            {
+                return self.host_binding(binding, e.pos);
             }
             // Qualified type names such as google.protobuf.Timestamp.
-            if let Some(q) = e.qualified_name() {
-                let first = q.split('.').next().unwrap_or("");
-                if !self.is_bound(first) {
-                    if let Some(t) = type_ident(&q) {
-                        return Ok(Node::Const(Value::Type(t)));
-                    }
-                }
+            if let Some(q) = e.qualified_name()
+                && !self.is_bound(q.split('.').next().unwrap_or(""))
+                && let Some(t) = type_ident(&q)
+            {
+                return Ok(Node::Const(Value::Type(t)));
             }
         }
         let base = self.expr(operand)?;
@@ -272,7 +281,11 @@ impl Compiler<'_> {
         })
     }
 
-    fn host_binding(&mut self, binding: Result<HostBinding, String>, pos: usize) -> Result<Node, CompileError> {
+    fn host_binding(
+        &mut self,
+        binding: Result<HostBinding, String>,
+        pos: usize,
+    ) -> Result<Node, CompileError> {
         match binding {
             Err(msg) => err(pos, msg),
             Ok(HostBinding::Value(v)) => Ok(Node::Const(v)),
@@ -302,21 +315,24 @@ impl Compiler<'_> {
         }
     }
 
-    fn call(&mut self, target: Option<&Expr>, func: &str, args: &[Expr], pos: usize) -> Result<Node, CompileError> {
+    fn call(
+        &mut self,
+        target: Option<&Expr>,
+        func: &str,
+        args: &[Expr],
+        pos: usize,
+    ) -> Result<Node, CompileError> {
         // Namespaced global functions: `math.greatest(..)`, `cel.bind(..)`.
-        if let Some(t) = target {
-            if let Some(ns) = t.qualified_name() {
-                let first = ns.split('.').next().unwrap_or("");
-                if !self.is_bound(first) {
-                    let full = format!("{ns}.{func}");
-                    if full == "cel.bind" {
-                        return self.bind(args, pos);
-                    }
-                    if let Some(f) = registry().get(&full, CallStyle::Global) {
-                        let args = self.args(args)?;
-                        return Ok(Node::Call(f, args));
-                    }
-                }
+        if let Some(ns) = target.and_then(Expr::qualified_name)
+            && !self.is_bound(ns.split('.').next().unwrap_or(""))
+        {
+            let full = format!("{ns}.{func}");
+            if full == "cel.bind" {
+                return self.bind(args, pos);
+            }
+            if let Some(f) = registry().get(&full, CallStyle::Global) {
+                let args = self.args(args)?;
+                return Ok(Node::Call(f, args));
             }
         }
         match (target, func, args.len()) {
@@ -348,7 +364,9 @@ impl Compiler<'_> {
                 };
                 return self.comprehension(kind, t, &args[..2], None, &args[2]);
             }
-            (Some(t), "map", 2) => return self.comprehension(CompKind::Map, t, &args[..1], None, &args[1]),
+            (Some(t), "map", 2) => {
+                return self.comprehension(CompKind::Map, t, &args[..1], None, &args[1]);
+            }
             (Some(t), "map", 3) => {
                 return self.comprehension(CompKind::Map, t, &args[..1], Some(&args[1]), &args[2]);
             }
@@ -422,10 +440,7 @@ impl Compiler<'_> {
         }
         let var1 = self.alloc(&names[0]);
         let var2 = names.get(1).map(|n| self.alloc(n));
-        let filter = match filter {
-            Some(f) => Some(self.expr(f)),
-            None => None,
-        };
+        let filter = filter.map(|f| self.expr(f));
         let body = self.expr(body);
         self.release(names.len() as u16);
         Ok(Node::Comprehension(Box::new(Comprehension {

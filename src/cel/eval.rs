@@ -347,7 +347,8 @@ fn opt_select(v: &Value, field: &str) -> Result<Value, EvalError> {
 }
 
 fn map_key(v: &Value) -> Result<Key, EvalError> {
-    Key::from_value(v).ok_or_else(|| EvalError::new(format!("unsupported key type: {}", v.type_name())))
+    Key::from_value(v)
+        .ok_or_else(|| EvalError::new(format!("unsupported key type: {}", v.type_name())))
 }
 
 /// `target[index]`.
@@ -358,7 +359,12 @@ pub(crate) fn index_value(target: &Value, index: &Value) -> Result<Value, EvalEr
                 Value::Int(i) => *i,
                 Value::Uint(u) => i64::try_from(*u).unwrap_or(i64::MAX),
                 Value::Double(d) if d.fract() == 0.0 && d.is_finite() => *d as i64,
-                _ => return Err(EvalError::new(format!("unsupported index type '{}' in list", index.type_name()))),
+                _ => {
+                    return Err(EvalError::new(format!(
+                        "unsupported index type '{}' in list",
+                        index.type_name()
+                    )));
+                }
             };
             usize::try_from(i)
                 .ok()
@@ -482,7 +488,11 @@ fn iteration_items(range: &Value, two_vars: bool) -> Result<Vec<(Value, Value)>,
     }
 }
 
-fn comprehension(c: &Comprehension, act: &Activation, locals: &mut Locals) -> Result<Value, EvalError> {
+fn comprehension(
+    c: &Comprehension,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
     let range = eval(&c.range, act, locals)?;
     let items = iteration_items(&range, c.var2.is_some())?;
     let v1 = c.var1 as usize;
@@ -547,7 +557,11 @@ fn run_comprehension(
         CompKind::Map | CompKind::Filter | CompKind::TransformList => {
             let mut out = Vec::new();
             for (a, b) in items {
-                let elem = if c.kind == CompKind::Filter { a.clone() } else { Value::Null };
+                let elem = if c.kind == CompKind::Filter {
+                    a.clone()
+                } else {
+                    Value::Null
+                };
                 bind(locals, a, b);
                 if let Some(f) = &c.filter {
                     match eval(f, act, locals)? {

@@ -38,11 +38,9 @@ pub fn to_json(v: &Value) -> serde_json::Value {
             serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(b))
         }
         Value::List(l) => serde_json::Value::Array(l.iter().map(to_json).collect()),
-        Value::Map(m) => serde_json::Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.to_string(), to_json(v)))
-                .collect(),
-        ),
+        Value::Map(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
+        }
         Value::Timestamp(t) => serde_json::Value::String(fmt::format_timestamp(t)),
         Value::Duration(d) => serde_json::Value::String(fmt::format_duration(*d)),
         Value::Type(t) => serde_json::Value::String(t.name().to_string()),

@@ -101,8 +101,16 @@ pub(crate) mod testing {
         assert!(eval("{'a': 1}.b").unwrap_err().contains("no such key: b"));
         assert!(eval("1 / 0").unwrap_err().contains("division by zero"));
         assert!(eval("1 + 1.0").is_err());
-        assert!(eval("nope(1)").unwrap_err().contains("undeclared reference"));
-        assert!(eval("y + 1").unwrap_err().contains("undeclared reference to 'y'"));
+        assert!(
+            eval("nope(1)")
+                .unwrap_err()
+                .contains("undeclared reference")
+        );
+        assert!(
+            eval("y + 1")
+                .unwrap_err()
+                .contains("undeclared reference to 'y'")
+        );
         assert!(eval("[1, 'a'].all(x, x > 0)").is_err());
         assert!(eval("[0, 'a'].all(x, x > 0)").is_ok_and(|v| v.as_bool() == Some(false)));
     }

@@ -19,8 +19,13 @@ pub struct ParseError {
     pub pos: usize,
 }
 
-/// Maximum nesting depth, so hostile input cannot overflow the stack.
+/// Maximum nesting of the parser's recursion (parentheses, literals, unary operators),
+/// so hostile input cannot overflow the stack.
 const MAX_DEPTH: usize = 96;
+
+/// Maximum height of the syntax tree (long `a && b && ...` or `a.b.c...` chains), so that
+/// compiling, evaluating and dropping it cannot overflow the stack either.
+const MAX_HEIGHT: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
@@ -76,7 +81,9 @@ impl<'a> Lexer<'a> {
         let Some(&c) = self.bytes.get(self.pos) else {
             return Ok((Tok::Eof, start));
         };
-        if c.is_ascii_digit() || (c == b'.' && self.bytes.get(self.pos + 1).is_some_and(u8::is_ascii_digit)) {
+        if c.is_ascii_digit()
+            || (c == b'.' && self.bytes.get(self.pos + 1).is_some_and(u8::is_ascii_digit))
+        {
             return self.number().map(|t| (t, start));
         }
         if c == b'"' || c == b'\'' {
@@ -87,9 +94,21 @@ impl<'a> Lexer<'a> {
             let rest = &self.bytes[self.pos..];
             let is_quote = |b: Option<&u8>| matches!(b, Some(b'"') | Some(b'\''));
             let (raw, bytes, skip) = match rest {
-                [a, b, ..] if is_quote(rest.get(2)) && matches!((a.to_ascii_lowercase(), b.to_ascii_lowercase()), (b'r', b'b') | (b'b', b'r')) => (true, true, 2),
-                [a, ..] if is_quote(rest.get(1)) && a.eq_ignore_ascii_case(&b'r') => (true, false, 1),
-                [a, ..] if is_quote(rest.get(1)) && a.eq_ignore_ascii_case(&b'b') => (false, true, 1),
+                [a, b, ..]
+                    if is_quote(rest.get(2))
+                        && matches!(
+                            (a.to_ascii_lowercase(), b.to_ascii_lowercase()),
+                            (b'r', b'b') | (b'b', b'r')
+                        ) =>
+                {
+                    (true, true, 2)
+                }
+                [a, ..] if is_quote(rest.get(1)) && a.eq_ignore_ascii_case(&b'r') => {
+                    (true, false, 1)
+                }
+                [a, ..] if is_quote(rest.get(1)) && a.eq_ignore_ascii_case(&b'b') => {
+                    (false, true, 1)
+                }
                 _ => (false, false, 0),
             };
             if skip > 0 {
@@ -108,7 +127,9 @@ impl<'a> Lexer<'a> {
                 // `.?` only when followed by an identifier start (optional field selection).
                 if *p == ".?" {
                     let after = self.bytes.get(self.pos + 2);
-                    if !after.is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_' || b.is_ascii_whitespace()) {
+                    if !after.is_some_and(|b| {
+                        b.is_ascii_alphabetic() || *b == b'_' || b.is_ascii_whitespace()
+                    }) {
                         continue;
                     }
                 }
@@ -141,7 +162,9 @@ impl<'a> Lexer<'a> {
             }
             return match i64::from_str_radix(digits, 16) {
                 Ok(i) => Ok(Tok::Int(i)),
-                Err(_) if digits.eq_ignore_ascii_case("8000000000000000") => Ok(Tok::IntMinMagnitude),
+                Err(_) if digits.eq_ignore_ascii_case("8000000000000000") => {
+                    Ok(Tok::IntMinMagnitude)
+                }
                 Err(_) => self.err(start, "invalid int literal"),
             };
         }
@@ -195,7 +218,8 @@ impl<'a> Lexer<'a> {
     fn string(&mut self, raw: bool, bytes: bool) -> Result<Tok, ParseError> {
         let start = self.pos;
         let q = self.bytes[self.pos];
-        let triple = self.bytes.get(self.pos + 1) == Some(&q) && self.bytes.get(self.pos + 2) == Some(&q);
+        let triple =
+            self.bytes.get(self.pos + 1) == Some(&q) && self.bytes.get(self.pos + 2) == Some(&q);
         self.pos += if triple { 3 } else { 1 };
         let mut out: Vec<u8> = Vec::new();
         loop {
@@ -203,7 +227,10 @@ impl<'a> Lexer<'a> {
                 return self.err(start, "unterminated string literal");
             };
             if triple {
-                if c == q && self.bytes.get(self.pos + 1) == Some(&q) && self.bytes.get(self.pos + 2) == Some(&q) {
+                if c == q
+                    && self.bytes.get(self.pos + 1) == Some(&q)
+                    && self.bytes.get(self.pos + 2) == Some(&q)
+                {
                     self.pos += 3;
                     break;
                 }
@@ -218,7 +245,10 @@ impl<'a> Lexer<'a> {
                 continue;
             }
             // Copy one UTF-8 character.
-            let ch_len = self.src[self.pos..].chars().next().map_or(1, char::len_utf8);
+            let ch_len = self.src[self.pos..]
+                .chars()
+                .next()
+                .map_or(1, char::len_utf8);
             out.extend_from_slice(&self.bytes[self.pos..self.pos + ch_len]);
             self.pos += ch_len;
         }
@@ -255,7 +285,8 @@ impl<'a> Lexer<'a> {
         }
         let hex = |lexer: &mut Lexer, n: usize| -> Result<u32, ParseError> {
             let s = lexer.src.get(lexer.pos..lexer.pos + n).unwrap_or("");
-            let v = u32::from_str_radix(s, 16).or_else(|_| lexer.err(at, "invalid escape sequence"))?;
+            let v =
+                u32::from_str_radix(s, 16).or_else(|_| lexer.err(at, "invalid escape sequence"))?;
             lexer.pos += n;
             Ok(v)
         };
@@ -269,17 +300,27 @@ impl<'a> Lexer<'a> {
             }
             b'u' => {
                 let v = hex(self, 4)?;
-                push_char(out, v).ok_or(ParseError { message: "invalid unicode escape".into(), pos: at })?;
+                push_char(out, v).ok_or(ParseError {
+                    message: "invalid unicode escape".into(),
+                    pos: at,
+                })?;
             }
             b'U' => {
                 let v = hex(self, 8)?;
-                push_char(out, v).ok_or(ParseError { message: "invalid unicode escape".into(), pos: at })?;
+                push_char(out, v).ok_or(ParseError {
+                    message: "invalid unicode escape".into(),
+                    pos: at,
+                })?;
             }
             b'0'..=b'3' => {
                 let s = self.src.get(self.pos - 1..self.pos + 2).unwrap_or("");
-                let v = u32::from_str_radix(s, 8).or_else(|_| self.err(at, "invalid octal escape"))?;
+                let v =
+                    u32::from_str_radix(s, 8).or_else(|_| self.err(at, "invalid octal escape"))?;
                 self.pos += 2;
-                push_code(out, v, bytes).ok_or(ParseError { message: "invalid escape sequence".into(), pos: at })?;
+                push_code(out, v, bytes).ok_or(ParseError {
+                    message: "invalid escape sequence".into(),
+                    pos: at,
+                })?;
             }
             _ => return self.err(at, "invalid escape sequence"),
         }
@@ -315,6 +356,7 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
         tok: Tok::Eof,
         tok_pos: 0,
         depth: 0,
+        height: 0,
     };
     p.advance()?;
     let e = p.expr()?;
@@ -329,11 +371,27 @@ struct Parser<'a> {
     tok: Tok,
     tok_pos: usize,
     depth: usize,
+    height: usize,
 }
 
 const RESERVED: &[&str] = &[
-    "as", "break", "const", "continue", "else", "for", "function", "if", "import", "let", "loop",
-    "package", "namespace", "return", "var", "void", "while",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
 ];
 
 impl Parser<'_> {
@@ -388,6 +446,23 @@ impl Parser<'_> {
                 pos: self.tok_pos,
             });
         }
+        self.grow()
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+        self.height -= 1;
+    }
+
+    /// Accounts for one more level of tree height on the current path.
+    fn grow(&mut self) -> Result<(), ParseError> {
+        self.height += 1;
+        if self.height > MAX_HEIGHT {
+            return Err(ParseError {
+                message: "expression is nested too deeply".into(),
+                pos: self.tok_pos,
+            });
+        }
         Ok(())
     }
 
@@ -406,12 +481,13 @@ impl Parser<'_> {
         } else {
             cond
         };
-        self.depth -= 1;
+        self.leave();
         Ok(out)
     }
 
     fn or(&mut self) -> Result<Expr, ParseError> {
         let mut l = self.and()?;
+        let mut grown = 0;
         while self.is("||") {
             let pos = self.tok_pos;
             self.advance()?;
@@ -420,12 +496,16 @@ impl Parser<'_> {
                 kind: ExprKind::Or(Box::new(l), Box::new(r)),
                 pos,
             };
+            self.grow()?;
+            grown += 1;
         }
+        self.height -= grown;
         Ok(l)
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
         let mut l = self.relation()?;
+        let mut grown = 0;
         while self.is("&&") {
             let pos = self.tok_pos;
             self.advance()?;
@@ -434,12 +514,16 @@ impl Parser<'_> {
                 kind: ExprKind::And(Box::new(l), Box::new(r)),
                 pos,
             };
+            self.grow()?;
+            grown += 1;
         }
+        self.height -= grown;
         Ok(l)
     }
 
     fn relation(&mut self) -> Result<Expr, ParseError> {
         let mut l = self.addition()?;
+        let mut grown = 0;
         loop {
             let op = match &self.tok {
                 Tok::Punct("==") => BinaryOp::Eq,
@@ -449,7 +533,7 @@ impl Parser<'_> {
                 Tok::Punct(">") => BinaryOp::Gt,
                 Tok::Punct(">=") => BinaryOp::Ge,
                 Tok::Ident(i) if i == "in" => BinaryOp::In,
-                _ => return Ok(l),
+                _ => break,
             };
             let pos = self.tok_pos;
             self.advance()?;
@@ -458,16 +542,21 @@ impl Parser<'_> {
                 kind: ExprKind::Binary(op, Box::new(l), Box::new(r)),
                 pos,
             };
+            self.grow()?;
+            grown += 1;
         }
+        self.height -= grown;
+        Ok(l)
     }
 
     fn addition(&mut self) -> Result<Expr, ParseError> {
         let mut l = self.multiplication()?;
+        let mut grown = 0;
         loop {
             let op = match &self.tok {
                 Tok::Punct("+") => BinaryOp::Add,
                 Tok::Punct("-") => BinaryOp::Sub,
-                _ => return Ok(l),
+                _ => break,
             };
             let pos = self.tok_pos;
             self.advance()?;
@@ -476,17 +565,22 @@ impl Parser<'_> {
                 kind: ExprKind::Binary(op, Box::new(l), Box::new(r)),
                 pos,
             };
+            self.grow()?;
+            grown += 1;
         }
+        self.height -= grown;
+        Ok(l)
     }
 
     fn multiplication(&mut self) -> Result<Expr, ParseError> {
         let mut l = self.unary()?;
+        let mut grown = 0;
         loop {
             let op = match &self.tok {
                 Tok::Punct("*") => BinaryOp::Mul,
                 Tok::Punct("/") => BinaryOp::Div,
                 Tok::Punct("%") => BinaryOp::Rem,
-                _ => return Ok(l),
+                _ => break,
             };
             let pos = self.tok_pos;
             self.advance()?;
@@ -495,7 +589,11 @@ impl Parser<'_> {
                 kind: ExprKind::Binary(op, Box::new(l), Box::new(r)),
                 pos,
             };
+            self.grow()?;
+            grown += 1;
         }
+        self.height -= grown;
+        Ok(l)
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
@@ -504,7 +602,7 @@ impl Parser<'_> {
             self.enter()?;
             self.advance()?;
             let e = self.unary()?;
-            self.depth -= 1;
+            self.leave();
             return Ok(Expr {
                 kind: ExprKind::Unary(UnaryOp::Not, Box::new(e)),
                 pos,
@@ -546,7 +644,7 @@ impl Parser<'_> {
                     }
                 }
             };
-            self.depth -= 1;
+            self.leave();
             return Ok(e);
         }
         let prim = self.primary()?;
@@ -560,7 +658,12 @@ impl Parser<'_> {
     }
 
     fn member_suffix(&mut self, mut e: Expr) -> Result<Expr, ParseError> {
+        let mut grown = 0;
         loop {
+            if grown > 0 || self.is(".") || self.is(".?") || self.is("[") {
+                self.grow()?;
+                grown += 1;
+            }
             let pos = self.tok_pos;
             if self.is(".") || self.is(".?") {
                 let optional = self.is(".?");
@@ -603,7 +706,11 @@ impl Parser<'_> {
                     },
                     pos,
                 };
-            } else if self.is("{") && e.qualified_name().is_some() && matches!(e.kind, ExprKind::Ident(_) | ExprKind::Select { .. }) && self.struct_allowed(&e) {
+            } else if self.is("{")
+                && e.qualified_name().is_some()
+                && matches!(e.kind, ExprKind::Ident(_) | ExprKind::Select { .. })
+                && self.struct_allowed(&e)
+            {
                 let type_name = e.qualified_name().unwrap_or_default();
                 self.advance()?;
                 let mut fields = Vec::new();
@@ -626,6 +733,7 @@ impl Parser<'_> {
                     pos: e.pos,
                 };
             } else {
+                self.height -= grown;
                 return Ok(e);
             }
         }
@@ -692,7 +800,12 @@ impl Parser<'_> {
                     "true" => return Ok(lit(Value::Bool(true))),
                     "false" => return Ok(lit(Value::Bool(false))),
                     "null" => return Ok(lit(Value::Null)),
-                    "in" => return Err(ParseError { message: "Syntax error: mismatched input 'in'".into(), pos }),
+                    "in" => {
+                        return Err(ParseError {
+                            message: "Syntax error: mismatched input 'in'".into(),
+                            pos,
+                        });
+                    }
                     n if RESERVED.contains(&n) => {
                         return Err(ParseError {
                             message: format!("reserved identifier: {n}"),
@@ -760,7 +873,7 @@ impl Parser<'_> {
                     }
                 }
                 self.expect("]")?;
-                self.depth -= 1;
+                self.leave();
                 Ok(Expr {
                     kind: ExprKind::List(items),
                     pos,
@@ -781,7 +894,7 @@ impl Parser<'_> {
                     }
                 }
                 self.expect("}")?;
-                self.depth -= 1;
+                self.leave();
                 Ok(Expr {
                     kind: ExprKind::Map(entries),
                     pos,
@@ -810,8 +923,14 @@ mod tests {
 
     #[test]
     fn parses_literals() {
-        assert!(matches!(ok("-9223372036854775808").kind, ExprKind::Literal(Value::Int(i64::MIN))));
-        assert!(matches!(ok("0x1Fu").kind, ExprKind::Literal(Value::Uint(31))));
+        assert!(matches!(
+            ok("-9223372036854775808").kind,
+            ExprKind::Literal(Value::Int(i64::MIN))
+        ));
+        assert!(matches!(
+            ok("0x1Fu").kind,
+            ExprKind::Literal(Value::Uint(31))
+        ));
         assert!(matches!(ok("1e3").kind, ExprKind::Literal(Value::Double(d)) if d == 1000.0));
         match ok(r#""a\n\x41\u00e9""#).kind {
             ExprKind::Literal(Value::String(s)) => assert_eq!(&*s, "a\nAé"),
@@ -851,5 +970,16 @@ mod tests {
         assert!(parse("#").is_err());
         let deep = "(".repeat(10_000);
         assert!(parse(&deep).is_err());
+        let chain = vec!["a"; 5_000].join(" && ");
+        assert!(
+            parse(&chain)
+                .unwrap_err()
+                .message
+                .contains("nested too deeply")
+        );
+        let members = format!("a{}", ".b".repeat(5_000));
+        assert!(parse(&members).is_err());
+        let ok_chain = vec!["a"; 200].join(" || ");
+        assert!(parse(&ok_chain).is_ok());
     }
 }

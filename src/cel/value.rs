@@ -165,7 +165,9 @@ impl Key {
             Value::Int(i) => Some(Key::Int(*i)),
             Value::Uint(u) => Some(Key::Uint(*u)),
             Value::String(s) => Some(Key::String(s.clone())),
-            Value::Double(d) if d.fract() == 0.0 && *d >= i64::MIN as f64 && *d < i64::MAX as f64 => {
+            Value::Double(d)
+                if d.fract() == 0.0 && *d >= i64::MIN as f64 && *d < i64::MAX as f64 =>
+            {
                 Some(Key::Int(*d as i64))
             }
             _ => None,
@@ -272,10 +274,11 @@ impl MapValue {
                 if d.fract() != 0.0 || !d.is_finite() {
                     return None;
                 }
-                if *d >= i64::MIN as f64 && *d < i64::MAX as f64 {
-                    if let Some(v) = self.get_key(&Key::Int(*d as i64)) {
-                        return Some(v);
-                    }
+                if *d >= i64::MIN as f64
+                    && *d < i64::MAX as f64
+                    && let Some(v) = self.get_key(&Key::Int(*d as i64))
+                {
+                    return Some(v);
                 }
                 if *d >= 0.0 && *d < u64::MAX as f64 {
                     return self.get_key(&Key::Uint(*d as u64));

@@ -175,7 +175,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     match args.output {
         CheckFormat::Json => {
             let mut j = output_to_json(&out);
-            j["trace"] = serde_json::json!(trace.events().iter().map(|e| e.to_string()).collect::<Vec<_>>());
+            j["trace"] = serde_json::json!(
+                trace
+                    .events()
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+            );
             println!("{}", serde_json::to_string_pretty(&j)?);
         }
         CheckFormat::Text => {
@@ -184,15 +190,37 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
                 input.resource.kind,
                 input.resource.id,
                 input.principal.id,
-                input.principal.roles.iter().map(|r| &**r).collect::<Vec<_>>()
+                input
+                    .principal
+                    .roles
+                    .iter()
+                    .map(|r| &**r)
+                    .collect::<Vec<_>>()
             );
-            let width = out.actions.iter().map(|a| a.action.len()).max().unwrap_or(0);
+            let width = out
+                .actions
+                .iter()
+                .map(|a| a.action.len())
+                .max()
+                .unwrap_or(0);
             for a in &out.actions {
-                let scope = if a.scope.is_empty() { String::new() } else { format!(" (scope {:?})", a.scope) };
-                println!("  {:width$}  {:12}  {}{scope}", a.action, effect_name(a.effect), a.policy);
+                let scope = if a.scope.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (scope {:?})", a.scope)
+                };
+                println!(
+                    "  {:width$}  {:12}  {}{scope}",
+                    a.action,
+                    effect_name(a.effect),
+                    a.policy
+                );
             }
             if !out.effective_derived_roles.is_empty() {
-                println!("effective derived roles: {}", out.effective_derived_roles.join(", "));
+                println!(
+                    "effective derived roles: {}",
+                    out.effective_derived_roles.join(", ")
+                );
             }
             for o in &out.outputs {
                 match &o.value {
@@ -201,7 +229,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
                 }
             }
             for v in &out.validation_errors {
-                println!("validation error ({}): {} {}", v.source.as_str(), v.path, v.message);
+                println!(
+                    "validation error ({}): {} {}",
+                    v.source.as_str(),
+                    v.path,
+                    v.message
+                );
             }
             println!("\nexplain:");
             for e in trace.events() {

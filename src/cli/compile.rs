@@ -23,8 +23,10 @@ pub enum OutputFormat {
 
 /// Arguments of `gatehouse compile`.
 #[derive(Debug, Args)]
-#[command(after_long_help = "Examples:\n  gatehouse compile policies/\n  gatehouse compile -o json policies/ | jq .\n\n\
-Exit codes: 0 compiled, 2 compile errors or bad usage.")]
+#[command(
+    after_long_help = "Examples:\n  gatehouse compile policies/\n  gatehouse compile -o json policies/ | jq .\n\n\
+Exit codes: 0 compiled, 2 compile errors or bad usage."
+)]
 pub struct CompileArgs {
     /// Policy directory (a Cerbos disk store).
     pub dir: PathBuf,
@@ -38,7 +40,9 @@ pub struct CompileArgs {
 
 /// Runs `gatehouse compile`.
 pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
-    let color = args.color.unwrap_or_else(|| std::io::stdout().is_terminal());
+    let color = args
+        .color
+        .unwrap_or_else(|| std::io::stdout().is_terminal());
     let result = load_dir(&args.dir)
         .map_err(Into::into)
         .and_then(compile_store);
@@ -47,7 +51,10 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
             let n = set.executable_policies();
             match args.output {
                 OutputFormat::Json => println!("{}", serde_json::json!({"policies": n})),
-                _ => println!("Compiled {n} executable policies from {}", args.dir.display()),
+                _ => println!(
+                    "Compiled {n} executable policies from {}",
+                    args.dir.display()
+                ),
             }
             Ok(0)
         }

@@ -31,14 +31,6 @@ pub fn diagnostics(err: &StoreError) -> Vec<Diagnostic> {
                 message: e.message.clone(),
             })
             .collect(),
-        StoreError::Schema(errs) => errs
-            .iter()
-            .map(|e| Diagnostic {
-                span: None,
-                kind: "invalid schema".into(),
-                message: format!("{}: {e}", e.schema()),
-            })
-            .collect(),
         StoreError::Compile(errs) => errs
             .errors()
             .iter()
@@ -61,7 +53,10 @@ pub fn render(d: &Diagnostic, root: &Path, color: bool) -> String {
     let Some(span) = &d.span else {
         return format!("{red}{bold}error{reset}: {}: {}\n", d.kind, d.message);
     };
-    let mut out = format!("{bold}{span}{reset}: {red}{}{reset}: {}\n", d.kind, d.message);
+    let mut out = format!(
+        "{bold}{span}{reset}: {red}{}{reset}: {}\n",
+        d.kind, d.message
+    );
     let text = std::fs::read_to_string(root.join(&*span.file)).unwrap_or_default();
     if let Some(line) = text.lines().nth(span.line.saturating_sub(1) as usize) {
         let gutter = span.line.to_string();

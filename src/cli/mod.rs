@@ -30,7 +30,7 @@ pub enum Command {
     /// Compile a policy directory and run its policy tests (like `cerbos compile`).
     Compile(compile::CompileArgs),
     /// Decide one request from the command line and explain the decision.
-    Check(check::CheckArgs),
+    Check(Box<check::CheckArgs>),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -38,7 +38,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Compile(args) => compile::run(args),
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => check::run(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -10,8 +10,9 @@ use std::sync::{Arc, OnceLock};
 
 use crate::cel::{Activation, Key, MapValue, Timestamp, Value, to_json};
 use crate::policy::compiled::{
-    ActionSet, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS, Row, RowKind,
-    SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME, ScopePermissions,
+    ActionSet, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS, Row,
+    RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
+    ScopePermissions,
 };
 
 use super::trace::{Trace, TraceEvent};
@@ -370,39 +371,40 @@ pub(crate) fn check(
         trace,
     };
 
-    let finish = |effects: Vec<Option<EffectInfo>>, mut out: CheckOutput, edr: Vec<Arc<str>>, errors| {
-        out.actions = actions
-            .iter()
-            .zip(effects)
-            .map(|(a, e)| match e {
-                Some(EffectInfo {
-                    outcome: Outcome::Allow,
-                    policy,
-                    scope,
-                }) => ActionEffect {
-                    action: a.to_string(),
-                    effect: Effect::Allow,
-                    policy: policy.to_string(),
-                    scope: scope.to_string(),
-                },
-                Some(EffectInfo { policy, scope, .. }) => ActionEffect {
-                    action: a.to_string(),
-                    effect: Effect::Deny,
-                    policy: policy.to_string(),
-                    scope: scope.to_string(),
-                },
-                None => ActionEffect {
-                    action: a.to_string(),
-                    effect: Effect::Deny,
-                    policy: NO_MATCH.to_string(),
-                    scope: String::new(),
-                },
-            })
-            .collect();
-        out.effective_derived_roles = edr.iter().map(|s| s.to_string()).collect();
-        out.evaluation_errors = errors;
-        out
-    };
+    let finish =
+        |effects: Vec<Option<EffectInfo>>, mut out: CheckOutput, edr: Vec<Arc<str>>, errors| {
+            out.actions = actions
+                .iter()
+                .zip(effects)
+                .map(|(a, e)| match e {
+                    Some(EffectInfo {
+                        outcome: Outcome::Allow,
+                        policy,
+                        scope,
+                    }) => ActionEffect {
+                        action: a.to_string(),
+                        effect: Effect::Allow,
+                        policy: policy.to_string(),
+                        scope: scope.to_string(),
+                    },
+                    Some(EffectInfo { policy, scope, .. }) => ActionEffect {
+                        action: a.to_string(),
+                        effect: Effect::Deny,
+                        policy: policy.to_string(),
+                        scope: scope.to_string(),
+                    },
+                    None => ActionEffect {
+                        action: a.to_string(),
+                        effect: Effect::Deny,
+                        policy: NO_MATCH.to_string(),
+                        scope: String::new(),
+                    },
+                })
+                .collect();
+            out.effective_derived_roles = edr.iter().map(|s| s.to_string()).collect();
+            out.evaluation_errors = errors;
+            out
+        };
 
     if principal_scopes.is_empty() && resource_scopes.is_empty() {
         if let Some(t) = ev.trace.as_deref_mut() {
@@ -422,8 +424,16 @@ pub(crate) fn check(
         });
         if let Some(schemas) = schemas {
             let checks = [
-                (&schemas.principal, &input.principal.attr, ValidationSource::Principal),
-                (&schemas.resource, &input.resource.attr, ValidationSource::Resource),
+                (
+                    &schemas.principal,
+                    &input.principal.attr,
+                    ValidationSource::Principal,
+                ),
+                (
+                    &schemas.resource,
+                    &input.resource.attr,
+                    ValidationSource::Resource,
+                ),
             ];
             for (sref, attr, source) in checks {
                 let Some(sref) = sref else { continue };
@@ -440,13 +450,15 @@ pub(crate) fn check(
                     .ok_or_else(|| CheckError::SchemaNotFound(sref.url.to_string()))?;
                 for v in schema.validate(&Value::Map(attr.clone())) {
                     out.validation_errors.push(ValidationError {
-                        path: v.path,
+                        path: v.cerbos_path().to_string(),
                         message: v.message,
                         source,
                     });
                 }
             }
-            if !out.validation_errors.is_empty() && cfg.schema_enforcement == SchemaEnforcement::Reject {
+            if !out.validation_errors.is_empty()
+                && cfg.schema_enforcement == SchemaEnforcement::Reject
+            {
                 let policy: Arc<str> = Arc::from(resource_key.as_deref().unwrap_or(NO_MATCH));
                 for e in effects.iter_mut() {
                     *e = Some(EffectInfo {
@@ -511,10 +523,15 @@ pub(crate) fn check(
                 let mut has_allow = false;
                 let mut role_effect = EffectInfo {
                     outcome: Outcome::NoMatch,
-                    policy: if exists { main_key.clone() } else { no_match.clone() },
+                    policy: if exists {
+                        main_key.clone()
+                    } else {
+                        no_match.clone()
+                    },
                     scope: Arc::from(""),
                 };
-                let parent_roles = set.with_parent_roles(resource_scope, std::slice::from_ref(role));
+                let parent_roles =
+                    set.with_parent_roles(resource_scope, std::slice::from_ref(role));
                 'scopes: for scope in scopes.iter() {
                     if kind_pass == RowKind::Resource && !processed_scopes.contains(scope) {
                         let scope_edr = activate_derived_roles(
@@ -623,7 +640,11 @@ pub(crate) fn check(
                                         at: row.span.to_string(),
                                         effect: row.effect,
                                         matched: satisfied,
-                                        note: if satisfied { "condition satisfied" } else { "condition not satisfied" },
+                                        note: if satisfied {
+                                            "condition satisfied"
+                                        } else {
+                                            "condition not satisfied"
+                                        },
                                     });
                                 }
                                 if satisfied {
@@ -640,7 +661,12 @@ pub(crate) fn check(
                         }
                     }
                     if has_allow {
-                        match set.scope_permissions.get(*scope).copied().unwrap_or_default() {
+                        match set
+                            .scope_permissions
+                            .get(*scope)
+                            .copied()
+                            .unwrap_or_default()
+                        {
                             ScopePermissions::RequireParentalConsentForAllows => has_allow = false,
                             ScopePermissions::OverrideParent => {
                                 role_effect.outcome = Outcome::Allow;
@@ -666,7 +692,11 @@ pub(crate) fn check(
         if let Some(t) = ev.trace.as_deref_mut() {
             t.push(TraceEvent::Decision {
                 action: action.to_string(),
-                effect: if action_effect.outcome == Outcome::Allow { Effect::Allow } else { Effect::Deny },
+                effect: if action_effect.outcome == Outcome::Allow {
+                    Effect::Allow
+                } else {
+                    Effect::Deny
+                },
                 policy: action_effect.policy.to_string(),
                 scope: action_effect.scope.to_string(),
             });
@@ -680,9 +710,19 @@ pub(crate) fn check(
     Ok(finish(effects, out, effective_derived_roles, errors))
 }
 
-fn emit_output(ev: &mut Evaluation, out: &mut CheckOutput, row: &Row, action: &str, satisfied: bool) {
+fn emit_output(
+    ev: &mut Evaluation,
+    out: &mut CheckOutput,
+    row: &Row,
+    action: &str,
+    satisfied: bool,
+) {
     let Some(o) = &row.output else { return };
-    let expr = if satisfied { &o.rule_activated } else { &o.condition_not_met };
+    let expr = if satisfied {
+        &o.rule_activated
+    } else {
+        &o.condition_not_met
+    };
     if let Some(e) = expr {
         let entry = ev.output(e, &row.output_src, action);
         out.outputs.push(entry);

@@ -40,7 +40,9 @@ fn string_field(obj: &Map<String, Json>, name: &str) -> Result<String, InputErro
     match field(obj, name) {
         None | Some(Json::Null) => Ok(String::new()),
         Some(Json::String(s)) => Ok(s.clone()),
-        Some(other) => Err(InputError(format!("{name}: expected a string, got {other}"))),
+        Some(other) => Err(InputError(format!(
+            "{name}: expected a string, got {other}"
+        ))),
     }
 }
 
@@ -59,7 +61,9 @@ fn object<'a>(v: Option<&'a Json>, name: &str) -> Result<&'a Map<String, Json>, 
     match v {
         Some(Json::Object(o)) => Ok(o),
         None | Some(Json::Null) => Err(InputError(format!("{name} is required"))),
-        Some(other) => Err(InputError(format!("{name}: expected an object, got {other}"))),
+        Some(other) => Err(InputError(format!(
+            "{name}: expected an object, got {other}"
+        ))),
     }
 }
 
@@ -117,7 +121,9 @@ pub fn input_from_json(v: &Json) -> Result<CheckInput, InputError> {
             .iter()
             .map(|a| match a {
                 Json::String(s) => Ok(s.clone()),
-                other => Err(InputError(format!("actions: expected strings, got {other}"))),
+                other => Err(InputError(format!(
+                    "actions: expected strings, got {other}"
+                ))),
             })
             .collect::<Result<_, _>>()?,
         Some(other) => Err(InputError(format!("actions: expected a list, got {other}")))?,
@@ -162,7 +168,10 @@ pub fn output_to_json(o: &CheckOutput) -> Json {
     out.insert("resourceId".into(), Json::from(o.resource_id.as_str()));
     out.insert("actions".into(), Json::Object(actions));
     if !o.effective_derived_roles.is_empty() {
-        out.insert("effectiveDerivedRoles".into(), Json::from(o.effective_derived_roles.clone()));
+        out.insert(
+            "effectiveDerivedRoles".into(),
+            Json::from(o.effective_derived_roles.clone()),
+        );
     }
     if !o.outputs.is_empty() {
         let outputs = o
@@ -224,6 +233,11 @@ mod tests {
         let v: Json = serde_json::json!({"principal": {"id": 1}, "resource": {"kind": "k"}});
         assert!(input_from_json(&v).is_err());
         let v: Json = serde_json::json!({"resource": {"kind": "k"}});
-        assert!(input_from_json(&v).unwrap_err().0.contains("principal is required"));
+        assert!(
+            input_from_json(&v)
+                .unwrap_err()
+                .0
+                .contains("principal is required")
+        );
     }
 }

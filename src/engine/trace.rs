@@ -121,7 +121,11 @@ impl fmt::Display for TraceEvent {
                 f,
                 "no policies in principal scope {principal_scope:?} or resource scope {resource_scope:?}"
             ),
-            TraceEvent::DerivedRole { name, policy, active } => write!(
+            TraceEvent::DerivedRole {
+                name,
+                policy,
+                active,
+            } => write!(
                 f,
                 "derived role {name} (imported by {policy}): {}",
                 if *active { "active" } else { "inactive" }
@@ -171,7 +175,11 @@ impl fmt::Display for TraceEvent {
                 f,
                 "=> {action}: {} by {policy}{}",
                 effect_name(*effect),
-                if scope.is_empty() { String::new() } else { format!(" in scope {scope:?}") }
+                if scope.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in scope {scope:?}")
+                }
             ),
         }
     }

@@ -147,7 +147,8 @@ impl CheckOutput {
 
     /// Whether `action` is allowed.
     pub fn is_allowed(&self, action: &str) -> bool {
-        self.effect(action).is_some_and(|a| a.effect == Effect::Allow)
+        self.effect(action)
+            .is_some_and(|a| a.effect == Effect::Allow)
     }
 }
 

@@ -225,6 +225,9 @@ pub struct PolicyCounts {
     pub export_constants: usize,
 }
 
+/// Role -> all its (transitive) parent roles, within one scope.
+pub(crate) type ParentRoles = FastMap<Arc<str>, Vec<Arc<str>>>;
+
 /// A compiled, immutable policy set: what the engine evaluates.
 #[derive(Debug, Default)]
 pub struct CompiledPolicySet {
@@ -235,7 +238,7 @@ pub struct CompiledPolicySet {
     pub(crate) resource_scopes: FastSet<Arc<str>>,
     pub(crate) scope_permissions: FastMap<Arc<str>, ScopePermissions>,
     /// scope -> role -> all (transitive) parent roles, from role policies.
-    pub(crate) parent_roles: FastMap<Arc<str>, FastMap<Arc<str>, Vec<Arc<str>>>>,
+    pub(crate) parent_roles: FastMap<Arc<str>, ParentRoles>,
     pub(crate) schema_store: Arc<SchemaStore>,
     pub(crate) counts: PolicyCounts,
     pub(crate) evaluation_keys: u32,
@@ -260,7 +263,11 @@ impl CompiledPolicySet {
     }
 
     /// Roles with their parent roles (transitively), as defined by role policies at `scope`.
-    pub(crate) fn with_parent_roles<'r>(&self, scope: &str, roles: &'r [Arc<str>]) -> Cow<'r, [Arc<str>]> {
+    pub(crate) fn with_parent_roles<'r>(
+        &self,
+        scope: &str,
+        roles: &'r [Arc<str>],
+    ) -> Cow<'r, [Arc<str>]> {
         let Some(map) = self.parent_roles.get(scope) else {
             return Cow::Borrowed(roles);
         };

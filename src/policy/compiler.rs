@@ -111,9 +111,7 @@ impl HostScope for Env {
 /// Collects `V.x` / `variables.x` references of an expression.
 fn variable_refs(e: &Expr, out: &mut Vec<String>) {
     match &e.kind {
-        ExprKind::Select {
-            operand, field, ..
-        } => {
+        ExprKind::Select { operand, field, .. } => {
             if matches!(operand.as_ident(), Some("V" | "variables")) {
                 out.push(field.clone());
             } else {
@@ -138,7 +136,9 @@ fn variable_refs(e: &Expr, out: &mut Vec<String>) {
             variable_refs(k, out);
             variable_refs(v, out);
         }),
-        ExprKind::Struct { fields, .. } => fields.iter().for_each(|(_, v, _)| variable_refs(v, out)),
+        ExprKind::Struct { fields, .. } => {
+            fields.iter().for_each(|(_, v, _)| variable_refs(v, out))
+        }
         ExprKind::Unary(_, x) => variable_refs(x, out),
         ExprKind::Binary(_, l, r) | ExprKind::And(l, r) | ExprKind::Or(l, r) => {
             variable_refs(l, out);
@@ -188,7 +188,11 @@ impl<'a> Compiler<'a> {
                 self.error(
                     &expr_span(&text.span, &text.text, e.pos),
                     "invalid expression",
-                    format!("Invalid expression `{}`: [Syntax error: {}]", text.text.trim(), e.message),
+                    format!(
+                        "Invalid expression `{}`: [Syntax error: {}]",
+                        text.text.trim(),
+                        e.message
+                    ),
                 );
                 None
             }
@@ -264,7 +268,11 @@ impl<'a> Compiler<'a> {
             }
         }
         for (name, e) in &policy.variables {
-            defs.push((name.clone(), e, "deprecated top-level policy variables".into()));
+            defs.push((
+                name.clone(),
+                e,
+                "deprecated top-level policy variables".into(),
+            ));
         }
         for (name, text, origin) in defs {
             if let Some(prev) = env.variables.get(&name) {
@@ -482,9 +490,14 @@ fn parental_consent(
     condition: Option<Arc<Condition>>,
 ) -> (Effect, Option<Arc<Condition>>) {
     match (perms, effect, condition) {
-        (Some(model::ScopePermissions::RequireParentalConsentForAllows), Effect::Allow, Some(c)) => {
-            (Effect::Deny, Some(Arc::new(Condition::None(vec![(*c).clone()]))))
-        }
+        (
+            Some(model::ScopePermissions::RequireParentalConsentForAllows),
+            Effect::Allow,
+            Some(c),
+        ) => (
+            Effect::Deny,
+            Some(Arc::new(Condition::None(vec![(*c).clone()]))),
+        ),
         (_, e, c) => (e, c),
     }
 }
@@ -497,7 +510,10 @@ fn effect(e: model::Effect) -> Effect {
 }
 
 /// Compiles policies (already loaded and parsed) and the schema store into a policy set.
-pub fn compile_policies(policies: &[Policy], schemas: SchemaStore) -> Result<CompiledPolicySet, CompileErrors> {
+pub fn compile_policies(
+    policies: &[Policy],
+    schemas: SchemaStore,
+) -> Result<CompiledPolicySet, CompileErrors> {
     let mut c = Compiler {
         errors: Vec::new(),
         export_variables: HashMap::new(),
@@ -556,7 +572,11 @@ pub fn compile_policies(policies: &[Policy], schemas: SchemaStore) -> Result<Com
                 def.name.clone(),
                 Arc::new(DerivedRole {
                     name: Arc::from(def.name.as_str()),
-                    parent_roles: def.parent_roles.iter().map(|r| Arc::from(r.as_str())).collect(),
+                    parent_roles: def
+                        .parent_roles
+                        .iter()
+                        .map(|r| Arc::from(r.as_str()))
+                        .collect(),
                     condition,
                 }),
             );
@@ -576,7 +596,11 @@ pub fn compile_policies(policies: &[Policy], schemas: SchemaStore) -> Result<Com
                 resource_chains.insert((rp.resource.clone(), rp.version.clone(), rp.scope.clone()));
             }
             PolicyKind::Principal(pp) => {
-                principal_chains.insert((pp.principal.clone(), pp.version.clone(), pp.scope.clone()));
+                principal_chains.insert((
+                    pp.principal.clone(),
+                    pp.version.clone(),
+                    pp.scope.clone(),
+                ));
             }
             _ => {}
         }
@@ -584,21 +608,30 @@ pub fn compile_policies(policies: &[Policy], schemas: SchemaStore) -> Result<Com
 
     for p in &enabled {
         match &p.kind {
-            PolicyKind::Resource(rp) => compile_resource(&mut c, &mut set, p, rp, &dr_sets, &resource_chains),
-            PolicyKind::Principal(pp) => compile_principal(&mut c, &mut set, p, pp, &principal_chains),
+            PolicyKind::Resource(rp) => {
+                compile_resource(&mut c, &mut set, p, rp, &dr_sets, &resource_chains)
+            }
+            PolicyKind::Principal(pp) => {
+                compile_principal(&mut c, &mut set, p, pp, &principal_chains)
+            }
             PolicyKind::Role(rp) => compile_role(&mut c, &mut set, p, rp),
             _ => {}
         }
     }
 
     // Transitive parent roles per scope.
-    let direct: Vec<(Arc<str>, Arc<str>, Vec<Arc<str>>)> = enabled
+    // (scope, role, direct parent roles) of every role policy.
+    type RoleParents = (Arc<str>, Arc<str>, Vec<Arc<str>>);
+    let direct: Vec<RoleParents> = enabled
         .iter()
         .filter_map(|p| match &p.kind {
             PolicyKind::Role(rp) => Some((
                 Arc::from(rp.scope.as_str()),
                 Arc::from(rp.role.as_str()),
-                rp.parent_roles.iter().map(|r| Arc::from(r.as_str())).collect(),
+                rp.parent_roles
+                    .iter()
+                    .map(|r| Arc::from(r.as_str()))
+                    .collect(),
             )),
             _ => None,
         })
@@ -657,7 +690,7 @@ fn push_row(set: &mut CompiledPolicySet, row: Row, version: &str) {
         .entry(Arc::from(version))
         .or_default()
         .entry(scope.clone())
-        .or_insert_with(ScopeRows::default);
+        .or_default();
     match (row.kind, &row.actions) {
         (RowKind::Principal, _) => {
             entry.has_principal = true;
@@ -711,7 +744,15 @@ fn compile_resource<'a>(
     dr_sets: &HashMap<&str, HashMap<String, Arc<DerivedRole>>>,
     chains: &HashSet<(String, String, String)>,
 ) {
-    check_ancestors(c, chains, &rp.resource, &rp.version, &rp.scope, &p.span, "resource");
+    check_ancestors(
+        c,
+        chains,
+        &rp.resource,
+        &rp.version,
+        &rp.scope,
+        &p.span,
+        "resource",
+    );
     let key = policy_key("resource", &rp.resource, &rp.version, &rp.scope);
     let env = c.env(p, rp.variables.as_ref(), rp.constants.as_ref());
 
@@ -728,7 +769,10 @@ fn compile_resource<'a>(
                             .or_insert_with(|| vec![(prev.clone(), prev_span.clone())])
                             .push((imp.value.clone(), imp.span.clone()));
                     } else {
-                        imported.insert(name.clone(), (dr.clone(), imp.value.clone(), imp.span.clone()));
+                        imported.insert(
+                            name.clone(),
+                            (dr.clone(), imp.value.clone(), imp.span.clone()),
+                        );
                     }
                 }
             }
@@ -749,7 +793,10 @@ fn compile_resource<'a>(
         c.error(
             &p.span,
             "ambiguous derived role",
-            format!("Derived role \"{name}\" is defined in more than one import: {}", list.join(", ")),
+            format!(
+                "Derived role \"{name}\" is defined in more than one import: {}",
+                list.join(", ")
+            ),
         );
     }
     // Only derived roles that a rule refers to take part in decisions (as in Cerbos).
@@ -772,13 +819,16 @@ fn compile_resource<'a>(
 
     if let Some(s) = &rp.schemas {
         let mut ps = PolicySchemas::default();
-        for (target, sref) in [(&mut ps.principal, &s.principal_schema), (&mut ps.resource, &s.resource_schema)] {
+        for (target, sref, what) in [
+            (&mut ps.principal, &s.principal_schema, "principal"),
+            (&mut ps.resource, &s.resource_schema, "resource"),
+        ] {
             if let Some(r) = sref {
-                if set.schema_store.get(&r.reference).is_none() {
+                if let Err(e) = set.schema_store.load(&r.reference) {
                     c.error(
-                        &p.span,
+                        &r.span,
                         "invalid schema",
-                        format!("Failed to load schema \"{}\": schema not found", r.reference),
+                        format!("Failed to load {what} schema {:?}: {e}", r.reference),
                     );
                 }
                 let ignore_actions = r
@@ -815,7 +865,11 @@ fn compile_resource<'a>(
     }
 
     for (i, rule) in rp.rules.iter().enumerate() {
-        let name: Arc<str> = Arc::from(rule.name.clone().unwrap_or_else(|| format!("rule-{:03}", i + 1)));
+        let name: Arc<str> = Arc::from(
+            rule.name
+                .clone()
+                .unwrap_or_else(|| format!("rule-{:03}", i + 1)),
+        );
         let condition = match &rule.condition {
             Some(m) => match c.condition(m, &env) {
                 Some(cond) => Some(Arc::new(cond)),
@@ -830,7 +884,10 @@ fn compile_resource<'a>(
                 c.error(
                     &dr.span,
                     "unknown derived role",
-                    format!("Derived role \"{}\" is not defined in any imports", dr.value),
+                    format!(
+                        "Derived role \"{}\" is not defined in any imports",
+                        dr.value
+                    ),
                 );
             }
         }
@@ -895,7 +952,15 @@ fn compile_principal<'a>(
     pp: &'a model::PrincipalPolicy,
     chains: &HashSet<(String, String, String)>,
 ) {
-    check_ancestors(c, chains, &pp.principal, &pp.version, &pp.scope, &p.span, "principal");
+    check_ancestors(
+        c,
+        chains,
+        &pp.principal,
+        &pp.version,
+        &pp.scope,
+        &p.span,
+        "principal",
+    );
     let key = policy_key("principal", &pp.principal, &pp.version, &pp.scope);
     let env = c.env(p, pp.variables.as_ref(), pp.constants.as_ref());
     let perms = pp.scope_permissions;
@@ -919,7 +984,12 @@ fn compile_principal<'a>(
         let resource_glob = c.glob(&rule.resource, &p.span);
         for action in &rule.actions {
             n += 1;
-            let name: Arc<str> = Arc::from(action.name.clone().unwrap_or_else(|| format!("rule-{n:03}")));
+            let name: Arc<str> = Arc::from(
+                action
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("rule-{n:03}")),
+            );
             let condition = match &action.condition {
                 Some(m) => match c.condition(m, &env) {
                     Some(cond) => Some(Arc::new(cond)),
@@ -952,13 +1022,22 @@ fn compile_principal<'a>(
     }
 }
 
-fn compile_role<'a>(c: &mut Compiler<'a>, set: &mut CompiledPolicySet, p: &'a Policy, rp: &'a model::RolePolicy) {
+fn compile_role<'a>(
+    c: &mut Compiler<'a>,
+    set: &mut CompiledPolicySet,
+    p: &'a Policy,
+    rp: &'a model::RolePolicy,
+) {
     let key = policy_key("role", &rp.role, &rp.version, &rp.scope);
     let env = c.env(p, rp.variables.as_ref(), rp.constants.as_ref());
     let scope: Arc<str> = Arc::from(rp.scope.as_str());
     let policy_key_arc: Arc<str> = Arc::from(key.as_str());
     for (i, rule) in rp.rules.iter().enumerate() {
-        let name: Arc<str> = Arc::from(rule.name.clone().unwrap_or_else(|| format!("{}_rule-{:03}", rp.role, i)));
+        let name: Arc<str> = Arc::from(
+            rule.name
+                .clone()
+                .unwrap_or_else(|| format!("{}_rule-{:03}", rp.role, i)),
+        );
         let condition = match &rule.condition {
             Some(m) => match c.condition(m, &env) {
                 Some(cond) => Some(Arc::new(cond)),
@@ -968,7 +1047,11 @@ fn compile_role<'a>(c: &mut Compiler<'a>, set: &mut CompiledPolicySet, p: &'a Po
         };
         let output = c.output(rule.output.as_ref(), &env);
         let evaluation_key = c.evaluation_key(format!("{key}#{}_rule-{i:03}", rp.role));
-        let actions = rule.allow_actions.iter().map(|a| c.glob(a, &rule.span)).collect();
+        let actions = rule
+            .allow_actions
+            .iter()
+            .map(|a| c.glob(a, &rule.span))
+            .collect();
         let row = Row {
             kind: RowKind::Resource,
             policy_key: policy_key_arc.clone(),

@@ -169,7 +169,10 @@ mod tests {
         assert!(m("[ab]x", "bx"));
         assert!(!m("[!ab]x", "bx"));
         assert!(m("leave_*", "leave_request"));
-        assert!(m("arn:aws:sns:us-east-1:123456789012:topic-a", "arn:aws:sns:us-east-1:123456789012:topic-a"));
+        assert!(m(
+            "arn:aws:sns:us-east-1:123456789012:topic-a",
+            "arn:aws:sns:us-east-1:123456789012:topic-a"
+        ));
         assert!(m("a.b", "a.b") && !m("a.b*", "axb"));
         assert!(Glob::new("[abc").is_err());
         assert!(Glob::new("{a,b").is_err());

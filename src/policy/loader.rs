@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde_saphyr::granit_parser::{Event, ScalarStyle, ScanError, StructureStyle};
 
 use super::model::{Policy, PolicyKind, RawPolicy};
@@ -136,9 +138,8 @@ fn parse_file(text: &str, file: &Arc<str>) -> ParsedFile {
         documents: 0,
         errors: Vec::new(),
     };
-    let parse_error = |pos: Pos, message: String| {
-        LoadError::new(pos.span(file), LoadErrorKind::Parse, message)
-    };
+    let parse_error =
+        |pos: Pos, message: String| LoadError::new(pos.span(file), LoadErrorKind::Parse, message);
     let docs = match build_documents(text) {
         Ok(docs) => docs,
         Err(e) => {
@@ -197,7 +198,11 @@ fn read_policy(doc: &Node, file: &Arc<str>) -> Result<Policy, Vec<LoadError>> {
     };
     let raw = RawPolicy::deserialize(de).map_err(|e| {
         let pos = e.pos.unwrap_or(doc.start);
-        vec![LoadError::new(pos.span(file), LoadErrorKind::Parse, e.message)]
+        vec![LoadError::new(
+            pos.span(file),
+            LoadErrorKind::Parse,
+            e.message,
+        )]
     })?;
     let policy = raw.into_policy().map_err(|e| {
         let (span, message) = e.describe();
@@ -456,8 +461,9 @@ fn join_rel(rel: &str, name: &str) -> String {
 }
 
 fn has_extension(name: &str, exts: &[&str]) -> bool {
-    name.rsplit_once('.')
-        .is_some_and(|(stem, ext)| !stem.is_empty() && exts.iter().any(|e| ext.eq_ignore_ascii_case(e)))
+    name.rsplit_once('.').is_some_and(|(stem, ext)| {
+        !stem.is_empty() && exts.iter().any(|e| ext.eq_ignore_ascii_case(e))
+    })
 }
 
 fn is_policy_file(name: &str) -> bool {
@@ -642,8 +648,7 @@ fn build_documents(text: &str) -> Result<Vec<Node>, BuildError> {
     options.emit_anchor_events = true;
     options.block_scalar_eof_without_line_feed = true;
     options.emit_unresolved_aliases = true;
-    let mut parser =
-        serde_saphyr::granit_parser::Parser::new_from_str_with_options(text, options);
+    let mut parser = serde_saphyr::granit_parser::Parser::new_from_str_with_options(text, options);
     let mut events = Vec::new();
     while let Some(next) = parser.next_event() {
         match next {
@@ -1234,10 +1239,9 @@ impl<'a> NodeDe<'a> {
     fn check_key(&self) -> Result<(), DeError> {
         match self.key {
             Some(_) if self.node.key_text().is_some() => Ok(()),
-            Some(KeyKind::Field) => Err(self.err(format!(
-                "unexpected key type {}",
-                self.node.type_name()
-            ))),
+            Some(KeyKind::Field) => {
+                Err(self.err(format!("unexpected key type {}", self.node.type_name())))
+            }
             Some(KeyKind::MapKey) => Err(self.expected("string")),
             None => Ok(()),
         }
@@ -1319,7 +1323,9 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.scalar().map(|s| s.value) {
-            Some(ScalarValue::Bool(b)) => visitor.visit_bool(b).map_err(|e: DeError| e.at(self.node.pos)),
+            Some(ScalarValue::Bool(b)) => visitor
+                .visit_bool(b)
+                .map_err(|e: DeError| e.at(self.node.pos)),
             _ => Err(self.expected("boolean value")),
         }
     }
@@ -1386,7 +1392,9 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let s = self.string()?;
-        visitor.visit_string(s).map_err(|e: DeError| e.at(self.node.pos))
+        visitor
+            .visit_string(s)
+            .map_err(|e: DeError| e.at(self.node.pos))
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -1408,7 +1416,9 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.scalar().map(|s| s.value) {
-            Some(ScalarValue::Null) => visitor.visit_unit().map_err(|e: DeError| e.at(self.node.pos)),
+            Some(ScalarValue::Null) => visitor
+                .visit_unit()
+                .map_err(|e: DeError| e.at(self.node.pos)),
             _ => Err(self.expected("null")),
         }
     }
@@ -1427,7 +1437,9 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let pos = self.node.pos;
-        visitor.visit_newtype_struct(self).map_err(|e: DeError| e.at(pos))
+        visitor
+            .visit_newtype_struct(self)
+            .map_err(|e: DeError| e.at(pos))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -1439,7 +1451,11 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -1470,7 +1486,10 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
         let pos = self.node.pos;
         if name == SPANNED_STRUCT {
             return visitor
-                .visit_map(SpannedAcc { de: Some(self), state: 0 })
+                .visit_map(SpannedAcc {
+                    de: Some(self),
+                    state: 0,
+                })
                 .map_err(|e: DeError| e.at(pos));
         }
         self.check_key()?;
@@ -1608,13 +1627,14 @@ fn camel_case(name: &str) -> Cow<'_, str> {
 impl<'de> MapAccess<'de> for MapAcc<'_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         if let Some(pos) = self.span.take() {
             self.span_value = Some(pos);
             self.seen.insert(SPAN_FIELD.to_owned(), pos);
-            return seed
-                .deserialize(SPAN_FIELD.into_deserializer())
-                .map(Some);
+            return seed.deserialize(SPAN_FIELD.into_deserializer()).map(Some);
         }
         let Some(entry) = self.entries.next() else {
             return Ok(None);
@@ -1642,7 +1662,9 @@ impl<'de> MapAccess<'de> for MapAcc<'_> {
             }
             self.seen.insert(name, key.pos);
         }
-        seed.deserialize(de).map(Some).map_err(|e: DeError| e.at(key.pos))
+        seed.deserialize(de)
+            .map(Some)
+            .map_err(|e: DeError| e.at(key.pos))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
@@ -1683,7 +1705,10 @@ struct SpannedAcc<'a> {
 impl<'de> MapAccess<'de> for SpannedAcc<'_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let key = match self.state {
             0 => SPAN_FIELD,
             1 => VALUE_SPAN_FIELD,
@@ -1752,9 +1777,15 @@ impl<'de> SeqAccess<'de> for SpanSeq<'_> {
         let n = self.next;
         self.next += 1;
         match n {
-            0 => seed.deserialize((&**self.span.file).into_deserializer()).map(Some),
-            1 => seed.deserialize(self.span.pos.line.into_deserializer()).map(Some),
-            2 => seed.deserialize(self.span.pos.col.into_deserializer()).map(Some),
+            0 => seed
+                .deserialize((&**self.span.file).into_deserializer())
+                .map(Some),
+            1 => seed
+                .deserialize(self.span.pos.line.into_deserializer())
+                .map(Some),
+            2 => seed
+                .deserialize(self.span.pos.col.into_deserializer())
+                .map(Some),
             _ => Ok(None),
         }
     }
@@ -1858,7 +1889,14 @@ resourcePolicy:
         let values: Vec<String> = ec.definitions.iter().map(|(_, v)| v.to_string()).collect();
         assert_eq!(
             values,
-            ["\"yes\"", "\"2022-08-01T15:00:00Z\"", "16", "1.5", "null", "\"on\""]
+            [
+                "\"yes\"",
+                "\"2022-08-01T15:00:00Z\"",
+                "16",
+                "1.5",
+                "null",
+                "\"on\""
+            ]
         );
     }
 
@@ -1972,7 +2010,9 @@ resourcePolicy:
                     condition:\n        match:\n          expr: \"a\" in b\n";
         assert_eq!(
             errors(text),
-            ["p.yaml:11:17: invalid YAML string: use a literal or folded block for strings containing quotes"]
+            [
+                "p.yaml:11:17: invalid YAML string: use a literal or folded block for strings containing quotes"
+            ]
         );
     }
 
@@ -2016,8 +2056,14 @@ resourcePolicy:
         let schemas: Vec<&str> = store.schemas.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(schemas, ["principal.json", "resources/r.json"]);
 
-        write("policies/bad1.yaml", "apiVersion: api.cerbos.dev/v1\nfoo: bar\n");
-        write("policies/bad2.json", "{\"apiVersion\": \"api.cerbos.dev/v1\", \"bar\": 1}");
+        write(
+            "policies/bad1.yaml",
+            "apiVersion: api.cerbos.dev/v1\nfoo: bar\n",
+        );
+        write(
+            "policies/bad2.json",
+            "{\"apiVersion\": \"api.cerbos.dev/v1\", \"bar\": 1}",
+        );
         write(
             "policies/two.yaml",
             &format!("{}---\n{}", ev.replace('N', "x"), ev.replace('N', "y")),
@@ -2051,7 +2097,8 @@ resourcePolicy:
             return;
         }
         let store = load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let count = |f: fn(&PolicyKind) -> bool| store.policies.iter().filter(|p| f(&p.kind)).count();
+        let count =
+            |f: fn(&PolicyKind) -> bool| store.policies.iter().filter(|p| f(&p.kind)).count();
         assert_eq!(count(|k| matches!(k, PolicyKind::Resource(_))), 32);
         assert_eq!(count(|k| matches!(k, PolicyKind::Principal(_))), 11);
         assert_eq!(count(|k| matches!(k, PolicyKind::Role(_))), 8);

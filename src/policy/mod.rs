@@ -28,9 +28,6 @@ pub enum StoreError {
     /// Files could not be read or parsed.
     #[error("{0}")]
     Load(#[from] LoadErrors),
-    /// A JSON schema is invalid.
-    #[error("{0}")]
-    Schema(#[from] SchemaErrors),
     /// Policies do not compile.
     #[error("{0}")]
     Compile(#[from] CompileErrors),
@@ -42,8 +39,9 @@ pub fn load_and_compile(dir: &Path) -> Result<CompiledPolicySet, StoreError> {
     compile_store(store)
 }
 
-/// Compiles an already loaded store.
+/// Compiles an already loaded store. A schema that does not load is an error only
+/// when a policy refers to it (as in Cerbos).
 pub fn compile_store(store: LoadedStore) -> Result<CompiledPolicySet, StoreError> {
-    let schemas = SchemaStore::new(store.schemas)?;
+    let schemas = SchemaStore::new_lenient(store.schemas);
     Ok(compile_policies(&store.policies, schemas)?)
 }

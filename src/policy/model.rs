@@ -568,7 +568,10 @@ pub struct RoleRule {
     )]
     pub condition: Option<Condition>,
     /// `name`; `None` when absent or empty.
-    #[serde(deserialize_with = "de_opt_name", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "de_opt_name",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<String>,
     /// `output`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -981,7 +984,10 @@ fn de_condition<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Con
     }
 }
 
-fn ser_condition<S: Serializer>(condition: &Option<Condition>, serializer: S) -> Result<S::Ok, S::Error> {
+fn ser_condition<S: Serializer>(
+    condition: &Option<Condition>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let mut map = serializer.serialize_map(Some(1))?;
     if let Some(m) = condition {
         map.serialize_entry("match", m)?;
@@ -994,7 +1000,10 @@ fn ser_condition<S: Serializer>(condition: &Option<Condition>, serializer: S) ->
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Output {
     /// `expr`: the deprecated form, evaluated when the rule activates.
-    #[serde(deserialize_with = "de_opt_expr", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "de_opt_expr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expr: Option<ExprText>,
     /// `when`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1260,11 +1269,7 @@ macro_rules! pattern {
     };
 }
 
-pattern!(
-    KIND_NAME,
-    r"^[^!*?\[\]{}]+$",
-    r"^[^!*?\[\]{}]+$"
-);
+pattern!(KIND_NAME, r"^[^!*?\[\]{}]+$", r"^[^!*?\[\]{}]+$");
 pattern!(VERSION, r"^[\w]+$", r"^[0-9A-Z_a-z]+$");
 pattern!(ROLE_VERSION, r"^[\w]*$", r"^[0-9A-Z_a-z]*$");
 pattern!(
@@ -1512,10 +1517,7 @@ impl Validator {
         self.variables(&format!("{root}.variables"), p.variables.as_ref());
         self.constants(&format!("{root}.constants"), p.constants.as_ref());
         if p.scope_permissions == Some(ScopePermissions::OverrideParent) {
-            self.push(
-                format!("{root}.scopePermissions"),
-                "must be in list [0, 2]",
-            );
+            self.push(format!("{root}.scopePermissions"), "must be in list [0, 2]");
         }
     }
 

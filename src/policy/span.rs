@@ -230,7 +230,10 @@ mod tests {
     fn positioned_errors_round_trip() {
         let span = Span::new("a.yaml", 3, 14);
         let err: serde::de::value::Error = error_at(&span, "bad thing");
-        assert_eq!(split_positioned(&err.to_string()), Some((3, 14, "bad thing")));
+        assert_eq!(
+            split_positioned(&err.to_string()),
+            Some((3, 14, "bad thing"))
+        );
         assert_eq!(split_positioned("plain message"), None);
     }
 

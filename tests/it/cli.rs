@@ -13,8 +13,17 @@ fn root() -> &'static Path {
 
 #[test]
 fn compile_demo_policies_succeeds() {
-    let out = gatehouse().arg("compile").arg(root().join("policies")).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gatehouse()
+        .arg("compile")
+        .arg(root().join("policies"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Compiled 2 executable policies"));
 }
 
@@ -32,14 +41,21 @@ fn compile_reports_every_error_with_position_and_exit_2() {
         err.contains("resource_policies/album.yaml:11:11: unknown derived role: Derived role \"owner\" is not defined in any imports"),
         "{err}"
     );
-    assert!(err.contains("resource_policies/album.yaml:17:11: invalid expression"), "{err}");
+    assert!(
+        err.contains("resource_policies/album.yaml:17:11: invalid expression"),
+        "{err}"
+    );
     assert!(err.contains("3 error(s)"), "{err}");
 }
 
 #[test]
 fn compile_json_errors_for_ci() {
     let dir = root().join("tests/data/bad_policies");
-    let out = gatehouse().args(["compile", "-o", "json"]).arg(&dir).output().unwrap();
+    let out = gatehouse()
+        .args(["compile", "-o", "json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let errors = v["errors"].as_array().unwrap();
@@ -61,23 +77,49 @@ fn check_explains_the_decision() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["actions"]["approve"]["effect"], "EFFECT_ALLOW");
     assert_eq!(v["actions"]["delete"]["effect"], "EFFECT_DENY");
     let trace: Vec<String> = serde_json::from_value(v["trace"].clone()).unwrap();
-    assert!(trace.iter().any(|l| l.contains("rule resource.document.vdefault#approve at resource_policies/document.yaml")));
-    assert!(trace.iter().any(|l| l.contains("=> delete: DENY by resource.document.vdefault")));
+    assert!(trace.iter().any(|l| {
+        l.contains("rule resource.document.vdefault#approve at resource_policies/document.yaml")
+    }));
+    assert!(
+        trace
+            .iter()
+            .any(|l| l.contains("=> delete: DENY by resource.document.vdefault"))
+    );
 }
 
 #[test]
 fn check_rejects_bad_usage_with_exit_2() {
-    let out = gatehouse().args(["check", "--principal", "bob"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
     let out = gatehouse()
-        .args(["check", "--principal", "bob", "--kind", "document", "--action", "read", "--principal-attr", "[1]"])
+        .args(["check", "--principal", "bob"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--principal-attr must be a JSON object"));
+    let out = gatehouse()
+        .args([
+            "check",
+            "--principal",
+            "bob",
+            "--kind",
+            "document",
+            "--action",
+            "read",
+            "--principal-attr",
+            "[1]",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--principal-attr must be a JSON object")
+    );
 }

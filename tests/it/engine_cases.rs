@@ -17,8 +17,14 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 fn sort_by_keys(list: &mut [Json], keys: &[&str]) {
     list.sort_by(|a, b| {
-        let ka: Vec<String> = keys.iter().map(|k| a.get(*k).map(|v| v.to_string()).unwrap_or_default()).collect();
-        let kb: Vec<String> = keys.iter().map(|k| b.get(*k).map(|v| v.to_string()).unwrap_or_default()).collect();
+        let ka: Vec<String> = keys
+            .iter()
+            .map(|k| a.get(*k).map(|v| v.to_string()).unwrap_or_default())
+            .collect();
+        let kb: Vec<String> = keys
+            .iter()
+            .map(|k| b.get(*k).map(|v| v.to_string()).unwrap_or_default())
+            .collect();
         ka.cmp(&kb)
     });
 }
@@ -44,9 +50,16 @@ fn normalise(v: &Json) -> Json {
         }
     }
     out.insert("actions".into(), Json::Object(actions));
-    let edr_key = if v.get("effectiveDerivedRoles").is_some() { "effectiveDerivedRoles" } else { "effective_derived_roles" };
+    let edr_key = if v.get("effectiveDerivedRoles").is_some() {
+        "effectiveDerivedRoles"
+    } else {
+        "effective_derived_roles"
+    };
     if let Some(Json::Array(edr)) = v.get(edr_key) {
-        let mut edr: Vec<String> = edr.iter().filter_map(|x| x.as_str().map(String::from)).collect();
+        let mut edr: Vec<String> = edr
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect();
         edr.sort();
         if !edr.is_empty() {
             out.insert("effectiveDerivedRoles".into(), json!(edr));
@@ -86,13 +99,17 @@ fn engine_config(golden: &Json, lenient_override: Option<bool>) -> EngineConfig 
             gatehouse::cel::Value::Map(m) => m,
             _ => Arc::new(gatehouse::cel::MapValue::new()),
         },
-        lenient_scope_search: lenient_override.unwrap_or(cfg["lenientScopeSearch"].as_bool().unwrap_or(false)),
+        lenient_scope_search: lenient_override
+            .unwrap_or(cfg["lenientScopeSearch"].as_bool().unwrap_or(false)),
         schema_enforcement: match cfg["schemaEnforcement"].as_str() {
             Some("warn") => SchemaEnforcement::Warn,
             Some("reject") => SchemaEnforcement::Reject,
             _ => SchemaEnforcement::None,
         },
-        default_policy_version: cfg["defaultPolicyVersion"].as_str().unwrap_or("default").to_string(),
+        default_policy_version: cfg["defaultPolicyVersion"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string(),
         default_scope: cfg["defaultScope"].as_str().unwrap_or("").to_string(),
     }
 }
@@ -111,12 +128,22 @@ fn run_group(
     for golden_path in crate::util::files_with_ext(&golden_dir, "json") {
         let golden = json_file(&golden_path);
         let case_rel = golden["case"].as_str().unwrap_or_default().to_string();
-        let case = yaml_docs(&corpus.join(&case_rel)).into_iter().next().unwrap_or(Json::Null);
+        let case = yaml_docs(&corpus.join(&case_rel))
+            .into_iter()
+            .next()
+            .unwrap_or(Json::Null);
         let engine = Engine::new(policies.clone(), engine_config(&golden, lenient_override));
         let inputs = case["inputs"].as_array().cloned().unwrap_or_default();
         for result in golden["results"].as_array().into_iter().flatten() {
             let idx = result["index"].as_u64().unwrap_or(0) as usize;
-            let label = format!("{case_rel}[{idx}]{}", if lenient_override == Some(true) { " (lenient)" } else { "" });
+            let label = format!(
+                "{case_rel}[{idx}]{}",
+                if lenient_override == Some(true) {
+                    " (lenient)"
+                } else {
+                    ""
+                }
+            );
             if KNOWN_DIFFERENCES.iter().any(|(c, _)| label.starts_with(c)) {
                 continue;
             }
@@ -155,9 +182,12 @@ fn run_group(
 
 #[test]
 fn engine_conformance() {
-    let Some(corpus) = corpus_dir("engine") else { return };
+    let Some(corpus) = corpus_dir("engine") else {
+        return;
+    };
     let policies = Arc::new(
-        gatehouse::policy::load_and_compile(&corpus.join("store")).unwrap_or_else(|e| panic!("store: {e}")),
+        gatehouse::policy::load_and_compile(&corpus.join("store"))
+            .unwrap_or_else(|e| panic!("store: {e}")),
     );
     let mut failures = Vec::new();
     let mut total = (0, 0);
@@ -172,7 +202,11 @@ fn engine_conformance() {
         let (p, f) = run_group(&corpus, &policies, group, lenient, &mut failures);
         println!(
             "engine {group}{}: {p} passed, {f} failed",
-            if lenient == Some(true) { " (lenient)" } else { "" }
+            if lenient == Some(true) {
+                " (lenient)"
+            } else {
+                ""
+            }
         );
         total.0 += p;
         total.1 += f;

@@ -1,7 +1,7 @@
 //! Integration tests.
-mod schema_cases;
-mod engine_cases;
-mod util;
-mod parser_cases;
 mod cel_cases;
 mod cli;
+mod engine_cases;
+mod parser_cases;
+mod schema_cases;
+mod util;

@@ -79,7 +79,9 @@ fn check_case(case: &Path) -> Result<(), String> {
     let wanted_errors = expect["wantErrors"].as_array().cloned().unwrap_or_default();
     if !wanted_errors.is_empty() {
         let actual = match result {
-            Ok(policies) => return Err(format!("wanted errors, parsed {} policies", policies.len())),
+            Ok(policies) => {
+                return Err(format!("wanted errors, parsed {} policies", policies.len()));
+            }
             Err(errors) => errors.errors().iter().map(actual_error).collect::<Vec<_>>(),
         };
         let mut wanted: Vec<_> = wanted_errors.iter().map(wanted_error).collect();
@@ -87,7 +89,9 @@ fn check_case(case: &Path) -> Result<(), String> {
         wanted.sort();
         actual.sort();
         if wanted != actual {
-            return Err(format!("errors differ:\n  want {wanted:?}\n  got  {actual:?}"));
+            return Err(format!(
+                "errors differ:\n  want {wanted:?}\n  got  {actual:?}"
+            ));
         }
         return Ok(());
     }
@@ -117,7 +121,12 @@ fn check_case(case: &Path) -> Result<(), String> {
 fn check_formats(dir: &Path) -> Vec<(String, Result<(), String>)> {
     let mut out = Vec::new();
     for yaml in sorted_files(dir, |n| n.ends_with(".yaml")) {
-        let name = format!("policy_formats/{}", yaml.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        let name = format!(
+            "policy_formats/{}",
+            yaml.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
         let parsed = parse_policies(&read(&yaml), &name).map_err(|e| e.to_string());
         let result = parsed.and_then(|policies| {
             if policies.is_empty() {
@@ -154,9 +163,17 @@ fn check_wkt(dir: &Path) -> Vec<(String, Result<(), String>)> {
     sorted_files(dir, |n| n.ends_with(".yaml") || n.ends_with(".json"))
         .into_iter()
         .map(|file| {
-            let name = format!("wkt/{}", file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+            let name = format!(
+                "wkt/{}",
+                file.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            );
             let result = match parse_policies(&read(&file), &name) {
-                Ok(p) => Err(format!("not a policy file, but parsed {} policies", p.len())),
+                Ok(p) => Err(format!(
+                    "not a policy file, but parsed {} policies",
+                    p.len()
+                )),
                 Err(_) => Ok(()),
             };
             (name, result)
@@ -191,7 +208,9 @@ fn parser_cases() {
         let known = KNOWN_DIFFERENCES.iter().find(|(n, _)| n == name);
         match (result, known) {
             (Ok(()), None) => passed += 1,
-            (Ok(()), Some(_)) => failed.push(format!("{name}: passes but is listed as a known difference")),
+            (Ok(()), Some(_)) => failed.push(format!(
+                "{name}: passes but is listed as a known difference"
+            )),
             (Err(_), Some((_, reason))) => println!("parser: {name}: known difference: {reason}"),
             (Err(e), None) => failed.push(format!("{name}: {e}")),
         }

@@ -12,9 +12,15 @@ pub fn corpus_dir(part: &str) -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{part}: conformance corpus not found at {} (CI=true)", dir.display());
+        panic!(
+            "{part}: conformance corpus not found at {} (CI=true)",
+            dir.display()
+        );
     }
-    println!("{part}: SKIPPED, conformance corpus not found at {}", dir.display());
+    println!(
+        "{part}: SKIPPED, conformance corpus not found at {}",
+        dir.display()
+    );
     None
 }
 

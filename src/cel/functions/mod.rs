@@ -103,10 +103,7 @@ pub fn registry() -> &'static FunctionRegistry {
 /// The error for a call whose argument types match no overload.
 pub fn no_overload(name: &str, args: &[Value]) -> EvalError {
     let types: Vec<&str> = args.iter().map(Value::type_name).collect();
-    EvalError::new(format!(
-        "no such overload: {name}({})",
-        types.join(", ")
-    ))
+    EvalError::new(format!("no such overload: {name}({})", types.join(", ")))
 }
 
 /// Checks the argument count.
@@ -172,7 +169,12 @@ impl Fallback {
     }
 
     /// Calls the remembered function, or fails with `no such overload` when there is none.
-    pub(crate) fn call(&self, name: &str, args: &[Value], act: &Activation) -> Result<Value, EvalError> {
+    pub(crate) fn call(
+        &self,
+        name: &str,
+        args: &[Value],
+        act: &Activation,
+    ) -> Result<Value, EvalError> {
         match self.0.get() {
             Some(f) => f(args, act),
             None => Err(no_overload(name, args)),

@@ -46,7 +46,9 @@ fn size(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
 
 fn contains(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     arity("contains", args, 2)?;
-    Ok(Value::Bool(arg_str("contains", args, 0)?.contains(arg_str("contains", args, 1)?)))
+    Ok(Value::Bool(
+        arg_str("contains", args, 0)?.contains(arg_str("contains", args, 1)?),
+    ))
 }
 
 fn starts_with(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
@@ -137,10 +139,18 @@ pub(crate) fn format_double(d: f64) -> String {
         return "NaN".into();
     }
     if d.is_infinite() {
-        return if d > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if d > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if d == 0.0 {
-        return if d.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Shortest round-trip digits via Rust's exponent formatting.
     let e = format!("{d:e}");
@@ -165,7 +175,12 @@ pub(crate) fn format_duration(d: TimeDelta) -> String {
     while frac.ends_with('0') {
         frac.pop();
     }
-    format!("{}{}.{}s", if neg { "-" } else { "" }, secs.unsigned_abs(), frac)
+    format!(
+        "{}{}.{}s",
+        if neg { "-" } else { "" },
+        secs.unsigned_abs(),
+        frac
+    )
 }
 
 /// Formats a timestamp as Go's RFC 3339 with nanoseconds (trailing zeros trimmed, the
@@ -229,7 +244,9 @@ fn to_bool(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
         Value::String(s) => match &**s {
             "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(Value::Bool(true)),
             "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(Value::Bool(false)),
-            _ => Err(EvalError::new(format!("type conversion error from 'string' to 'bool': {s}"))),
+            _ => Err(EvalError::new(format!(
+                "type conversion error from 'string' to 'bool': {s}"
+            ))),
         },
         _ => Err(no_overload("bool", args)),
     }
@@ -376,8 +393,14 @@ mod tests {
     #[test]
     fn go_duration_syntax() {
         assert_eq!(parse_duration("1h30m").unwrap(), TimeDelta::minutes(90));
-        assert_eq!(parse_duration("-1.5s").unwrap(), TimeDelta::milliseconds(-1500));
-        assert_eq!(parse_duration("300ms").unwrap(), TimeDelta::milliseconds(300));
+        assert_eq!(
+            parse_duration("-1.5s").unwrap(),
+            TimeDelta::milliseconds(-1500)
+        );
+        assert_eq!(
+            parse_duration("300ms").unwrap(),
+            TimeDelta::milliseconds(300)
+        );
         assert!(parse_duration("1d").is_err());
         assert!(parse_duration("").is_err());
     }
