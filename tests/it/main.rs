@@ -3,5 +3,6 @@ mod cel_cases;
 mod cli;
 mod engine_cases;
 mod parser_cases;
+mod robustness;
 mod schema_cases;
 mod util;
