@@ -8,3 +8,4 @@ pub mod cel;
 pub mod cli;
 pub mod engine;
 pub mod policy;
+pub mod store;

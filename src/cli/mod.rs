@@ -31,6 +31,7 @@ pub enum Command {
     Compile(compile::CompileArgs),
     /// Decide one request from the command line and explain the decision.
     Check(Box<check::CheckArgs>),
+
 }
 
 /// Runs the command line; returns the process exit code.
@@ -39,6 +40,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compile(args) => compile::run(args),
         Command::Check(args) => check::run(*args),
+
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -339,6 +339,9 @@ impl StoreLoader {
             return;
         };
         for (name, path) in entries {
+            if name.starts_with('.') {
+                continue;
+            }
             let child = join_rel(rel, &name);
             let meta = match std::fs::metadata(&path) {
                 Ok(m) => m,
@@ -347,9 +350,6 @@ impl StoreLoader {
                     continue;
                 }
             };
-            if name.starts_with('.') {
-                continue;
-            }
             if meta.is_dir() {
                 if name == "_schemas" {
                     if depth == 0 {
@@ -602,10 +602,10 @@ fn resolve_plain(text: &str) -> ScalarValue {
     if let Some(v) = radix("0x", 16).or_else(|| radix("0o", 8)) {
         return ScalarValue::Int(v);
     }
-    if is_core_float(digits) {
-        if let Ok(v) = text.parse::<f64>() {
-            return ScalarValue::Float(v);
-        }
+    if is_core_float(digits)
+        && let Ok(v) = text.parse::<f64>()
+    {
+        return ScalarValue::Float(v);
     }
     ScalarValue::Str
 }
@@ -806,7 +806,7 @@ impl<'a> TreeBuilder<'a> {
             Event::Scalar(text, style, anchor, tag) => {
                 let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
                 let value = match style {
-                    ScalarStyle::Plain if !tag.as_ref().is_some_and(|t| t.suffix() == "str") => {
+                    ScalarStyle::Plain if tag.as_ref().is_none_or(|t| t.suffix() != "str") => {
                         resolve_plain(&text)
                     }
                     _ => ScalarValue::Str,

@@ -10,7 +10,7 @@
 //! store-index checks such as rules without roles or duplicate rule names). The compiler
 //! turns the model into the compiled form; nothing here evaluates anything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::LazyLock;
@@ -195,7 +195,7 @@ impl RawPolicy {
         if let Some(p) = self.export_constants {
             kinds.push((p.span, PolicyKind::ExportConstants(p.value)));
         }
-        kinds.sort_by(|a, b| (a.0.line, a.0.col).cmp(&(b.0.line, b.0.col)));
+        kinds.sort_by_key(|k| (k.0.line, k.0.col));
         let mut kinds = kinds.into_iter();
         let Some((first, mut kind)) = kinds.next() else {
             return Err(PolicyKindError::Missing(self.span));
@@ -684,6 +684,8 @@ pub struct DefinitionSpan {
 pub struct Definitions<T> {
     entries: Vec<(String, T)>,
     spans: Vec<DefinitionSpan>,
+    /// Index of each name in `entries`.
+    index: HashMap<String, usize>,
 }
 
 impl<T> Default for Definitions<T> {
@@ -691,6 +693,7 @@ impl<T> Default for Definitions<T> {
         Self {
             entries: Vec::new(),
             spans: Vec::new(),
+            index: HashMap::new(),
         }
     }
 }
@@ -703,10 +706,11 @@ impl<T> Definitions<T> {
 
     /// Adds a definition, replacing an earlier one with the same name.
     pub fn insert(&mut self, name: String, value: T, span: DefinitionSpan) {
-        if let Some(i) = self.entries.iter().position(|(n, _)| *n == name) {
+        if let Some(&i) = self.index.get(&name) {
             self.entries[i].1 = value;
             self.spans[i] = span;
         } else {
+            self.index.insert(name.clone(), self.entries.len());
             self.entries.push((name, value));
             self.spans.push(span);
         }
@@ -724,7 +728,7 @@ impl<T> Definitions<T> {
 
     /// The value defined for `name`.
     pub fn get(&self, name: &str) -> Option<&T> {
-        self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.index.get(name).map(|&i| &self.entries[i].1)
     }
 
     /// The positions of the definitions, in the same order as the definitions.
@@ -900,7 +904,7 @@ impl<'de> Deserialize<'de> for Match {
         if let Some(l) = raw.none {
             ops.push((l.span, Match::None(l.value.of)));
         }
-        ops.sort_by(|a, b| (a.0.line, a.0.col).cmp(&(b.0.line, b.0.col)));
+        ops.sort_by_key(|o| (o.0.line, o.0.col));
         let mut ops = ops.into_iter();
         let Some((first, op)) = ops.next() else {
             return Err(error_at(
@@ -1334,7 +1338,7 @@ impl Validator {
     }
 
     fn unique<T: AsRef<str>>(&mut self, path: &str, items: &[T]) {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         if !items.iter().all(|i| seen.insert(i.as_ref())) {
             self.push(path, "repeated value must contain unique items");
         }
@@ -1404,7 +1408,7 @@ impl Validator {
             &format!("{root}.importDerivedRoles"),
             &p.import_derived_roles,
         );
-        let mut names: Vec<(&str, usize, &Span)> = Vec::new();
+        let mut names: HashMap<&str, (usize, &Span)> = HashMap::new();
         for (i, rule) in p.rules.iter().enumerate() {
             let path = format!("{root}.rules[{i}]");
             self.min_items(&format!("{path}.actions"), &rule.actions);
@@ -1423,8 +1427,8 @@ impl Validator {
                 );
             }
             if let Some(name) = &rule.name {
-                match names.iter().find(|(n, _, _)| n == name) {
-                    Some((_, j, span)) => self.push_plain(
+                match names.get(name.as_str()) {
+                    Some((j, span)) => self.push_plain(
                         &path,
                         format!(
                             "duplicate rule name {name:?}: rule #{} has the same name as rule #{} defined at {}:{}",
@@ -1434,7 +1438,9 @@ impl Validator {
                             span.col
                         ),
                     ),
-                    None => names.push((name, i, &rule.span)),
+                    None => {
+                        names.insert(name, (i, &rule.span));
+                    }
                 }
             }
         }
@@ -1467,15 +1473,15 @@ impl Validator {
             let path = format!("{root}.rules[{i}]");
             self.min_len(&format!("{path}.resource"), &rule.resource);
             self.min_items(&format!("{path}.actions"), &rule.actions);
-            let mut names: Vec<(&str, usize, &Span)> = Vec::new();
+            let mut names: HashMap<&str, (usize, &Span)> = HashMap::new();
             for (j, action) in rule.actions.iter().enumerate() {
                 let path = format!("{path}.actions[{j}]");
                 self.min_len(&format!("{path}.action"), &action.action);
                 self.condition(&format!("{path}.condition"), action.condition.as_ref());
                 self.rule_name(&path, action.name.as_ref());
                 if let Some(name) = &action.name {
-                    match names.iter().find(|(n, _, _)| n == name) {
-                        Some((_, k, span)) => self.push_plain(
+                    match names.get(name.as_str()) {
+                        Some((k, span)) => self.push_plain(
                             &path,
                             format!(
                                 "duplicate action rule name {name:?}: action rule #{} for resource {:?} has the same name as action rule #{} defined at {}:{}",
@@ -1486,7 +1492,9 @@ impl Validator {
                                 span.col
                             ),
                         ),
-                        None => names.push((name, j, &action.span)),
+                        None => {
+                            names.insert(name, (j, &action.span));
+                        }
                     }
                 }
             }
@@ -1530,15 +1538,15 @@ impl Validator {
         if p.definitions.is_empty() {
             self.push(format!("{root}.definitions"), "value is required");
         }
-        let mut names: Vec<(&str, usize, &Span)> = Vec::new();
+        let mut names: HashMap<&str, (usize, &Span)> = HashMap::new();
         for (i, def) in p.definitions.iter().enumerate() {
             let path = format!("{root}.definitions[{i}]");
             self.pattern(&format!("{path}.name"), &def.name, &IDENT);
             self.min_items(&format!("{path}.parentRoles"), &def.parent_roles);
             self.names(&format!("{path}.parentRoles"), &def.parent_roles);
             self.condition(&format!("{path}.condition"), def.condition.as_ref());
-            match names.iter().find(|(n, _, _)| *n == def.name) {
-                Some((_, j, span)) => self.push_plain(
+            match names.get(def.name.as_str()) {
+                Some((j, span)) => self.push_plain(
                     &path,
                     format!(
                         "duplicate derived role definition {:?}: definition #{} has the same name as definition #{} at {}:{}",
@@ -1549,7 +1557,9 @@ impl Validator {
                         span.col
                     ),
                 ),
-                None => names.push((&def.name, i, &def.span)),
+                None => {
+                    names.insert(&def.name, (i, &def.span));
+                }
             }
         }
         self.variables(&format!("{root}.variables"), p.variables.as_ref());
