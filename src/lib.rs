@@ -7,5 +7,7 @@
 pub mod cel;
 pub mod cli;
 pub mod engine;
+pub mod extauthz;
+pub mod jwt;
 pub mod policy;
 pub mod store;

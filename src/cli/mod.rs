@@ -5,6 +5,7 @@
 mod check;
 mod compile;
 pub mod diagnostics;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -31,7 +32,8 @@ pub enum Command {
     Compile(compile::CompileArgs),
     /// Decide one request from the command line and explain the decision.
     Check(Box<check::CheckArgs>),
-
+    /// Serve Envoy ext_authz (gRPC) and health (HTTP) on the policies.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -40,7 +42,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compile(args) => compile::run(args),
         Command::Check(args) => check::run(*args),
-
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -469,7 +469,10 @@ MC4CAQAwBQYDK2VwBCIEICGoehlvy4uHn4nXH9Vf3NKB3vCyOPltlHZmCOgTFMLd
             other => panic!("unexpected {other:?}"),
         }
         let err = only_key(ED_PRIVATE).unwrap_err();
-        assert!(err.contains("Ed25519 private key without its public key"), "{err}");
+        assert!(
+            err.contains("Ed25519 private key without its public key"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -483,7 +486,11 @@ MC4CAQAwBQYDK2VwBCIEICGoehlvy4uHn4nXH9Vf3NKB3vCyOPltlHZmCOgTFMLd
             label: "DSA PRIVATE KEY".into(),
             der: vec![],
         };
-        assert!(key_from_pem_block(&block).unwrap_err().contains("unsupported PEM"));
+        assert!(
+            key_from_pem_block(&block)
+                .unwrap_err()
+                .contains("unsupported PEM")
+        );
     }
 
     #[test]
@@ -513,7 +520,11 @@ MC4CAQAwBQYDK2VwBCIEICGoehlvy4uHn4nXH9Vf3NKB3vCyOPltlHZmCOgTFMLd
         assert!(r.is_empty());
         let rsa = tlv(
             TAG_SEQUENCE,
-            &[tlv(TAG_INTEGER, &[0, 0xC1, 3]), tlv(TAG_INTEGER, &[1, 0, 1])].concat(),
+            &[
+                tlv(TAG_INTEGER, &[0, 0xC1, 3]),
+                tlv(TAG_INTEGER, &[1, 0, 1]),
+            ]
+            .concat(),
         );
         match rsa_public_key(&rsa, false).unwrap() {
             Material::Rsa { n, e, .. } => {

@@ -1433,10 +1433,18 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let pos = self.node.pos;
+        if name == SPANNED_STRUCT {
+            return visitor
+                .visit_map(SpannedAcc {
+                    de: Some(self),
+                    state: 0,
+                })
+                .map_err(|e: DeError| e.at(pos));
+        }
         visitor
             .visit_newtype_struct(self)
             .map_err(|e: DeError| e.at(pos))
@@ -1479,19 +1487,11 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        name: &'static str,
+        _name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let pos = self.node.pos;
-        if name == SPANNED_STRUCT {
-            return visitor
-                .visit_map(SpannedAcc {
-                    de: Some(self),
-                    state: 0,
-                })
-                .map_err(|e: DeError| e.at(pos));
-        }
         self.check_key()?;
         match &self.node.kind {
             NodeKind::Map(entries) => {

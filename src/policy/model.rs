@@ -5,10 +5,12 @@
 //! accepted as aliases, and unknown fields are rejected as Cerbos rejects them. Elements
 //! that errors can point at keep their [`Span`] (see [`super::span`] for which position).
 //!
-//! The model is produced by [`super::loader`], which also runs [`Policy`] validation: the
-//! checks Cerbos applies when it reads a policy (protovalidate rules of the proto and the
-//! store-index checks such as rules without roles or duplicate rule names). The compiler
-//! turns the model into the compiled form; nothing here evaluates anything.
+//! The model is produced by [`super::loader`], which supplies the positions and also runs
+//! [`Policy`] validation: the checks Cerbos applies when it reads a policy (protovalidate
+//! rules of the proto and the store-index checks such as rules without roles or duplicate
+//! rule names). Other deserializers (`serde_json`) read the same shapes without positions
+//! and without validation. `Serialize` writes the protojson form. The compiler turns the
+//! model into the compiled form; nothing here evaluates anything.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -225,10 +227,8 @@ impl RawPolicy {
 impl<'de> Deserialize<'de> for Policy {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = RawPolicy::deserialize(deserializer)?;
-        raw.into_policy().map_err(|e| {
-            let (span, message) = e.describe();
-            error_at(&span, message)
-        })
+        raw.into_policy()
+            .map_err(|e| de::Error::custom(e.describe().1))
     }
 }
 
@@ -1710,6 +1710,38 @@ mod tests {
         assert_eq!(pairs, [("b", 3), ("a", 2)]);
         assert_eq!(d.get("a"), Some(&2));
         assert_eq!(d.spans().len(), 2);
+    }
+
+    #[test]
+    fn policies_also_deserialize_from_plain_json() {
+        let json = serde_json::json!({
+            "apiVersion": "api.cerbos.dev/v1",
+            "variables": {"v": "1"},
+            "resourcePolicy": {
+                "resource": "album",
+                "version": "default",
+                "importDerivedRoles": ["owners"],
+                "rules": [{
+                    "actions": ["view"],
+                    "effect": "EFFECT_ALLOW",
+                    "derivedRoles": ["owner"],
+                    "condition": {"match": {"any": {"of": [{"expr": "a"}, {"expr": "b"}]}}},
+                    "output": {"when": {"ruleActivated": "1"}}
+                }],
+                "constants": {"local": {"c": [1, {"d": true}]}}
+            }
+        });
+        let policy: Policy = serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(policy.fqn(), "cerbos.resource.album.vdefault");
+        assert_eq!(
+            serde_json::to_value(&policy).unwrap_or_else(|e| panic!("{e}")),
+            json
+        );
+        let err = serde_json::from_value::<Policy>(serde_json::json!({
+            "apiVersion": "api.cerbos.dev/v1",
+            "exportVariables": {"name": "a", "wibble": 1}
+        }));
+        assert!(err.is_err_and(|e| e.to_string().contains("wibble")));
     }
 
     #[test]

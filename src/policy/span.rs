@@ -46,8 +46,9 @@ impl fmt::Display for Span {
 
 /// A value together with the position it was written at.
 ///
-/// Only the Gatehouse policy loader can deserialize a `Spanned` value: it supplies the
-/// position through a private protocol that other deserializers do not implement.
+/// The Gatehouse policy loader supplies the position through a private protocol; other
+/// deserializers (`serde_json`, for policies received through an API) read the value alone
+/// and leave the span at its default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Spanned<T> {
     /// The value.
@@ -110,12 +111,13 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
 
 // === Loader protocol ===
 //
-// The loader's deserializer recognises these names: a struct named `SPANNED_STRUCT` is
-// answered with a map of the node's report position, its own start position and the node
-// itself; a struct with a field named `SPAN_FIELD` receives the node's report position in
-// that field. A `Span` itself deserializes from a `(file, line, col)` tuple.
+// The loader's deserializer recognises these names: a newtype struct named
+// `SPANNED_STRUCT` is answered with a map of the node's report position, its own start
+// position and the node itself (other deserializers hand over the value itself); a struct
+// with a field named `SPAN_FIELD` receives the node's report position in that field. A
+// `Span` itself deserializes from a `(file, line, col)` tuple.
 
-/// Name of the pseudo-struct through which positions are requested.
+/// Name of the pseudo-newtype through which positions are requested.
 pub(crate) const SPANNED_STRUCT: &str = "$gatehouse::Spanned";
 /// Field carrying the report position (see the module docs).
 pub(crate) const SPAN_FIELD: &str = "$span";
@@ -123,8 +125,8 @@ pub(crate) const SPAN_FIELD: &str = "$span";
 pub(crate) const VALUE_SPAN_FIELD: &str = "$value_span";
 /// Field carrying the value.
 pub(crate) const VALUE_FIELD: &str = "$value";
-/// The fields of [`SPANNED_STRUCT`].
-pub(crate) const SPANNED_FIELDS: &[&str] = &[SPAN_FIELD, VALUE_SPAN_FIELD, VALUE_FIELD];
+/// The fields of the [`SPANNED_STRUCT`] map.
+const SPANNED_FIELDS: &[&str] = &[SPAN_FIELD, VALUE_SPAN_FIELD, VALUE_FIELD];
 
 /// Marks an error message that carries its own position (`\u{1}line:col\u{1}message`).
 const POSITION_MARK: char = '\u{1}';
@@ -141,7 +143,18 @@ where
         type Value = (T, Span, Span);
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a value read by the Gatehouse policy loader")
+            f.write_str("a value")
+        }
+
+        fn visit_newtype_struct<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            Ok((
+                T::deserialize(deserializer)?,
+                Span::default(),
+                Span::default(),
+            ))
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -163,11 +176,8 @@ where
         }
     }
 
-    deserializer.deserialize_struct(
-        SPANNED_STRUCT,
-        SPANNED_FIELDS,
-        SpannedVisitor(std::marker::PhantomData),
-    )
+    deserializer
+        .deserialize_newtype_struct(SPANNED_STRUCT, SpannedVisitor(std::marker::PhantomData))
 }
 
 impl<'de> Deserialize<'de> for Span {
@@ -202,6 +212,10 @@ impl<'de> Deserialize<'de> for Span {
 /// Builds a deserialization error that the loader reports at `span` instead of at the
 /// node being read.
 pub(crate) fn error_at<E: de::Error>(span: &Span, message: impl fmt::Display) -> E {
+    if span.line == 0 {
+        // No position known (not read by the loader).
+        return E::custom(message);
+    }
     E::custom(format_args!(
         "{POSITION_MARK}{}:{}{POSITION_MARK}{message}",
         span.line, span.col

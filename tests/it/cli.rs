@@ -123,3 +123,82 @@ fn check_rejects_bad_usage_with_exit_2() {
         String::from_utf8_lossy(&out.stderr).contains("--principal-attr must be a JSON object")
     );
 }
+
+#[test]
+fn serve_reports_health_and_stops_on_sigterm() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let port = |_: u8| {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (grpc, http) = (port(0), port(1));
+    let mut child = gatehouse()
+        .current_dir(root())
+        .args([
+            "serve",
+            "--grpc-addr",
+            &format!("127.0.0.1:{grpc}"),
+            "--http-addr",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", http)) {
+            s.write_all(b"GET /_cerbos/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            s.read_to_string(&mut body).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains(r#"{"status":"SERVING"}"#), "{body}");
+    // SIGTERM: drain and exit 0.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("policies loaded") && err.contains("stopped"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_rejects_a_bad_config_with_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("gh-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("gatehouse.yaml");
+    std::fs::write(&cfg, "policies: {directory: nowhere}\nextAuthz: {routes: [{path: 'no-slash', resource: {kind: d}}]}\n").unwrap();
+    let out = gatehouse()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nowhere"), "{err}");
+    std::fs::write(&cfg, format!("policies: {{directory: {}}}\nextAuthz: {{routes: [{{path: 'no-slash', resource: {{kind: d}}}}]}}\n", root().join("policies").display())).unwrap();
+    let out = gatehouse()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must start with '/'"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -91,10 +91,10 @@ fn policy_files(dir: &Path, out: &mut Vec<String>) {
         let p = entry.path();
         if p.is_dir() {
             policy_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "json") {
-            if let Ok(t) = std::fs::read_to_string(&p) {
-                out.push(t);
-            }
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "json")
+            && let Ok(t) = std::fs::read_to_string(&p)
+        {
+            out.push(t);
         }
     }
 }

@@ -1,0 +1,311 @@
+"""A small in-memory documents API that ships NO authorization code.
+
+Gatehouse (behind Envoy's ext_authz filter) decides every request before it gets here,
+and injects who the caller is:
+
+    x-gatehouse-principal      principal id (required: without it the app answers 401)
+    x-gatehouse-roles          comma-separated roles
+    x-gatehouse-derived-roles  comma-separated derived roles that applied
+    x-gatehouse-outputs        JSON outputs of the matched rules
+    x-gatehouse-decision-id    id of the decision in Gatehouse's audit log
+
+The app trusts these headers and nothing else about the caller (Envoy + Gatehouse strip
+client-sent copies). It never decides *whether* a caller may do something; it only uses
+the principal id as data (the owner of a new document) and echoes what it saw, in the
+`seen_by` field of JSON bodies and in `x-seen-*` response headers, so that tests can
+assert what reached it.
+
+`GET /internal/documents/{id}/attributes` is for Gatehouse's attribute fetch only.
+Envoy never routes `/internal/` (see envoy/envoy.yaml); keep this port off the network.
+
+Run: uvicorn app:app --app-dir examples/fastapi --host 127.0.0.1 --port 8000
+
+Set DOCUMENTS_API_TEST_HOOKS=1 to enable the endpoints tests/e2e uses under
+/internal/test/ (request log, simulated attribute-source outage). Off by default.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+from collections import deque
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+PRINCIPAL = "x-gatehouse-principal"
+ROLES = "x-gatehouse-roles"
+DERIVED_ROLES = "x-gatehouse-derived-roles"
+OUTPUTS = "x-gatehouse-outputs"
+DECISION_ID = "x-gatehouse-decision-id"
+
+TEST_HOOKS = os.environ.get("DOCUMENTS_API_TEST_HOOKS") == "1"
+
+Status = Literal["draft", "in_review", "approved"]
+Classification = Literal["public", "internal", "confidential"]
+
+# ---------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------
+
+SEED: list[dict[str, Any]] = [
+    # alice (engineering): a draft she can edit and delete.
+    {"id": "1", "title": "Design notes", "owner": "alice", "department": "engineering",
+     "status": "draft", "classification": "internal", "amount": 0, "archived": False},
+    # alice: under review, 5000 -> bob (engineering manager, limit 10000) may approve.
+    {"id": "2", "title": "Q3 hardware budget", "owner": "alice", "department": "engineering",
+     "status": "in_review", "classification": "internal", "amount": 5000, "archived": False},
+    # alice: archived -> frozen for everyone but admins.
+    {"id": "3", "title": "2023 offsite", "owner": "alice", "department": "engineering",
+     "status": "in_review", "classification": "internal", "amount": 10, "archived": True},
+    # carol (sales): under review; bob is not in sales, so he may not approve it.
+    {"id": "4", "title": "Sales kickoff", "owner": "carol", "department": "sales",
+     "status": "in_review", "classification": "internal", "amount": 2000, "archived": False},
+    # alice: confidential and above bob's approval limit.
+    {"id": "5", "title": "Acquisition plan", "owner": "alice", "department": "engineering",
+     "status": "in_review", "classification": "confidential", "amount": 50000, "archived": False},
+]
+
+
+class Store:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._docs = {d["id"]: {**d, "body": ""} for d in SEED}
+            self._ids = itertools.count(100)
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(d) for d in self._docs.values()]
+
+    def get(self, doc_id: str) -> dict[str, Any]:
+        with self._lock:
+            doc = self._docs.get(doc_id)
+            if doc is None:
+                raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
+            return dict(doc)
+
+    def create(self, fields: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            doc_id = str(next(self._ids))
+            doc = {"id": doc_id, "archived": False, **fields}
+            self._docs[doc_id] = doc
+            return dict(doc)
+
+    def update(self, doc_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            doc = self._docs.get(doc_id)
+            if doc is None:
+                raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
+            doc.update(fields)
+            return dict(doc)
+
+    def delete(self, doc_id: str) -> None:
+        with self._lock:
+            if self._docs.pop(doc_id, None) is None:
+                raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
+
+
+store = Store()
+
+# ---------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------
+
+
+class DocumentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(max_length=200)
+    body: str = ""
+    department: str
+    classification: Classification = "internal"
+    status: Literal["draft", "in_review"] = "draft"
+    amount: int = Field(default=0, ge=0)
+
+
+class DocumentReplace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(max_length=200)
+    body: str = ""
+    classification: Classification
+    status: Literal["draft", "in_review"]
+    amount: int = Field(ge=0)
+
+
+class DocumentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, max_length=200)
+    body: str | None = None
+    classification: Classification | None = None
+    status: Literal["draft", "in_review"] | None = None
+    amount: int | None = Field(default=None, ge=0)
+
+
+# ---------------------------------------------------------------------------------------
+# The caller, as Gatehouse described it
+# ---------------------------------------------------------------------------------------
+
+
+NO_PRINCIPAL = "missing x-gatehouse-principal: request did not pass through Gatehouse"
+
+
+def _is_open(path: str) -> bool:
+    """Paths that need no principal: the health check and Gatehouse's internal API."""
+    return path == "/health" or path.startswith("/internal/")
+
+
+def _split(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").split(",") if p.strip()]
+
+
+def seen_by(request: Request) -> dict[str, Any]:
+    """What Gatehouse told us about this request. Raises 401 if it told us nothing."""
+    principal = request.headers.get(PRINCIPAL)
+    if not principal:
+        # Defence in depth: a request that did not pass through Gatehouse.
+        raise HTTPException(status_code=401, detail=NO_PRINCIPAL)
+    raw_outputs = request.headers.get(OUTPUTS)
+    try:
+        outputs = json.loads(raw_outputs) if raw_outputs else None
+    except ValueError:
+        outputs = {"unparsed": raw_outputs}
+    return {
+        "principal": principal,
+        "roles": _split(request.headers.get(ROLES)),
+        "derived_roles": _split(request.headers.get(DERIVED_ROLES)),
+        "outputs": outputs,
+        "decision_id": request.headers.get(DECISION_ID),
+    }
+
+
+# A dependency, so that a request without a principal gets 401 before its body is parsed.
+Caller = Annotated[dict[str, Any], Depends(seen_by)]
+
+# ---------------------------------------------------------------------------------------
+# App
+# ---------------------------------------------------------------------------------------
+
+# redirect_slashes=False: `/documents/1/` is a 404 here rather than a redirect, so the
+# app matches exactly the paths Envoy and Gatehouse see, no more.
+app = FastAPI(title="Documents API (Gatehouse example)", redirect_slashes=False)
+
+# Test hooks: every request as it arrived, and a switch for the attribute endpoint.
+request_log: deque[dict[str, Any]] = deque(maxlen=5000)
+attributes_down = threading.Event()
+
+
+@app.middleware("http")
+async def echo_and_record(request: Request, call_next):
+    path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+    if TEST_HOOKS and not request.url.path.startswith("/internal/test/"):
+        request_log.append({
+            "method": request.method,
+            "path": request.url.path,
+            "raw_path": path,
+            "query": request.url.query,
+            "principal": request.headers.get(PRINCIPAL),
+            "roles": request.headers.get(ROLES),
+            "derived_roles": request.headers.get(DERIVED_ROLES),
+            "outputs": request.headers.get(OUTPUTS),
+            "decision_id": request.headers.get(DECISION_ID),
+            "authorization": request.headers.get("authorization") is not None,
+            # Envoy's router adds this to every request it proxies.
+            "via_envoy": "x-envoy-expected-rq-timeout-ms" in request.headers,
+        })
+    if not request.headers.get(PRINCIPAL) and not _is_open(request.url.path):
+        # Defence in depth, before the body is even parsed: the request did not come
+        # through Gatehouse (or Gatehouse let it through without a principal).
+        response = JSONResponse(status_code=401, content={"detail": NO_PRINCIPAL})
+    else:
+        response = await call_next(request)
+    for name, header in (("principal", PRINCIPAL), ("roles", ROLES), ("decision-id", DECISION_ID)):
+        value = request.headers.get(header)
+        if value is not None:
+            response.headers[f"x-seen-{name}"] = value
+    return response
+
+
+@app.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/documents")
+def list_documents(who: Caller) -> dict[str, Any]:
+    return {"documents": store.list(), "seen_by": who}
+
+
+@app.post("/documents", status_code=201)
+def create_document(doc: DocumentCreate, who: Caller) -> dict[str, Any]:
+    created = store.create({**doc.model_dump(), "owner": who["principal"]})
+    return {**created, "seen_by": who}
+
+
+@app.get("/documents/{doc_id}")
+def read_document(doc_id: str, who: Caller) -> dict[str, Any]:
+    return {**store.get(doc_id), "seen_by": who}
+
+
+@app.put("/documents/{doc_id}")
+def replace_document(doc_id: str, doc: DocumentReplace, who: Caller) -> dict[str, Any]:
+    return {**store.update(doc_id, doc.model_dump()), "seen_by": who}
+
+
+@app.patch("/documents/{doc_id}")
+def patch_document(doc_id: str, doc: DocumentPatch, who: Caller) -> dict[str, Any]:
+    return {**store.update(doc_id, doc.model_dump(exclude_unset=True)), "seen_by": who}
+
+
+@app.delete("/documents/{doc_id}")
+def delete_document(doc_id: str, who: Caller) -> dict[str, Any]:
+    store.delete(doc_id)
+    return {"deleted": doc_id, "seen_by": who}
+
+
+@app.post("/documents/{doc_id}/approve")
+def approve_document(doc_id: str, who: Caller) -> dict[str, Any]:
+    doc = store.get(doc_id)
+    # A state check, not an authorization one: only documents under review can move on.
+    if doc["status"] != "in_review":
+        raise HTTPException(status_code=409, detail=f"document {doc_id!r} is {doc['status']}")
+    updated = store.update(doc_id, {"status": "approved", "approved_by": who["principal"]})
+    return {**updated, "seen_by": who}
+
+
+@app.get("/internal/documents/{doc_id}/attributes")
+def document_attributes(doc_id: str) -> dict[str, Any]:
+    """The resource attributes the policies need (Gatehouse's `attributes.fetch`)."""
+    if attributes_down.is_set():
+        raise HTTPException(status_code=503, detail="attribute source unavailable (test hook)")
+    doc = store.get(doc_id)
+    keys = ("owner", "department", "status", "classification", "amount", "archived")
+    return {k: doc[k] for k in keys}
+
+
+if TEST_HOOKS:
+
+    @app.get("/internal/test/requests")
+    def test_requests() -> list[dict[str, Any]]:
+        return list(request_log)
+
+    @app.post("/internal/test/attributes-down")
+    def test_attributes_down(down: bool = True) -> dict[str, bool]:
+        if down:
+            attributes_down.set()
+        else:
+            attributes_down.clear()
+        return {"down": attributes_down.is_set()}
+
+    @app.post("/internal/test/reset")
+    def test_reset() -> dict[str, bool]:
+        store.reset()
+        request_log.clear()
+        attributes_down.clear()
+        return {"reset": True}

@@ -1,0 +1,345 @@
+//! `gatehouse serve`: the ext_authz gRPC server and the HTTP listener, on one policy
+//! store, with one shutdown signal.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::cel::{Value, from_json};
+use crate::engine::{EngineConfig, SchemaEnforcement};
+use crate::extauthz::{self, ExtAuthz, ExtAuthzConfig};
+use crate::store::PolicyStore;
+
+/// The bundled configuration, used when `--config` is not given.
+pub const BUNDLED_CONFIG: &str = include_str!("../../gatehouse.yaml");
+
+/// Log format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `gatehouse serve`.
+#[derive(Debug, Args)]
+#[command(
+    after_long_help = "Examples:\n  gatehouse serve\n  gatehouse serve --config gatehouse.yaml --grpc-addr 127.0.0.1:3593\n\n\
+With no --config the bundled gatehouse.yaml is used, with paths relative to the working directory.\n\
+Flags override the configuration file."
+)]
+pub struct ServeArgs {
+    /// Configuration file (gatehouse.yaml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Policy directory.
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
+    /// gRPC listen address (ext_authz, health).
+    #[arg(long)]
+    pub grpc_addr: Option<SocketAddr>,
+    /// HTTP listen address (health).
+    #[arg(long)]
+    pub http_addr: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `gatehouse.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Listeners.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Policy source.
+    pub policies: PoliciesSection,
+    /// Engine settings.
+    #[serde(default)]
+    pub engine: EngineSection,
+    /// Schema enforcement.
+    #[serde(default)]
+    pub schema: SchemaSection,
+    /// The Envoy adapter.
+    #[serde(default)]
+    pub ext_authz: ExtAuthzConfig,
+}
+
+/// `server`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerSection {
+    /// gRPC listener.
+    #[serde(default = "default_grpc")]
+    pub grpc_listen_addr: SocketAddr,
+    /// HTTP listener.
+    #[serde(default = "default_http")]
+    pub http_listen_addr: SocketAddr,
+}
+
+fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3593))
+}
+
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3592))
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            grpc_listen_addr: default_grpc(),
+            http_listen_addr: default_http(),
+        }
+    }
+}
+
+/// `policies`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoliciesSection {
+    /// The policy directory.
+    pub directory: PathBuf,
+}
+
+/// `engine`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EngineSection {
+    /// Default policy version.
+    #[serde(default)]
+    pub default_policy_version: Option<String>,
+    /// Lenient scope search.
+    #[serde(default)]
+    pub lenient_scope_search: bool,
+    /// Globals.
+    #[serde(default)]
+    pub globals: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `schema`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchemaSection {
+    /// none | warn | reject.
+    #[serde(default)]
+    pub enforcement: Option<String>,
+}
+
+impl ServeConfig {
+    /// Parses a configuration document.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ServeConfig> {
+        serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+    }
+
+    /// The engine settings.
+    pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let schema_enforcement = match self.schema.enforcement.as_deref() {
+            None | Some("none") => SchemaEnforcement::None,
+            Some("warn") => SchemaEnforcement::Warn,
+            Some("reject") => SchemaEnforcement::Reject,
+            Some(other) => {
+                anyhow::bail!("schema.enforcement: {other:?} is not none, warn or reject")
+            }
+        };
+        let globals = match from_json(&serde_json::Value::Object(self.engine.globals.clone())) {
+            Value::Map(m) => m,
+            _ => Arc::default(),
+        };
+        Ok(EngineConfig {
+            globals,
+            lenient_scope_search: self.engine.lenient_scope_search,
+            schema_enforcement,
+            default_policy_version: self
+                .engine
+                .default_policy_version
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            default_scope: String::new(),
+        })
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves a path from the configuration against the configuration's directory.
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Runs `gatehouse serve` until SIGTERM or Ctrl-C.
+pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let (config, base) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (
+                ServeConfig::parse(&text, &path.display().to_string())?,
+                base,
+            )
+        }
+        None => (
+            ServeConfig::parse(BUNDLED_CONFIG, "bundled gatehouse.yaml")?,
+            PathBuf::from("."),
+        ),
+    };
+    let policies = match &args.policies {
+        Some(p) => p.clone(),
+        None => resolve(&base, &config.policies.directory),
+    };
+    let grpc_addr = args.grpc_addr.unwrap_or(config.server.grpc_listen_addr);
+    let http_addr = args.http_addr.unwrap_or(config.server.http_listen_addr);
+
+    let store = Arc::new(
+        PolicyStore::load(&policies, config.engine_config()?).map_err(|e| {
+            anyhow::anyhow!("policies in {} do not compile:\n{e}", policies.display())
+        })?,
+    );
+    let counts = store.engine().policies().counts();
+    tracing::info!(
+        directory = %policies.display(),
+        resource = counts.resource,
+        principal = counts.principal,
+        role = counts.role,
+        "policies loaded"
+    );
+    let ext: ExtAuthz = extauthz::build(&config.ext_authz, store.clone(), &base).await?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = shutdown_tx.send(true);
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AuthorizationServer<ExtAuthz>>()
+        .await;
+
+    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {grpc_addr}"))?;
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {http_addr}"))?;
+    tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "listening");
+
+    let mut grpc_shutdown = shutdown_rx.clone();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(AuthorizationServer::new(ext))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            async move {
+                let _ = grpc_shutdown.wait_for(|v| *v).await;
+            },
+        );
+
+    let router = axum::Router::new()
+        .route("/_cerbos/health", axum::routing::get(health))
+        .route("/health", axum::routing::get(health));
+    let mut http_shutdown = shutdown_rx.clone();
+    let http = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+        let _ = http_shutdown.wait_for(|v| *v).await;
+    });
+
+    let (g, h) = tokio::join!(grpc, http);
+    g.context("gRPC server failed")?;
+    h.context("HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "SERVING"}))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_config_is_valid() {
+        let c = ServeConfig::parse(BUNDLED_CONFIG, "bundled").unwrap();
+        assert_eq!(c.server.grpc_listen_addr, default_grpc());
+        assert!(c.engine_config().is_ok());
+        assert!(RouteMapperCheck::ok(&c.ext_authz));
+    }
+
+    struct RouteMapperCheck;
+    impl RouteMapperCheck {
+        fn ok(c: &ExtAuthzConfig) -> bool {
+            crate::extauthz::RouteMapper::new(&c.routes).is_ok()
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = ServeConfig::parse("policies: {directory: p}\nsever: {}\n", "x.yaml").unwrap_err();
+        assert!(e.to_string().contains("sever"), "{e}");
+        let c = ServeConfig::parse(
+            "policies: {directory: p}\nschema: {enforcement: strict}\n",
+            "x.yaml",
+        )
+        .unwrap();
+        assert!(c.engine_config().is_err());
+    }
+}

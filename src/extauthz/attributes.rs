@@ -1,0 +1,259 @@
+//! Resource attributes fetched over HTTP from the backend (e.g. the owner of a
+//! document), with a timeout, a TTL cache and request coalescing: concurrent checks
+//! for the same URL share one fetch. Any failure is an error, and the caller denies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::OnceCell;
+
+use crate::cel::{MapValue, Value, from_json};
+
+/// Largest attribute document accepted.
+const MAX_BODY: usize = 1024 * 1024;
+/// Most URLs kept in the cache.
+const MAX_ENTRIES: usize = 10_000;
+
+/// Why attributes could not be fetched.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The URL is not a valid `http://` URL.
+    #[error("invalid attribute source URL {0:?}")]
+    BadUrl(String),
+    /// No answer in time.
+    #[error("attribute source timed out after {0} ms")]
+    Timeout(u64),
+    /// Connection or protocol failure.
+    #[error("attribute source unreachable: {0}")]
+    Unreachable(String),
+    /// The source answered with a non-success status.
+    #[error("attribute source answered HTTP {0}")]
+    Status(u16),
+    /// The answer is not a JSON object.
+    #[error("attribute source answered something other than a JSON object")]
+    NotAnObject,
+}
+
+type Outcome = Result<Arc<MapValue>, FetchError>;
+
+struct Slot {
+    cell: OnceCell<Outcome>,
+    created: Instant,
+}
+
+/// Fetches and caches attribute documents.
+pub struct AttributeFetcher {
+    client: Client<HttpConnector, Empty<Bytes>>,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl std::fmt::Debug for AttributeFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttributeFetcher").finish_non_exhaustive()
+    }
+}
+
+impl Default for AttributeFetcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AttributeFetcher {
+    /// A fetcher with its own connection pool.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        AttributeFetcher {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Fetches `url` (or reuses a fresh cached answer, or joins a fetch in flight).
+    pub async fn fetch(&self, url: &str, timeout: Duration, ttl: Duration) -> Outcome {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let fresh = slots.get(url).filter(|s| {
+                // A slot still being filled is always joined; a filled one only while fresh.
+                s.cell.get().is_none() || now.duration_since(s.created) < ttl
+            });
+            match fresh {
+                Some(s) => s.clone(),
+                None => {
+                    if slots.len() >= MAX_ENTRIES {
+                        slots.retain(|_, s| {
+                            s.cell.get().is_none() || now.duration_since(s.created) < ttl
+                        });
+                        if slots.len() >= MAX_ENTRIES {
+                            slots.clear();
+                        }
+                    }
+                    let s = Arc::new(Slot {
+                        cell: OnceCell::new(),
+                        created: now,
+                    });
+                    slots.insert(url.to_string(), s.clone());
+                    s
+                }
+            }
+        };
+        let outcome = slot
+            .cell
+            .get_or_init(|| self.fetch_now(url, timeout))
+            .await
+            .clone();
+        if outcome.is_err() || ttl.is_zero() {
+            // Failures are never reused; uncached answers only served the requests in flight.
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            if slots.get(url).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                slots.remove(url);
+            }
+        }
+        outcome
+    }
+
+    async fn fetch_now(&self, url: &str, timeout: Duration) -> Outcome {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|_| FetchError::BadUrl(url.to_string()))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(FetchError::BadUrl(url.to_string()));
+        }
+        let request = hyper::Request::get(uri)
+            .header("accept", "application/json")
+            .body(Empty::new())
+            .map_err(|_| FetchError::BadUrl(url.to_string()))?;
+        let work = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(FetchError::Status(status.as_u16()));
+            }
+            let body = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| FetchError::Unreachable(e.to_string()))?
+                .to_bytes();
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|_| FetchError::NotAnObject)?;
+            match from_json(&json) {
+                Value::Map(m) => Ok(m),
+                _ => Err(FetchError::NotAnObject),
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(timeout.as_millis() as u64)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A one-route HTTP server answering `body` with `status`, counting requests.
+    async fn server(
+        status: u16,
+        body: &'static str,
+        delay: Duration,
+    ) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = sock.read(&mut buf).await;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (format!("http://{addr}/attrs"), hits)
+    }
+
+    #[tokio::test]
+    async fn caches_and_coalesces() {
+        let (url, hits) = server(200, r#"{"owner":"alice"}"#, Duration::from_millis(50)).await;
+        let f = Arc::new(AttributeFetcher::new());
+        let ttl = Duration::from_secs(60);
+        let t = Duration::from_secs(2);
+        let (a, b) = tokio::join!(f.fetch(&url, t, ttl), f.fetch(&url, t, ttl));
+        assert!(a.unwrap().get_str("owner").is_some());
+        assert!(b.is_ok());
+        let again = f.fetch(&url, t, ttl).await;
+        assert!(again.is_ok());
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch for three checks");
+    }
+
+    #[tokio::test]
+    async fn failures_are_errors_and_not_cached() {
+        let (url, hits) = server(404, "{}", Duration::ZERO).await;
+        let f = AttributeFetcher::new();
+        let ttl = Duration::from_secs(60);
+        let t = Duration::from_secs(2);
+        assert_eq!(
+            f.fetch(&url, t, ttl).await.err(),
+            Some(FetchError::Status(404))
+        );
+        assert_eq!(
+            f.fetch(&url, t, ttl).await.err(),
+            Some(FetchError::Status(404))
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+        let (slow, _) = server(200, "{}", Duration::from_secs(5)).await;
+        assert_eq!(
+            f.fetch(&slow, Duration::from_millis(100), ttl).await.err(),
+            Some(FetchError::Timeout(100))
+        );
+
+        let (list, _) = server(200, "[1]", Duration::ZERO).await;
+        assert_eq!(
+            f.fetch(&list, t, ttl).await.err(),
+            Some(FetchError::NotAnObject)
+        );
+
+        assert!(matches!(
+            f.fetch("http://127.0.0.1:1/x", t, ttl).await,
+            Err(FetchError::Unreachable(_))
+        ));
+        assert!(matches!(
+            f.fetch("https://example.test/x", t, ttl).await,
+            Err(FetchError::BadUrl(_))
+        ));
+    }
+}

@@ -1,0 +1,309 @@
+//! The `extAuthz` section of `gatehouse.yaml`: how Envoy's CheckRequests become
+//! principals, resources and actions, and how answers are shaped.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The `extAuthz` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthzConfig {
+    /// Prefix of the headers injected for the backend (and stripped from clients).
+    #[serde(default = "default_prefix")]
+    pub header_prefix: String,
+    /// Shape of denial bodies.
+    #[serde(default)]
+    pub deny_body: DenyBody,
+    /// Where principals come from.
+    #[serde(default)]
+    pub principal: PrincipalConfig,
+    /// Request to resource mapping.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Largest request body (bytes) read for attributes; larger bodies are denied.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_prefix() -> String {
+    "x-gatehouse-".into()
+}
+
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+
+impl Default for ExtAuthzConfig {
+    fn default() -> Self {
+        ExtAuthzConfig {
+            header_prefix: default_prefix(),
+            deny_body: DenyBody::default(),
+            principal: PrincipalConfig::default(),
+            routes: Vec::new(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+/// Body format of denials.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyBody {
+    /// `{"detail": "..."}`, as FastAPI's HTTPException.
+    #[default]
+    Fastapi,
+    /// RFC 9457 `application/problem+json`.
+    Problem,
+}
+
+/// Principal sources and claim mapping.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrincipalConfig {
+    /// Sources, tried in order.
+    #[serde(default)]
+    pub sources: Vec<PrincipalSourceConfig>,
+    /// How claims become the principal.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+    /// The principal used when no source yields an identity (absent: 401).
+    #[serde(default)]
+    pub anonymous: Option<AnonymousConfig>,
+}
+
+/// One principal source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum PrincipalSourceConfig {
+    /// Claims verified by Envoy's `jwt_authn` filter, from the CheckRequest's metadata.
+    JwtAuthn(JwtAuthnSource),
+    /// A bearer JWT verified by Gatehouse.
+    Jwt(JwtSource),
+    /// The mTLS peer identity (SPIFFE ID).
+    Mtls(MtlsSource),
+    /// Plain request headers: for development only.
+    Headers(HeadersSource),
+}
+
+/// `jwtAuthn` source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtAuthnSource {
+    /// Metadata namespace of the jwt_authn filter.
+    #[serde(default = "default_jwt_authn_ns")]
+    pub namespace: String,
+    /// Key of the payload (`payload_in_metadata`); empty takes the first entry.
+    #[serde(default)]
+    pub payload_key: String,
+}
+
+fn default_jwt_authn_ns() -> String {
+    "envoy.filters.http.jwt_authn".into()
+}
+
+/// `jwt` source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtSource {
+    /// Header carrying `Bearer <token>`.
+    #[serde(default = "default_auth_header")]
+    pub header: String,
+    /// Where the verification keys are.
+    pub jwks: JwksConfig,
+    /// Accepted algorithms (pinned).
+    pub algorithms: Vec<String>,
+    /// Required issuer.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted audiences (any one must be present).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Allowed clock skew, seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+fn default_auth_header() -> String {
+    "authorization".into()
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// A JWKS location.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwksConfig {
+    /// A local JWKS (or PEM) file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// A remote JWKS URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Refresh interval for remote sets, seconds.
+    #[serde(default = "default_refresh")]
+    pub refresh_seconds: u64,
+}
+
+fn default_refresh() -> u64 {
+    300
+}
+
+/// `mtls` source.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MtlsSource {
+    /// Also trust `x-forwarded-client-cert` (only behind an Envoy that sanitises it).
+    #[serde(default)]
+    pub trust_xfcc: bool,
+    /// Roles given to mTLS peers.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `headers` source (development only).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeadersSource {
+    /// Header with the principal id.
+    pub id: String,
+    /// Header with comma-separated roles.
+    #[serde(default)]
+    pub roles: Option<String>,
+}
+
+/// Claim to principal mapping.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// Claim holding the principal id.
+    #[serde(default = "default_sub")]
+    pub id: String,
+    /// Claim holding the roles (a list, or a space/comma separated string).
+    #[serde(default = "default_roles_claim")]
+    pub roles: String,
+    /// Claims copied into `P.attr` (`["*"]` copies all).
+    #[serde(default)]
+    pub attr: Vec<String>,
+}
+
+fn default_sub() -> String {
+    "sub".into()
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            id: default_sub(),
+            roles: default_roles_claim(),
+            attr: Vec::new(),
+        }
+    }
+}
+
+/// The anonymous principal.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnonymousConfig {
+    /// Principal id.
+    pub id: String,
+    /// Roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// One route.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path template (`/documents/{id}`, `{rest:path}` for the remainder).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix (instead of a template).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Methods (empty: all).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Allowed without a policy decision (no principal needed).
+    #[serde(default)]
+    pub public: bool,
+    /// The resource.
+    #[serde(default)]
+    pub resource: Option<ResourceConfig>,
+    /// The action, for every method of the route.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Per-method actions, overriding the defaults (GET/HEAD read, POST create,
+    /// PUT/PATCH update, DELETE delete).
+    #[serde(default)]
+    pub actions: BTreeMap<String, String>,
+    /// Where resource attributes come from.
+    #[serde(default)]
+    pub attributes: AttributesConfig,
+}
+
+/// A route's resource.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// Resource kind.
+    pub kind: String,
+    /// Resource id, a template over path parameters (`{id}`).
+    #[serde(default)]
+    pub id: String,
+    /// Policy version.
+    #[serde(default)]
+    pub policy_version: String,
+    /// Scope (a template over path parameters).
+    #[serde(default)]
+    pub scope: String,
+}
+
+/// A route's attribute sources.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttributesConfig {
+    /// Top-level JSON body fields copied into `R.attr`.
+    #[serde(default)]
+    pub body: Vec<String>,
+    /// `R.attr` name -> query parameter.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// `R.attr` name -> request header.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Envoy `context_extensions` keys copied into `R.attr`.
+    #[serde(default)]
+    pub context_extensions: Vec<String>,
+    /// Copy path parameters into `R.attr`.
+    #[serde(default)]
+    pub path_params: bool,
+    /// Fetch attributes over HTTP.
+    #[serde(default)]
+    pub fetch: Option<FetchConfig>,
+}
+
+/// An HTTP attribute source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FetchConfig {
+    /// URL template over path parameters (`http://app/internal/documents/{id}/attributes`).
+    pub url: String,
+    /// Timeout, milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// How long a fetched answer is reused, milliseconds (0: not cached).
+    #[serde(default)]
+    pub cache_ttl_ms: u64,
+}
+
+fn default_timeout() -> u64 {
+    500
+}

@@ -1,0 +1,141 @@
+//! The Envoy ext_authz adapter: maps each `CheckRequest` to a principal (verified JWT
+//! claims, jwt_authn metadata, mTLS identity, dev headers), a resource and an action
+//! (route templates, attributes from the path, query, headers, body, context extensions
+//! and the backend), asks the engine, and answers Envoy with headers the backend can
+//! trust or a JSON denial.
+
+pub mod attributes;
+pub mod config;
+pub mod principal;
+pub mod route;
+pub mod service;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::ExtAuthzConfig;
+pub use route::RouteMapper;
+pub use service::ExtAuthz;
+
+use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySource};
+use crate::store::PolicyStore;
+
+/// An invalid `extAuthz` configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("extAuthz: {0}")]
+pub struct ConfigError(pub String);
+
+fn algorithm(name: &str) -> Result<jsonwebtoken::Algorithm, ConfigError> {
+    use jsonwebtoken::Algorithm::*;
+    Ok(match name {
+        "RS256" => RS256,
+        "RS384" => RS384,
+        "RS512" => RS512,
+        "PS256" => PS256,
+        "PS384" => PS384,
+        "PS512" => PS512,
+        "ES256" => ES256,
+        "ES384" => ES384,
+        "EdDSA" => EdDSA,
+        "HS256" | "HS384" | "HS512" => {
+            return Err(ConfigError(format!(
+                "algorithm {name}: shared-secret algorithms are not accepted for bearer tokens"
+            )));
+        }
+        other => return Err(ConfigError(format!("unknown algorithm {other:?}"))),
+    })
+}
+
+/// Builds the service from its configuration. Relative paths resolve against `base`.
+pub async fn build(
+    config: &ExtAuthzConfig,
+    store: Arc<PolicyStore>,
+    base: &Path,
+) -> Result<ExtAuthz, ConfigError> {
+    let routes = RouteMapper::new(&config.routes).map_err(|errs| {
+        ConfigError(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let prefix = config.header_prefix.to_ascii_lowercase();
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ConfigError(format!(
+            "headerPrefix {prefix:?} must be a non-empty header name prefix"
+        )));
+    }
+    let mut sources = Vec::new();
+    for s in &config.principal.sources {
+        sources.push(match s {
+            config::PrincipalSourceConfig::JwtAuthn(c) => principal::Source::JwtAuthn(c.clone()),
+            config::PrincipalSourceConfig::Mtls(c) => principal::Source::Mtls(c.clone()),
+            config::PrincipalSourceConfig::Headers(c) => {
+                tracing::warn!(
+                    "principal source `headers` trusts client headers: development only"
+                );
+                principal::Source::Headers(config::HeadersSource {
+                    id: c.id.to_ascii_lowercase(),
+                    roles: c.roles.as_ref().map(|r| r.to_ascii_lowercase()),
+                })
+            }
+            config::PrincipalSourceConfig::Jwt(c) => {
+                if c.algorithms.is_empty() {
+                    return Err(ConfigError(
+                        "jwt: `algorithms` must pin at least one algorithm".into(),
+                    ));
+                }
+                let algorithms = c
+                    .algorithms
+                    .iter()
+                    .map(|a| algorithm(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let source = match (&c.jwks.file, &c.jwks.url) {
+                    (Some(f), None) => KeySource::File(base.join(f)),
+                    (None, Some(u)) => KeySource::Url {
+                        url: u.clone(),
+                        refresh_interval: Some(Duration::from_secs(c.jwks.refresh_seconds)),
+                    },
+                    _ => {
+                        return Err(ConfigError(
+                            "jwt.jwks: give exactly one of `file` and `url`".into(),
+                        ));
+                    }
+                };
+                let keys = KeySet::load(source, false)
+                    .await
+                    .map_err(|e| ConfigError(format!("jwt.jwks: {e}")))?;
+                let verifier = JwtVerifier::new(JwtConfig {
+                    key_sets: vec![("default".to_string(), keys)],
+                    algorithms,
+                    issuer: c.issuer.clone(),
+                    audiences: c.audiences.clone(),
+                    leeway: Duration::from_secs(c.leeway_seconds),
+                    require_exp: true,
+                })
+                .map_err(|e| ConfigError(format!("jwt: {e}")))?;
+                principal::Source::Jwt {
+                    header: c.header.to_ascii_lowercase(),
+                    verifier: Arc::new(verifier),
+                }
+            }
+        });
+    }
+    Ok(ExtAuthz {
+        store,
+        routes,
+        sources,
+        claims: config.principal.claims.clone(),
+        anonymous: config.principal.anonymous.clone(),
+        prefix,
+        deny_body: config.deny_body,
+        max_body: config.max_body_bytes,
+        fetcher: attributes::AttributeFetcher::new(),
+    })
+}

@@ -1,0 +1,452 @@
+//! The `envoy.service.auth.v3.Authorization/Check` service: CheckRequest in,
+//! decision out. Every failure on the way (bad path, unknown route, bad credentials,
+//! attribute source down, engine error) is a denial with a reason, never an allow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use tonic::{Request, Response, Status};
+
+use super::attributes::AttributeFetcher;
+use super::config::{AnonymousConfig, ClaimsConfig, DenyBody};
+use super::principal::{Identity, RequestFacts, Source, resolve};
+use super::route::{RouteMapper, fill_template, normalize, query_params};
+use crate::cel::{Key, MapValue, Value, from_json};
+use crate::engine::{CheckInput, CheckOutput, Principal, Resource};
+use crate::policy::compiled::Effect;
+use crate::store::PolicyStore;
+
+/// Everything the service needs, built once at start.
+pub struct ExtAuthz {
+    /// The policies in force.
+    pub store: Arc<PolicyStore>,
+    /// Routes.
+    pub routes: RouteMapper,
+    /// Principal sources, in order.
+    pub sources: Vec<Source>,
+    /// Claim mapping.
+    pub claims: ClaimsConfig,
+    /// Anonymous principal, if admitted.
+    pub anonymous: Option<AnonymousConfig>,
+    /// Header prefix (lower case).
+    pub prefix: String,
+    /// Denial body format.
+    pub deny_body: DenyBody,
+    /// Largest body read.
+    pub max_body: usize,
+    /// HTTP attribute sources.
+    pub fetcher: AttributeFetcher,
+}
+
+impl std::fmt::Debug for ExtAuthz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtAuthz")
+            .field("prefix", &self.prefix)
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new decision id: time-ordered and unique within the process.
+pub fn decision_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let salt = *SALT.get_or_init(|| {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
+    });
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{millis:012x}{:016x}",
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt
+    )
+}
+
+/// Why a request was not allowed, and how to say so.
+#[derive(Debug)]
+struct Denial {
+    status: u16,
+    reason: String,
+    policy: Option<String>,
+    authenticate: Option<&'static str>,
+}
+
+impl Denial {
+    fn forbidden(reason: impl Into<String>) -> Self {
+        Denial {
+            status: 403,
+            reason: reason.into(),
+            policy: None,
+            authenticate: None,
+        }
+    }
+
+    fn status(status: u16, reason: impl Into<String>) -> Self {
+        Denial {
+            status,
+            reason: reason.into(),
+            policy: None,
+            authenticate: None,
+        }
+    }
+}
+
+fn header(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            ..Default::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        keep_empty_value: true,
+        ..Default::default()
+    }
+}
+
+fn pb_string(s: &str) -> PbValue {
+    PbValue {
+        kind: Some(Kind::StringValue(s.to_string())),
+    }
+}
+
+fn rpc_status(code: i32, message: &str) -> Option<RpcStatus> {
+    Some(RpcStatus {
+        code,
+        message: message.to_string(),
+        details: Vec::new(),
+    })
+}
+
+struct Allowed {
+    principal: Option<Principal>,
+    output: Option<CheckOutput>,
+}
+
+impl ExtAuthz {
+    fn attr_key(name: &str) -> Key {
+        Key::String(Arc::from(name))
+    }
+
+    /// Client headers with our prefix that we do not overwrite: removed before the
+    /// request reaches the backend.
+    fn spoofed(&self, headers: &HashMap<String, String>, ours: &[String]) -> Vec<String> {
+        headers
+            .keys()
+            .filter(|k| k.starts_with(&self.prefix) && !ours.contains(k))
+            .cloned()
+            .collect()
+    }
+
+    fn allow(&self, id: &str, headers: &HashMap<String, String>, a: Allowed) -> CheckResponse {
+        let p = &self.prefix;
+        let mut set = vec![(format!("{p}decision-id"), id.to_string())];
+        if let Some(principal) = &a.principal {
+            set.push((format!("{p}principal"), principal.id.clone()));
+            let roles: Vec<&str> = principal.roles.iter().map(|r| &**r).collect();
+            set.push((format!("{p}roles"), roles.join(",")));
+        }
+        if let Some(out) = &a.output {
+            if !out.effective_derived_roles.is_empty() {
+                set.push((
+                    format!("{p}derived-roles"),
+                    out.effective_derived_roles.join(","),
+                ));
+            }
+            if !out.outputs.is_empty() {
+                let outputs: Vec<serde_json::Value> = out
+                    .outputs
+                    .iter()
+                    .map(|o| match &o.value {
+                        Ok(v) => serde_json::json!({"src": o.src, "action": o.action, "val": v}),
+                        Err(e) => serde_json::json!({"src": o.src, "action": o.action, "error": e}),
+                    })
+                    .collect();
+                set.push((
+                    format!("{p}outputs"),
+                    serde_json::Value::Array(outputs).to_string(),
+                ));
+            }
+        }
+        let names: Vec<String> = set.iter().map(|(k, _)| k.clone()).collect();
+        let ok = OkHttpResponse {
+            headers: set.iter().map(|(k, v)| header(k, v)).collect(),
+            headers_to_remove: self.spoofed(headers, &names),
+            ..Default::default()
+        };
+        let mut meta = Struct::default();
+        meta.fields.insert("decision_id".into(), pb_string(id));
+        meta.fields.insert("effect".into(), pb_string("allow"));
+        if let Some(p) = &a.principal {
+            meta.fields.insert("principal".into(), pb_string(&p.id));
+        }
+        CheckResponse {
+            status: rpc_status(0, ""),
+            http_response: Some(HttpResponse::OkResponse(ok)),
+            dynamic_metadata: Some(meta),
+        }
+    }
+
+    fn deny(&self, id: &str, d: &Denial) -> CheckResponse {
+        let (title, code) = match d.status {
+            401 => ("Unauthorized", 16),
+            400 => ("Bad Request", 3),
+            413 => ("Payload Too Large", 3),
+            _ => ("Forbidden", 7),
+        };
+        let (content_type, body) = match self.deny_body {
+            DenyBody::Fastapi => ("application/json", serde_json::json!({"detail": d.reason})),
+            DenyBody::Problem => (
+                "application/problem+json",
+                serde_json::json!({"type": "about:blank", "title": title, "status": d.status, "detail": d.reason, "decision_id": id}),
+            ),
+        };
+        let mut headers = vec![
+            header("content-type", content_type),
+            header(&format!("{}decision-id", self.prefix), id),
+        ];
+        if let Some(challenge) = d.authenticate {
+            headers.push(header("www-authenticate", challenge));
+        }
+        let denied = DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(d.status),
+            }),
+            headers,
+            body: body.to_string(),
+        };
+        let mut meta = Struct::default();
+        meta.fields.insert("decision_id".into(), pb_string(id));
+        meta.fields.insert("effect".into(), pb_string("deny"));
+        meta.fields.insert("reason".into(), pb_string(&d.reason));
+        if let Some(p) = &d.policy {
+            meta.fields.insert("policy".into(), pb_string(p));
+        }
+        CheckResponse {
+            status: rpc_status(code, &d.reason),
+            http_response: Some(HttpResponse::DeniedResponse(denied)),
+            dynamic_metadata: Some(meta),
+        }
+    }
+
+    /// Decides one CheckRequest.
+    pub async fn decide(&self, req: &CheckRequest) -> CheckResponse {
+        let id = decision_id();
+        let empty = HashMap::new();
+        let headers = req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .map_or(&empty, |h| &h.headers);
+        match self.evaluate(req).await {
+            Ok(allowed) => {
+                tracing::debug!(decision_id = %id, "allow");
+                self.allow(&id, headers, allowed)
+            }
+            Err(d) => {
+                tracing::info!(decision_id = %id, status = d.status, reason = %d.reason, "deny");
+                self.deny(&id, &d)
+            }
+        }
+    }
+
+    async fn evaluate(&self, req: &CheckRequest) -> Result<Allowed, Denial> {
+        let attrs = req
+            .attributes
+            .as_ref()
+            .ok_or_else(|| Denial::status(400, "check request without attributes"))?;
+        let http = attrs
+            .request
+            .as_ref()
+            .and_then(|r| r.http.as_ref())
+            .ok_or_else(|| Denial::status(400, "check request without an HTTP request"))?;
+        let path = normalize(&http.path)
+            .map_err(|e| Denial::status(400, format!("rejected path: {e}")))?;
+        let method = http.method.to_ascii_uppercase();
+        let Some(hit) = self.routes.find(&path.path, &method) else {
+            return Err(Denial::forbidden(format!(
+                "no route for {method} {}",
+                path.path
+            )));
+        };
+        let route = hit.route;
+        if route.public {
+            return Ok(Allowed {
+                principal: None,
+                output: None,
+            });
+        }
+
+        let facts = RequestFacts {
+            headers: &http.headers,
+            filter_metadata: attrs.metadata_context.as_ref().map(|m| &m.filter_metadata),
+            peer_principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
+        };
+        let principal = match resolve(&self.sources, &facts, &self.claims).await {
+            Identity::Known(p, _) => p,
+            Identity::Invalid(reason) => {
+                return Err(Denial {
+                    status: 401,
+                    reason: format!("invalid credentials: {reason}"),
+                    policy: None,
+                    authenticate: Some("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
+                });
+            }
+            Identity::Missing => match &self.anonymous {
+                Some(a) => Principal {
+                    id: a.id.clone(),
+                    roles: a.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
+                    ..Default::default()
+                },
+                None => {
+                    return Err(Denial {
+                        status: 401,
+                        reason: "authentication required".into(),
+                        policy: None,
+                        authenticate: Some("Bearer realm=\"gatehouse\""),
+                    });
+                }
+            },
+        };
+
+        let Some(resource_cfg) = &route.resource else {
+            return Err(Denial::forbidden("route has no resource"));
+        };
+        let Some(action) = route.action_for(&method) else {
+            return Err(Denial::forbidden(format!("no action for method {method}")));
+        };
+        let mut attr = MapValue::new();
+        let a = &route.attributes;
+        if a.path_params {
+            for (k, v) in &hit.params {
+                attr.insert(Self::attr_key(k), Value::from(v.as_str()));
+            }
+        }
+        if !a.query.is_empty() {
+            let q = query_params(&path.query);
+            for (name, param) in &a.query {
+                if let Some((_, v)) = q.iter().find(|(k, _)| k == param) {
+                    attr.insert(Self::attr_key(name), Value::from(v.as_str()));
+                }
+            }
+        }
+        for (name, h) in &a.headers {
+            if let Some(v) = http.headers.get(&h.to_ascii_lowercase()) {
+                attr.insert(Self::attr_key(name), Value::from(v.as_str()));
+            }
+        }
+        for key in &a.context_extensions {
+            if let Some(v) = attrs.context_extensions.get(key) {
+                attr.insert(Self::attr_key(key), Value::from(v.as_str()));
+            }
+        }
+        if !a.body.is_empty() {
+            if http
+                .headers
+                .get("x-envoy-auth-partial-body")
+                .is_some_and(|v| v == "true")
+            {
+                return Err(Denial::status(413, "request body too large to authorize"));
+            }
+            let raw: &[u8] = if http.raw_body.is_empty() {
+                http.body.as_bytes()
+            } else {
+                &http.raw_body
+            };
+            if raw.len() > self.max_body {
+                return Err(Denial::status(413, "request body too large to authorize"));
+            }
+            if !raw.is_empty() {
+                let json: serde_json::Value = serde_json::from_slice(raw)
+                    .map_err(|_| Denial::status(400, "request body is not JSON"))?;
+                let serde_json::Value::Object(obj) = &json else {
+                    return Err(Denial::status(400, "request body is not a JSON object"));
+                };
+                for field in &a.body {
+                    if let Some(v) = obj.get(field) {
+                        attr.insert(Self::attr_key(field), from_json(v));
+                    }
+                }
+            }
+        }
+        if let Some(fetch) = &a.fetch {
+            let url = fill_template(&fetch.url, &hit.params, true);
+            let fetched = self
+                .fetcher
+                .fetch(
+                    &url,
+                    Duration::from_millis(fetch.timeout_ms),
+                    Duration::from_millis(fetch.cache_ttl_ms),
+                )
+                .await
+                .map_err(|e| {
+                    tracing::warn!(url = %url, error = %e, "attribute source failed: denying");
+                    Denial::forbidden(format!("resource attributes unavailable: {e}"))
+                })?;
+            for (k, v) in fetched.iter() {
+                attr.insert(k.clone(), v.clone());
+            }
+        }
+
+        let input = CheckInput {
+            request_id: http.id.clone(),
+            principal,
+            resource: Resource {
+                kind: resource_cfg.kind.clone(),
+                id: fill_template(&resource_cfg.id, &hit.params, false),
+                attr: Arc::new(attr),
+                policy_version: resource_cfg.policy_version.clone(),
+                scope: fill_template(&resource_cfg.scope, &hit.params, false),
+            },
+            actions: vec![action.clone()],
+            aux_data: Default::default(),
+        };
+        let engine = self.store.engine();
+        let out = engine.check(&input).map_err(|e| {
+            tracing::error!(error = %e, "engine error: denying");
+            Denial::forbidden(format!("policy evaluation failed: {e}"))
+        })?;
+        match out.effect(&action) {
+            Some(e) if e.effect == Effect::Allow => Ok(Allowed {
+                principal: Some(input.principal),
+                output: Some(out),
+            }),
+            Some(e) => Err(Denial {
+                status: 403,
+                reason: format!(
+                    "{} may not {action} {} {:?}",
+                    input.principal.id, input.resource.kind, input.resource.id
+                ),
+                policy: Some(e.policy.clone()),
+                authenticate: None,
+            }),
+            None => Err(Denial::forbidden("no decision")),
+        }
+    }
+}
+
+/// The tonic service.
+#[tonic::async_trait]
+impl Authorization for ExtAuthz {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        Ok(Response::new(self.decide(request.get_ref()).await))
+    }
+}

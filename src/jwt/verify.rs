@@ -1,0 +1,713 @@
+//! Token verification: header and algorithm checks, key choice, signature,
+//! then the registered claims.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::JwtError;
+use super::key::{Key, signature_algorithm};
+use super::keyset::KeySet;
+
+/// Largest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// JWT claims, as decoded from the payload.
+pub type Claims = Map<String, Value>;
+
+/// What a [`JwtVerifier`] accepts.
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    /// Key sets by id (Cerbos `auxData.jwt.keySets[].id`).
+    pub key_sets: Vec<(String, KeySet)>,
+    /// Pinned algorithms; empty means whatever the chosen key allows.
+    /// `none` is never accepted.
+    pub algorithms: Vec<Algorithm>,
+    /// Required `iss`, if any.
+    pub issuer: Option<String>,
+    /// Accepted audiences; when non-empty `aud` must name one of them.
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (Cerbos `acceptableTimeSkew`).
+    pub leeway: Duration,
+    /// Reject tokens without `exp`.
+    pub require_exp: bool,
+}
+
+impl Default for JwtConfig {
+    /// No key sets, no pinning, no issuer or audience, no leeway, `exp` required.
+    fn default() -> Self {
+        JwtConfig {
+            key_sets: Vec::new(),
+            algorithms: Vec::new(),
+            issuer: None,
+            audiences: Vec::new(),
+            leeway: Duration::ZERO,
+            require_exp: true,
+        }
+    }
+}
+
+/// Checks of the registered claims.
+#[derive(Clone, Debug)]
+struct ClaimRules {
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    leeway: f64,
+    require_exp: bool,
+}
+
+/// Verifies JWTs against configured key sets.
+#[derive(Debug)]
+pub struct JwtVerifier {
+    key_sets: Vec<(String, KeySet)>,
+    algorithms: Vec<Algorithm>,
+    rules: ClaimRules,
+    cache: Option<TokenCache>,
+}
+
+impl JwtVerifier {
+    /// A verifier; fails on duplicate key-set ids.
+    pub fn new(config: JwtConfig) -> Result<JwtVerifier, JwtError> {
+        for (i, (id, _)) in config.key_sets.iter().enumerate() {
+            if config.key_sets[..i].iter().any(|(other, _)| other == id) {
+                return Err(JwtError::InvalidConfig(format!(
+                    "duplicate keyset id '{id}'"
+                )));
+            }
+        }
+        Ok(JwtVerifier {
+            key_sets: config.key_sets,
+            algorithms: config.algorithms,
+            rules: ClaimRules {
+                issuer: config.issuer,
+                audiences: config.audiences,
+                leeway: config.leeway.as_secs_f64(),
+                require_exp: config.require_exp,
+            },
+            cache: None,
+        })
+    }
+
+    /// Remembers up to `size` verified tokens (Cerbos `cacheSize`), so a
+    /// repeated token skips signature checking; its time claims are still
+    /// checked on every use. A key removed from a remote set keeps
+    /// validating tokens cached before the removal until they leave the
+    /// cache. `0` disables the cache.
+    pub fn with_cache_size(mut self, size: usize) -> JwtVerifier {
+        self.cache = (size > 0).then(|| TokenCache::new(size));
+        self
+    }
+
+    /// The key set with this id.
+    pub fn key_set(&self, id: &str) -> Option<&KeySet> {
+        self.key_sets
+            .iter()
+            .find_map(|(k, set)| (k == id).then_some(set))
+    }
+
+    /// Verifies `token` and returns its claims.
+    ///
+    /// `key_set_id` picks the key set; without one (or with an empty one, as
+    /// Cerbos treats an empty `keySetId`), the only configured set is used. The `alg` header must not be `none`, must be pinned (when
+    /// pinning is configured) and must fit the key. The key is chosen by
+    /// `kid`; a token without `kid` is tried against every key that fits.
+    /// An unknown `kid` on a remote set triggers one refetch (at most once
+    /// per [`MIN_REFETCH_INTERVAL`](super::MIN_REFETCH_INTERVAL)); if that
+    /// fetch fails, its [`JwtError::Fetch`] is returned. Then `exp` (required
+    /// if configured), `nbf`, `iat`, `iss` and `aud` are checked with the
+    /// configured leeway.
+    pub async fn verify(&self, token: &str, key_set_id: Option<&str>) -> Result<Claims, JwtError> {
+        self.verify_at(token, key_set_id, unix_now()).await
+    }
+
+    async fn verify_at(
+        &self,
+        token: &str,
+        key_set_id: Option<&str>,
+        now: f64,
+    ) -> Result<Claims, JwtError> {
+        let parsed = Parsed::new(token)?;
+        let alg = self.token_algorithm(&parsed.alg)?;
+        let (set_id, set) = self.select(key_set_id)?;
+        if let Some(claims) = self.cache.as_ref().and_then(|c| c.get(set_id, token)) {
+            validate_claims(&claims, &self.rules, now)?;
+            return Ok(Claims::clone(&claims));
+        }
+        let keys = set.keys().await?;
+        match verify_signature(&keys, &parsed, alg, set_id) {
+            Err(JwtError::UnknownKid { .. }) if set.refresh_for_unknown_kid().await? => {
+                verify_signature(&set.keys().await?, &parsed, alg, set_id)?;
+            }
+            other => other?,
+        }
+        let claims = parsed.claims()?;
+        validate_claims(&claims, &self.rules, now)?;
+        if let Some(cache) = &self.cache {
+            cache.insert(set_id, token, Arc::new(claims.clone()));
+        }
+        Ok(claims)
+    }
+
+    /// Decodes `token` without checking its signature, then checks its
+    /// claims as [`verify`](Self::verify) does: Cerbos's
+    /// `disableVerification: true` mode.
+    pub fn validate_unverified(&self, token: &str) -> Result<Claims, JwtError> {
+        let claims = decode_unverified(token)?;
+        validate_claims(&claims, &self.rules, unix_now())?;
+        Ok(claims)
+    }
+
+    fn token_algorithm(&self, name: &str) -> Result<Algorithm, JwtError> {
+        let refuse = |reason: &str| JwtError::AlgorithmNotAllowed {
+            alg: name.to_string(),
+            reason: reason.to_string(),
+        };
+        if name.eq_ignore_ascii_case("none") {
+            return Err(refuse("unsigned tokens are never accepted"));
+        }
+        let alg = signature_algorithm(name).ok_or_else(|| refuse("unsupported algorithm"))?;
+        if !self.algorithms.is_empty() && !self.algorithms.contains(&alg) {
+            return Err(refuse("not in the configured algorithm list"));
+        }
+        Ok(alg)
+    }
+
+    fn select(&self, key_set_id: Option<&str>) -> Result<(&str, &KeySet), JwtError> {
+        match key_set_id.filter(|id| !id.is_empty()) {
+            Some(id) => self
+                .key_sets
+                .iter()
+                .find(|(k, _)| k == id)
+                .map(|(k, set)| (k.as_str(), set))
+                .ok_or_else(|| JwtError::KeySetNotFound(id.to_string())),
+            None => match self.key_sets.as_slice() {
+                [(k, set)] => Ok((k.as_str(), set)),
+                sets => Err(JwtError::NoKeySetSelected { count: sets.len() }),
+            },
+        }
+    }
+}
+
+/// Decodes a token's claims WITHOUT verifying its signature or any claim.
+///
+/// Only for Cerbos's `disableVerification: true`; the token must still be a
+/// well-formed JWS within [`MAX_TOKEN_BYTES`].
+pub fn decode_unverified(token: &str) -> Result<Claims, JwtError> {
+    Parsed::new(token)?.claims()
+}
+
+/// Rewrites claims the way Cerbos exposes them as `request.aux_data.jwt`:
+/// `exp`, `nbf` and `iat` become RFC 3339 timestamps
+/// (`2030-01-01T00:00:00Z`), and a single-string `aud` becomes a list.
+pub fn to_cerbos_claims(mut claims: Claims) -> Claims {
+    for name in ["exp", "nbf", "iat"] {
+        let Some(Value::Number(n)) = claims.get(name) else {
+            continue;
+        };
+        let Some(secs) = n.as_f64().map(f64::floor) else {
+            continue;
+        };
+        if !(-8.0e12..8.0e12).contains(&secs) {
+            continue;
+        }
+        if let Some(time) = chrono::DateTime::from_timestamp(secs as i64, 0) {
+            let text = time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            claims.insert(name.to_string(), Value::String(text));
+        }
+    }
+    if let Some(Value::String(aud)) = claims.get("aud") {
+        let list = Value::Array(vec![Value::String(aud.clone())]);
+        claims.insert("aud".to_string(), list);
+    }
+    claims
+}
+
+// === token parsing ===
+
+/// A token split into its parts, with the header read.
+struct Parsed<'a> {
+    alg: String,
+    kid: Option<String>,
+    signing_input: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> Parsed<'a> {
+    fn new(token: &'a str) -> Result<Parsed<'a>, JwtError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(JwtError::TokenTooLarge {
+                size: token.len(),
+                max: MAX_TOKEN_BYTES,
+            });
+        }
+        let malformed = |m: &str| JwtError::Malformed(m.to_string());
+        let segments = token.split('.').count();
+        let (signing_input, signature) = match segments {
+            3 => token
+                .rsplit_once('.')
+                .ok_or_else(|| malformed("no signature"))?,
+            5 => return Err(malformed("encrypted tokens (JWE) are not supported")),
+            n => {
+                return Err(JwtError::Malformed(format!(
+                    "expected 3 dot-separated segments, found {n}"
+                )));
+            }
+        };
+        let (header, payload) = signing_input
+            .split_once('.')
+            .ok_or_else(|| malformed("no payload"))?;
+        let header = json_object(header, "header")?;
+        let alg = match header.get("alg") {
+            Some(Value::String(alg)) => alg.clone(),
+            Some(_) => return Err(malformed("header \"alg\" is not a string")),
+            None => return Err(malformed("header has no \"alg\"")),
+        };
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(_) => return Err(malformed("header \"kid\" is not a string")),
+        };
+        if header.contains_key("crit") {
+            return Err(malformed("unsupported critical header parameters (crit)"));
+        }
+        Ok(Parsed {
+            alg,
+            kid,
+            signing_input,
+            payload,
+            signature,
+        })
+    }
+
+    fn claims(&self) -> Result<Claims, JwtError> {
+        json_object(self.payload, "payload")
+    }
+}
+
+fn json_object(segment: &str, what: &str) -> Result<Claims, JwtError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment.as_bytes())
+        .map_err(|_| JwtError::Malformed(format!("{what} is not base64url")))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(JwtError::Malformed(format!("{what} is not a JSON object"))),
+    }
+}
+
+// === signature ===
+
+fn verify_signature(
+    keys: &[Key],
+    token: &Parsed<'_>,
+    alg: Algorithm,
+    set_id: &str,
+) -> Result<(), JwtError> {
+    let signature = URL_SAFE_NO_PAD
+        .decode(token.signature.as_bytes())
+        .map_err(|_| JwtError::Malformed("signature is not base64url".to_string()))?;
+    if signature.is_empty() {
+        return Err(JwtError::Malformed("empty signature".to_string()));
+    }
+    let candidates: Vec<&Key> = match &token.kid {
+        Some(kid) => {
+            let named: Vec<&Key> = keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
+                .collect();
+            if named.is_empty() {
+                // Keys without a kid (PEM) may verify any token.
+                let anonymous: Vec<&Key> = keys.iter().filter(|k| k.kid.is_none()).collect();
+                if anonymous.is_empty() {
+                    return Err(JwtError::UnknownKid {
+                        kid: kid.clone(),
+                        key_set: set_id.to_string(),
+                    });
+                }
+                anonymous
+            } else {
+                named
+            }
+        }
+        None => keys.iter().collect(),
+    };
+    let mut tried = 0;
+    let mut refusal = None;
+    for key in candidates {
+        match key.verifier_for(alg) {
+            Ok(decoding) => {
+                tried += 1;
+                if let Ok(true) = jsonwebtoken::crypto::verify(
+                    token.signature,
+                    token.signing_input.as_bytes(),
+                    decoding,
+                    alg,
+                ) {
+                    return Ok(());
+                }
+            }
+            Err(reason) => refusal = Some(reason),
+        }
+    }
+    if tried > 0 {
+        return Err(JwtError::BadSignature);
+    }
+    let reason = match (&token.kid, refusal) {
+        (Some(kid), Some(reason)) => {
+            format!("key {kid:?} of key set {set_id:?} refuses it: {reason}")
+        }
+        _ => format!("no key in key set {set_id:?} accepts it"),
+    };
+    Err(JwtError::AlgorithmNotAllowed {
+        alg: token.alg.clone(),
+        reason,
+    })
+}
+
+// === claims ===
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<f64>, JwtError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(JwtError::InvalidClaim {
+            claim: name,
+            expected: "a number (NumericDate)",
+        }),
+        Some(_) => Err(JwtError::InvalidClaim {
+            claim: name,
+            expected: "a number (NumericDate)",
+        }),
+    }
+}
+
+fn validate_claims(claims: &Claims, rules: &ClaimRules, now: f64) -> Result<(), JwtError> {
+    match numeric_date(claims, "exp")? {
+        Some(exp) if now >= exp + rules.leeway => return Err(JwtError::Expired),
+        None if rules.require_exp => return Err(JwtError::MissingClaim("exp")),
+        _ => {}
+    }
+    if numeric_date(claims, "nbf")?.is_some_and(|nbf| now + rules.leeway < nbf) {
+        return Err(JwtError::NotYetValid);
+    }
+    if numeric_date(claims, "iat")?.is_some_and(|iat| now + rules.leeway < iat) {
+        return Err(JwtError::IssuedInFuture);
+    }
+    if let Some(want) = &rules.issuer
+        && claims.get("iss").and_then(Value::as_str) != Some(want.as_str())
+    {
+        return Err(JwtError::InvalidIssuer);
+    }
+    if !rules.audiences.is_empty() {
+        let matches = |v: &Value| {
+            v.as_str()
+                .is_some_and(|a| rules.audiences.iter().any(|w| w == a))
+        };
+        let ok = match claims.get("aud") {
+            Some(v @ Value::String(_)) => matches(v),
+            Some(Value::Array(list)) => list.iter().any(matches),
+            _ => false,
+        };
+        if !ok {
+            return Err(JwtError::InvalidAudience);
+        }
+    }
+    Ok(())
+}
+
+// === cache ===
+
+/// Verified tokens by key set and token text, first in first out.
+#[derive(Debug)]
+struct TokenCache {
+    capacity: usize,
+    entries: Mutex<CacheEntries>,
+}
+
+#[derive(Debug, Default)]
+struct CacheEntries {
+    map: HashMap<(String, String), Arc<Claims>>,
+    order: VecDeque<(String, String)>,
+}
+
+impl TokenCache {
+    fn new(capacity: usize) -> Self {
+        TokenCache {
+            capacity,
+            entries: Mutex::new(CacheEntries::default()),
+        }
+    }
+
+    fn get(&self, set: &str, token: &str) -> Option<Arc<Claims>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .map
+            .get(&(set.to_string(), token.to_string()))
+            .cloned()
+    }
+
+    fn insert(&self, set: &str, token: &str, claims: Arc<Claims>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (set.to_string(), token.to_string());
+        if entries.map.insert(key.clone(), claims).is_none() {
+            entries.order.push_back(key);
+        }
+        while entries.order.len() > self.capacity {
+            if let Some(old) = entries.order.pop_front() {
+                entries.map.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::KeySetOptions;
+
+    const SECRET_JWK: &str =
+        r#"{"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ","kid":"h","alg":"HS256"}"#;
+    const NOW: f64 = 1_800_000_000.0;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn sign(header: &str, payload: &str) -> String {
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let key = jsonwebtoken::EncodingKey::from_secret(b"secret-secret-secret-secret!");
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+        format!("{input}.{sig}")
+    }
+
+    fn verifier(config: JwtConfig) -> JwtVerifier {
+        let set = KeySet::parse(SECRET_JWK, KeySetOptions::new()).unwrap();
+        JwtVerifier::new(JwtConfig {
+            key_sets: vec![("hmac".into(), set)],
+            ..config
+        })
+        .unwrap()
+    }
+
+    fn run(v: &JwtVerifier, token: &str) -> Result<Claims, JwtError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(v.verify_at(token, None, NOW))
+    }
+
+    const HS: &str = r#"{"alg":"HS256","kid":"h"}"#;
+
+    #[test]
+    fn registered_claims() {
+        let v = verifier(JwtConfig {
+            issuer: Some("me".into()),
+            audiences: vec!["you".into()],
+            leeway: Duration::from_secs(60),
+            ..JwtConfig::default()
+        });
+        let ok = sign(HS, r#"{"iss":"me","aud":["x","you"],"exp":1800000000}"#);
+        assert!(run(&v, &ok).is_ok(), "within leeway");
+        let cases = [
+            (
+                r#"{"iss":"me","aud":"you","exp":1799999940}"#,
+                "token has expired (exp)",
+            ),
+            (
+                r#"{"iss":"me","aud":"you","exp":1900000000,"nbf":1800000061}"#,
+                "token is not valid yet (nbf)",
+            ),
+            (
+                r#"{"iss":"me","aud":"you","exp":1900000000,"iat":1800000061}"#,
+                "issued at time is in the future (iat)",
+            ),
+            (
+                r#"{"iss":"it","aud":"you","exp":1900000000}"#,
+                "invalid issuer (iss)",
+            ),
+            (r#"{"aud":"you","exp":1900000000}"#, "invalid issuer (iss)"),
+            (
+                r#"{"iss":"me","aud":["x"],"exp":1900000000}"#,
+                "invalid audience (aud)",
+            ),
+            (r#"{"iss":"me","exp":1900000000}"#, "invalid audience (aud)"),
+            (r#"{"iss":"me","aud":"you"}"#, "token has no \"exp\" claim"),
+            (
+                r#"{"iss":"me","aud":"you","exp":"soon"}"#,
+                "claim \"exp\" must be a number (NumericDate)",
+            ),
+        ];
+        for (payload, want) in cases {
+            let err = run(&v, &sign(HS, payload)).unwrap_err().to_string();
+            assert_eq!(err, want, "{payload}");
+        }
+    }
+
+    #[test]
+    fn header_and_format() {
+        let v = verifier(JwtConfig::default());
+        let good = sign(HS, r#"{"exp":1900000000}"#);
+        assert!(run(&v, &good).is_ok());
+        let cases = [
+            (
+                "a.b".to_string(),
+                "malformed token: expected 3 dot-separated segments, found 2",
+            ),
+            (
+                "a.b.c.d.e".to_string(),
+                "malformed token: encrypted tokens (JWE) are not supported",
+            ),
+            (
+                "!!.e30.AA".to_string(),
+                "malformed token: header is not base64url",
+            ),
+            (
+                format!("{}.e30.AA", b64("[]")),
+                "malformed token: header is not a JSON object",
+            ),
+            (
+                format!("{}.e30.AA", b64("{}")),
+                "malformed token: header has no \"alg\"",
+            ),
+            (
+                sign(r#"{"alg":"HS256","crit":["x"]}"#, "{}"),
+                "malformed token: unsupported critical header parameters (crit)",
+            ),
+            (
+                sign(r#"{"alg":"HS256","kid":7}"#, "{}"),
+                "malformed token: header \"kid\" is not a string",
+            ),
+            (
+                format!("{}.", good.rsplit_once('.').unwrap().0),
+                "malformed token: empty signature",
+            ),
+            (
+                sign(r#"{"alg":"HS999"}"#, "{}"),
+                "algorithm \"HS999\" is not allowed: unsupported algorithm",
+            ),
+            (
+                sign(r#"{"alg":"NONE"}"#, "{}"),
+                "algorithm \"NONE\" is not allowed: unsigned tokens are never accepted",
+            ),
+            (
+                sign(r#"{"alg":"HS256","kid":"zz"}"#, "{}"),
+                "no key with ID \"zz\" in key set \"hmac\"",
+            ),
+        ];
+        for (token, want) in cases {
+            assert_eq!(run(&v, &token).unwrap_err().to_string(), want, "{token}");
+        }
+        let payload_not_object = sign(HS, "[1]");
+        assert_eq!(
+            run(&v, &payload_not_object).unwrap_err().to_string(),
+            "malformed token: payload is not a JSON object"
+        );
+    }
+
+    #[test]
+    fn pinning_and_selection() {
+        let pinned = verifier(JwtConfig {
+            algorithms: vec![Algorithm::RS256],
+            ..JwtConfig::default()
+        });
+        let token = sign(HS, r#"{"exp":1900000000}"#);
+        assert_eq!(
+            run(&pinned, &token).unwrap_err().to_string(),
+            "algorithm \"HS256\" is not allowed: not in the configured algorithm list"
+        );
+        let none = JwtVerifier::new(JwtConfig::default()).unwrap();
+        assert!(matches!(
+            run(&none, &token),
+            Err(JwtError::NoKeySetSelected { count: 0 })
+        ));
+        let v = verifier(JwtConfig::default());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(v.verify_at(&token, Some("other"), NOW))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "keyset not found: other");
+        let set = KeySet::parse(SECRET_JWK, KeySetOptions::new()).unwrap();
+        let dup = JwtVerifier::new(JwtConfig {
+            key_sets: vec![("a".into(), set.clone()), ("a".into(), set)],
+            ..JwtConfig::default()
+        });
+        assert!(
+            dup.unwrap_err()
+                .to_string()
+                .contains("duplicate keyset id 'a'")
+        );
+    }
+
+    #[test]
+    fn cache_still_checks_time() {
+        let v = verifier(JwtConfig::default()).with_cache_size(1);
+        let token = sign(HS, r#"{"exp":1800000010}"#);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(v.verify_at(&token, None, NOW)).is_ok());
+        assert!(v.cache.as_ref().unwrap().get("hmac", &token).is_some());
+        let later = rt.block_on(v.verify_at(&token, None, NOW + 20.0));
+        assert!(matches!(later, Err(JwtError::Expired)));
+        let other = sign(HS, r#"{"exp":1900000000}"#);
+        assert!(rt.block_on(v.verify_at(&other, None, NOW)).is_ok());
+        assert!(
+            v.cache.as_ref().unwrap().get("hmac", &token).is_none(),
+            "evicted"
+        );
+    }
+
+    #[test]
+    fn shared_across_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let v = verifier(JwtConfig::default());
+        send_sync(&v);
+        send(&v.verify("a.b.c", None));
+        send(&KeySet::load(
+            crate::jwt::KeySource::Data(SECRET_JWK.into()),
+            false,
+        ));
+    }
+
+    #[test]
+    fn cerbos_claim_shape() {
+        let claims: Claims =
+            serde_json::from_str(r#"{"exp":1950277926,"iat":1.5e9,"aud":"a","nbf":"x","sub":"s"}"#)
+                .unwrap();
+        let out = to_cerbos_claims(claims);
+        assert_eq!(out["exp"], "2031-10-20T15:52:06Z");
+        assert_eq!(out["iat"], "2017-07-14T02:40:00Z");
+        assert_eq!(out["aud"], serde_json::json!(["a"]));
+        assert_eq!(out["nbf"], "x");
+        assert_eq!(out["sub"], "s");
+    }
+
+    #[test]
+    fn unverified_decoding() {
+        let token = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(r#"{"sub":"x"}"#));
+        assert_eq!(decode_unverified(&token).unwrap()["sub"], "x");
+        let big = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(matches!(
+            decode_unverified(&big),
+            Err(JwtError::TokenTooLarge { .. })
+        ));
+        let v = verifier(JwtConfig::default());
+        assert!(matches!(
+            v.validate_unverified(&token),
+            Err(JwtError::MissingClaim("exp"))
+        ));
+    }
+}

