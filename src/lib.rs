@@ -4,6 +4,7 @@
 //! ([`policy`]), compiled once into a `CompiledPolicySet`, evaluated by the
 //! engine, and exposed through adapters (CLI, ext_authz, Cerbos API).
 
+pub mod api;
 pub mod cel;
 pub mod cli;
 pub mod engine;
@@ -11,3 +12,4 @@ pub mod extauthz;
 pub mod jwt;
 pub mod policy;
 pub mod store;
+pub mod verify;

@@ -239,7 +239,10 @@ def health() -> dict[str, str]:
 
 @app.get("/documents")
 def list_documents(who: Caller) -> dict[str, Any]:
-    return {"documents": store.list(), "seen_by": who}
+    # Ids and links only: Gatehouse decides `list` for the collection, not per document,
+    # so the contents stay behind GET /documents/{id}, where each read is decided.
+    docs = [{"id": d["id"], "href": f"/documents/{d['id']}"} for d in store.list()]
+    return {"documents": docs, "seen_by": who}
 
 
 @app.post("/documents", status_code=201)

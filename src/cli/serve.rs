@@ -16,6 +16,9 @@ use crate::engine::{EngineConfig, SchemaEnforcement};
 use crate::extauthz::{self, ExtAuthz, ExtAuthzConfig};
 use crate::store::PolicyStore;
 
+/// How long in-flight requests may take to finish after SIGTERM.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The bundled configuration, used when `--config` is not given.
 pub const BUNDLED_CONFIG: &str = include_str!("../../gatehouse.yaml");
 
@@ -109,6 +112,20 @@ impl Default for ServerSection {
 pub struct PoliciesSection {
     /// The policy directory.
     pub directory: PathBuf,
+    /// Reload when files change.
+    #[serde(default = "default_true")]
+    pub watch_for_changes: bool,
+    /// How often the directory is checked for changes, milliseconds.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_watch_interval() -> u64 {
+    500
 }
 
 /// `engine`.
@@ -238,6 +255,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         "policies loaded"
     );
     let ext: ExtAuthz = extauthz::build(&config.ext_authz, store.clone(), &base).await?;
+    tracing::info!(revision = %store.status().revision, "policy revision in force");
+    if config.policies.watch_for_changes {
+        tokio::spawn(store.clone().watch(std::time::Duration::from_millis(
+            config.policies.watch_interval_ms.max(50),
+        )));
+    }
+    #[cfg(unix)]
+    {
+        let store = store.clone();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading policies");
+                    let s = store.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                }
+            });
+        }
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -270,17 +307,45 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             },
         );
 
+    let status_store = store.clone();
     let router = axum::Router::new()
         .route("/_cerbos/health", axum::routing::get(health))
-        .route("/health", axum::routing::get(health));
+        .route("/health", axum::routing::get(health))
+        .route(
+            "/_gatehouse/status",
+            axum::routing::get(move || {
+                let st = status_store.status();
+                async move {
+                    axum::Json(serde_json::json!({
+                        "revision": st.revision,
+                        "reloadsOk": st.reloads_ok,
+                        "reloadsFailed": st.reloads_failed,
+                        "lastError": st.last_error,
+                    }))
+                }
+            }),
+        );
     let mut http_shutdown = shutdown_rx.clone();
     let http = axum::serve(http_listener, router).with_graceful_shutdown(async move {
         let _ = http_shutdown.wait_for(|v| *v).await;
     });
 
-    let (g, h) = tokio::join!(grpc, http);
-    g.context("gRPC server failed")?;
-    h.context("HTTP server failed")?;
+    // In-flight requests drain after the signal, but an idle client holding its
+    // connection open must not keep the process alive: the drain is bounded.
+    let mut drain_rx = shutdown_rx.clone();
+    let drain_deadline = async move {
+        let _ = drain_rx.wait_for(|v| *v).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        (g, h) = async { tokio::join!(grpc, http) } => {
+            g.context("gRPC server failed")?;
+            h.context("HTTP server failed")?;
+        }
+        _ = drain_deadline => {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+        }
+    }
     tracing::info!("stopped");
     Ok(0)
 }

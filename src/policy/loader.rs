@@ -117,7 +117,7 @@ impl IntoIterator for LoadErrors {
 ///
 /// Fails with every problem of every document when any document is invalid.
 pub fn parse_policies(text: &str, file: &str) -> Result<Vec<Policy>, LoadErrors> {
-    let parsed = parse_file(text, &Arc::from(file));
+    let parsed = parse_file(text, &Arc::from(file), true);
     match LoadErrors::from_vec(parsed.errors) {
         Some(errors) => Err(errors),
         None => Ok(parsed.policies),
@@ -132,7 +132,8 @@ struct ParsedFile {
     errors: Vec<LoadError>,
 }
 
-fn parse_file(text: &str, file: &Arc<str>) -> ParsedFile {
+/// `store_checks`: also make the checks Cerbos makes when it indexes a store.
+fn parse_file(text: &str, file: &Arc<str>, store_checks: bool) -> ParsedFile {
     let mut out = ParsedFile {
         policies: Vec::new(),
         documents: 0,
@@ -175,7 +176,7 @@ fn parse_file(text: &str, file: &Arc<str>) -> ParsedFile {
             continue;
         }
         previous_invalid = false;
-        match read_policy(&doc, file) {
+        match read_policy(&doc, file, store_checks) {
             Ok(policy) => out.policies.push(policy),
             Err(errors) => out.errors.extend(errors),
         }
@@ -184,7 +185,7 @@ fn parse_file(text: &str, file: &Arc<str>) -> ParsedFile {
 }
 
 /// Deserializes and validates one document.
-fn read_policy(doc: &Node, file: &Arc<str>) -> Result<Policy, Vec<LoadError>> {
+fn read_policy(doc: &Node, file: &Arc<str>, store_checks: bool) -> Result<Policy, Vec<LoadError>> {
     let ctx = Ctx {
         file: file.clone(),
         positions: RefCell::new(HashMap::new()),
@@ -204,7 +205,7 @@ fn read_policy(doc: &Node, file: &Arc<str>) -> Result<Policy, Vec<LoadError>> {
             e.message,
         )]
     })?;
-    let policy = raw.into_policy().map_err(|e| {
+    let mut policy = raw.into_policy().map_err(|e| {
         let (span, message) = e.describe();
         let kind = if message.starts_with("policyType:") {
             LoadErrorKind::Validation
@@ -213,10 +214,12 @@ fn read_policy(doc: &Node, file: &Arc<str>) -> Result<Policy, Vec<LoadError>> {
         };
         vec![LoadError::new(span, kind, message)]
     })?;
+    policy.root_span = doc.pos.span(file);
     let positions = ctx.positions.into_inner();
     let mut errors: Vec<LoadError> = policy
         .validate()
         .into_iter()
+        .filter(|v| store_checks || !v.store_check)
         .map(|v| {
             let pos = lookup_position(&positions, &v.path).unwrap_or(doc.start);
             let message = if v.qualified {
@@ -278,9 +281,22 @@ pub struct LoadedStore {
 /// As Cerbos, a policy file holds a single policy. Every problem of every file is
 /// reported.
 pub fn load_dir(dir: &Path) -> Result<LoadedStore, LoadErrors> {
+    load(dir, true)
+}
+
+/// Loads a disk store as [`load_dir`] does, without the checks Cerbos makes only when it
+/// indexes a store (rules without roles, duplicate rule or definition names, top-level
+/// variables in exports). This is what Cerbos's compiler sees when it is handed files
+/// directly; [`super::compiler::compile_unit`] reports what it needs itself.
+pub fn load_dir_without_store_checks(dir: &Path) -> Result<LoadedStore, LoadErrors> {
+    load(dir, false)
+}
+
+fn load(dir: &Path, store_checks: bool) -> Result<LoadedStore, LoadErrors> {
     let mut loader = StoreLoader {
         store: LoadedStore::default(),
         errors: Vec::new(),
+        store_checks,
     };
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => loader.walk(dir, "", 0),
@@ -296,6 +312,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadedStore, LoadErrors> {
 struct StoreLoader {
     store: LoadedStore,
     errors: Vec<LoadError>,
+    store_checks: bool,
 }
 
 impl StoreLoader {
@@ -390,7 +407,7 @@ impl StoreLoader {
             ));
             return;
         };
-        let parsed = parse_file(&text, &Arc::from(rel));
+        let parsed = parse_file(&text, &Arc::from(rel), self.store_checks);
         if !parsed.errors.is_empty() {
             self.errors.extend(parsed.errors);
         } else if parsed.documents > 1 {
@@ -1794,7 +1811,7 @@ impl<'de> SeqAccess<'de> for SpanSeq<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::model::{Effect, Match};
+    use crate::policy::model::{Condition, Effect, Match};
 
     fn parse(text: &str) -> Vec<Policy> {
         parse_policies(text, "p.yaml").unwrap_or_else(|e| panic!("{e}"))
@@ -1841,7 +1858,7 @@ resourcePolicy:
         assert_eq!(rule.span.to_string(), "p.yaml:8:14");
         assert_eq!(rule.derived_roles[0].span.to_string(), "p.yaml:10:22");
         assert_eq!(rule.effect, Effect::Allow);
-        let Some(Match::All(items)) = &rule.condition else {
+        let Some(Condition::Match(Match::All(items))) = &rule.condition else {
             panic!("not an all condition");
         };
         let Match::Expr(first) = &items[0] else {

@@ -45,3 +45,15 @@ pub fn compile_store(store: LoadedStore) -> Result<CompiledPolicySet, StoreError
     let schemas = SchemaStore::new_lenient(store.schemas);
     Ok(compile_policies(&store.policies, schemas)?)
 }
+
+/// Compiles the policy defined in `main_file` (a path relative to `dir`) together with its
+/// scope ancestors and the definitions they import: one Cerbos compilation unit, read
+/// without the store-wide checks (see [`compiler::compile_unit`]).
+pub fn compile_definition(
+    dir: &Path,
+    main_file: &str,
+    schemas: SchemaStore,
+) -> Result<CompiledPolicySet, StoreError> {
+    let store = loader::load_dir_without_store_checks(dir)?;
+    Ok(compiler::compile_unit(&store.policies, main_file, schemas)?)
+}

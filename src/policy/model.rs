@@ -51,6 +51,9 @@ pub struct Policy {
     pub kind: PolicyKind,
     /// Where the document starts (its first key).
     pub span: Span,
+    /// Where Cerbos reports the policy as a whole (duplicate or disabled definitions): the
+    /// document's root mapping, which for a block mapping is its first `:`.
+    pub root_span: Span,
 }
 
 /// The policy carried by a document: which of the policy keys is present.
@@ -219,6 +222,7 @@ impl RawPolicy {
             metadata: self.metadata,
             variables: self.variables,
             kind,
+            root_span: self.span.clone(),
             span: self.span,
         })
     }
@@ -352,7 +356,7 @@ pub struct ResourceRule {
     /// `roles`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
-    /// `condition.match`.
+    /// `condition`.
     #[serde(
         default,
         deserialize_with = "de_condition",
@@ -489,7 +493,7 @@ pub struct PrincipalAction {
     /// `action`: an action name or glob.
     #[serde(default)]
     pub action: String,
-    /// `condition.match`.
+    /// `condition`.
     #[serde(
         default,
         deserialize_with = "de_condition",
@@ -560,7 +564,7 @@ pub struct RoleRule {
     /// `allowActions`.
     #[serde(alias = "allow_actions", skip_serializing_if = "Vec::is_empty")]
     pub allow_actions: Vec<String>,
-    /// `condition.match`.
+    /// `condition`.
     #[serde(
         deserialize_with = "de_condition",
         serialize_with = "ser_condition",
@@ -609,7 +613,7 @@ pub struct RoleDef {
     /// `parentRoles`.
     #[serde(alias = "parent_roles", skip_serializing_if = "Vec::is_empty")]
     pub parent_roles: Vec<String>,
-    /// `condition.match`.
+    /// `condition`.
     #[serde(
         deserialize_with = "de_condition",
         serialize_with = "ser_condition",
@@ -853,8 +857,32 @@ impl Serialize for ExprText {
     }
 }
 
-/// A rule condition: the `match` block of `condition: {match: ...}`.
-pub type Condition = Match;
+/// A rule condition: `condition: {match: ...}`, or the `script` form Cerbos no longer
+/// supports.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Condition {
+    /// `match`: the condition holds when the block holds.
+    Match(Match),
+    /// `script`: kept only so that the compiler can reject it as Cerbos does ("scripts in
+    /// conditions are no longer supported"). It never becomes a rule condition.
+    Script {
+        /// The script as written.
+        source: String,
+        /// Where the condition is (its `condition:` key).
+        span: Span,
+    },
+}
+
+impl Condition {
+    /// The `match` block, `None` for a script.
+    pub fn as_match(&self) -> Option<&Match> {
+        match self {
+            Self::Match(m) => Some(m),
+            Self::Script { .. } => None,
+        }
+    }
+}
 
 /// A `match` block: one expression, or `all`/`any`/`none` of nested blocks
 /// (written `{all: {of: [...]}}`).
@@ -964,7 +992,8 @@ struct RawCondition {
     script: Option<Spanned<String>>,
 }
 
-/// Reads `condition: {match: ...}`; `script` conditions are rejected as Cerbos rejects them.
+/// Reads `condition: {match: ...}` or `condition: {script: ...}`. A script is kept as
+/// [`Condition::Script`]: Cerbos reads it and rejects it when compiling.
 fn de_condition<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Condition>, D::Error> {
     let raw = RawCondition::deserialize(deserializer)?;
     match (raw.matches, raw.script) {
@@ -976,11 +1005,11 @@ fn de_condition<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Con
             };
             Err(error_at(&second, oneof_already_set(&first)))
         }
-        (Some(m), None) => Ok(Some(m.value)),
-        (None, Some(_)) => Err(error_at(
-            &raw.span,
-            "scripts in conditions are no longer supported",
-        )),
+        (Some(m), None) => Ok(Some(Condition::Match(m.value))),
+        (None, Some(s)) => Ok(Some(Condition::Script {
+            source: s.value,
+            span: raw.span,
+        })),
         (None, None) => Err(error_at(
             &raw.span,
             "condition: exactly one of match or script is required",
@@ -993,8 +1022,10 @@ fn ser_condition<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     let mut map = serializer.serialize_map(Some(1))?;
-    if let Some(m) = condition {
-        map.serialize_entry("match", m)?;
+    match condition {
+        Some(Condition::Match(m)) => map.serialize_entry("match", m)?,
+        Some(Condition::Script { source, .. }) => map.serialize_entry("script", source)?,
+        None => {}
     }
     map.end()
 }
@@ -1249,6 +1280,10 @@ pub(crate) struct Violation {
     /// Whether Cerbos prefixes the message with the path (protovalidate rules do; the
     /// store-index checks do not).
     pub(crate) qualified: bool,
+    /// Whether this is one of the checks Cerbos makes when it indexes a store (rules
+    /// without roles, duplicate names, top-level variables in exports), rather than a
+    /// rule of the policy proto. Cerbos's compiler, handed files directly, skips them.
+    pub(crate) store_check: bool,
 }
 
 /// A regular expression of the policy proto: how Cerbos prints it, and an equivalent
@@ -1299,6 +1334,7 @@ impl Validator {
             path: path.into(),
             message: message.into(),
             qualified: true,
+            store_check: false,
         });
     }
 
@@ -1307,6 +1343,7 @@ impl Validator {
             path: path.into(),
             message: message.into(),
             qualified: false,
+            store_check: true,
         });
     }
 
@@ -1374,8 +1411,8 @@ impl Validator {
         }
     }
 
-    fn condition(&mut self, path: &str, m: Option<&Match>) {
-        if let Some(m) = m {
+    fn condition(&mut self, path: &str, c: Option<&Condition>) {
+        if let Some(Condition::Match(m)) = c {
             self.matches(&format!("{path}.match"), m);
         }
     }
@@ -1623,6 +1660,7 @@ mod tests {
             variables: Definitions::new(),
             kind,
             span: Span::default(),
+            root_span: Span::default(),
         }
     }
 

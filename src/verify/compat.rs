@@ -61,7 +61,12 @@ pub(crate) fn go_float(f: f64) -> String {
         return "\"NaN\"".to_owned();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" }.to_owned();
+        return if f > 0.0 {
+            "\"Infinity\""
+        } else {
+            "\"-Infinity\""
+        }
+        .to_owned();
     }
     let abs = f.abs();
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
@@ -135,7 +140,11 @@ pub(crate) fn proto_value(v: &Json) -> Json {
         Json::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Json::Object(keys.into_iter().map(|k| (k.clone(), proto_value(&m[k]))).collect())
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), proto_value(&m[k])))
+                    .collect(),
+            )
         }
         other => other.clone(),
     }
@@ -145,9 +154,13 @@ pub(crate) fn proto_value(v: &Json) -> Json {
 pub(crate) fn proto_value_eq(a: &Json, b: &Json) -> bool {
     match (a, b) {
         (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
-        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| proto_value_eq(a, b)),
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| proto_value_eq(a, b))
+        }
         (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| proto_value_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| proto_value_eq(v, w)))
         }
         _ => a == b,
     }
@@ -180,7 +193,9 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<Timestamp, String> {
     };
     let digits = |rest: &str, n: usize| -> Option<u32> {
         let d = rest.get(..n)?;
-        d.bytes().all(|b| b.is_ascii_digit()).then(|| d.parse().ok())?
+        d.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| d.parse().ok())?
     };
 
     let year = match digits(rest, 4) {
@@ -220,7 +235,10 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<Timestamp, String> {
         return Err(range("second"));
     }
     let mut nanos = 0u32;
-    if rest.len() >= 2 && (rest.starts_with('.') || rest.starts_with(',')) && rest.as_bytes()[1].is_ascii_digit() {
+    if rest.len() >= 2
+        && (rest.starts_with('.') || rest.starts_with(','))
+        && rest.as_bytes()[1].is_ascii_digit()
+    {
         let frac: String = rest[1..].chars().take_while(char::is_ascii_digit).collect();
         rest = &rest[1 + frac.len()..];
         let mut scaled = frac.clone();
@@ -253,13 +271,19 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<Timestamp, String> {
         sign * secs
     };
     if !rest.is_empty() {
-        return Err(format!("parsing time {}: extra text: {}", go_quote(value), go_quote(rest)));
+        return Err(format!(
+            "parsing time {}: extra text: {}",
+            go_quote(value),
+            go_quote(rest)
+        ));
     }
-    let date = NaiveDate::from_ymd_opt(i32::try_from(year).unwrap_or(0), month, day).ok_or_else(|| range("day"))?;
+    let date = NaiveDate::from_ymd_opt(i32::try_from(year).unwrap_or(0), month, day)
+        .ok_or_else(|| range("day"))?;
     let naive = date
         .and_hms_nano_opt(hour, minute, second, nanos)
         .ok_or_else(|| range("second"))?;
-    let offset = FixedOffset::east_opt(offset_secs).ok_or_else(|| range("time zone offset hour"))?;
+    let offset =
+        FixedOffset::east_opt(offset_secs).ok_or_else(|| range("time zone offset hour"))?;
     offset
         .from_local_datetime(&naive)
         .single()
@@ -290,15 +314,26 @@ mod tests {
             parse_rfc3339("2022-01-01 00:00:00Z").unwrap_err(),
             "parsing time \"2022-01-01 00:00:00Z\" as \"2006-01-02T15:04:05.999999999Z07:00\": cannot parse \" 00:00:00Z\" as \"T\""
         );
-        assert!(parse_rfc3339("2022-02-30T00:00:00Z").unwrap_err().ends_with("day out of range"));
-        assert!(parse_rfc3339("2022-01-01T00:00:00Zx").unwrap_err().ends_with("extra text: \"x\""));
+        assert!(
+            parse_rfc3339("2022-02-30T00:00:00Z")
+                .unwrap_err()
+                .ends_with("day out of range")
+        );
+        assert!(
+            parse_rfc3339("2022-01-01T00:00:00Zx")
+                .unwrap_err()
+                .ends_with("extra text: \"x\"")
+        );
     }
 
     #[test]
     fn go_time_values() {
         let t = parse_rfc3339("2022-08-02T15:00:00.5+01:00").unwrap();
         assert_eq!(format_timestamp(&t), "2022-08-02T14:00:00.500Z");
-        assert_eq!(format_timestamp(&parse_rfc3339("2022-08-02T15:00:00Z").unwrap()), "2022-08-02T15:00:00Z");
+        assert_eq!(
+            format_timestamp(&parse_rfc3339("2022-08-02T15:00:00Z").unwrap()),
+            "2022-08-02T15:00:00Z"
+        );
     }
 
     #[test]
@@ -309,7 +344,13 @@ mod tests {
         assert_eq!(go_float(1.5e-7), "1.5e-7");
         assert_eq!(json_name("john_leave_request"), "johnLeaveRequest");
         assert_eq!(go_quote("a\"b\n"), "\"a\\\"b\\n\"");
-        assert_eq!(protojson(&serde_json::json!({"b": 1.0, "a": [true, null, "x"]})), r#"{"a":[true,null,"x"],"b":1}"#);
-        assert!(proto_value_eq(&serde_json::json!({"a": 42}), &serde_json::json!({"a": 42.0})));
+        assert_eq!(
+            protojson(&serde_json::json!({"b": 1.0, "a": [true, null, "x"]})),
+            r#"{"a":[true,null,"x"],"b":1}"#
+        );
+        assert!(proto_value_eq(
+            &serde_json::json!({"a": 42}),
+            &serde_json::json!({"a": 42.0})
+        ));
     }
 }

@@ -42,7 +42,6 @@ pub(crate) struct Dec {
 
 /// The fields of a message node, by canonical (protojson) name.
 pub(crate) struct Msg<'a> {
-    pub node: &'a Node,
     pub path: String,
     fields: Vec<(&'static str, &'a Node)>,
 }
@@ -100,12 +99,20 @@ impl Dec {
     }
 
     fn expected(&mut self, node: &Node, what: &str) {
-        self.parse_error(node.pos, format!("expected {what} got {}", node.type_name()));
+        self.parse_error(
+            node.pos,
+            format!("expected {what} got {}", node.type_name()),
+        );
     }
 
     /// Reads a message: `known` lists the field names (protojson names; the snake_case
     /// proto names are accepted too). Unknown fields are parse problems.
-    pub fn message<'a>(&mut self, node: &'a Node, path: String, known: &[&'static str]) -> Option<Msg<'a>> {
+    pub fn message<'a>(
+        &mut self,
+        node: &'a Node,
+        path: String,
+        known: &[&'static str],
+    ) -> Option<Msg<'a>> {
         let NodeKind::Map(entries) = &node.kind else {
             if !node.is_null() {
                 self.expected(node, "mapping");
@@ -124,12 +131,14 @@ impl Dec {
                 None => self.parse_error(k.pos, format!("unknown field {}", go_quote(text))),
             }
         }
-        Some(Msg { node, path, fields })
+        Some(Msg { path, fields })
     }
 
     /// A string field: scalars as written, null as empty.
     pub fn string(&mut self, node: Option<&Node>) -> String {
-        let Some(node) = node else { return String::new() };
+        let Some(node) = node else {
+            return String::new();
+        };
         match &node.kind {
             NodeKind::Scalar(s) => match s.value {
                 ScalarValue::Null => String::new(),
@@ -169,7 +178,10 @@ impl Dec {
     pub fn strings(&mut self, node: Option<&Node>) -> Vec<(String, Pos)> {
         let Some(node) = node else { return Vec::new() };
         match &node.kind {
-            NodeKind::Seq(items) => items.iter().map(|i| (self.string(Some(i)), i.pos)).collect(),
+            NodeKind::Seq(items) => items
+                .iter()
+                .map(|i| (self.string(Some(i)), i.pos))
+                .collect(),
             _ => {
                 self.expected(node, "sequence");
                 Vec::new()
@@ -201,7 +213,10 @@ impl Dec {
 
     /// A `google.protobuf.Struct`-like map of values.
     pub fn struct_value(&mut self, node: Option<&Node>) -> Map<String, Json> {
-        self.map(node).into_iter().map(|(k, v)| (k, v.to_json())).collect()
+        self.map(node)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_json()))
+            .collect()
     }
 
     // === protovalidate rules ===
@@ -209,14 +224,22 @@ impl Dec {
     /// `required` on a string.
     pub fn require_string(&mut self, msg: &Msg<'_>, name: &str, value: &str) {
         if value.is_empty() {
-            self.violation(msg.get(name).map(|n| n.pos), &msg.field_path(name), "value is required");
+            self.violation(
+                msg.get(name).map(|n| n.pos),
+                &msg.field_path(name),
+                "value is required",
+            );
         }
     }
 
     /// `required` on a repeated or map field.
     pub fn require_items(&mut self, msg: &Msg<'_>, name: &str, len: usize) {
         if len == 0 {
-            self.violation(msg.get(name).map(|n| n.pos), &msg.field_path(name), "value is required");
+            self.violation(
+                msg.get(name).map(|n| n.pos),
+                &msg.field_path(name),
+                "value is required",
+            );
         }
     }
 
@@ -225,7 +248,11 @@ impl Dec {
         let path = msg.field_path(name);
         for (i, (item, pos)) in items.iter().enumerate() {
             if item.is_empty() {
-                self.violation(Some(*pos), &format!("{path}[{i}]"), "value length must be at least 1 characters");
+                self.violation(
+                    Some(*pos),
+                    &format!("{path}[{i}]"),
+                    "value length must be at least 1 characters",
+                );
             }
         }
         let duplicated = items
@@ -233,7 +260,11 @@ impl Dec {
             .enumerate()
             .any(|(i, (a, _))| items[..i].iter().any(|(b, _)| a == b));
         if duplicated {
-            self.violation(msg.get(name).map(|n| n.pos), &path, "repeated value must contain unique items");
+            self.violation(
+                msg.get(name).map(|n| n.pos),
+                &path,
+                "repeated value must contain unique items",
+            );
         }
     }
 
@@ -275,7 +306,11 @@ mod tests {
     fn validation_problems_render_with_paths() {
         let mut d = Dec::default();
         d.violation(None, "tests", "value is required");
-        d.violation(Some(Pos { line: 2, col: 3 }), &map_entry_path("resources", "a_b"), "x");
+        d.violation(
+            Some(Pos { line: 2, col: 3 }),
+            &map_entry_path("resources", "a_b"),
+            "x",
+        );
         assert_eq!(
             render_problems(&d.finish().unwrap_err()),
             "\ntests: value is required\n2:3 resources[\"aB\"]: x"

@@ -6,7 +6,9 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use super::compat::go_quote;
-use super::suite::{FileError, Named, lookup, parse_aux_data_file, parse_principals_file, parse_resources_file};
+use super::suite::{
+    FileError, Named, lookup, parse_aux_data_file, parse_principals_file, parse_resources_file,
+};
 
 /// Extensions of fixture files, in the order they are looked for.
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
@@ -40,7 +42,9 @@ impl TestFixture {
                     if path.is_file() {
                         return std::fs::read(&path)
                             .map(|b| Some(String::from_utf8_lossy(&b).into_owned()))
-                            .map_err(|e| FixtureError(format!("failed to read {}: {e}", path.display())));
+                            .map_err(|e| {
+                                FixtureError(format!("failed to read {}: {e}", path.display()))
+                            });
                     }
                 }
             }
@@ -49,7 +53,11 @@ impl TestFixture {
         let principals = read(&["principals"])?;
         let resources = read(&["resources"])?;
         let aux_data = read(AUX_DATA_NAMES)?;
-        Self::from_texts(principals.as_deref(), resources.as_deref(), aux_data.as_deref())
+        Self::from_texts(
+            principals.as_deref(),
+            resources.as_deref(),
+            aux_data.as_deref(),
+        )
     }
 
     /// Reads fixtures from the text of a principals, a resources and an aux data file
@@ -63,8 +71,10 @@ impl TestFixture {
         let mut fixture = TestFixture::default();
         if let Some(text) = principals {
             let file = parse_principals_file(text).map_err(|e| failed("principals", e))?;
-            check_groups(&file.groups, |name| lookup(&file.principals, name).is_some())
-                .map_err(|e| FixtureError(format!("failed to load principals: {e}")))?;
+            check_groups(&file.groups, |name| {
+                lookup(&file.principals, name).is_some()
+            })
+            .map_err(|e| FixtureError(format!("failed to load principals: {e}")))?;
             fixture.principals = file.principals;
             fixture.principal_groups = file.groups;
         }
@@ -108,7 +118,10 @@ impl TestFixture {
 }
 
 /// Checks that every member of every group exists.
-pub(crate) fn check_groups(groups: &Named<Vec<String>>, exists: impl Fn(&str) -> bool) -> Result<(), String> {
+pub(crate) fn check_groups(
+    groups: &Named<Vec<String>>,
+    exists: impl Fn(&str) -> bool,
+) -> Result<(), String> {
     for (group, members) in groups {
         if let Some(missing) = members.iter().find(|m| !exists(m)) {
             return Err(format!(
@@ -128,19 +141,34 @@ mod tests {
     #[test]
     fn reads_fixtures_and_reports_problems() {
         let f = TestFixture::from_texts(
-            Some("principals:\n  a: {id: a, roles: [r]}\nprincipalGroups:\n  g: {principals: [a]}\n"),
+            Some(
+                "principals:\n  a: {id: a, roles: [r]}\nprincipalGroups:\n  g: {principals: [a]}\n",
+            ),
             None,
             Some("auxData:\n  j: {jwt: {x: 1}}\n"),
         )
         .unwrap();
         assert!(f.principal("a").is_some());
         assert_eq!(f.principal_group("g").unwrap(), ["a".to_owned()]);
-        assert_eq!(f.aux_data("j").unwrap(), &serde_json::json!({"jwt": {"x": 1}}));
+        assert_eq!(
+            f.aux_data("j").unwrap(),
+            &serde_json::json!({"jwt": {"x": 1}})
+        );
 
-        let err = TestFixture::from_texts(Some("principals:\n  a:\n    id: a\n    bad: 1\n"), None, None).unwrap_err();
-        assert_eq!(err.to_string(), "failed to load principals:\n4:5 unknown field \"bad\"");
         let err = TestFixture::from_texts(
-            Some("principals:\n  a: {id: a, roles: [r]}\nprincipalGroups:\n  g: {principals: [b]}\n"),
+            Some("principals:\n  a:\n    id: a\n    bad: 1\n"),
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to load principals:\n4:5 unknown field \"bad\""
+        );
+        let err = TestFixture::from_texts(
+            Some(
+                "principals:\n  a: {id: a, roles: [r]}\nprincipalGroups:\n  g: {principals: [b]}\n",
+            ),
             None,
             None,
         )

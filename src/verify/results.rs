@@ -246,7 +246,14 @@ impl SuiteResult {
     }
 
     /// Records the details of one test.
-    pub(crate) fn add(&mut self, table: &str, principal: &str, resource: &str, action: &str, details: Details) {
+    pub(crate) fn add(
+        &mut self,
+        table: &str,
+        principal: &str,
+        resource: &str,
+        action: &str,
+        details: Details,
+    ) {
         let result = details.result;
         let case = match self.test_cases.iter().position(|c| c.name == table) {
             Some(i) => &mut self.test_cases[i],

@@ -15,9 +15,11 @@ use super::yaml::{Node, NodeKind, Pos, ScalarValue, parse_documents};
 use crate::cel::Timestamp;
 use crate::policy::compiled::Effect;
 
-static VERSION_PATTERN: LazyLock<Regex> = LazyLock::new(|| Regex::new("^[0-9A-Z_a-z]*$").expect("valid regex"));
+static VERSION_PATTERN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[0-9A-Z_a-z]*$").expect("valid regex"));
 static SCOPE_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(^$|\.|[0-9A-Za-z][\-0-9A-Z_a-z]*(\.[0-9A-Z_a-z][\-0-9A-Z_a-z]*)*)$").expect("valid regex")
+    Regex::new(r"^(^$|\.|[0-9A-Za-z][\-0-9A-Z_a-z]*(\.[0-9A-Z_a-z][\-0-9A-Z_a-z]*)*)$")
+        .expect("valid regex")
 });
 
 /// A test suite or fixture file that could not be read: every problem, one per line,
@@ -77,7 +79,10 @@ impl TestOptions {
             m.insert("globals".into(), Json::Object(self.globals.clone()));
         }
         if !self.default_policy_version.is_empty() {
-            m.insert("defaultPolicyVersion".into(), json!(self.default_policy_version));
+            m.insert(
+                "defaultPolicyVersion".into(),
+                json!(self.default_policy_version),
+            );
         }
         if !self.default_scope.is_empty() {
             m.insert("defaultScope".into(), json!(self.default_scope));
@@ -200,7 +205,7 @@ pub struct TestSuite {
 /// Parses and validates a test suite (YAML or JSON).
 pub fn parse_suite(text: &str) -> Result<TestSuite, FileError> {
     let mut dec = Dec::default();
-    let suite = with_document(text, &mut dec, |dec, node| read_suite(dec, node));
+    let suite = with_document(text, &mut dec, read_suite);
     dec.finish().map_err(|p| FileError::new(&p))?;
     Ok(suite.unwrap_or_default())
 }
@@ -221,7 +226,11 @@ pub(crate) struct ResourcesFile {
 pub(crate) fn parse_principals_file(text: &str) -> Result<PrincipalsFile, FileError> {
     let mut dec = Dec::default();
     let file = with_document(text, &mut dec, |dec, node| {
-        let msg = dec.message(node, String::new(), &["principals", "principalGroups", "$schema"])?;
+        let msg = dec.message(
+            node,
+            String::new(),
+            &["principals", "principalGroups", "$schema"],
+        )?;
         let principals = read_named(dec, &msg, "principals", read_principal);
         let groups = read_groups(dec, &msg, "principalGroups", "principals");
         Some(PrincipalsFile { principals, groups })
@@ -237,7 +246,11 @@ pub(crate) fn parse_principals_file(text: &str) -> Result<PrincipalsFile, FileEr
 pub(crate) fn parse_resources_file(text: &str) -> Result<ResourcesFile, FileError> {
     let mut dec = Dec::default();
     let file = with_document(text, &mut dec, |dec, node| {
-        let msg = dec.message(node, String::new(), &["resources", "resourceGroups", "$schema"])?;
+        let msg = dec.message(
+            node,
+            String::new(),
+            &["resources", "resourceGroups", "$schema"],
+        )?;
         let resources = read_named(dec, &msg, "resources", read_resource);
         let groups = read_groups(dec, &msg, "resourceGroups", "resources");
         Some(ResourcesFile { resources, groups })
@@ -261,7 +274,11 @@ pub(crate) fn parse_aux_data_file(text: &str) -> Result<Named<Json>, FileError> 
 }
 
 /// Runs `read` on the single document of a file (an empty file reads as an empty mapping).
-fn with_document<T>(text: &str, dec: &mut Dec, read: impl FnOnce(&mut Dec, &Node) -> Option<T>) -> Option<T> {
+fn with_document<T>(
+    text: &str,
+    dec: &mut Dec,
+    read: impl FnOnce(&mut Dec, &Node) -> Option<T>,
+) -> Option<T> {
     let invalid = "invalid document: contents are not valid YAML or JSON";
     let docs = match parse_documents(text) {
         Ok(docs) => docs,
@@ -339,10 +356,20 @@ fn read_suite(dec: &mut Dec, node: &Node) -> Option<TestSuite> {
 }
 
 /// A repeated message field.
-fn read_list<T>(dec: &mut Dec, msg: &Msg<'_>, name: &str, read: impl Fn(&mut Dec, &Node, String) -> Option<T>) -> Vec<T> {
-    let Some(node) = msg.get(name) else { return Vec::new() };
+fn read_list<T>(
+    dec: &mut Dec,
+    msg: &Msg<'_>,
+    name: &str,
+    read: impl Fn(&mut Dec, &Node, String) -> Option<T>,
+) -> Vec<T> {
+    let Some(node) = msg.get(name) else {
+        return Vec::new();
+    };
     let NodeKind::Seq(items) = &node.kind else {
-        dec.parse_error(node.pos, format!("expected sequence got {}", node.type_name()));
+        dec.parse_error(
+            node.pos,
+            format!("expected sequence got {}", node.type_name()),
+        );
         return Vec::new();
     };
     let path = msg.field_path(name);
@@ -354,7 +381,12 @@ fn read_list<T>(dec: &mut Dec, msg: &Msg<'_>, name: &str, read: impl Fn(&mut Dec
 }
 
 /// A map field of messages.
-fn read_named<T>(dec: &mut Dec, msg: &Msg<'_>, name: &str, read: impl Fn(&mut Dec, &Node, String) -> Option<T>) -> Named<T> {
+fn read_named<T>(
+    dec: &mut Dec,
+    msg: &Msg<'_>,
+    name: &str,
+    read: impl Fn(&mut Dec, &Node, String) -> Option<T>,
+) -> Named<T> {
     let path = msg.field_path(name);
     dec.map(msg.get(name))
         .into_iter()
@@ -366,7 +398,12 @@ fn read_named<T>(dec: &mut Dec, msg: &Msg<'_>, name: &str, read: impl Fn(&mut De
 }
 
 /// A map of fixture groups (`cerbos.policy.v1.TestFixtureGroup.Principals` / `.Resources`).
-fn read_groups(dec: &mut Dec, msg: &Msg<'_>, name: &str, member_field: &'static str) -> Named<Vec<String>> {
+fn read_groups(
+    dec: &mut Dec,
+    msg: &Msg<'_>,
+    name: &str,
+    member_field: &'static str,
+) -> Named<Vec<String>> {
     read_named(dec, msg, name, |dec, node, path| {
         let group = dec.message(node, path, &[member_field])?;
         let members = dec.strings(group.get(member_field));
@@ -378,7 +415,11 @@ fn read_groups(dec: &mut Dec, msg: &Msg<'_>, name: &str, member_field: &'static 
 
 /// `cerbos.engine.v1.Principal`.
 fn read_principal(dec: &mut Dec, node: &Node, path: String) -> Option<Json> {
-    let msg = dec.message(node, path, &["id", "policyVersion", "roles", "attr", "scope"])?;
+    let msg = dec.message(
+        node,
+        path,
+        &["id", "policyVersion", "roles", "attr", "scope"],
+    )?;
     let id = dec.string(msg.get("id"));
     dec.require_string(&msg, "id", &id);
     let version = dec.string(msg.get("policyVersion"));
@@ -391,7 +432,10 @@ fn read_principal(dec: &mut Dec, node: &Node, path: String) -> Option<Json> {
     dec.pattern(&msg, "scope", &scope, &SCOPE_PATTERN);
     let mut out = Map::new();
     out.insert("id".into(), json!(id));
-    out.insert("roles".into(), json!(roles.into_iter().map(|(r, _)| r).collect::<Vec<_>>()));
+    out.insert(
+        "roles".into(),
+        json!(roles.into_iter().map(|(r, _)| r).collect::<Vec<_>>()),
+    );
     if !attr.is_empty() {
         out.insert("attr".into(), Json::Object(attr));
     }
@@ -406,7 +450,11 @@ fn read_principal(dec: &mut Dec, node: &Node, path: String) -> Option<Json> {
 
 /// `cerbos.engine.v1.Resource`.
 fn read_resource(dec: &mut Dec, node: &Node, path: String) -> Option<Json> {
-    let msg = dec.message(node, path, &["kind", "policyVersion", "id", "attr", "scope"])?;
+    let msg = dec.message(
+        node,
+        path,
+        &["kind", "policyVersion", "id", "attr", "scope"],
+    )?;
     let kind = dec.string(msg.get("kind"));
     dec.require_string(&msg, "kind", &kind);
     let version = dec.string(msg.get("policyVersion"));
@@ -435,7 +483,11 @@ fn read_attr(dec: &mut Dec, msg: &Msg<'_>) -> Map<String, Json> {
     let attr = dec.struct_value(msg.get("attr"));
     if attr.contains_key("") {
         let path = map_entry_path(&msg.field_path("attr"), "");
-        dec.violation(msg.get("attr").map(|n| n.pos), &path, "value length must be at least 1 characters");
+        dec.violation(
+            msg.get("attr").map(|n| n.pos),
+            &path,
+            "value length must be at least 1 characters",
+        );
     }
     attr
 }
@@ -450,7 +502,11 @@ fn read_aux_data(dec: &mut Dec, node: &Node, path: String) -> Option<Json> {
     for (name, token) in dec.map(msg.get("jwts")) {
         let entry_path = map_entry_path(&jwts_path, &name);
         if name.is_empty() {
-            dec.violation(Some(token.pos), &entry_path, "value length must be at least 1 characters");
+            dec.violation(
+                Some(token.pos),
+                &entry_path,
+                "value length must be at least 1 characters",
+            );
         }
         if let Some(t) = dec.message(token, entry_path, &["claims"]) {
             let claims = dec.struct_value(t.get("claims"));
@@ -486,7 +542,10 @@ fn read_options(dec: &mut Dec, node: &Node, path: String) -> Option<TestOptions>
         match parse_rfc3339(&text) {
             Ok(t) => Some(t),
             Err(e) => {
-                dec.parse_error(n.pos, format!("invalid timestamp value {}: {e}", go_quote(&text)));
+                dec.parse_error(
+                    n.pos,
+                    format!("invalid timestamp value {}: {e}", go_quote(&text)),
+                );
                 None
             }
         }
@@ -505,7 +564,15 @@ fn read_table(dec: &mut Dec, node: &Node, path: String) -> Option<TestTable> {
     let msg = dec.message(
         node,
         path,
-        &["name", "description", "skip", "skipReason", "input", "expected", "options"],
+        &[
+            "name",
+            "description",
+            "skip",
+            "skipReason",
+            "input",
+            "expected",
+            "options",
+        ],
     )?;
     let name = dec.string(msg.get("name"));
     dec.require_string(&msg, "name", &name);
@@ -539,7 +606,14 @@ fn read_input(dec: &mut Dec, node: &Node, path: String) -> Option<TableInput> {
     let msg = dec.message(
         node,
         path,
-        &["principals", "resources", "actions", "auxData", "principalGroups", "resourceGroups"],
+        &[
+            "principals",
+            "resources",
+            "actions",
+            "auxData",
+            "principalGroups",
+            "resourceGroups",
+        ],
     )?;
     let principals = dec.strings(msg.get("principals"));
     dec.unique_non_empty(&msg, "principals", &principals);
@@ -554,10 +628,18 @@ fn read_input(dec: &mut Dec, node: &Node, path: String) -> Option<TableInput> {
     let resource_groups = dec.strings(msg.get("resourceGroups"));
     dec.unique_non_empty(&msg, "resourceGroups", &resource_groups);
     if principals.is_empty() && principal_groups.is_empty() {
-        dec.violation(Some(node.pos), &msg.path, "principals or principalGroups must be present");
+        dec.violation(
+            Some(node.pos),
+            &msg.path,
+            "principals or principalGroups must be present",
+        );
     }
     if resources.is_empty() && resource_groups.is_empty() {
-        dec.violation(Some(node.pos), &msg.path, "resources or resourceGroups must be present");
+        dec.violation(
+            Some(node.pos),
+            &msg.path,
+            "resources or resourceGroups must be present",
+        );
     }
     let names = |v: Vec<(String, Pos)>| v.into_iter().map(|(s, _)| s).collect();
     Some(TableInput {
@@ -573,18 +655,25 @@ fn read_input(dec: &mut Dec, node: &Node, path: String) -> Option<TableInput> {
 fn read_effect(dec: &mut Dec, node: &Node, path: &str) -> Option<Effect> {
     let invalid = "must be one of [EFFECT_ALLOW, EFFECT_DENY]";
     let NodeKind::Scalar(s) = &node.kind else {
-        dec.parse_error(node.pos, format!("expected enum value got {}", node.type_name()));
+        dec.parse_error(
+            node.pos,
+            format!("expected enum value got {}", node.type_name()),
+        );
         return None;
     };
     match (s.value, s.text.as_str()) {
         (ScalarValue::Str, "EFFECT_ALLOW") | (ScalarValue::Int(1), _) => Some(Effect::Allow),
         (ScalarValue::Str, "EFFECT_DENY") | (ScalarValue::Int(2), _) => Some(Effect::Deny),
-        (ScalarValue::Str, "EFFECT_UNSPECIFIED" | "EFFECT_NO_MATCH") | (ScalarValue::Int(_) | ScalarValue::Null, _) => {
+        (ScalarValue::Str, "EFFECT_UNSPECIFIED" | "EFFECT_NO_MATCH")
+        | (ScalarValue::Int(_) | ScalarValue::Null, _) => {
             dec.violation(Some(node.pos), path, invalid);
             None
         }
         _ => {
-            dec.parse_error(node.pos, format!("invalid enum value {}", go_quote(&s.text)));
+            dec.parse_error(
+                node.pos,
+                format!("invalid enum value {}", go_quote(&s.text)),
+            );
             None
         }
     }
@@ -612,13 +701,20 @@ fn read_expectation(dec: &mut Dec, node: &Node, path: String) -> Option<Expectat
     for (action, value) in dec.map(msg.get("actions")) {
         let entry_path = map_entry_path(&actions_path, &action);
         if action.is_empty() {
-            dec.violation(Some(value.pos), &entry_path, "value length must be at least 1 characters");
+            dec.violation(
+                Some(value.pos),
+                &entry_path,
+                "value length must be at least 1 characters",
+            );
         }
         if let Some(effect) = read_effect(dec, value, &entry_path) {
             actions.push((action, effect));
         }
     }
-    if msg.get("actions").is_none_or(|n| matches!(&n.kind, NodeKind::Map(e) if e.is_empty())) {
+    if msg
+        .get("actions")
+        .is_none_or(|n| matches!(&n.kind, NodeKind::Map(e) if e.is_empty()))
+    {
         dec.require_items(&msg, "actions", 0);
     }
     let outputs = read_list(dec, &msg, "outputs", read_output_expectations);
@@ -632,16 +728,32 @@ fn read_expectation(dec: &mut Dec, node: &Node, path: String) -> Option<Expectat
     dec.unique_non_empty(&msg, "resourceGroups", &resource_groups);
     let here = Some(node.pos);
     if principal.is_empty() && principals.is_empty() && principal_groups.is_empty() {
-        dec.violation(here, &msg.path, "principal, principals, or principalGroups must be present");
+        dec.violation(
+            here,
+            &msg.path,
+            "principal, principals, or principalGroups must be present",
+        );
     }
     if !principal.is_empty() && !principals.is_empty() {
-        dec.violation(here, &msg.path, "principal and principals may not both be present");
+        dec.violation(
+            here,
+            &msg.path,
+            "principal and principals may not both be present",
+        );
     }
     if resource.is_empty() && resources.is_empty() && resource_groups.is_empty() {
-        dec.violation(here, &msg.path, "resource, resources, or resourceGroups must be present");
+        dec.violation(
+            here,
+            &msg.path,
+            "resource, resources, or resourceGroups must be present",
+        );
     }
     if !resource.is_empty() && !resources.is_empty() {
-        dec.violation(here, &msg.path, "resource and resources may not both be present");
+        dec.violation(
+            here,
+            &msg.path,
+            "resource and resources may not both be present",
+        );
     }
     let names = |v: Vec<(String, Pos)>| v.into_iter().map(|(s, _)| s).collect();
     Some(Expectation {
@@ -656,7 +768,11 @@ fn read_expectation(dec: &mut Dec, node: &Node, path: String) -> Option<Expectat
     })
 }
 
-fn read_output_expectations(dec: &mut Dec, node: &Node, path: String) -> Option<OutputExpectations> {
+fn read_output_expectations(
+    dec: &mut Dec,
+    node: &Node,
+    path: String,
+) -> Option<OutputExpectations> {
     let msg = dec.message(node, path, &["action", "expected"])?;
     let action = dec.string(msg.get("action"));
     dec.require_string(&msg, "action", &action);
@@ -683,8 +799,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.name, "S");
-        assert_eq!(s.principals[0].1, json!({"id": "p", "roles": ["r"], "policyVersion": "1"}));
-        assert_eq!(s.tests[0].expected[0].actions, vec![("a".to_owned(), Effect::Allow)]);
+        assert_eq!(
+            s.principals[0].1,
+            json!({"id": "p", "roles": ["r"], "policyVersion": "1"})
+        );
+        assert_eq!(
+            s.tests[0].expected[0].actions,
+            vec![("a".to_owned(), Effect::Allow)]
+        );
         assert!(s.options.unwrap().now.is_some());
     }
 
@@ -694,9 +816,15 @@ mod tests {
             parse_suite("x\n").unwrap_err().message(),
             "\n1:1 invalid document: contents are not valid YAML or JSON"
         );
-        assert_eq!(parse_suite("name: S\n").unwrap_err().message(), "\ntests: value is required");
+        assert_eq!(
+            parse_suite("name: S\n").unwrap_err().message(),
+            "\ntests: value is required"
+        );
         let err = parse_suite("name: S\noptions:\n  now: blah\ntests: []\n").unwrap_err();
-        assert!(err.message().starts_with("\n3:8 invalid timestamp value \"blah\": parsing time"));
+        assert!(
+            err.message()
+                .starts_with("\n3:8 invalid timestamp value \"blah\": parsing time")
+        );
         let err = parse_suite(
             "name: S\ntests:\n  - name: t\n    input: {principals: [p], resources: [r], actions: [a]}\n    expected:\n      - resource: r\n        actions:\n          a: EFFECT_NO_MATCH\n",
         )
@@ -704,7 +832,7 @@ mod tests {
         assert_eq!(
             err.message(),
             "\n8:14 tests[0].expected[0].actions[\"a\"]: must be one of [EFFECT_ALLOW, EFFECT_DENY]\n\
-             6:15 tests[0].expected[0]: principal, principals, or principalGroups must be present"
+             6:17 tests[0].expected[0]: principal, principals, or principalGroups must be present"
         );
     }
 }

@@ -181,8 +181,14 @@ impl<'a> Fixtures<'a> {
 /// Expands every table of a suite into single tests, in table order, then principal
 /// order, then resource order. `fixture` holds the shared fixtures of the suite's
 /// `testdata` directory, if any.
-pub fn expand_tests(suite: &TestSuite, fixture: Option<&TestFixture>) -> Result<Vec<Test>, ExpandError> {
-    let fixtures = Fixtures { suite, shared: fixture };
+pub fn expand_tests(
+    suite: &TestSuite,
+    fixture: Option<&TestFixture>,
+) -> Result<Vec<Test>, ExpandError> {
+    let fixtures = Fixtures {
+        suite,
+        shared: fixture,
+    };
     let mut tests = Vec::new();
     for table in &suite.tests {
         let expanded = expand_table(fixtures, table).map_err(|message| ExpandError {
@@ -202,11 +208,11 @@ struct PairExpectation {
 }
 
 /// The names given directly (`one` replaces `many`), then the members of the groups.
-fn collect(
+fn collect<'a>(
     one: &str,
     many: &[String],
     groups: &[String],
-    group: impl Fn(&str) -> Result<&'_ [String], String>,
+    group: impl Fn(&str) -> Result<&'a [String], String>,
 ) -> Result<Vec<String>, String> {
     let mut names: Vec<String> = if one.is_empty() {
         many.to_vec()
@@ -311,7 +317,9 @@ fn expand_table(fixtures: Fixtures<'_>, table: &TestTable) -> Result<Vec<Test>, 
         let principals = collect(&e.principal, &e.principals, &e.principal_groups, |g| {
             fixtures.principal_group(g)
         })?;
-        let resources = collect(&e.resource, &e.resources, &e.resource_groups, |g| fixtures.resource_group(g))?;
+        let resources = collect(&e.resource, &e.resources, &e.resource_groups, |g| {
+            fixtures.resource_group(g)
+        })?;
         for p in &principals {
             for r in &resources {
                 let mut extra: Vec<&str> = e
@@ -341,11 +349,19 @@ fn expand_table(fixtures: Fixtures<'_>, table: &TestTable) -> Result<Vec<Test>, 
     }
 
     let default = PairExpectation {
-        actions: input.actions.iter().map(|a| (a.clone(), Effect::Deny)).collect(),
+        actions: input
+            .actions
+            .iter()
+            .map(|a| (a.clone(), Effect::Deny))
+            .collect(),
         outputs: Vec::new(),
     };
-    let principals = collect("", &input.principals, &input.principal_groups, |g| fixtures.principal_group(g))?;
-    let resources = collect("", &input.resources, &input.resource_groups, |g| fixtures.resource_group(g))?;
+    let principals = collect("", &input.principals, &input.principal_groups, |g| {
+        fixtures.principal_group(g)
+    })?;
+    let resources = collect("", &input.resources, &input.resource_groups, |g| {
+        fixtures.resource_group(g)
+    })?;
 
     let mut matrix = Vec::with_capacity(principals.len() * resources.len());
     for p in &principals {
@@ -366,7 +382,10 @@ fn expand_table(fixtures: Fixtures<'_>, table: &TestTable) -> Result<Vec<Test>, 
         ));
     }
 
-    let options = table.options.clone().or_else(|| fixtures.suite.options.clone());
+    let options = table
+        .options
+        .clone()
+        .or_else(|| fixtures.suite.options.clone());
     matrix
         .into_iter()
         .map(|((p, r), expected)| {
@@ -414,9 +433,15 @@ mod tests {
         assert_eq!(tests[0].expected, vec![("v".to_owned(), Effect::Allow)]);
         assert_eq!(
             tests[1].expected,
-            vec![("v".to_owned(), Effect::Deny), ("w".to_owned(), Effect::Deny)]
+            vec![
+                ("v".to_owned(), Effect::Deny),
+                ("w".to_owned(), Effect::Deny)
+            ]
         );
-        assert_eq!(tests[1].name.to_text(), r#"test_table_name:"t" principal_key:"b" resource_key:"x""#);
+        assert_eq!(
+            tests[1].name.to_text(),
+            r#"test_table_name:"t" principal_key:"b" resource_key:"x""#
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value as Json;
-use serde_saphyr::granit_parser::{Event, Marker, Options, Parser, ScalarStyle, Span, StructureStyle};
+use serde_saphyr::granit_parser::{
+    Event, Marker, Options, Parser, ScalarStyle, Span, StructureStyle,
+};
 
 /// Deepest nesting accepted.
 const MAX_DEPTH: usize = 100;
@@ -94,7 +96,12 @@ impl Node {
         match &self.kind {
             NodeKind::Scalar(_) => 1,
             NodeKind::Seq(items) => 1 + items.iter().map(Node::size).sum::<usize>(),
-            NodeKind::Map(entries) => 1 + entries.iter().map(|(k, v)| k.size() + v.size()).sum::<usize>(),
+            NodeKind::Map(entries) => {
+                1 + entries
+                    .iter()
+                    .map(|(k, v)| k.size() + v.size())
+                    .sum::<usize>()
+            }
         }
     }
 
@@ -139,7 +146,9 @@ fn resolve_plain(text: &str) -> ScalarValue {
         "" | "~" | "null" | "Null" | "NULL" => return ScalarValue::Null,
         "true" | "True" | "TRUE" => return ScalarValue::Bool(true),
         "false" | "False" | "FALSE" => return ScalarValue::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return ScalarValue::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return ScalarValue::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return ScalarValue::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return ScalarValue::Float(f64::NAN),
         _ => {}
@@ -179,7 +188,9 @@ fn is_core_float(s: &str) -> bool {
     };
     let all_digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
     let mantissa_ok = match mantissa.split_once('.') {
-        Some((int, frac)) => all_digits(int) && all_digits(frac) && !(int.is_empty() && frac.is_empty()),
+        Some((int, frac)) => {
+            all_digits(int) && all_digits(frac) && !(int.is_empty() && frac.is_empty())
+        }
         None => !mantissa.is_empty() && all_digits(mantissa),
     };
     let exponent_ok = exponent.is_none_or(|e| {
@@ -301,7 +312,12 @@ impl<'a> TreeBuilder<'a> {
                 }
                 Event::StreamEnd => break,
                 Event::StreamStart | Event::DocumentEnd => {}
-                _ => return Err(Self::error(marker_pos(&span.start), "unexpected YAML event outside a document")),
+                _ => {
+                    return Err(Self::error(
+                        marker_pos(&span.start),
+                        "unexpected YAML event outside a document",
+                    ));
+                }
             }
         }
         Ok(docs)
@@ -316,7 +332,10 @@ impl<'a> TreeBuilder<'a> {
 
     fn node(&mut self, depth: usize) -> Result<Node, YamlError> {
         let Some((event, span)) = self.advance() else {
-            return Err(Self::error(self.last_end.1, "unexpected end of YAML events"));
+            return Err(Self::error(
+                self.last_end.1,
+                "unexpected end of YAML events",
+            ));
         };
         let start = marker_pos(&span.start);
         if depth > MAX_DEPTH {
@@ -327,7 +346,9 @@ impl<'a> TreeBuilder<'a> {
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let value = match style {
-                    ScalarStyle::Plain if !tag.as_ref().is_some_and(|t| t.suffix() == "str") => resolve_plain(&text),
+                    ScalarStyle::Plain if tag.as_ref().is_none_or(|t| t.suffix() != "str") => {
+                        resolve_plain(&text)
+                    }
                     _ => ScalarValue::Str,
                 };
                 let node = Node {
@@ -427,8 +448,7 @@ impl<'a> TreeBuilder<'a> {
 /// Applies merge keys (`<<: *anchor`, `<<: [*a, *b]`): merged entries come where the merge
 /// key is, except those whose key the mapping sets itself or an earlier merge supplied.
 fn merge(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, YamlError> {
-    let is_merge =
-        |k: &Node| matches!(&k.kind, NodeKind::Scalar(s) if s.text == "<<" && s.value == ScalarValue::Str);
+    let is_merge = |k: &Node| matches!(&k.kind, NodeKind::Scalar(s) if s.text == "<<" && s.value == ScalarValue::Str);
     if !entries.iter().any(|(k, _)| is_merge(k)) {
         return Ok(entries);
     }
@@ -452,7 +472,10 @@ fn merge(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, YamlError> {
                     match item.kind {
                         NodeKind::Map(entries) => sources.push(entries),
                         _ => {
-                            return Err(TreeBuilder::error(item.pos, "invalid merge value: expected a mapping"));
+                            return Err(TreeBuilder::error(
+                                item.pos,
+                                "invalid merge value: expected a mapping",
+                            ));
                         }
                     }
                 }
@@ -492,8 +515,12 @@ mod tests {
     #[test]
     fn block_mapping_in_a_list_is_reported_at_its_first_colon() {
         let d = doc("tests:\n  - name: x\n    b: 1\n");
-        let NodeKind::Map(entries) = &d.kind else { panic!() };
-        let NodeKind::Seq(items) = &entries[0].1.kind else { panic!() };
+        let NodeKind::Map(entries) = &d.kind else {
+            panic!()
+        };
+        let NodeKind::Seq(items) = &entries[0].1.kind else {
+            panic!()
+        };
         assert_eq!(items[0].pos, Pos { line: 2, col: 9 });
     }
 

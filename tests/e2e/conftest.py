@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 import stack
+from helpers import Client
 
 sys.path.insert(0, str(stack.APP_DIR))
 import mint_token  # noqa: E402  (examples/fastapi/mint_token.py)
@@ -184,39 +185,6 @@ def envoy_nofetch(app: App, gatehouse_nofetch: stack.Gatehouse, work_dir: Path) 
 def tokens() -> dict[str, str]:
     """Valid tokens for the demo principals (mint_token.PRESETS): alice, bob, carol, root, bot."""
     return {name: mint_token.mint(name) for name in mint_token.PRESETS}
-
-
-class Client:
-    """httpx against one Envoy, with `as_=` choosing whose token is sent."""
-
-    def __init__(self, envoy: stack.Envoy, tokens: dict[str, str]) -> None:
-        self.envoy = envoy
-        self.tokens = tokens
-        self.http = httpx.Client(base_url=envoy.url, timeout=10)
-
-    def request(self, method: str, path: str, as_: str | None = None, token: str | None = None,
-                headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
-        h = dict(headers or {})
-        tok = token if token is not None else (self.tokens[as_] if as_ else None)
-        if tok is not None:
-            h["authorization"] = f"Bearer {tok}"
-        return self.http.request(method, path, headers=h, **kw)
-
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("POST", path, **kw)
-
-    def raw(self, method: str, path: str, as_: str | None = None,
-            headers: dict[str, str] | None = None) -> stack.RawResponse:
-        h = dict(headers or {})
-        if as_:
-            h["authorization"] = f"Bearer {self.tokens[as_]}"
-        return stack.raw_request(self.envoy.port, method, path, h)
-
-    def close(self) -> None:
-        self.http.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,42 @@ from typing import Any
 
 import httpx
 
+import stack
+
 DECISION_ID = "x-gatehouse-decision-id"
+
+
+class Client:
+    """httpx against one Envoy, with `as_=` choosing whose token is sent."""
+
+    def __init__(self, envoy: stack.Envoy, tokens: dict[str, str]) -> None:
+        self.envoy = envoy
+        self.tokens = tokens
+        self.http = httpx.Client(base_url=envoy.url, timeout=10)
+
+    def request(self, method: str, path: str, as_: str | None = None, token: str | None = None,
+                headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
+        h = dict(headers or {})
+        tok = token if token is not None else (self.tokens[as_] if as_ else None)
+        if tok is not None:
+            h["authorization"] = f"Bearer {tok}"
+        return self.http.request(method, path, headers=h, **kw)
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return self.request("POST", path, **kw)
+
+    def raw(self, method: str, path: str, as_: str | None = None,
+            headers: dict[str, str] | None = None) -> stack.RawResponse:
+        h = dict(headers or {})
+        if as_:
+            h["authorization"] = f"Bearer {self.tokens[as_]}"
+        return stack.raw_request(self.envoy.port, method, path, h)
+
+    def close(self) -> None:
+        self.http.close()
 
 
 def assert_allowed(r: httpx.Response, app: Any, mark: int, principal: str, roles: list[str],

@@ -317,6 +317,7 @@ def start_envoy(name: str, cfg: dict[str, Any], work_dir: Path) -> Envoy:
             "--disable-hot-restart",
             "--concurrency", "1",
             "--log-level", "warning",
+            "--file-flush-interval-msec", "100",  # access log lines show up promptly
         ],
         log_path=work_dir / f"envoy-{name}.log",
     ).start()

@@ -13,6 +13,9 @@ attributes they just changed.
 
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import jwt
 import pytest
@@ -21,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import mint_token
 import stack
-from helpers import (DECISION_ID, assert_allowed, assert_denied, assert_unauthenticated,
+from helpers import (DECISION_ID, Client, b64url, assert_allowed, assert_denied, assert_unauthenticated,
                      create, hs256_token, now, unsigned_token)
 
 # === Owners, non-owners, managers, admins ================================================
@@ -165,6 +168,31 @@ def test_admin_can_do_anything(client, app):
     assert_allowed(r, app, mark, "root", ["admin"])
 
 
+def test_list_shows_ids_not_contents(client, app):
+    """Users may `list`; the collection holds links, each read is decided on its own."""
+    mark = app.mark()
+    body = assert_allowed(client.get("/documents", as_="carol"), app, mark, "carol", ["user"])
+    assert {"1", "4", "5"} <= {d["id"] for d in body["documents"]}
+    assert all(set(d) == {"id", "href"} for d in body["documents"])
+    mark = app.mark()
+    assert_denied(client.get("/documents/5", as_="carol"), app, mark)
+
+
+def test_decision_id_in_envoy_access_log(client, app, envoy_authz):
+    r = client.get("/documents/2", as_="carol")
+    assert r.status_code == 403
+    denied_id = r.headers[DECISION_ID]
+    allowed_id = client.get("/documents/2", as_="alice").json()["seen_by"]["decision_id"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        log = envoy_authz.proc.log_path.read_text()
+        if f"decision={denied_id}" in log and f"decision={allowed_id}" in log:
+            break
+        time.sleep(0.1)
+    assert f'"GET /documents/2" 403 UAEX' in log and f"decision={denied_id}" in log
+    assert f"decision={allowed_id}" in log
+
+
 def test_create_sets_owner_to_caller(client, app):
     mark = app.mark()
     r = client.post("/documents", as_="carol", json={"title": "t", "department": "sales"})
@@ -208,8 +236,6 @@ def _other_key_pem() -> bytes:
 
 
 def _dev_public_pem() -> bytes:
-    import json
-
     (jwk,) = json.loads(stack.JWKS.read_text())["keys"]
     return jwt.PyJWK(jwk).key.public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -234,9 +260,6 @@ def bad_tokens() -> dict[str, str]:
 def _tampered(token: str) -> str:
     header, _, sig = token.split(".")
     root = mint_token.claims_for(**mint_token.PRESETS["root"])
-    from helpers import b64url
-    import json
-
     return f"{header}.{b64url(json.dumps(root).encode())}.{sig}"
 
 
@@ -270,8 +293,6 @@ SPOOF = {
 @pytest.fixture(params=["envoy_authz", "envoy_noearly"])
 def spoof_client(request, tokens):
     """The shipped config, and one without Envoy's own stripping (Gatehouse's alone)."""
-    from conftest import Client
-
     c = Client(request.getfixturevalue(request.param), tokens)
     yield c
     c.close()
@@ -339,8 +360,6 @@ def test_attribute_source_failure_denies(client, app):
 
 @pytest.fixture(scope="module")
 def nofetch_client(envoy_nofetch, tokens):
-    from conftest import Client
-
     c = Client(envoy_nofetch, tokens)
     yield c
     c.close()
@@ -400,6 +419,6 @@ def test_malformed_body_is_not_a_crash(client, app, gatehouse):
     for content in [b"{", b"[]", b'{"department": 5}', b"\x00\x01\x02", b""]:
         r = client.post("/documents", as_="alice", content=content,
                         headers={"content-type": "application/json"})
-        # Gatehouse may deny (403) or let the app reject the body (422); never a 5xx.
-        assert r.status_code in (403, 422), (content, r.status_code, r.text)
+        # Gatehouse may refuse (400/403) or let the app reject the body (422); never 5xx.
+        assert r.status_code in (400, 403, 422), (content, r.status_code, r.text)
     assert gatehouse.proc.alive()

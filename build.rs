@@ -1,0 +1,87 @@
+//! Compiles the Cerbos-compatible API definitions in `proto/` with protox (a pure-Rust
+//! protobuf compiler, so no `protoc` is needed) into prost messages and the tonic service,
+//! and records the commit and build time that `ServerInfo` reports.
+
+use std::error::Error;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const PROTOS: &[&str] = &[
+    "cerbos/svc/v1/svc.proto",
+    "buf/validate/validate.proto",
+    "google/rpc/status.proto",
+];
+
+fn main() -> Result<(), Box<dyn Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build.rs");
+    let descriptors = protox::compile(PROTOS, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .btree_map(".")
+        .compile_fds(descriptors)?;
+
+    println!("cargo:rustc-env=GATEHOUSE_COMMIT={}", commit());
+    println!("cargo:rustc-env=GATEHOUSE_BUILD_DATE={}", build_date());
+    Ok(())
+}
+
+/// The checked-out commit (`GATEHOUSE_COMMIT` wins; `unknown` outside a git checkout).
+fn commit() -> String {
+    println!("cargo:rerun-if-env-changed=GATEHOUSE_COMMIT");
+    if let Ok(c) = std::env::var("GATEHOUSE_COMMIT") {
+        return c;
+    }
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD")
+        && let Some(r) = head.trim().strip_prefix("ref: ")
+    {
+        println!("cargo:rerun-if-changed=.git/{r}");
+    }
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The build time as RFC 3339 UTC (`SOURCE_DATE_EPOCH` wins, for reproducible builds).
+fn build_date() -> String {
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        });
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}

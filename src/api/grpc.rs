@@ -1,0 +1,25 @@
+//! The gRPC adapter: `cerbos.svc.v1.CerbosService` (CheckResources and ServerInfo; every
+//! other Cerbos RPC answers UNIMPLEMENTED).
+
+use super::pb::cerbos::request::v1::{CheckResourcesRequest, ServerInfoRequest};
+use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
+use super::pb::cerbos::svc::v1::cerbos_service_server::CerbosService;
+use super::service::CerbosApi;
+
+#[tonic::async_trait]
+impl CerbosService for CerbosApi {
+    async fn check_resources(
+        &self,
+        request: tonic::Request<CheckResourcesRequest>,
+    ) -> Result<tonic::Response<CheckResourcesResponse>, tonic::Status> {
+        let response = CerbosApi::check_resources(self, request.into_inner()).await?;
+        Ok(tonic::Response::new(response))
+    }
+
+    async fn server_info(
+        &self,
+        _request: tonic::Request<ServerInfoRequest>,
+    ) -> Result<tonic::Response<ServerInfoResponse>, tonic::Status> {
+        Ok(tonic::Response::new(CerbosApi::server_info(self)))
+    }
+}

@@ -1,0 +1,107 @@
+//! The HTTP adapter: Cerbos's REST routes with protojson bodies and Cerbos's error shape.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /api/check/resources` | `CheckResourcesResponse` |
+//! | `GET /api/server_info` | `ServerInfoResponse` |
+//! | `GET /_cerbos/health[?service=…]` | `{"status": "SERVING"}` |
+//! | anything else | `404 {"code": 5, "message": "Not Found"}` |
+//! | a known path with another method | `501 {"code": 12, "message": "Method Not Allowed"}` |
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::protojson::{decode_check_resources, encode_check_resources, encode_server_info};
+use super::service::CerbosApi;
+
+/// The gRPC service name the health route reports on.
+const SERVICE_NAME: &str = "cerbos.svc.v1.CerbosService";
+
+/// The Cerbos HTTP routes over `api`.
+pub(crate) fn router(api: CerbosApi) -> Router {
+    Router::new()
+        .route("/api/check/resources", post(check_resources))
+        .route("/api/server_info", get(server_info))
+        .route("/_cerbos/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, &e.to_json())
+}
+
+async fn check_resources(State(api): State<CerbosApi>, body: Body) -> Response {
+    let limit = api.settings().max_body_bytes;
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return error_response(&ApiError::new(
+                tonic::Code::ResourceExhausted,
+                format!("grpc: received message larger than max (more than {limit} bytes)"),
+            ));
+        }
+        Err(e) => {
+            return error_response(&ApiError::invalid_argument(format!(
+                "failed to read the request body: {e}"
+            )));
+        }
+    };
+    let result = match decode_check_resources(&bytes) {
+        Ok(req) => api.check_resources(req).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(resp) => json_response(StatusCode::OK, &encode_check_resources(&resp)),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn server_info(State(api): State<CerbosApi>) -> Response {
+    json_response(StatusCode::OK, &encode_server_info(&api.server_info()))
+}
+
+/// `?service=` of the health route.
+#[derive(Debug, Deserialize)]
+struct HealthQuery {
+    #[serde(default)]
+    service: Option<String>,
+}
+
+async fn health(query: Option<Query<HealthQuery>>) -> Response {
+    let service = query.and_then(|q| q.0.service).unwrap_or_default();
+    if service.is_empty() || service == SERVICE_NAME {
+        json_response(StatusCode::OK, &serde_json::json!({"status": "SERVING"}))
+    } else {
+        error_response(&ApiError::new(tonic::Code::NotFound, "unknown service"))
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(&ApiError::new(tonic::Code::NotFound, "Not Found"))
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(&ApiError::new(
+        tonic::Code::Unimplemented,
+        "Method Not Allowed",
+    ))
+}

@@ -1,0 +1,54 @@
+//! The Cerbos-compatible API: the official Cerbos SDKs work against Gatehouse unchanged.
+//!
+//! * gRPC: [`grpc_service`] serves `cerbos.svc.v1.CerbosService` (`CheckResources`,
+//!   `ServerInfo`; other Cerbos RPCs answer UNIMPLEMENTED), with the wire definitions in
+//!   `proto/` ([`pb`]).
+//! * HTTP: [`http_router`] serves `POST /api/check/resources`, `GET /api/server_info` and
+//!   `GET /_cerbos/health` with protojson bodies (camelCase out; camelCase or snake_case in)
+//!   and Cerbos's error body `{code, message, details}`.
+//!
+//! Both run the same steps in Cerbos's order: the request rules of Cerbos's API
+//! (`validation error: principal: value is required`), the resource limit, the tokens of
+//! `auxData` (verified with [`ApiSettings::jwt`]; `invalid auxData` otherwise), the action
+//! limit, then one engine decision per resource entry, all on one snapshot of the
+//! [`PolicyStore`].
+
+mod call_id;
+mod error;
+mod grpc;
+mod http;
+pub mod pb;
+mod protojson;
+mod service;
+mod settings;
+mod validate;
+
+use std::sync::Arc;
+
+pub use error::ApiError;
+pub use protojson::{
+    decode_check_resources, encode_check_resources, encode_server_info, json_to_value,
+    value_to_json,
+};
+pub use service::CerbosApi;
+pub use settings::{
+    ApiSettings, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESOURCES, ServerInfo,
+};
+pub use validate::validate_check_resources;
+
+use crate::store::PolicyStore;
+use pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer;
+
+/// The gRPC service `cerbos.svc.v1.CerbosService` over `store`, ready for
+/// `tonic::transport::Server::add_service`. Messages up to `settings.max_body_bytes` are
+/// accepted.
+pub fn grpc_service(store: Arc<PolicyStore>, settings: ApiSettings) -> CerbosServiceServer<CerbosApi> {
+    let limit = settings.max_body_bytes;
+    CerbosServiceServer::new(CerbosApi::new(store, settings)).max_decoding_message_size(limit)
+}
+
+/// The Cerbos HTTP routes over `store`, ready to be merged into the HTTP listener's router.
+/// It answers unknown paths with Cerbos's 404 body and wrong methods with its 501 body.
+pub fn http_router(store: Arc<PolicyStore>, settings: ApiSettings) -> axum::Router {
+    http::router(CerbosApi::new(store, settings))
+}

@@ -1,0 +1,260 @@
+//! The CheckResources and ServerInfo logic shared by the gRPC and HTTP adapters: validate,
+//! apply the request limits, verify auxiliary tokens, decide every resource on one engine
+//! snapshot, and assemble Cerbos's response.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prost_types::value::Kind;
+
+use super::call_id::new_call_id;
+use super::error::ApiError;
+use super::pb::cerbos::engine::v1 as pb_engine;
+use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, aux_data};
+use super::pb::cerbos::response::v1::check_resources_response::{ResultEntry, result_entry};
+use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
+use super::pb::cerbos::schema::v1::ValidationError as PbValidationError;
+use super::protojson::json_to_value;
+use super::settings::ApiSettings;
+use super::validate::validate_check_resources;
+use crate::cel::{Key, MapValue, Value, from_json};
+use crate::engine::{self, CheckInput, CheckOutput, ValidationSource};
+use crate::jwt::{Claims, decode_unverified, to_cerbos_claims};
+use crate::policy::compiled::Effect;
+use crate::store::PolicyStore;
+
+/// The Cerbos API over a policy store: implements `cerbos.svc.v1.CerbosService` and backs
+/// the HTTP routes. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct CerbosApi {
+    store: Arc<PolicyStore>,
+    settings: Arc<ApiSettings>,
+}
+
+impl CerbosApi {
+    /// The API over `store`, which is read once per request.
+    pub fn new(store: Arc<PolicyStore>, settings: ApiSettings) -> Self {
+        CerbosApi {
+            store,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &ApiSettings {
+        &self.settings
+    }
+
+    /// `ServerInfo`.
+    pub fn server_info(&self) -> ServerInfoResponse {
+        let info = &self.settings.server_info;
+        ServerInfoResponse {
+            version: info.version.clone(),
+            commit: info.commit.clone(),
+            build_date: info.build_date.clone(),
+        }
+    }
+
+    /// `CheckResources`, in Cerbos's order: request rules, the resource limit, auxiliary
+    /// data, then the action limit of each resource; then one decision per resource entry.
+    pub async fn check_resources(
+        &self,
+        req: CheckResourcesRequest,
+    ) -> Result<CheckResourcesResponse, ApiError> {
+        validate_check_resources(&req)?;
+        let limits = &self.settings;
+        if req.resources.len() > limits.max_resources {
+            return Err(ApiError::invalid_argument(format!(
+                "number of resources in batch ({}) exceeds configured limit ({})",
+                req.resources.len(),
+                limits.max_resources
+            )));
+        }
+        let aux_data = self.verify_aux_data(req.aux_data.as_ref()).await.map_err(|e| {
+            tracing::warn!(error = %e, "failed to extract auxData");
+            ApiError::invalid_argument("invalid auxData")
+        })?;
+        if let Some(e) = req
+            .resources
+            .iter()
+            .find(|e| e.actions.len() > limits.max_actions)
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "number of actions ({}) exceeds configured limit ({})",
+                e.actions.len(),
+                limits.max_actions
+            )));
+        }
+
+        let principal = req
+            .principal
+            .as_ref()
+            .map(principal_input)
+            .unwrap_or_default();
+        let engine = self.store.engine();
+        let mut results = Vec::with_capacity(req.resources.len());
+        for entry in &req.resources {
+            let resource = entry.resource.clone().unwrap_or_default();
+            let input = CheckInput {
+                request_id: req.request_id.clone(),
+                principal: principal.clone(),
+                resource: resource_input(&resource),
+                actions: entry.actions.clone(),
+                aux_data: aux_data.clone(),
+            };
+            let output = engine.check(&input).map_err(|e| {
+                tracing::error!(error = %e, "policy check failed");
+                ApiError::new(tonic::Code::Internal, "Policy check failed")
+            })?;
+            results.push(result_entry(resource, output, req.include_meta));
+        }
+        Ok(CheckResourcesResponse {
+            request_id: req.request_id,
+            results,
+            cerbos_call_id: new_call_id(),
+        })
+    }
+
+    /// Verifies the request's tokens. `auxData.jwt` becomes `request.aux_data.jwt`. The
+    /// tokens of `auxData.jwts` are verified too, so a bad one is refused as Cerbos refuses
+    /// it, but their claims are not passed on: the engine's `AuxData` has no `jwts` yet, so
+    /// `request.aux_data.jwts` is not available to policies.
+    async fn verify_aux_data(&self, aux: Option<&AuxData>) -> Result<engine::AuxData, String> {
+        let mut out = engine::AuxData::default();
+        let Some(aux) = aux else { return Ok(out) };
+        if let Some(jwt) = &aux.jwt {
+            out.jwt = self.claims(jwt).await?;
+        }
+        for jwt in aux.jwts.values() {
+            self.claims(jwt).await?;
+        }
+        Ok(out)
+    }
+
+    /// The claims of one token, shaped as policies see them.
+    async fn claims(&self, jwt: &aux_data::Jwt) -> Result<Value, String> {
+        let key_set = Some(jwt.key_set_id.as_str()).filter(|k| !k.is_empty());
+        let claims: Claims = match (&self.settings.jwt, self.settings.disable_jwt_verification) {
+            (Some(v), false) => v.verify(&jwt.token, key_set).await,
+            (Some(v), true) => v.validate_unverified(&jwt.token),
+            (None, true) => decode_unverified(&jwt.token),
+            (None, false) => return Err("no JWT key sets are configured".into()),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(from_json(&serde_json::Value::Object(to_cerbos_claims(
+            claims,
+        ))))
+    }
+}
+
+/// A `google.protobuf.Value` as a CEL value (numbers are doubles, as in Cerbos).
+fn cel_value(v: &prost_types::Value) -> Value {
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => Value::Bool(*b),
+        Some(Kind::NumberValue(n)) => Value::Double(*n),
+        Some(Kind::StringValue(s)) => Value::String(Arc::from(s.as_str())),
+        Some(Kind::ListValue(l)) => Value::list(l.values.iter().map(cel_value).collect()),
+        Some(Kind::StructValue(s)) => Value::map(cel_map(&s.fields)),
+    }
+}
+
+fn cel_map(m: &BTreeMap<String, prost_types::Value>) -> MapValue {
+    m.iter()
+        .map(|(k, v)| (Key::String(Arc::from(k.as_str())), cel_value(v)))
+        .collect()
+}
+
+fn principal_input(p: &pb_engine::Principal) -> engine::Principal {
+    engine::Principal {
+        id: p.id.clone(),
+        roles: p.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
+        attr: Arc::new(cel_map(&p.attr)),
+        policy_version: p.policy_version.clone(),
+        scope: p.scope.clone(),
+    }
+}
+
+fn resource_input(r: &pb_engine::Resource) -> engine::Resource {
+    engine::Resource {
+        kind: r.kind.clone(),
+        id: r.id.clone(),
+        attr: Arc::new(cel_map(&r.attr)),
+        policy_version: r.policy_version.clone(),
+        scope: r.scope.clone(),
+    }
+}
+
+fn effect_number(e: Effect) -> i32 {
+    match e {
+        Effect::Allow => 1,
+        Effect::Deny => 2,
+    }
+}
+
+/// One resource's entry of the response.
+fn result_entry(resource: pb_engine::Resource, out: CheckOutput, include_meta: bool) -> ResultEntry {
+    let actions = out
+        .actions
+        .iter()
+        .map(|a| (a.action.clone(), effect_number(a.effect)))
+        .collect();
+    let meta = include_meta.then(|| result_entry::Meta {
+        actions: out
+            .actions
+            .iter()
+            .map(|a| {
+                let m = result_entry::meta::EffectMeta {
+                    matched_policy: a.policy.clone(),
+                    matched_scope: a.scope.clone(),
+                };
+                (a.action.clone(), m)
+            })
+            .collect(),
+        effective_derived_roles: out.effective_derived_roles.clone(),
+    });
+    let validation_errors = out
+        .validation_errors
+        .iter()
+        .map(|v| PbValidationError {
+            path: v.path.clone(),
+            message: v.message.clone(),
+            source: match v.source {
+                ValidationSource::Principal => 1,
+                ValidationSource::Resource => 2,
+            },
+        })
+        .collect();
+    let outputs = out
+        .outputs
+        .into_iter()
+        .map(|o| match o.value {
+            Ok(v) => pb_engine::OutputEntry {
+                src: o.src,
+                val: Some(json_to_value(&v).unwrap_or(prost_types::Value {
+                    kind: Some(Kind::NullValue(0)),
+                })),
+                action: o.action,
+                error: String::new(),
+            },
+            Err(error) => pb_engine::OutputEntry {
+                src: o.src,
+                val: None,
+                action: o.action,
+                error,
+            },
+        })
+        .collect();
+    ResultEntry {
+        resource: Some(result_entry::Resource {
+            id: resource.id,
+            kind: resource.kind,
+            policy_version: resource.policy_version,
+            scope: resource.scope,
+        }),
+        actions,
+        validation_errors,
+        meta,
+        outputs,
+    }
+}

@@ -1,0 +1,261 @@
+//! Hot reload of a running `gatehouse serve`: edits take effect, bad edits never
+//! replace the last good set, and reloads under load lose no decision.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+
+const ALLOW: &str = "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [read]\n      effect: EFFECT_ALLOW\n      roles: [user]\n";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    grpc: u16,
+    http: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(name: &str) -> Server {
+    let dir = std::env::temp_dir().join(format!("gh-reload-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/doc.yaml"), ALLOW).unwrap();
+    std::fs::write(
+        dir.join("gatehouse.yaml"),
+        "policies: {directory: policies, watchIntervalMs: 100}\n\
+         extAuthz:\n  principal:\n    sources: [{headers: {id: x-user, roles: x-roles}}]\n  \
+         routes: [{path: '/docs/{id}', resource: {kind: doc, id: '{id}'}}]\n",
+    )
+    .unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config"])
+        .arg(dir.join("gatehouse.yaml"))
+        .args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{grpc}"),
+            "--http-addr",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Server {
+        child,
+        grpc,
+        http,
+        dir,
+    }
+}
+
+fn request() -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: "/docs/1".into(),
+                    headers: [
+                        ("x-user".to_string(), "a".to_string()),
+                        ("x-roles".to_string(), "user".to_string()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn connect(s: &Server) -> AuthorizationClient<tonic::transport::Channel> {
+    for _ in 0..100 {
+        if let Ok(c) = AuthorizationClient::connect(format!("http://127.0.0.1:{}", s.grpc)).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gatehouse did not start");
+}
+
+async fn allowed(c: &mut AuthorizationClient<tonic::transport::Channel>) -> bool {
+    let r = c.check(request()).await.unwrap().into_inner();
+    r.status.map(|s| s.code) == Some(0)
+}
+
+async fn status(s: &Server) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.http))
+        .await
+        .unwrap();
+    sock.write_all(b"GET /_gatehouse/status HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    sock.read_to_string(&mut buf).await.unwrap();
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {buf}"))
+}
+
+/// Polls until `f` holds, for at most `limit`; returns how long it took.
+async fn within<F, Fut>(limit: Duration, mut f: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f().await {
+            return Some(t.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+fn write(dir: &Path, text: &str) {
+    // Editors save by writing a temporary file and renaming it over the original.
+    let tmp = dir.join("policies/.doc.yaml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join("policies/doc.yaml")).unwrap();
+}
+
+#[tokio::test]
+async fn edits_bad_edits_fixes_and_deletion() {
+    let s = start("edits");
+    let mut c = connect(&s).await;
+    assert!(allowed(&mut c).await);
+
+    write(&s.dir, &ALLOW.replace("EFFECT_ALLOW", "EFFECT_DENY"));
+    let took = within(Duration::from_secs(2), || {
+        let mut c = c.clone();
+        async move { !allowed(&mut c).await }
+    })
+    .await;
+    assert!(took.is_some(), "edit not picked up within 2 s");
+    let rev = status(&s).await["revision"].clone();
+
+    write(
+        &s.dir,
+        "apiVersion: api.cerbos.dev/v1\nresourcePolicy: {resource: doc, version: default, rules: [{actions: [read], effect: EFFECT_ALLOW, roles: [user], condition: {match: {expr: 'R.attr.x =='}}}]}\n",
+    );
+    let failed = within(Duration::from_secs(2), || async {
+        status(&s).await["reloadsFailed"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(failed.is_some(), "broken file not reported");
+    let st = status(&s).await;
+    assert_eq!(st["revision"], rev, "the last good set stays in force");
+    assert!(
+        st["lastError"].as_str().unwrap().contains("doc.yaml:"),
+        "{st}"
+    );
+    assert!(
+        !allowed(&mut c).await,
+        "decisions unchanged by the broken file"
+    );
+
+    write(&s.dir, ALLOW);
+    assert!(
+        within(Duration::from_secs(2), || {
+            let mut c = c.clone();
+            async move { allowed(&mut c).await }
+        })
+        .await
+        .is_some(),
+        "fix not picked up"
+    );
+
+    std::fs::remove_dir_all(s.dir.join("policies")).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        allowed(&mut c).await,
+        "deleting the directory keeps the last good set"
+    );
+    assert!(status(&s).await["reloadsFailed"].as_u64() >= Some(2));
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_sigterm_exits_cleanly() {
+    let mut s = start("signals");
+    let mut c = connect(&s).await;
+    let before = status(&s).await["reloadsOk"].as_u64().unwrap();
+    let pid = s.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let reloaded = within(Duration::from_secs(2), || async {
+        status(&s).await["reloadsOk"].as_u64().unwrap() > before
+    })
+    .await;
+    assert!(reloaded.is_some(), "SIGHUP did not reload");
+    assert!(allowed(&mut c).await);
+    drop(c);
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut child = std::mem::replace(&mut s.child, Command::new("true").spawn().unwrap());
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn reload_under_load_loses_no_decision() {
+    let s = start("load");
+    let c = connect(&s).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, wrong) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (mut c, stop, ok, wrong) = (c.clone(), stop.clone(), ok.clone(), wrong.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match c.check(request()).await {
+                    Ok(r) if r.get_ref().status.as_ref().map(|s| s.code) == Some(0) => {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => wrong.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    // Ten reloads of equivalent policies while the clients run.
+    for i in 0..10 {
+        write(&s.dir, &format!("# revision {i}\n{ALLOW}"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let reloads = status(&s).await["reloadsOk"].as_u64().unwrap();
+    println!(
+        "reload under load: {} decisions, {} wrong or failed, {reloads} loads",
+        ok.load(Ordering::Relaxed),
+        wrong.load(Ordering::Relaxed)
+    );
+    assert_eq!(wrong.load(Ordering::Relaxed), 0);
+    assert!(ok.load(Ordering::Relaxed) > 100);
+    assert!(reloads >= 5, "reloads happened: {reloads}");
+}
