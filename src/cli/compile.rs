@@ -1,13 +1,17 @@
-//! `gatehouse compile DIR`: load and compile a policy directory, report every error.
+//! `gatehouse compile DIR`: load and compile a policy directory, report every error,
+//! then run the policy test suites (`*_test.yaml`), as `cerbos compile` does.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::EXIT_USAGE;
+use std::sync::Arc;
+
 use super::diagnostics::{diagnostics, render, to_json};
-use crate::policy::{compile_store, load_dir};
+use super::{EXIT_TEST_FAILURES, EXIT_USAGE};
+use crate::policy::load_dir;
+use crate::verify::{self, VerifyOptions};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -17,8 +21,10 @@ pub enum OutputFormat {
     Tree,
     /// One line per item.
     List,
-    /// JSON.
+    /// JSON (Cerbos's `TestResults` shape).
     Json,
+    /// JUnit XML, for CI systems.
+    Junit,
 }
 
 /// Arguments of `gatehouse compile`.
@@ -36,6 +42,21 @@ pub struct CompileArgs {
     /// Colour the output (default: only on a terminal).
     #[arg(long)]
     pub color: Option<bool>,
+    /// Directory with the test suites (default: the policy directory).
+    #[arg(long)]
+    pub tests: Option<PathBuf>,
+    /// Run only tests whose name matches this regular expression.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Only compile; do not run tests.
+    #[arg(long)]
+    pub skip_tests: bool,
+    /// Do not validate attributes against schemas while testing.
+    #[arg(long)]
+    pub ignore_schemas: bool,
+    /// Show passing tests and engine traces of failures.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// Runs `gatehouse compile`.
@@ -43,25 +64,23 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
     let color = args
         .color
         .unwrap_or_else(|| std::io::stdout().is_terminal());
+    let options = VerifyOptions {
+        run: args.run.clone(),
+        ignore_schemas: args.ignore_schemas,
+        trace: args.verbose,
+        ..VerifyOptions::default()
+    };
     let result = load_dir(&args.dir)
         .map_err(Into::into)
-        .and_then(compile_store);
-    match result {
-        Ok(set) => {
-            let n = set.executable_policies();
-            match args.output {
-                OutputFormat::Json => println!("{}", serde_json::json!({"policies": n})),
-                _ => println!(
-                    "Compiled {n} executable policies from {}",
-                    args.dir.display()
-                ),
-            }
-            Ok(0)
-        }
+        .and_then(|store| verify::compile_for_tests(store, &options));
+    let set = match result {
+        Ok(set) => set,
         Err(err) => {
             let ds = diagnostics(&err);
             match args.output {
-                OutputFormat::Json => println!("{}", to_json(&ds)),
+                OutputFormat::Json => {
+                    println!("{}", serde_json::json!({"compileErrors": to_json(&ds)}))
+                }
                 _ => {
                     for d in &ds {
                         eprint!("{}", render(d, &args.dir, color));
@@ -69,7 +88,34 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
                     eprintln!("{} error(s) in {}", ds.len(), args.dir.display());
                 }
             }
-            Ok(EXIT_USAGE)
+            return Ok(EXIT_USAGE);
         }
+    };
+    let n = set.executable_policies();
+    if args.skip_tests {
+        match args.output {
+            OutputFormat::Json => println!("{}", serde_json::json!({"policies": n})),
+            _ => println!(
+                "Compiled {n} executable policies from {}",
+                args.dir.display()
+            ),
+        }
+        return Ok(0);
     }
+    let tests_dir = args.tests.clone().unwrap_or_else(|| args.dir.clone());
+    let results = verify::run_tests(&tests_dir, Arc::new(set), &options)?;
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&verify::render_json(&results))?
+        ),
+        OutputFormat::Junit => print!("{}", verify::render_junit(&results, args.verbose)),
+        OutputFormat::Tree => print!("{}", verify::render_tree(&results, args.verbose, color)),
+        OutputFormat::List => print!("{}", verify::render_list(&results, args.verbose, color)),
+    }
+    Ok(if results.failed() {
+        EXIT_TEST_FAILURES
+    } else {
+        0
+    })
 }

@@ -12,7 +12,7 @@ fn root() -> &'static Path {
 }
 
 #[test]
-fn compile_demo_policies_succeeds() {
+fn compile_demo_policies_runs_their_tests() {
     let out = gatehouse()
         .arg("compile")
         .arg(root().join("policies"))
@@ -24,7 +24,58 @@ fn compile_demo_policies_succeeds() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DocumentTestSuite"), "{stdout}");
+    assert!(stdout.contains("38 tests executed [38 OK]"), "{stdout}");
+    let out = gatehouse()
+        .args(["compile", "--skip-tests"])
+        .arg(root().join("policies"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Compiled 2 executable policies"));
+}
+
+#[test]
+fn failing_policy_tests_exit_1_in_every_format() {
+    let dir = root().join("tests/data/failing_suite");
+    let out = gatehouse().arg("compile").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("WrongExpectations"), "{tree}");
+    assert!(
+        tree.contains("EFFECT_ALLOW") && tree.contains("EFFECT_DENY"),
+        "expected vs actual: {tree}"
+    );
+
+    let out = gatehouse()
+        .args(["compile", "-o", "json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["overallResult"], "RESULT_FAILED", "{v}");
+
+    let out = gatehouse()
+        .args(["compile", "-o", "junit"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let xml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        xml.starts_with("<testsuites") && xml.contains("<failure"),
+        "{xml}"
+    );
+
+    // --run filters tests by name: nothing matches, nothing fails.
+    let out = gatehouse()
+        .args(["compile", "--run", "^no such test$"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
@@ -58,7 +109,7 @@ fn compile_json_errors_for_ci() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let errors = v["errors"].as_array().unwrap();
+    let errors = v["compileErrors"]["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 3);
     assert_eq!(errors[0]["file"], "resource_policies/album.yaml");
     assert_eq!(errors[0]["position"]["line"], 6);
