@@ -141,6 +141,9 @@ pub struct EngineSection {
     /// Globals.
     #[serde(default)]
     pub globals: serde_json::Map<String, serde_json::Value>,
+    /// A rule whose condition fails to evaluate denies (instead of being skipped).
+    #[serde(default)]
+    pub strict_evaluation: bool,
 }
 
 /// `schema`.
@@ -182,6 +185,7 @@ impl ServeConfig {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             default_scope: String::new(),
+            strict_evaluation: self.engine.strict_evaluation,
         })
     }
 }

@@ -124,6 +124,7 @@ struct RequestKeys {
     scope: Key,
     kind: Key,
     jwt: Key,
+    jwts: Key,
     principal: Key,
     resource: Key,
     aux_data: Key,
@@ -151,6 +152,7 @@ fn keys() -> &'static RequestKeys {
             scope: k("scope"),
             kind: k("kind"),
             jwt: k("jwt"),
+            jwts: k("jwts"),
             principal: k("principal"),
             resource: k("resource"),
             aux_data: k("auxData"),
@@ -201,8 +203,9 @@ fn request_values(input: &CheckInput, with_request: bool) -> (Value, Value, Valu
     if !with_request {
         return (Value::Null, principal, resource);
     }
-    let mut aux = MapValue::with_capacity(1);
+    let mut aux = MapValue::with_capacity(2);
     aux.insert(k.jwt.clone(), input.aux_data.jwt.clone());
+    aux.insert(k.jwts.clone(), input.aux_data.jwts.clone());
     let aux = Value::map(aux);
     let mut req = MapValue::with_capacity(4);
     req.insert(k.principal.clone(), principal.clone());
@@ -231,8 +234,8 @@ struct Evaluation<'a> {
     host: [Value; HOST_SLOTS],
     now: Timestamp,
     errors: Vec<EvaluationError>,
-    /// Cached condition results by evaluation key.
-    cache: Vec<(u32, bool)>,
+    /// Cached condition results by evaluation key: (key, satisfied, errored).
+    cache: Vec<(u32, bool, bool)>,
     trace: Option<&'a mut Trace>,
 }
 
@@ -306,8 +309,11 @@ impl Evaluation<'_> {
         }
     }
 
-    fn cached(&self, key: u32) -> Option<bool> {
-        self.cache.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    fn cached(&self, key: u32) -> Option<(bool, bool)> {
+        self.cache
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, v, e)| (*v, *e))
     }
 }
 
@@ -585,14 +591,19 @@ pub(crate) fn check(
                                 break 'scopes;
                             }
                             Binding::RoleRule(row) => {
-                                let allowed = match ev.cached(row.evaluation_key) {
+                                let (mut allowed, errored) = match ev.cached(row.evaluation_key) {
                                     Some(v) => v,
                                     None => {
+                                        let before = ev.errors.len();
                                         let v = ev.satisfies_opt(row.condition.as_deref());
-                                        ev.cache.push((row.evaluation_key, v));
-                                        v
+                                        let errored = ev.errors.len() > before;
+                                        ev.cache.push((row.evaluation_key, v, errored));
+                                        (v, errored)
                                     }
                                 };
+                                if errored && cfg.strict_evaluation {
+                                    allowed = false;
+                                }
                                 emit_output(&mut ev, &mut out, row, action, allowed);
                                 if let Some(t) = ev.trace.as_deref_mut() {
                                     t.push(TraceEvent::Rule {
@@ -619,18 +630,37 @@ pub(crate) fn check(
                                 }
                             }
                             Binding::Row(row) => {
-                                let satisfied = match ev.cached(row.evaluation_key) {
+                                let (satisfied, errored) = match ev.cached(row.evaluation_key) {
                                     Some(v) => v,
                                     None => {
+                                        let before = ev.errors.len();
                                         let dr_ok = match &row.derived_role {
                                             Some(dr) => ev.satisfies_opt(dr.condition.as_deref()),
                                             None => true,
                                         };
                                         let v = dr_ok && ev.satisfies_opt(row.condition.as_deref());
-                                        ev.cache.push((row.evaluation_key, v));
-                                        v
+                                        let errored = ev.errors.len() > before;
+                                        ev.cache.push((row.evaluation_key, v, errored));
+                                        (v, errored)
                                     }
                                 };
+                                if errored && cfg.strict_evaluation {
+                                    // Strict evaluation: a rule that cannot be evaluated denies.
+                                    if let Some(t) = ev.trace.as_deref_mut() {
+                                        t.push(TraceEvent::Rule {
+                                            action: action.to_string(),
+                                            policy: row.policy_key.to_string(),
+                                            rule: row.name.to_string(),
+                                            at: row.span.to_string(),
+                                            effect: Effect::Deny,
+                                            matched: true,
+                                            note: "condition failed to evaluate: denied (strict evaluation)",
+                                        });
+                                    }
+                                    role_effect.outcome = Outcome::Deny;
+                                    role_effect.scope = Arc::clone(scope);
+                                    break 'scopes;
+                                }
                                 emit_output(&mut ev, &mut out, row, action, satisfied);
                                 if let Some(t) = ev.trace.as_deref_mut() {
                                     t.push(TraceEvent::Rule {

@@ -109,6 +109,7 @@ pub fn aux_data_from_json(v: Option<&Json>) -> Result<AuxData, InputError> {
     };
     Ok(AuxData {
         jwt: field(o, "jwt").map(from_json).unwrap_or(Value::Null),
+        jwts: field(o, "jwts").map(from_json).unwrap_or(Value::Null),
     })
 }
 

@@ -40,6 +40,8 @@ pub struct Resource {
 pub struct AuxData {
     /// Claims of `auxData.jwt` (a map), or null.
     pub jwt: Value,
+    /// Named tokens of `auxData.jwts`: name -> `{claims: {...}}` (a map), or null.
+    pub jwts: Value,
 }
 
 /// One check: a principal, a resource and the actions to decide.
@@ -177,6 +179,9 @@ pub struct EngineConfig {
     pub default_policy_version: String,
     /// Scope used when the input gives none.
     pub default_scope: String,
+    /// Strict evaluation: a rule whose condition fails to evaluate denies the actions
+    /// it covers (instead of being skipped).
+    pub strict_evaluation: bool,
 }
 
 impl Default for EngineConfig {
@@ -187,6 +192,7 @@ impl Default for EngineConfig {
             schema_enforcement: SchemaEnforcement::None,
             default_policy_version: "default".to_string(),
             default_scope: String::new(),
+            strict_evaluation: false,
         }
     }
 }

@@ -376,6 +376,7 @@ impl Runner<'_> {
                 config.default_policy_version = o.default_policy_version.clone();
             }
             config.default_scope = o.default_scope.clone();
+            config.strict_evaluation = o.strict_evaluation;
         }
         config
     }

@@ -111,6 +111,7 @@ fn engine_config(golden: &Json, lenient_override: Option<bool>) -> EngineConfig 
             .unwrap_or("default")
             .to_string(),
         default_scope: cfg["defaultScope"].as_str().unwrap_or("").to_string(),
+        strict_evaluation: false,
     }
 }
 

@@ -18,22 +18,7 @@ use crate::util::{corpus_dir, files_with_ext, json_file, yaml_docs};
 
 /// Cases we knowingly answer differently from Cerbos, with the reason. They still run: one
 /// that starts to pass fails the test until it is removed from this list.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "case_043.yaml",
-        "engine: `auxData.jwts` (several named tokens) is not supported; `request.auxData.jwts.token_a.claims.aud` \
-         has no value, so `frobnicate` (policy_01) is denied instead of allowed",
-    ),
-    (
-        "case_044.yaml",
-        "engine: `auxData.jwts` is not supported (as case_043, with inline fixtures)",
-    ),
-    (
-        "case_045.yaml",
-        "engine: strict evaluation (`strictEvaluation: true`) is not supported; an erroring condition \
-         (`request.resource.attr.amount > 1000` on a string) should deny `view` and `edit` of `doc` (policy_21)",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// The fixtures Cerbos's `Test_testSuiteRun_getTests` uses (Go code in Cerbos, data here).
 const TABLE_PRINCIPALS: &str = "principals:
