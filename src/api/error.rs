@@ -6,7 +6,7 @@ use prost::Message;
 
 use super::pb::buf::validate::Violations;
 use super::pb::google::rpc::Status as RpcStatus;
-use super::validate::violations_to_json;
+use super::validate::encode_violations;
 
 /// Type URL of the validation details.
 pub(crate) const VIOLATIONS_TYPE_URL: &str = "type.googleapis.com/buf.validate.Violations";
@@ -77,11 +77,14 @@ impl ApiError {
     pub fn to_json(&self) -> serde_json::Value {
         let mut body = serde_json::Map::new();
         body.insert("code".into(), serde_json::Value::from(self.code as i32));
-        body.insert("message".into(), serde_json::Value::from(self.message.as_str()));
+        body.insert(
+            "message".into(),
+            serde_json::Value::from(self.message.as_str()),
+        );
         if let Some(v) = &self.violations {
             let mut detail = serde_json::Map::new();
             detail.insert("@type".into(), serde_json::Value::from(VIOLATIONS_TYPE_URL));
-            detail.insert("violations".into(), violations_to_json(v));
+            detail.insert("violations".into(), encode_violations(v));
             body.insert(
                 "details".into(),
                 serde_json::Value::Array(vec![serde_json::Value::Object(detail)]),

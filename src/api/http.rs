@@ -9,13 +9,15 @@
 //! | a known path with another method | `501 {"code": 12, "message": "Method Not Allowed"}` |
 
 use axum::body::Body;
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Deserialize;
 
 use super::error::ApiError;
 use super::protojson::{decode_check_resources, encode_check_resources, encode_server_info};
@@ -79,15 +81,12 @@ async fn server_info(State(api): State<CerbosApi>) -> Response {
     json_response(StatusCode::OK, &encode_server_info(&api.server_info()))
 }
 
-/// `?service=` of the health route.
-#[derive(Debug, Deserialize)]
-struct HealthQuery {
-    #[serde(default)]
-    service: Option<String>,
-}
-
-async fn health(query: Option<Query<HealthQuery>>) -> Response {
-    let service = query.and_then(|q| q.0.service).unwrap_or_default();
+/// `GET /_cerbos/health[?service=…]`: serving for the Cerbos service (or none named).
+async fn health(query: Result<Query<HashMap<String, String>>, QueryRejection>) -> Response {
+    let service = query
+        .ok()
+        .and_then(|Query(mut q)| q.remove("service"))
+        .unwrap_or_default();
     if service.is_empty() || service == SERVICE_NAME {
         json_response(StatusCode::OK, &serde_json::json!({"status": "SERVING"}))
     } else {

@@ -34,7 +34,7 @@ pub use service::CerbosApi;
 pub use settings::{
     ApiSettings, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESOURCES, ServerInfo,
 };
-pub use validate::validate_check_resources;
+pub use validate::{encode_violations, validate_check_resources};
 
 use crate::store::PolicyStore;
 use pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer;
@@ -42,7 +42,10 @@ use pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer;
 /// The gRPC service `cerbos.svc.v1.CerbosService` over `store`, ready for
 /// `tonic::transport::Server::add_service`. Messages up to `settings.max_body_bytes` are
 /// accepted.
-pub fn grpc_service(store: Arc<PolicyStore>, settings: ApiSettings) -> CerbosServiceServer<CerbosApi> {
+pub fn grpc_service(
+    store: Arc<PolicyStore>,
+    settings: ApiSettings,
+) -> CerbosServiceServer<CerbosApi> {
     let limit = settings.max_body_bytes;
     CerbosServiceServer::new(CerbosApi::new(store, settings)).max_decoding_message_size(limit)
 }

@@ -114,7 +114,10 @@ fn token(v: &Json) -> String {
 }
 
 fn unexpected(v: &Json) -> ApiError {
-    ApiError::invalid_argument(format!("proto: syntax error: unexpected token {}", token(v)))
+    ApiError::invalid_argument(format!(
+        "proto: syntax error: unexpected token {}",
+        token(v)
+    ))
 }
 
 fn invalid(kind: &str, name: &str, v: &Json) -> ApiError {
@@ -199,7 +202,11 @@ impl<'a> Fields<'a> {
         self.take(j, p)?.map(|(_, v)| read(v)).transpose()
     }
 
-    fn array(&mut self, j: &'static str, p: &'static str) -> Result<(&'a str, &'a [Json]), ApiError> {
+    fn array(
+        &mut self,
+        j: &'static str,
+        p: &'static str,
+    ) -> Result<(&'a str, &'a [Json]), ApiError> {
         match self.take(j, p)? {
             None => Ok((j, &[])),
             Some((name, Json::Array(items))) => Ok((name, items)),
@@ -207,7 +214,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn repeated_strings(&mut self, j: &'static str, p: &'static str) -> Result<Vec<String>, ApiError> {
+    fn repeated_strings(
+        &mut self,
+        j: &'static str,
+        p: &'static str,
+    ) -> Result<Vec<String>, ApiError> {
         let (name, items) = self.array(j, p)?;
         items
             .iter()
@@ -392,7 +403,11 @@ fn result_json(r: &ResultEntry) -> Json {
         m.insert("actions".into(), Json::Object(actions));
     }
     if !r.validation_errors.is_empty() {
-        let errs = r.validation_errors.iter().map(validation_error_json).collect();
+        let errs = r
+            .validation_errors
+            .iter()
+            .map(validation_error_json)
+            .collect();
         m.insert("validationErrors".into(), Json::Array(errs));
     }
     if let Some(meta) = &r.meta {
@@ -462,7 +477,10 @@ mod tests {
         let p = req.principal.unwrap();
         assert_eq!(p.policy_version, "v1");
         assert_eq!(p.attr["x"].kind, Some(Kind::NullValue(0)));
-        assert_eq!(req.resources[0].resource.as_ref().unwrap().policy_version, "");
+        assert_eq!(
+            req.resources[0].resource.as_ref().unwrap().policy_version,
+            ""
+        );
         assert!(req.aux_data.is_none());
     }
 
@@ -488,7 +506,10 @@ mod tests {
         );
         assert_eq!(msg(b"null"), "proto: syntax error: unexpected token null");
         assert!(msg(b"{not json").starts_with("proto: syntax error: "));
-        assert_eq!(decode_check_resources(b"  ").unwrap(), CheckResourcesRequest::default());
+        assert_eq!(
+            decode_check_resources(b"  ").unwrap(),
+            CheckResourcesRequest::default()
+        );
     }
 
     #[test]
@@ -496,6 +517,6 @@ mod tests {
         assert_eq!(number(1.0).to_string(), "1");
         assert_eq!(number(1.01).to_string(), "1.01");
         assert_eq!(number(-3.0).to_string(), "-3");
-        assert_eq!(number(1e300).to_string(), "1e300");
+        assert_eq!(number(1e300).to_string(), "1e+300");
     }
 }

@@ -70,10 +70,13 @@ impl CerbosApi {
                 limits.max_resources
             )));
         }
-        let aux_data = self.verify_aux_data(req.aux_data.as_ref()).await.map_err(|e| {
-            tracing::warn!(error = %e, "failed to extract auxData");
-            ApiError::invalid_argument("invalid auxData")
-        })?;
+        let aux_data = self
+            .verify_aux_data(req.aux_data.as_ref())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "failed to extract auxData");
+                ApiError::invalid_argument("invalid auxData")
+            })?;
         if let Some(e) = req
             .resources
             .iter()
@@ -193,7 +196,11 @@ fn effect_number(e: Effect) -> i32 {
 }
 
 /// One resource's entry of the response.
-fn result_entry(resource: pb_engine::Resource, out: CheckOutput, include_meta: bool) -> ResultEntry {
+fn result_entry(
+    resource: pb_engine::Resource,
+    out: CheckOutput,
+    include_meta: bool,
+) -> ResultEntry {
     let actions = out
         .actions
         .iter()

@@ -37,7 +37,6 @@ const SCOPE_PATTERN: &str = r"^(^$|\.|[0-9a-zA-Z][\w\-]*(\.\w[\w\-]*)*)$";
 type RuleStep = (i32, &'static str, i32);
 
 const REQUIRED: &[RuleStep] = &[(25, "required", ty::BOOL)];
-const STRING_MIN_LEN: &[RuleStep] = &[(14, "string", ty::MESSAGE), (2, "min_len", ty::UINT64)];
 const STRING_PATTERN: &[RuleStep] = &[(14, "string", ty::MESSAGE), (6, "pattern", ty::STRING)];
 const REPEATED_UNIQUE: &[RuleStep] = &[(18, "repeated", ty::MESSAGE), (3, "unique", ty::BOOL)];
 const ITEMS_MIN_LEN: &[RuleStep] = &[
@@ -114,13 +113,22 @@ impl Validator {
             },
             field: Some(FieldPath { elements }),
             rule: rule.map(|steps| FieldPath {
-                elements: steps.iter().map(|&(n, name, t)| field(n, name, t)).collect(),
+                elements: steps
+                    .iter()
+                    .map(|&(n, name, t)| field(n, name, t))
+                    .collect(),
             }),
         });
     }
 
     fn required(&mut self, f: FieldPathElement) {
-        self.violation(Some(f), Some(REQUIRED), "required", "value is required".into(), false);
+        self.violation(
+            Some(f),
+            Some(REQUIRED),
+            "required",
+            "value is required".into(),
+            false,
+        );
     }
 
     fn in_field(&mut self, f: FieldPathElement, body: impl FnOnce(&mut Self)) {
@@ -219,7 +227,12 @@ impl Validator {
 
     fn principal(&mut self, p: &Principal) {
         self.required_string(1, "id", &p.id);
-        self.pattern(2, "policy_version", is_word(&p.policy_version), POLICY_VERSION_PATTERN);
+        self.pattern(
+            2,
+            "policy_version",
+            is_word(&p.policy_version),
+            POLICY_VERSION_PATTERN,
+        );
         self.string_list(3, "roles", &p.roles);
         self.map_keys(4, "attr", p.attr.keys());
         self.pattern(5, "scope", is_scope(&p.scope), SCOPE_PATTERN);
@@ -227,7 +240,12 @@ impl Validator {
 
     fn resource(&mut self, r: &Resource) {
         self.required_string(1, "kind", &r.kind);
-        self.pattern(2, "policy_version", is_word(&r.policy_version), POLICY_VERSION_PATTERN);
+        self.pattern(
+            2,
+            "policy_version",
+            is_word(&r.policy_version),
+            POLICY_VERSION_PATTERN,
+        );
         self.required_string(3, "id", &r.id);
         self.map_keys(4, "attr", r.attr.keys());
         self.pattern(5, "scope", is_scope(&r.scope), SCOPE_PATTERN);
@@ -369,8 +387,12 @@ fn path_json(p: &FieldPath) -> Json {
                 Some(Subscript::Index(i)) => m.insert("index".into(), Json::from(i.to_string())),
                 Some(Subscript::BoolKey(b)) => m.insert("boolKey".into(), Json::from(*b)),
                 Some(Subscript::IntKey(i)) => m.insert("intKey".into(), Json::from(i.to_string())),
-                Some(Subscript::UintKey(u)) => m.insert("uintKey".into(), Json::from(u.to_string())),
-                Some(Subscript::StringKey(k)) => m.insert("stringKey".into(), Json::from(k.as_str())),
+                Some(Subscript::UintKey(u)) => {
+                    m.insert("uintKey".into(), Json::from(u.to_string()))
+                }
+                Some(Subscript::StringKey(k)) => {
+                    m.insert("stringKey".into(), Json::from(k.as_str()))
+                }
                 None => None,
             };
             Json::Object(m)
@@ -381,8 +403,9 @@ fn path_json(p: &FieldPath) -> Json {
     Json::Object(m)
 }
 
-/// The violations as protojson (`[{field, rule, ruleId, message, forKey}]`).
-pub(crate) fn violations_to_json(v: &Violations) -> Json {
+/// `buf.validate.Violations` as Cerbos's HTTP error details have them:
+/// `[{field, rule, ruleId, message, forKey}]`.
+pub fn encode_violations(v: &Violations) -> Json {
     Json::Array(
         v.violations
             .iter()
@@ -429,19 +452,27 @@ mod tests {
             "validation errors:\n - principal: value is required\n - resources: value is required"
         );
         assert_eq!(
-            message(r#"{"principal":{"id":"j","roles":["","a","a",""]},"resources":[{"actions":[],"resource":{"kind":"k","id":"i"}}]}"#),
+            message(
+                r#"{"principal":{"id":"j","roles":["","a","a",""]},"resources":[{"actions":[],"resource":{"kind":"k","id":"i"}}]}"#
+            ),
             "validation errors:\n - principal.roles: repeated value must contain unique items\n - principal.roles[0]: must be at least 1 characters\n - principal.roles[3]: must be at least 1 characters\n - resources[0].actions: value is required"
         );
         assert_eq!(
-            message(r#"{"principal":{"id":"j","roles":["a"],"scope":"a..b","attr":{"":1}},"resources":[{"actions":["a"],"resource":{"kind":"k","id":"i","policyVersion":"v-1"}}]}"#),
+            message(
+                r#"{"principal":{"id":"j","roles":["a"],"scope":"a..b","attr":{"":1}},"resources":[{"actions":["a"],"resource":{"kind":"k","id":"i","policyVersion":"v-1"}}]}"#
+            ),
             "validation errors:\n - principal.attr[\"\"]: must be at least 1 characters\n - principal.scope: does not match regex pattern `^(^$|\\.|[0-9a-zA-Z][\\w\\-]*(\\.\\w[\\w\\-]*)*)$`\n - resources[0].resource.policy_version: does not match regex pattern `^[\\w]*$`"
         );
         assert_eq!(
-            message(r#"{"principal":{"id":"j","roles":["a"]},"resources":[{"actions":["a"],"resource":{"kind":"k","id":"i"}}],"auxData":{"jwt":{"token":""},"jwts":{"a":{"token":""}}}}"#),
+            message(
+                r#"{"principal":{"id":"j","roles":["a"]},"resources":[{"actions":["a"],"resource":{"kind":"k","id":"i"}}],"auxData":{"jwt":{"token":""},"jwts":{"a":{"token":""}}}}"#
+            ),
             "validation errors:\n - aux_data: Only one of the jwt or jwts fields must be set\n - aux_data.jwt.token: value is required\n - aux_data.jwts[\"a\"].token: value is required"
         );
         assert_eq!(
-            message(r#"{"principal":{"id":"j","roles":["a"],"scope":"acme.hr-1._x"},"resources":[{"actions":["a"],"resource":{"kind":"k","id":"i","scope":"."}}]}"#),
+            message(
+                r#"{"principal":{"id":"j","roles":["a"],"scope":"acme.hr-1._x"},"resources":[{"actions":["a"],"resource":{"kind":"k","id":"i","scope":"."}}]}"#
+            ),
             ""
         );
     }

@@ -205,7 +205,12 @@ impl IndexError {
             ),
             Self::MissingImport { kind, name, .. } => (
                 "import not found",
-                format!("{} import '{name}' cannot be found", kind.title()),
+                match kind {
+                    ImportKind::DerivedRoles => {
+                        format!("{} import {name:?} cannot be found", kind.title())
+                    }
+                    _ => format!("{} import '{name}' cannot be found", kind.title()),
+                },
             ),
             Self::MissingAncestor { ancestor, .. } => (
                 "missing policy definition",
@@ -768,7 +773,10 @@ fn parse_expr(src: &str) -> Result<Expr, Vec<String>> {
                 text.replace_range(e.pos..e.pos + width, &" ".repeat(width));
             }
             _ => {
-                problems.push(format!("Syntax error: {}", trailing_input(&text, e.pos, message)));
+                problems.push(format!(
+                    "Syntax error: {}",
+                    trailing_input(&text, e.pos, message)
+                ));
                 return Err(problems);
             }
         }
@@ -893,6 +901,12 @@ enum Mode {
     Unit,
 }
 
+/// A compiled `exportVariables` set: its definitions in file order.
+type VariableSet = Rc<Vec<(String, VarDef)>>;
+
+/// A compiled `exportConstants` set: its definitions in file order.
+type ConstantSet = Rc<Vec<(String, ConstDef)>>;
+
 /// A compiled derived roles set.
 struct DerivedRoleSet {
     /// The file that defines it.
@@ -907,9 +921,9 @@ struct Compiler<'a> {
     /// Enabled definitions by fully qualified id (the first of duplicates).
     by_fqn: HashMap<String, &'a Policy>,
     /// Compiled `exportVariables` sets, by name (`None`: no such set).
-    export_variables: HashMap<String, Option<Rc<Vec<(String, VarDef)>>>>,
+    export_variables: HashMap<String, Option<VariableSet>>,
     /// Compiled `exportConstants` sets, by name.
-    export_constants: HashMap<String, Option<Rc<Vec<(String, ConstDef)>>>>,
+    export_constants: HashMap<String, Option<ConstantSet>>,
     /// Compiled derived roles sets, by name.
     derived_roles: HashMap<String, Option<Rc<DerivedRoleSet>>>,
     evaluation_keys: HashMap<String, u32>,
@@ -1032,7 +1046,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// An `exportVariables` set, compiled once.
-    fn export_variables(&mut self, name: &str) -> Option<Rc<Vec<(String, VarDef)>>> {
+    fn export_variables(&mut self, name: &str) -> Option<VariableSet> {
         if let Some(done) = self.export_variables.get(name) {
             return done.clone();
         }
@@ -1054,7 +1068,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// An `exportConstants` set, compiled once.
-    fn export_constants(&mut self, name: &str) -> Option<Rc<Vec<(String, ConstDef)>>> {
+    fn export_constants(&mut self, name: &str) -> Option<ConstantSet> {
         if let Some(done) = self.export_constants.get(name) {
             return done.clone();
         }
@@ -2027,4 +2041,215 @@ pub fn compile_unit(
         | PolicyKind::ExportConstants(_) => {}
     }
     finish(c, set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::loader::parse_policies;
+
+    /// Parses `(file, text)` pairs into policies (one per file, as in a store).
+    fn policies(files: &[(&str, &str)]) -> Vec<Policy> {
+        files
+            .iter()
+            .flat_map(|(file, text)| parse_policies(text, file).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    }
+
+    fn errors(files: &[(&str, &str)]) -> Vec<String> {
+        match compile_policies(&policies(files), SchemaStore::default()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .errors()
+                .iter()
+                .map(|e| format!("{}: {}: {}", e.span, e.kind, e.message))
+                .collect(),
+        }
+    }
+
+    const DERIVED: &str = "apiVersion: api.cerbos.dev/v1
+derivedRoles:
+  name: common
+  definitions:
+    - name: owner
+      parentRoles: [user]
+      condition:
+        script: input.resource.attr.owner == input.principal.id
+";
+
+    const RESOURCE: &str = "apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  resource: album
+  version: default
+  importDerivedRoles: [common]
+  rules:
+    - actions: [view]
+      effect: EFFECT_ALLOW
+      derivedRoles: [owner]
+";
+
+    #[test]
+    fn script_conditions_never_compile() {
+        assert_eq!(
+            errors(&[("derived.yaml", DERIVED), ("album.yaml", RESOURCE)]),
+            [
+                "derived.yaml:7:7: scripts in conditions are no longer supported: Unsupported feature"
+            ]
+        );
+        // Not imported by anything: not compiled, as in Cerbos.
+        assert!(errors(&[("derived.yaml", DERIVED)]).is_empty());
+    }
+
+    #[test]
+    fn store_problems_are_reported_before_compiling() {
+        let scoped = RESOURCE
+            .replace(
+                "  version: default\n",
+                "  version: default\n  scope: acme.hr\n",
+            )
+            .replace(
+                "importDerivedRoles: [common]",
+                "importDerivedRoles: [missing]",
+            );
+        assert_eq!(
+            errors(&[("a.yaml", &scoped), ("b.yaml", &scoped)]),
+            [
+                "a.yaml:1:11: missing policy definition: Missing ancestor policy \"resource.album.vdefault/acme\"",
+                "a.yaml:1:11: missing policy definition: Missing ancestor policy \"resource.album.vdefault\"",
+                "a.yaml:6:24: import not found: Derived roles import \"missing\" cannot be found",
+                "a.yaml:10:22: unknown derived role: Derived role \"owner\" is not defined in any imports",
+                "b.yaml:1:11: duplicate definition: duplicate policy definition: resource.album.vdefault/acme.hr is also defined in a.yaml",
+            ]
+        );
+    }
+
+    #[test]
+    fn role_policies_stand_in_for_missing_resource_ancestors() {
+        let scoped = RESOURCE
+            .replace(
+                "  version: default\n",
+                "  version: default\n  scope: acme\n",
+            )
+            .replace("derivedRoles: [owner]", "roles: [user]")
+            .replace("  importDerivedRoles: [common]\n", "");
+        let role = "apiVersion: api.cerbos.dev/v1
+rolePolicy:
+  role: boss
+  rules:
+    - resource: album
+      allowActions: [view]
+";
+        let index_errors = |files: &[(&str, &str)]| {
+            let ps = policies(files);
+            index_policies(&ps).errors().len()
+        };
+        assert_eq!(index_errors(&[("a.yaml", &scoped)]), 1);
+        assert_eq!(index_errors(&[("a.yaml", &scoped), ("r.yaml", role)]), 0);
+    }
+
+    #[test]
+    fn conflicting_scope_permissions() {
+        let resource = |name: &str, perms: &str| {
+            format!(
+                "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: {name}\n  version: default\n  \
+                 scope: acme\n  scopePermissions: {perms}\n  rules: []\n"
+            )
+        };
+        let parents = |name: &str| {
+            format!(
+                "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: {name}\n  version: default\n  rules: []\n"
+            )
+        };
+        let files = [
+            ("a.yaml", resource("a", "SCOPE_PERMISSIONS_OVERRIDE_PARENT")),
+            ("a0.yaml", parents("a")),
+            (
+                "b.yaml",
+                resource("b", "SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS"),
+            ),
+            ("b0.yaml", parents("b")),
+        ];
+        let refs: Vec<(&str, &str)> = files.iter().map(|(f, t)| (*f, t.as_str())).collect();
+        assert_eq!(
+            errors(&refs),
+            [
+                "b.yaml:1:11: scope permissions conflict: Policies sharing scope \"acme\" have conflicting scopePermissions: resource.a.vdefault/acme and resource.b.vdefault/acme"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_as_cerbos_lists_them() {
+        assert_eq!(
+            parse_expr("a ^^ true").err(),
+            Some(vec![
+                "Syntax error: token recognition error at: '^'".to_owned(),
+                "Syntax error: token recognition error at: '^'".to_owned(),
+                "Syntax error: extraneous input 'true' expecting <EOF>".to_owned(),
+            ])
+        );
+        assert_eq!(
+            parse_expr("a b c").err(),
+            Some(vec![
+                "Syntax error: mismatched input 'b' expecting <EOF>".to_owned()
+            ])
+        );
+        assert!(
+            parse_expr("a # b").is_err(),
+            "an unrecognised character alone fails"
+        );
+        assert!(parse_expr("a.b == 'c#'").is_ok());
+    }
+
+    #[test]
+    fn identifiers_and_cycles() {
+        assert_eq!(identifier_problem("_a1"), None);
+        assert_eq!(
+            identifier_problem("in").as_deref(),
+            Some("\"in\" is a reserved keyword and can't be used as an identifier")
+        );
+        assert_eq!(
+            identifier_problem("a.b").as_deref(),
+            Some("\"a.b\" is not a valid identifier")
+        );
+        assert_eq!(
+            identifier_problem("").as_deref(),
+            Some("\"\" is not a valid identifier")
+        );
+        // 0 -> 1 -> 2 -> 0, 3 -> 3 is not a cycle here (self references are reported apart).
+        let mut found = cycles(&[vec![1], vec![2], vec![0, 3], vec![]]);
+        found.iter_mut().for_each(|c| c.sort_unstable());
+        assert_eq!(found, [vec![0, 1, 2]]);
+        let long: Vec<Vec<usize>> = (0..100_000).map(|i| vec![(i + 1) % 100_000]).collect();
+        assert_eq!(cycles(&long)[0].len(), 100_000);
+    }
+
+    #[test]
+    fn variables_are_checked_where_they_are_defined() {
+        let policy = "apiVersion: api.cerbos.dev/v1
+resourcePolicy:
+  resource: album
+  version: default
+  variables:
+    local:
+      a: V.b
+      b: V.a
+      c: C.nope
+  rules:
+    - actions: [view]
+      effect: EFFECT_ALLOW
+      roles: [user]
+      condition:
+        match:
+          expr: V.a && V.zzz
+";
+        assert_eq!(
+            errors(&[("p.yaml", policy)]),
+            [
+                "p.yaml:7:10: cyclical variable definitions: Variables 'a' (p.yaml:7:10) and 'b' (p.yaml:8:10) form a cycle",
+                "p.yaml:9:10: undefined constant: Undefined constant 'nope' referenced in variable 'c'",
+                "p.yaml:16:11: undefined variable: Undefined variable 'zzz'",
+            ]
+        );
+    }
 }

@@ -2138,4 +2138,44 @@ resourcePolicy:
         assert_eq!(store.test_files.len(), 3);
         assert_eq!(store.schemas.len(), 4);
     }
+
+    #[test]
+    fn script_conditions_are_kept_for_the_compiler() {
+        let text = "apiVersion: api.cerbos.dev/v1\nderivedRoles:\n  name: d\n  definitions:\n    \
+                    - name: a\n      parentRoles: [b]\n      condition:\n        script: x == y\n";
+        let p = parse(text);
+        assert_eq!(p[0].root_span.to_string(), "p.yaml:1:11");
+        let PolicyKind::DerivedRoles(dr) = &p[0].kind else {
+            panic!("not derived roles");
+        };
+        let Some(Condition::Script { source, span }) = &dr.definitions[0].condition else {
+            panic!("not a script condition");
+        };
+        assert_eq!(
+            (source.as_str(), span.to_string().as_str()),
+            ("x == y", "p.yaml:7:7")
+        );
+    }
+
+    #[test]
+    fn store_checks_can_be_left_to_the_compiler() {
+        let root =
+            std::env::temp_dir().join(format!("gatehouse-loader-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
+        let policy = "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: a\n  version: default\n  \
+                      rules:\n    - actions: [view]\n      effect: EFFECT_ALLOW\n";
+        std::fs::write(root.join("a.yaml"), policy).unwrap_or_else(|e| panic!("{e}"));
+        let errors: Vec<String> = load_dir(&root)
+            .err()
+            .map(|e| e.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            errors,
+            ["a.yaml:6:14: rule #1 does not specify any roles or derived roles to match"]
+        );
+        let store = load_dir_without_store_checks(&root).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.policies.len(), 1);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

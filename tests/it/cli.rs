@@ -85,7 +85,7 @@ fn compile_reports_every_error_with_position_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("resource_policies/album.yaml:6:7: import not found: Derived roles import 'album_roles' cannot be found"),
+        err.contains("resource_policies/album.yaml:6:7: import not found: Derived roles import \"album_roles\" cannot be found"),
         "{err}"
     );
     assert!(

@@ -1,4 +1,7 @@
 //! Integration tests.
+mod api_cases;
+mod api_diff;
+mod api_server;
 mod cel_cases;
 mod cli;
 mod compile_cases;
