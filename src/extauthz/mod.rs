@@ -119,7 +119,10 @@ pub async fn build(
                     leeway: Duration::from_secs(c.leeway_seconds),
                     require_exp: true,
                 })
-                .map_err(|e| ConfigError(format!("jwt: {e}")))?;
+                .map_err(|e| ConfigError(format!("jwt: {e}")))?
+                // Verified tokens are remembered (claims are still checked on every use),
+                // so a client's repeated requests pay for one signature check.
+                .with_cache_size(10_000);
                 principal::Source::Jwt {
                     header: c.header.to_ascii_lowercase(),
                     verifier: Arc::new(verifier),
