@@ -43,6 +43,16 @@ pub enum FetchError {
 
 type Outcome = Result<Arc<MapValue>, FetchError>;
 
+/// Where an answer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Provenance {
+    /// This call asked the source.
+    Fetched,
+    /// A cached answer, or a fetch already in flight for another check.
+    Shared,
+}
+
 struct Slot {
     cell: OnceCell<Outcome>,
     created: Instant,
@@ -82,6 +92,16 @@ impl AttributeFetcher {
 
     /// Fetches `url` (or reuses a fresh cached answer, or joins a fetch in flight).
     pub async fn fetch(&self, url: &str, timeout: Duration, ttl: Duration) -> Outcome {
+        self.fetch_with_provenance(url, timeout, ttl).await.0
+    }
+
+    /// [`fetch`](Self::fetch), also telling whether this call asked the source.
+    pub async fn fetch_with_provenance(
+        &self,
+        url: &str,
+        timeout: Duration,
+        ttl: Duration,
+    ) -> (Outcome, Provenance) {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
@@ -109,9 +129,13 @@ impl AttributeFetcher {
                 }
             }
         };
+        let mut provenance = Provenance::Shared;
         let outcome = slot
             .cell
-            .get_or_init(|| self.fetch_now(url, timeout))
+            .get_or_init(|| {
+                provenance = Provenance::Fetched;
+                self.fetch_now(url, timeout)
+            })
             .await
             .clone();
         if outcome.is_err() || ttl.is_zero() {
@@ -121,7 +145,7 @@ impl AttributeFetcher {
                 slots.remove(url);
             }
         }
-        outcome
+        (outcome, provenance)
     }
 
     async fn fetch_now(&self, url: &str, timeout: Duration) -> Outcome {
@@ -214,9 +238,16 @@ mod tests {
         let (a, b) = tokio::join!(f.fetch(&url, t, ttl), f.fetch(&url, t, ttl));
         assert!(a.unwrap().get_str("owner").is_some());
         assert!(b.is_ok());
-        let again = f.fetch(&url, t, ttl).await;
+        let (again, provenance) = f.fetch_with_provenance(&url, t, ttl).await;
         assert!(again.is_ok());
+        assert_eq!(provenance, Provenance::Shared);
         assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch for three checks");
+        let (_, provenance) = f.fetch_with_provenance(&url, t, Duration::ZERO).await;
+        assert_eq!(
+            provenance,
+            Provenance::Fetched,
+            "an expired answer is refetched"
+        );
     }
 
     #[tokio::test]

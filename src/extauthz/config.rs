@@ -282,6 +282,10 @@ pub struct AttributesConfig {
     /// Envoy `context_extensions` keys copied into `R.attr`.
     #[serde(default)]
     pub context_extensions: Vec<String>,
+    /// Keys of Envoy route metadata (`route_metadata_context`, any namespace Envoy sends
+    /// via `route_metadata_context_namespaces`) copied into `R.attr`.
+    #[serde(default)]
+    pub route_metadata: Vec<String>,
     /// Copy path parameters into `R.attr`.
     #[serde(default)]
     pub path_params: bool,

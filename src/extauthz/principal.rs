@@ -64,7 +64,8 @@ pub fn struct_to_json(s: &Struct) -> Json {
     )
 }
 
-fn pb_value_to_json(v: &PbValue) -> Json {
+/// Converts a protobuf `Value` into JSON.
+pub fn pb_value_to_json(v: &PbValue) -> Json {
     match &v.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::NumberValue(n)) => {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
@@ -15,12 +15,16 @@ use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tonic::{Request, Response, Status};
 
-use super::attributes::AttributeFetcher;
+use super::attributes::{AttributeFetcher, Provenance};
 use super::config::{AnonymousConfig, ClaimsConfig, DenyBody};
 use super::principal::{Identity, RequestFacts, Source, resolve};
 use super::route::{RouteMapper, fill_template, normalize, query_params};
-use crate::cel::{Key, MapValue, Value, from_json};
+use crate::audit::{
+    ActionRecord, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord, trace_id,
+};
+use crate::cel::{Key, MapValue, Value, from_json, to_json};
 use crate::engine::{CheckInput, CheckOutput, Principal, Resource};
+use crate::metrics::{ActionOutcome, AttributeFetch, Metrics, Origin};
 use crate::policy::compiled::Effect;
 use crate::store::PolicyStore;
 
@@ -44,6 +48,10 @@ pub struct ExtAuthz {
     pub max_body: usize,
     /// HTTP attribute sources.
     pub fetcher: AttributeFetcher,
+    /// Where decisions are counted and timed.
+    pub metrics: Metrics,
+    /// Where decisions are logged.
+    pub audit: AuditSink,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -83,16 +91,13 @@ struct Denial {
     reason: String,
     policy: Option<String>,
     authenticate: Option<&'static str>,
+    /// What the audit log says instead of `reason`, when `reason` may echo credentials.
+    audit_reason: Option<&'static str>,
 }
 
 impl Denial {
     fn forbidden(reason: impl Into<String>) -> Self {
-        Denial {
-            status: 403,
-            reason: reason.into(),
-            policy: None,
-            authenticate: None,
-        }
+        Denial::status(403, reason)
     }
 
     fn status(status: u16, reason: impl Into<String>) -> Self {
@@ -101,8 +106,23 @@ impl Denial {
             reason: reason.into(),
             policy: None,
             authenticate: None,
+            audit_reason: None,
         }
     }
+}
+
+/// What a decision got to, kept for the metrics and the audit log.
+#[derive(Default)]
+struct Trail<'a> {
+    /// Resource kind of the matched route (empty if none).
+    kind: &'a str,
+    /// Action of the matched route and method (empty if none).
+    action: String,
+    /// Names of attributes copied from request headers: never logged.
+    header_attrs: Vec<&'a str>,
+    principal: Option<Principal>,
+    resource: Option<Resource>,
+    output: Option<CheckOutput>,
 }
 
 fn header(key: &str, value: &str) -> HeaderValueOption {
@@ -132,11 +152,6 @@ fn rpc_status(code: i32, message: &str) -> Option<RpcStatus> {
     })
 }
 
-struct Allowed {
-    principal: Option<Principal>,
-    output: Option<CheckOutput>,
-}
-
 impl ExtAuthz {
     fn attr_key(name: &str) -> Key {
         Key::String(Arc::from(name))
@@ -152,7 +167,7 @@ impl ExtAuthz {
             .collect()
     }
 
-    fn allow(&self, id: &str, headers: &HashMap<String, String>, a: Allowed) -> CheckResponse {
+    fn allow(&self, id: &str, headers: &HashMap<String, String>, a: &Trail<'_>) -> CheckResponse {
         let p = &self.prefix;
         let mut set = vec![(format!("{p}decision-id"), id.to_string())];
         if let Some(principal) = &a.principal {
@@ -243,29 +258,135 @@ impl ExtAuthz {
         }
     }
 
-    /// Decides one CheckRequest.
+    /// Decides one CheckRequest: times and counts it in the metrics and hands it to the
+    /// audit sink (origin `ext_authz`).
     pub async fn decide(&self, req: &CheckRequest) -> CheckResponse {
+        let started = Instant::now();
         let id = decision_id();
         let empty = HashMap::new();
-        let headers = req
+        let http = req
             .attributes
             .as_ref()
             .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref())
-            .map_or(&empty, |h| &h.headers);
-        match self.evaluate(req).await {
-            Ok(allowed) => {
+            .and_then(|r| r.http.as_ref());
+        let headers = http.map_or(&empty, |h| &h.headers);
+        let mut trail = Trail::default();
+        let result = self.evaluate(req, &mut trail).await;
+        let response = match &result {
+            Ok(()) => {
                 tracing::debug!(decision_id = %id, "allow");
-                self.allow(&id, headers, allowed)
+                self.allow(&id, headers, &trail)
             }
             Err(d) => {
                 tracing::info!(decision_id = %id, status = d.status, reason = %d.reason, "deny");
-                self.deny(&id, &d)
+                self.deny(&id, d)
             }
-        }
+        };
+        let allowed = result.is_ok();
+        let outcomes: Vec<ActionOutcome<'_>> = match &trail.output {
+            Some(out) => out
+                .actions
+                .iter()
+                .map(|a| ActionOutcome {
+                    kind: trail.kind,
+                    action: &a.action,
+                    allowed,
+                })
+                .collect(),
+            None => vec![ActionOutcome {
+                kind: trail.kind,
+                action: &trail.action,
+                allowed,
+            }],
+        };
+        self.metrics
+            .observe_check(Origin::ExtAuthz, started.elapsed(), outcomes);
+        self.audit.record_with(|| {
+            self.audit_record(id, http.map(|h| (h.id.as_str(), headers)), &trail, &result)
+        });
+        response
     }
 
-    async fn evaluate(&self, req: &CheckRequest) -> Result<Allowed, Denial> {
+    /// The audit record of one decision: no header values besides the request and trace
+    /// ids, no tokens, attributes only when the sink wants them.
+    fn audit_record(
+        &self,
+        id: String,
+        http: Option<(&str, &HashMap<String, String>)>,
+        trail: &Trail<'_>,
+        result: &Result<(), Denial>,
+    ) -> DecisionRecord {
+        let with_attrs = self.audit.wants_attributes();
+        let attrs = |m: &MapValue, skip: &[&str]| {
+            let mut json = to_json(&Value::Map(Arc::new(m.clone())));
+            if let serde_json::Value::Object(o) = &mut json {
+                o.retain(|k, _| !skip.contains(&k.as_str()));
+            }
+            json
+        };
+        let mut r = DecisionRecord::new(Origin::ExtAuthz, id);
+        r.allowed = Some(result.is_ok());
+        if let Err(d) = result {
+            r.status = Some(d.status);
+            r.reason = Some(
+                d.audit_reason
+                    .map_or_else(|| d.reason.clone(), str::to_string),
+            );
+        }
+        r.principal = trail.principal.as_ref().map(|p| PrincipalRecord {
+            id: p.id.clone(),
+            roles: p.roles.iter().map(|r| r.to_string()).collect(),
+            attr: with_attrs.then(|| attrs(&p.attr, &[])),
+        });
+        if !trail.kind.is_empty() {
+            let actions = match &trail.output {
+                Some(out) => out
+                    .actions
+                    .iter()
+                    .map(|a| ActionRecord {
+                        action: a.action.clone(),
+                        allowed: a.effect == Effect::Allow,
+                        policy: Some(a.policy.clone()),
+                        scope: Some(a.scope.clone()),
+                        rule: None,
+                    })
+                    .collect(),
+                None if !trail.action.is_empty() => vec![ActionRecord {
+                    action: trail.action.clone(),
+                    allowed: result.is_ok(),
+                    ..Default::default()
+                }],
+                None => Vec::new(),
+            };
+            let mut resource = ResourceRecord {
+                kind: trail.kind.to_string(),
+                actions,
+                ..Default::default()
+            };
+            if let Some(res) = &trail.resource {
+                resource.id = res.id.clone();
+                resource.policy_version = res.policy_version.clone();
+                resource.scope = res.scope.clone();
+                resource.attr = with_attrs.then(|| attrs(&res.attr, &trail.header_attrs));
+            }
+            r.resources.push(resource);
+        }
+        r.policy_revision = self.store.status().revision;
+        if let Some((http_id, headers)) = http {
+            r.request_id = Some(http_id)
+                .filter(|i| !i.is_empty())
+                .or_else(|| headers.get("x-request-id").map(String::as_str))
+                .map(str::to_string);
+            r.trace_id = headers.get("traceparent").and_then(|t| trace_id(t));
+        }
+        r
+    }
+
+    async fn evaluate<'s>(
+        &'s self,
+        req: &CheckRequest,
+        trail: &mut Trail<'s>,
+    ) -> Result<(), Denial> {
         let attrs = req
             .attributes
             .as_ref()
@@ -286,11 +407,16 @@ impl ExtAuthz {
         };
         let route = hit.route;
         if route.public {
-            return Ok(Allowed {
-                principal: None,
-                output: None,
-            });
+            return Ok(());
         }
+        trail.kind = route.resource.as_ref().map_or("", |r| r.kind.as_str());
+        trail.action = route.action_for(&method).unwrap_or_default();
+        trail.header_attrs = route
+            .attributes
+            .headers
+            .keys()
+            .map(String::as_str)
+            .collect();
 
         let facts = RequestFacts {
             headers: &http.headers,
@@ -305,6 +431,7 @@ impl ExtAuthz {
                     reason: format!("invalid credentials: {reason}"),
                     policy: None,
                     authenticate: Some("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
+                    audit_reason: Some("invalid credentials"),
                 });
             }
             Identity::Missing => match &self.anonymous {
@@ -319,6 +446,7 @@ impl ExtAuthz {
                         reason: "authentication required".into(),
                         policy: None,
                         authenticate: Some("Bearer realm=\"gatehouse\""),
+                        audit_reason: None,
                     });
                 }
             },
@@ -353,6 +481,23 @@ impl ExtAuthz {
         for key in &a.context_extensions {
             if let Some(v) = attrs.context_extensions.get(key) {
                 attr.insert(Self::attr_key(key), Value::from(v.as_str()));
+            }
+        }
+        if !a.route_metadata.is_empty()
+            && let Some(md) = &attrs.route_metadata_context
+        {
+            let mut namespaces: Vec<&String> = md.filter_metadata.keys().collect();
+            namespaces.sort();
+            for ns in namespaces {
+                let fields = &md.filter_metadata[ns].fields;
+                for key in &a.route_metadata {
+                    if let Some(v) = fields.get(key) {
+                        attr.insert(
+                            Self::attr_key(key),
+                            from_json(&super::principal::pb_value_to_json(v)),
+                        );
+                    }
+                }
             }
         }
         if !a.body.is_empty() {

@@ -94,6 +94,10 @@ routes:
     action: approve
     attributes:
       fetch: {{url: "http://{attrs}/attrs/{{id}}", timeoutMs: 500}}
+  - path: /meta/{{id}}
+    methods: [GET]
+    resource: {{kind: document, id: "{{id}}"}}
+    attributes: {{routeMetadata: [owner, department], contextExtensions: [classification]}}
   - path: /broken/{{id}}
     resource: {{kind: document, id: "{{id}}"}}
     attributes:
@@ -449,4 +453,42 @@ async fn malformed_check_requests_are_denied() {
     let mut c = start().await;
     let resp = check(&mut c, CheckRequest { attributes: None }).await;
     assert_eq!(denied(&resp).0, 400);
+}
+
+#[tokio::test]
+async fn route_metadata_and_context_extensions_become_attributes() {
+    let mut c = start().await;
+    let with_metadata = || {
+        let mut req = request("GET", "/meta/7", &user("alice", "user"));
+        let a = req.attributes.as_mut().unwrap();
+        a.context_extensions
+            .insert("classification".into(), "internal".into());
+        a.route_metadata_context = Some(Metadata {
+            filter_metadata: [(
+                "gatehouse".to_string(),
+                Struct {
+                    fields: [
+                        ("owner".to_string(), s("alice")),
+                        ("department".to_string(), s("engineering")),
+                    ]
+                    .into_iter()
+                    .collect(),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        });
+        req
+    };
+    // The owner (from route metadata) may read...
+    assert_eq!(
+        ok_headers(&check(&mut c, with_metadata()).await)["x-gatehouse-principal"],
+        "alice"
+    );
+    // ...and without the metadata there is no owner: denied.
+    assert_eq!(
+        denied(&check(&mut c, request("GET", "/meta/7", &user("alice", "user"))).await).0,
+        403
+    );
 }
