@@ -5,11 +5,13 @@
 //! engine, and exposed through adapters (CLI, ext_authz, Cerbos API).
 
 pub mod api;
+pub mod audit;
 pub mod cel;
 pub mod cli;
 pub mod engine;
 pub mod extauthz;
 pub mod jwt;
+pub mod metrics;
 pub mod policy;
 pub mod store;
 pub mod verify;

@@ -118,18 +118,23 @@ impl CerbosApi {
         })
     }
 
-    /// Verifies the request's tokens. `auxData.jwt` becomes `request.aux_data.jwt`. The
-    /// tokens of `auxData.jwts` are verified too, so a bad one is refused as Cerbos refuses
-    /// it, but their claims are not passed on: the engine's `AuxData` has no `jwts` yet, so
-    /// `request.aux_data.jwts` is not available to policies.
+    /// Verifies the request's tokens: `auxData.jwt` becomes `request.aux_data.jwt`, and
+    /// each token of `auxData.jwts` becomes `request.aux_data.jwts[name].claims`.
     async fn verify_aux_data(&self, aux: Option<&AuxData>) -> Result<engine::AuxData, String> {
         let mut out = engine::AuxData::default();
         let Some(aux) = aux else { return Ok(out) };
         if let Some(jwt) = &aux.jwt {
             out.jwt = self.claims(jwt).await?;
         }
-        for jwt in aux.jwts.values() {
-            self.claims(jwt).await?;
+        if !aux.jwts.is_empty() {
+            let claims_key = Key::String(Arc::from("claims"));
+            let mut jwts = MapValue::with_capacity(aux.jwts.len());
+            for (name, jwt) in &aux.jwts {
+                let mut entry = MapValue::with_capacity(1);
+                entry.insert(claims_key.clone(), self.claims(jwt).await?);
+                jwts.insert(Key::String(Arc::from(name.as_str())), Value::map(entry));
+            }
+            out.jwts = Value::map(jwts);
         }
         Ok(out)
     }

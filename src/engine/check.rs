@@ -14,6 +14,7 @@ use crate::policy::compiled::{
     RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
     ScopePermissions,
 };
+use crate::policy::model::sanitize;
 
 use super::trace::{Trace, TraceEvent};
 use super::types::{
@@ -57,6 +58,7 @@ enum Binding<'a> {
 }
 
 fn policy_key(kind: &str, name: &str, version: &str, scope: &str) -> String {
+    let (name, version) = (sanitize(name), sanitize(version));
     if scope.is_empty() {
         format!("{kind}.{name}.v{version}")
     } else {
@@ -167,7 +169,7 @@ fn keys() -> &'static RequestKeys {
 /// The scope to search: the input's, else the configured default; `.` is the root scope.
 fn effective_scope<'a>(scope: &'a str, default: &'a str) -> &'a str {
     let s = if scope.is_empty() { default } else { scope };
-    if s == "." { "" } else { s }
+    s.strip_prefix('.').unwrap_or(s)
 }
 
 /// Builds the `request`, `P` and `R` values once per check.
@@ -350,7 +352,9 @@ pub(crate) fn check(
     } else {
         input.resource.policy_version.as_str()
     };
-    let kind = input.resource.kind.as_str();
+    // Cerbos matches and names policies by the sanitised kind (`album:object` -> `album_object`).
+    let kind_sanitized = sanitize(&input.resource.kind);
+    let kind = &*kind_sanitized;
 
     let (principal_scopes, principal_key) = all_scopes(
         &set.principal_scopes,
@@ -638,9 +642,20 @@ pub(crate) fn check(
                                             Some(dr) => ev.satisfies_opt(dr.condition.as_deref()),
                                             None => true,
                                         };
+                                        if !dr_ok {
+                                            // As Cerbos: the rule does not apply and emits nothing
+                                            // (a later reuse of the cached result does).
+                                            let errored = ev.errors.len() > before;
+                                            ev.cache.push((row.evaluation_key, false, errored));
+                                            if !(errored && cfg.strict_evaluation) {
+                                                continue;
+                                            }
+                                        }
                                         let v = dr_ok && ev.satisfies_opt(row.condition.as_deref());
                                         let errored = ev.errors.len() > before;
-                                        ev.cache.push((row.evaluation_key, v, errored));
+                                        if dr_ok {
+                                            ev.cache.push((row.evaluation_key, v, errored));
+                                        }
                                         (v, errored)
                                     }
                                 };
@@ -831,6 +846,15 @@ fn query<'a>(
             }
         }
         RowKind::Resource => {
+            // As Cerbos's index: nothing at all (not even a role policy's implicit denial)
+            // unless some rule here is for this resource kind and one of these roles.
+            let relevant = rows.resource.iter().chain(rows.role.iter()).any(|&i| {
+                let row = &set.rows[i as usize];
+                row.resource.matches(kind) && roles.iter().any(|r| row.role.matches(r))
+            });
+            if !relevant {
+                return;
+            }
             // Role policies: an exhaustive allow-list per role in this scope.
             if !rows.role.is_empty() {
                 for role in roles {

@@ -18,7 +18,9 @@ pub use config::ExtAuthzConfig;
 pub use route::RouteMapper;
 pub use service::ExtAuthz;
 
+use crate::audit::AuditSink;
 use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySource};
+use crate::metrics::Metrics;
 use crate::store::PolicyStore;
 
 /// An invalid `extAuthz` configuration.
@@ -47,11 +49,32 @@ fn algorithm(name: &str) -> Result<jsonwebtoken::Algorithm, ConfigError> {
     })
 }
 
-/// Builds the service from its configuration. Relative paths resolve against `base`.
+/// Builds the service from its configuration, without metrics or audit log (see
+/// [`build_with_sinks`]). Relative paths resolve against `base`.
 pub async fn build(
     config: &ExtAuthzConfig,
     store: Arc<PolicyStore>,
     base: &Path,
+) -> Result<ExtAuthz, ConfigError> {
+    build_with_sinks(
+        config,
+        store,
+        base,
+        Metrics::default(),
+        AuditSink::disabled(),
+    )
+    .await
+}
+
+/// Builds the service from its configuration, reporting every decision to `metrics`
+/// (duration, effect, attribute fetches) and to `audit` (origin `ext_authz`). Relative
+/// paths resolve against `base`.
+pub async fn build_with_sinks(
+    config: &ExtAuthzConfig,
+    store: Arc<PolicyStore>,
+    base: &Path,
+    metrics: Metrics,
+    audit: AuditSink,
 ) -> Result<ExtAuthz, ConfigError> {
     let routes = RouteMapper::new(&config.routes).map_err(|errs| {
         ConfigError(
@@ -140,5 +163,7 @@ pub async fn build(
         deny_body: config.deny_body,
         max_body: config.max_body_bytes,
         fetcher: attributes::AttributeFetcher::new(),
+        metrics,
+        audit,
     })
 }

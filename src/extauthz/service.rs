@@ -116,8 +116,10 @@ impl Denial {
 struct Trail<'a> {
     /// Resource kind of the matched route (empty if none).
     kind: &'a str,
-    /// Action of the matched route and method (empty if none).
-    action: String,
+    /// Action of the matched route and method.
+    action: Option<String>,
+    /// Resource id of the matched route, until the resource is built.
+    resource_id: String,
     /// Names of attributes copied from request headers: never logged.
     header_attrs: Vec<&'a str>,
     principal: Option<Principal>,
@@ -282,7 +284,6 @@ impl ExtAuthz {
                 self.deny(&id, d)
             }
         };
-        let allowed = result.is_ok();
         let outcomes: Vec<ActionOutcome<'_>> = match &trail.output {
             Some(out) => out
                 .actions
@@ -290,13 +291,13 @@ impl ExtAuthz {
                 .map(|a| ActionOutcome {
                     kind: trail.kind,
                     action: &a.action,
-                    allowed,
+                    allowed: a.effect == Effect::Allow,
                 })
                 .collect(),
             None => vec![ActionOutcome {
                 kind: trail.kind,
-                action: &trail.action,
-                allowed,
+                action: trail.action.as_deref().unwrap_or_default(),
+                allowed: result.is_ok(),
             }],
         };
         self.metrics
@@ -351,15 +352,19 @@ impl ExtAuthz {
                         rule: None,
                     })
                     .collect(),
-                None if !trail.action.is_empty() => vec![ActionRecord {
-                    action: trail.action.clone(),
-                    allowed: result.is_ok(),
-                    ..Default::default()
-                }],
-                None => Vec::new(),
+                None => trail
+                    .action
+                    .iter()
+                    .map(|a| ActionRecord {
+                        action: a.clone(),
+                        allowed: result.is_ok(),
+                        ..Default::default()
+                    })
+                    .collect(),
             };
             let mut resource = ResourceRecord {
                 kind: trail.kind.to_string(),
+                id: trail.resource_id.clone(),
                 actions,
                 ..Default::default()
             };
@@ -409,8 +414,11 @@ impl ExtAuthz {
         if route.public {
             return Ok(());
         }
-        trail.kind = route.resource.as_ref().map_or("", |r| r.kind.as_str());
-        trail.action = route.action_for(&method).unwrap_or_default();
+        if let Some(r) = &route.resource {
+            trail.kind = &r.kind;
+            trail.resource_id = fill_template(&r.id, &hit.params, false);
+        }
+        trail.action = route.action_for(&method);
         trail.header_attrs = route
             .attributes
             .headers
@@ -423,7 +431,7 @@ impl ExtAuthz {
             filter_metadata: attrs.metadata_context.as_ref().map(|m| &m.filter_metadata),
             peer_principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
         };
-        let principal = match resolve(&self.sources, &facts, &self.claims).await {
+        trail.principal = Some(match resolve(&self.sources, &facts, &self.claims).await {
             Identity::Known(p, _) => p,
             Identity::Invalid(reason) => {
                 return Err(Denial {
@@ -450,12 +458,12 @@ impl ExtAuthz {
                     });
                 }
             },
-        };
+        });
 
         let Some(resource_cfg) = &route.resource else {
             return Err(Denial::forbidden("route has no resource"));
         };
-        let Some(action) = route.action_for(&method) else {
+        let Some(action) = trail.action.clone() else {
             return Err(Denial::forbidden(format!("no action for method {method}")));
         };
         let mut attr = MapValue::new();
@@ -531,18 +539,24 @@ impl ExtAuthz {
         }
         if let Some(fetch) = &a.fetch {
             let url = fill_template(&fetch.url, &hit.params, true);
-            let fetched = self
+            let (fetched, provenance) = self
                 .fetcher
-                .fetch(
+                .fetch_with_provenance(
                     &url,
                     Duration::from_millis(fetch.timeout_ms),
                     Duration::from_millis(fetch.cache_ttl_ms),
                 )
-                .await
-                .map_err(|e| {
-                    tracing::warn!(url = %url, error = %e, "attribute source failed: denying");
-                    Denial::forbidden(format!("resource attributes unavailable: {e}"))
-                })?;
+                .await;
+            self.metrics
+                .count_attribute_fetch(match (&fetched, provenance) {
+                    (Err(_), _) => AttributeFetch::Error,
+                    (Ok(_), Provenance::Fetched) => AttributeFetch::Ok,
+                    (Ok(_), _) => AttributeFetch::CacheHit,
+                });
+            let fetched = fetched.map_err(|e| {
+                tracing::warn!(url = %url, error = %e, "attribute source failed: denying");
+                Denial::forbidden(format!("resource attributes unavailable: {e}"))
+            })?;
             for (k, v) in fetched.iter() {
                 attr.insert(k.clone(), v.clone());
             }
@@ -550,10 +564,10 @@ impl ExtAuthz {
 
         let input = CheckInput {
             request_id: http.id.clone(),
-            principal,
+            principal: trail.principal.take().unwrap_or_default(),
             resource: Resource {
                 kind: resource_cfg.kind.clone(),
-                id: fill_template(&resource_cfg.id, &hit.params, false),
+                id: std::mem::take(&mut trail.resource_id),
                 attr: Arc::new(attr),
                 policy_version: resource_cfg.policy_version.clone(),
                 scope: fill_template(&resource_cfg.scope, &hit.params, false),
@@ -562,26 +576,37 @@ impl ExtAuthz {
             aux_data: Default::default(),
         };
         let engine = self.store.engine();
-        let out = engine.check(&input).map_err(|e| {
+        let checked = engine.check(&input);
+        let CheckInput {
+            principal,
+            resource,
+            ..
+        } = input;
+        let out = checked.map_err(|e| {
             tracing::error!(error = %e, "engine error: denying");
             Denial::forbidden(format!("policy evaluation failed: {e}"))
-        })?;
-        match out.effect(&action) {
-            Some(e) if e.effect == Effect::Allow => Ok(Allowed {
-                principal: Some(input.principal),
-                output: Some(out),
-            }),
-            Some(e) => Err(Denial {
-                status: 403,
-                reason: format!(
-                    "{} may not {action} {} {:?}",
-                    input.principal.id, input.resource.kind, input.resource.id
-                ),
-                policy: Some(e.policy.clone()),
-                authenticate: None,
-            }),
-            None => Err(Denial::forbidden("no decision")),
-        }
+        });
+        let denial = match &out {
+            Err(_) => None,
+            Ok(out) => match out.effect(&action) {
+                Some(e) if e.effect == Effect::Allow => None,
+                Some(e) => Some(Denial {
+                    status: 403,
+                    reason: format!(
+                        "{} may not {action} {} {:?}",
+                        principal.id, resource.kind, resource.id
+                    ),
+                    policy: Some(e.policy.clone()),
+                    authenticate: None,
+                    audit_reason: None,
+                }),
+                None => Some(Denial::forbidden("no decision")),
+            },
+        };
+        trail.principal = Some(principal);
+        trail.resource = Some(resource);
+        trail.output = Some(out?);
+        denial.map_or(Ok(()), Err)
     }
 }
 

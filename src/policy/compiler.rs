@@ -1664,7 +1664,7 @@ fn compile_resource<'a>(
         }
         scope_rows(set, &rp.version, &rp.scope)
             .schemas
-            .insert(Arc::from(rp.resource.as_str()), ps);
+            .insert(Arc::from(&*model::sanitize(&rp.resource)), ps);
     }
     if stop_on_error && !c.errors.is_empty() {
         return false;
@@ -1677,13 +1677,13 @@ fn compile_resource<'a>(
     if !policy_drs.is_empty() {
         scope_rows(set, &rp.version, &rp.scope)
             .derived_roles
-            .insert(Arc::from(rp.resource.as_str()), policy_drs);
+            .insert(Arc::from(&*model::sanitize(&rp.resource)), policy_drs);
     }
 
     let perms = rp.scope_permissions;
     set.scope_permissions
         .insert(Arc::from(rp.scope.as_str()), scope_permissions(perms));
-    let resource_glob = c.glob(&rp.resource, &p.span);
+    let resource_glob = c.glob(&model::sanitize(&rp.resource), &p.span);
     let scope: Arc<str> = Arc::from(rp.scope.as_str());
     let policy_key_arc: Arc<str> = Arc::from(key.as_str());
 
@@ -1798,7 +1798,7 @@ fn compile_principal<'a>(
     }
     let mut n = 0usize;
     for rule in &pp.rules {
-        let resource_glob = c.glob(&rule.resource, &p.span);
+        let resource_glob = c.glob(&model::sanitize(&rule.resource), &p.span);
         for action in &rule.actions {
             n += 1;
             let name: Arc<str> = Arc::from(
@@ -1868,7 +1868,7 @@ fn compile_role<'a>(
         let row = Row {
             kind: RowKind::Resource,
             policy_key: policy_key_arc.clone(),
-            resource: c.glob(&rule.resource, &rule.span),
+            resource: c.glob(&model::sanitize(&rule.resource), &rule.span),
             role: Glob::Literal(rp.role.as_str().into()),
             actions: ActionSet::AllowActions(actions),
             condition,

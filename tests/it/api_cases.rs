@@ -18,16 +18,7 @@ use crate::api_server::{conformance_settings, normalise, start};
 use crate::util::{corpus_dir, files_with_ext, json_file, yaml_docs};
 
 /// Cases (`<case stem> <transport>`) we knowingly answer differently, with the reason.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "cr_case_09 http",
-        "the engine's AuxData has no `jwts`, so `request.auxData.jwts.<name>.claims` is not available to policies",
-    ),
-    (
-        "cr_case_09 grpc",
-        "the engine's AuxData has no `jwts`, so `request.auxData.jwts.<name>.claims` is not available to policies",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 /// The violations in a gRPC status's details, as JSON (as Cerbos's HTTP body has them).
 fn grpc_details(status: &tonic::Status) -> Option<Value> {

@@ -20,7 +20,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -573,7 +572,6 @@ async fn api_diff_against_cerbos() {
     };
     let store = PolicyStore::load(&store_dir, config).expect("conformance store loads");
     let ours = start(store, ApiSettings::default()).await;
-    let _ = Arc::new(());
 
     let vocab = Vocabulary::load(&corpus);
     let mut rng = Rng(seed | 1);

@@ -1,7 +1,9 @@
 //! Integration tests.
 mod api_cases;
 mod api_diff;
+mod api_http;
 mod api_server;
+mod audit_metrics;
 mod cel_cases;
 mod cli;
 mod compile_cases;

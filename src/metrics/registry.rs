@@ -1,0 +1,347 @@
+//! The Gatehouse metrics handle: the fixed set of families, the hooks adapters call, and
+//! the scrape rendering.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::family::{Counter, Family, Histogram, header, plain_sample};
+
+/// Default cap on distinct label combinations per metric.
+pub const DEFAULT_MAX_SERIES: usize = 1000;
+
+/// The `metrics` section of `gatehouse.yaml`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` on the HTTP listener.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// Most distinct label combinations kept per metric; further ones are counted
+    /// under labels `other`.
+    #[serde(default = "default_max_series")]
+    pub max_series_per_metric: usize,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_max_series() -> usize {
+    DEFAULT_MAX_SERIES
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: default_enabled(),
+            max_series_per_metric: DEFAULT_MAX_SERIES,
+        }
+    }
+}
+
+/// Which adapter decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Origin {
+    /// The Envoy ext_authz service.
+    ExtAuthz,
+    /// The Cerbos-compatible API (`CheckResources`).
+    Api,
+}
+
+impl Origin {
+    /// The label and audit value: `ext_authz` or `api`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::ExtAuthz => "ext_authz",
+            Origin::Api => "api",
+        }
+    }
+}
+
+/// How one attribute lookup went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttributeFetch {
+    /// Fetched from the source.
+    Ok,
+    /// The source failed (the check was denied).
+    Error,
+    /// Answered from the cache, or by joining a fetch already in flight.
+    CacheHit,
+}
+
+impl AttributeFetch {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttributeFetch::Ok => "ok",
+            AttributeFetch::Error => "error",
+            AttributeFetch::CacheHit => "cache_hit",
+        }
+    }
+}
+
+/// Why an audit record was not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditDrop {
+    /// The writer's queue was full.
+    QueueFull,
+    /// The output could not be written.
+    WriteError,
+}
+
+impl AuditDrop {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditDrop::QueueFull => "queue_full",
+            AuditDrop::WriteError => "write_error",
+        }
+    }
+}
+
+/// One action's decision, as counted by `gatehouse_decisions_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActionOutcome<'a> {
+    /// Resource kind (empty when the request never reached the engine).
+    pub kind: &'a str,
+    /// Action (empty when none applies, e.g. a public route).
+    pub action: &'a str,
+    /// Allowed or denied.
+    pub allowed: bool,
+}
+
+/// The policy store's state, read at scrape time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicySnapshot {
+    /// Revision in force.
+    pub revision: String,
+    /// Successful loads, the first one included.
+    pub reloads_ok: u64,
+    /// Rejected reloads.
+    pub reloads_failed: u64,
+    /// Policies loaded, by type (`resource`, `principal`, `role`, ...).
+    pub loaded: Vec<(String, u64)>,
+}
+
+/// Cap of the families whose labels are fixed enumerations.
+const ENUM_LABELS_CAP: usize = 16;
+
+struct Registry {
+    decisions: Family<Counter, 4>,
+    check_duration: Family<Histogram, 1>,
+    attribute_fetches: Family<Counter, 1>,
+    audit_dropped: Family<Counter, 1>,
+}
+
+/// The metrics registry: a cheap, cloneable handle shared by every adapter and sink.
+/// Recording is lock-free for known label combinations (a read lock and an atomic add).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::with_max_series(DEFAULT_MAX_SERIES)
+    }
+}
+
+impl Metrics {
+    /// A registry configured by the `metrics` section.
+    pub fn new(config: &MetricsConfig) -> Self {
+        Metrics::with_max_series(config.max_series_per_metric)
+    }
+
+    /// A registry keeping at most `max_series` label combinations (at least 1) for the
+    /// metrics whose labels come from requests (`gatehouse_decisions_total`).
+    pub fn with_max_series(max_series: usize) -> Self {
+        let cap = max_series.max(1);
+        let registry = Registry {
+            decisions: Family::new(
+                "gatehouse_decisions_total",
+                "Authorization decisions, one per resource action.",
+                ["effect", "kind", "action", "origin"],
+                cap,
+            ),
+            check_duration: Family::new(
+                "gatehouse_check_duration_seconds",
+                "Time to decide one check request, in seconds.",
+                ["origin"],
+                ENUM_LABELS_CAP,
+            ),
+            attribute_fetches: Family::new(
+                "gatehouse_attribute_fetches_total",
+                "Resource attribute lookups from HTTP attribute sources.",
+                ["result"],
+                ENUM_LABELS_CAP,
+            ),
+            audit_dropped: Family::new(
+                "gatehouse_audit_dropped_total",
+                "Audit records not written.",
+                ["reason"],
+                ENUM_LABELS_CAP,
+            ),
+        };
+        for origin in [Origin::ExtAuthz, Origin::Api] {
+            registry.check_duration.with([origin.as_str()], |_| ());
+        }
+        for r in [
+            AttributeFetch::Ok,
+            AttributeFetch::Error,
+            AttributeFetch::CacheHit,
+        ] {
+            registry.attribute_fetches.with([r.as_str()], |_| ());
+        }
+        for r in [AuditDrop::QueueFull, AuditDrop::WriteError] {
+            registry.audit_dropped.with([r.as_str()], |_| ());
+        }
+        Metrics {
+            inner: Arc::new(registry),
+        }
+    }
+
+    /// Records one check: its duration in `gatehouse_check_duration_seconds` and each
+    /// action's decision in `gatehouse_decisions_total`.
+    pub fn observe_check<'a>(
+        &self,
+        origin: Origin,
+        elapsed: Duration,
+        decisions: impl IntoIterator<Item = ActionOutcome<'a>>,
+    ) {
+        self.inner
+            .check_duration
+            .with([origin.as_str()], |h| h.observe(elapsed));
+        for d in decisions {
+            let effect = if d.allowed { "allow" } else { "deny" };
+            self.inner
+                .decisions
+                .with([effect, d.kind, d.action, origin.as_str()], |c| c.add(1));
+        }
+    }
+
+    /// Counts one attribute lookup.
+    pub fn count_attribute_fetch(&self, result: AttributeFetch) {
+        self.inner
+            .attribute_fetches
+            .with([result.as_str()], |c| c.add(1));
+    }
+
+    /// Counts one audit record that was not written.
+    pub fn count_audit_dropped(&self, reason: AuditDrop) {
+        self.inner
+            .audit_dropped
+            .with([reason.as_str()], |c| c.add(1));
+    }
+
+    /// Audit records not written so far, for every reason.
+    pub fn audit_dropped(&self) -> u64 {
+        self.inner.audit_dropped.sum(Counter::get)
+    }
+
+    /// The registry in the Prometheus text exposition format 0.0.4, with the policy
+    /// store's families when `policies` is given.
+    pub fn render(&self, policies: Option<&PolicySnapshot>) -> String {
+        let mut out = String::with_capacity(4096);
+        let r = &self.inner;
+        r.decisions.render(&mut out);
+        r.check_duration.render(&mut out);
+        r.attribute_fetches.render(&mut out);
+        r.audit_dropped.render(&mut out);
+        if let Some(p) = policies {
+            let name = "gatehouse_policy_reloads_total";
+            header(
+                &mut out,
+                name,
+                "Policy loads, the first one included, by result.",
+                "counter",
+            );
+            plain_sample(&mut out, name, &[("result", "ok")], p.reloads_ok);
+            plain_sample(&mut out, name, &[("result", "failed")], p.reloads_failed);
+
+            let name = "gatehouse_policies_loaded";
+            header(&mut out, name, "Policies in force, by type.", "gauge");
+            for (kind, n) in &p.loaded {
+                plain_sample(&mut out, name, &[("type", kind)], *n);
+            }
+
+            let name = "gatehouse_policy_revision_info";
+            header(
+                &mut out,
+                name,
+                "The revision (content hash) of the policies in force.",
+                "gauge",
+            );
+            plain_sample(&mut out, name, &[("revision", &p.revision)], 1);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_family() {
+        let m = Metrics::default();
+        m.observe_check(
+            Origin::Api,
+            Duration::from_micros(30),
+            [
+                ActionOutcome {
+                    kind: "doc",
+                    action: "read",
+                    allowed: true,
+                },
+                ActionOutcome {
+                    kind: "doc",
+                    action: "write",
+                    allowed: false,
+                },
+            ],
+        );
+        m.count_attribute_fetch(AttributeFetch::CacheHit);
+        m.count_audit_dropped(AuditDrop::QueueFull);
+        let snapshot = PolicySnapshot {
+            revision: "abc".into(),
+            reloads_ok: 2,
+            reloads_failed: 1,
+            loaded: vec![("resource".into(), 3)],
+        };
+        let text = m.render(Some(&snapshot));
+        for line in [
+            "gatehouse_decisions_total{effect=\"allow\",kind=\"doc\",action=\"read\",origin=\"api\"} 1",
+            "gatehouse_decisions_total{effect=\"deny\",kind=\"doc\",action=\"write\",origin=\"api\"} 1",
+            "gatehouse_check_duration_seconds_count{origin=\"api\"} 1",
+            "gatehouse_check_duration_seconds_count{origin=\"ext_authz\"} 0",
+            "gatehouse_attribute_fetches_total{result=\"cache_hit\"} 1",
+            "gatehouse_attribute_fetches_total{result=\"ok\"} 0",
+            "gatehouse_audit_dropped_total{reason=\"queue_full\"} 1",
+            "gatehouse_policy_reloads_total{result=\"ok\"} 2",
+            "gatehouse_policy_reloads_total{result=\"failed\"} 1",
+            "gatehouse_policies_loaded{type=\"resource\"} 3",
+            "gatehouse_policy_revision_info{revision=\"abc\"} 1",
+            "# TYPE gatehouse_check_duration_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        assert_eq!(m.audit_dropped(), 1);
+        assert!(!m.render(None).contains("gatehouse_policy_revision_info"));
+    }
+
+    #[test]
+    fn config_defaults_and_unknown_keys() {
+        let c: MetricsConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, MetricsConfig::default());
+        assert!(serde_json::from_str::<MetricsConfig>(r#"{"maxSeries": 3}"#).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Differential test: Gatehouse's Cerbos API against the real Cerbos 0.55.0 on generated
+# CheckResources requests (tests/it/api_diff.rs). Installs the Cerbos binary from npm into
+# .tools/cerbos once. Set GATEHOUSE_DIFF_ALLOW_MISMATCHES=1 to report without failing;
+# GATEHOUSE_DIFF_REQUESTS and GATEHOUSE_DIFF_SEED change the workload.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+bin="$root/.tools/cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"
+if [ -z "${CERBOS_BIN:-}" ] && [ ! -x "$bin" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$root/.tools/cerbos" @cerbos/cerbos-linux-x64@0.55.0
+fi
+cd "$root"
+exec cargo test --test it api_diff -- --ignored --nocapture
