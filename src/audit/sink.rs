@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::config::{AuditConfig, AuditMode, AuditOutput};
+use super::config::{AuditConfig, AuditMode, AuditOutput, Checked};
 use super::record::{DecisionRecord, LineOptions};
 use super::rotate::RotatingFile;
 use crate::metrics::{AuditDrop, Metrics};
@@ -110,7 +110,7 @@ impl AuditSink {
     /// The sink `config` describes (stdout or a rotating file), counting drops in
     /// `metrics`. Mode `off` gives a disabled sink.
     pub fn new(config: &AuditConfig, metrics: Metrics) -> Result<AuditSink, AuditError> {
-        config.check()?;
+        let checked = config.check()?;
         if config.mode == AuditMode::Off {
             return Ok(AuditSink::disabled());
         }
@@ -125,7 +125,7 @@ impl AuditSink {
             }
             _ => Output::Stream(BufWriter::new(Box::new(io::stdout()))),
         };
-        Self::start(config, metrics, output)
+        Self::start(config, checked, metrics, output)
     }
 
     /// A sink writing lines to `writer` (the `output` and `file` settings are ignored).
@@ -134,12 +134,13 @@ impl AuditSink {
         metrics: Metrics,
         writer: impl Write + Send + 'static,
     ) -> Result<AuditSink, AuditError> {
-        config.check()?;
+        let checked = config.check()?;
         if config.mode == AuditMode::Off {
             return Ok(AuditSink::disabled());
         }
         Self::start(
             config,
+            checked,
             metrics,
             Output::Stream(BufWriter::new(Box::new(writer))),
         )
@@ -147,10 +148,10 @@ impl AuditSink {
 
     fn start(
         config: &AuditConfig,
+        checked: Checked,
         metrics: Metrics,
         output: Output,
     ) -> Result<AuditSink, AuditError> {
-        let checked = config.check()?;
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let options = LineOptions {
             include_attributes: config.include_attributes,

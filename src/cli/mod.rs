@@ -32,7 +32,9 @@ pub enum Command {
     Compile(compile::CompileArgs),
     /// Decide one request from the command line and explain the decision.
     Check(Box<check::CheckArgs>),
-    /// Serve Envoy ext_authz (gRPC) and health (HTTP) on the policies.
+    /// Serve Envoy ext_authz and the Cerbos API (gRPC and HTTP) on the policies.
+    /// `gatehouse server --config=FILE` accepts a Cerbos configuration file.
+    #[command(alias = "server")]
     Serve(serve::ServeArgs),
 }
 

@@ -57,7 +57,9 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
-/// `gatehouse.yaml`.
+/// `gatehouse.yaml`. Cerbos's own key names are accepted where Cerbos has them
+/// (`server.requestLimits`, `storage.disk`, `auxData.jwt`, `engine`, `schema`), so a
+/// Cerbos configuration file works unchanged.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServeConfig {
@@ -65,7 +67,14 @@ pub struct ServeConfig {
     #[serde(default)]
     pub server: ServerSection,
     /// Policy source.
-    pub policies: PoliciesSection,
+    #[serde(default)]
+    pub policies: Option<PoliciesSection>,
+    /// Cerbos's name for the policy source (`storage.driver: disk`).
+    #[serde(default)]
+    pub storage: Option<StorageSection>,
+    /// JWT key sets for `auxData` in the Cerbos API.
+    #[serde(default)]
+    pub aux_data: AuxDataSection,
     /// Engine settings.
     #[serde(default)]
     pub engine: EngineSection,
@@ -81,12 +90,157 @@ pub struct ServeConfig {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerSection {
-    /// gRPC listener.
-    #[serde(default = "default_grpc")]
+    /// gRPC listener (`host:port`, or Cerbos's `:port` for every interface).
+    #[serde(default = "default_grpc", deserialize_with = "listen_addr")]
     pub grpc_listen_addr: SocketAddr,
-    /// HTTP listener.
-    #[serde(default = "default_http")]
+    /// HTTP listener (`host:port`, or Cerbos's `:port` for every interface).
+    #[serde(default = "default_http", deserialize_with = "listen_addr")]
     pub http_listen_addr: SocketAddr,
+    /// Cerbos API request limits.
+    #[serde(default)]
+    pub request_limits: RequestLimits,
+}
+
+/// `server.requestLimits` (Cerbos's keys).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestLimits {
+    /// Most actions per resource in one CheckResources request.
+    #[serde(default = "default_limit")]
+    pub max_actions_per_resource: usize,
+    /// Most resources in one CheckResources request.
+    #[serde(default = "default_limit")]
+    pub max_resources_per_request: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_actions_per_resource: default_limit(),
+            max_resources_per_request: default_limit(),
+        }
+    }
+}
+
+/// `storage` (Cerbos's keys): only the disk driver is supported.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageSection {
+    /// Storage driver; only `disk`.
+    pub driver: String,
+    /// The disk driver's settings.
+    #[serde(default)]
+    pub disk: Option<DiskStorage>,
+}
+
+/// `storage.disk`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiskStorage {
+    /// Policy directory.
+    pub directory: PathBuf,
+    /// Reload on change.
+    #[serde(default)]
+    pub watch_for_changes: bool,
+}
+
+/// `auxData` (Cerbos's keys).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuxDataSection {
+    /// `auxData.jwt`.
+    #[serde(default)]
+    pub jwt: Option<AuxJwtSection>,
+}
+
+/// `auxData.jwt`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuxJwtSection {
+    /// Key sets by id.
+    #[serde(default)]
+    pub key_sets: Vec<KeySetSection>,
+    /// Accept tokens without verifying them (development only).
+    #[serde(default)]
+    pub disable_verification: bool,
+    /// Allowed clock skew, a Go duration (`2s`).
+    #[serde(default)]
+    pub acceptable_time_skew: Option<String>,
+    /// Verified tokens remembered.
+    #[serde(default)]
+    pub cache_size: usize,
+}
+
+/// One key set.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeySetSection {
+    /// Id that requests name in `keySetId`.
+    pub id: String,
+    /// A local key set.
+    #[serde(default)]
+    pub local: Option<LocalKeySet>,
+    /// A remote JWKS.
+    #[serde(default)]
+    pub remote: Option<RemoteKeySet>,
+    /// Relaxed key checks.
+    #[serde(default)]
+    pub insecure: Option<InsecureKeySet>,
+}
+
+/// `local`: a file, or base64 data; `pem: true` for PEM keys.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalKeySet {
+    /// Key file.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Base64-encoded key data.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// The keys are PEM.
+    #[serde(default)]
+    pub pem: bool,
+}
+
+/// `remote`: a JWKS URL.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoteKeySet {
+    /// URL.
+    pub url: String,
+    /// Refresh interval, a Go duration.
+    #[serde(default)]
+    pub refresh_interval: Option<String>,
+}
+
+/// `insecure`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InsecureKeySet {
+    /// Keys without `alg`.
+    #[serde(default)]
+    pub optional_alg: bool,
+    /// Keys without `kid`.
+    #[serde(default)]
+    pub optional_kid: bool,
+}
+
+/// Reads a listen address; Cerbos's `:3593` means every interface, an explicit choice.
+fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.clone()
+    };
+    full.parse().map_err(|_| {
+        serde::de::Error::custom(format!("{text:?} is not a listen address (host:port)"))
+    })
 }
 
 fn default_grpc() -> SocketAddr {
@@ -102,6 +256,7 @@ impl Default for ServerSection {
         ServerSection {
             grpc_listen_addr: default_grpc(),
             http_listen_addr: default_http(),
+            request_limits: RequestLimits::default(),
         }
     }
 }
@@ -156,6 +311,121 @@ pub struct SchemaSection {
 }
 
 impl ServeConfig {
+    /// The policy directory and whether to watch it (`policies`, or Cerbos's `storage`).
+    pub fn policy_source(&self) -> anyhow::Result<(PathBuf, bool, u64)> {
+        match (&self.policies, &self.storage) {
+            (Some(p), None) => Ok((
+                p.directory.clone(),
+                p.watch_for_changes,
+                p.watch_interval_ms,
+            )),
+            (None, Some(s)) => {
+                if s.driver != "disk" {
+                    anyhow::bail!(
+                        "storage.driver {:?} is not supported: Gatehouse reads policies from disk (driver: disk)",
+                        s.driver
+                    );
+                }
+                let disk = s
+                    .disk
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("storage.disk.directory is required"))?;
+                Ok((
+                    disk.directory.clone(),
+                    disk.watch_for_changes,
+                    default_watch_interval(),
+                ))
+            }
+            (Some(_), Some(_)) => anyhow::bail!("give `policies` or `storage`, not both"),
+            (None, None) => anyhow::bail!(
+                "no policy source: give `policies.directory` (or Cerbos's `storage.disk.directory`)"
+            ),
+        }
+    }
+
+    /// The Cerbos API settings: request limits and `auxData` JWT verification.
+    pub async fn api_settings(&self, base: &Path) -> anyhow::Result<crate::api::ApiSettings> {
+        use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySetOptions, KeySource};
+        let limits = &self.server.request_limits;
+        let mut settings = crate::api::ApiSettings::default().with_limits(
+            limits.max_resources_per_request,
+            limits.max_actions_per_resource,
+        );
+        let Some(jwt) = &self.aux_data.jwt else {
+            return Ok(settings);
+        };
+        let duration =
+            |what: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
+                match v {
+                    None => Ok(None),
+                    Some(text) => {
+                        let d = crate::cel::functions::std_lib_format::parse_duration(text)
+                            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+                        Ok(Some(d.to_std().map_err(|_| {
+                            anyhow::anyhow!("{what}: negative duration")
+                        })?))
+                    }
+                }
+            };
+        let mut key_sets = Vec::new();
+        for ks in &jwt.key_sets {
+            let insecure = ks.insecure.as_ref();
+            let options = KeySetOptions::new()
+                .insecure_optional_alg(insecure.is_some_and(|i| i.optional_alg))
+                .insecure_optional_kid(insecure.is_some_and(|i| i.optional_kid));
+            let what = format!("auxData.jwt.keySets[{}]", ks.id);
+            let set = match (&ks.local, &ks.remote) {
+                (Some(local), None) => {
+                    let options = options.pem(local.pem);
+                    let source = match (&local.file, &local.data) {
+                        (Some(f), None) => KeySource::File(resolve(base, f)),
+                        (None, Some(d)) => {
+                            use base64::Engine as _;
+                            let bytes = base64::engine::general_purpose::STANDARD
+                                .decode(d.trim())
+                                .map_err(|e| {
+                                    anyhow::anyhow!("{what}.local.data is not base64: {e}")
+                                })?;
+                            KeySource::Data(
+                                String::from_utf8(bytes).map_err(|_| {
+                                    anyhow::anyhow!("{what}.local.data is not UTF-8")
+                                })?,
+                            )
+                        }
+                        _ => anyhow::bail!("{what}.local: give exactly one of `file` and `data`"),
+                    };
+                    KeySet::load_with(source, options)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?
+                }
+                (None, Some(remote)) => KeySet::remote(
+                    &remote.url,
+                    duration(
+                        &format!("{what}.remote.refreshInterval"),
+                        &remote.refresh_interval,
+                    )?,
+                    options,
+                )
+                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?,
+                _ => anyhow::bail!("{what}: give exactly one of `local` and `remote`"),
+            };
+            key_sets.push((ks.id.clone(), set));
+        }
+        let verifier = JwtVerifier::new(JwtConfig {
+            key_sets,
+            leeway: duration("auxData.jwt.acceptableTimeSkew", &jwt.acceptable_time_skew)?
+                .unwrap_or_default(),
+            require_exp: false,
+            ..JwtConfig::default()
+        })
+        .map_err(|e| anyhow::anyhow!("auxData.jwt: {e}"))?
+        .with_cache_size(jwt.cache_size);
+        settings = settings
+            .with_jwt(Arc::new(verifier))
+            .with_jwt_verification_disabled(jwt.disable_verification);
+        Ok(settings)
+    }
+
     /// Parses a configuration document.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<ServeConfig> {
         serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
@@ -238,9 +508,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             PathBuf::from("."),
         ),
     };
+    let (policy_dir, watch, watch_interval_ms) = config.policy_source()?;
     let policies = match &args.policies {
         Some(p) => p.clone(),
-        None => resolve(&base, &config.policies.directory),
+        None => resolve(&base, &policy_dir),
     };
     let grpc_addr = args.grpc_addr.unwrap_or(config.server.grpc_listen_addr);
     let http_addr = args.http_addr.unwrap_or(config.server.http_listen_addr);
@@ -260,11 +531,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     );
     let ext: ExtAuthz = extauthz::build(&config.ext_authz, store.clone(), &base).await?;
     tracing::info!(revision = %store.status().revision, "policy revision in force");
-    if config.policies.watch_for_changes {
-        tokio::spawn(store.clone().watch(std::time::Duration::from_millis(
-            config.policies.watch_interval_ms.max(50),
-        )));
+    if watch {
+        tokio::spawn(
+            store
+                .clone()
+                .watch(std::time::Duration::from_millis(watch_interval_ms.max(50))),
+        );
     }
+    let api_settings = config.api_settings(&base).await?;
     #[cfg(unix)]
     {
         let store = store.clone();
@@ -291,6 +565,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     health_reporter
         .set_serving::<AuthorizationServer<ExtAuthz>>()
         .await;
+    health_reporter
+        .set_serving::<crate::api::pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer<
+            crate::api::CerbosApi,
+        >>()
+        .await;
 
     let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
         .await
@@ -304,6 +583,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(ext))
+        .add_service(crate::api::grpc_service(
+            store.clone(),
+            api_settings.clone(),
+        ))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             async move {
@@ -313,7 +596,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
 
     let status_store = store.clone();
     let router = axum::Router::new()
-        .route("/_cerbos/health", axum::routing::get(health))
         .route("/health", axum::routing::get(health))
         .route(
             "/_gatehouse/status",
@@ -328,7 +610,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                     }))
                 }
             }),
-        );
+        )
+        .merge(crate::api::http_router(store.clone(), api_settings));
     let mut http_shutdown = shutdown_rx.clone();
     let http = axum::serve(http_listener, router).with_graceful_shutdown(async move {
         let _ = http_shutdown.wait_for(|v| *v).await;
@@ -398,6 +681,34 @@ mod tests {
         fn ok(c: &ExtAuthzConfig) -> bool {
             crate::extauthz::RouteMapper::new(&c.routes).is_ok()
         }
+    }
+
+    #[test]
+    fn cerbos_configuration_files_are_accepted() {
+        let c = ServeConfig::parse(
+            "server:\n  httpListenAddr: \":3592\"\n  grpcListenAddr: 127.0.0.1:3593\n  requestLimits: {maxActionsPerResource: 5, maxResourcesPerRequest: 7}\n\
+             storage:\n  driver: disk\n  disk: {directory: /p, watchForChanges: true}\n\
+             engine: {defaultPolicyVersion: v1, lenientScopeSearch: true, globals: {env: test}}\n\
+             schema: {enforcement: reject}\n",
+            "cerbos.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.server.http_listen_addr.port(), 3592);
+        assert!(c.server.http_listen_addr.ip().is_unspecified());
+        assert_eq!(c.server.request_limits.max_resources_per_request, 7);
+        let (dir, watch, _) = c.policy_source().unwrap();
+        assert_eq!(dir, PathBuf::from("/p"));
+        assert!(watch);
+        let e = c.engine_config().unwrap();
+        assert!(e.lenient_scope_search);
+        assert_eq!(e.default_policy_version, "v1");
+        let hub = ServeConfig::parse("storage: {driver: hub}\n", "cerbos.yaml").unwrap();
+        assert!(
+            hub.policy_source()
+                .unwrap_err()
+                .to_string()
+                .contains("not supported")
+        );
     }
 
     #[test]

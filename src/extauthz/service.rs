@@ -284,24 +284,23 @@ impl ExtAuthz {
                 self.deny(&id, d)
             }
         };
-        let outcomes: Vec<ActionOutcome<'_>> = match &trail.output {
-            Some(out) => out
-                .actions
-                .iter()
-                .map(|a| ActionOutcome {
-                    kind: trail.kind,
-                    action: &a.action,
-                    allowed: a.effect == Effect::Allow,
-                })
-                .collect(),
-            None => vec![ActionOutcome {
-                kind: trail.kind,
-                action: trail.action.as_deref().unwrap_or_default(),
-                allowed: result.is_ok(),
-            }],
-        };
-        self.metrics
-            .observe_check(Origin::ExtAuthz, started.elapsed(), outcomes);
+        let decided = trail.output.iter().flat_map(|out| &out.actions);
+        let outcomes = decided.map(|a| ActionOutcome {
+            kind: trail.kind,
+            action: &a.action,
+            allowed: a.effect == Effect::Allow,
+        });
+        // Without an engine decision the request's own outcome is counted once.
+        let undecided = trail.output.is_none().then(|| ActionOutcome {
+            kind: trail.kind,
+            action: trail.action.as_deref().unwrap_or_default(),
+            allowed: result.is_ok(),
+        });
+        self.metrics.observe_check(
+            Origin::ExtAuthz,
+            started.elapsed(),
+            outcomes.chain(undecided),
+        );
         self.audit.record_with(|| {
             self.audit_record(id, http.map(|h| (h.id.as_str(), headers)), &trail, &result)
         });
@@ -319,11 +318,13 @@ impl ExtAuthz {
     ) -> DecisionRecord {
         let with_attrs = self.audit.wants_attributes();
         let attrs = |m: &MapValue, skip: &[&str]| {
-            let mut json = to_json(&Value::Map(Arc::new(m.clone())));
-            if let serde_json::Value::Object(o) = &mut json {
-                o.retain(|k, _| !skip.contains(&k.as_str()));
-            }
-            json
+            serde_json::Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .filter(|(k, _)| !skip.contains(&k.as_str()))
+                    .map(|(k, v)| (k, to_json(v)))
+                    .collect(),
+            )
         };
         let mut r = DecisionRecord::new(Origin::ExtAuthz, id);
         r.allowed = Some(result.is_ok());

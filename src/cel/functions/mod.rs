@@ -22,7 +22,9 @@ mod std_lib;
 
 /// Formatting helpers shared with JSON conversion.
 pub(crate) mod std_lib_format {
-    pub(crate) use super::std_lib::{format_double, format_duration, format_timestamp};
+    pub(crate) use super::std_lib::{
+        format_double, format_duration, format_timestamp, parse_duration,
+    };
 }
 mod strings;
 mod time;
