@@ -30,3 +30,9 @@ cargo build --locked
 target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in /*) ;; *) target_dir="$(pwd)/$target_dir" ;; esac
 GATEHOUSE_BIN="$target_dir/debug/gatehouse" .venv/bin/python -m pytest -q tests/e2e
+
+echo "== Cerbos Python SDK against gatehouse serve (tests/sdk)"
+GATEHOUSE_BIN="$target_dir/debug/gatehouse" bash tests/sdk/run.sh -q
+
+echo "== differential test against the real Cerbos 0.55 (tests/diff)"
+bash tests/diff/run.sh 2>&1 | tee target/diff-output.log | grep -E "^api-diff|MISMATCH|test result"

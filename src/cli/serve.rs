@@ -84,6 +84,12 @@ pub struct ServeConfig {
     /// The Envoy adapter.
     #[serde(default)]
     pub ext_authz: ExtAuthzConfig,
+    /// The decision (audit) log.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
+    /// Prometheus metrics on the HTTP listener.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `server`.
@@ -529,7 +535,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         role = counts.role,
         "policies loaded"
     );
-    let ext: ExtAuthz = extauthz::build(&config.ext_authz, store.clone(), &base).await?;
+    let metrics = crate::metrics::Metrics::new(&config.metrics);
+    let audit =
+        crate::audit::AuditSink::new(&config.audit.clone().resolve_paths(&base), metrics.clone())
+            .map_err(|e| anyhow::anyhow!("audit: {e}"))?;
+    let ext: ExtAuthz = extauthz::build_with_sinks(
+        &config.ext_authz,
+        store.clone(),
+        &base,
+        metrics.clone(),
+        audit.clone(),
+    )
+    .await?;
     tracing::info!(revision = %store.status().revision, "policy revision in force");
     if watch {
         tokio::spawn(
@@ -595,7 +612,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         );
 
     let status_store = store.clone();
-    let router = axum::Router::new()
+    let mut router = axum::Router::new()
         .route("/health", axum::routing::get(health))
         .route(
             "/_gatehouse/status",
@@ -612,6 +629,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             }),
         )
         .merge(crate::api::http_router(store.clone(), api_settings));
+    if config.metrics.enabled {
+        let s = store.clone();
+        router = router.merge(crate::metrics::metrics_router(metrics.clone(), move || {
+            let st = s.status();
+            let c = s.engine().policies().counts();
+            Some(crate::metrics::PolicySnapshot {
+                revision: st.revision,
+                reloads_ok: st.reloads_ok,
+                reloads_failed: st.reloads_failed,
+                loaded: vec![
+                    ("resource".into(), c.resource as u64),
+                    ("principal".into(), c.principal as u64),
+                    ("role".into(), c.role as u64),
+                    ("derived_roles".into(), c.derived_roles as u64),
+                    ("export_variables".into(), c.export_variables as u64),
+                    ("export_constants".into(), c.export_constants as u64),
+                ],
+            })
+        }));
+    }
     let mut http_shutdown = shutdown_rx.clone();
     let http = axum::serve(http_listener, router).with_graceful_shutdown(async move {
         let _ = http_shutdown.wait_for(|v| *v).await;
@@ -633,6 +670,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
     }
+    audit.flush();
     tracing::info!("stopped");
     Ok(0)
 }

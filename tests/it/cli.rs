@@ -211,6 +211,20 @@ fn serve_reports_health_and_stops_on_sigterm() {
     }
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains(r#"{"status":"SERVING"}"#), "{body}");
+    // Metrics on the same listener, with the policy gauges filled from the store.
+    let mut metrics = String::new();
+    let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    s.read_to_string(&mut metrics).unwrap();
+    assert!(
+        metrics.contains("gatehouse_policies_loaded{type=\"resource\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gatehouse_policy_revision_info{revision="),
+        "{metrics}"
+    );
     // SIGTERM: drain and exit 0.
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
