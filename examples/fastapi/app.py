@@ -42,6 +42,7 @@ ROLES = "x-gatehouse-roles"
 DERIVED_ROLES = "x-gatehouse-derived-roles"
 OUTPUTS = "x-gatehouse-outputs"
 DECISION_ID = "x-gatehouse-decision-id"
+PRINCIPAL_ATTR = "x-gatehouse-principal-attr"
 
 TEST_HOOKS = os.environ.get("DOCUMENTS_API_TEST_HOOKS") == "1"
 
@@ -237,12 +238,36 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+GATEHOUSE_API_URL = os.environ.get("GATEHOUSE_API_URL", "http://127.0.0.1:3592")
+ATTRS = ("owner", "department", "status", "classification", "amount", "archived")
+
+
 @app.get("/documents")
-def list_documents(who: Caller) -> dict[str, Any]:
-    # Ids and links only: Gatehouse decides `list` for the collection, not per document,
-    # so the contents stay behind GET /documents/{id}, where each read is decided.
-    docs = [{"id": d["id"], "href": f"/documents/{d['id']}"} for d in store.list()]
-    return {"documents": docs, "seen_by": who}
+def list_documents(request: Request, who: Caller) -> dict[str, Any]:
+    # Gatehouse decided `list` for the collection; which documents the caller may read is
+    # asked with one CheckResources call to Gatehouse's Cerbos API (the official SDK).
+    from cerbos.sdk.client import CerbosClient
+    from cerbos.sdk.model import Principal, Resource, ResourceAction, ResourceList
+
+    try:
+        attr = json.loads(request.headers.get(PRINCIPAL_ATTR) or "{}")
+    except ValueError:
+        attr = {}
+    docs = store.list()
+    if not docs:
+        return {"documents": [], "seen_by": who}
+    principal = Principal(who["principal"], roles=set(who["roles"]), attr=attr)
+    resources = ResourceList(resources=[
+        ResourceAction(Resource(d["id"], "document", attr={k: d[k] for k in ATTRS if k in d}), actions={"read"})
+        for d in docs
+    ])
+    try:
+        with CerbosClient(GATEHOUSE_API_URL) as cerbos:
+            answer = cerbos.check_resources(principal=principal, resources=resources)
+    except Exception as e:  # noqa: BLE001 - fail closed on any API failure
+        raise HTTPException(status_code=503, detail=f"authorization service unavailable: {e}") from e
+    readable = [d for d in docs if (r := answer.get_resource(d["id"])) is not None and r.is_allowed("read")]
+    return {"documents": readable, "seen_by": who}
 
 
 @app.post("/documents", status_code=201)

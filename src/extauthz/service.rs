@@ -176,6 +176,12 @@ impl ExtAuthz {
             set.push((format!("{p}principal"), principal.id.clone()));
             let roles: Vec<&str> = principal.roles.iter().map(|r| &**r).collect();
             set.push((format!("{p}roles"), roles.join(",")));
+            // The principal's attributes (from verified claims), so the backend can ask the
+            // Cerbos API about many resources for the same principal.
+            set.push((
+                format!("{p}principal-attr"),
+                crate::cel::to_json(&crate::cel::Value::Map(principal.attr.clone())).to_string(),
+            ));
         }
         if let Some(out) = &a.output {
             if !out.effective_derived_roles.is_empty() {

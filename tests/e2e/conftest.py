@@ -86,10 +86,15 @@ class App:
         r.raise_for_status()
 
 
+# The main Gatehouse's HTTP port is chosen first: the app's list endpoint asks Gatehouse's
+# Cerbos API (with the official SDK) which documents the caller may read.
+GATEHOUSE_API_PORT = stack.free_port()
+
+
 @pytest.fixture(scope="session")
 def app(work_dir: Path) -> Iterator[App]:
     port = stack.free_port()
-    proc = _track(stack.start_app(port, work_dir))
+    proc = _track(stack.start_app(port, work_dir, gatehouse_api=f"http://127.0.0.1:{GATEHOUSE_API_PORT}"))
     yield App(proc, port)
     proc.stop()
 
@@ -99,7 +104,7 @@ def app(work_dir: Path) -> Iterator[App]:
 
 @pytest.fixture(scope="session")
 def gatehouse(app: App, work_dir: Path) -> Iterator[stack.Gatehouse]:
-    gh = stack.start_gatehouse("main", app.url, work_dir)
+    gh = stack.start_gatehouse("main", app.url, work_dir, http_port=GATEHOUSE_API_PORT)
     _track(gh.proc)
     yield gh
     gh.proc.stop()

@@ -144,7 +144,7 @@ def http_ok(url: str) -> Callable[[], bool]:
 # === The app =============================================================================
 
 
-def start_app(port: int, log_dir: Path, test_hooks: bool = True) -> Proc:
+def start_app(port: int, log_dir: Path, test_hooks: bool = True, gatehouse_api: str = "") -> Proc:
     proc = Proc(
         name=f"app:{port}",
         cmd=[
@@ -154,7 +154,11 @@ def start_app(port: int, log_dir: Path, test_hooks: bool = True) -> Proc:
             "--log-level", "warning",
         ],
         log_path=log_dir / f"app-{port}.log",
-        env={"DOCUMENTS_API_TEST_HOOKS": "1" if test_hooks else "0", "PYTHONUNBUFFERED": "1"},
+        env={
+            "DOCUMENTS_API_TEST_HOOKS": "1" if test_hooks else "0",
+            "PYTHONUNBUFFERED": "1",
+            "GATEHOUSE_API_URL": gatehouse_api,
+        },
     ).start()
     proc.wait_ready(http_ok(f"http://127.0.0.1:{port}/health"))
     return proc
@@ -208,14 +212,14 @@ class Gatehouse:
         return f"http://127.0.0.1:{self.http_port}/_cerbos/health"
 
 
-def start_gatehouse(name: str, fetch_origin: str, work_dir: Path) -> Gatehouse:
+def start_gatehouse(name: str, fetch_origin: str, work_dir: Path, http_port: int | None = None) -> Gatehouse:
     binary = gatehouse_binary()
     if not binary.is_file():
         raise RuntimeError(
             f"gatehouse binary not found at {binary}: build it with `cargo build --locked` "
             f"or set GATEHOUSE_BIN"
         )
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port = free_port(), http_port or free_port()
     cfg_path = work_dir / f"gatehouse-{name}.yaml"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(

@@ -168,14 +168,24 @@ def test_admin_can_do_anything(client, app):
     assert_allowed(r, app, mark, "root", ["admin"])
 
 
-def test_list_shows_ids_not_contents(client, app):
-    """Users may `list`; the collection holds links, each read is decided on its own."""
+def test_list_is_filtered_with_one_check_resources_call(client, app):
+    """Users may `list`; the app asks Gatehouse's Cerbos API (official SDK, one
+    CheckResources call) which documents the caller may read, and returns only those."""
+    seed = {"1", "2", "3", "4", "5"}
     mark = app.mark()
     body = assert_allowed(client.get("/documents", as_="carol"), app, mark, "carol", ["user"])
-    assert {"1", "4", "5"} <= {d["id"] for d in body["documents"]}
-    assert all(set(d) == {"id", "href"} for d in body["documents"])
+    carol = {d["id"] for d in body["documents"]} & seed
+    assert carol == {"4"}, carol  # sales: only the sales document
     mark = app.mark()
     assert_denied(client.get("/documents/5", as_="carol"), app, mark)
+    alice = {d["id"] for d in client.get("/documents", as_="alice").json()["documents"]} & seed
+    assert alice == {"1", "2", "3", "5"}, alice  # her own, the confidential one included
+    bob = {d["id"] for d in client.get("/documents", as_="bob").json()["documents"]} & seed
+    assert bob == {"1", "2", "3", "5"}, bob  # his department; cleared for confidential
+    # Every listed document is one the caller can also read one by one.
+    for doc in carol | alice:
+        who = "carol" if doc in carol else "alice"
+        assert client.get(f"/documents/{doc}", as_=who).status_code == 200
 
 
 def test_decision_id_in_envoy_access_log(client, app, envoy_authz):

@@ -282,7 +282,11 @@ async fn manager_approves_only_in_own_department() {
     };
     req.attributes.as_mut().unwrap().metadata_context = Some(md.clone());
     let resp = check(&mut c, req).await;
-    assert_eq!(ok_headers(&resp)["x-gatehouse-principal"], "bob");
+    let headers = ok_headers(&resp);
+    assert_eq!(headers["x-gatehouse-principal"], "bob");
+    let attr: serde_json::Value =
+        serde_json::from_str(&headers["x-gatehouse-principal-attr"]).unwrap();
+    assert_eq!(attr["department"], "engineering");
 
     let mut req = request("POST", "/documents/3/approve", &bob);
     req.attributes.as_mut().unwrap().metadata_context = Some(md);
