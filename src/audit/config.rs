@@ -28,6 +28,10 @@ pub struct AuditConfig {
     /// Which decisions are logged.
     #[serde(default)]
     pub mode: AuditMode,
+    /// Cerbos's switch: `true` logs every decision unless `mode` says otherwise,
+    /// `false` turns the log off.
+    #[serde(default)]
+    pub enabled: Option<bool>,
     /// Fraction of decisions logged in `sampled` mode, 0 to 1.
     #[serde(default)]
     pub sample_rate: Option<f64>,
@@ -56,6 +60,7 @@ fn default_queue_capacity() -> usize {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
+            enabled: None,
             mode: AuditMode::Off,
             sample_rate: None,
             output: AuditOutput::Stdout,
@@ -128,6 +133,11 @@ pub(crate) struct Checked {
 impl AuditConfig {
     /// Resolves a relative file path against `base` (the configuration's directory).
     pub fn resolve_paths(mut self, base: &Path) -> Self {
+        match self.enabled {
+            Some(false) => self.mode = AuditMode::Off,
+            Some(true) if self.mode == AuditMode::Off => self.mode = AuditMode::All,
+            _ => {}
+        }
         if let Some(f) = &mut self.file
             && f.path.is_relative()
         {

@@ -55,6 +55,18 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Fall back to the nearest existing ancestor scope (engine.lenientScopeSearch).
+    #[arg(long)]
+    pub lenient_scope_search: bool,
+    /// Schema enforcement (schema.enforcement): none, warn or reject.
+    #[arg(long)]
+    pub schema_enforcement: Option<String>,
+    /// Policy version used when a request gives none (engine.defaultPolicyVersion).
+    #[arg(long)]
+    pub default_policy_version: Option<String>,
+    /// Globals (`G.x`) as a JSON object (engine.globals).
+    #[arg(long)]
+    pub globals: Option<String>,
 }
 
 /// `gatehouse.yaml`. Cerbos's own key names are accepted where Cerbos has them
@@ -514,6 +526,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             PathBuf::from("."),
         ),
     };
+    let mut config = config;
+    if args.lenient_scope_search {
+        config.engine.lenient_scope_search = true;
+    }
+    if let Some(e) = &args.schema_enforcement {
+        config.schema.enforcement = Some(e.clone());
+    }
+    if let Some(v) = &args.default_policy_version {
+        config.engine.default_policy_version = Some(v.clone());
+    }
+    if let Some(g) = &args.globals {
+        match serde_json::from_str::<serde_json::Value>(g) {
+            Ok(serde_json::Value::Object(m)) => config.engine.globals = m,
+            _ => anyhow::bail!("--globals must be a JSON object"),
+        }
+    }
     let (policy_dir, watch, watch_interval_ms) = config.policy_source()?;
     let policies = match &args.policies {
         Some(p) => p.clone(),
@@ -740,6 +768,24 @@ mod tests {
         let e = c.engine_config().unwrap();
         assert!(e.lenient_scope_search);
         assert_eq!(e.default_policy_version, "v1");
+        let audit = ServeConfig::parse(
+            "policies: {directory: p}\naudit: {enabled: true}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            audit.audit.resolve_paths(Path::new(".")).mode,
+            crate::audit::AuditMode::All
+        );
+        let audit = ServeConfig::parse(
+            "policies: {directory: p}\naudit: {enabled: false, mode: all}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            audit.audit.resolve_paths(Path::new(".")).mode,
+            crate::audit::AuditMode::Off
+        );
         let hub = ServeConfig::parse("storage: {driver: hub}\n", "cerbos.yaml").unwrap();
         assert!(
             hub.policy_source()

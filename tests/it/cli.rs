@@ -267,3 +267,43 @@ fn serve_rejects_a_bad_config_with_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("must start with '/'"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn serve_flags_override_the_engine_settings() {
+    // An invalid value given by flag must be seen (and refused) even though the bundled
+    // configuration is valid.
+    let out = gatehouse()
+        .current_dir(root())
+        .args([
+            "serve",
+            "--schema-enforcement",
+            "strict",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("schema.enforcement"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = gatehouse()
+        .current_dir(root())
+        .args([
+            "server",
+            "--globals",
+            "[1]",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--globals must be a JSON object"));
+}
