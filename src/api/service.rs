@@ -61,6 +61,7 @@ impl CerbosApi {
         &self,
         req: CheckResourcesRequest,
     ) -> Result<CheckResourcesResponse, ApiError> {
+        let started = std::time::Instant::now();
         validate_check_resources(&req)?;
         let limits = &self.settings;
         if req.resources.len() > limits.max_resources {
@@ -96,6 +97,7 @@ impl CerbosApi {
             .unwrap_or_default();
         let engine = self.store.engine();
         let mut results = Vec::with_capacity(req.resources.len());
+        let mut decided: Vec<(String, crate::engine::CheckOutput, CheckInput)> = Vec::new();
         for entry in &req.resources {
             let resource = entry.resource.clone().unwrap_or_default();
             let input = CheckInput {
@@ -109,13 +111,84 @@ impl CerbosApi {
                 tracing::error!(error = %e, "policy check failed");
                 ApiError::new(tonic::Code::Internal, "Policy check failed")
             })?;
+            decided.push((input.resource.kind.clone(), output.clone(), input));
             results.push(result_entry(resource, output, req.include_meta));
         }
+        let call_id = new_call_id();
+        self.record(
+            &call_id,
+            &req.request_id,
+            &principal,
+            &decided,
+            started.elapsed(),
+        );
         Ok(CheckResourcesResponse {
             request_id: req.request_id,
             results,
-            cerbos_call_id: new_call_id(),
+            cerbos_call_id: call_id,
         })
+    }
+
+    /// Counts the decisions and writes one decision-log line for the call.
+    fn record(
+        &self,
+        call_id: &str,
+        request_id: &str,
+        principal: &crate::engine::Principal,
+        decided: &[(String, crate::engine::CheckOutput, CheckInput)],
+        elapsed: std::time::Duration,
+    ) {
+        use crate::audit::{ActionRecord, DecisionRecord, PrincipalRecord, ResourceRecord};
+        use crate::metrics::{ActionOutcome, Origin};
+        use crate::policy::compiled::Effect;
+        self.settings.metrics.observe_check(
+            Origin::Api,
+            elapsed,
+            decided.iter().flat_map(|(kind, out, _)| {
+                out.actions.iter().map(move |a| ActionOutcome {
+                    kind,
+                    action: &a.action,
+                    allowed: a.effect == Effect::Allow,
+                })
+            }),
+        );
+        let audit = &self.settings.audit;
+        audit.record_with(|| {
+            let with_attr = audit.wants_attributes();
+            let mut r = DecisionRecord::new(Origin::Api, call_id.to_string());
+            r.principal = Some(PrincipalRecord {
+                id: principal.id.clone(),
+                roles: principal.roles.iter().map(|r| r.to_string()).collect(),
+                attr: with_attr
+                    .then(|| crate::cel::to_json(&crate::cel::Value::Map(principal.attr.clone()))),
+            });
+            r.resources = decided
+                .iter()
+                .map(|(kind, out, input)| ResourceRecord {
+                    kind: kind.clone(),
+                    id: input.resource.id.clone(),
+                    policy_version: input.resource.policy_version.clone(),
+                    scope: input.resource.scope.clone(),
+                    attr: with_attr.then(|| {
+                        crate::cel::to_json(&crate::cel::Value::Map(input.resource.attr.clone()))
+                    }),
+                    actions: out
+                        .actions
+                        .iter()
+                        .map(|a| ActionRecord {
+                            action: a.action.clone(),
+                            allowed: a.effect == Effect::Allow,
+                            policy: Some(a.policy.clone()),
+                            scope: (!a.scope.is_empty()).then(|| a.scope.clone()),
+                            rule: None,
+                        })
+                        .collect(),
+                })
+                .collect();
+            r.policy_revision = self.store.status().revision;
+            r.request_id = (!request_id.is_empty()).then(|| request_id.to_string());
+            r
+        });
     }
 
     /// Verifies the request's tokens: `auxData.jwt` becomes `request.aux_data.jwt`, and

@@ -58,6 +58,10 @@ pub struct ApiSettings {
     pub disable_jwt_verification: bool,
     /// Reported by `ServerInfo`.
     pub server_info: ServerInfo,
+    /// Where check latencies and decisions are counted (origin `api`).
+    pub metrics: crate::metrics::Metrics,
+    /// Where decisions are logged (origin `api`).
+    pub audit: crate::audit::AuditSink,
 }
 
 impl Default for ApiSettings {
@@ -70,11 +74,24 @@ impl Default for ApiSettings {
             jwt: None,
             disable_jwt_verification: false,
             server_info: ServerInfo::default(),
+            metrics: crate::metrics::Metrics::default(),
+            audit: crate::audit::AuditSink::default(),
         }
     }
 }
 
 impl ApiSettings {
+    /// Counts and logs decisions into these sinks.
+    pub fn with_sinks(
+        mut self,
+        metrics: crate::metrics::Metrics,
+        audit: crate::audit::AuditSink,
+    ) -> Self {
+        self.metrics = metrics;
+        self.audit = audit;
+        self
+    }
+
     /// Sets the request limits: resources per request and actions per resource.
     pub fn with_limits(mut self, max_resources: usize, max_actions: usize) -> Self {
         self.max_resources = max_resources;

@@ -575,6 +575,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         audit.clone(),
     )
     .await?;
+    let api_settings = config
+        .api_settings(&base)
+        .await?
+        .with_sinks(metrics.clone(), audit.clone());
     tracing::info!(revision = %store.status().revision, "policy revision in force");
     if watch {
         tokio::spawn(
@@ -583,7 +587,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                 .watch(std::time::Duration::from_millis(watch_interval_ms.max(50))),
         );
     }
-    let api_settings = config.api_settings(&base).await?;
+
     #[cfg(unix)]
     {
         let store = store.clone();

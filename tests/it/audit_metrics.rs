@@ -983,3 +983,47 @@ fn the_cardinality_cap_holds_for_request_supplied_actions() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn cerbos_api_calls_are_counted_and_logged_with_origin_api() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store = PolicyStore::load(&root.join("policies"), EngineConfig::default()).unwrap();
+    let metrics = Metrics::default();
+    let log = Gated::default();
+    log.open();
+    let audit = AuditSink::to_writer(
+        &audit_config(serde_json::json!({"mode": "all"})),
+        metrics.clone(),
+        log.clone(),
+    )
+    .unwrap();
+    let settings =
+        gatehouse::api::ApiSettings::default().with_sinks(metrics.clone(), audit.clone());
+    let servers = crate::api_server::start(store, settings).await;
+    let (status, body) = servers
+        .check_http(&serde_json::json!({
+            "requestId": "r-42",
+            "principal": {"id": "alice", "roles": ["user"], "attr": {"department": "engineering"}},
+            "resources": [{"actions": ["read", "delete"], "resource": {"kind": "document", "id": "d1",
+                "attr": {"owner": "alice", "department": "engineering", "status": "draft", "classification": "internal"}}}]
+        }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(audit.flush());
+    let text = String::from_utf8(log.bytes.lock().unwrap().clone()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["origin"], "api");
+    assert_eq!(lines[0]["requestId"], "r-42");
+    assert_eq!(lines[0]["decisionId"], body["cerbosCallId"]);
+    assert_eq!(lines[0]["resources"][0]["actions"][0]["action"], "read");
+    let rendered = metrics.render(None);
+    assert!(rendered.contains("origin=\"api\""), "{rendered}");
+    assert!(
+        rendered.contains("gatehouse_check_duration_seconds_count{origin=\"api\"} 1"),
+        "{rendered}"
+    );
+}
