@@ -127,6 +127,24 @@ pub enum ExprKind {
 }
 
 impl Expr {
+    /// The direct sub-expressions, in source order.
+    pub fn children(&self) -> Vec<&Expr> {
+        match &self.kind {
+            ExprKind::Literal(_) | ExprKind::Ident(_) => Vec::new(),
+            ExprKind::Select { operand, .. } => vec![operand],
+            ExprKind::Index { operand, index, .. } => vec![operand, index],
+            ExprKind::Call { target, args, .. } => {
+                target.as_deref().into_iter().chain(args).collect()
+            }
+            ExprKind::List(items) => items.iter().map(|(x, _)| x).collect(),
+            ExprKind::Map(entries) => entries.iter().flat_map(|(k, v, _)| [k, v]).collect(),
+            ExprKind::Struct { fields, .. } => fields.iter().map(|(_, v, _)| v).collect(),
+            ExprKind::Unary(_, x) => vec![x],
+            ExprKind::Binary(_, l, r) | ExprKind::And(l, r) | ExprKind::Or(l, r) => vec![l, r],
+            ExprKind::Ternary(c, a, b) => vec![c, a, b],
+        }
+    }
+
     /// The identifier name, when this expression is a plain identifier.
     pub fn as_ident(&self) -> Option<&str> {
         match &self.kind {

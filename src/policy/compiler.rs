@@ -649,42 +649,20 @@ fn host_refs(e: &Expr, variables: &mut Vec<String>, constants: &mut Vec<String>)
     };
     let mut stack = vec![e];
     while let Some(e) = stack.pop() {
-        match &e.kind {
-            ExprKind::Select { operand, field, .. } => match operand.as_ident() {
-                Some("V" | "variables") => push(variables, field),
-                Some("C" | "constants") => push(constants, field),
-                _ => stack.push(operand),
-            },
-            ExprKind::Literal(_) | ExprKind::Ident(_) => {}
-            ExprKind::Index { operand, index, .. } => {
-                stack.push(index);
-                stack.push(operand);
-            }
-            ExprKind::Call { target, args, .. } => {
-                stack.extend(args.iter().rev());
-                if let Some(t) = target {
-                    stack.push(t);
+        if let ExprKind::Select { operand, field, .. } = &e.kind {
+            match operand.as_ident() {
+                Some("V" | "variables") => {
+                    push(variables, field);
+                    continue;
                 }
-            }
-            ExprKind::List(items) => stack.extend(items.iter().rev().map(|(x, _)| x)),
-            ExprKind::Map(entries) => {
-                for (k, v, _) in entries.iter().rev() {
-                    stack.push(v);
-                    stack.push(k);
+                Some("C" | "constants") => {
+                    push(constants, field);
+                    continue;
                 }
-            }
-            ExprKind::Struct { fields, .. } => stack.extend(fields.iter().rev().map(|(_, v, _)| v)),
-            ExprKind::Unary(_, x) => stack.push(x),
-            ExprKind::Binary(_, l, r) | ExprKind::And(l, r) | ExprKind::Or(l, r) => {
-                stack.push(r);
-                stack.push(l);
-            }
-            ExprKind::Ternary(c, a, b) => {
-                stack.push(b);
-                stack.push(a);
-                stack.push(c);
+                _ => {}
             }
         }
+        stack.extend(e.children().into_iter().rev());
     }
 }
 
@@ -694,54 +672,25 @@ fn host_index_problems(e: &Expr) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![e];
     while let Some(e) = stack.pop() {
-        match &e.kind {
-            ExprKind::Index { operand, index, .. } => {
-                if matches!(
-                    operand.as_ident(),
-                    Some("V" | "variables" | "C" | "constants" | "G" | "globals")
-                ) {
-                    let ty = match &index.kind {
-                        ExprKind::Literal(Value::String(_)) => "string",
-                        ExprKind::Literal(Value::Int(_)) => "int",
-                        ExprKind::Literal(Value::Uint(_)) => "uint",
-                        ExprKind::Literal(Value::Double(_)) => "double",
-                        ExprKind::Literal(Value::Bool(_)) => "bool",
-                        _ => "dyn",
-                    };
-                    out.push(format!(
-                        "found no matching overload for '_[_]' applied to '(cerbos.Variables, {ty})'"
-                    ));
-                }
-                stack.push(index);
-                stack.push(operand);
-            }
-            ExprKind::Literal(_) | ExprKind::Ident(_) => {}
-            ExprKind::Select { operand, .. } => stack.push(operand),
-            ExprKind::Call { target, args, .. } => {
-                stack.extend(args.iter().rev());
-                if let Some(t) = target {
-                    stack.push(t);
-                }
-            }
-            ExprKind::List(items) => stack.extend(items.iter().rev().map(|(x, _)| x)),
-            ExprKind::Map(entries) => {
-                for (k, v, _) in entries.iter().rev() {
-                    stack.push(v);
-                    stack.push(k);
-                }
-            }
-            ExprKind::Struct { fields, .. } => stack.extend(fields.iter().rev().map(|(_, v, _)| v)),
-            ExprKind::Unary(_, x) => stack.push(x),
-            ExprKind::Binary(_, l, r) | ExprKind::And(l, r) | ExprKind::Or(l, r) => {
-                stack.push(r);
-                stack.push(l);
-            }
-            ExprKind::Ternary(c, a, b) => {
-                stack.push(b);
-                stack.push(a);
-                stack.push(c);
-            }
+        if let ExprKind::Index { operand, index, .. } = &e.kind
+            && matches!(
+                operand.as_ident(),
+                Some("V" | "variables" | "C" | "constants" | "G" | "globals")
+            )
+        {
+            let ty = match &index.kind {
+                ExprKind::Literal(Value::String(_)) => "string",
+                ExprKind::Literal(Value::Int(_)) => "int",
+                ExprKind::Literal(Value::Uint(_)) => "uint",
+                ExprKind::Literal(Value::Double(_)) => "double",
+                ExprKind::Literal(Value::Bool(_)) => "bool",
+                _ => "dyn",
+            };
+            out.push(format!(
+                "found no matching overload for '_[_]' applied to '(cerbos.Variables, {ty})'"
+            ));
         }
+        stack.extend(e.children().into_iter().rev());
     }
     out
 }
