@@ -707,11 +707,8 @@ impl Parser<'_> {
                     pos,
                 };
             } else if self.is("{")
-                && e.qualified_name().is_some()
-                && matches!(e.kind, ExprKind::Ident(_) | ExprKind::Select { .. })
-                && self.struct_allowed(&e)
+                && let Some(type_name) = e.qualified_name()
             {
-                let type_name = e.qualified_name().unwrap_or_default();
                 self.advance()?;
                 let mut fields = Vec::new();
                 while !self.is("}") {
@@ -737,11 +734,6 @@ impl Parser<'_> {
                 return Ok(e);
             }
         }
-    }
-
-    /// Message construction only follows a type-like name (not e.g. `x {`, which is never valid anyway).
-    fn struct_allowed(&self, _e: &Expr) -> bool {
-        true
     }
 
     fn args(&mut self, close: &str) -> Result<Vec<Expr>, ParseError> {

@@ -134,6 +134,8 @@ struct RequestKeys {
     edr: Key,
     edr_snake: Key,
     empty_runtime: Value,
+    /// The empty scope, shared instead of allocated per decision.
+    empty_scope: Arc<str>,
 }
 
 fn keys() -> &'static RequestKeys {
@@ -162,6 +164,7 @@ fn keys() -> &'static RequestKeys {
             edr,
             edr_snake,
             empty_runtime: Value::map(m),
+            empty_scope: Arc::from(""),
         }
     })
 }
@@ -474,7 +477,7 @@ pub(crate) fn check(
                     *e = Some(EffectInfo {
                         outcome: Outcome::Deny,
                         policy: policy.clone(),
-                        scope: Arc::from(""),
+                        scope: keys().empty_scope.clone(),
                     });
                 }
                 return Ok(finish(effects, out, Vec::new(), ev.errors));
@@ -517,7 +520,7 @@ pub(crate) fn check(
         let mut action_effect = EffectInfo {
             outcome: Outcome::NoMatch,
             policy: no_match.clone(),
-            scope: Arc::from(""),
+            scope: keys().empty_scope.clone(),
         };
         for kind_pass in [RowKind::Principal, RowKind::Resource] {
             let (main_key, scopes, exists) = match kind_pass {
@@ -538,7 +541,7 @@ pub(crate) fn check(
                     } else {
                         no_match.clone()
                     },
-                    scope: Arc::from(""),
+                    scope: keys().empty_scope.clone(),
                 };
                 let parent_roles =
                     set.with_parent_roles(resource_scope, std::slice::from_ref(role));
