@@ -49,34 +49,12 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// A tiny HTTP server answering `GET /attrs/{id}` with a document's attributes.
 async fn attribute_source() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let path = req.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) = match path {
-                    "/attrs/1" => (
-                        "200 OK",
-                        r#"{"owner":"alice","department":"engineering","status":"draft","classification":"internal","amount":10,"archived":false}"#,
-                    ),
-                    _ => ("404 Not Found", "{}"),
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    addr
+    crate::util::attribute_source(|id| {
+        (id == "1").then_some(
+            r#"{"owner":"alice","department":"engineering","status":"draft","classification":"internal","amount":10,"archived":false}"#,
+        )
+    })
+    .await
 }
 
 fn config(attrs: SocketAddr) -> ExtAuthzConfig {

@@ -13,7 +13,6 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use gatehouse::engine::EngineConfig;
@@ -38,32 +37,7 @@ fn document(id: &str) -> Option<&'static str> {
 
 /// A tiny HTTP server answering `GET /attrs/{id}`.
 async fn attribute_source() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let path = req.split_whitespace().nth(1).unwrap_or("");
-                let id = path.trim_start_matches("/attrs/");
-                let (status, body) = match document(id) {
-                    Some(b) => ("200 OK", b),
-                    None => ("404 Not Found", "{}"),
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    addr
+    crate::util::attribute_source(document).await
 }
 
 fn config(attrs: SocketAddr) -> ExtAuthzConfig {
