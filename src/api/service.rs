@@ -95,7 +95,8 @@ impl CerbosApi {
             .as_ref()
             .map(principal_input)
             .unwrap_or_default();
-        let engine = self.store.engine();
+        let snapshot = self.store.snapshot();
+        let engine = &snapshot.engine;
         let mut results = Vec::with_capacity(req.resources.len());
         let mut decided: Vec<(String, crate::engine::CheckOutput, CheckInput)> = Vec::new();
         for entry in &req.resources {
@@ -120,6 +121,7 @@ impl CerbosApi {
             &req.request_id,
             &principal,
             &decided,
+            &snapshot.revision,
             started.elapsed(),
         );
         Ok(CheckResourcesResponse {
@@ -136,6 +138,7 @@ impl CerbosApi {
         request_id: &str,
         principal: &crate::engine::Principal,
         decided: &[(String, crate::engine::CheckOutput, CheckInput)],
+        revision: &str,
         elapsed: std::time::Duration,
     ) {
         use crate::audit::{ActionRecord, DecisionRecord, PrincipalRecord, ResourceRecord};
@@ -185,7 +188,7 @@ impl CerbosApi {
                         .collect(),
                 })
                 .collect();
-            r.policy_revision = self.store.status().revision;
+            r.policy_revision = revision.to_string();
             r.request_id = (!request_id.is_empty()).then(|| request_id.to_string());
             r
         });

@@ -15,6 +15,7 @@ use crate::cel::{Value, from_json};
 use crate::engine::{EngineConfig, SchemaEnforcement};
 use crate::extauthz::{self, ExtAuthz, ExtAuthzConfig};
 use crate::store::PolicyStore;
+use crate::store::config::{SourceConfig, source_config};
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -80,10 +81,10 @@ pub struct ServeConfig {
     pub server: ServerSection,
     /// Policy source.
     #[serde(default)]
-    pub policies: Option<PoliciesSection>,
-    /// Cerbos's name for the policy source (`storage.driver: disk`).
+    pub policies: Option<crate::store::config::PoliciesSection>,
+    /// Cerbos's name for the policy source (`storage.driver: disk` or `git`).
     #[serde(default)]
-    pub storage: Option<StorageSection>,
+    pub storage: Option<crate::store::config::StorageSection>,
     /// JWT key sets for `auxData` in the Cerbos API.
     #[serde(default)]
     pub aux_data: AuxDataSection,
@@ -142,28 +143,6 @@ impl Default for RequestLimits {
             max_resources_per_request: default_limit(),
         }
     }
-}
-
-/// `storage` (Cerbos's keys): only the disk driver is supported.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StorageSection {
-    /// Storage driver; only `disk`.
-    pub driver: String,
-    /// The disk driver's settings.
-    #[serde(default)]
-    pub disk: Option<DiskStorage>,
-}
-
-/// `storage.disk`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DiskStorage {
-    /// Policy directory.
-    pub directory: PathBuf,
-    /// Reload on change.
-    #[serde(default)]
-    pub watch_for_changes: bool,
 }
 
 /// `auxData` (Cerbos's keys).
@@ -279,28 +258,6 @@ impl Default for ServerSection {
     }
 }
 
-/// `policies`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PoliciesSection {
-    /// The policy directory.
-    pub directory: PathBuf,
-    /// Reload when files change.
-    #[serde(default = "default_true")]
-    pub watch_for_changes: bool,
-    /// How often the directory is checked for changes, milliseconds.
-    #[serde(default = "default_watch_interval")]
-    pub watch_interval_ms: u64,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_watch_interval() -> u64 {
-    500
-}
-
 /// `engine`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -329,38 +286,6 @@ pub struct SchemaSection {
 }
 
 impl ServeConfig {
-    /// The policy directory and whether to watch it (`policies`, or Cerbos's `storage`).
-    pub fn policy_source(&self) -> anyhow::Result<(PathBuf, bool, u64)> {
-        match (&self.policies, &self.storage) {
-            (Some(p), None) => Ok((
-                p.directory.clone(),
-                p.watch_for_changes,
-                p.watch_interval_ms,
-            )),
-            (None, Some(s)) => {
-                if s.driver != "disk" {
-                    anyhow::bail!(
-                        "storage.driver {:?} is not supported: Gatehouse reads policies from disk (driver: disk)",
-                        s.driver
-                    );
-                }
-                let disk = s
-                    .disk
-                    .as_ref()
-                    .ok_or_else(|| anyhow::anyhow!("storage.disk.directory is required"))?;
-                Ok((
-                    disk.directory.clone(),
-                    disk.watch_for_changes,
-                    default_watch_interval(),
-                ))
-            }
-            (Some(_), Some(_)) => anyhow::bail!("give `policies` or `storage`, not both"),
-            (None, None) => anyhow::bail!(
-                "no policy source: give `policies.directory` (or Cerbos's `storage.disk.directory`)"
-            ),
-        }
-    }
-
     /// The Cerbos API settings: request limits and `auxData` JWT verification.
     pub async fn api_settings(&self, base: &Path) -> anyhow::Result<crate::api::ApiSettings> {
         use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySetOptions, KeySource};
@@ -542,22 +467,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             _ => anyhow::bail!("--globals must be a JSON object"),
         }
     }
-    let (policy_dir, watch, watch_interval_ms) = config.policy_source()?;
-    let policies = match &args.policies {
-        Some(p) => p.clone(),
-        None => resolve(&base, &policy_dir),
-    };
+    let mut source = source_config(config.policies.as_ref(), config.storage.as_ref(), &base)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(dir) = &args.policies {
+        source = SourceConfig::Directory {
+            path: dir.clone(),
+            watch: match source {
+                SourceConfig::Directory { watch, .. } => watch,
+                SourceConfig::Git { .. } => Some(std::time::Duration::from_millis(500)),
+            },
+        };
+    }
     let grpc_addr = args.grpc_addr.unwrap_or(config.server.grpc_listen_addr);
     let http_addr = args.http_addr.unwrap_or(config.server.http_listen_addr);
 
-    let store = Arc::new(
-        PolicyStore::load(&policies, config.engine_config()?).map_err(|e| {
-            anyhow::anyhow!("policies in {} do not compile:\n{e}", policies.display())
-        })?,
-    );
-    let counts = store.engine().policies().counts();
+    let engine_config = config.engine_config()?;
+    let (store, poll) = match source {
+        SourceConfig::Directory { path, watch } => {
+            let store = PolicyStore::load(&path, engine_config).map_err(|e| {
+                anyhow::anyhow!("policies in {} do not compile:\n{e}", path.display())
+            })?;
+            (store, watch)
+        }
+        SourceConfig::Git { source, poll } => {
+            let url = source.redacted_url();
+            let branch = source.branch.clone();
+            let store =
+                tokio::task::spawn_blocking(move || PolicyStore::load_git(source, engine_config))
+                    .await
+                    .context("git checkout task failed")?
+                    .map_err(|e| {
+                        anyhow::anyhow!("policies from {url} ({branch}) do not load:\n{e}")
+                    })?;
+            tracing::info!(url = %url, branch = %branch, commit = %store.status().revision, "policies checked out from git");
+            (store, poll)
+        }
+    };
+    let store = Arc::new(store);
+    let counts = store.snapshot().engine.policies().counts();
     tracing::info!(
-        directory = %policies.display(),
+        directory = %store.directory().display(),
         resource = counts.resource,
         principal = counts.principal,
         role = counts.role,
@@ -580,12 +529,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .await?
         .with_sinks(metrics.clone(), audit.clone());
     tracing::info!(revision = %store.status().revision, "policy revision in force");
-    if watch {
-        tokio::spawn(
-            store
-                .clone()
-                .watch(std::time::Duration::from_millis(watch_interval_ms.max(50))),
-        );
+    if let Some(interval) = poll {
+        tokio::spawn(store.clone().watch(interval));
     }
 
     #[cfg(unix)]
@@ -665,9 +610,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         let s = store.clone();
         router = router.merge(crate::metrics::metrics_router(metrics.clone(), move || {
             let st = s.status();
-            let c = s.engine().policies().counts();
-            Some(crate::metrics::PolicySnapshot {
+            let c = s.snapshot().engine.policies().counts();
+            Some(crate::metrics::PolicyStats {
                 revision: st.revision,
+                source: if s.git().is_some() {
+                    "git"
+                } else {
+                    "directory"
+                }
+                .into(),
                 reloads_ok: st.reloads_ok,
                 reloads_failed: st.reloads_failed,
                 loaded: vec![
@@ -759,9 +710,10 @@ mod tests {
         assert_eq!(c.server.http_listen_addr.port(), 3592);
         assert!(c.server.http_listen_addr.ip().is_unspecified());
         assert_eq!(c.server.request_limits.max_resources_per_request, 7);
-        let (dir, watch, _) = c.policy_source().unwrap();
-        assert_eq!(dir, PathBuf::from("/p"));
-        assert!(watch);
+        let source = source_config(c.policies.as_ref(), c.storage.as_ref(), Path::new("/etc"));
+        assert!(
+            matches!(source, Ok(SourceConfig::Directory { path, watch: Some(_) }) if path == Path::new("/p"))
+        );
         let e = c.engine_config().unwrap();
         assert!(e.lenient_scope_search);
         assert_eq!(e.default_policy_version, "v1");
@@ -784,12 +736,8 @@ mod tests {
             crate::audit::AuditMode::Off
         );
         let hub = ServeConfig::parse("storage: {driver: hub}\n", "cerbos.yaml").unwrap();
-        assert!(
-            hub.policy_source()
-                .unwrap_err()
-                .to_string()
-                .contains("not supported")
-        );
+        let e = source_config(hub.policies.as_ref(), hub.storage.as_ref(), Path::new("."));
+        assert!(e.unwrap_err().contains("not supported"));
     }
 
     #[test]

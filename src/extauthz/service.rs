@@ -125,6 +125,8 @@ struct Trail<'a> {
     principal: Option<Principal>,
     resource: Option<Resource>,
     output: Option<CheckOutput>,
+    /// Revision of the policy set that decided.
+    revision: Option<Arc<str>>,
 }
 
 fn header(key: &str, value: &str) -> HeaderValueOption {
@@ -383,7 +385,10 @@ impl ExtAuthz {
             }
             r.resources.push(resource);
         }
-        r.policy_revision = self.store.status().revision;
+        r.policy_revision = match &trail.revision {
+            Some(rev) => rev.to_string(),
+            None => self.store.snapshot().revision.to_string(),
+        };
         if let Some((http_id, headers)) = http {
             r.request_id = Some(http_id)
                 .filter(|i| !i.is_empty())
@@ -582,8 +587,9 @@ impl ExtAuthz {
             actions: vec![action.clone()],
             aux_data: Default::default(),
         };
-        let engine = self.store.engine();
-        let checked = engine.check(&input);
+        let snapshot = self.store.snapshot();
+        trail.revision = Some(snapshot.revision.clone());
+        let checked = snapshot.engine.check(&input);
         let CheckInput {
             principal,
             resource,

@@ -5,7 +5,7 @@
 //! nothing upstream: adapters report through [`Metrics::observe_check`] and
 //! [`Metrics::count_attribute_fetch`], the audit sink through
 //! [`Metrics::count_audit_dropped`], and the policy store's state arrives at scrape time
-//! as a [`PolicySnapshot`]. [`metrics_router`] serves `GET /metrics`.
+//! as a [`PolicyStats`]. [`metrics_router`] serves `GET /metrics`.
 //!
 //! Metrics:
 //!
@@ -17,7 +17,7 @@
 //! | `gatehouse_audit_dropped_total` | counter | `reason` = `queue_full`, `write_error` |
 //! | `gatehouse_policy_reloads_total` | counter | `result` = `ok`, `failed` |
 //! | `gatehouse_policies_loaded` | gauge | `type` |
-//! | `gatehouse_policy_revision_info` | gauge (always 1) | `revision` |
+//! | `gatehouse_policy_revision_info` | gauge (always 1) | `source`, `revision` |
 //!
 //! Label values come partly from requests (actions, resource kinds): each metric keeps at
 //! most `maxSeriesPerMetric` combinations and counts the rest under one series whose
@@ -29,6 +29,6 @@ mod router;
 
 pub use registry::{
     ActionOutcome, AttributeFetch, AuditDrop, DEFAULT_MAX_SERIES, Metrics, MetricsConfig, Origin,
-    PolicySnapshot,
+    PolicyStats,
 };
 pub use router::{CONTENT_TYPE, metrics_router};

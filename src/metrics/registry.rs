@@ -115,9 +115,11 @@ pub struct ActionOutcome<'a> {
 
 /// The policy store's state, read at scrape time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PolicySnapshot {
-    /// Revision in force.
+pub struct PolicyStats {
+    /// Revision in force: a content hash, or a commit for a git source.
     pub revision: String,
+    /// Where the policies come from: `directory` or `git`.
+    pub source: String,
     /// Successful loads, the first one included.
     pub reloads_ok: u64,
     /// Rejected reloads.
@@ -249,7 +251,7 @@ impl Metrics {
 
     /// The registry in the Prometheus text exposition format 0.0.4, with the policy
     /// store's families when `policies` is given.
-    pub fn render(&self, policies: Option<&PolicySnapshot>) -> String {
+    pub fn render(&self, policies: Option<&PolicyStats>) -> String {
         let mut out = String::with_capacity(4096);
         let r = &self.inner;
         r.decisions.render(&mut out);
@@ -277,10 +279,15 @@ impl Metrics {
             header(
                 &mut out,
                 name,
-                "The revision (content hash) of the policies in force.",
+                "The revision of the policies in force: content hash (directory) or commit (git).",
                 "gauge",
             );
-            plain_sample(&mut out, name, &[("revision", &p.revision)], 1);
+            plain_sample(
+                &mut out,
+                name,
+                &[("source", &p.source), ("revision", &p.revision)],
+                1,
+            );
         }
         out
     }
@@ -311,8 +318,9 @@ mod tests {
         );
         m.count_attribute_fetch(AttributeFetch::CacheHit);
         m.count_audit_dropped(AuditDrop::QueueFull);
-        let snapshot = PolicySnapshot {
+        let snapshot = PolicyStats {
             revision: "abc".into(),
+            source: "git".into(),
             reloads_ok: 2,
             reloads_failed: 1,
             loaded: vec![("resource".into(), 3)],
@@ -329,7 +337,7 @@ mod tests {
             "gatehouse_policy_reloads_total{result=\"ok\"} 2",
             "gatehouse_policy_reloads_total{result=\"failed\"} 1",
             "gatehouse_policies_loaded{type=\"resource\"} 3",
-            "gatehouse_policy_revision_info{revision=\"abc\"} 1",
+            "gatehouse_policy_revision_info{source=\"git\",revision=\"abc\"} 1",
             "# TYPE gatehouse_check_duration_seconds histogram",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");

@@ -2,7 +2,7 @@
 
 use axum::http::header::CONTENT_TYPE as CONTENT_TYPE_HEADER;
 
-use super::registry::{Metrics, PolicySnapshot};
+use super::registry::{Metrics, PolicyStats};
 
 /// Content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -12,7 +12,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 /// HTTP listener's router.
 pub fn metrics_router<F>(metrics: Metrics, policies: F) -> axum::Router
 where
-    F: Fn() -> Option<PolicySnapshot> + Clone + Send + Sync + 'static,
+    F: Fn() -> Option<PolicyStats> + Clone + Send + Sync + 'static,
 {
     axum::Router::new().route(
         "/metrics",

@@ -1,7 +1,16 @@
-//! Where the policy set in force lives: an atomically swappable engine. Every check
-//! takes one snapshot (`engine()`) and uses it for the whole decision; a reload
-//! compiles off the request path and swaps the new engine in without locks. A bad
-//! change never replaces the last good set.
+//! Where the policy set in force lives: an atomically swappable snapshot of the engine
+//! and its revision. Every check takes one snapshot (`snapshot()`) and uses it for the
+//! whole decision, so the revision a decision log names is the one that decided; a
+//! reload compiles off the request path and swaps the new snapshot in without locks. A
+//! bad change never replaces the last good set.
+//!
+//! Sources: a local directory (revision: a content hash) or a git repository
+//! ([`GitSource`], revision: the commit).
+
+pub mod config;
+mod git;
+
+pub use git::{GitError, GitSource};
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -28,16 +37,27 @@ pub struct StoreStatus {
     pub last_error: Option<String>,
 }
 
-/// The engine in force, with the source it was loaded from.
+/// One loaded policy set: the engine and the revision it was compiled from.
+#[derive(Debug)]
+pub struct PolicySnapshot {
+    /// The engine over this set.
+    pub engine: Engine,
+    /// Content hash (directory) or commit (git) of this set.
+    pub revision: Arc<str>,
+}
+
+/// The policy set in force, with the source it was loaded from.
 #[derive(Debug)]
 pub struct PolicyStore {
-    current: ArcSwap<Engine>,
-    revision: ArcSwap<String>,
+    current: ArcSwap<PolicySnapshot>,
     directory: PathBuf,
+    git: Option<GitSource>,
     config: EngineConfig,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Serializes reloads (watcher, SIGHUP): one git operation or compile at a time.
+    reloading: Mutex<()>,
 }
 
 /// A fingerprint of a directory: every file's path, size and modification time.
@@ -92,31 +112,71 @@ impl PolicyStore {
     pub fn load(directory: &Path, config: EngineConfig) -> Result<PolicyStore, StoreError> {
         let rev = revision(directory);
         let set = compile_store(load_dir(directory)?)?;
-        Ok(PolicyStore {
-            current: ArcSwap::from_pointee(Engine::new(Arc::new(set), config.clone())),
-            revision: ArcSwap::from_pointee(rev),
-            directory: directory.to_path_buf(),
+        Ok(PolicyStore::new(
+            directory.to_path_buf(),
+            None,
+            set,
+            rev,
+            config,
+        ))
+    }
+
+    /// Clones (or updates) a git repository, checks out its branch and compiles the
+    /// policies in its sub-directory. The revision is the commit.
+    pub fn load_git(source: GitSource, config: EngineConfig) -> Result<PolicyStore, ReloadError> {
+        let commit = source.checkout()?;
+        let directory = source.policy_dir();
+        let set = compile_store(load_dir(&directory)?)?;
+        Ok(PolicyStore::new(
+            directory,
+            Some(source),
+            set,
+            commit,
+            config,
+        ))
+    }
+
+    fn new(
+        directory: PathBuf,
+        git: Option<GitSource>,
+        set: crate::policy::CompiledPolicySet,
+        revision: String,
+        config: EngineConfig,
+    ) -> PolicyStore {
+        PolicyStore {
+            current: ArcSwap::from_pointee(PolicySnapshot {
+                engine: Engine::new(Arc::new(set), config.clone()),
+                revision: revision.into(),
+            }),
+            directory,
+            git,
             config,
             reloads_ok: AtomicU64::new(1),
             reloads_failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
-        })
+            reloading: Mutex::new(()),
+        }
     }
 
-    /// The engine in force (one snapshot; use it for a whole decision).
-    pub fn engine(&self) -> Arc<Engine> {
+    /// The set in force (one snapshot; use it for a whole decision).
+    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
         self.current.load_full()
     }
 
-    /// The policy directory.
+    /// The policy directory (for a git source: the sub-directory of the checkout).
     pub fn directory(&self) -> &Path {
         &self.directory
+    }
+
+    /// The git source, when policies come from a repository.
+    pub fn git(&self) -> Option<&GitSource> {
+        self.git.as_ref()
     }
 
     /// The revision in force and the reload counters.
     pub fn status(&self) -> StoreStatus {
         StoreStatus {
-            revision: self.revision.load().to_string(),
+            revision: self.current.load().revision.to_string(),
             reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
             reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
             last_error: self
@@ -127,36 +187,66 @@ impl PolicyStore {
         }
     }
 
-    /// Recompiles the directory and swaps the new set in. On error the old set stays in
-    /// force, and the error is recorded and returned.
-    pub fn reload(&self) -> Result<String, StoreError> {
-        let rev = revision(&self.directory);
+    /// Reloads from the source (a git source fetches its branch first) and swaps the
+    /// new set in. On error the old set stays in force, and the error is recorded and
+    /// returned.
+    pub fn reload(&self) -> Result<String, ReloadError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        match &self.git {
+            None => self
+                .compile_and_swap(revision(&self.directory))
+                .map_err(ReloadError::from),
+            Some(git) => {
+                let fetched = git.fetch().inspect_err(|e| self.record_failure(e))?;
+                if *fetched == *self.current.load().revision {
+                    return Ok(fetched);
+                }
+                git.switch_to(&fetched)
+                    .inspect_err(|e| self.record_failure(e))?;
+                self.compile_and_swap(fetched).map_err(ReloadError::from)
+            }
+        }
+    }
+
+    fn compile_and_swap(&self, rev: String) -> Result<String, StoreError> {
         let result = load_dir(&self.directory)
             .map_err(StoreError::from)
             .and_then(compile_store);
         match result {
             Ok(set) => {
-                self.current
-                    .store(Arc::new(Engine::new(Arc::new(set), self.config.clone())));
-                self.revision.store(Arc::new(rev.clone()));
+                self.current.store(Arc::new(PolicySnapshot {
+                    engine: Engine::new(Arc::new(set), self.config.clone()),
+                    revision: rev.as_str().into(),
+                }));
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::info!(revision = %rev, directory = %self.directory.display(), "policies reloaded");
                 Ok(rev)
             }
             Err(e) => {
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                tracing::error!(directory = %self.directory.display(), "reload rejected, keeping revision {}:\n{e}", self.revision.load());
+                self.record_failure(&e);
                 Err(e)
             }
         }
+    }
+
+    fn record_failure(&self, e: &dyn std::fmt::Display) {
+        self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        tracing::error!(
+            directory = %self.directory.display(),
+            "reload rejected, keeping revision {}:\n{e}",
+            self.current.load().revision
+        );
     }
 
     /// Watches the directory (polling every `interval`) and reloads once a change has
     /// been quiet for one more interval, so half-written saves are not compiled. Runs
     /// until the task is dropped.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
+        if self.git.is_some() {
+            return self.watch_git(interval).await;
+        }
         let mut seen = fingerprint(&self.directory);
         let mut pending: Option<u64> = None;
         loop {
@@ -176,6 +266,74 @@ impl PolicyStore {
                 _ => pending = None,
             }
         }
+    }
+
+    /// Polls the git branch every `interval` and switches to each new commit. A commit
+    /// that fails to compile is not retried until the branch moves again; the last good
+    /// set stays in force meanwhile.
+    async fn watch_git(self: Arc<Self>, interval: Duration) {
+        let mut rejected: Option<String> = None;
+        loop {
+            tokio::time::sleep(interval).await;
+            let store = self.clone();
+            let tried = rejected.clone();
+            let outcome = tokio::task::spawn_blocking(move || store.poll_git(tried.as_deref()))
+                .await
+                .unwrap_or(None);
+            if let Some(commit) = outcome {
+                rejected = Some(commit);
+            } else {
+                rejected = None;
+            }
+        }
+    }
+
+    /// One poll of the git source; returns the commit that was rejected, if any.
+    fn poll_git(&self, rejected: Option<&str>) -> Option<String> {
+        let git = self.git.as_ref()?;
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let fetched = match git.fetch() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(url = %git.url, error = %e, "git fetch failed; keeping the set in force");
+                return rejected.map(str::to_string);
+            }
+        };
+        if *fetched == *self.current.load().revision || Some(fetched.as_str()) == rejected {
+            return rejected.map(str::to_string);
+        }
+        let switched = git
+            .switch_to(&fetched)
+            .map_err(ReloadError::from)
+            .and_then(|()| {
+                self.compile_and_swap(fetched.clone())
+                    .map_err(ReloadError::from)
+            });
+        match switched {
+            Ok(_) => None,
+            Err(ReloadError::Git(e)) => {
+                self.record_failure(&e);
+                None
+            }
+            Err(ReloadError::Policies(_)) => Some(fetched),
+        }
+    }
+}
+
+/// Why a load or reload failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The policies do not load or compile.
+    #[error("{0}")]
+    Policies(#[from] StoreError),
+    /// A git operation failed.
+    #[error("{0}")]
+    Git(#[from] GitError),
+}
+
+impl From<crate::policy::LoadErrors> for ReloadError {
+    fn from(e: crate::policy::LoadErrors) -> Self {
+        ReloadError::Policies(StoreError::from(e))
     }
 }
 
@@ -209,7 +367,14 @@ mod tests {
         std::fs::write(dir.join("doc.yaml"), POLICY).unwrap();
         let store = PolicyStore::load(&dir, EngineConfig::default()).unwrap();
         let rev = store.status().revision;
-        assert!(store.engine().check(&input()).unwrap().is_allowed("read"));
+        assert!(
+            store
+                .snapshot()
+                .engine
+                .check(&input())
+                .unwrap()
+                .is_allowed("read")
+        );
 
         std::fs::write(dir.join("doc.yaml"), POLICY.replace("[user]", "[user")).unwrap();
         assert!(store.reload().is_err());
@@ -217,7 +382,14 @@ mod tests {
         assert_eq!(st.revision, rev);
         assert_eq!(st.reloads_failed, 1);
         assert!(st.last_error.unwrap().contains("doc.yaml:"));
-        assert!(store.engine().check(&input()).unwrap().is_allowed("read"));
+        assert!(
+            store
+                .snapshot()
+                .engine
+                .check(&input())
+                .unwrap()
+                .is_allowed("read")
+        );
 
         std::fs::write(
             dir.join("doc.yaml"),
@@ -226,11 +398,25 @@ mod tests {
         .unwrap();
         let new_rev = store.reload().unwrap();
         assert_ne!(new_rev, rev);
-        assert!(!store.engine().check(&input()).unwrap().is_allowed("read"));
+        assert!(
+            !store
+                .snapshot()
+                .engine
+                .check(&input())
+                .unwrap()
+                .is_allowed("read")
+        );
         assert_eq!(store.status().last_error, None);
 
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(store.reload().is_err(), "a deleted directory is rejected");
-        assert!(!store.engine().check(&input()).unwrap().is_allowed("read"));
+        assert!(
+            !store
+                .snapshot()
+                .engine
+                .check(&input())
+                .unwrap()
+                .is_allowed("read")
+        );
     }
 }

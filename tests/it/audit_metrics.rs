@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use gatehouse::audit::{AuditConfig, AuditSink};
 use gatehouse::engine::EngineConfig;
 use gatehouse::extauthz::{self, ExtAuthz, ExtAuthzConfig};
-use gatehouse::metrics::{ActionOutcome, Metrics, Origin, PolicySnapshot, metrics_router};
+use gatehouse::metrics::{ActionOutcome, Metrics, Origin, PolicyStats, metrics_router};
 use gatehouse::store::PolicyStore;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -784,9 +784,10 @@ async fn metrics_endpoint_parses_and_counters_move() {
     let snapshot_store = store.clone();
     let router = metrics_router(metrics.clone(), move || {
         let st = snapshot_store.status();
-        let counts = snapshot_store.engine().policies().counts();
-        Some(PolicySnapshot {
+        let counts = snapshot_store.snapshot().engine.policies().counts();
+        Some(PolicyStats {
             revision: st.revision,
+            source: "directory".into(),
             reloads_ok: st.reloads_ok,
             reloads_failed: st.reloads_failed,
             loaded: vec![

@@ -222,7 +222,7 @@ fn serve_reports_health_and_stops_on_sigterm() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("gatehouse_policy_revision_info{revision="),
+        metrics.contains("gatehouse_policy_revision_info{source=\"directory\",revision="),
         "{metrics}"
     );
     // SIGTERM: drain and exit 0.

@@ -9,6 +9,7 @@ mod cli;
 mod compile_cases;
 mod engine_cases;
 mod extauthz;
+mod git_source;
 mod index_cases;
 mod jwt;
 mod parser_cases;

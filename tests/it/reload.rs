@@ -5,21 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::util::{free_port, http, within};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 
 const ALLOW: &str = "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [read]\n      effect: EFFECT_ALLOW\n      roles: [user]\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server {
     child: Child,
@@ -37,6 +30,11 @@ impl Drop for Server {
 }
 
 fn start(name: &str) -> Server {
+    start_with(name, "")
+}
+
+/// Starts a server whose routes are `/docs/{id}` plus `extra_routes` (YAML flow items).
+fn start_with(name: &str, extra_routes: &str) -> Server {
     let dir = std::env::temp_dir().join(format!("gh-reload-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("policies")).unwrap();
@@ -45,7 +43,8 @@ fn start(name: &str) -> Server {
         dir.join("gatehouse.yaml"),
         "policies: {directory: policies, watchIntervalMs: 100}\n\
          extAuthz:\n  principal:\n    sources: [{headers: {id: x-user, roles: x-roles}}]\n  \
-         routes: [{path: '/docs/{id}', resource: {kind: doc, id: '{id}'}}]\n",
+         routes: [{path: '/docs/{id}', resource: {kind: doc, id: '{id}'}}EXTRA]\n"
+            .replace("EXTRA", extra_routes),
     )
     .unwrap();
     let (grpc, http) = (free_port(), free_port());
@@ -70,12 +69,16 @@ fn start(name: &str) -> Server {
 }
 
 fn request() -> CheckRequest {
+    request_to("/docs/1")
+}
+
+fn request_to(path: &str) -> CheckRequest {
     CheckRequest {
         attributes: Some(AttributeContext {
             request: Some(Request {
                 http: Some(HttpRequest {
                     method: "GET".into(),
-                    path: "/docs/1".into(),
+                    path: path.into(),
                     headers: [
                         ("x-user".to_string(), "a".to_string()),
                         ("x-roles".to_string(), "user".to_string()),
@@ -107,33 +110,8 @@ async fn allowed(c: &mut AuthorizationClient<tonic::transport::Channel>) -> bool
 }
 
 async fn status(s: &Server) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", s.http))
-        .await
-        .unwrap();
-    sock.write_all(b"GET /_gatehouse/status HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = String::new();
-    sock.read_to_string(&mut buf).await.unwrap();
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {buf}"))
-}
-
-/// Polls until `f` holds, for at most `limit`; returns how long it took.
-async fn within<F, Fut>(limit: Duration, mut f: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if f().await {
-            return Some(t.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
+    let (_, body) = http(s.http, "GET", "/_gatehouse/status", None).await;
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 fn write(dir: &Path, text: &str) {
@@ -258,4 +236,52 @@ async fn reload_under_load_loses_no_decision() {
     assert_eq!(wrong.load(Ordering::Relaxed), 0);
     assert!(ok.load(Ordering::Relaxed) > 100);
     assert!(reloads >= 5, "reloads happened: {reloads}");
+}
+
+#[tokio::test]
+async fn sigterm_during_load_loses_no_in_flight_request() {
+    // Every decision on /slow waits 400 ms for its attributes, so requests are
+    // certainly in flight when the signal arrives.
+    let attrs = crate::util::attribute_source_with_delay(
+        |_| Some(r#"{"x": 1}"#),
+        Duration::from_millis(400),
+    )
+    .await;
+    let mut s = start_with(
+        "sigterm-load",
+        &format!(
+            ", {{path: '/slow/{{id}}', resource: {{kind: doc, id: '{{id}}'}}, action: read, \
+             attributes: {{fetch: {{url: 'http://{attrs}/attrs/{{id}}', timeoutMs: 5000}}}}}}"
+        ),
+    );
+    let c = connect(&s).await;
+    assert!(allowed(&mut c.clone()).await);
+    let in_flight: Vec<_> = (0..16)
+        .map(|i| {
+            let mut c = c.clone();
+            tokio::spawn(async move { c.check(request_to(&format!("/slow/{i}"))).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pid = s.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut allowed_after_signal = 0;
+    for r in in_flight {
+        let r = r.await.unwrap().expect("an in-flight request failed");
+        assert_eq!(r.get_ref().status.as_ref().map(|s| s.code), Some(0));
+        allowed_after_signal += 1;
+    }
+    assert_eq!(allowed_after_signal, 16);
+    let mut child = std::mem::replace(&mut s.child, Command::new("true").spawn().unwrap());
+    drop(c);
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "clean exit after the drain");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", s.grpc))
+            .await
+            .is_err(),
+        "no new connections after shutdown"
+    );
 }

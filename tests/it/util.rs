@@ -54,6 +54,14 @@ pub fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
 /// A tiny HTTP attribute source on 127.0.0.1: `GET /attrs/{id}` answers the JSON that
 /// `lookup(id)` gives, or 404. Returns its address.
 pub async fn attribute_source(lookup: fn(&str) -> Option<&'static str>) -> std::net::SocketAddr {
+    attribute_source_with_delay(lookup, std::time::Duration::ZERO).await
+}
+
+/// [`attribute_source`] that waits `delay` before each answer (requests in flight).
+pub async fn attribute_source_with_delay(
+    lookup: fn(&str) -> Option<&'static str>,
+    delay: std::time::Duration,
+) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -71,6 +79,7 @@ pub async fn attribute_source(lookup: fn(&str) -> Option<&'static str>) -> std::
                     Some(b) => ("200 OK", b),
                     None => ("404 Not Found", "{}"),
                 };
+                tokio::time::sleep(delay).await;
                 let resp = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -80,4 +89,75 @@ pub async fn attribute_source(lookup: fn(&str) -> Option<&'static str>) -> std::
         }
     });
     addr
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls until `f` holds, for at most `limit`; returns how long it took.
+pub async fn within<F, Fut>(limit: std::time::Duration, mut f: F) -> Option<std::time::Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t = std::time::Instant::now();
+    while t.elapsed() < limit {
+        if f().await {
+            return Some(t.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`; returns the status code and body.
+pub async fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    sock.read_to_string(&mut buf).await.unwrap();
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, rest) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (code, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
