@@ -1,4 +1,5 @@
-//! Compiles the Cerbos-compatible API definitions in `proto/` with protox (a pure-Rust
+//! Compiles the Cerbos-compatible API definitions and the OTLP trace export messages in
+//! `proto/` with protox (a pure-Rust
 //! protobuf compiler, so no `protoc` is needed) into prost messages and the tonic service,
 //! and records the commit and build time that `ServerInfo` reports.
 
@@ -10,6 +11,7 @@ const PROTOS: &[&str] = &[
     "cerbos/svc/v1/svc.proto",
     "buf/validate/validate.proto",
     "google/rpc/status.proto",
+    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -14,4 +14,5 @@ pub mod jwt;
 pub mod metrics;
 pub mod policy;
 pub mod store;
+pub mod telemetry;
 pub mod verify;

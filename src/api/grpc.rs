@@ -5,6 +5,7 @@ use super::pb::cerbos::request::v1::{CheckResourcesRequest, ServerInfoRequest};
 use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
 use super::pb::cerbos::svc::v1::cerbos_service_server::CerbosService;
 use super::service::CerbosApi;
+use crate::telemetry::TraceContext;
 
 #[tonic::async_trait]
 impl CerbosService for CerbosApi {
@@ -12,7 +13,16 @@ impl CerbosService for CerbosApi {
         &self,
         request: tonic::Request<CheckResourcesRequest>,
     ) -> Result<tonic::Response<CheckResourcesResponse>, tonic::Status> {
-        let response = CerbosApi::check_resources(self, request.into_inner()).await?;
+        let meta = request.metadata();
+        let caller = meta
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|tp| {
+                let state = meta.get("tracestate").and_then(|v| v.to_str().ok());
+                TraceContext::parse(tp, state)
+            });
+        let response =
+            CerbosApi::check_resources_traced(self, request.into_inner(), caller).await?;
         Ok(tonic::Response::new(response))
     }
 

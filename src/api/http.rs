@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::error::ApiError;
 use super::protojson::{decode_check_resources, encode_check_resources, encode_server_info};
 use super::service::CerbosApi;
+use crate::telemetry::TraceContext;
 
 /// The gRPC service name the health route reports on.
 const SERVICE_NAME: &str = "cerbos.svc.v1.CerbosService";
@@ -51,7 +52,18 @@ fn error_response(e: &ApiError) -> Response {
     json_response(status, &e.to_json())
 }
 
-async fn check_resources(State(api): State<CerbosApi>, body: Body) -> Response {
+async fn check_resources(
+    State(api): State<CerbosApi>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|tp| {
+            let state = headers.get("tracestate").and_then(|v| v.to_str().ok());
+            TraceContext::parse(tp, state)
+        });
     let limit = api.settings().max_body_bytes;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -68,7 +80,7 @@ async fn check_resources(State(api): State<CerbosApi>, body: Body) -> Response {
         }
     };
     let result = match decode_check_resources(&bytes) {
-        Ok(req) => api.check_resources(req).await,
+        Ok(req) => api.check_resources_traced(req, caller).await,
         Err(e) => Err(e),
     };
     match result {

@@ -9,6 +9,7 @@ use prost_types::value::Kind;
 
 use super::call_id::new_call_id;
 use super::error::ApiError;
+use super::pb::cerbos::effect::v1 as pb_effect;
 use super::pb::cerbos::engine::v1 as pb_engine;
 use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, aux_data};
 use super::pb::cerbos::response::v1::check_resources_response::{ResultEntry, result_entry};
@@ -22,6 +23,17 @@ use crate::engine::{self, CheckInput, CheckOutput, ValidationSource};
 use crate::jwt::{Claims, decode_unverified, to_cerbos_claims};
 use crate::policy::compiled::Effect;
 use crate::store::PolicyStore;
+use crate::telemetry::{SpanKind, TraceContext};
+
+/// What the decision log and metrics record about a call besides its decisions.
+struct CallFacts<'a> {
+    call_id: &'a str,
+    request_id: &'a str,
+    /// Revision of the policy snapshot that decided.
+    revision: &'a str,
+    trace_id: Option<String>,
+    elapsed: std::time::Duration,
+}
 
 /// The Cerbos API over a policy store: implements `cerbos.svc.v1.CerbosService` and backs
 /// the HTTP routes. Cheap to clone.
@@ -60,6 +72,68 @@ impl CerbosApi {
     pub async fn check_resources(
         &self,
         req: CheckResourcesRequest,
+    ) -> Result<CheckResourcesResponse, ApiError> {
+        self.check_resources_traced(req, None).await
+    }
+
+    /// [`check_resources`](Self::check_resources) continuing the caller's trace
+    /// (`traceparent` from gRPC metadata or HTTP headers): the call is one server span,
+    /// and the decision log names the trace.
+    pub async fn check_resources_traced(
+        &self,
+        req: CheckResourcesRequest,
+        caller: Option<TraceContext>,
+    ) -> Result<CheckResourcesResponse, ApiError> {
+        let tracer = &self.settings.tracer;
+        let span = tracer.start_span(
+            "cerbos.svc.v1.CerbosService/CheckResources",
+            SpanKind::Server,
+            caller.as_ref(),
+        );
+        let trace_id = match &span {
+            Some(s) => Some(s.context.trace_id_hex()),
+            None => caller.as_ref().map(TraceContext::trace_id_hex),
+        };
+        let Some(mut span) = span else {
+            return self.decide(req, trace_id).await;
+        };
+        span.set("rpc.system", "grpc");
+        span.set("rpc.service", "cerbos.svc.v1.CerbosService");
+        span.set("rpc.method", "CheckResources");
+        span.set("gatehouse.request_id", req.request_id.as_str());
+        if let Some(p) = &req.principal {
+            span.set("gatehouse.principal.id", p.id.as_str());
+            span.set("gatehouse.principal.roles", p.roles.clone());
+        }
+        span.set("gatehouse.resources", req.resources.len() as i64);
+        let result = self.decide(req, trace_id).await;
+        match &result {
+            Ok(resp) => {
+                span.set("gatehouse.call_id", resp.cerbos_call_id.as_str());
+                let effects = resp.results.iter().flat_map(|r| r.actions.values());
+                let allowed = effects
+                    .clone()
+                    .filter(|e| **e == pb_effect::Effect::Allow as i32)
+                    .count();
+                span.set("gatehouse.actions.allowed", allowed as i64);
+                span.set(
+                    "gatehouse.actions.denied",
+                    (effects.count() - allowed) as i64,
+                );
+            }
+            Err(e) => {
+                span.set("rpc.grpc.status_code", e.code() as i64);
+                span.set_error(e.message().to_string());
+            }
+        }
+        tracer.end(span);
+        result
+    }
+
+    async fn decide(
+        &self,
+        req: CheckResourcesRequest,
+        trace_id: Option<String>,
     ) -> Result<CheckResourcesResponse, ApiError> {
         let started = std::time::Instant::now();
         validate_check_resources(&req)?;
@@ -117,12 +191,15 @@ impl CerbosApi {
         }
         let call_id = new_call_id();
         self.record(
-            &call_id,
-            &req.request_id,
+            CallFacts {
+                call_id: &call_id,
+                request_id: &req.request_id,
+                revision: &snapshot.revision,
+                trace_id,
+                elapsed: started.elapsed(),
+            },
             &principal,
             &decided,
-            &snapshot.revision,
-            started.elapsed(),
         );
         Ok(CheckResourcesResponse {
             request_id: req.request_id,
@@ -134,13 +211,17 @@ impl CerbosApi {
     /// Counts the decisions and writes one decision-log line for the call.
     fn record(
         &self,
-        call_id: &str,
-        request_id: &str,
+        call: CallFacts<'_>,
         principal: &crate::engine::Principal,
         decided: &[(String, crate::engine::CheckOutput, CheckInput)],
-        revision: &str,
-        elapsed: std::time::Duration,
     ) {
+        let CallFacts {
+            call_id,
+            request_id,
+            revision,
+            trace_id,
+            elapsed,
+        } = call;
         use crate::audit::{ActionRecord, DecisionRecord, PrincipalRecord, ResourceRecord};
         use crate::metrics::{ActionOutcome, Origin};
         use crate::policy::compiled::Effect;
@@ -189,6 +270,7 @@ impl CerbosApi {
                 })
                 .collect();
             r.policy_revision = revision.to_string();
+            r.trace_id = trace_id;
             r.request_id = (!request_id.is_empty()).then(|| request_id.to_string());
             r
         });

@@ -62,6 +62,8 @@ pub struct ApiSettings {
     pub metrics: crate::metrics::Metrics,
     /// Where decisions are logged (origin `api`).
     pub audit: crate::audit::AuditSink,
+    /// Where call spans go (off unless tracing is configured).
+    pub tracer: crate::telemetry::Tracer,
 }
 
 impl Default for ApiSettings {
@@ -76,6 +78,7 @@ impl Default for ApiSettings {
             server_info: ServerInfo::default(),
             metrics: crate::metrics::Metrics::default(),
             audit: crate::audit::AuditSink::default(),
+            tracer: crate::telemetry::Tracer::disabled(),
         }
     }
 }
@@ -89,6 +92,12 @@ impl ApiSettings {
     ) -> Self {
         self.metrics = metrics;
         self.audit = audit;
+        self
+    }
+
+    /// Sends a span for every call to `tracer`.
+    pub fn with_tracer(mut self, tracer: crate::telemetry::Tracer) -> Self {
+        self.tracer = tracer;
         self
     }
 

@@ -103,6 +103,9 @@ pub struct ServeConfig {
     /// Prometheus metrics on the HTTP listener.
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
+    /// OpenTelemetry spans over OTLP/HTTP (off by default).
+    #[serde(default)]
+    pub tracing: crate::telemetry::TracingConfig,
 }
 
 /// `server`.
@@ -516,7 +519,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let audit =
         crate::audit::AuditSink::new(&config.audit.clone().resolve_paths(&base), metrics.clone())
             .map_err(|e| anyhow::anyhow!("audit: {e}"))?;
-    let ext: ExtAuthz = extauthz::build_with_sinks(
+    let tracer = match config.tracing.resolve(|k| std::env::var(k).ok()) {
+        Some(otlp) => {
+            let tracer = crate::telemetry::Tracer::start(&otlp, metrics.clone())?;
+            tracing::info!(endpoint = %otlp.endpoint, service = %otlp.service_name, "tracing: exporting spans over OTLP/HTTP");
+            tracer
+        }
+        None => crate::telemetry::Tracer::disabled(),
+    };
+    let mut ext: ExtAuthz = extauthz::build_with_sinks(
         &config.ext_authz,
         store.clone(),
         &base,
@@ -524,10 +535,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         audit.clone(),
     )
     .await?;
+    ext.tracer = tracer.clone();
     let api_settings = config
         .api_settings(&base)
         .await?
-        .with_sinks(metrics.clone(), audit.clone());
+        .with_sinks(metrics.clone(), audit.clone())
+        .with_tracer(tracer.clone());
     tracing::info!(revision = %store.status().revision, "policy revision in force");
     if let Some(interval) = poll {
         tokio::spawn(store.clone().watch(interval));
@@ -654,6 +667,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         }
     }
     audit.flush();
+    tracer.shutdown(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(0)
 }

@@ -92,15 +92,17 @@ impl AttributeFetcher {
 
     /// Fetches `url` (or reuses a fresh cached answer, or joins a fetch in flight).
     pub async fn fetch(&self, url: &str, timeout: Duration, ttl: Duration) -> Outcome {
-        self.fetch_with_provenance(url, timeout, ttl).await.0
+        self.fetch_with_provenance(url, timeout, ttl, None).await.0
     }
 
-    /// [`fetch`](Self::fetch), also telling whether this call asked the source.
+    /// [`fetch`](Self::fetch), also telling whether this call asked the source. A
+    /// `traceparent` is sent along when this call is the one that asks.
     pub async fn fetch_with_provenance(
         &self,
         url: &str,
         timeout: Duration,
         ttl: Duration,
+        traceparent: Option<&str>,
     ) -> (Outcome, Provenance) {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,7 +136,7 @@ impl AttributeFetcher {
             .cell
             .get_or_init(|| {
                 provenance = Provenance::Fetched;
-                self.fetch_now(url, timeout)
+                self.fetch_now(url, timeout, traceparent)
             })
             .await
             .clone();
@@ -148,15 +150,18 @@ impl AttributeFetcher {
         (outcome, provenance)
     }
 
-    async fn fetch_now(&self, url: &str, timeout: Duration) -> Outcome {
+    async fn fetch_now(&self, url: &str, timeout: Duration, traceparent: Option<&str>) -> Outcome {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|_| FetchError::BadUrl(url.to_string()))?;
         if uri.scheme_str() != Some("http") {
             return Err(FetchError::BadUrl(url.to_string()));
         }
-        let request = hyper::Request::get(uri)
-            .header("accept", "application/json")
+        let mut request = hyper::Request::get(uri).header("accept", "application/json");
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let request = request
             .body(Empty::new())
             .map_err(|_| FetchError::BadUrl(url.to_string()))?;
         let work = async {
@@ -238,11 +243,11 @@ mod tests {
         let (a, b) = tokio::join!(f.fetch(&url, t, ttl), f.fetch(&url, t, ttl));
         assert!(a.unwrap().get_str("owner").is_some());
         assert!(b.is_ok());
-        let (again, provenance) = f.fetch_with_provenance(&url, t, ttl).await;
+        let (again, provenance) = f.fetch_with_provenance(&url, t, ttl, None).await;
         assert!(again.is_ok());
         assert_eq!(provenance, Provenance::Shared);
         assert_eq!(hits.load(Ordering::SeqCst), 1, "one fetch for three checks");
-        let (_, provenance) = f.fetch_with_provenance(&url, t, Duration::ZERO).await;
+        let (_, provenance) = f.fetch_with_provenance(&url, t, Duration::ZERO, None).await;
         assert_eq!(
             provenance,
             Provenance::Fetched,

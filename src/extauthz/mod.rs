@@ -163,6 +163,7 @@ pub async fn build_with_sinks(
         deny_body: config.deny_body,
         max_body: config.max_body_bytes,
         fetcher: attributes::AttributeFetcher::new(),
+        tracer: crate::telemetry::Tracer::disabled(),
         metrics,
         audit,
     })

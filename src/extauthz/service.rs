@@ -27,6 +27,7 @@ use crate::engine::{CheckInput, CheckOutput, Principal, Resource};
 use crate::metrics::{ActionOutcome, AttributeFetch, Metrics, Origin};
 use crate::policy::compiled::Effect;
 use crate::store::PolicyStore;
+use crate::telemetry::{Span, SpanKind, TraceContext, Tracer};
 
 /// Everything the service needs, built once at start.
 pub struct ExtAuthz {
@@ -52,6 +53,8 @@ pub struct ExtAuthz {
     pub metrics: Metrics,
     /// Where decisions are logged.
     pub audit: AuditSink,
+    /// Where decision spans go (off unless tracing is configured).
+    pub tracer: Tracer,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -127,6 +130,8 @@ struct Trail<'a> {
     output: Option<CheckOutput>,
     /// Revision of the policy set that decided.
     revision: Option<Arc<str>>,
+    /// The decision's span, when the trace is recorded.
+    span: Option<Span>,
 }
 
 fn header(key: &str, value: &str) -> HeaderValueOption {
@@ -271,6 +276,17 @@ impl ExtAuthz {
     /// Decides one CheckRequest: times and counts it in the metrics and hands it to the
     /// audit sink (origin `ext_authz`).
     pub async fn decide(&self, req: &CheckRequest) -> CheckResponse {
+        self.decide_traced(req, None).await
+    }
+
+    /// [`decide`](Self::decide) continuing a trace: `caller` is the context of Envoy's
+    /// ext_authz call (gRPC metadata); without it, the HTTP request's `traceparent` is
+    /// the parent.
+    pub async fn decide_traced(
+        &self,
+        req: &CheckRequest,
+        caller: Option<TraceContext>,
+    ) -> CheckResponse {
         let started = Instant::now();
         let id = decision_id();
         let empty = HashMap::new();
@@ -281,6 +297,18 @@ impl ExtAuthz {
             .and_then(|r| r.http.as_ref());
         let headers = http.map_or(&empty, |h| &h.headers);
         let mut trail = Trail::default();
+        if self.tracer.is_enabled() {
+            let parent = caller.or_else(|| {
+                headers.get("traceparent").and_then(|t| {
+                    TraceContext::parse(t, headers.get("tracestate").map(String::as_str))
+                })
+            });
+            trail.span = self.tracer.start_span(
+                "envoy.service.auth.v3.Authorization/Check",
+                SpanKind::Server,
+                parent.as_ref(),
+            );
+        }
         let result = self.evaluate(req, &mut trail).await;
         let response = match &result {
             Ok(()) => {
@@ -309,9 +337,22 @@ impl ExtAuthz {
             started.elapsed(),
             outcomes.chain(undecided),
         );
+        if let Some(mut span) = trail.span.take() {
+            span_attributes(
+                &mut span,
+                &id,
+                http.map(|h| h.method.as_str()),
+                &trail,
+                &result,
+            );
+            trail.span = Some(span);
+        }
         self.audit.record_with(|| {
             self.audit_record(id, http.map(|h| (h.id.as_str(), headers)), &trail, &result)
         });
+        if let Some(span) = trail.span.take() {
+            self.tracer.end(span);
+        }
         response
     }
 
@@ -394,7 +435,10 @@ impl ExtAuthz {
                 .filter(|i| !i.is_empty())
                 .or_else(|| headers.get("x-request-id").map(String::as_str))
                 .map(str::to_string);
-            r.trace_id = headers.get("traceparent").and_then(|t| trace_id(t));
+            r.trace_id = match &trail.span {
+                Some(span) => Some(span.context.trace_id_hex()),
+                None => headers.get("traceparent").and_then(|t| trace_id(t)),
+            };
         }
         r
     }
@@ -551,14 +595,32 @@ impl ExtAuthz {
         }
         if let Some(fetch) = &a.fetch {
             let url = fill_template(&fetch.url, &hit.params, true);
+            let mut span = trail
+                .span
+                .as_ref()
+                .map(|s| s.child("attributes.fetch", SpanKind::Client));
+            let traceparent = span.as_ref().map(Span::traceparent);
             let (fetched, provenance) = self
                 .fetcher
                 .fetch_with_provenance(
                     &url,
                     Duration::from_millis(fetch.timeout_ms),
                     Duration::from_millis(fetch.cache_ttl_ms),
+                    traceparent.as_deref(),
                 )
                 .await;
+            if let Some(mut span) = span.take() {
+                span.set("http.request.method", "GET");
+                span.set("url.full", url.as_str());
+                span.set(
+                    "gatehouse.attributes.cached",
+                    matches!(provenance, Provenance::Shared) && fetched.is_ok(),
+                );
+                if let Err(e) = &fetched {
+                    span.set_error(e.to_string());
+                }
+                self.tracer.end(span);
+            }
             self.metrics
                 .count_attribute_fetch(match (&fetched, provenance) {
                     (Err(_), _) => AttributeFetch::Error,
@@ -597,6 +659,9 @@ impl ExtAuthz {
         } = input;
         let out = checked.map_err(|e| {
             tracing::error!(error = %e, "engine error: denying");
+            if let Some(span) = &mut trail.span {
+                span.set_error(format!("policy evaluation failed: {e}"));
+            }
             Denial::forbidden(format!("policy evaluation failed: {e}"))
         });
         let denial = match &out {
@@ -623,6 +688,50 @@ impl ExtAuthz {
     }
 }
 
+/// The decision's outcome on its span: who asked for what, the verdict and why.
+fn span_attributes(
+    span: &mut Span,
+    id: &str,
+    method: Option<&str>,
+    trail: &Trail<'_>,
+    result: &Result<(), Denial>,
+) {
+    span.set("rpc.system", "grpc");
+    span.set("rpc.service", "envoy.service.auth.v3.Authorization");
+    span.set("rpc.method", "Check");
+    span.set("gatehouse.decision_id", id);
+    if let Some(m) = method {
+        span.set("http.request.method", m);
+    }
+    if !trail.kind.is_empty() {
+        span.set("gatehouse.resource.kind", trail.kind);
+    }
+    if let Some(r) = &trail.resource {
+        span.set("gatehouse.resource.id", r.id.as_str());
+    }
+    if let Some(a) = &trail.action {
+        span.set("gatehouse.action", a.as_str());
+    }
+    if let Some(p) = &trail.principal {
+        span.set("gatehouse.principal.id", p.id.as_str());
+        span.set(
+            "gatehouse.principal.roles",
+            p.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        );
+    }
+    if let Some(rev) = &trail.revision {
+        span.set("gatehouse.policy.revision", rev.to_string());
+    }
+    span.set("gatehouse.allowed", result.is_ok());
+    if let Err(d) = result {
+        span.set("http.response.status_code", i64::from(d.status));
+        span.set("gatehouse.deny.reason", d.reason.as_str());
+        if let Some(p) = &d.policy {
+            span.set("gatehouse.deny.policy", p.as_str());
+        }
+    }
+}
+
 /// The tonic service.
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
@@ -630,6 +739,18 @@ impl Authorization for ExtAuthz {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        Ok(Response::new(self.decide(request.get_ref()).await))
+        let caller = self
+            .tracer
+            .is_enabled()
+            .then(|| {
+                let meta = request.metadata();
+                let traceparent = meta.get("traceparent")?.to_str().ok()?;
+                let tracestate = meta.get("tracestate").and_then(|v| v.to_str().ok());
+                TraceContext::parse(traceparent, tracestate)
+            })
+            .flatten();
+        Ok(Response::new(
+            self.decide_traced(request.get_ref(), caller).await,
+        ))
     }
 }

@@ -15,6 +15,7 @@
 //! | `gatehouse_check_duration_seconds` | histogram | `origin` |
 //! | `gatehouse_attribute_fetches_total` | counter | `result` = `ok`, `error`, `cache_hit` |
 //! | `gatehouse_audit_dropped_total` | counter | `reason` = `queue_full`, `write_error` |
+//! | `gatehouse_trace_spans_total` | counter | `result` = `exported`, `dropped`, `failed` |
 //! | `gatehouse_policy_reloads_total` | counter | `result` = `ok`, `failed` |
 //! | `gatehouse_policies_loaded` | gauge | `type` |
 //! | `gatehouse_policy_revision_info` | gauge (always 1) | `source`, `revision` |
@@ -29,6 +30,6 @@ mod router;
 
 pub use registry::{
     ActionOutcome, AttributeFetch, AuditDrop, DEFAULT_MAX_SERIES, Metrics, MetricsConfig, Origin,
-    PolicyStats,
+    PolicyStats, SpanExport,
 };
 pub use router::{CONTENT_TYPE, metrics_router};

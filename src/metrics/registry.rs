@@ -102,6 +102,28 @@ impl AuditDrop {
     }
 }
 
+/// What became of finished trace spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpanExport {
+    /// Accepted by the collector.
+    Exported,
+    /// Not queued: the export queue was full.
+    Dropped,
+    /// The export request failed or was refused.
+    Failed,
+}
+
+impl SpanExport {
+    fn as_str(self) -> &'static str {
+        match self {
+            SpanExport::Exported => "exported",
+            SpanExport::Dropped => "dropped",
+            SpanExport::Failed => "failed",
+        }
+    }
+}
+
 /// One action's decision, as counted by `gatehouse_decisions_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ActionOutcome<'a> {
@@ -136,6 +158,7 @@ struct Registry {
     check_duration: Family<Histogram, 1>,
     attribute_fetches: Family<Counter, 1>,
     audit_dropped: Family<Counter, 1>,
+    trace_spans: Family<Counter, 1>,
 }
 
 /// The metrics registry: a cheap, cloneable handle shared by every adapter and sink.
@@ -192,6 +215,12 @@ impl Metrics {
                 ["reason"],
                 ENUM_LABELS_CAP,
             ),
+            trace_spans: Family::new(
+                "gatehouse_trace_spans_total",
+                "Trace spans finished, by what became of them (OTLP export).",
+                ["result"],
+                ENUM_LABELS_CAP,
+            ),
         };
         for origin in [Origin::ExtAuthz, Origin::Api] {
             registry.check_duration.with([origin.as_str()], |_| ());
@@ -244,6 +273,11 @@ impl Metrics {
             .with([reason.as_str()], |c| c.add(1));
     }
 
+    /// Counts `n` trace spans that met `result`.
+    pub fn count_trace_spans(&self, result: SpanExport, n: u64) {
+        self.inner.trace_spans.with([result.as_str()], |c| c.add(n));
+    }
+
     /// Audit records not written so far, for every reason.
     pub fn audit_dropped(&self) -> u64 {
         self.inner.audit_dropped.sum(Counter::get)
@@ -258,6 +292,7 @@ impl Metrics {
         r.check_duration.render(&mut out);
         r.attribute_fetches.render(&mut out);
         r.audit_dropped.render(&mut out);
+        r.trace_spans.render(&mut out);
         if let Some(p) = policies {
             let name = "gatehouse_policy_reloads_total";
             header(

@@ -884,7 +884,7 @@ async fn metrics_endpoint_parses_and_counters_move() {
         value(
             &after,
             "gatehouse_policy_revision_info",
-            &[("revision", &st.revision)]
+            &[("source", "directory"), ("revision", &st.revision)]
         ),
         1.0
     );

@@ -207,13 +207,21 @@ async fn new_commits_are_picked_up_and_broken_ones_rejected() {
     assert_eq!(st["lastError"], serde_json::Value::Null);
 
     // Every decision-log line names the commit that decided it.
-    let log = std::fs::read_to_string(repo.root.join("audit.log")).unwrap_or_default();
-    let revisions: Vec<String> = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .map(|v| v["policyRevision"].as_str().unwrap().to_string())
-        .collect();
-    assert!(!revisions.is_empty());
+    // (The log is written off the request path: wait for the last line.)
+    let revisions = || -> Vec<String> {
+        std::fs::read_to_string(repo.root.join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| v["policyRevision"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let flushed = within(Duration::from_secs(3), || async {
+        revisions().last() == Some(&third)
+    })
+    .await;
+    assert!(flushed.is_some(), "{:?}", revisions());
+    let revisions = revisions();
     for rev in &revisions {
         assert!([&first, &second, &third].contains(&rev), "{rev}");
     }

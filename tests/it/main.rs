@@ -16,5 +16,6 @@ mod parser_cases;
 mod reload;
 mod robustness;
 mod schema_cases;
+mod tracing;
 mod util;
 mod verify_cases;
