@@ -264,7 +264,7 @@ impl CerbosApi {
                             allowed: a.effect == Effect::Allow,
                             policy: Some(a.policy.clone()),
                             scope: (!a.scope.is_empty()).then(|| a.scope.clone()),
-                            rule: None,
+                            rule: a.rule.as_deref().map(str::to_string),
                         })
                         .collect(),
                 })

@@ -46,6 +46,8 @@ struct EffectInfo {
     outcome: Outcome,
     policy: Arc<str>,
     scope: Arc<str>,
+    /// The deciding rule.
+    rule: Option<Arc<str>>,
 }
 
 /// A rule-table row matched by a query, or one synthesised from a role policy.
@@ -391,26 +393,27 @@ pub(crate) fn check(
                 .zip(effects)
                 .map(|(a, e)| match e {
                     Some(EffectInfo {
-                        outcome: Outcome::Allow,
+                        outcome,
                         policy,
                         scope,
+                        rule,
                     }) => ActionEffect {
                         action: a.to_string(),
-                        effect: Effect::Allow,
+                        effect: if outcome == Outcome::Allow {
+                            Effect::Allow
+                        } else {
+                            Effect::Deny
+                        },
                         policy: policy.to_string(),
                         scope: scope.to_string(),
-                    },
-                    Some(EffectInfo { policy, scope, .. }) => ActionEffect {
-                        action: a.to_string(),
-                        effect: Effect::Deny,
-                        policy: policy.to_string(),
-                        scope: scope.to_string(),
+                        rule,
                     },
                     None => ActionEffect {
                         action: a.to_string(),
                         effect: Effect::Deny,
                         policy: NO_MATCH.to_string(),
                         scope: String::new(),
+                        rule: None,
                     },
                 })
                 .collect();
@@ -478,6 +481,7 @@ pub(crate) fn check(
                         outcome: Outcome::Deny,
                         policy: policy.clone(),
                         scope: keys().empty_scope.clone(),
+                        rule: None,
                     });
                 }
                 return Ok(finish(effects, out, Vec::new(), ev.errors));
@@ -521,6 +525,7 @@ pub(crate) fn check(
             outcome: Outcome::NoMatch,
             policy: no_match.clone(),
             scope: keys().empty_scope.clone(),
+            rule: None,
         };
         for kind_pass in [RowKind::Principal, RowKind::Resource] {
             let (main_key, scopes, exists) = match kind_pass {
@@ -534,6 +539,7 @@ pub(crate) fn check(
                     break;
                 }
                 let mut has_allow = false;
+                let mut allowing_rule: Option<&Arc<str>> = None;
                 let mut role_effect = EffectInfo {
                     outcome: Outcome::NoMatch,
                     policy: if exists {
@@ -542,6 +548,7 @@ pub(crate) fn check(
                         no_match.clone()
                     },
                     scope: keys().empty_scope.clone(),
+                    rule: None,
                 };
                 let parent_roles =
                     set.with_parent_roles(resource_scope, std::slice::from_ref(role));
@@ -594,6 +601,7 @@ pub(crate) fn check(
                                     outcome: Outcome::Deny,
                                     policy,
                                     scope: Arc::clone(scope),
+                                    rule: None,
                                 };
                                 break 'scopes;
                             }
@@ -632,6 +640,7 @@ pub(crate) fn check(
                                         outcome: Outcome::Deny,
                                         policy: row.policy_key.clone(),
                                         scope: Arc::clone(scope),
+                                        rule: Some(row.name.clone()),
                                     };
                                     break 'scopes;
                                 }
@@ -677,6 +686,7 @@ pub(crate) fn check(
                                     }
                                     role_effect.outcome = Outcome::Deny;
                                     role_effect.scope = Arc::clone(scope);
+                                    role_effect.rule = Some(row.name.clone());
                                     break 'scopes;
                                 }
                                 emit_output(&mut ev, &mut out, row, action, satisfied);
@@ -697,10 +707,14 @@ pub(crate) fn check(
                                 }
                                 if satisfied {
                                     match row.effect {
-                                        Effect::Allow => has_allow = true,
+                                        Effect::Allow => {
+                                            has_allow = true;
+                                            allowing_rule.get_or_insert(&row.name);
+                                        }
                                         Effect::Deny => {
                                             role_effect.outcome = Outcome::Deny;
                                             role_effect.scope = Arc::clone(scope);
+                                            role_effect.rule = Some(row.name.clone());
                                             break 'scopes;
                                         }
                                     }
@@ -719,6 +733,7 @@ pub(crate) fn check(
                             ScopePermissions::OverrideParent => {
                                 role_effect.outcome = Outcome::Allow;
                                 role_effect.scope = Arc::clone(scope);
+                                role_effect.rule = allowing_rule.cloned();
                                 break 'scopes;
                             }
                             ScopePermissions::Unspecified => {}
@@ -905,5 +920,64 @@ mod tests {
         assert_eq!(scope_parents("").count(), 0);
         let v: Vec<&str> = scope_parents("a").collect();
         assert_eq!(v, vec![""]);
+    }
+
+    #[test]
+    fn the_deciding_rule_is_named() {
+        use crate::engine::{Engine, EngineConfig, Principal, Resource};
+        let policies = crate::policy::loader::parse_policies(
+            "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n\
+             \x20   - {name: readers, actions: [read, edit], effect: EFFECT_ALLOW, roles: [user]}\n\
+             \x20   - {actions: [edit], effect: EFFECT_DENY, roles: [user], condition: {match: {expr: R.attr.locked}}}\n",
+            "doc.yaml",
+        )
+        .unwrap();
+        let set = crate::policy::compile_policies(&policies, Default::default()).unwrap();
+        let engine = Engine::new(Arc::new(set), EngineConfig::default());
+        let check = |locked: bool, roles: &[&str]| {
+            let mut attr = crate::cel::MapValue::default();
+            attr.insert(
+                crate::cel::Key::String("locked".into()),
+                Value::Bool(locked),
+            );
+            let input = CheckInput {
+                principal: Principal {
+                    id: "a".into(),
+                    roles: roles.iter().map(|r| Arc::from(*r)).collect(),
+                    ..Default::default()
+                },
+                resource: Resource {
+                    kind: "doc".into(),
+                    attr: Arc::new(attr),
+                    ..Default::default()
+                },
+                actions: vec!["read".into(), "edit".into()],
+                ..Default::default()
+            };
+            let out = engine.check(&input).unwrap();
+            out.actions
+                .iter()
+                .map(|a| (a.effect, a.rule.as_deref().map(str::to_string)))
+                .collect::<Vec<_>>()
+        };
+        let named = |s: &str| Some(s.to_string());
+        assert_eq!(
+            check(false, &["user"]),
+            [
+                (Effect::Allow, named("readers")),
+                (Effect::Allow, named("readers"))
+            ]
+        );
+        assert_eq!(
+            check(true, &["user"]),
+            [
+                (Effect::Allow, named("readers")),
+                (Effect::Deny, named("rule-002"))
+            ]
+        );
+        assert_eq!(
+            check(false, &["guest"]),
+            [(Effect::Deny, None), (Effect::Deny, None)]
+        );
     }
 }

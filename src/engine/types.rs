@@ -70,6 +70,9 @@ pub struct ActionEffect {
     pub policy: String,
     /// The scope of the deciding rule.
     pub scope: String,
+    /// The name of the deciding rule (Cerbos generates `rule-NNN` for unnamed rules);
+    /// `None` when no rule decided (no match, schema rejection).
+    pub rule: Option<Arc<str>>,
 }
 
 /// A value (or error) produced by a rule's `output` expression.

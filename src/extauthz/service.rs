@@ -399,7 +399,7 @@ impl ExtAuthz {
                         allowed: a.effect == Effect::Allow,
                         policy: Some(a.policy.clone()),
                         scope: Some(a.scope.clone()),
-                        rule: None,
+                        rule: a.rule.as_deref().map(str::to_string),
                     })
                     .collect(),
                 None => trail

@@ -358,6 +358,7 @@ async fn one_audit_line_per_decision_without_secrets() {
             .starts_with("resource.document.v"),
         "{action}"
     );
+    assert_eq!(action["rule"], "update-own", "the deciding rule is named");
 
     let l = &lines[1];
     assert_eq!(l["status"], 403);
