@@ -285,3 +285,42 @@ async fn sigterm_during_load_loses_no_in_flight_request() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test]
+async fn kubernetes_configmap_swaps_are_picked_up() {
+    // A mounted ConfigMap: `doc.yaml -> ..data/doc.yaml`, `..data -> ..<timestamp>`; an
+    // update writes a new timestamped directory and renames a new `..data` link over
+    // the old one.
+    use std::os::unix::fs::symlink;
+    let s = start("configmap");
+    let p = s.dir.join("policies");
+    std::fs::remove_file(p.join("doc.yaml")).unwrap();
+    std::fs::create_dir(p.join("..2026_01")).unwrap();
+    std::fs::write(p.join("..2026_01/doc.yaml"), ALLOW).unwrap();
+    symlink("..2026_01", p.join("..data")).unwrap();
+    symlink("..data/doc.yaml", p.join("doc.yaml")).unwrap();
+    let mut c = connect(&s).await;
+    let ok = within(Duration::from_secs(3), || {
+        let mut c = c.clone();
+        async move { allowed(&mut c).await }
+    })
+    .await;
+    assert!(ok.is_some(), "the linked policy is served");
+
+    std::fs::create_dir(p.join("..2026_02")).unwrap();
+    std::fs::write(
+        p.join("..2026_02/doc.yaml"),
+        ALLOW.replace("EFFECT_ALLOW", "EFFECT_DENY"),
+    )
+    .unwrap();
+    symlink("..2026_02", p.join("..data_tmp")).unwrap();
+    std::fs::rename(p.join("..data_tmp"), p.join("..data")).unwrap();
+    std::fs::remove_dir_all(p.join("..2026_01")).unwrap();
+    let took = within(Duration::from_secs(2), || {
+        let mut c = c.clone();
+        async move { !allowed(&mut c).await }
+    })
+    .await;
+    assert!(took.is_some(), "the ConfigMap update was not picked up");
+    assert!(!allowed(&mut c).await);
+}
