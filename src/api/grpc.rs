@@ -14,13 +14,7 @@ impl CerbosService for CerbosApi {
         request: tonic::Request<CheckResourcesRequest>,
     ) -> Result<tonic::Response<CheckResourcesResponse>, tonic::Status> {
         let meta = request.metadata();
-        let caller = meta
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|tp| {
-                let state = meta.get("tracestate").and_then(|v| v.to_str().ok());
-                TraceContext::parse(tp, state)
-            });
+        let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
         let response =
             CerbosApi::check_resources_traced(self, request.into_inner(), caller).await?;
         Ok(tonic::Response::new(response))

@@ -57,13 +57,7 @@ async fn check_resources(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|tp| {
-            let state = headers.get("tracestate").and_then(|v| v.to_str().ok());
-            TraceContext::parse(tp, state)
-        });
+    let caller = TraceContext::from_headers(|k| headers.get(k)?.to_str().ok());
     let limit = api.settings().max_body_bytes;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),

@@ -298,11 +298,8 @@ impl ExtAuthz {
         let headers = http.map_or(&empty, |h| &h.headers);
         let mut trail = Trail::default();
         if self.tracer.is_enabled() {
-            let parent = caller.or_else(|| {
-                headers.get("traceparent").and_then(|t| {
-                    TraceContext::parse(t, headers.get("tracestate").map(String::as_str))
-                })
-            });
+            let parent = caller
+                .or_else(|| TraceContext::from_headers(|k| headers.get(k).map(String::as_str)));
             trail.span = self.tracer.start_span(
                 "envoy.service.auth.v3.Authorization/Check",
                 SpanKind::Server,
@@ -744,9 +741,7 @@ impl Authorization for ExtAuthz {
             .is_enabled()
             .then(|| {
                 let meta = request.metadata();
-                let traceparent = meta.get("traceparent")?.to_str().ok()?;
-                let tracestate = meta.get("tracestate").and_then(|v| v.to_str().ok());
-                TraceContext::parse(traceparent, tracestate)
+                TraceContext::from_headers(|k| meta.get(k)?.to_str().ok())
             })
             .flatten();
         Ok(Response::new(

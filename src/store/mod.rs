@@ -360,6 +360,15 @@ mod tests {
         }
     }
 
+    fn allows(store: &PolicyStore) -> bool {
+        store
+            .snapshot()
+            .engine
+            .check(&input())
+            .unwrap()
+            .is_allowed("read")
+    }
+
     #[test]
     fn bad_reload_keeps_the_last_good_set() {
         let dir = std::env::temp_dir().join(format!("gh-store-{}", std::process::id()));
@@ -367,14 +376,7 @@ mod tests {
         std::fs::write(dir.join("doc.yaml"), POLICY).unwrap();
         let store = PolicyStore::load(&dir, EngineConfig::default()).unwrap();
         let rev = store.status().revision;
-        assert!(
-            store
-                .snapshot()
-                .engine
-                .check(&input())
-                .unwrap()
-                .is_allowed("read")
-        );
+        assert!(allows(&store));
 
         std::fs::write(dir.join("doc.yaml"), POLICY.replace("[user]", "[user")).unwrap();
         assert!(store.reload().is_err());
@@ -382,14 +384,7 @@ mod tests {
         assert_eq!(st.revision, rev);
         assert_eq!(st.reloads_failed, 1);
         assert!(st.last_error.unwrap().contains("doc.yaml:"));
-        assert!(
-            store
-                .snapshot()
-                .engine
-                .check(&input())
-                .unwrap()
-                .is_allowed("read")
-        );
+        assert!(allows(&store));
 
         std::fs::write(
             dir.join("doc.yaml"),
@@ -398,25 +393,11 @@ mod tests {
         .unwrap();
         let new_rev = store.reload().unwrap();
         assert_ne!(new_rev, rev);
-        assert!(
-            !store
-                .snapshot()
-                .engine
-                .check(&input())
-                .unwrap()
-                .is_allowed("read")
-        );
+        assert!(!allows(&store));
         assert_eq!(store.status().last_error, None);
 
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(store.reload().is_err(), "a deleted directory is rejected");
-        assert!(
-            !store
-                .snapshot()
-                .engine
-                .check(&input())
-                .unwrap()
-                .is_allowed("read")
-        );
+        assert!(!allows(&store));
     }
 }

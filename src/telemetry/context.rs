@@ -53,6 +53,12 @@ impl TraceContext {
         })
     }
 
+    /// Reads `traceparent` and `tracestate` through `header` (HTTP headers, gRPC
+    /// metadata).
+    pub fn from_headers<'h>(header: impl Fn(&str) -> Option<&'h str>) -> Option<TraceContext> {
+        TraceContext::parse(header("traceparent")?, header("tracestate"))
+    }
+
     /// A new root context: fresh trace and span ids.
     pub fn new_root(sampled: bool) -> TraceContext {
         TraceContext {

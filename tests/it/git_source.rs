@@ -3,10 +3,10 @@
 //! the commit is the revision shown in the status, the metrics and the decision log.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::util::{free_port, http, within};
+use crate::util::{Served, http, within};
 
 const POLICY: &str = "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [read]\n      effect: EFFECT_ALLOW\n      roles: [user]\n";
 
@@ -81,19 +81,7 @@ impl Drop for Repo {
     }
 }
 
-struct Server {
-    child: Child,
-    http: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(repo: &Repo, policies: &str) -> Server {
+fn start(repo: &Repo, policies: &str) -> Served {
     let config = repo.root.join("gatehouse.yaml");
     std::fs::write(
         &config,
@@ -103,39 +91,10 @@ fn start(repo: &Repo, policies: &str) -> Server {
         ),
     )
     .unwrap();
-    let http = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args([
-            "--grpc-addr",
-            &format!("127.0.0.1:{}", free_port()),
-            "--http-addr",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server { child, http }
+    Served::start(&config, false)
 }
 
-async fn up(s: &Server) {
-    let ready = within(Duration::from_secs(10), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", s.http))
-            .await
-            .is_ok()
-    })
-    .await;
-    assert!(ready.is_some(), "gatehouse did not start");
-}
-
-async fn status(s: &Server) -> serde_json::Value {
-    let (_, body) = http(s.http, "GET", "/_gatehouse/status", None).await;
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
-async fn effect(s: &Server) -> String {
+async fn effect(s: &Served) -> String {
     let (code, body) = http(s.http, "POST", "/api/check/resources", Some(CHECK)).await;
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -156,9 +115,9 @@ async fn new_commits_are_picked_up_and_broken_ones_rejected() {
             repo.url()
         ),
     );
-    up(&s).await;
+    s.http_up().await;
     assert_eq!(effect(&s).await, "EFFECT_ALLOW");
-    assert_eq!(status(&s).await["revision"], first.as_str());
+    assert_eq!(s.status().await["revision"], first.as_str());
 
     // A new commit on the branch takes effect, and its id is the revision.
     let second = repo.push(&POLICY.replace("EFFECT_ALLOW", "EFFECT_DENY"), "deny read");
@@ -167,7 +126,7 @@ async fn new_commits_are_picked_up_and_broken_ones_rejected() {
     })
     .await;
     assert!(took.is_some(), "new commit not picked up");
-    assert_eq!(status(&s).await["revision"], second.as_str());
+    assert_eq!(s.status().await["revision"], second.as_str());
     let (_, metrics) = http(s.http, "GET", "/metrics", None).await;
     assert!(
         metrics.contains(&format!(
@@ -179,11 +138,11 @@ async fn new_commits_are_picked_up_and_broken_ones_rejected() {
     // A broken commit: reported, and the last good set stays in force.
     let broken = repo.push(&POLICY.replace("[user]", "[user"), "broken");
     let failed = within(Duration::from_secs(5), || async {
-        status(&s).await["reloadsFailed"].as_u64() >= Some(1)
+        s.status().await["reloadsFailed"].as_u64() >= Some(1)
     })
     .await;
     assert!(failed.is_some(), "broken commit not reported");
-    let st = status(&s).await;
+    let st = s.status().await;
     assert_eq!(st["revision"], second.as_str(), "{st}");
     assert!(
         st["lastError"].as_str().unwrap().contains("doc.yaml:"),
@@ -192,7 +151,7 @@ async fn new_commits_are_picked_up_and_broken_ones_rejected() {
     assert_eq!(effect(&s).await, "EFFECT_DENY");
     // The broken commit is not recompiled on every poll.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(status(&s).await["reloadsFailed"].as_u64(), Some(1));
+    assert_eq!(s.status().await["reloadsFailed"].as_u64(), Some(1));
     assert_ne!(broken, second);
 
     // The fix is picked up.
@@ -202,7 +161,7 @@ async fn new_commits_are_picked_up_and_broken_ones_rejected() {
     })
     .await;
     assert!(fixed.is_some(), "fix not picked up");
-    let st = status(&s).await;
+    let st = s.status().await;
     assert_eq!(st["revision"], third.as_str());
     assert_eq!(st["lastError"], serde_json::Value::Null);
 
@@ -241,19 +200,16 @@ async fn cerbos_git_storage_and_sighup() {
             repo.url()
         ),
     );
-    up(&s).await;
-    assert_eq!(status(&s).await["revision"], first.as_str());
+    s.http_up().await;
+    assert_eq!(s.status().await["revision"], first.as_str());
 
     // Polling is off: only SIGHUP fetches.
     let second = repo.push(&POLICY.replace("EFFECT_ALLOW", "EFFECT_DENY"), "deny read");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(effect(&s).await, "EFFECT_ALLOW");
-    Command::new("kill")
-        .args(["-HUP", &s.child.id().to_string()])
-        .status()
-        .unwrap();
+    s.signal("HUP");
     let took = within(Duration::from_secs(5), || async {
-        status(&s).await["revision"] == second.as_str()
+        s.status().await["revision"] == second.as_str()
     })
     .await;
     assert!(took.is_some(), "SIGHUP did not fetch the new commit");

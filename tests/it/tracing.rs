@@ -5,15 +5,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use gatehouse::telemetry::hex;
 use gatehouse::telemetry::pb::opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest;
 use gatehouse::telemetry::pb::opentelemetry::proto::common::v1::{KeyValue, any_value};
@@ -21,7 +17,7 @@ use gatehouse::telemetry::pb::opentelemetry::proto::trace::v1::Span;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{free_port, http, within};
+use crate::util::{Served, get_request, http, http_with_headers, within};
 
 const POLICY: &str = "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [read]\n      effect: EFFECT_ALLOW\n      roles: [user]\n";
 
@@ -138,29 +134,11 @@ fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     })
 }
 
-struct Server {
-    child: Child,
-    grpc: u16,
-    http: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start(name: &str, collector: SocketAddr, attrs: SocketAddr, interval_ms: u64) -> Server {
-    let dir = std::env::temp_dir().join(format!("gh-tracing-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(dir.join("policies/doc.yaml"), POLICY).unwrap();
-    std::fs::write(
-        dir.join("gatehouse.yaml"),
-        format!(
+fn start(name: &str, collector: SocketAddr, attrs: SocketAddr, interval_ms: u64) -> Served {
+    Served::in_scratch_dir(
+        &format!("tracing-{name}"),
+        POLICY,
+        &format!(
             "policies: {{directory: policies}}\n\
              audit: {{mode: all, output: file, file: {{path: audit.log}}}}\n\
              tracing:\n  otlp:\n    endpoint: http://{collector}\n    serviceName: gatehouse-test\n    \
@@ -170,66 +148,14 @@ fn start(name: &str, collector: SocketAddr, attrs: SocketAddr, interval_ms: u64)
              attributes: {{fetch: {{url: 'http://{attrs}/attrs/{{id}}', cacheTtlMs: 0}}}}}}]\n"
         ),
     )
-    .unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--config"])
-        .arg(dir.join("gatehouse.yaml"))
-        .args([
-            "--grpc-addr",
-            &format!("127.0.0.1:{grpc}"),
-            "--http-addr",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .env_remove("OTEL_SDK_DISABLED")
-        .env_remove("OTEL_SERVICE_NAME")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server {
-        child,
-        grpc,
-        http,
-        dir,
-    }
-}
-
-async fn connect(s: &Server) -> AuthorizationClient<tonic::transport::Channel> {
-    for _ in 0..200 {
-        if let Ok(c) = AuthorizationClient::connect(format!("http://127.0.0.1:{}", s.grpc)).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gatehouse did not start");
 }
 
 fn check(path: &str, traceparent: Option<&str>) -> CheckRequest {
-    let mut headers: HashMap<String, String> = [
-        ("x-user".to_string(), "alice".to_string()),
-        ("x-roles".to_string(), "user".to_string()),
-    ]
-    .into_iter()
-    .collect();
+    let mut headers = vec![("x-user", "alice"), ("x-roles", "user")];
     if let Some(tp) = traceparent {
-        headers.insert("traceparent".into(), tp.into());
+        headers.push(("traceparent", tp));
     }
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: path.into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+    get_request(path, &headers)
 }
 
 /// The decision id Gatehouse sent to the backend.
@@ -256,7 +182,7 @@ async fn decisions_continue_the_callers_trace() {
     let (collector, received) = recorder("").await;
     let (attrs, attr_requests) = recorder(r#"{"owner": "alice"}"#).await;
     let s = start("continue", collector, attrs, 100);
-    let mut c = connect(&s).await;
+    let mut c = s.ext_authz().await;
 
     // 1. The HTTP request's traceparent is the parent; the fetch is a child span and the
     //    attribute source is told so.
@@ -286,19 +212,16 @@ async fn decisions_continue_the_callers_trace() {
     // 4. The Cerbos API continues the trace too.
     let body = r#"{"requestId": "r1", "principal": {"id": "bob", "roles": ["user"]},
         "resources": [{"resource": {"kind": "doc", "id": "1"}, "actions": ["read", "write"]}]}"#;
-    let (code, _) = {
-        use tokio::net::TcpStream;
-        let mut sock = TcpStream::connect(("127.0.0.1", s.http)).await.unwrap();
-        let req = format!(
-            "POST /api/check/resources HTTP/1.1\r\nhost: x\r\ntraceparent: 00-{T4}-{PARENT}-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        sock.write_all(req.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        sock.read_to_string(&mut out).await.unwrap();
-        (out.split_whitespace().nth(1).unwrap_or("").to_string(), out)
-    };
-    assert_eq!(code, "200");
+    let traceparent = format!("00-{T4}-{PARENT}-01");
+    let (code, _) = http_with_headers(
+        s.http,
+        "POST",
+        "/api/check/resources",
+        &[("traceparent", &traceparent)],
+        Some(body),
+    )
+    .await;
+    assert_eq!(code, 200);
 
     let all_in = within(Duration::from_secs(5), || async {
         spans(&received).len() >= 5
@@ -428,21 +351,13 @@ async fn queued_spans_are_flushed_at_shutdown() {
     let (attrs, _) = recorder(r#"{"owner": "alice"}"#).await;
     // A batch would wait a minute: only the shutdown flush can deliver it in time.
     let mut s = start("flush", collector, attrs, 60_000);
-    let mut c = connect(&s).await;
+    let mut c = s.ext_authz().await;
     c.check(check("/docs/1", Some(&format!("00-{T1}-{PARENT}-01"))))
         .await
         .unwrap();
     drop(c);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(spans(&received).is_empty(), "batched, not sent yet");
-    Command::new("kill")
-        .args(["-TERM", &s.child.id().to_string()])
-        .status()
-        .unwrap();
-    let mut child = std::mem::replace(&mut s.child, Command::new("true").spawn().unwrap());
-    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
-        .await
-        .unwrap();
-    assert_eq!(code, Some(0));
+    assert_eq!(s.terminate().await, Some(0));
     assert_eq!(spans(&received).len(), 2, "server and fetch spans flushed");
 }

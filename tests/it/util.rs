@@ -118,13 +118,28 @@ where
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`; returns the status code and body.
 pub async fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_with_headers(port, method, path, &[], body).await
+}
+
+/// [`http`] with extra request headers.
+pub async fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let body = body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: x\r\n{extra}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     sock.write_all(req.as_bytes()).await.unwrap();
@@ -147,7 +162,8 @@ pub async fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u
     (code, body)
 }
 
-fn dechunk(mut s: &str) -> String {
+/// The body of a `transfer-encoding: chunked` HTTP/1.1 message.
+pub fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
@@ -160,4 +176,183 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// A `gatehouse serve` child process on free 127.0.0.1 ports, killed on drop (with its
+/// working directory, when it owns one).
+pub struct Served {
+    /// The process.
+    pub child: std::process::Child,
+    /// ext_authz, Cerbos gRPC and health.
+    pub grpc: u16,
+    /// Cerbos HTTP, status and metrics.
+    pub http: u16,
+    /// The directory of its configuration, removed on drop when `owns_dir`.
+    pub dir: PathBuf,
+    owns_dir: bool,
+}
+
+impl Served {
+    /// Starts `gatehouse serve --config <config>` (stdout and stderr discarded).
+    pub fn start(config: &Path, owns_dir: bool) -> Served {
+        let (grpc, http) = (free_port(), free_port());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args([
+                "--grpc-addr",
+                &format!("127.0.0.1:{grpc}"),
+                "--http-addr",
+                &format!("127.0.0.1:{http}"),
+            ])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_SDK_DISABLED")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Served {
+            child,
+            grpc,
+            http,
+            dir: config.parent().unwrap().to_path_buf(),
+            owns_dir,
+        }
+    }
+
+    /// Starts a server in a fresh scratch directory (removed on drop) holding
+    /// `policies/doc.yaml` = `policy` and `gatehouse.yaml` = `config`.
+    pub fn in_scratch_dir(name: &str, policy: &str, config: &str) -> Served {
+        let dir = std::env::temp_dir().join(format!("gh-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::write(dir.join("policies/doc.yaml"), policy).unwrap();
+        std::fs::write(dir.join("gatehouse.yaml"), config).unwrap();
+        Served::start(&dir.join("gatehouse.yaml"), true)
+    }
+
+    /// An ext_authz client, once the server accepts connections (10 s at most).
+    pub async fn ext_authz(
+        &self,
+    ) -> envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
+        tonic::transport::Channel,
+    > {
+        use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+        for _ in 0..200 {
+            if let Ok(c) =
+                AuthorizationClient::connect(format!("http://127.0.0.1:{}", self.grpc)).await
+            {
+                return c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("gatehouse did not start");
+    }
+
+    /// Waits until the HTTP listener accepts connections (10 s at most).
+    pub async fn http_up(&self) {
+        let up = within(std::time::Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", self.http))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up.is_some(), "gatehouse did not start");
+    }
+
+    /// `GET /_gatehouse/status`.
+    pub async fn status(&self) -> serde_json::Value {
+        let (_, body) = http(self.http, "GET", "/_gatehouse/status", None).await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal}");
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        self.signal("TERM");
+        self.wait_exit().await
+    }
+
+    /// Waits for the process to exit; returns the exit code.
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = std::mem::replace(
+            &mut self.child,
+            std::process::Command::new("true").spawn().unwrap(),
+        );
+        tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// An ext_authz CheckRequest for `GET path` with `headers`.
+pub fn get_request(
+    path: &str,
+    headers: &[(&str, &str)],
+) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+    check_request("GET", path, headers)
+}
+
+/// An ext_authz CheckRequest for `method path` with `headers`.
+pub fn check_request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// `r` with Envoy's request id set to `id`.
+pub fn with_request_id(
+    mut r: envoy_types::pb::envoy::service::auth::v3::CheckRequest,
+    id: &str,
+) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+    if let Some(http) = r
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.id = id.into();
+    }
+    r
 }
