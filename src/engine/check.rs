@@ -729,7 +729,10 @@ pub(crate) fn check(
                             .copied()
                             .unwrap_or_default()
                         {
-                            ScopePermissions::RequireParentalConsentForAllows => has_allow = false,
+                            ScopePermissions::RequireParentalConsentForAllows => {
+                                has_allow = false;
+                                allowing_rule = None;
+                            }
                             ScopePermissions::OverrideParent => {
                                 role_effect.outcome = Outcome::Allow;
                                 role_effect.scope = Arc::clone(scope);
@@ -979,5 +982,44 @@ mod tests {
             check(false, &["guest"]),
             [(Effect::Deny, None), (Effect::Deny, None)]
         );
+    }
+
+    #[test]
+    fn the_deciding_rule_of_a_parental_consent_allow_is_the_parents() {
+        use crate::engine::{Engine, EngineConfig, Principal, Resource};
+        let mut policies = crate::policy::loader::parse_policies(
+            "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n\
+             \x20   - {name: parent-allow, actions: [read], effect: EFFECT_ALLOW, roles: [user]}\n",
+            "parent.yaml",
+        )
+        .unwrap();
+        policies.extend(
+            crate::policy::loader::parse_policies(
+                "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  scope: acme\n\
+                 \x20 scopePermissions: SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS\n  rules:\n\
+                 \x20   - {name: child-allow, actions: [read], effect: EFFECT_ALLOW, roles: [user]}\n",
+                "child.yaml",
+            )
+            .unwrap(),
+        );
+        let set = crate::policy::compile_policies(&policies, Default::default()).unwrap();
+        let engine = Engine::new(Arc::new(set), EngineConfig::default());
+        let input = CheckInput {
+            principal: Principal {
+                id: "a".into(),
+                roles: vec![Arc::from("user")],
+                ..Default::default()
+            },
+            resource: Resource {
+                kind: "doc".into(),
+                scope: "acme".into(),
+                ..Default::default()
+            },
+            actions: vec!["read".into()],
+            ..Default::default()
+        };
+        let out = engine.check(&input).unwrap();
+        assert_eq!(out.actions[0].effect, Effect::Allow);
+        assert_eq!(out.actions[0].rule.as_deref(), Some("parent-allow"));
     }
 }

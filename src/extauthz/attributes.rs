@@ -14,6 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::OnceCell;
 
 use crate::cel::{MapValue, Value, from_json};
+use crate::telemetry::TraceContext;
 
 /// Largest attribute document accepted.
 const MAX_BODY: usize = 1024 * 1024;
@@ -95,14 +96,15 @@ impl AttributeFetcher {
         self.fetch_with_provenance(url, timeout, ttl, None).await.0
     }
 
-    /// [`fetch`](Self::fetch), also telling whether this call asked the source. A
-    /// `traceparent` is sent along when this call is the one that asks.
+    /// [`fetch`](Self::fetch), also telling whether this call asked the source. The
+    /// `trace` context is sent along (`traceparent`, `tracestate`) when this call is the
+    /// one that asks.
     pub async fn fetch_with_provenance(
         &self,
         url: &str,
         timeout: Duration,
         ttl: Duration,
-        traceparent: Option<&str>,
+        trace: Option<&TraceContext>,
     ) -> (Outcome, Provenance) {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,7 +138,7 @@ impl AttributeFetcher {
             .cell
             .get_or_init(|| {
                 provenance = Provenance::Fetched;
-                self.fetch_now(url, timeout, traceparent)
+                self.fetch_now(url, timeout, trace)
             })
             .await
             .clone();
@@ -150,7 +152,12 @@ impl AttributeFetcher {
         (outcome, provenance)
     }
 
-    async fn fetch_now(&self, url: &str, timeout: Duration, traceparent: Option<&str>) -> Outcome {
+    async fn fetch_now(
+        &self,
+        url: &str,
+        timeout: Duration,
+        trace: Option<&TraceContext>,
+    ) -> Outcome {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|_| FetchError::BadUrl(url.to_string()))?;
@@ -158,8 +165,11 @@ impl AttributeFetcher {
             return Err(FetchError::BadUrl(url.to_string()));
         }
         let mut request = hyper::Request::get(uri).header("accept", "application/json");
-        if let Some(tp) = traceparent {
-            request = request.header("traceparent", tp);
+        if let Some(t) = trace {
+            request = request.header("traceparent", t.traceparent());
+            if let Some(state) = &t.trace_state {
+                request = request.header("tracestate", state.as_str());
+            }
         }
         let request = request
             .body(Empty::new())

@@ -132,6 +132,8 @@ struct Trail<'a> {
     revision: Option<Arc<str>>,
     /// The decision's span, when the trace is recorded.
     span: Option<Span>,
+    /// The caller's trace context: Envoy's ext_authz call, else the HTTP request's.
+    caller: Option<TraceContext>,
 }
 
 fn header(key: &str, value: &str) -> HeaderValueOption {
@@ -297,15 +299,13 @@ impl ExtAuthz {
             .and_then(|r| r.http.as_ref());
         let headers = http.map_or(&empty, |h| &h.headers);
         let mut trail = Trail::default();
-        if self.tracer.is_enabled() {
-            let parent = caller
-                .or_else(|| TraceContext::from_headers(|k| headers.get(k).map(String::as_str)));
-            trail.span = self.tracer.start_span(
-                "envoy.service.auth.v3.Authorization/Check",
-                SpanKind::Server,
-                parent.as_ref(),
-            );
-        }
+        trail.caller =
+            caller.or_else(|| TraceContext::from_headers(|k| headers.get(k).map(String::as_str)));
+        trail.span = self.tracer.start_span(
+            "envoy.service.auth.v3.Authorization/Check",
+            SpanKind::Server,
+            trail.caller.as_ref(),
+        );
         let result = self.evaluate(req, &mut trail).await;
         let response = match &result {
             Ok(()) => {
@@ -432,9 +432,10 @@ impl ExtAuthz {
                 .filter(|i| !i.is_empty())
                 .or_else(|| headers.get("x-request-id").map(String::as_str))
                 .map(str::to_string);
-            r.trace_id = match &trail.span {
-                Some(span) => Some(span.context.trace_id_hex()),
-                None => headers.get("traceparent").and_then(|t| trace_id(t)),
+            r.trace_id = match (&trail.span, &trail.caller) {
+                (Some(span), _) => Some(span.context.trace_id_hex()),
+                (None, Some(caller)) => Some(caller.trace_id_hex()),
+                (None, None) => headers.get("traceparent").and_then(|t| trace_id(t)),
             };
         }
         r
@@ -596,19 +597,21 @@ impl ExtAuthz {
                 .span
                 .as_ref()
                 .map(|s| s.child("attributes.fetch", SpanKind::Client));
-            let traceparent = span.as_ref().map(Span::traceparent);
+            // The trace goes on to the attribute source: under the fetch span when the
+            // trace is recorded, else as the caller sent it (sampled or not).
+            let context = span.as_ref().map(|s| &s.context).or(trail.caller.as_ref());
             let (fetched, provenance) = self
                 .fetcher
                 .fetch_with_provenance(
                     &url,
                     Duration::from_millis(fetch.timeout_ms),
                     Duration::from_millis(fetch.cache_ttl_ms),
-                    traceparent.as_deref(),
+                    context,
                 )
                 .await;
             if let Some(mut span) = span.take() {
                 span.set("http.request.method", "GET");
-                span.set("url.full", url.as_str());
+                span.set("url.full", crate::telemetry::redact_url(&url));
                 span.set(
                     "gatehouse.attributes.cached",
                     matches!(provenance, Provenance::Shared) && fetched.is_ok(),
@@ -736,14 +739,8 @@ impl Authorization for ExtAuthz {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let caller = self
-            .tracer
-            .is_enabled()
-            .then(|| {
-                let meta = request.metadata();
-                TraceContext::from_headers(|k| meta.get(k)?.to_str().ok())
-            })
-            .flatten();
+        let meta = request.metadata();
+        let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
         Ok(Response::new(
             self.decide_traced(request.get_ref(), caller).await,
         ))

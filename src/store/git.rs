@@ -2,10 +2,17 @@
 //! directory of our own, with the policies in a sub-directory. Operations shell out to
 //! the machine's `git` (its credential helpers, ssh-agent and `~/.ssh/config` apply),
 //! each bounded by a timeout and never prompting.
+//!
+//! One process owns a checkout: it holds an exclusive lock on `.git/gatehouse.lock` for
+//! its lifetime, so no other Gatehouse switches the working tree while this one
+//! compiles it. A checkout directory must not be writable by group or others.
 
 use std::io::Read;
-use std::path::{Component, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A git operation that failed.
@@ -48,11 +55,17 @@ pub struct GitSource {
     pub checkout_dir: PathBuf,
     /// Bound on each git operation.
     pub operation_timeout: Duration,
+    /// The exclusive lock on the checkout, once taken.
+    lock: Arc<OnceLock<std::fs::File>>,
+    /// `GIT_SSH_COMMAND` to set, decided once: `None` when the operator configured ssh
+    /// (`GIT_SSH_COMMAND`, `GIT_SSH` or `core.sshCommand`).
+    ssh: Arc<OnceLock<Option<String>>>,
 }
 
 impl GitSource {
     /// A source with the default checkout directory (under the system temp directory,
-    /// named after the URL and branch) and a 60 s operation timeout.
+    /// named after the URL and branch, created private to this user) and a 60 s
+    /// operation timeout.
     pub fn new(url: impl Into<String>, branch: impl Into<String>) -> GitSource {
         let url = url.into();
         let branch = branch.into();
@@ -63,6 +76,8 @@ impl GitSource {
             sub_dir: PathBuf::new(),
             checkout_dir,
             operation_timeout: Duration::from_secs(60),
+            lock: Arc::default(),
+            ssh: Arc::default(),
         }
     }
 
@@ -136,52 +151,108 @@ impl GitSource {
         Ok(())
     }
 
-    /// Makes `checkout_dir` a repository whose `origin` is our URL. An existing
-    /// repository with another origin, or a non-empty directory that is not a
-    /// repository, is refused rather than overwritten.
+    /// Makes `checkout_dir` a repository whose `origin` is our URL, locked for this
+    /// process. An existing repository with another origin, a non-empty directory that is
+    /// not a repository, a symlink, a directory others may write to, or a checkout locked
+    /// by another process is refused rather than used.
     fn prepare(&self) -> Result<(), GitError> {
         let dir = &self.checkout_dir;
-        if dir.join(".git").is_dir() {
-            let origin = self.git(&["config", "--get", "remote.origin.url"])?;
-            if origin.trim() != self.url {
+        let fresh = !dir.join(".git").is_dir();
+        if fresh {
+            if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
                 return Err(GitError::Config(format!(
-                    "checkout directory {} is a clone of {}, not {}",
-                    dir.display(),
-                    redact(origin.trim()),
-                    self.redacted_url()
+                    "checkout directory {} is not empty and not a git repository",
+                    dir.display()
                 )));
             }
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| GitError::Config(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        check_private(dir)?;
+        if fresh {
+            self.git(&["init", "--quiet"])?;
+        }
+        self.take_lock()?;
+        remove_stale_locks(&dir.join(".git"));
+        match self.git(&["config", "--get", "remote.origin.url"]) {
+            Ok(origin) if origin.trim() == self.url => Ok(()),
+            Ok(origin) => Err(GitError::Config(format!(
+                "checkout directory {} is a clone of {}, not {}",
+                dir.display(),
+                redact(origin.trim()),
+                self.redacted_url()
+            ))),
+            // No origin yet (a fresh repository, or a start that stopped half-way).
+            Err(GitError::Failed { .. }) => {
+                self.git(&["remote", "add", "origin", &self.url])?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn take_lock(&self) -> Result<(), GitError> {
+        if self.lock.get().is_some() {
             return Ok(());
         }
-        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        let path = self.checkout_dir.join(".git/gatehouse.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| GitError::Config(format!("cannot open {}: {e}", path.display())))?;
+        if file.try_lock().is_err() {
             return Err(GitError::Config(format!(
-                "checkout directory {} is not empty and not a git repository",
-                dir.display()
+                "checkout directory {} is in use by another process; give each instance its own checkoutDir",
+                self.checkout_dir.display()
             )));
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| GitError::Config(format!("cannot create {}: {e}", dir.display())))?;
-        self.git(&["init", "--quiet"])?;
-        self.git(&["remote", "add", "origin", &self.url])?;
+        let _ = self.lock.set(file);
         Ok(())
+    }
+
+    /// The `GIT_SSH_COMMAND` Gatehouse sets so that ssh never prompts, unless the
+    /// operator configured ssh themselves.
+    fn ssh_command(&self) -> Option<String> {
+        self.ssh
+            .get_or_init(|| {
+                let configured = std::env::var_os("GIT_SSH_COMMAND").is_some()
+                    || std::env::var_os("GIT_SSH").is_some()
+                    || Command::new("git")
+                        .args(["config", "--get", "core.sshCommand"])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success());
+                (!configured).then(|| "ssh -o BatchMode=yes".to_string())
+            })
+            .clone()
     }
 
     /// Runs one git command in the checkout directory, bounded by the timeout.
     fn git(&self, args: &[&str]) -> Result<String, GitError> {
         let command = args.first().copied().unwrap_or_default().to_string();
-        let mut child = Command::new("git")
-            .arg("-C")
+        let mut cmd = Command::new("git");
+        cmd.arg("-C")
             .arg(&self.checkout_dir)
             .args(["-c", "advice.detachedHead=false"])
             .args(args)
             .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_SSH_COMMAND", ssh_command())
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .map_err(GitError::Spawn)?;
+            // Its own process group, so a timeout stops git's helpers too.
+            .process_group(0);
+        if let Some(ssh) = self.ssh_command() {
+            cmd.env("GIT_SSH_COMMAND", ssh);
+        }
+        let mut child = cmd.spawn().map_err(GitError::Spawn)?;
         let stdout = drain(child.stdout.take());
         let stderr = drain(child.stderr.take());
         let deadline = Instant::now() + self.operation_timeout;
@@ -189,8 +260,9 @@ impl GitSource {
             match child.try_wait().map_err(GitError::Spawn)? {
                 Some(status) => break status,
                 None if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    stop_group(&mut child);
+                    let _ = stdout.join();
+                    let _ = stderr.join();
                     return Err(GitError::Timeout {
                         command,
                         timeout: self.operation_timeout,
@@ -224,10 +296,71 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<S
     })
 }
 
-/// ssh never asks a question: no password prompts, unknown hosts are refused unless
-/// the operator's own `GIT_SSH_COMMAND` says otherwise.
-fn ssh_command() -> String {
-    std::env::var("GIT_SSH_COMMAND").unwrap_or_else(|_| "ssh -o BatchMode=yes".into())
+/// Stops a timed-out git and every helper it started (its process group): SIGTERM
+/// first, so git removes its lock files, then SIGKILL after a grace period.
+fn stop_group(child: &mut std::process::Child) {
+    let group = format!("-{}", child.id());
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("-TERM");
+    let grace = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < grace {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal("-KILL");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Refuses a checkout directory that is a symlink or that group or others may write to.
+fn check_private(dir: &Path) -> Result<(), GitError> {
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| GitError::Config(format!("cannot read {}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(GitError::Config(format!(
+            "checkout directory {} is not a directory (symlinks are refused)",
+            dir.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(GitError::Config(format!(
+            "checkout directory {} is writable by group or others; chmod 700 it",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Removes the lock files a git killed mid-operation left behind (ours is held, so no
+/// other git can be running in this checkout).
+fn remove_stale_locks(git_dir: &Path) {
+    fn walk(dir: &Path, depth: usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if depth < 6 && (depth > 0 || name == "refs") {
+                    walk(&path, depth + 1);
+                }
+            } else if name.ends_with(".lock") && name != "gatehouse.lock" {
+                tracing::warn!(file = %path.display(), "removing a stale git lock");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    walk(git_dir, 0);
 }
 
 fn default_checkout_dir(url: &str, branch: &str) -> PathBuf {

@@ -295,7 +295,7 @@ impl PolicyStore {
         let fetched = match git.fetch() {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(url = %git.url, error = %e, "git fetch failed; keeping the set in force");
+                self.record_failure(&e);
                 return rejected.map(str::to_string);
             }
         };

@@ -48,7 +48,9 @@ impl TraceContext {
             sampled: flags & 1 == 1,
             trace_state: tracestate
                 .map(str::trim)
-                .filter(|s| !s.is_empty() && s.len() <= 512)
+                .filter(|s| {
+                    !s.is_empty() && s.len() <= 512 && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+                })
                 .map(str::to_string),
         })
     }

@@ -258,6 +258,36 @@ pub struct Span {
 
 /// Attributes kept per span at most; more are dropped.
 const MAX_ATTRIBUTES: usize = 64;
+/// Longest string attribute value kept, in bytes (longer ones are cut).
+const MAX_VALUE_BYTES: usize = 256;
+/// Most items kept of a list attribute.
+const MAX_LIST_ITEMS: usize = 32;
+
+fn cut(mut s: String) -> String {
+    if s.len() > MAX_VALUE_BYTES {
+        let mut end = MAX_VALUE_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// A URL fit for a span: no user info, query or fragment (they may carry secrets).
+pub fn redact_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            let authority = &rest[..host_end];
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{}", &rest[host_end..])
+        }
+        None => url.to_string(),
+    }
+}
 
 fn now_unix_nano() -> u64 {
     SystemTime::now()
@@ -286,8 +316,16 @@ impl Span {
     }
 
     /// Sets an attribute (a later value for the same key replaces the earlier one).
+    /// Strings are cut at 256 bytes and lists at 32 items, so no request can make a
+    /// span large.
     pub fn set(&mut self, key: &'static str, value: impl Into<AttrValue>) {
-        let value = value.into();
+        let value = match value.into() {
+            AttrValue::Str(s) => AttrValue::Str(cut(s)),
+            AttrValue::StrList(v) => {
+                AttrValue::StrList(v.into_iter().take(MAX_LIST_ITEMS).map(cut).collect())
+            }
+            other => other,
+        };
         if let Some(slot) = self.attributes.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = value;
         } else if self.attributes.len() < MAX_ATTRIBUTES {
@@ -475,6 +513,29 @@ mod tests {
                 .is_none()
         );
         t.shutdown(Duration::from_millis(10)).await;
+    }
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        assert_eq!(
+            redact_url("http://u:p@attrs:8000/docs/1?token=abc#x"),
+            "http://attrs:8000/docs/1"
+        );
+        assert_eq!(redact_url("http://attrs/docs/1"), "http://attrs/docs/1");
+    }
+
+    #[test]
+    fn long_values_are_cut() {
+        let mut s = Span::start("x", SpanKind::Internal, TraceContext::new_root(true), None);
+        s.set("s", "é".repeat(300));
+        let AttrValue::Str(v) = s.attribute("s").unwrap() else {
+            panic!()
+        };
+        assert!(v.len() <= MAX_VALUE_BYTES && v.chars().all(|c| c == 'é'));
+        s.set("l", vec!["r".to_string(); 100]);
+        assert!(
+            matches!(s.attribute("l"), Some(AttrValue::StrList(l)) if l.len() == MAX_LIST_ITEMS)
+        );
     }
 
     #[test]

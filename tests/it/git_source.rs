@@ -205,7 +205,7 @@ async fn cerbos_git_storage_and_sighup() {
 
     // Polling is off: only SIGHUP fetches.
     let second = repo.push(&POLICY.replace("EFFECT_ALLOW", "EFFECT_DENY"), "deny read");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(effect(&s).await, "EFFECT_ALLOW");
     s.signal("HUP");
     let took = within(Duration::from_secs(5), || async {
@@ -240,4 +240,78 @@ fn unreachable_repository_fails_at_start() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("git fetch"), "{stderr}");
+}
+
+#[test]
+fn one_process_per_checkout_stale_locks_and_private_directories() {
+    use gatehouse::store::{GitError, GitSource};
+    let repo = Repo::new("lock");
+    repo.push(POLICY, "allow read");
+    let source = || {
+        let mut s = GitSource::new(repo.url(), "main");
+        s.checkout_dir = repo.root.join("checkout");
+        s
+    };
+    let first = source();
+    first.checkout().unwrap();
+
+    // A second owner of the same checkout is refused while the first holds it.
+    let e = source().checkout().unwrap_err();
+    assert!(e.to_string().contains("in use by another process"), "{e}");
+    drop(first);
+
+    // A git killed mid-operation leaves lock files; the next owner clears them.
+    std::fs::write(repo.root.join("checkout/.git/index.lock"), "").unwrap();
+    let second = source();
+    second.checkout().unwrap();
+    assert!(!repo.root.join("checkout/.git/index.lock").exists());
+    drop(second);
+
+    // A checkout others may write to is refused.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        repo.root.join("checkout"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let e = source().checkout().unwrap_err();
+    assert!(
+        matches!(&e, GitError::Config(m) if m.contains("writable by group or others")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_remote_that_never_answers_times_out() {
+    use gatehouse::store::{GitError, GitSource};
+    // A "git daemon" that accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            held.push(c);
+        }
+    });
+    let root = std::env::temp_dir().join(format!("gh-git-hung-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let mut s = GitSource::new(format!("git://127.0.0.1:{port}/policies.git"), "main");
+    s.checkout_dir = root.join("checkout");
+    s.operation_timeout = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let e = s.checkout().unwrap_err();
+    let took = started.elapsed();
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(matches!(e, GitError::Timeout { .. }), "{e}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // Nothing of that git is left running.
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "git processes left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

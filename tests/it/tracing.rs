@@ -1,7 +1,7 @@
 //! OpenTelemetry spans from a running `gatehouse serve`, received by a fake OTLP/HTTP
 //! collector: each decision is a server span continuing the caller's `traceparent`, an
 //! attribute fetch is a child span that passes the trace on, unsampled traces are not
-//! recorded, and queued spans are flushed at shutdown.
+//! recorded (but still passed on), and queued spans are flushed at shutdown.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -187,7 +187,13 @@ async fn decisions_continue_the_callers_trace() {
     // 1. The HTTP request's traceparent is the parent; the fetch is a child span and the
     //    attribute source is told so.
     let r = c
-        .check(check("/docs/7", Some(&format!("00-{T1}-{PARENT}-01"))))
+        .check({
+            let mut r = check("/docs/7", Some(&format!("00-{T1}-{PARENT}-01")));
+            let http = r.attributes.as_mut().unwrap().request.as_mut().unwrap();
+            let headers = &mut http.http.as_mut().unwrap().headers;
+            headers.insert("tracestate".into(), "congo=t61rcWkgMzE".into());
+            r
+        })
         .await
         .unwrap()
         .into_inner();
@@ -201,7 +207,7 @@ async fn decisions_continue_the_callers_trace() {
     );
     c.check(req).await.unwrap();
 
-    // 3. An unsampled trace is not recorded.
+    // 3. An unsampled trace is not recorded, but passed on as it came.
     c.check(check(
         "/docs/9",
         Some("00-33333333333333333333333333333333-00f067aa0ba902b7-00"),
@@ -279,10 +285,14 @@ async fn decisions_continue_the_callers_trace() {
         .unwrap()
         .iter()
         .find(|r| r.path == "/attrs/7")
-        .map(|r| r.headers.get("traceparent").cloned())
+        .cloned()
         .unwrap();
     assert_eq!(
-        sent,
+        sent.headers.get("tracestate").map(String::as_str),
+        Some("congo=t61rcWkgMzE")
+    );
+    assert_eq!(
+        sent.headers.get("traceparent").cloned(),
         Some(format!("00-{T1}-{}-01", hex(&fetch.span_id))),
         "the attribute source continues the trace under the fetch span"
     );
@@ -305,7 +315,10 @@ async fn decisions_continue_the_callers_trace() {
         .find(|r| r.path == "/attrs/9")
         .cloned()
         .unwrap();
-    assert!(!unsampled.headers.contains_key("traceparent"));
+    assert_eq!(
+        unsampled.headers.get("traceparent").map(String::as_str),
+        Some("00-33333333333333333333333333333333-00f067aa0ba902b7-00")
+    );
 
     let t4 = by_trace(T4);
     assert_eq!(t4.len(), 1);
