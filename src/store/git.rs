@@ -174,6 +174,13 @@ impl GitSource {
         check_private(dir)?;
         if fresh {
             self.git(&["init", "--quiet"])?;
+            if self.redacted_url() != self.url {
+                tracing::warn!(
+                    url = %self.redacted_url(),
+                    "the repository URL carries credentials, which git keeps in {}/.git/config; prefer a git credential helper",
+                    dir.display()
+                );
+            }
         }
         self.take_lock()?;
         remove_stale_locks(&dir.join(".git"));
