@@ -1,4 +1,5 @@
-//! Plain-HTTP GET of a JWKS document.
+//! GET of a JWKS document over https (the system's trust store; `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` are honoured) or plain http.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -7,12 +8,13 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Uri;
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, USER_AGENT};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 /// The HTTP client used for key-set fetches.
-pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// Largest accepted key-set document.
 pub(crate) const MAX_KEY_SET_BYTES: usize = 1 << 20;
@@ -20,23 +22,32 @@ pub(crate) const MAX_KEY_SET_BYTES: usize = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client for plain `http://` URLs.
+/// A client for `https://` URLs, verified against the system's trust store, and plain
+/// `http://` ones. Without any trusted root, https fetches fail (never unverified).
 pub(crate) fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    Client::builder(TokioExecutor::new()).build(connector)
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.enforce_http(false);
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "no trusted root certificates found: https key sets cannot be fetched");
+            let empty = rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty)
+        }
+    };
+    let https = builder.https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(https)
 }
 
-/// Checks that `url` can be fetched: an absolute `http://` URL.
+/// Checks that `url` can be fetched: an absolute `https://` or `http://` URL.
 pub(crate) fn check_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") if uri.authority().is_some() => Ok(uri),
-        Some("http") => Err("invalid URL: no host".to_string()),
-        Some("https") => Err(
-            "https URLs are not supported yet; serve the key set over http:// or use a local key set"
-                .to_string(),
-        ),
+        Some("http" | "https") if uri.authority().is_some() => Ok(uri),
+        Some("http" | "https") => Err("invalid URL: no host".to_string()),
         Some(other) => Err(format!("unsupported URL scheme {other:?}")),
         None => Err("invalid URL: not absolute".to_string()),
     }
@@ -100,11 +111,8 @@ mod tests {
     #[test]
     fn urls() {
         assert!(check_url("http://127.0.0.1:8080/jwks.json").is_ok());
-        let https = check_url("https://idp.example/jwks").unwrap_err();
-        assert!(
-            https.contains("https URLs are not supported yet"),
-            "{https}"
-        );
+        assert!(check_url("https://idp.example/.well-known/jwks.json").is_ok());
+        assert!(check_url("https://").is_err());
         assert!(check_url("ftp://x/y").unwrap_err().contains("scheme"));
         assert!(check_url("/relative").unwrap_err().contains("not absolute"));
         assert!(check_url("http://").is_err());

@@ -469,11 +469,13 @@ mod tests {
 
     #[test]
     fn remote_url_checks() {
-        let https = KeySet::remote("https://idp.example/jwks", None, KeySetOptions::new())
+        let ftp = KeySet::remote("ftp://idp.example/jwks", None, KeySetOptions::new())
             .unwrap_err()
             .to_string();
-        assert!(https.starts_with("failed to look up remote keyset https://idp.example/jwks"));
-        assert!(https.contains("https URLs are not supported yet"));
+        assert!(ftp.starts_with("failed to look up remote keyset ftp://idp.example/jwks"));
+        assert!(ftp.contains("unsupported URL scheme"));
+        let https = KeySet::remote("https://idp.example/jwks", None, KeySetOptions::new());
+        assert!(https.is_ok(), "https key sets are fetched lazily");
         let lazy = KeySet::remote("http://127.0.0.1:9/jwks", None, KeySetOptions::new()).unwrap();
         assert!(lazy.is_empty());
         assert_eq!(lazy.url(), Some("http://127.0.0.1:9/jwks"));

@@ -11,6 +11,7 @@ mod engine_cases;
 mod extauthz;
 mod git_source;
 mod index_cases;
+mod jwks_https;
 mod jwt;
 mod parser_cases;
 mod reload;

@@ -195,8 +195,14 @@ pub struct Served {
 impl Served {
     /// Starts `gatehouse serve --config <config>` (stdout and stderr discarded).
     pub fn start(config: &Path, owns_dir: bool) -> Served {
+        Served::start_with_env(config, owns_dir, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    pub fn start_with_env(config: &Path, owns_dir: bool, env: &[(&str, &Path)]) -> Served {
         let (grpc, http) = (free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(config)
             .args([
