@@ -10,6 +10,7 @@ pub mod cel;
 pub mod cli;
 pub mod engine;
 pub mod extauthz;
+mod http_client;
 pub mod jwt;
 pub mod metrics;
 pub mod policy;

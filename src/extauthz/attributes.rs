@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -61,7 +62,7 @@ struct Slot {
 
 /// Fetches and caches attribute documents.
 pub struct AttributeFetcher {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
@@ -80,13 +81,10 @@ impl Default for AttributeFetcher {
 impl AttributeFetcher {
     /// A fetcher with its own connection pool.
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
         AttributeFetcher {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector),
+                .build(crate::http_client::connector(Duration::from_secs(2))),
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -161,7 +159,7 @@ impl AttributeFetcher {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|_| FetchError::BadUrl(url.to_string()))?;
-        if uri.scheme_str() != Some("http") {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
             return Err(FetchError::BadUrl(url.to_string()));
         }
         let mut request = hyper::Request::get(uri).header("accept", "application/json");
@@ -298,7 +296,7 @@ mod tests {
             Err(FetchError::Unreachable(_))
         ));
         assert!(matches!(
-            f.fetch("https://example.test/x", t, ttl).await,
+            f.fetch("ftp://example.test/x", t, ttl).await,
             Err(FetchError::BadUrl(_))
         ));
     }

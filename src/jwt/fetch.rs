@@ -23,23 +23,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client for `https://` URLs, verified against the system's trust store, and plain
-/// `http://` ones. Without any trusted root, https fetches fail (never unverified).
+/// `http://` ones.
 pub(crate) fn client() -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    http.enforce_http(false);
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "no trusted root certificates found: https key sets cannot be fetched");
-            let empty = rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(empty)
-        }
-    };
-    let https = builder.https_or_http().enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(https)
+    Client::builder(TokioExecutor::new()).build(crate::http_client::connector(CONNECT_TIMEOUT))
 }
 
 /// Checks that `url` can be fetched: an absolute `https://` or `http://` URL.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -22,7 +23,7 @@ use crate::metrics::{Metrics, SpanExport};
 
 /// Where and how spans are sent.
 pub(super) struct Exporter {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: hyper::Uri,
     headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
     resource: Resource,
@@ -56,14 +57,10 @@ fn traces_uri(endpoint: &str) -> Result<hyper::Uri, TelemetryError> {
         .map_err(|_| TelemetryError(format!("endpoint {endpoint:?} is not a URL")))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => {
-            return Err(TelemetryError(format!(
-                "endpoint {endpoint:?}: https is not supported; send to a local collector over http"
-            )));
-        }
+        Some("https") => {}
         _ => {
             return Err(TelemetryError(format!(
-                "endpoint {endpoint:?} must be an http:// URL"
+                "endpoint {endpoint:?} must be an http:// or https:// URL"
             )));
         }
     }
@@ -93,11 +90,9 @@ impl Exporter {
                 Ok((name, value))
             })
             .collect::<Result<Vec<_>, TelemetryError>>()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
         Ok(Exporter {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new())
+                .build(crate::http_client::connector(Duration::from_secs(2))),
             uri,
             headers,
             resource: Resource {
@@ -261,12 +256,11 @@ mod tests {
             traces_uri("http://c/custom/traces").unwrap().path(),
             "/custom/traces"
         );
-        assert!(
-            traces_uri("https://c:4318")
-                .unwrap_err()
-                .0
-                .contains("https")
+        assert_eq!(
+            traces_uri("https://otlp.example:4318").unwrap().to_string(),
+            "https://otlp.example:4318/v1/traces"
         );
+        assert!(traces_uri("ftp://c:4318").is_err());
         assert!(traces_uri("c:4318").is_err());
         assert!(traces_uri("not a url").is_err());
     }

@@ -100,7 +100,8 @@ pub struct TracingConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OtlpConfig {
-    /// Collector base URL (`http://host:4318`); a URL with a path is used as is.
+    /// Collector base URL (`http://host:4318` or `https://...`); a URL with a path is
+    /// used as is.
     pub endpoint: String,
     /// `service.name` of the spans.
     #[serde(default = "default_service_name")]

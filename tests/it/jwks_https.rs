@@ -1,6 +1,7 @@
 //! A bearer token verified against a JWKS served over https, as identity providers
-//! serve them: `gatehouse serve` trusts the system store (here `SSL_CERT_FILE` names a
-//! test CA), and a key set behind a certificate it does not trust is never used.
+//! serve them, and resource attributes fetched over https: `gatehouse serve` trusts the
+//! system store (here `SSL_CERT_FILE` names a test CA), and a key set behind a
+//! certificate it does not trust is never used.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -166,7 +167,8 @@ fn config(dir: &Path, name: &str, port: u16) -> PathBuf {
              extAuthz:\n  principal:\n    sources:\n      - jwt:\n          \
              jwks: {{url: 'https://127.0.0.1:{port}/jwks.json'}}\n          algorithms: [RS256]\n          \
              issuer: https://auth.example.test\n          audiences: [documents-api]\n  \
-             routes: [{{path: '/docs/{{id}}', resource: {{kind: doc, id: '{{id}}'}}, action: read}}]\n"
+             routes: [{{path: '/docs/{{id}}', resource: {{kind: doc, id: '{{id}}'}}, action: read, \
+             attributes: {{fetch: {{url: 'https://127.0.0.1:{port}/attrs/{{id}}'}}}}}}]\n"
         ),
     )
     .unwrap();
@@ -202,7 +204,10 @@ async fn jwks_over_https_is_trusted_only_through_the_trust_store() {
         .unwrap()
         .into_inner();
     assert_eq!(r.status.map(|s| s.code), Some(0), "allowed");
-    assert!(served.load(Ordering::SeqCst) >= 1);
+    assert!(
+        served.load(Ordering::SeqCst) >= 2,
+        "the key set and the resource attributes came over https"
+    );
 
     // Without the CA, the certificate is not trusted: the key set cannot be loaded, so
     // Gatehouse refuses to start (rather than accept tokens it cannot verify).
