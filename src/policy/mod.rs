@@ -12,6 +12,7 @@ pub mod loader;
 pub mod model;
 pub mod schema;
 pub mod span;
+pub(crate) mod yaml;
 
 use std::path::Path;
 

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::compat::{go_quote, json_name};
-use super::yaml::{Node, NodeKind, Pos, ScalarValue};
+use crate::policy::yaml::{Node, NodeKind, Pos, ScalarValue};
 
 /// A problem found while reading a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl Dec {
         };
         let mut fields = Vec::with_capacity(entries.len());
         for (k, v) in entries {
-            let Some(text) = k.key_text() else {
+            let Some(text) = k.scalar_text() else {
                 self.parse_error(k.pos, format!("unexpected key type {}", k.type_name()));
                 continue;
             };
@@ -288,8 +288,8 @@ pub(crate) fn map_entry_path(field_path: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::yaml::parse_documents;
     use super::*;
+    use crate::policy::yaml::build_documents as parse_documents;
 
     #[test]
     fn unknown_fields_and_types() {

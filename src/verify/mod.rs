@@ -23,7 +23,6 @@ mod results;
 mod run;
 mod suite;
 mod table;
-mod yaml;
 
 pub use fixture::{FixtureError, TestFixture};
 pub use junit::render_junit;

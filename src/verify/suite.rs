@@ -11,9 +11,9 @@ use serde_json::{Map, Value as Json, json};
 
 use super::compat::{format_timestamp, go_quote, parse_rfc3339};
 use super::decode::{Dec, Msg, Problem, map_entry_path, render_problems};
-use super::yaml::{Node, NodeKind, Pos, ScalarValue, parse_documents};
 use crate::cel::Timestamp;
 use crate::policy::compiled::Effect;
+use crate::policy::yaml::{Node, NodeKind, Pos, ScalarValue, build_documents};
 
 static VERSION_PATTERN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new("^[0-9A-Z_a-z]*$").expect("valid regex"));
@@ -280,7 +280,7 @@ fn with_document<T>(
     read: impl FnOnce(&mut Dec, &Node) -> Option<T>,
 ) -> Option<T> {
     let invalid = "invalid document: contents are not valid YAML or JSON";
-    let docs = match parse_documents(text) {
+    let docs = match build_documents(text) {
         Ok(docs) => docs,
         Err(e) => {
             dec.parse_error(e.pos, e.message);
@@ -290,6 +290,7 @@ fn with_document<T>(
     let empty = Node {
         kind: NodeKind::Map(Vec::new()),
         pos: Pos { line: 1, col: 1 },
+        start: Pos { line: 1, col: 1 },
     };
     let doc = match docs.as_slice() {
         [] => &empty,
