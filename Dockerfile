@@ -1,6 +1,7 @@
 # Gatehouse server image: `docker build -t gatehouse .` (used by docker-compose.yml).
 # Build stage: the Rust toolchain; runtime stage: Debian slim with the binary, the
-# bundled config, the demo policies and the dev JWKS at the paths gatehouse.yaml names.
+# bundled config, the demo policies and the dev JWKS at the paths gatehouse.yaml names;
+# ca-certificates for https (JWKS, OTLP), git and ssh for the git policy source.
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -8,7 +9,7 @@ RUN cargo build --release --locked --bin gatehouse
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates git openssh-client \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home gatehouse
 COPY --from=build /src/target/release/gatehouse /usr/local/bin/gatehouse
