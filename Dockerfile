@@ -1,7 +1,8 @@
 # Gatehouse server image: `docker build -t gatehouse .` (used by docker-compose.yml).
 # Build stage: the Rust toolchain; runtime stage: Debian slim with the binary, the
 # bundled config, the demo policies and the dev JWKS at the paths gatehouse.yaml names;
-# ca-certificates for https (JWKS, OTLP), git and ssh for the git policy source.
+# ca-certificates for https (JWKS, OTLP), git and ssh for the git policy source (ssh
+# runs in batch mode: mount the host keys of your git server at /etc/ssh/ssh_known_hosts).
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY . .

@@ -177,7 +177,7 @@ impl AttributeFetcher {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+                .map_err(|e| FetchError::Unreachable(crate::http_client::error_chain(&e)))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(FetchError::Status(status.as_u16()));
@@ -185,7 +185,7 @@ impl AttributeFetcher {
             let body = Limited::new(response.into_body(), MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| FetchError::Unreachable(e.to_string()))?
+                .map_err(|e| FetchError::Unreachable(crate::http_client::error_chain(e.as_ref())))?
                 .to_bytes();
             let json: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|_| FetchError::NotAnObject)?;

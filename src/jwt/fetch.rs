@@ -1,7 +1,6 @@
-//! GET of a JWKS document over https (the system's trust store; `SSL_CERT_FILE` and
-//! `SSL_CERT_DIR` are honoured) or plain http.
+//! GET of a JWKS document over https (the system's trust store, see
+//! [`crate::http_client`]) or plain http.
 
-use std::error::Error as StdError;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
@@ -56,7 +55,7 @@ async fn get(client: &HttpClient, uri: &Uri) -> Result<String, String> {
     let response = client
         .request(request)
         .await
-        .map_err(|e| format!("request failed: {}", chain(&e)))?;
+        .map_err(|e| format!("request failed: {}", crate::http_client::error_chain(&e)))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("unexpected HTTP status {status}"));
@@ -68,26 +67,14 @@ async fn get(client: &HttpClient, uri: &Uri) -> Result<String, String> {
             if e.is::<http_body_util::LengthLimitError>() {
                 format!("response is larger than {MAX_KEY_SET_BYTES} bytes")
             } else {
-                format!("reading the response failed: {}", chain(e.as_ref()))
+                format!(
+                    "reading the response failed: {}",
+                    crate::http_client::error_chain(e.as_ref())
+                )
             }
         })?
         .to_bytes();
     String::from_utf8(body.to_vec()).map_err(|_| "response is not UTF-8 text".to_string())
-}
-
-/// An error and its causes, joined with `: `.
-fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

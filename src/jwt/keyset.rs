@@ -175,8 +175,8 @@ impl KeySet {
 
     /// A remote key set that is fetched on first use rather than now.
     ///
-    /// Fails only when the URL cannot be fetched at all (`https://` is not
-    /// supported yet).
+    /// Fails only when the URL cannot be fetched at all (not an absolute `https://` or
+    /// `http://` URL).
     pub fn remote(
         url: &str,
         refresh_interval: Option<Duration>,

@@ -493,7 +493,7 @@ impl<'a> TreeBuilder<'a> {
         let explicit: HashSet<String> = entries
             .iter()
             .filter(|(k, _)| !is_merge(k))
-            .filter_map(|(k, _)| k.key_text().map(str::to_owned))
+            .filter_map(|(k, _)| k.scalar_text().map(str::to_owned))
             .collect();
         let mut merged: HashSet<String> = HashSet::new();
         let mut out = Vec::with_capacity(entries.len());
@@ -528,7 +528,7 @@ impl<'a> TreeBuilder<'a> {
             };
             for source in sources {
                 for (k, v) in source {
-                    match k.key_text() {
+                    match k.scalar_text() {
                         Some(text) if explicit.contains(text) || merged.contains(text) => {}
                         Some(text) => {
                             merged.insert(text.to_owned());
@@ -621,6 +621,17 @@ mod tests {
         assert_eq!(
             d.to_json(),
             serde_json::json!({"a": {"x": 1, "y": "2"}, "b": {"x": 1, "y": 3}, "c": "2022-08-01"})
+        );
+    }
+
+    #[test]
+    fn merge_keys_never_override_explicit_keys_of_any_scalar_type() {
+        let d = doc(
+            "base: &b {1: merged, true: merged, k: merged}\nm:\n  1: own\n  true: own\n  <<: *b\n",
+        );
+        assert_eq!(
+            d.to_json()["m"],
+            serde_json::json!({"1": "own", "true": "own", "k": "merged"})
         );
     }
 

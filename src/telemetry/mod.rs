@@ -176,13 +176,25 @@ impl TracingConfig {
                     .filter(|v| !v.is_empty())
                     .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
             });
+        // An endpoint from the environment takes its headers from the environment too:
+        // the file's headers (an API key, say) never follow it to another collector.
+        let env_headers = || {
+            env("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+                .or_else(|| env("OTEL_EXPORTER_OTLP_HEADERS"))
+                .map(|h| parse_headers(&h))
+                .unwrap_or_default()
+        };
         let mut config = match (&self.otlp, from_env) {
             (Some(c), Some(url)) => OtlpConfig {
                 endpoint: url,
+                headers: env_headers(),
                 ..c.clone()
             },
             (Some(c), None) => c.clone(),
-            (None, Some(url)) => OtlpConfig::with_endpoint(url),
+            (None, Some(url)) => OtlpConfig {
+                headers: env_headers(),
+                ..OtlpConfig::with_endpoint(url)
+            },
             (None, None) => return None,
         };
         if let Some(name) = env("OTEL_SERVICE_NAME").filter(|v| !v.is_empty()) {
@@ -190,6 +202,15 @@ impl TracingConfig {
         }
         Some(config)
     }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs separated by commas.
+fn parse_headers(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
 }
 
 /// What a span stands for.
@@ -488,6 +509,27 @@ mod tests {
         assert_eq!(r.service_name, "authz");
         let off = |k: &str| (k == "OTEL_SDK_DISABLED").then(|| "true".to_string());
         assert!(c.resolve(off).is_none());
+
+        // The file's headers stay with the file's endpoint.
+        let mut with_key = OtlpConfig::with_endpoint("https://saas.example");
+        with_key.headers.insert("api-key".into(), "secret".into());
+        let c = TracingConfig {
+            otlp: Some(with_key),
+        };
+        assert_eq!(c.resolve(none).unwrap().headers["api-key"], "secret");
+        let redirected = c.resolve(env).unwrap();
+        assert_eq!(redirected.endpoint, "http://otel:4318/v1/traces");
+        assert!(redirected.headers.is_empty(), "{:?}", redirected.headers);
+        let with_env_headers = |k: &str| match k {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://otel:4318".to_string()),
+            "OTEL_EXPORTER_OTLP_HEADERS" => Some("x-a=1, x-b = 2,bad".to_string()),
+            _ => None,
+        };
+        let h = c.resolve(with_env_headers).unwrap().headers;
+        assert_eq!(
+            h.into_iter().collect::<Vec<_>>(),
+            [("x-a".into(), "1".into()), ("x-b".into(), "2".into())]
+        );
     }
 
     #[test]
