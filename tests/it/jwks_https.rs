@@ -167,8 +167,11 @@ fn config(dir: &Path, name: &str, port: u16) -> PathBuf {
              extAuthz:\n  principal:\n    sources:\n      - jwt:\n          \
              jwks: {{url: 'https://127.0.0.1:{port}/jwks.json'}}\n          algorithms: [RS256]\n          \
              issuer: https://auth.example.test\n          audiences: [documents-api]\n  \
-             routes: [{{path: '/docs/{{id}}', resource: {{kind: doc, id: '{{id}}'}}, action: read, \
-             attributes: {{fetch: {{url: 'https://127.0.0.1:{port}/attrs/{{id}}'}}}}}}]\n"
+             routes:\n  \
+             - {{path: '/docs/{{id}}', resource: {{kind: doc, id: '{{id}}'}}, action: read, \
+             attributes: {{fetch: {{url: 'https://127.0.0.1:{port}/attrs/{{id}}'}}}}}}\n  \
+             - {{path: '/misnamed/{{id}}', resource: {{kind: doc, id: '{{id}}'}}, action: read, \
+             attributes: {{fetch: {{url: 'https://localhost:{port}/attrs/{{id}}'}}}}}}\n"
         ),
     )
     .unwrap();
@@ -208,6 +211,24 @@ async fn jwks_over_https_is_trusted_only_through_the_trust_store() {
         served.load(Ordering::SeqCst) >= 2,
         "the key set and the resource attributes came over https"
     );
+
+    // The certificate names 127.0.0.1, not localhost: that attribute source is refused
+    // and the request denied.
+    let before = served.load(Ordering::SeqCst);
+    let r = trusting
+        .ext_authz()
+        .await
+        .check(get_request(
+            "/misnamed/1",
+            &[("authorization", bearer.as_str())],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status.as_ref().map(|s| s.code), Some(7), "denied");
+    let reason = r.status.map(|s| s.message).unwrap_or_default();
+    assert!(reason.contains("certificate"), "{reason}");
+    assert_eq!(served.load(Ordering::SeqCst), before);
 
     // Without the CA, the certificate is not trusted: the key set cannot be loaded, so
     // Gatehouse refuses to start (rather than accept tokens it cannot verify).
