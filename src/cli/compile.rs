@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use std::sync::Arc;
 
 use super::diagnostics::{diagnostics, render, to_json};
-use super::{EXIT_TEST_FAILURES, EXIT_USAGE};
+use super::{EXIT_COMPILE_ERRORS, EXIT_TEST_FAILURES};
 use crate::policy::load_dir;
 use crate::verify::{self, VerifyOptions};
 
@@ -23,15 +23,29 @@ pub enum OutputFormat {
     List,
     /// JSON (Cerbos's `TestResults` shape).
     Json,
-    /// JUnit XML, for CI systems.
+    /// JUnit XML, for CI systems (test results only).
     Junit,
+}
+
+/// When to colour the output (Cerbos's `--color` levels; `true`/`false` also read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorLevel {
+    /// Only on a terminal.
+    #[default]
+    Auto,
+    /// Never.
+    #[value(alias = "false")]
+    Never,
+    /// Always.
+    #[value(alias = "true", alias = "256", alias = "16m")]
+    Always,
 }
 
 /// Arguments of `gatehouse compile`.
 #[derive(Debug, Args)]
 #[command(
     after_long_help = "Examples:\n  gatehouse compile policies/\n  gatehouse compile -o json policies/ | jq .\n\n\
-Exit codes: 0 compiled, 2 compile errors or bad usage."
+Exit codes (as cerbos compile): 0 compiled and tests passed, 3 compile errors, 4 test failures, 2 bad usage."
 )]
 pub struct CompileArgs {
     /// Policy directory (a Cerbos disk store).
@@ -39,18 +53,30 @@ pub struct CompileArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Tree)]
     pub output: OutputFormat,
-    /// Colour the output (default: only on a terminal).
+    /// Test output format (default: the `--output` format).
+    #[arg(long, value_enum)]
+    pub test_output: Option<OutputFormat>,
+    /// Colour the output.
+    #[arg(long, value_enum, default_value_t = ColorLevel::Auto)]
+    pub color: ColorLevel,
+    /// Do not colour the output.
     #[arg(long)]
-    pub color: Option<bool>,
+    pub no_color: bool,
     /// Directory with the test suites (default: the policy directory).
     #[arg(long)]
     pub tests: Option<PathBuf>,
-    /// Run only tests whose name matches this regular expression.
+    /// Run only tests whose name matches this regular expression (older Cerbos flag).
     #[arg(long)]
     pub run: Option<String>,
     /// Only compile; do not run tests.
     #[arg(long)]
     pub skip_tests: bool,
+    /// Accepted for Cerbos compatibility: Gatehouse does not batch tests.
+    #[arg(long)]
+    pub skip_batching: bool,
+    /// Run tests with strict evaluation (a condition that fails to evaluate denies).
+    #[arg(long)]
+    pub strict_evaluation: bool,
     /// Do not validate attributes against schemas while testing.
     #[arg(long)]
     pub ignore_schemas: bool,
@@ -61,13 +87,17 @@ pub struct CompileArgs {
 
 /// Runs `gatehouse compile`.
 pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
-    let color = args
-        .color
-        .unwrap_or_else(|| std::io::stdout().is_terminal());
+    let color = !args.no_color
+        && match args.color {
+            ColorLevel::Auto => std::io::stdout().is_terminal(),
+            ColorLevel::Never => false,
+            ColorLevel::Always => true,
+        };
     let options = VerifyOptions {
         run: args.run.clone(),
         ignore_schemas: args.ignore_schemas,
         trace: args.verbose,
+        strict_evaluation: args.strict_evaluation,
         ..VerifyOptions::default()
     };
     let result = load_dir(&args.dir)
@@ -88,7 +118,7 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
                     eprintln!("{} error(s) in {}", ds.len(), args.dir.display());
                 }
             }
-            return Ok(EXIT_USAGE);
+            return Ok(EXIT_COMPILE_ERRORS);
         }
     };
     let n = set.executable_policies();
@@ -104,7 +134,7 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
     }
     let tests_dir = args.tests.clone().unwrap_or_else(|| args.dir.clone());
     let results = verify::run_tests(&tests_dir, Arc::new(set), &options)?;
-    match args.output {
+    match args.test_output.unwrap_or(args.output) {
         OutputFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&verify::render_json(&results))?

@@ -1,6 +1,7 @@
 //! The `gatehouse` command line: one file per subcommand.
 //!
-//! Exit codes: 0 success, 1 policy test failures, 2 compile errors or bad usage.
+//! Exit codes (`cerbos compile`'s): 0 success, 3 policies do not compile, 4 policy
+//! tests failed; 2 bad usage or a failure to start.
 
 mod check;
 mod compile;
@@ -11,10 +12,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code: policy tests failed.
-pub const EXIT_TEST_FAILURES: u8 = 1;
-/// Exit code: policies do not compile, or the command line is wrong.
+/// Exit code: the command line is wrong, or the command could not start.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the policies do not compile (as `cerbos compile`).
+pub const EXIT_COMPILE_ERRORS: u8 = 3;
+/// Exit code: policy tests failed (as `cerbos compile`).
+pub const EXIT_TEST_FAILURES: u8 = 4;
 
 /// Gatehouse: Cerbos-compatible authorization for Envoy and your APIs.
 #[derive(Debug, Parser)]

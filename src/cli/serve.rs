@@ -33,6 +33,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// Log level (Cerbos's `--log-level`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Everything, for debugging.
+    Debug,
+    /// Start, reloads, denials.
+    #[default]
+    Info,
+    /// Problems only.
+    Warn,
+    /// Failures only.
+    Error,
+}
+
 /// Arguments of `gatehouse serve`.
 #[derive(Debug, Args)]
 #[command(
@@ -56,6 +70,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Least severe level logged (Cerbos's flag); `RUST_LOG` wins when set.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
     /// Fall back to the nearest existing ancestor scope (engine.lenientScopeSearch).
     #[arg(long)]
     pub lenient_scope_search: bool,
@@ -106,6 +123,25 @@ pub struct ServeConfig {
     /// OpenTelemetry spans over OTLP/HTTP (off by default).
     #[serde(default)]
     pub tracing: crate::telemetry::TracingConfig,
+    /// Cerbos's usage telemetry settings: accepted so a Cerbos file works; Gatehouse
+    /// sends no usage telemetry.
+    #[serde(default)]
+    pub telemetry: Option<TelemetrySection>,
+}
+
+/// Cerbos's `telemetry` section (`disabled`, `reportInterval`, `stateDir`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// Turns Cerbos's usage reports off (Gatehouse never sends any).
+    #[serde(default)]
+    pub disabled: bool,
+    /// How often Cerbos reports.
+    #[serde(default)]
+    pub report_interval: Option<String>,
+    /// Where Cerbos keeps its telemetry state.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `server`.
@@ -406,9 +442,15 @@ impl ServeConfig {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, level: LogLevel) {
+    let level = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -430,7 +472,7 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 
 /// Runs `gatehouse serve` until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
-    init_logging(args.log_format);
+    init_logging(args.log_format, args.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -62,6 +62,8 @@ pub struct VerifyOptions {
     pub ignore_schemas: bool,
     /// Record the engine's explanation of every test (Cerbos's `--verbose`).
     pub trace: bool,
+    /// Cerbos's `--strict-evaluation`: every test runs with strict evaluation.
+    pub strict_evaluation: bool,
     /// The clock for tests whose options do not set `now`. `None` (the default) is
     /// Cerbos's behaviour: such a test errors when a policy reads the clock.
     pub now: Option<Timestamp>,
@@ -378,6 +380,7 @@ impl Runner<'_> {
             config.default_scope = o.default_scope.clone();
             config.strict_evaluation = o.strict_evaluation;
         }
+        config.strict_evaluation |= self.options.strict_evaluation;
         config
     }
 

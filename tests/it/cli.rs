@@ -37,10 +37,10 @@ fn compile_demo_policies_runs_their_tests() {
 }
 
 #[test]
-fn failing_policy_tests_exit_1_in_every_format() {
+fn failing_policy_tests_exit_4_in_every_format() {
     let dir = root().join("tests/data/failing_suite");
     let out = gatehouse().arg("compile").arg(&dir).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4), "cerbos compile's exit code");
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(tree.contains("WrongExpectations"), "{tree}");
     assert!(
@@ -53,16 +53,24 @@ fn failing_policy_tests_exit_1_in_every_format() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["summary"]["overallResult"], "RESULT_FAILED", "{v}");
 
+    // Cerbos 0.55's flags: the test results in JUnit while -o stays json.
     let out = gatehouse()
-        .args(["compile", "-o", "junit"])
+        .args([
+            "compile",
+            "-o",
+            "json",
+            "--test-output=junit",
+            "--no-color",
+            "--skip-batching",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let xml = String::from_utf8_lossy(&out.stdout);
     assert!(
         xml.starts_with("<testsuites") && xml.contains("<failure"),
@@ -79,10 +87,10 @@ fn failing_policy_tests_exit_1_in_every_format() {
 }
 
 #[test]
-fn compile_reports_every_error_with_position_and_exit_2() {
+fn compile_reports_every_error_with_position_and_exit_3() {
     let dir = root().join("tests/data/bad_policies");
     let out = gatehouse().arg("compile").arg(&dir).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3), "cerbos compile's exit code");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("resource_policies/album.yaml:6:7: import not found: Derived roles import \"album_roles\" cannot be found"),
@@ -107,7 +115,7 @@ fn compile_json_errors_for_ci() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let errors = v["compileErrors"]["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 3);
@@ -306,4 +314,24 @@ fn serve_flags_override_the_engine_settings() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--globals must be a JSON object"));
+}
+
+#[test]
+fn strict_evaluation_flag_as_cerbos() {
+    // A DENY rule whose condition cannot be evaluated: skipped normally (the ALLOW rule
+    // decides), a denial with --strict-evaluation (the real Cerbos 0.55 answers the same).
+    let dir = root().join("tests/data/strict_suite");
+    let out = gatehouse().arg("compile").arg(&dir).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = gatehouse()
+        .args(["compile", "--strict-evaluation", "--color=never"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
 }
