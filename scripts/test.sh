@@ -31,6 +31,9 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in /*) ;; *) target_dir="$(pwd)/$target_dir" ;; esac
 GATEHOUSE_BIN="$target_dir/debug/gatehouse" .venv/bin/python -m pytest -q tests/e2e
 
+echo "== the corpus's oracle (shared/conformance/oracle.py) against gatehouse (tests/oracle)"
+GATEHOUSE_BIN="$target_dir/debug/gatehouse" bash tests/oracle/run.sh
+
 echo "== Cerbos Python SDK against gatehouse serve (tests/sdk)"
 GATEHOUSE_BIN="$target_dir/debug/gatehouse" bash tests/sdk/run.sh -q
 

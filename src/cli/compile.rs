@@ -8,8 +8,9 @@ use clap::{Args, ValueEnum};
 
 use std::sync::Arc;
 
-use super::diagnostics::{diagnostics, render, to_json};
+use super::diagnostics::{diagnostics, index_errors_json, load_failures_json, render, to_json};
 use super::{EXIT_COMPILE_ERRORS, EXIT_TEST_FAILURES};
+use crate::policy::compiler::index_policies;
 use crate::policy::load_dir;
 use crate::verify::{self, VerifyOptions};
 
@@ -100,16 +101,35 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
         strict_evaluation: args.strict_evaluation,
         ..VerifyOptions::default()
     };
-    let result = load_dir(&args.dir)
-        .map_err(Into::into)
-        .and_then(|store| verify::compile_for_tests(store, &options));
+    let json = args.output == OutputFormat::Json;
+    // As `cerbos compile -o json`: problems found before compiling (files that do not
+    // load, a store that does not index) are `lintErrors`; the rest `compileErrors`.
+    let result = match load_dir(&args.dir) {
+        Err(errors) if json => {
+            let lint = load_failures_json(&errors, &args.dir);
+            println!("{}", serde_json::json!({"lintErrors": lint}));
+            return Ok(EXIT_COMPILE_ERRORS);
+        }
+        Ok(store) if json && !index_policies(&store.policies).errors().is_empty() => {
+            let index = index_policies(&store.policies);
+            let lint = index_errors_json(index.errors(), &args.dir);
+            println!("{}", serde_json::json!({"lintErrors": lint}));
+            return Ok(EXIT_COMPILE_ERRORS);
+        }
+        loaded => loaded
+            .map_err(Into::into)
+            .and_then(|store| verify::compile_for_tests(store, &options)),
+    };
     let set = match result {
         Ok(set) => set,
         Err(err) => {
             let ds = diagnostics(&err);
             match args.output {
                 OutputFormat::Json => {
-                    println!("{}", serde_json::json!({"compileErrors": to_json(&ds)}))
+                    println!(
+                        "{}",
+                        serde_json::json!({"compileErrors": to_json(&ds, &args.dir)})
+                    )
                 }
                 _ => {
                     for d in &ds {

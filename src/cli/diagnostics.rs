@@ -1,8 +1,12 @@
 //! Rendering policy errors as `file:line:col: message` with a source excerpt.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use crate::policy::{Span, StoreError};
+use crate::policy::compiler::IndexError;
+use crate::policy::loader::LoadErrorKind;
+use crate::policy::yaml::{Pos, build_documents, node_paths};
+use crate::policy::{LoadErrors, Span, StoreError};
 
 /// One problem to show the user.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,18 +76,221 @@ pub fn render(d: &Diagnostic, root: &Path, color: bool) -> String {
     out
 }
 
-/// Diagnostics as JSON, for `-o json`.
-pub fn to_json(ds: &[Diagnostic]) -> serde_json::Value {
+/// Error kinds Cerbos reports without a position (they concern several places).
+const UNPOSITIONED_KINDS: &[&str] = &[
+    "ambiguous derived role",
+    "constant redefined",
+    "variable redefined",
+];
+
+/// Reads the policy files under a root once each, to give positions their JSON path
+/// and source context as Cerbos does.
+struct Sources<'r> {
+    root: &'r Path,
+    files: HashMap<String, (String, HashMap<Pos, String>)>,
+}
+
+impl<'r> Sources<'r> {
+    fn new(root: &'r Path) -> Self {
+        Sources {
+            root,
+            files: HashMap::new(),
+        }
+    }
+
+    fn file(&mut self, file: &str) -> &(String, HashMap<Pos, String>) {
+        self.files.entry(file.to_owned()).or_insert_with(|| {
+            let text = std::fs::read_to_string(self.root.join(file)).unwrap_or_default();
+            let paths = build_documents(&text)
+                .map(|docs| docs.iter().flat_map(node_paths).collect())
+                .unwrap_or_default();
+            (text, paths)
+        })
+    }
+
+    /// `{line, column, path}` (the path when a node is there).
+    fn position(&mut self, span: &Span) -> serde_json::Value {
+        let (_, paths) = self.file(&span.file);
+        let mut position = serde_json::json!({"line": span.line, "column": span.col});
+        if let Some(path) = paths.get(&Pos {
+            line: span.line,
+            col: span.col,
+        }) {
+            position["path"] = serde_json::json!(path);
+        }
+        position
+    }
+
+    /// Cerbos's source excerpt: three lines before, the line marked `>` with a caret
+    /// under the column, and two lines after.
+    fn context(&mut self, span: &Span) -> Option<String> {
+        let (text, _) = self.file(&span.file);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = span.line.checked_sub(1)? as usize;
+        lines.get(at)?;
+        let first = at.saturating_sub(3);
+        let last = (at + 2).min(lines.len() - 1);
+        let width = (last + 1).to_string().len().max(2);
+        let mut out = String::new();
+        for (i, line) in lines.iter().enumerate().take(last + 1).skip(first) {
+            if i == at {
+                out.push_str(&format!("> {:>width$} | {line}\n", i + 1));
+                out.push_str(&" ".repeat(width + 5 + span.col.saturating_sub(1) as usize));
+                out.push_str("^\n");
+            } else {
+                out.push_str(&format!("{:>w$} | {line}\n", i + 1, w = width + 2));
+            }
+        }
+        if at < last {
+            out.pop();
+        }
+        Some(out)
+    }
+}
+
+/// Diagnostics as JSON, for `-o json`, in Cerbos's shape: `file`, `error`,
+/// `description`, `position` (`line`, `column` and the node's JSON `path`) and
+/// `context`, read from the files under `root`.
+pub fn to_json(ds: &[Diagnostic], root: &Path) -> serde_json::Value {
+    let mut sources = Sources::new(root);
     serde_json::json!({
         "errors": ds.iter().map(|d| {
             let mut e = serde_json::json!({"error": d.kind, "description": d.message});
             if let Some(s) = &d.span {
                 e["file"] = serde_json::json!(&*s.file);
-                e["position"] = serde_json::json!({"line": s.line, "column": s.col});
+                if !UNPOSITIONED_KINDS.contains(&d.kind.as_str()) {
+                    e["position"] = sources.position(s);
+                    if let Some(c) = sources.context(s) {
+                        e["context"] = serde_json::json!(c);
+                    }
+                }
             }
             e
         }).collect::<Vec<_>>()
     })
+}
+
+/// Load failures as Cerbos's `lintErrors.load_failures`.
+pub fn load_failures_json(errors: &LoadErrors, root: &Path) -> serde_json::Value {
+    let mut sources = Sources::new(root);
+    let failures: Vec<serde_json::Value> = errors
+        .errors()
+        .iter()
+        .map(|e| {
+            let mut details = serde_json::json!({});
+            // Cerbos's kinds: 1 for a parse error, 2 for a protovalidate violation
+            // (`<field path>: <message>`); its own checks have none.
+            match e.kind {
+                LoadErrorKind::Parse => details["kind"] = serde_json::json!(1),
+                LoadErrorKind::Validation if is_field_violation(&e.message) => {
+                    details["kind"] = serde_json::json!(2)
+                }
+                _ => {}
+            }
+            details["position"] = sources.position(&e.span);
+            details["message"] = serde_json::json!(e.message);
+            if let Some(c) = sources.context(&e.span) {
+                details["context"] = serde_json::json!(c);
+            }
+            serde_json::json!({
+                "file": &*e.span.file,
+                "error": e.message,
+                "error_details": details,
+            })
+        })
+        .collect();
+    serde_json::json!({"load_failures": failures})
+}
+
+fn is_field_violation(message: &str) -> bool {
+    message.split_once(": ").is_some_and(|(path, _)| {
+        !path.is_empty()
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '[' | ']'))
+    })
+}
+
+/// Index problems as Cerbos's `lintErrors`: `duplicate_defs`, `missing_imports`,
+/// `missing_scope_details` and `scope_permissions_conflicts`.
+pub fn index_errors_json(errors: &[IndexError], root: &Path) -> serde_json::Value {
+    let mut sources = Sources::new(root);
+    let mut duplicates = Vec::new();
+    let mut imports = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut missing: Vec<(String, Vec<String>)> = Vec::new();
+    for e in errors {
+        match e {
+            IndexError::DuplicateDefinition {
+                span,
+                other_file,
+                policy,
+            } => duplicates.push(serde_json::json!({
+                "file": &*span.file,
+                "other_file": &**other_file,
+                "policy": policy,
+                "position": {"line": span.line, "column": span.col},
+            })),
+            IndexError::MissingImport {
+                span,
+                policy,
+                kind,
+                name,
+            } => {
+                let mut m = serde_json::json!({
+                    "importing_file": &*span.file,
+                    "desc": e.description(),
+                    "importing_policy": policy,
+                    "import_kind": kind.as_str(),
+                    "import_name": name,
+                    "position": sources.position(span),
+                });
+                if let Some(c) = sources.context(span) {
+                    m["context"] = serde_json::json!(c);
+                }
+                imports.push(m);
+            }
+            IndexError::MissingAncestor {
+                policy, ancestor, ..
+            } => match missing.iter_mut().find(|(a, _)| a == ancestor) {
+                Some((_, descendants)) => descendants.push(policy.clone()),
+                None => missing.push((ancestor.clone(), vec![policy.clone()])),
+            },
+            IndexError::ScopePermissionsConflict {
+                span,
+                scope,
+                policy,
+                other,
+            } => conflicts.push(serde_json::json!({
+                "file": &*span.file,
+                "scope": scope,
+                "policy": policy,
+                "other_policy": other,
+            })),
+        }
+    }
+    let mut out = serde_json::Map::new();
+    if !duplicates.is_empty() {
+        out.insert("duplicate_defs".into(), duplicates.into());
+    }
+    if !imports.is_empty() {
+        out.insert("missing_imports".into(), imports.into());
+    }
+    if !missing.is_empty() {
+        let details: Vec<serde_json::Value> = missing
+            .into_iter()
+            .map(|(ancestor, mut descendants)| {
+                descendants.sort();
+                descendants.dedup();
+                serde_json::json!({"missing_policy": ancestor, "descendants": descendants})
+            })
+            .collect();
+        out.insert("missing_scope_details".into(), details.into());
+    }
+    if !conflicts.is_empty() {
+        out.insert("scope_permissions_conflicts".into(), conflicts.into());
+    }
+    serde_json::Value::Object(out)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ const MAX_DEPTH: usize = 100;
 const MAX_NODES: usize = 1_000_000;
 
 /// A 1-based line and column.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Pos {
     pub line: u32,
     pub col: u32,
@@ -234,6 +234,12 @@ fn scan_error(text: &str, e: &ScanError) -> BuildError {
             }
         }
         ErrorKind::SimpleKeyExpected => "non-map value is specified".to_owned(),
+        ErrorKind::UnclosedFlowCollection { open: '[' } => {
+            "sequence end token ']' not found".to_owned()
+        }
+        ErrorKind::UnclosedFlowCollection { open: '{' } => {
+            "could not find flow mapping end token '}'".to_owned()
+        }
         ErrorKind::RecursionLimitExceeded => "document is nested too deeply".to_owned(),
         _ => e.info(),
     };
@@ -584,6 +590,45 @@ impl Node {
     }
 }
 
+/// Every node of `doc` with its Cerbos-style JSON path (`$.resourcePolicy.rules[2]`),
+/// keyed by the position Cerbos reports for the node; a mapping entry's key position
+/// also names the entry's value (Cerbos reports some problems at the key). Where two
+/// nodes share a position, the deeper path wins.
+pub(crate) fn node_paths(doc: &Node) -> HashMap<Pos, String> {
+    fn walk(node: &Node, path: String, out: &mut HashMap<Pos, String>) {
+        match &node.kind {
+            NodeKind::Scalar(_) => {}
+            NodeKind::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, format!("{path}[{i}]"), out);
+                }
+            }
+            NodeKind::Map(entries) => {
+                for (k, v) in entries {
+                    if let Some(key) = k.scalar_text() {
+                        // As go-yaml's paths: a key that would read as path syntax is quoted.
+                        let entry =
+                            if key.contains(['.', '[', ']']) || key.contains(char::is_whitespace) {
+                                format!("{path}.'{key}'")
+                            } else {
+                                format!("{path}.{key}")
+                            };
+                        out.entry(k.pos).or_insert_with(|| entry.clone());
+                        walk(v, entry, out);
+                    }
+                }
+            }
+        }
+        let deeper = out.get(&node.pos).is_none_or(|p| p.len() < path.len());
+        if deeper {
+            out.insert(node.pos, path);
+        }
+    }
+    let mut out = HashMap::new();
+    walk(doc, "$".to_owned(), &mut out);
+    out
+}
+
 /// A float as JSON; NaN and infinities (which JSON cannot hold) become their protojson
 /// strings.
 fn float_json(f: f64) -> Json {
@@ -633,6 +678,43 @@ mod tests {
             d.to_json()["m"],
             serde_json::json!({"1": "own", "true": "own", "k": "merged"})
         );
+    }
+
+    #[test]
+    fn json_paths_by_position() {
+        let d =
+            doc("resourcePolicy:\n  rules:\n    - actions: [read]\n      roles:\n        - user\n");
+        let paths = node_paths(&d);
+        assert_eq!(
+            paths[&Pos { line: 5, col: 11 }],
+            "$.resourcePolicy.rules[0].roles[0]"
+        );
+        assert_eq!(
+            paths[&Pos { line: 3, col: 14 }],
+            "$.resourcePolicy.rules[0]"
+        );
+        assert_eq!(
+            paths[&Pos { line: 3, col: 16 }],
+            "$.resourcePolicy.rules[0].actions"
+        );
+        assert_eq!(
+            paths[&Pos { line: 4, col: 7 }],
+            "$.resourcePolicy.rules[0].roles",
+            "at the key"
+        );
+        let d = doc("definitions:\n  a.b: 1\n");
+        assert_eq!(
+            node_paths(&d)[&Pos { line: 2, col: 8 }],
+            "$.definitions.'a.b'"
+        );
+    }
+
+    #[test]
+    fn unclosed_flow_collections_read_as_cerbos_says() {
+        let e = build_documents("not: [valid\n").unwrap_err();
+        assert_eq!(e.message, "sequence end token ']' not found");
+        let e = build_documents("not: {valid: 1\n").unwrap_err();
+        assert_eq!(e.message, "could not find flow mapping end token '}'");
     }
 
     #[test]

@@ -116,11 +116,48 @@ fn compile_json_errors_for_ci() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
+    // A missing import is found while indexing: Cerbos's `lintErrors`, its fields and
+    // the node's JSON path (the real Cerbos 0.55 prints the same for this directory).
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let errors = v["compileErrors"]["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 3);
-    assert_eq!(errors[0]["file"], "resource_policies/album.yaml");
-    assert_eq!(errors[0]["position"]["line"], 6);
+    let missing = &v["lintErrors"]["missing_imports"][0];
+    assert_eq!(missing["importing_file"], "resource_policies/album.yaml");
+    assert_eq!(
+        missing["desc"],
+        "cannot find derived roles 'album_roles' imported by policy resource.album.vdefault"
+    );
+    assert_eq!(missing["import_kind"], "derived roles");
+    assert_eq!(
+        missing["position"],
+        serde_json::json!({"line": 6, "column": 7, "path": "$.resourcePolicy.importDerivedRoles[0]"})
+    );
+    assert!(
+        missing["context"].as_str().unwrap().contains(">  6 |"),
+        "{missing}"
+    );
+
+    // Past the index, compile errors: `compileErrors.errors` with paths.
+    let dir = std::env::temp_dir().join(format!("gh-cli-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("doc.yaml"),
+        "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [read]\n      effect: EFFECT_ALLOW\n      roles: [user]\n      condition:\n        match:\n          expr: R.attr.x ==\n",
+    )
+    .unwrap();
+    let out = gatehouse()
+        .args(["compile", "-o", "json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["compileErrors"]["errors"][0];
+    assert_eq!(e["file"], "doc.yaml");
+    assert_eq!(e["error"], "invalid expression");
+    assert_eq!(
+        e["position"]["path"],
+        "$.resourcePolicy.rules[0].condition.match.expr"
+    );
 }
 
 #[test]
