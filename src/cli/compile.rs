@@ -45,6 +45,7 @@ pub enum ColorLevel {
 /// Arguments of `gatehouse compile`.
 #[derive(Debug, Args)]
 #[command(
+    args_override_self = true,
     after_long_help = "Examples:\n  gatehouse compile policies/\n  gatehouse compile -o json policies/ | jq .\n\n\
 Exit codes (as cerbos compile): 0 compiled and tests passed, 3 compile errors, 4 test failures, 2 bad usage."
 )]
@@ -66,6 +67,10 @@ pub struct CompileArgs {
     /// Directory with the test suites (default: the policy directory).
     #[arg(long)]
     pub tests: Option<PathBuf>,
+    /// Filter tests by dimension (suite, test, principal, resource, action):
+    /// `dimension=glob1,glob2;...`; may be given more than once.
+    #[arg(long)]
+    pub test_filter: Vec<String>,
     /// Run only tests whose name matches this regular expression (older Cerbos flag).
     #[arg(long)]
     pub run: Option<String>,
@@ -94,7 +99,15 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
             ColorLevel::Never => false,
             ColorLevel::Always => true,
         };
+    let test_filter = match verify::TestFilter::parse(&args.test_filter) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(super::EXIT_USAGE);
+        }
+    };
     let options = VerifyOptions {
+        test_filter,
         run: args.run.clone(),
         ignore_schemas: args.ignore_schemas,
         trace: args.verbose,
@@ -144,7 +157,8 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
     let n = set.executable_policies();
     if args.skip_tests {
         match args.output {
-            OutputFormat::Json => println!("{}", serde_json::json!({"policies": n})),
+            // As `cerbos compile -o json --skip-tests`: nothing to print on success.
+            OutputFormat::Json => {}
             _ => println!(
                 "Compiled {n} executable policies from {}",
                 args.dir.display()

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::policy::compiler::IndexError;
 use crate::policy::loader::LoadErrorKind;
-use crate::policy::yaml::{Pos, build_documents, node_paths};
+use crate::policy::yaml::{Pos, build_documents, node_tokens};
 use crate::policy::{LoadErrors, Span, StoreError};
 
 /// One problem to show the user.
@@ -83,11 +83,15 @@ const UNPOSITIONED_KINDS: &[&str] = &[
     "variable redefined",
 ];
 
+/// A file's text, and each node's JSON path and token position (see
+/// [`node_tokens`]) by the position Cerbos reports.
+type SourceFile = (String, HashMap<Pos, (String, Pos)>);
+
 /// Reads the policy files under a root once each, to give positions their JSON path
 /// and source context as Cerbos does.
 struct Sources<'r> {
     root: &'r Path,
-    files: HashMap<String, (String, HashMap<Pos, String>)>,
+    files: HashMap<String, SourceFile>,
 }
 
 impl<'r> Sources<'r> {
@@ -98,11 +102,11 @@ impl<'r> Sources<'r> {
         }
     }
 
-    fn file(&mut self, file: &str) -> &(String, HashMap<Pos, String>) {
+    fn file(&mut self, file: &str) -> &SourceFile {
         self.files.entry(file.to_owned()).or_insert_with(|| {
             let text = std::fs::read_to_string(self.root.join(file)).unwrap_or_default();
             let paths = build_documents(&text)
-                .map(|docs| docs.iter().flat_map(node_paths).collect())
+                .map(|docs| docs.iter().flat_map(node_tokens).collect())
                 .unwrap_or_default();
             (text, paths)
         })
@@ -112,7 +116,7 @@ impl<'r> Sources<'r> {
     fn position(&mut self, span: &Span) -> serde_json::Value {
         let (_, paths) = self.file(&span.file);
         let mut position = serde_json::json!({"line": span.line, "column": span.col});
-        if let Some(path) = paths.get(&Pos {
+        if let Some((path, _)) = paths.get(&Pos {
             line: span.line,
             col: span.col,
         }) {
@@ -121,30 +125,44 @@ impl<'r> Sources<'r> {
         position
     }
 
-    /// Cerbos's source excerpt: three lines before, the line marked `>` with a caret
-    /// under the column, and two lines after.
+    /// Cerbos's source excerpt (go-yaml's error printer): three lines before, the
+    /// line marked `>` with a caret under the column, three lines after, and the
+    /// indentation of the line after those (the whitespace that leads its first token).
     fn context(&mut self, span: &Span) -> Option<String> {
-        let (text, _) = self.file(&span.file);
+        let (text, tokens) = self.file(&span.file);
+        let here = Pos {
+            line: span.line,
+            col: span.col,
+        };
+        let token = tokens.get(&here).map_or(here, |(_, t)| *t);
         let lines: Vec<&str> = text.lines().collect();
         let at = span.line.checked_sub(1)? as usize;
         lines.get(at)?;
-        let first = at.saturating_sub(3);
-        let last = (at + 2).min(lines.len() - 1);
-        let width = (last + 1).to_string().len().max(2);
-        let mut out = String::new();
-        for (i, line) in lines.iter().enumerate().take(last + 1).skip(first) {
-            if i == at {
-                out.push_str(&format!("> {:>width$} | {line}\n", i + 1));
-                out.push_str(&" ".repeat(width + 5 + span.col.saturating_sub(1) as usize));
-                out.push_str("^\n");
-            } else {
-                out.push_str(&format!("{:>w$} | {line}\n", i + 1, w = width + 2));
-            }
+        let numbered = |i: usize, line: &str| {
+            let mark = if i == at { ">" } else { " " };
+            format!("{mark} {:>2} | {line}", i + 1)
+        };
+        let before: Vec<String> = (at.saturating_sub(3)..=at)
+            .map(|i| numbered(i, lines[i].trim_end()))
+            .collect();
+        let caret_at = format!("  {:>2} | ", at + 1).len() + token.col.saturating_sub(1) as usize;
+        let last = (at + 3).min(lines.len() - 1);
+        let mut after: Vec<String> = (at + 1..=last).map(|i| numbered(i, lines[i])).collect();
+        // go-yaml gives a scalar token the whitespace that follows it: the next line's
+        // indentation shows after a line that ends in a value (not after `key:`).
+        if let Some(next) = lines.get(at + 4)
+            && at + 3 == last
+            && !lines[last].trim_end().ends_with(':')
+        {
+            let indent = &next[..next.len() - next.trim_start().len()];
+            after.push(numbered(at + 4, indent));
         }
-        if at < last {
-            out.pop();
-        }
-        Some(out)
+        Some(format!(
+            "{}\n{}^\n{}",
+            before.join("\n"),
+            " ".repeat(caret_at),
+            after.join("\n")
+        ))
     }
 }
 
@@ -277,6 +295,7 @@ pub fn index_errors_json(errors: &[IndexError], root: &Path) -> serde_json::Valu
         out.insert("missing_imports".into(), imports.into());
     }
     if !missing.is_empty() {
+        missing.sort_by(|a, b| a.0.cmp(&b.0));
         let details: Vec<serde_json::Value> = missing
             .into_iter()
             .map(|(ancestor, mut descendants)| {

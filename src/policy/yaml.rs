@@ -594,8 +594,10 @@ impl Node {
 /// keyed by the position Cerbos reports for the node; a mapping entry's key position
 /// also names the entry's value (Cerbos reports some problems at the key). Where two
 /// nodes share a position, the deeper path wins.
-pub(crate) fn node_paths(doc: &Node) -> HashMap<Pos, String> {
-    fn walk(node: &Node, path: String, out: &mut HashMap<Pos, String>) {
+/// With each path, the position of the token go-yaml points at: for a key whose scalar
+/// value is on the same line, the value.
+pub(crate) fn node_tokens(doc: &Node) -> HashMap<Pos, (String, Pos)> {
+    fn walk(node: &Node, path: String, out: &mut HashMap<Pos, (String, Pos)>) {
         match &node.kind {
             NodeKind::Scalar(_) => {}
             NodeKind::Seq(items) => {
@@ -613,15 +615,19 @@ pub(crate) fn node_paths(doc: &Node) -> HashMap<Pos, String> {
                             } else {
                                 format!("{path}.{key}")
                             };
-                        out.entry(k.pos).or_insert_with(|| entry.clone());
+                        let token = match &v.kind {
+                            NodeKind::Scalar(_) if v.pos.line == k.pos.line => v.pos,
+                            _ => k.pos,
+                        };
+                        out.entry(k.pos).or_insert_with(|| (entry.clone(), token));
                         walk(v, entry, out);
                     }
                 }
             }
         }
-        let deeper = out.get(&node.pos).is_none_or(|p| p.len() < path.len());
+        let deeper = out.get(&node.pos).is_none_or(|(p, _)| p.len() < path.len());
         if deeper {
-            out.insert(node.pos, path);
+            out.insert(node.pos, (path, node.pos));
         }
     }
     let mut out = HashMap::new();
@@ -684,7 +690,10 @@ mod tests {
     fn json_paths_by_position() {
         let d =
             doc("resourcePolicy:\n  rules:\n    - actions: [read]\n      roles:\n        - user\n");
-        let paths = node_paths(&d);
+        let paths: HashMap<Pos, String> = node_tokens(&d)
+            .into_iter()
+            .map(|(p, (path, _))| (p, path))
+            .collect();
         assert_eq!(
             paths[&Pos { line: 5, col: 11 }],
             "$.resourcePolicy.rules[0].roles[0]"
@@ -704,7 +713,7 @@ mod tests {
         );
         let d = doc("definitions:\n  a.b: 1\n");
         assert_eq!(
-            node_paths(&d)[&Pos { line: 2, col: 8 }],
+            node_tokens(&d)[&Pos { line: 2, col: 8 }].0,
             "$.definitions.'a.b'"
         );
     }

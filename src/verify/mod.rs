@@ -16,6 +16,7 @@
 
 mod compat;
 mod decode;
+mod filter;
 mod fixture;
 mod junit;
 mod report;
@@ -24,6 +25,7 @@ mod run;
 mod suite;
 mod table;
 
+pub use filter::TestFilter;
 pub use fixture::{FixtureError, TestFixture};
 pub use junit::render_junit;
 pub use report::{render_json, render_list, render_tree};

@@ -320,7 +320,10 @@ fn push_lines(items: &mut Vec<(usize, String)>, level: usize, text: &str) {
 fn shown(d: &Details, verbose: bool) -> bool {
     match (&d.result, &d.outcome) {
         (Verdict::Passed, _) => verbose,
-        (Verdict::Skipped, Outcome::Skipped(reason)) => reason != SKIP_REASON_NAME,
+        // Tests the user filtered out (--run, --test-filter) are not listed.
+        (Verdict::Skipped, Outcome::Skipped(reason)) => {
+            reason != SKIP_REASON_NAME && !super::filter::is_filter_reason(reason)
+        }
         _ => true,
     }
 }

@@ -301,6 +301,32 @@ impl SuiteResult {
             self.summary.overall_result = result;
         }
     }
+
+    /// Records an action left out by `--test-filter`: listed as skipped with `reason`,
+    /// but not counted (as Cerbos); a suite of nothing else is skipped.
+    pub(crate) fn add_filtered(
+        &mut self,
+        table: &str,
+        principal: &str,
+        resource: &str,
+        action: &str,
+        reason: &str,
+    ) {
+        let summary = self.summary.clone();
+        self.add(
+            table,
+            principal,
+            resource,
+            action,
+            Details {
+                result: Verdict::Skipped,
+                outcome: Outcome::Skipped(reason.to_owned()),
+                engine_trace: Vec::new(),
+            },
+        );
+        self.summary = summary;
+        self.summary.overall_result = self.summary.overall_result.max(Verdict::Skipped);
+    }
 }
 
 /// The results of a run (`cerbos.policy.v1.TestResults`).

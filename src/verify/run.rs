@@ -62,6 +62,8 @@ pub struct VerifyOptions {
     pub ignore_schemas: bool,
     /// Record the engine's explanation of every test (Cerbos's `--verbose`).
     pub trace: bool,
+    /// Cerbos's `--test-filter` flags, merged.
+    pub test_filter: super::filter::TestFilter,
     /// Cerbos's `--strict-evaluation`: every test runs with strict evaluation.
     pub strict_evaluation: bool,
     /// The clock for tests whose options do not set `now`. `None` (the default) is
@@ -306,6 +308,71 @@ impl Runner<'_> {
         };
         for test in &tests {
             let n = &test.name;
+            let filter = &self.options.test_filter;
+            if let Some(reason) = filter.skip_reason(
+                &suite.name,
+                &n.test_table_name,
+                &n.principal_key,
+                &n.resource_key,
+            ) {
+                for action in &test.actions {
+                    result.add_filtered(
+                        &n.test_table_name,
+                        &n.principal_key,
+                        &n.resource_key,
+                        action,
+                        reason,
+                    );
+                }
+                continue;
+            }
+            if test.actions.iter().any(|a| !filter.runs_action(a)) {
+                let mut subset = test.clone();
+                subset.actions.retain(|a| filter.runs_action(a));
+                let skipped = self.skip_reason(suite, &subset);
+                let mut ran = if subset.actions.is_empty() || skipped.is_some() {
+                    Vec::new()
+                } else {
+                    self.test(&subset)
+                };
+                // As Cerbos: the actions that ran come first, then those left out.
+                let (runs, left_out): (Vec<&String>, Vec<&String>) =
+                    test.actions.iter().partition(|a| filter.runs_action(a));
+                for action in runs {
+                    if let Some(reason) = &skipped {
+                        result.add(
+                            &n.test_table_name,
+                            &n.principal_key,
+                            &n.resource_key,
+                            action,
+                            Details {
+                                result: Verdict::Skipped,
+                                outcome: Outcome::Skipped(reason.clone()),
+                                engine_trace: Vec::new(),
+                            },
+                        );
+                    } else if let Some(i) = ran.iter().position(|(a, _)| a == action) {
+                        let (_, details) = ran.swap_remove(i);
+                        result.add(
+                            &n.test_table_name,
+                            &n.principal_key,
+                            &n.resource_key,
+                            action,
+                            details,
+                        );
+                    }
+                }
+                for action in left_out {
+                    result.add_filtered(
+                        &n.test_table_name,
+                        &n.principal_key,
+                        &n.resource_key,
+                        action,
+                        super::filter::SKIP_ACTION,
+                    );
+                }
+                continue;
+            }
             if let Some(reason) = self.skip_reason(suite, test) {
                 for action in &test.actions {
                     let details = Details {

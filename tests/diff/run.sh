@@ -10,4 +10,4 @@ if [ -z "${CERBOS_BIN:-}" ] && [ ! -x "$bin" ]; then
   npm install --silent --no-audit --no-fund --prefix "$root/.tools/cerbos" @cerbos/cerbos-linux-x64@0.55.0
 fi
 cd "$root"
-exec cargo test --test it api_diff -- --ignored --nocapture
+exec cargo test --test it -- --ignored --nocapture api_diff compile_diff

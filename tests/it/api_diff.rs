@@ -59,7 +59,7 @@ impl Drop for TempDir {
     }
 }
 
-fn cerbos_bin() -> PathBuf {
+pub(crate) fn cerbos_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("CERBOS_BIN") {
         return PathBuf::from(p);
     }

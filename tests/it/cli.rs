@@ -372,3 +372,44 @@ fn strict_evaluation_flag_as_cerbos() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
 }
+
+#[test]
+fn test_filter_selects_tests_as_cerbos() {
+    // The demo suite under --test-filter: the tests left out are listed as skipped with
+    // Cerbos's reason but not counted (tests/it/compile_diff.rs compares the whole
+    // output with the real Cerbos).
+    let run = |filters: &[&str]| {
+        let out = gatehouse()
+            .current_dir(root())
+            .args(["compile", "-o", "json"])
+            .args(filters)
+            .arg("policies")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let all = run(&[]);
+    let alice = run(&["--test-filter", "principal=alice"]);
+    let (all_n, alice_n) = (
+        all["summary"]["testsCount"].as_u64().unwrap(),
+        alice["summary"]["testsCount"].as_u64().unwrap(),
+    );
+    assert!(0 < alice_n && alice_n < all_n, "{alice_n} of {all_n}");
+    assert!(
+        alice
+            .to_string()
+            .contains("Principal did not match the test filter")
+    );
+    let none = run(&["--test-filter", "suite=NoSuchSuite"]);
+    assert_eq!(
+        none["summary"],
+        serde_json::json!({"overallResult": "RESULT_SKIPPED"})
+    );
+    let out = gatehouse()
+        .args(["compile", "--test-filter", "colour=red", "policies"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad filter is a usage error");
+}

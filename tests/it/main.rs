@@ -7,6 +7,7 @@ mod audit_metrics;
 mod cel_cases;
 mod cli;
 mod compile_cases;
+mod compile_diff;
 mod engine_cases;
 mod extauthz;
 mod git_source;
