@@ -169,6 +169,17 @@ pub struct Details {
     pub engine_trace: Vec<String>,
 }
 
+impl Details {
+    /// A test skipped for `reason`.
+    pub(crate) fn skipped(reason: &str) -> Details {
+        Details {
+            result: Verdict::Skipped,
+            outcome: Outcome::Skipped(reason.to_owned()),
+            engine_trace: Vec::new(),
+        }
+    }
+}
+
 /// The result for one action.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -313,17 +324,7 @@ impl SuiteResult {
         reason: &str,
     ) {
         let summary = self.summary.clone();
-        self.add(
-            table,
-            principal,
-            resource,
-            action,
-            Details {
-                result: Verdict::Skipped,
-                outcome: Outcome::Skipped(reason.to_owned()),
-                engine_trace: Vec::new(),
-            },
-        );
+        self.add(table, principal, resource, action, Details::skipped(reason));
         self.summary = summary;
         self.summary.overall_result = self.summary.overall_result.max(Verdict::Skipped);
     }

@@ -309,6 +309,24 @@ impl Runner<'_> {
         for test in &tests {
             let n = &test.name;
             let filter = &self.options.test_filter;
+            let add = |result: &mut SuiteResult, action: &str, details: Details| {
+                result.add(
+                    &n.test_table_name,
+                    &n.principal_key,
+                    &n.resource_key,
+                    action,
+                    details,
+                );
+            };
+            let left_out_by = |result: &mut SuiteResult, action: &str, reason: &str| {
+                result.add_filtered(
+                    &n.test_table_name,
+                    &n.principal_key,
+                    &n.resource_key,
+                    action,
+                    reason,
+                );
+            };
             if let Some(reason) = filter.skip_reason(
                 &suite.name,
                 &n.test_table_name,
@@ -316,88 +334,34 @@ impl Runner<'_> {
                 &n.resource_key,
             ) {
                 for action in &test.actions {
-                    result.add_filtered(
-                        &n.test_table_name,
-                        &n.principal_key,
-                        &n.resource_key,
-                        action,
-                        reason,
-                    );
+                    left_out_by(&mut result, action, reason);
                 }
                 continue;
             }
-            if test.actions.iter().any(|a| !filter.runs_action(a)) {
-                let mut subset = test.clone();
-                subset.actions.retain(|a| filter.runs_action(a));
-                let skipped = self.skip_reason(suite, &subset);
-                let mut ran = if subset.actions.is_empty() || skipped.is_some() {
-                    Vec::new()
-                } else {
+            // As Cerbos: the actions that run come first, then those the filter left out.
+            let (runs, left_out): (Vec<&String>, Vec<&String>) =
+                test.actions.iter().partition(|a| filter.runs_action(a));
+            let skipped = self.skip_reason(suite, test);
+            let mut ran = match (&skipped, left_out.is_empty()) {
+                (Some(_), _) => Vec::new(),
+                _ if runs.is_empty() => Vec::new(),
+                (None, true) => self.test(test),
+                (None, false) => {
+                    let mut subset = test.clone();
+                    subset.actions.retain(|a| filter.runs_action(a));
                     self.test(&subset)
-                };
-                // As Cerbos: the actions that ran come first, then those left out.
-                let (runs, left_out): (Vec<&String>, Vec<&String>) =
-                    test.actions.iter().partition(|a| filter.runs_action(a));
-                for action in runs {
-                    if let Some(reason) = &skipped {
-                        result.add(
-                            &n.test_table_name,
-                            &n.principal_key,
-                            &n.resource_key,
-                            action,
-                            Details {
-                                result: Verdict::Skipped,
-                                outcome: Outcome::Skipped(reason.clone()),
-                                engine_trace: Vec::new(),
-                            },
-                        );
-                    } else if let Some(i) = ran.iter().position(|(a, _)| a == action) {
-                        let (_, details) = ran.swap_remove(i);
-                        result.add(
-                            &n.test_table_name,
-                            &n.principal_key,
-                            &n.resource_key,
-                            action,
-                            details,
-                        );
-                    }
                 }
-                for action in left_out {
-                    result.add_filtered(
-                        &n.test_table_name,
-                        &n.principal_key,
-                        &n.resource_key,
-                        action,
-                        super::filter::SKIP_ACTION,
-                    );
+            };
+            for action in runs {
+                if let Some(reason) = &skipped {
+                    add(&mut result, action, Details::skipped(reason));
+                } else if let Some(i) = ran.iter().position(|(a, _)| a == action) {
+                    let (_, details) = ran.swap_remove(i);
+                    add(&mut result, action, details);
                 }
-                continue;
             }
-            if let Some(reason) = self.skip_reason(suite, test) {
-                for action in &test.actions {
-                    let details = Details {
-                        result: Verdict::Skipped,
-                        outcome: Outcome::Skipped(reason.clone()),
-                        engine_trace: Vec::new(),
-                    };
-                    result.add(
-                        &n.test_table_name,
-                        &n.principal_key,
-                        &n.resource_key,
-                        action,
-                        details,
-                    );
-                }
-                continue;
-            }
-            for (action, details) in self.test(test) {
-                result.add(
-                    &n.test_table_name,
-                    &n.principal_key,
-                    &n.resource_key,
-                    &action,
-                    details,
-                );
+            for action in left_out {
+                left_out_by(&mut result, action, super::filter::SKIP_ACTION);
             }
         }
         result
