@@ -218,9 +218,9 @@ impl Painter {
 
     fn verdict(&self, v: Verdict) -> String {
         let (style, label) = match v {
-            Verdict::Passed => (Style::Passed, "✔ [OK]"),
-            Verdict::Failed => (Style::Failed, "✘ [FAILED]"),
-            Verdict::Errored => (Style::Errored, "✘ [ERROR]"),
+            Verdict::Passed => (Style::Passed, "[OK]"),
+            Verdict::Failed => (Style::Failed, "[FAILED]"),
+            Verdict::Errored => (Style::Errored, "[ERROR]"),
             Verdict::Skipped => (Style::Skipped, "[SKIPPED]"),
             _ => (Style::Dim, "[UNSPECIFIED]"),
         };
@@ -276,6 +276,7 @@ fn render(
     let mut out = p.paint(Style::Header, "Test results");
     out.push('\n');
     out.push_str(&draw(&items));
+    out.push('\n');
     let _ = writeln!(
         out,
         "{} tests executed{}",
@@ -285,25 +286,29 @@ fn render(
     out
 }
 
-/// Draws a levelled list with tree connectors.
+/// Draws a levelled list with tree connectors, as Cerbos's tree (go-pretty's list):
+/// `├─┬` / `└─┬` for items with children, `├──` / `└──` for leaves, two columns a level.
 fn draw_tree(items: &[(usize, String)]) -> String {
     let mut out = String::new();
     // Whether the open item at each level has further siblings.
     let mut open: Vec<bool> = Vec::new();
     for (i, (level, text)) in items.iter().enumerate() {
-        let last = items[i + 1..]
+        let rest = &items[i + 1..];
+        let last = rest
             .iter()
             .find(|(l, _)| l <= level)
             .is_none_or(|(l, _)| l < level);
+        let parent = rest.first().is_some_and(|(l, _)| l > level);
         open.truncate(*level);
         for more in &open {
-            out.push_str(if *more { "│   " } else { "    " });
+            out.push_str(if *more { "│ " } else { "  " });
         }
         while open.len() < *level {
             open.push(false);
-            out.push_str("    ");
+            out.push_str("  ");
         }
-        out.push_str(if last { "└── " } else { "├── " });
+        out.push_str(if last { "└─" } else { "├─" });
+        out.push(if parent { '┬' } else { '─' });
         out.push_str(text);
         out.push('\n');
         open.push(!last);
@@ -446,7 +451,8 @@ fn add_details(items: &mut Vec<(usize, String)>, p: &Painter, d: &Details, verbo
             }
         }
     }
-    if verbose && !d.engine_trace.is_empty() {
+    // As Cerbos: the engine trace explains failures, not passing tests.
+    if verbose && !d.engine_trace.is_empty() && d.result != Verdict::Passed {
         items.push((5, "ENGINE TRACE:".to_owned()));
         for line in &d.engine_trace {
             items.push((6, p.paint(Style::Dim, line.trim())));
@@ -532,27 +538,28 @@ mod tests {
         assert_eq!(
             text,
             "Test results
-├── Suite (a_test.yaml) [1 OK] [2 FAILED]
-│   └── t
-│       ├── alice
-│       │   └── doc
-│       │       └── edit ✘ [FAILED]
-│       │           └── OUTCOME: expected: EFFECT_ALLOW, actual: EFFECT_DENY
-│       └── bob
-│           └── doc
-│               └── view ✘ [FAILED]
-│                   └── OUTCOME: output expectation unsatisfied
-│                       └── resource.doc.vdefault#r
-│                           ├── EXPECTED: 1
-│                           └── ACTUAL: MISSING
-└── Unknown (b_test.yaml) ✘ [ERROR]
-    ├── failed to load test suite:
-    └── 1:1 bad
+├─┬Suite (a_test.yaml) [1 OK] [2 FAILED]
+│ └─┬t
+│   ├─┬alice
+│   │ └─┬doc
+│   │   └─┬edit [FAILED]
+│   │     └──OUTCOME: expected: EFFECT_ALLOW, actual: EFFECT_DENY
+│   └─┬bob
+│     └─┬doc
+│       └─┬view [FAILED]
+│         └─┬OUTCOME: output expectation unsatisfied
+│           └─┬resource.doc.vdefault#r
+│             ├──EXPECTED: 1
+│             └──ACTUAL: MISSING
+└─┬Unknown (b_test.yaml) [ERROR]
+  ├──failed to load test suite:
+  └──1:1 bad
+
 3 tests executed [1 OK] [2 FAILED]
 "
         );
         let verbose = render_list(&sample(), true, true);
-        assert!(verbose.contains("view \x1b[32m✔ [OK]\x1b[0m"));
+        assert!(verbose.contains("view \x1b[32m[OK]\x1b[0m"));
     }
 
     #[test]
@@ -579,9 +586,6 @@ mod tests {
             (1, "d".to_owned()),
             (0, "e".to_owned()),
         ];
-        assert_eq!(
-            draw_tree(&items),
-            "├── a\n│   ├── b\n│   │   └── c\n│   └── d\n└── e\n"
-        );
+        assert_eq!(draw_tree(&items), "├─┬a\n│ ├─┬b\n│ │ └──c\n│ └──d\n└──e\n");
     }
 }

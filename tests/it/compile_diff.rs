@@ -90,9 +90,52 @@ fn compile_diff() {
             ));
         }
     }
+    // The human outputs too (failures' engine traces excepted: see the README).
+    let text_cases: Vec<(Vec<&str>, PathBuf)> = vec![
+        (vec![], demo.clone()),
+        (vec!["-o", "list"], demo.clone()),
+        (
+            vec!["--verbose", "--test-filter", "principal=bob"],
+            demo.clone(),
+        ),
+        (vec!["-o", "list", "--verbose"], demo.clone()),
+        (vec![], root.join("tests/data/failing_suite")),
+        (vec!["-o", "list"], root.join("tests/data/failing_suite")),
+        (
+            vec!["--strict-evaluation"],
+            root.join("tests/data/strict_suite"),
+        ),
+    ];
+    let text = |bin: &Path, args: &[&str], dir: &Path| {
+        let out = Command::new(bin)
+            .args(["compile", "--color=never"])
+            .args(args)
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for (args, dir) in &text_cases {
+        let want = text(&cerbos, args, dir);
+        let have = text(&gatehouse, args, dir);
+        if want != have {
+            failed.push(format!(
+                "text {args:?} {}:\ncerbos ({:?}):\n{}\ngatehouse ({:?}):\n{}",
+                dir.display(),
+                want.0,
+                want.1,
+                have.0,
+                have.1
+            ));
+        }
+    }
+    let total = cases.len() + text_cases.len();
     println!(
         "compile-diff: {} passed, {} failed",
-        cases.len() - failed.len(),
+        total - failed.len(),
         failed.len()
     );
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
