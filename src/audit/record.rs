@@ -37,7 +37,7 @@ pub struct DecisionRecord {
     pub policy_revision: String,
     /// Envoy's request id (`x-request-id`), or the API request id.
     pub request_id: Option<String>,
-    /// W3C trace id, from a `traceparent` header (see [`trace_id`]).
+    /// W3C trace id of the decision (its span, or the caller's `traceparent`).
     pub trace_id: Option<String>,
 }
 
@@ -194,26 +194,6 @@ fn is_trace_id(t: &str) -> bool {
         && t.bytes().any(|b| b != b'0')
 }
 
-/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), when the
-/// header is well formed and the id is not all zeros.
-pub fn trace_id(traceparent: &str) -> Option<String> {
-    let mut parts = traceparent.trim().split('-');
-    let version = parts.next()?;
-    let trace = parts.next()?;
-    let parent = parts.next()?;
-    let flags = parts.next()?;
-    let hex = |s: &str, n: usize| {
-        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    };
-    let valid = hex(version, 2)
-        && version != "ff"
-        && hex(parent, 16)
-        && hex(flags, 2)
-        && (version != "00" || parts.next().is_none())
-        && is_trace_id(trace);
-    valid.then(|| trace.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
@@ -242,7 +222,7 @@ mod tests {
         }];
         r.policy_revision = "rev".into();
         r.request_id = Some("req 1".into());
-        r.trace_id = trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         r
     }
 
@@ -279,28 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn traceparent_parsing() {
-        assert_eq!(
-            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
-            None
-        );
-        assert_eq!(
-            trace_id("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
-            None
-        );
-        assert_eq!(
-            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"),
-            None
-        );
-        assert_eq!(
-            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"),
-            None
-        );
-        assert_eq!(trace_id("garbage"), None);
-        assert_eq!(
-            trace_id("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future").as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
+    fn request_ids() {
         assert_eq!(request_id("abc-123"), Some("abc-123"));
         assert_eq!(request_id(&"a".repeat(129)), None);
     }

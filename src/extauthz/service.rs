@@ -19,9 +19,7 @@ use super::attributes::{AttributeFetcher, Provenance};
 use super::config::{AnonymousConfig, ClaimsConfig, DenyBody};
 use super::principal::{Identity, RequestFacts, Source, resolve};
 use super::route::{RouteMapper, fill_template, normalize, query_params};
-use crate::audit::{
-    ActionRecord, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord, trace_id,
-};
+use crate::audit::{ActionRecord, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord};
 use crate::cel::{Key, MapValue, Value, from_json, to_json};
 use crate::engine::{CheckInput, CheckOutput, Principal, Resource};
 use crate::metrics::{ActionOutcome, AttributeFetch, Metrics, Origin};
@@ -432,12 +430,13 @@ impl ExtAuthz {
                 .filter(|i| !i.is_empty())
                 .or_else(|| headers.get("x-request-id").map(String::as_str))
                 .map(str::to_string);
-            r.trace_id = match (&trail.span, &trail.caller) {
-                (Some(span), _) => Some(span.context.trace_id_hex()),
-                (None, Some(caller)) => Some(caller.trace_id_hex()),
-                (None, None) => headers.get("traceparent").and_then(|t| trace_id(t)),
-            };
         }
+        r.trace_id = trail
+            .span
+            .as_ref()
+            .map(|s| &s.context)
+            .or(trail.caller.as_ref())
+            .map(TraceContext::trace_id_hex);
         r
     }
 
