@@ -276,15 +276,10 @@ impl PolicyStore {
         loop {
             tokio::time::sleep(interval).await;
             let store = self.clone();
-            let tried = rejected.clone();
-            let outcome = tokio::task::spawn_blocking(move || store.poll_git(tried.as_deref()))
+            let tried = rejected.take();
+            rejected = tokio::task::spawn_blocking(move || store.poll_git(tried.as_deref()))
                 .await
                 .unwrap_or(None);
-            if let Some(commit) = outcome {
-                rejected = Some(commit);
-            } else {
-                rejected = None;
-            }
         }
     }
 
