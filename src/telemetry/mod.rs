@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+pub(crate) use context::random_u64;
 pub use context::{TraceContext, hex};
 
 use crate::metrics::Metrics;
