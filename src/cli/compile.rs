@@ -123,11 +123,14 @@ pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
             println!("{}", serde_json::json!({"lintErrors": lint}));
             return Ok(EXIT_COMPILE_ERRORS);
         }
-        Ok(store) if json && !index_policies(&store.policies).errors().is_empty() => {
-            let index = index_policies(&store.policies);
-            let lint = index_errors_json(index.errors(), &args.dir);
-            println!("{}", serde_json::json!({"lintErrors": lint}));
-            return Ok(EXIT_COMPILE_ERRORS);
+        Ok(store) if json => {
+            let problems = index_policies(&store.policies).errors().to_vec();
+            if !problems.is_empty() {
+                let lint = index_errors_json(&problems, &args.dir);
+                println!("{}", serde_json::json!({"lintErrors": lint}));
+                return Ok(EXIT_COMPILE_ERRORS);
+            }
+            verify::compile_for_tests(store, &options)
         }
         loaded => loaded
             .map_err(Into::into)

@@ -360,7 +360,7 @@ impl ServeConfig {
                 (Some(local), None) => {
                     let options = options.pem(local.pem);
                     let source = match (&local.file, &local.data) {
-                        (Some(f), None) => KeySource::File(resolve(base, f)),
+                        (Some(f), None) => KeySource::File(base.join(f)),
                         (None, Some(d)) => {
                             use base64::Engine as _;
                             let bytes = base64::engine::general_purpose::STANDARD
@@ -459,15 +459,6 @@ fn init_logging(format: LogFormat, level: LogLevel) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
-}
-
-/// Resolves a path from the configuration against the configuration's directory.
-fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
 }
 
 /// Runs `gatehouse serve` until SIGTERM or Ctrl-C.

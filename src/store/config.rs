@@ -157,13 +157,8 @@ pub fn source_config(
     storage: Option<&StorageSection>,
     base: &Path,
 ) -> Result<SourceConfig, String> {
-    let resolve = |p: &Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        }
-    };
+    // (`join` keeps an absolute path as it is.)
+    let resolve = |p: &Path| base.join(p);
     let git = |url: &str,
                branch: &str,
                sub_dir: &Path,

@@ -216,27 +216,26 @@ impl Painter {
         }
     }
 
+    /// How a verdict is shown: its style and label.
+    fn label(v: Verdict) -> (Style, &'static str) {
+        match v {
+            Verdict::Passed => (Style::Passed, "OK"),
+            Verdict::Failed => (Style::Failed, "FAILED"),
+            Verdict::Errored => (Style::Errored, "ERROR"),
+            Verdict::Skipped => (Style::Skipped, "SKIPPED"),
+            _ => (Style::Dim, "UNSPECIFIED"),
+        }
+    }
+
     fn verdict(&self, v: Verdict) -> String {
-        let (style, label) = match v {
-            Verdict::Passed => (Style::Passed, "[OK]"),
-            Verdict::Failed => (Style::Failed, "[FAILED]"),
-            Verdict::Errored => (Style::Errored, "[ERROR]"),
-            Verdict::Skipped => (Style::Skipped, "[SKIPPED]"),
-            _ => (Style::Dim, "[UNSPECIFIED]"),
-        };
-        self.paint(style, label)
+        let (style, label) = Self::label(v);
+        self.paint(style, &format!("[{label}]"))
     }
 
     fn tally(&self, s: &Summary) -> String {
         let mut out = String::new();
         for t in &s.result_counts {
-            let (style, label) = match t.result {
-                Verdict::Passed => (Style::Passed, "OK"),
-                Verdict::Failed => (Style::Failed, "FAILED"),
-                Verdict::Errored => (Style::Errored, "ERROR"),
-                Verdict::Skipped => (Style::Skipped, "SKIPPED"),
-                _ => (Style::Dim, "UNSPECIFIED"),
-            };
+            let (style, label) = Self::label(t.result);
             out.push(' ');
             out.push_str(&self.paint(style, &format!("[{} {label}]", t.count)));
         }

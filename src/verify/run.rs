@@ -267,22 +267,13 @@ impl Runner<'_> {
             suite,
             shared: fixture,
         };
-        let errored = |mut r: SuiteResult, error: String| {
-            r.summary.overall_result = Verdict::Errored;
-            r.error = error;
-            r
-        };
+        let errored =
+            |error: String| SuiteResult::errored(file, &suite.name, &suite.description, error);
         if let Err(e) = check_groups(&suite.principal_groups, |n| fixtures.principal(n).is_ok()) {
-            return errored(
-                result,
-                format!("Invalid principal groups in test suite: {e}"),
-            );
+            return errored(format!("Invalid principal groups in test suite: {e}"));
         }
         if let Err(e) = check_groups(&suite.resource_groups, |n| fixtures.resource(n).is_ok()) {
-            return errored(
-                result,
-                format!("Invalid resource groups in test suite: {e}"),
-            );
+            return errored(format!("Invalid resource groups in test suite: {e}"));
         }
         if suite.skip {
             result.summary.overall_result = Verdict::Skipped;
@@ -297,14 +288,11 @@ impl Runner<'_> {
             .map(|(_, t)| format!("another test named {} already exists", t.name))
             .collect();
         if !duplicates.is_empty() {
-            return errored(
-                result,
-                format!("Invalid test suite: {}", duplicates.join("; ")),
-            );
+            return errored(format!("Invalid test suite: {}", duplicates.join("; ")));
         }
         let tests = match expand_tests(suite, fixture) {
             Ok(t) => t,
-            Err(e) => return errored(result, format!("Failed to load the test suite: {e}")),
+            Err(e) => return errored(format!("Failed to load the test suite: {e}")),
         };
         for test in &tests {
             let n = &test.name;
