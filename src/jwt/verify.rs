@@ -131,13 +131,18 @@ impl JwtVerifier {
         key_set_id: Option<&str>,
         now: f64,
     ) -> Result<Claims, JwtError> {
-        let parsed = Parsed::new(token)?;
-        let alg = self.token_algorithm(&parsed.alg)?;
-        let (set_id, set) = self.select(key_set_id)?;
-        if let Some(claims) = self.cache.as_ref().and_then(|c| c.get(set_id, token)) {
+        // A cached token passed every check below with this same configuration: only
+        // its time-dependent claims need checking again.
+        if let Some(cache) = &self.cache
+            && let Ok((set_id, _)) = self.select(key_set_id)
+            && let Some(claims) = cache.get(set_id, token)
+        {
             validate_claims(&claims, &self.rules, now)?;
             return Ok(Claims::clone(&claims));
         }
+        let parsed = Parsed::new(token)?;
+        let alg = self.token_algorithm(&parsed.alg)?;
+        let (set_id, set) = self.select(key_set_id)?;
         let keys = set.keys().await?;
         match verify_signature(&keys, &parsed, alg, set_id) {
             Err(JwtError::UnknownKid { .. }) if set.refresh_for_unknown_kid().await? => {
@@ -436,7 +441,8 @@ struct TokenCache {
 
 #[derive(Debug, Default)]
 struct CacheEntries {
-    map: HashMap<(String, String), Arc<Claims>>,
+    /// Claims by key set, then token (looked up without copying the token).
+    map: HashMap<String, HashMap<String, Arc<Claims>>>,
     order: VecDeque<(String, String)>,
 }
 
@@ -450,21 +456,20 @@ impl TokenCache {
 
     fn get(&self, set: &str, token: &str) -> Option<Arc<Claims>> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .map
-            .get(&(set.to_string(), token.to_string()))
-            .cloned()
+        entries.map.get(set)?.get(token).cloned()
     }
 
     fn insert(&self, set: &str, token: &str, claims: Arc<Claims>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (set.to_string(), token.to_string());
-        if entries.map.insert(key.clone(), claims).is_none() {
-            entries.order.push_back(key);
+        let tokens = entries.map.entry(set.to_string()).or_default();
+        if tokens.insert(token.to_string(), claims).is_none() {
+            entries.order.push_back((set.to_string(), token.to_string()));
         }
         while entries.order.len() > self.capacity {
-            if let Some(old) = entries.order.pop_front() {
-                entries.map.remove(&old);
+            if let Some((set, token)) = entries.order.pop_front()
+                && let Some(tokens) = entries.map.get_mut(&set)
+            {
+                tokens.remove(&token);
             }
         }
     }
