@@ -171,14 +171,16 @@ impl CerbosApi {
             .unwrap_or_default();
         let snapshot = self.store.snapshot();
         let engine = &snapshot.engine;
-        let mut results = Vec::with_capacity(req.resources.len());
-        let mut decided: Vec<(String, crate::engine::CheckOutput, CheckInput)> = Vec::new();
+        let mut decided: Vec<(CheckInput, CheckOutput)> = Vec::with_capacity(req.resources.len());
         for entry in &req.resources {
-            let resource = entry.resource.clone().unwrap_or_default();
             let input = CheckInput {
                 request_id: req.request_id.clone(),
                 principal: principal.clone(),
-                resource: resource_input(&resource),
+                resource: entry
+                    .resource
+                    .as_ref()
+                    .map(resource_input)
+                    .unwrap_or_default(),
                 actions: entry.actions.clone(),
                 aux_data: aux_data.clone(),
             };
@@ -186,8 +188,7 @@ impl CerbosApi {
                 tracing::error!(error = %e, "policy check failed");
                 ApiError::new(tonic::Code::Internal, "Policy check failed")
             })?;
-            decided.push((input.resource.kind.clone(), output.clone(), input));
-            results.push(result_entry(resource, output, req.include_meta));
+            decided.push((input, output));
         }
         let call_id = new_call_id();
         self.record(
@@ -201,6 +202,10 @@ impl CerbosApi {
             &principal,
             &decided,
         );
+        let results = decided
+            .into_iter()
+            .map(|(input, output)| result_entry(input.resource, output, req.include_meta))
+            .collect();
         Ok(CheckResourcesResponse {
             request_id: req.request_id,
             results,
@@ -213,7 +218,7 @@ impl CerbosApi {
         &self,
         call: CallFacts<'_>,
         principal: &crate::engine::Principal,
-        decided: &[(String, crate::engine::CheckOutput, CheckInput)],
+        decided: &[(CheckInput, CheckOutput)],
     ) {
         let CallFacts {
             call_id,
@@ -228,9 +233,9 @@ impl CerbosApi {
         self.settings.metrics.observe_check(
             Origin::Api,
             elapsed,
-            decided.iter().flat_map(|(kind, out, _)| {
+            decided.iter().flat_map(|(input, out)| {
                 out.actions.iter().map(move |a| ActionOutcome {
-                    kind,
+                    kind: &input.resource.kind,
                     action: &a.action,
                     allowed: a.effect == Effect::Allow,
                 })
@@ -248,8 +253,8 @@ impl CerbosApi {
             });
             r.resources = decided
                 .iter()
-                .map(|(kind, out, input)| ResourceRecord {
-                    kind: kind.clone(),
+                .map(|(input, out)| ResourceRecord {
+                    kind: input.resource.kind.clone(),
                     id: input.resource.id.clone(),
                     policy_version: input.resource.policy_version.clone(),
                     scope: input.resource.scope.clone(),
@@ -359,11 +364,7 @@ fn effect_number(e: Effect) -> i32 {
 }
 
 /// One resource's entry of the response.
-fn result_entry(
-    resource: pb_engine::Resource,
-    out: CheckOutput,
-    include_meta: bool,
-) -> ResultEntry {
+fn result_entry(resource: engine::Resource, out: CheckOutput, include_meta: bool) -> ResultEntry {
     let actions = out
         .actions
         .iter()

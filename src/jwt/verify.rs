@@ -463,7 +463,9 @@ impl TokenCache {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let tokens = entries.map.entry(set.to_string()).or_default();
         if tokens.insert(token.to_string(), claims).is_none() {
-            entries.order.push_back((set.to_string(), token.to_string()));
+            entries
+                .order
+                .push_back((set.to_string(), token.to_string()));
         }
         while entries.order.len() > self.capacity {
             if let Some((set, token)) = entries.order.pop_front()
