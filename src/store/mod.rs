@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::engine::{Engine, EngineConfig};
-use crate::policy::{StoreError, compile_store, load_dir};
+use crate::policy::{StoreError, load_and_compile};
 
 /// What is in force, and how the last reload went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl PolicyStore {
     /// Loads and compiles a policy directory.
     pub fn load(directory: &Path, config: EngineConfig) -> Result<PolicyStore, StoreError> {
         let rev = revision(directory);
-        let set = compile_store(load_dir(directory)?)?;
+        let set = load_and_compile(directory)?;
         Ok(PolicyStore::new(
             directory.to_path_buf(),
             None,
@@ -126,7 +126,7 @@ impl PolicyStore {
     pub fn load_git(source: GitSource, config: EngineConfig) -> Result<PolicyStore, ReloadError> {
         let commit = source.checkout()?;
         let directory = source.policy_dir();
-        let set = compile_store(load_dir(&directory)?)?;
+        let set = load_and_compile(&directory)?;
         Ok(PolicyStore::new(
             directory,
             Some(source),
@@ -209,10 +209,7 @@ impl PolicyStore {
     }
 
     fn compile_and_swap(&self, rev: String) -> Result<String, StoreError> {
-        let result = load_dir(&self.directory)
-            .map_err(StoreError::from)
-            .and_then(compile_store);
-        match result {
+        match load_and_compile(&self.directory) {
             Ok(set) => {
                 self.current.store(Arc::new(PolicySnapshot {
                     engine: Engine::new(Arc::new(set), self.config.clone()),
@@ -324,12 +321,6 @@ pub enum ReloadError {
     /// A git operation failed.
     #[error("{0}")]
     Git(#[from] GitError),
-}
-
-impl From<crate::policy::LoadErrors> for ReloadError {
-    fn from(e: crate::policy::LoadErrors) -> Self {
-        ReloadError::Policies(StoreError::from(e))
-    }
 }
 
 #[cfg(test)]
