@@ -55,9 +55,7 @@ impl CompileErrors {
     /// Sorts by position and drops exact repeats (a definition imported by several
     /// policies reports its problems once); `None` when there are no errors.
     fn collect(mut errors: Vec<CompileError>) -> Option<Self> {
-        errors.sort_by(|a, b| {
-            (&a.span.file, a.span.line, a.span.col).cmp(&(&b.span.file, b.span.line, b.span.col))
-        });
+        errors.sort_by(|a, b| a.span.cmp(&b.span));
         let mut seen = HashSet::new();
         errors.retain(|e| seen.insert((e.span.clone(), e.kind, e.message.clone())));
         (!errors.is_empty()).then_some(Self(errors))
@@ -1669,25 +1667,27 @@ fn compile_resource<'a>(
         let (eff, cond) = parental_consent(perms, effect(rule.effect), condition);
         for action in &rule.actions {
             let action_glob = c.glob(action, &rule.span);
+            // A row of this rule and action, for a role (through a derived role, if any).
+            let row = |role: Glob, derived_role: Option<Arc<DerivedRole>>, evaluation_key| Row {
+                kind: RowKind::Resource,
+                policy_key: policy_key_arc.clone(),
+                resource: resource_glob.clone(),
+                role,
+                actions: ActionSet::Action(action_glob.clone()),
+                condition: cond.clone(),
+                derived_role,
+                effect: eff,
+                scope: scope.clone(),
+                principal: None,
+                output: output.clone(),
+                output_src: output_src.clone(),
+                name: name.clone(),
+                evaluation_key,
+                span: rule.span.clone(),
+            };
             for role in &rule.roles {
-                let row = Row {
-                    kind: RowKind::Resource,
-                    policy_key: policy_key_arc.clone(),
-                    resource: resource_glob.clone(),
-                    role: c.glob(role, &rule.span),
-                    actions: ActionSet::Action(action_glob.clone()),
-                    condition: cond.clone(),
-                    derived_role: None,
-                    effect: eff,
-                    scope: scope.clone(),
-                    principal: None,
-                    output: output.clone(),
-                    output_src: output_src.clone(),
-                    name: name.clone(),
-                    evaluation_key: rule_key,
-                    span: rule.span.clone(),
-                };
-                push_row(set, row, &rp.version);
+                let role = c.glob(role, &rule.span);
+                push_row(set, row(role, None, rule_key), &rp.version);
             }
             for dr in &rule.derived_roles {
                 let Some(drole) = referenced.get(&dr.value) else {
@@ -1695,24 +1695,8 @@ fn compile_resource<'a>(
                 };
                 let dr_key = c.evaluation_key(format!("derived_roles.{}#{key}#{name}", dr.value));
                 for parent in &drole.parent_roles {
-                    let row = Row {
-                        kind: RowKind::Resource,
-                        policy_key: policy_key_arc.clone(),
-                        resource: resource_glob.clone(),
-                        role: c.glob(parent, &rule.span),
-                        actions: ActionSet::Action(action_glob.clone()),
-                        condition: cond.clone(),
-                        derived_role: Some(drole.clone()),
-                        effect: eff,
-                        scope: scope.clone(),
-                        principal: None,
-                        output: output.clone(),
-                        output_src: output_src.clone(),
-                        name: name.clone(),
-                        evaluation_key: dr_key,
-                        span: rule.span.clone(),
-                    };
-                    push_row(set, row, &rp.version);
+                    let role = c.glob(parent, &rule.span);
+                    push_row(set, row(role, Some(drole.clone()), dr_key), &rp.version);
                 }
             }
         }
