@@ -76,11 +76,6 @@ impl LoadErrors {
     pub fn errors(&self) -> &[LoadError] {
         &self.0
     }
-
-    /// The errors, owned.
-    pub fn into_vec(self) -> Vec<LoadError> {
-        self.0
-    }
 }
 
 impl fmt::Display for LoadErrors {

@@ -901,16 +901,6 @@ pub enum Condition {
     },
 }
 
-impl Condition {
-    /// The `match` block, `None` for a script.
-    pub fn as_match(&self) -> Option<&Match> {
-        match self {
-            Self::Match(m) => Some(m),
-            Self::Script { .. } => None,
-        }
-    }
-}
-
 /// A `match` block: one expression, or `all`/`any`/`none` of nested blocks
 /// (written `{all: {of: [...]}}`).
 #[derive(Clone, Debug, PartialEq)]

@@ -136,11 +136,6 @@ impl SchemaError {
     pub fn schema(&self) -> &str {
         &self.schema
     }
-
-    /// Why it cannot be used.
-    pub fn kind(&self) -> &SchemaErrorKind {
-        &self.kind
-    }
 }
 
 /// Every schema of a store that failed to compile; never empty.
@@ -163,11 +158,6 @@ impl SchemaErrors {
     /// Always `false`: the list is never empty.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
-    }
-
-    /// The errors as a vector.
-    pub fn into_vec(self) -> Vec<SchemaError> {
-        self.errors
     }
 }
 
@@ -338,11 +328,6 @@ impl fmt::Debug for CompiledSchema {
 }
 
 impl CompiledSchema {
-    /// The schema's URL (`cerbos:///principal.json`).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Validates an attribute value and returns every violation (none when it is valid).
     ///
     /// `null` stands for absent attributes and is validated as an empty object, as in Cerbos.
