@@ -134,11 +134,11 @@ struct Trail<'a> {
     caller: Option<TraceContext>,
 }
 
-fn header(key: &str, value: &str) -> HeaderValueOption {
+fn header(key: impl Into<String>, value: impl Into<String>) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key: key.to_string(),
-            value: value.to_string(),
+            key: key.into(),
+            value: value.into(),
             ..Default::default()
         }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
@@ -168,10 +168,10 @@ impl ExtAuthz {
 
     /// Client headers with our prefix that we do not overwrite: removed before the
     /// request reaches the backend.
-    fn spoofed(&self, headers: &HashMap<String, String>, ours: &[String]) -> Vec<String> {
+    fn spoofed(&self, headers: &HashMap<String, String>, ours: &[(String, String)]) -> Vec<String> {
         headers
             .keys()
-            .filter(|k| k.starts_with(&self.prefix) && !ours.contains(k))
+            .filter(|k| k.starts_with(&self.prefix) && !ours.iter().any(|(o, _)| o == *k))
             .cloned()
             .collect()
     }
@@ -212,10 +212,10 @@ impl ExtAuthz {
                 ));
             }
         }
-        let names: Vec<String> = set.iter().map(|(k, _)| k.clone()).collect();
+        let headers_to_remove = self.spoofed(headers, &set);
         let ok = OkHttpResponse {
-            headers: set.iter().map(|(k, v)| header(k, v)).collect(),
-            headers_to_remove: self.spoofed(headers, &names),
+            headers: set.into_iter().map(|(k, v)| header(k, v)).collect(),
+            headers_to_remove,
             ..Default::default()
         };
         let mut meta = Struct::default();
@@ -247,7 +247,7 @@ impl ExtAuthz {
         };
         let mut headers = vec![
             header("content-type", content_type),
-            header(&format!("{}decision-id", self.prefix), id),
+            header(format!("{}decision-id", self.prefix), id),
         ];
         if let Some(challenge) = d.authenticate {
             headers.push(header("www-authenticate", challenge));
