@@ -11,6 +11,7 @@ pub mod cli;
 pub mod engine;
 pub mod extauthz;
 mod http_client;
+pub mod jsonschema;
 pub mod jwt;
 pub mod metrics;
 pub mod policy;

@@ -8,9 +8,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::glob::Glob;
-use super::schema::SchemaStore;
 use super::span::Span;
 use crate::cel::Program;
+use crate::jsonschema::SchemaStore;
 
 /// A fast, non-cryptographic hasher (the FxHash function) for the index maps. Their keys
 /// come from policies, never from requests, so flooding is not a concern.

@@ -24,9 +24,9 @@ use super::compiled::{
 };
 use super::glob::Glob;
 use super::model::{self, Match, Policy, PolicyKind};
-use super::schema::SchemaStore;
 use super::span::{Span, Spanned};
 use crate::cel::{self, HostBinding, HostScope, Value, ast::Expr, ast::ExprKind, from_json};
+use crate::jsonschema::SchemaStore;
 
 // === Errors ===
 

@@ -1,4 +1,4 @@
-//! Policies: the serde model of Cerbos policy files, the disk loader, JSON schemas
+//! Policies: the serde model of Cerbos policy files, the disk loader
 //! and the compiler that turns them into a [`CompiledPolicySet`].
 //!
 //! ```text
@@ -10,16 +10,15 @@ pub mod compiler;
 pub mod glob;
 pub mod loader;
 pub mod model;
-pub mod schema;
 pub mod span;
 pub(crate) mod yaml;
 
 use std::path::Path;
 
+pub use crate::jsonschema::{SchemaErrors, SchemaStore};
 pub use compiled::CompiledPolicySet;
 pub use compiler::{CompileError, CompileErrors, compile_policies};
 pub use loader::{LoadError, LoadErrors, LoadedStore, load_dir};
-pub use schema::{SchemaErrors, SchemaStore};
 pub use span::Span;
 
 /// Why a policy store could not be turned into a policy set.

@@ -1,5 +1,5 @@
 //! Cerbos's attribute-schema cases (`schema/test_cases/*.yaml`) replayed against
-//! `gatehouse::policy::schema`, plus the corpus's schema stores and the schema-enforcement
+//! `gatehouse::jsonschema`, plus the corpus's schema stores and the schema-enforcement
 //! engine cases' validation errors.
 //!
 //! A case validates `checkInput.principal.attr` with `schemaRefs.principalSchema` and
@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use gatehouse::cel::from_json;
-use gatehouse::policy::schema::SchemaStore;
+use gatehouse::jsonschema::SchemaStore;
 use serde_json::Value as Json;
 
 /// Cases expected to fail, with the reason. Empty: every case passes.
