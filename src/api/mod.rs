@@ -7,16 +7,18 @@
 //!   `GET /_cerbos/health` with protojson bodies (camelCase out; camelCase or snake_case in)
 //!   and Cerbos's error body `{code, message, details}`.
 //!
-//! Both run the same steps in Cerbos's order: the request rules of Cerbos's API
-//! (`validation error: principal: value is required`), the resource limit, the tokens of
-//! `auxData` (verified with [`ApiSettings::jwt`]; `invalid auxData` otherwise), the action
-//! limit, then one engine decision per resource entry, all on one snapshot of the
-//! [`PolicyStore`].
+//! Both run the same steps: the count limits first (resources and actions per Cerbos's
+//! `requestLimits`, then roles, attribute values and `auxData` tokens), so that no per-item
+//! work happens on an oversized request; then the request rules of Cerbos's API
+//! (`validation error: principal: value is required`), the tokens of `auxData` (verified
+//! with [`ApiSettings::jwt`]; `invalid auxData` otherwise), then one engine decision per
+//! resource entry, all on one snapshot of the [`PolicyStore`].
 
 mod call_id;
 mod error;
 mod grpc;
 mod http;
+mod limits;
 pub mod pb;
 mod protojson;
 mod service;
@@ -32,7 +34,8 @@ pub use protojson::{
 };
 pub use service::CerbosApi;
 pub use settings::{
-    ApiSettings, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESOURCES, ServerInfo,
+    ApiSettings, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_ATTRIBUTE_VALUES, DEFAULT_MAX_AUX_TOKENS,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESOURCES, DEFAULT_MAX_ROLES, ServerInfo,
 };
 pub use validate::{encode_violations, validate_check_resources};
 

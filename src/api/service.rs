@@ -9,6 +9,7 @@ use prost_types::value::Kind;
 
 use super::call_id::new_call_id;
 use super::error::ApiError;
+use super::limits::check_limits;
 use super::pb::cerbos::effect::v1 as pb_effect;
 use super::pb::cerbos::engine::v1 as pb_engine;
 use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, aux_data};
@@ -67,8 +68,9 @@ impl CerbosApi {
         }
     }
 
-    /// `CheckResources`, in Cerbos's order: request rules, the resource limit, auxiliary
-    /// data, then the action limit of each resource; then one decision per resource entry.
+    /// `CheckResources`: the count limits (resources, actions, roles, attribute values,
+    /// tokens), Cerbos's request rules, auxiliary data, then one decision per resource
+    /// entry.
     pub async fn check_resources(
         &self,
         req: CheckResourcesRequest,
@@ -136,15 +138,9 @@ impl CerbosApi {
         trace_id: Option<String>,
     ) -> Result<CheckResourcesResponse, ApiError> {
         let started = std::time::Instant::now();
+        // Counts first: nothing below runs per item before the request is known to be small.
+        check_limits(&req, &self.settings)?;
         validate_check_resources(&req)?;
-        let limits = &self.settings;
-        if req.resources.len() > limits.max_resources {
-            return Err(ApiError::invalid_argument(format!(
-                "number of resources in batch ({}) exceeds configured limit ({})",
-                req.resources.len(),
-                limits.max_resources
-            )));
-        }
         let aux_data = self
             .verify_aux_data(req.aux_data.as_ref())
             .await
@@ -152,17 +148,6 @@ impl CerbosApi {
                 tracing::warn!(error = %e, "failed to extract auxData");
                 ApiError::invalid_argument("invalid auxData")
             })?;
-        if let Some(e) = req
-            .resources
-            .iter()
-            .find(|e| e.actions.len() > limits.max_actions)
-        {
-            return Err(ApiError::invalid_argument(format!(
-                "number of actions ({}) exceeds configured limit ({})",
-                e.actions.len(),
-                limits.max_actions
-            )));
-        }
 
         let principal = req
             .principal

@@ -10,6 +10,14 @@ pub const DEFAULT_MAX_RESOURCES: usize = 50;
 pub const DEFAULT_MAX_ACTIONS: usize = 50;
 /// Largest request accepted, in bytes (gRPC's and Cerbos's default receive limit).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Most roles of the principal in one request (Gatehouse's limit; Cerbos has none).
+pub const DEFAULT_MAX_ROLES: usize = 500;
+/// Most attribute values in one request, nested values included, principal and resources
+/// together (Gatehouse's limit; Cerbos has none).
+pub const DEFAULT_MAX_ATTRIBUTE_VALUES: usize = 20_000;
+/// Most `auxData` tokens (`jwt` plus the entries of `jwts`) in one request (Gatehouse's
+/// limit; Cerbos has none).
+pub const DEFAULT_MAX_AUX_TOKENS: usize = 16;
 
 /// What `GET /api/server_info` and the `ServerInfo` RPC report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +57,12 @@ pub struct ApiSettings {
     pub max_actions: usize,
     /// Largest HTTP request body and gRPC message accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Most principal roles per request.
+    pub max_roles: usize,
+    /// Most attribute values per request (nested values count).
+    pub max_attribute_values: usize,
+    /// Most `auxData` tokens per request.
+    pub max_aux_tokens: usize,
     /// Verifies `auxData.jwt` and `auxData.jwts` tokens (Cerbos `auxData.jwt.keySets`).
     /// Without a verifier every request carrying a token is refused, unless
     /// `disable_jwt_verification` is set.
@@ -67,12 +81,16 @@ pub struct ApiSettings {
 }
 
 impl Default for ApiSettings {
-    /// Cerbos's defaults: 50 resources of 50 actions, 4 MiB messages, no JWT key sets.
+    /// Cerbos's defaults (50 resources of 50 actions, 4 MiB messages, no JWT key sets) and
+    /// Gatehouse's (500 roles, 20,000 attribute values, 16 `auxData` tokens).
     fn default() -> Self {
         ApiSettings {
             max_resources: DEFAULT_MAX_RESOURCES,
             max_actions: DEFAULT_MAX_ACTIONS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_roles: DEFAULT_MAX_ROLES,
+            max_attribute_values: DEFAULT_MAX_ATTRIBUTE_VALUES,
+            max_aux_tokens: DEFAULT_MAX_AUX_TOKENS,
             jwt: None,
             disable_jwt_verification: false,
             server_info: ServerInfo::default(),
@@ -105,6 +123,20 @@ impl ApiSettings {
     pub fn with_limits(mut self, max_resources: usize, max_actions: usize) -> Self {
         self.max_resources = max_resources;
         self.max_actions = max_actions;
+        self
+    }
+
+    /// Sets Gatehouse's own request limits: principal roles, attribute values (nested
+    /// values count) and `auxData` tokens per request.
+    pub fn with_item_limits(
+        mut self,
+        max_roles: usize,
+        max_attribute_values: usize,
+        max_aux_tokens: usize,
+    ) -> Self {
+        self.max_roles = max_roles;
+        self.max_attribute_values = max_attribute_values;
+        self.max_aux_tokens = max_aux_tokens;
         self
     }
 

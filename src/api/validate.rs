@@ -161,10 +161,8 @@ impl Validator {
             self.required(field(number, name, ty::STRING));
             return;
         }
-        let unique = items
-            .iter()
-            .enumerate()
-            .all(|(i, a)| !items[..i].contains(a));
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        let unique = items.iter().all(|a| seen.insert(a.as_str()));
         if !unique {
             self.violation(
                 Some(field(number, name, ty::STRING)),

@@ -169,6 +169,27 @@ pub struct RequestLimits {
     /// Most resources in one CheckResources request.
     #[serde(default = "default_limit")]
     pub max_resources_per_request: usize,
+    /// Most principal roles in one request (Gatehouse's key; Cerbos has no such limit).
+    #[serde(default = "default_max_roles")]
+    pub max_roles_per_principal: usize,
+    /// Most attribute values, nested values included, in one request (Gatehouse's key).
+    #[serde(default = "default_max_attribute_values")]
+    pub max_attribute_values_per_request: usize,
+    /// Most `auxData` tokens in one request (Gatehouse's key).
+    #[serde(default = "default_max_aux_tokens")]
+    pub max_aux_data_tokens: usize,
+}
+
+fn default_max_roles() -> usize {
+    crate::api::DEFAULT_MAX_ROLES
+}
+
+fn default_max_attribute_values() -> usize {
+    crate::api::DEFAULT_MAX_ATTRIBUTE_VALUES
+}
+
+fn default_max_aux_tokens() -> usize {
+    crate::api::DEFAULT_MAX_AUX_TOKENS
 }
 
 fn default_limit() -> usize {
@@ -180,6 +201,9 @@ impl Default for RequestLimits {
         RequestLimits {
             max_actions_per_resource: default_limit(),
             max_resources_per_request: default_limit(),
+            max_roles_per_principal: default_max_roles(),
+            max_attribute_values_per_request: default_max_attribute_values(),
+            max_aux_data_tokens: default_max_aux_tokens(),
         }
     }
 }
@@ -329,10 +353,25 @@ impl ServeConfig {
     pub async fn api_settings(&self, base: &Path) -> anyhow::Result<crate::api::ApiSettings> {
         use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySetOptions, KeySource};
         let limits = &self.server.request_limits;
-        let mut settings = crate::api::ApiSettings::default().with_limits(
-            limits.max_resources_per_request,
-            limits.max_actions_per_resource,
-        );
+        // Cerbos's own bounds of its two limits.
+        for (key, value) in [
+            ("maxActionsPerResource", limits.max_actions_per_resource),
+            ("maxResourcesPerRequest", limits.max_resources_per_request),
+        ] {
+            if !(1..=500).contains(&value) {
+                anyhow::bail!("server.requestLimits.{key} must be between 1 and 500");
+            }
+        }
+        let mut settings = crate::api::ApiSettings::default()
+            .with_limits(
+                limits.max_resources_per_request,
+                limits.max_actions_per_resource,
+            )
+            .with_item_limits(
+                limits.max_roles_per_principal,
+                limits.max_attribute_values_per_request,
+                limits.max_aux_data_tokens,
+            );
         let Some(jwt) = &self.aux_data.jwt else {
             return Ok(settings);
         };
@@ -745,6 +784,28 @@ mod tests {
         assert_eq!(c.server.grpc_listen_addr, default_grpc());
         assert!(c.engine_config().is_ok());
         assert!(crate::extauthz::RouteMapper::new(&c.ext_authz.routes).is_ok());
+    }
+
+    #[tokio::test]
+    async fn issue_12_request_limits_are_configured_and_bounded() {
+        let c = ServeConfig::parse(
+            "server:\n  requestLimits: {maxActionsPerResource: 5, maxRolesPerPrincipal: 3, maxAttributeValuesPerRequest: 9, maxAuxDataTokens: 2}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let s = c.api_settings(Path::new(".")).await.unwrap();
+        assert_eq!((s.max_actions, s.max_resources, s.max_roles), (5, 50, 3));
+        assert_eq!((s.max_attribute_values, s.max_aux_tokens), (9, 2));
+        let c = ServeConfig::parse(
+            "server:\n  requestLimits: {maxActionsPerResource: 501}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let e = c.api_settings(Path::new(".")).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "server.requestLimits.maxActionsPerResource must be between 1 and 500"
+        );
     }
 
     #[test]

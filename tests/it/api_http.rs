@@ -184,3 +184,80 @@ async fn api_without_key_sets_refuses_tokens_and_defaults_limits() {
         )
     );
 }
+
+/// 100,000 distinct names, the last one repeated: before the counts were checked first, the
+/// quadratic uniqueness rule ran over all of them and answered with its own violation.
+fn many_names(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = (0..100_000).map(|i| format!("{prefix}{i}")).collect();
+    names.push(names[names.len() - 1].clone());
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_oversized_requests_refused_before_per_item_work() {
+    use gatehouse::api::pb::cerbos::engine::v1::{Principal, Resource};
+    use gatehouse::api::pb::cerbos::request::v1::CheckResourcesRequest;
+    use gatehouse::api::pb::cerbos::request::v1::check_resources_request::ResourceEntry;
+
+    let Some(corpus) = corpus_dir("api-http") else {
+        return;
+    };
+    let store = PolicyStore::load(&corpus.join("store"), EngineConfig::default()).unwrap();
+    let s = start(store, ApiSettings::default()).await;
+    let actions_error =
+        json!({"code": 3, "message": "number of actions (100001) exceeds configured limit (50)"});
+    let roles_error = json!({"code": 3, "message": "number of principal roles (100001) exceeds configured limit (500)"});
+
+    let mut req = request();
+    req["resources"][0]["actions"] = json!(many_names("a"));
+    assert_eq!(s.check_http(&req).await, (400, actions_error.clone()));
+    let mut req = request();
+    req["principal"]["roles"] = json!(many_names("r"));
+    assert_eq!(s.check_http(&req).await, (400, roles_error.clone()));
+    let mut req = request();
+    let values: Vec<i32> = (0..20_001).collect();
+    req["principal"]["attr"]["big"] = json!(values);
+    assert_eq!(
+        s.check_http(&req).await,
+        (
+            400,
+            json!({"code": 3, "message": "number of attribute values exceeds configured limit (20000)"})
+        )
+    );
+    // Within the limits the same request shapes are decided.
+    let (status, _) = s.check_http(&request()).await;
+    assert_eq!(status, 200);
+
+    let grpc_request = |roles: Vec<String>, actions: Vec<String>| CheckResourcesRequest {
+        request_id: "r1".into(),
+        principal: Some(Principal {
+            id: "john".into(),
+            roles,
+            ..Default::default()
+        }),
+        resources: vec![ResourceEntry {
+            actions,
+            resource: Some(Resource {
+                kind: "leave_request".into(),
+                id: "XX125".into(),
+                ..Default::default()
+            }),
+        }],
+        ..Default::default()
+    };
+    let mut client = s.grpc().await;
+    for (req, expected) in [
+        (
+            grpc_request(vec!["employee".into()], many_names("a")),
+            &actions_error,
+        ),
+        (
+            grpc_request(many_names("r"), vec!["view".into()]),
+            &roles_error,
+        ),
+    ] {
+        let status = client.check_resources(req).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), expected["message"]);
+    }
+}
