@@ -8,6 +8,7 @@ pub mod api;
 pub mod audit;
 pub mod cel;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod extauthz;
 mod http_client;

@@ -6,6 +6,7 @@
 mod check;
 mod compile;
 pub mod diagnostics;
+mod routes;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ pub enum Command {
     /// `gatehouse server --config=FILE` accepts a Cerbos configuration file.
     #[command(alias = "server")]
     Serve(serve::ServeArgs),
+    /// Print every route of the configuration: each method's action and where it
+    /// comes from (the route's `action`, its `actions`, or the method's default).
+    Routes(routes::RoutesArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -48,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args),
         Command::Check(args) => check::run(*args),
         Command::Serve(args) => serve::run(args),
+        Command::Routes(args) => routes::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -447,9 +447,23 @@ impl ServeConfig {
         Ok(settings)
     }
 
-    /// Parses a configuration document.
-    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ServeConfig> {
-        serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+    /// Parses a configuration document and checks its routes; errors name
+    /// `origin:line:col`.
+    pub fn parse(text: &str, origin: &str) -> Result<ServeConfig, crate::config::ConfigErrors> {
+        Self::parse_with_positions(text, origin).map(|(c, _)| c)
+    }
+
+    /// [`parse`](Self::parse), also giving the position of every key.
+    pub fn parse_with_positions(
+        text: &str,
+        origin: &str,
+    ) -> Result<(ServeConfig, crate::config::Positions), crate::config::ConfigErrors> {
+        let (config, positions) =
+            crate::config::parse::<ServeConfig>(text, origin).map_err(|e| e.with_lines(text))?;
+        if let Err(errors) = crate::extauthz::RouteMapper::new(&config.ext_authz.routes) {
+            return Err(crate::config::route_errors(errors, &positions).with_lines(text));
+        }
+        Ok((config, positions))
     }
 
     /// The engine settings.
@@ -513,23 +527,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     result
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    let (config, base) = match &args.config {
+/// Reads `path` (or, without one, the bundled configuration, with paths relative to the
+/// working directory): the configuration, its key positions and the directory relative
+/// paths resolve against.
+pub(crate) fn read_config(
+    path: Option<&Path>,
+) -> anyhow::Result<(ServeConfig, crate::config::Positions, PathBuf)> {
+    match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            (
-                ServeConfig::parse(&text, &path.display().to_string())?,
-                base,
-            )
+            let (config, positions) =
+                ServeConfig::parse_with_positions(&text, &path.display().to_string())?;
+            Ok((config, positions, base))
         }
-        None => (
-            ServeConfig::parse(BUNDLED_CONFIG, "bundled gatehouse.yaml")?,
-            PathBuf::from("."),
-        ),
-    };
-    let mut config = config;
+        None => {
+            let (config, positions) =
+                ServeConfig::parse_with_positions(BUNDLED_CONFIG, "bundled gatehouse.yaml")?;
+            Ok((config, positions, PathBuf::from(".")))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
+    let (mut config, _, base) = read_config(args.config.as_deref())?;
     if args.lenient_scope_search {
         config.engine.lenient_scope_search = true;
     }

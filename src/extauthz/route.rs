@@ -126,12 +126,96 @@ enum Matcher {
 
 /// Invalid route configuration.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("route {index}: {message}")]
+#[error("route {route}: {message}")]
 pub struct RouteError {
-    /// Index of the route in the configuration.
+    /// Index of the route in the configuration (0-based; the configuration loader turns
+    /// it into the route's line).
     pub index: usize,
+    /// The route as a reader knows it: its methods and path (`POST /documents/{id}/share`).
+    pub route: String,
+    /// The key of the route the problem is in (`["resource", "id"]`); empty for the route
+    /// itself.
+    pub field: &'static [&'static str],
+    /// Where in that key's text the problem starts, in characters.
+    pub offset: Option<usize>,
     /// What is wrong.
     pub message: String,
+}
+
+/// What a route's path names, which decides whether the HTTP method may supply the
+/// action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathShape {
+    /// A collection: the path has no parameter (`/documents`).
+    Collection,
+    /// One item: the path's only parameter is its last segment and is the whole resource
+    /// id (`/documents/{id}`).
+    Item,
+    /// Anything else: a sub-resource or verb segment after the id
+    /// (`/documents/{id}/share`), a nested collection (`/orgs/{org}/documents`), a
+    /// prefix. Such a route must name its action.
+    Beyond,
+}
+
+impl PathShape {
+    /// How the shape reads in the route table and in errors.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathShape::Collection => "a collection path",
+            PathShape::Item => "an item path",
+            PathShape::Beyond => "a path beyond the resource id",
+        }
+    }
+}
+
+/// Where a route's action for a method comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionSource {
+    /// The route's `actions` map, for this method.
+    PerMethod,
+    /// The route's `action`.
+    Route,
+    /// The method's default, allowed on collection and item paths only.
+    Default(PathShape),
+}
+
+/// Placeholders filled from the request besides path parameters. There are none: every
+/// `{name}` names a path parameter.
+pub const BUILTIN_PLACEHOLDERS: &[&str] = &[];
+
+/// The `{name}` placeholders of a template, with their character offsets; an unclosed
+/// or malformed placeholder is an error at its offset.
+pub fn placeholders(template: &str) -> Result<Vec<(usize, &str)>, (usize, String)> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(open) = rest.find(['{', '}']) {
+        let at = offset + rest[..open].chars().count();
+        if rest.as_bytes()[open] == b'}' {
+            return Err((at, "a `}` without its `{`".into()));
+        }
+        let after = &rest[open + 1..];
+        let Some(close) = after
+            .find(['{', '}'])
+            .filter(|&c| after.as_bytes()[c] == b'}')
+        else {
+            return Err((at, "a `{` without its `}`".into()));
+        };
+        let name = &after[..close];
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err((at, format!("{{{name}}} is not a placeholder name")));
+        }
+        out.push((at, name));
+        let consumed = open + 1 + close + 1;
+        offset += rest[..consumed].chars().count();
+        rest = &rest[consumed..];
+    }
+    Ok(out)
 }
 
 /// A compiled route.
@@ -149,18 +233,43 @@ pub struct Route {
     pub attributes: AttributesConfig,
     /// Index in the configuration (for logs).
     pub index: usize,
+    shape: PathShape,
+    template: String,
 }
 
 impl Route {
     /// The action for an HTTP method.
     pub fn action_for(&self, method: &str) -> Option<String> {
+        self.action_with_source(method).map(|(a, _)| a.to_string())
+    }
+
+    /// The action for an HTTP method and where it comes from.
+    pub fn action_with_source(&self, method: &str) -> Option<(&str, ActionSource)> {
         if let Some(a) = self.actions.get(method) {
-            return Some(a.clone());
+            return Some((a, ActionSource::PerMethod));
         }
         if let Some(a) = &self.action {
-            return Some(a.clone());
+            return Some((a, ActionSource::Route));
         }
-        default_action(method).map(str::to_string)
+        if self.shape == PathShape::Beyond {
+            return None;
+        }
+        default_action(method).map(|a| (a, ActionSource::Default(self.shape)))
+    }
+
+    /// The methods the route is limited to (empty: every method).
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+
+    /// The path template or prefix as configured (a prefix ends in `/**`).
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// What the path names.
+    pub fn shape(&self) -> PathShape {
+        self.shape
     }
 }
 
@@ -175,9 +284,12 @@ pub fn default_action(method: &str) -> Option<&'static str> {
     }
 }
 
-fn parse_template(index: usize, t: &str) -> Result<Vec<Segment>, RouteError> {
+fn parse_template(index: usize, route: &str, t: &str) -> Result<Vec<Segment>, RouteError> {
     let err = |m: &str| RouteError {
         index,
+        route: route.to_string(),
+        field: &["path"],
+        offset: None,
         message: format!("path {t:?}: {m}"),
     };
     if !t.starts_with('/') {
@@ -209,6 +321,211 @@ fn parse_template(index: usize, t: &str) -> Result<Vec<Segment>, RouteError> {
         }
     }
     Ok(out)
+}
+
+/// How a route reads in errors and tables: `POST /documents/{id}/share`.
+fn route_name(c: &RouteConfig) -> String {
+    let path = match (&c.path, &c.prefix) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => format!("{}/**", p.trim_end_matches('/')),
+        (None, None) => "(no path)".into(),
+    };
+    if c.methods.is_empty() {
+        path
+    } else {
+        let methods: Vec<String> = c.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+        format!("{} {path}", methods.join(","))
+    }
+}
+
+/// The shape of a template path given the route's resource id: a collection has no
+/// parameter at all, an item exactly one, last, that is the whole resource id.
+fn path_shape(segs: &[Segment], resource_id: &str) -> PathShape {
+    let mut params = segs.iter().filter_map(|s| match s {
+        Segment::Param(n) | Segment::Rest(n) => Some(n),
+        Segment::Literal(_) => None,
+    });
+    match (params.next(), params.next(), segs.last()) {
+        (None, _, _) => PathShape::Collection,
+        (Some(n), None, Some(Segment::Param(last) | Segment::Rest(last)))
+            if n == last && resource_id == format!("{{{n}}}") =>
+        {
+            PathShape::Item
+        }
+        _ => PathShape::Beyond,
+    }
+}
+
+/// Checks that every `{name}` of a template is a path parameter (or a built-in).
+fn check_template(
+    errors: &mut Vec<RouteError>,
+    err: &dyn Fn(&'static [&'static str], Option<usize>, String) -> RouteError,
+    field: &'static [&'static str],
+    template: &str,
+    params: &[&str],
+) {
+    match placeholders(template) {
+        Err((at, m)) => errors.push(err(field, Some(at), m)),
+        Ok(found) => {
+            for (at, name) in found {
+                if params.contains(&name) || BUILTIN_PLACEHOLDERS.contains(&name) {
+                    continue;
+                }
+                let known = if params.is_empty() {
+                    "the path has no parameters".to_string()
+                } else {
+                    let names: Vec<String> = params.iter().map(|p| format!("{{{p}}}")).collect();
+                    format!("the path's parameters are {}", names.join(", "))
+                };
+                let hint = crate::config::did_you_mean(name, params.iter().copied())
+                    .map(|h| format!("; did you mean {{{h}}}?"))
+                    .unwrap_or_default();
+                errors.push(err(
+                    field,
+                    Some(at),
+                    format!("{{{name}}} is not a path parameter ({known}){hint}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Checks that a value that is not a template has no placeholder (it would be taken
+/// literally).
+fn check_literal(
+    errors: &mut Vec<RouteError>,
+    err: &dyn Fn(&'static [&'static str], Option<usize>, String) -> RouteError,
+    field: &'static [&'static str],
+    value: &str,
+) {
+    if let Some(at) = value.find(['{', '}']) {
+        errors.push(err(
+            field,
+            Some(value[..at].chars().count()),
+            "placeholders are not filled in here: the text would be used literally".into(),
+        ));
+    }
+}
+
+fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>> {
+    let name = route_name(c);
+    let err = |field: &'static [&'static str], offset: Option<usize>, message: String| RouteError {
+        index,
+        route: name.clone(),
+        field,
+        offset,
+        message,
+    };
+    let fail = |m: &str| vec![err(&[], None, m.to_string())];
+    let (matcher, template) = match (&c.path, &c.prefix) {
+        (Some(p), None) => (
+            Matcher::Template(parse_template(index, &name, p).map_err(|e| vec![e])?),
+            p.clone(),
+        ),
+        (None, Some(p)) if p.starts_with('/') => (
+            Matcher::Prefix(p.clone()),
+            format!("{}/**", p.trim_end_matches('/')),
+        ),
+        (None, Some(_)) => return Err(fail("prefix must start with '/'")),
+        _ => return Err(fail("give exactly one of `path` and `prefix`")),
+    };
+    if !c.public && c.resource.is_none() {
+        return Err(fail("a non-public route needs a `resource`"));
+    }
+    let params: Vec<&str> = match &matcher {
+        Matcher::Template(segs) => segs
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Param(n) | Segment::Rest(n) => Some(n.as_str()),
+                Segment::Literal(_) => None,
+            })
+            .collect(),
+        Matcher::Prefix(_) => Vec::new(),
+    };
+    let mut errors = Vec::new();
+    if let Some(r) = &c.resource {
+        check_template(&mut errors, &err, &["resource", "id"], &r.id, &params);
+        check_template(&mut errors, &err, &["resource", "scope"], &r.scope, &params);
+        check_literal(&mut errors, &err, &["resource", "kind"], &r.kind);
+        check_literal(
+            &mut errors,
+            &err,
+            &["resource", "policyVersion"],
+            &r.policy_version,
+        );
+    }
+    let a = &c.attributes;
+    if let Some(fetch) = &a.fetch {
+        check_template(
+            &mut errors,
+            &err,
+            &["attributes", "fetch", "url"],
+            &fetch.url,
+            &params,
+        );
+    }
+    for (attr, header) in &a.headers {
+        check_literal(&mut errors, &err, &["attributes", "headers"], attr);
+        check_literal(&mut errors, &err, &["attributes", "headers"], header);
+    }
+    for (attr, param) in &a.query {
+        check_literal(&mut errors, &err, &["attributes", "query"], attr);
+        check_literal(&mut errors, &err, &["attributes", "query"], param);
+    }
+    let shape = match &matcher {
+        Matcher::Template(segs) => {
+            path_shape(segs, c.resource.as_ref().map_or("", |r| r.id.as_str()))
+        }
+        Matcher::Prefix(_) => PathShape::Beyond,
+    };
+    let methods: Vec<String> = c.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+    let actions: BTreeMap<String, String> = c
+        .actions
+        .iter()
+        .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
+        .collect();
+    if !c.public && c.action.is_none() {
+        if shape == PathShape::Beyond {
+            let covered = !methods.is_empty() && methods.iter().all(|m| actions.contains_key(m));
+            if !covered {
+                errors.push(err(
+                    &[],
+                    None,
+                    "the path goes beyond the resource id (a sub-resource or verb segment), so \
+                     the HTTP method does not say what is being done: name it with \
+                     `action: <name>` (or `actions` for every listed method)"
+                        .into(),
+                ));
+            }
+        } else {
+            let uncovered: Vec<&String> = methods
+                .iter()
+                .filter(|m| default_action(m).is_none() && !actions.contains_key(*m))
+                .collect();
+            if !uncovered.is_empty() {
+                errors.push(err(
+                    &[],
+                    None,
+                    format!("no action for methods {uncovered:?}"),
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Route {
+        matcher,
+        methods,
+        public: c.public,
+        resource: c.resource.clone(),
+        action: c.action.clone(),
+        actions,
+        attributes: c.attributes.clone(),
+        index,
+        shape,
+        template,
+    })
 }
 
 fn match_template(segs: &[Segment], path: &str) -> Option<Vec<(String, String)>> {
@@ -260,68 +577,26 @@ pub struct RouteMatch<'r> {
 }
 
 impl RouteMapper {
-    /// Compiles and validates routes.
+    /// Compiles and validates routes: every error of every route is reported.
     pub fn new(configs: &[RouteConfig]) -> Result<RouteMapper, Vec<RouteError>> {
         let mut routes = Vec::new();
         let mut errors = Vec::new();
         for (index, c) in configs.iter().enumerate() {
-            let err = |m: &str| RouteError {
-                index,
-                message: m.to_string(),
-            };
-            let matcher = match (&c.path, &c.prefix) {
-                (Some(p), None) => match parse_template(index, p) {
-                    Ok(s) => Matcher::Template(s),
-                    Err(e) => {
-                        errors.push(e);
-                        continue;
-                    }
-                },
-                (None, Some(p)) if p.starts_with('/') => Matcher::Prefix(p.clone()),
-                (None, Some(_)) => {
-                    errors.push(err("prefix must start with '/'"));
-                    continue;
-                }
-                _ => {
-                    errors.push(err("give exactly one of `path` and `prefix`"));
-                    continue;
-                }
-            };
-            if !c.public && c.resource.is_none() {
-                errors.push(err("a non-public route needs a `resource`"));
-                continue;
+            match compile_route(index, c) {
+                Ok(r) => routes.push(r),
+                Err(mut e) => errors.append(&mut e),
             }
-            let methods: Vec<String> = c.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
-            if !c.public && c.action.is_none() {
-                let uncovered: Vec<&String> = methods
-                    .iter()
-                    .filter(|m| default_action(m).is_none() && !c.actions.contains_key(*m))
-                    .collect();
-                if !uncovered.is_empty() {
-                    errors.push(err(&format!("no action for methods {uncovered:?}")));
-                    continue;
-                }
-            }
-            routes.push(Route {
-                matcher,
-                methods,
-                public: c.public,
-                resource: c.resource.clone(),
-                action: c.action.clone(),
-                actions: c
-                    .actions
-                    .iter()
-                    .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
-                    .collect(),
-                attributes: c.attributes.clone(),
-                index,
-            });
         }
         if errors.is_empty() {
             Ok(RouteMapper { routes })
         } else {
             Err(errors)
         }
+    }
+
+    /// The routes, in matching order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 
     /// Finds the route for a normalised path and method.
@@ -428,11 +703,9 @@ mod tests {
 
     #[test]
     fn templates_match_whole_segments() {
-        let m = RouteMapper::new(&[
-            route("/documents/{id}", &[]),
-            route("/files/{rest:path}", &["GET"]),
-        ])
-        .unwrap();
+        let mut files = route("/files/{rest:path}", &["GET"]);
+        files.resource.as_mut().unwrap().id = "{rest}".into();
+        let m = RouteMapper::new(&[route("/documents/{id}", &[]), files]).unwrap();
         let hit = m.find("/documents/42", "GET").unwrap();
         assert_eq!(hit.params, vec![("id".to_string(), "42".to_string())]);
         assert!(m.find("/documents/42/secrets", "GET").is_none());
@@ -450,6 +723,107 @@ mod tests {
         assert!(RouteMapper::new(&[route("/a/{x:int}", &[])]).is_err());
         assert!(RouteMapper::new(&[route("/a/{x:path}/b", &[])]).is_err());
         assert!(RouteMapper::new(&[route("/a", &["TRACE"])]).is_err());
+    }
+
+    fn errors(r: RouteConfig) -> Vec<String> {
+        RouteMapper::new(&[r])
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn issue_18_a_path_beyond_the_id_must_name_its_action() {
+        // `POST /documents/{id}/share` was decided as `create`.
+        let share = route("/documents/{id}/share", &["POST"]);
+        let e = errors(share.clone());
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with(
+                "route POST /documents/{id}/share: the path goes beyond the resource id"
+            ),
+            "{e:?}"
+        );
+        let mut named = share.clone();
+        named.action = Some("share".into());
+        let m = RouteMapper::new(&[named]).unwrap();
+        let hit = m.find("/documents/7/share", "POST").unwrap();
+        assert_eq!(
+            hit.route.action_with_source("POST"),
+            Some(("share", ActionSource::Route))
+        );
+        let mut per_method = share.clone();
+        per_method.actions.insert("post".into(), "share".into());
+        assert!(RouteMapper::new(&[per_method.clone()]).is_ok());
+        // `actions` must cover every method the route matches.
+        per_method.methods.push("PUT".into());
+        assert!(RouteMapper::new(&[per_method]).is_err());
+        // Nested collections and prefixes are not plain either.
+        let mut nested = route("/orgs/{org}/documents", &["POST"]);
+        nested.resource.as_mut().unwrap().id = "new".into();
+        assert!(RouteMapper::new(&[nested]).is_err());
+        let mut prefix = route("/x", &["GET"]);
+        prefix.path = None;
+        prefix.prefix = Some("/admin".into());
+        prefix.resource.as_mut().unwrap().id = "admin".into();
+        assert!(RouteMapper::new(&[prefix]).is_err());
+        // Plain collection and item paths keep the method defaults.
+        let mut collection = route("/documents", &["POST"]);
+        collection.resource.as_mut().unwrap().id = "new".into();
+        let m = RouteMapper::new(&[collection, route("/documents/{id}", &[])]).unwrap();
+        let hit = m.find("/documents", "POST").unwrap();
+        assert_eq!(
+            hit.route.action_with_source("POST"),
+            Some(("create", ActionSource::Default(PathShape::Collection)))
+        );
+        let hit = m.find("/documents/1", "DELETE").unwrap();
+        assert_eq!(
+            hit.route.action_with_source("DELETE"),
+            Some(("delete", ActionSource::Default(PathShape::Item)))
+        );
+    }
+
+    #[test]
+    fn issue_18_unknown_placeholders_are_errors() {
+        let mut r = route("/documents/{id}/share", &["POST"]);
+        r.action = Some("share".into());
+        r.resource.as_mut().unwrap().id = "{doc_id}".into();
+        r.attributes.fetch = Some(super::super::config::FetchConfig {
+            url: "http://app/internal/{docId}/attributes".into(),
+            timeout_ms: 500,
+            cache_ttl_ms: 0,
+        });
+        let e = RouteMapper::new(&[r]).unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].field, &["resource", "id"]);
+        assert_eq!(e[0].offset, Some(0));
+        assert!(
+            e[0].message.contains("{doc_id} is not a path parameter"),
+            "{e:?}"
+        );
+        assert_eq!(e[1].field, &["attributes", "fetch", "url"]);
+        assert_eq!(e[1].offset, Some(20));
+        let mut r = route("/documents/{id}", &[]);
+        r.resource.as_mut().unwrap().scope = "{ID}".into();
+        assert!(errors(r)[0].contains("did you mean {id}?"));
+        let mut r = route("/documents/{id}", &[]);
+        r.resource.as_mut().unwrap().kind = "{kind}".into();
+        assert!(errors(r)[0].contains("used literally"));
+        let mut r = route("/documents/{id}", &[]);
+        r.resource.as_mut().unwrap().id = "{id".into();
+        assert!(errors(r)[0].contains("without its `}`"));
+    }
+
+    #[test]
+    fn placeholders_report_character_offsets() {
+        assert_eq!(
+            placeholders("é{a}/{b_2}").unwrap(),
+            vec![(1, "a"), (5, "b_2")]
+        );
+        assert!(placeholders("{}").is_err());
+        assert!(placeholders("a}").is_err());
+        assert_eq!(placeholders("{a{b}").unwrap_err().0, 0);
     }
 
     #[test]

@@ -293,7 +293,11 @@ fn serve_rejects_a_bad_config_with_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("gh-serve-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("gatehouse.yaml");
-    std::fs::write(&cfg, "policies: {directory: nowhere}\nextAuthz: {routes: [{path: 'no-slash', resource: {kind: d}}]}\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "policies: {directory: nowhere}\nextAuthz: {routes: [{path: '/d', resource: {kind: d}}]}\n",
+    )
+    .unwrap();
     let out = gatehouse()
         .args(["serve", "--config"])
         .arg(&cfg)
@@ -412,4 +416,167 @@ fn test_filter_selects_tests_as_cerbos() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "a bad filter is a usage error");
+}
+
+/// A scratch directory holding one configuration file.
+fn scratch_config(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gh-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("gatehouse.yaml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+const SHARE_ROUTE: &str = "policies: {directory: nowhere}
+extAuthz:
+  routes:
+    - path: /documents/{id}/share
+      methods: [POST]
+      resource: { kind: document, id: \"{doc_id}\" }
+      attributes:
+        fetch:
+          url: http://127.0.0.1:8000/internal/documents/{docId}/attributes
+";
+
+#[test]
+fn issue_18_routes_that_would_mean_something_else_do_not_load() {
+    let cfg = scratch_config("share", SHARE_ROUTE);
+    let out = gatehouse()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = cfg.display();
+    let expected = format!(
+        "error: {file}:4:7: route POST /documents/{{id}}/share: the path goes beyond the resource id \
+(a sub-resource or verb segment), so the HTTP method does not say what is being done: name it \
+with `action: <name>` (or `actions` for every listed method)
+4 |     - path: /documents/{{id}}/share
+  |       ^
+{file}:6:40: route POST /documents/{{id}}/share: {{doc_id}} is not a path parameter (the path's parameters are {{id}})
+6 |       resource: {{ kind: document, id: \"{{doc_id}}\" }}
+  |                                        ^
+{file}:9:57: route POST /documents/{{id}}/share: {{docId}} is not a path parameter (the path's parameters are {{id}})
+9 |           url: http://127.0.0.1:8000/internal/documents/{{docId}}/attributes
+  |                                                         ^
+"
+    );
+    assert_eq!(err, expected);
+    std::fs::remove_dir_all(cfg.parent().unwrap()).ok();
+}
+
+#[test]
+fn issue_18_misspelled_keys_get_a_hint_at_their_line() {
+    let cfg = scratch_config(
+        "typo",
+        "policies: {directory: nowhere}\nextAuthz:\n  routes:\n    - path: /documents\n      method: [GET]\n",
+    );
+    let out = gatehouse()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        format!(
+            "error: {}:5:7: unknown field `method`: did you mean `methods`?\n5 |       method: [GET]\n  |       ^\n",
+            cfg.display()
+        )
+    );
+    std::fs::remove_dir_all(cfg.parent().unwrap()).ok();
+}
+
+#[test]
+fn issue_18_routes_prints_each_action_and_where_it_came_from() {
+    let cfg = scratch_config(
+        "routes",
+        "extAuthz:
+  routes:
+    - path: /health
+      public: true
+    - path: /documents
+      methods: [POST]
+      resource: {kind: document, id: new}
+    - path: /documents/{id}/share
+      methods: [POST]
+      resource: {kind: document, id: \"{id}\"}
+      action: share
+    - path: /documents/{id}
+      methods: [GET, PATCH]
+      resource: {kind: document, id: \"{id}\"}
+      actions: {PATCH: edit}
+",
+    );
+    let out = gatehouse()
+        .args(["routes", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    let f = cfg.display().to_string();
+    let expect = [
+        vec![
+            format!("{f}:3:7"),
+            "*".into(),
+            "/health".into(),
+            "-".into(),
+            "public: allowed without a decision".into(),
+        ],
+        vec![
+            format!("{f}:5:7"),
+            "POST".into(),
+            "/documents".into(),
+            "document new".into(),
+            "create".into(),
+            "default for POST on a collection path".into(),
+        ],
+        vec![
+            format!("{f}:8:7"),
+            "POST".into(),
+            "/documents/{id}/share".into(),
+            "document {id}".into(),
+            "share".into(),
+            format!("action at {f}:11:15"),
+        ],
+        vec![
+            format!("{f}:12:7"),
+            "GET".into(),
+            "/documents/{id}".into(),
+            "document {id}".into(),
+            "read".into(),
+            "default for GET on an item path".into(),
+        ],
+        vec![
+            format!("{f}:12:7"),
+            "PATCH".into(),
+            "/documents/{id}".into(),
+            "document {id}".into(),
+            "edit".into(),
+            format!("actions.PATCH at {f}:15:24"),
+        ],
+    ];
+    assert_eq!(rows.len(), expect.len(), "{table}");
+    for (row, want) in rows.iter().zip(&expect) {
+        assert_eq!(row, want, "{table}");
+    }
+    std::fs::remove_dir_all(cfg.parent().unwrap()).ok();
 }
