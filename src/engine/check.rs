@@ -14,7 +14,7 @@ use crate::policy::compiled::{
     RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
     ScopePermissions,
 };
-use crate::policy::model::sanitize;
+use crate::policy::id::{ScopedKind, policy_key, sanitize, scope_parents};
 
 use super::trace::{Trace, TraceEvent};
 use super::types::{
@@ -59,37 +59,10 @@ enum Binding<'a> {
     RoleRule(&'a Row),
 }
 
-fn policy_key(kind: &str, name: &str, version: &str, scope: &str) -> String {
-    let (name, version) = (sanitize(name), sanitize(version));
-    if scope.is_empty() {
-        format!("{kind}.{name}.v{version}")
-    } else {
-        format!("{kind}.{name}.v{version}/{scope}")
-    }
-}
-
-/// Parent scopes of `scope`, nearest first, ending with the root `""`.
-fn scope_parents(scope: &str) -> impl Iterator<Item = &str> {
-    let mut cur = Some(scope);
-    std::iter::from_fn(move || {
-        let s = cur?;
-        if s.is_empty() {
-            cur = None;
-            return None;
-        }
-        let parent = match s.rfind('.') {
-            Some(i) => &s[..i],
-            None => "",
-        };
-        cur = Some(parent);
-        Some(parent)
-    })
-}
-
 /// Scopes with policies of this kind, most specific first, and the first one's policy key.
 fn all_scopes<'s>(
     existing: &'s FastSet<Arc<str>>,
-    kind: &str,
+    kind: ScopedKind,
     name: &str,
     version: &str,
     scope: &str,
@@ -363,7 +336,7 @@ pub(crate) fn check(
 
     let (principal_scopes, principal_key) = all_scopes(
         &set.principal_scopes,
-        "principal",
+        ScopedKind::Principal,
         &input.principal.id,
         principal_version,
         principal_scope,
@@ -371,7 +344,7 @@ pub(crate) fn check(
     );
     let (resource_scopes, resource_key) = all_scopes(
         &set.resource_scopes,
-        "resource",
+        ScopedKind::Resource,
         kind,
         resource_version,
         resource_scope,
@@ -825,7 +798,7 @@ fn activate_derived_roles(
         if let Some(t) = ev.trace.as_deref_mut() {
             t.push(TraceEvent::DerivedRole {
                 name: dr.name.to_string(),
-                policy: policy_key("resource", kind, version, scope),
+                policy: policy_key(ScopedKind::Resource, kind, version, scope),
                 active: ok,
             });
         }
@@ -894,7 +867,10 @@ fn query<'a>(
                     }
                     if has_policy && !matched {
                         out.push(Binding::RoleNoMatch(Arc::from(policy_key(
-                            "role", role, version, scope,
+                            ScopedKind::Role,
+                            role,
+                            version,
+                            scope,
                         ))));
                     }
                 }
@@ -915,15 +891,6 @@ fn query<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scope_parents_walk_to_root() {
-        let v: Vec<&str> = scope_parents("a.b.c").collect();
-        assert_eq!(v, vec!["a.b", "a", ""]);
-        assert_eq!(scope_parents("").count(), 0);
-        let v: Vec<&str> = scope_parents("a").collect();
-        assert_eq!(v, vec![""]);
-    }
 
     #[test]
     fn the_deciding_rule_is_named() {

@@ -23,6 +23,7 @@ use super::compiled::{
     SLOT_RESOURCE, SLOT_RUNTIME, SchemaRef, ScopePermissions, ScopeRows,
 };
 use super::glob::Glob;
+use super::id::{self, ScopedKind};
 use super::model::{self, Match, Policy, PolicyKind};
 use super::span::{Span, Spanned};
 use crate::cel::{self, HostBinding, HostScope, Value, ast::Expr, ast::ExprKind, from_json};
@@ -103,9 +104,9 @@ impl ImportKind {
     /// The fully qualified id of the imported definition.
     fn fqn(self, name: &str) -> String {
         match self {
-            Self::DerivedRoles => format!("cerbos.derived_roles.{name}"),
-            Self::Variables => format!("cerbos.export_variables.{name}"),
-            Self::Constants => format!("cerbos.export_constants.{name}"),
+            Self::DerivedRoles => id::definition_fqn("derived_roles", name),
+            Self::Variables => id::definition_fqn("export_variables", name),
+            Self::Constants => id::definition_fqn("export_constants", name),
         }
     }
 
@@ -330,7 +331,7 @@ impl<'a> PolicyIndex<'a> {
                 kind: "disabled policy",
                 message: format!(
                     "Policy {:?} is disabled, but {needed_by} needs it",
-                    policy_key(&p.fqn())
+                    id::key_of_fqn(&p.fqn())
                 ),
             });
         }
@@ -338,49 +339,16 @@ impl<'a> PolicyIndex<'a> {
     }
 }
 
-/// The policy key of a fully qualified id: without the `cerbos.` prefix.
-fn policy_key(fqn: &str) -> &str {
-    fqn.strip_prefix("cerbos.").unwrap_or(fqn)
-}
-
-fn scoped_fqn(kind: &str, name: &str, version: &str, scope: &str) -> String {
-    if scope.is_empty() {
-        format!("cerbos.{kind}.{name}.v{version}")
-    } else {
-        format!("cerbos.{kind}.{name}.v{version}/{scope}")
-    }
-}
-
-fn parent_scope(scope: &str) -> Option<&str> {
-    if scope.is_empty() {
-        None
-    } else {
-        Some(scope.rfind('.').map_or("", |i| &scope[..i]))
-    }
-}
-
-/// The scopes above `scope`, parent first, the root (`""`) last.
-fn ancestor_scopes(scope: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut s = scope;
-    while let Some(parent) = parent_scope(s) {
-        out.push(parent);
-        s = parent;
-    }
-    out
-}
-
 /// The ancestors a scoped resource or principal policy needs, parent first: their scopes
 /// and fully qualified ids.
 fn ancestors(p: &Policy) -> Vec<(&str, String)> {
     let (kind, name, version, scope) = match &p.kind {
-        PolicyKind::Resource(rp) => ("resource", &rp.resource, &rp.version, &rp.scope),
-        PolicyKind::Principal(pp) => ("principal", &pp.principal, &pp.version, &pp.scope),
+        PolicyKind::Resource(rp) => (ScopedKind::Resource, &rp.resource, &rp.version, &rp.scope),
+        PolicyKind::Principal(pp) => (ScopedKind::Principal, &pp.principal, &pp.version, &pp.scope),
         _ => return Vec::new(),
     };
-    ancestor_scopes(scope)
-        .into_iter()
-        .map(|s| (s, scoped_fqn(kind, name, version, s)))
+    id::scope_parents(scope)
+        .map(|s| (s, id::policy_fqn(kind, name, version, s)))
         .collect()
 }
 
@@ -444,7 +412,7 @@ pub fn index_policies(policies: &[Policy]) -> PolicyIndex<'_> {
         if p.disabled {
             index.disabled.push(DisabledPolicy {
                 span: p.root_span.clone(),
-                policy: policy_key(&fqn).to_owned(),
+                policy: id::key_of_fqn(&fqn).to_owned(),
             });
             disabled_fqns.entry(fqn).or_insert(i);
             continue;
@@ -456,7 +424,7 @@ pub fn index_policies(policies: &[Policy]) -> PolicyIndex<'_> {
                     index.errors.push(IndexError::DuplicateDefinition {
                         span: p.root_span.clone(),
                         other_file: other.span.file.clone(),
-                        policy: policy_key(&fqn).to_owned(),
+                        policy: id::key_of_fqn(&fqn).to_owned(),
                     });
                 }
             }
@@ -488,7 +456,7 @@ pub fn index_policies(policies: &[Policy]) -> PolicyIndex<'_> {
     let mut conflicting: HashSet<&str> = HashSet::new();
     for &i in &index.first {
         let p = &policies[i];
-        let key = policy_key(&p.fqn()).to_owned();
+        let key = id::key_of_fqn(&p.fqn()).to_owned();
         for (kind, import) in imports(p) {
             let dep = kind.fqn(&import.value);
             if index.by_fqn.contains_key(&dep) {
@@ -527,7 +495,7 @@ pub fn index_policies(policies: &[Policy]) -> PolicyIndex<'_> {
             index.errors.push(IndexError::MissingAncestor {
                 span: p.root_span.clone(),
                 policy: key.clone(),
-                ancestor: policy_key(&ancestor).to_owned(),
+                ancestor: id::key_of_fqn(&ancestor).to_owned(),
             });
         }
         let (scope, perms) = match &p.kind {
@@ -1578,7 +1546,7 @@ fn compile_resource<'a>(
     stop_on_error: bool,
 ) -> bool {
     c.counts.resource += 1;
-    let key = policy_key(&p.fqn()).to_owned();
+    let key = id::key_of_fqn(&p.fqn()).to_owned();
     let referenced = referenced_derived_roles(c, p, rp);
     if stop_on_error && !c.errors.is_empty() {
         return false;
@@ -1611,7 +1579,7 @@ fn compile_resource<'a>(
         }
         scope_rows(set, &rp.version, &rp.scope)
             .schemas
-            .insert(Arc::from(&*model::sanitize(&rp.resource)), ps);
+            .insert(Arc::from(&*id::sanitize(&rp.resource)), ps);
     }
     if stop_on_error && !c.errors.is_empty() {
         return false;
@@ -1624,13 +1592,13 @@ fn compile_resource<'a>(
     if !policy_drs.is_empty() {
         scope_rows(set, &rp.version, &rp.scope)
             .derived_roles
-            .insert(Arc::from(&*model::sanitize(&rp.resource)), policy_drs);
+            .insert(Arc::from(&*id::sanitize(&rp.resource)), policy_drs);
     }
 
     let perms = rp.scope_permissions;
     set.scope_permissions
         .insert(Arc::from(rp.scope.as_str()), scope_permissions(perms));
-    let resource_glob = c.glob(&model::sanitize(&rp.resource), &p.span);
+    let resource_glob = c.glob(&id::sanitize(&rp.resource), &p.span);
     let scope: Arc<str> = Arc::from(rp.scope.as_str());
     let policy_key_arc: Arc<str> = Arc::from(key.as_str());
 
@@ -1711,7 +1679,7 @@ fn compile_principal<'a>(
     pp: &'a model::PrincipalPolicy,
 ) {
     c.counts.principal += 1;
-    let key = policy_key(&p.fqn()).to_owned();
+    let key = id::key_of_fqn(&p.fqn()).to_owned();
     let env = c.env(p, pp.variables.as_ref(), pp.constants.as_ref());
     let perms = pp.scope_permissions;
     set.scope_permissions
@@ -1731,7 +1699,7 @@ fn compile_principal<'a>(
     }
     let mut n = 0usize;
     for rule in &pp.rules {
-        let resource_glob = c.glob(&model::sanitize(&rule.resource), &p.span);
+        let resource_glob = c.glob(&id::sanitize(&rule.resource), &p.span);
         for action in &rule.actions {
             n += 1;
             let name: Arc<str> = Arc::from(
@@ -1777,7 +1745,7 @@ fn compile_role<'a>(
 ) {
     c.counts.role += 1;
     c.role_policies.push(rp);
-    let key = policy_key(&p.fqn()).to_owned();
+    let key = id::key_of_fqn(&p.fqn()).to_owned();
     let env = c.env(p, rp.variables.as_ref(), rp.constants.as_ref());
     let scope: Arc<str> = Arc::from(rp.scope.as_str());
     let policy_key_arc: Arc<str> = Arc::from(key.as_str());
@@ -1801,7 +1769,7 @@ fn compile_role<'a>(
         let row = Row {
             kind: RowKind::Resource,
             policy_key: policy_key_arc.clone(),
-            resource: c.glob(&model::sanitize(&rule.resource), &rule.span),
+            resource: c.glob(&id::sanitize(&rule.resource), &rule.span),
             role: Glob::Literal(rp.role.as_str().into()),
             actions: ActionSet::AllowActions(actions),
             condition,
@@ -1949,7 +1917,7 @@ pub fn compile_unit(
                             c.error(
                                 &main.span,
                                 "missing policy definition",
-                                format!("Missing ancestor policy {:?}", policy_key(fqn)),
+                                format!("Missing ancestor policy {:?}", id::key_of_fqn(fqn)),
                             );
                         }
                     }

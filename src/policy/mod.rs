@@ -8,6 +8,7 @@
 pub mod compiled;
 pub mod compiler;
 pub mod glob;
+pub(crate) mod id;
 pub mod loader;
 pub mod model;
 pub mod span;

@@ -88,51 +88,22 @@ impl PolicyKind {
     }
 }
 
-/// Cerbos's name sanitisation: a name that follows the naming pattern of Cerbos before
-/// 0.30 (`album:object`) has its non-word characters replaced by `_` (`album_object`);
-/// any other name (`arn:aws:sns:us-east-1:123456789012:topic-a`) is kept as written.
-pub fn sanitize(name: &str) -> std::borrow::Cow<'_, str> {
-    use std::sync::OnceLock;
-    static OLD: OnceLock<(regex::Regex, regex::Regex)> = OnceLock::new();
-    let (old, invalid) = OLD.get_or_init(|| {
-        (
-            regex::Regex::new(r"^[A-Za-z][0-9A-Za-z_@.\-/]*(:[A-Za-z][0-9A-Za-z_@.\-/]*)*$")
-                .expect("valid regex"),
-            regex::Regex::new(r"[^0-9A-Za-z_.]+").expect("valid regex"),
-        )
-    });
-    if !name
-        .bytes()
-        .any(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'.'))
-    {
-        return std::borrow::Cow::Borrowed(name);
-    }
-    if old.is_match(name) {
-        invalid.replace_all(name, "_")
-    } else {
-        std::borrow::Cow::Borrowed(name)
-    }
-}
-
 impl Policy {
     /// Cerbos's fully qualified policy id, e.g. `cerbos.resource.leave_request.v20210210/acme.hr`
     /// (the scope suffix only when the scope is not empty), `cerbos.derived_roles.common_roles`.
     pub fn fqn(&self) -> String {
-        fn scoped(kind: &str, name: &str, version: &str, scope: &str) -> String {
-            let (name, version) = (sanitize(name), sanitize(version));
-            if scope.is_empty() {
-                format!("cerbos.{kind}.{name}.v{version}")
-            } else {
-                format!("cerbos.{kind}.{name}.v{version}/{scope}")
-            }
-        }
+        use super::id::{ScopedKind, definition_fqn, policy_fqn};
         match &self.kind {
-            PolicyKind::Resource(p) => scoped("resource", &p.resource, &p.version, &p.scope),
-            PolicyKind::Principal(p) => scoped("principal", &p.principal, &p.version, &p.scope),
-            PolicyKind::Role(p) => scoped("role", &p.role, &p.version, &p.scope),
-            PolicyKind::DerivedRoles(p) => format!("cerbos.derived_roles.{}", p.name),
-            PolicyKind::ExportVariables(p) => format!("cerbos.export_variables.{}", p.name),
-            PolicyKind::ExportConstants(p) => format!("cerbos.export_constants.{}", p.name),
+            PolicyKind::Resource(p) => {
+                policy_fqn(ScopedKind::Resource, &p.resource, &p.version, &p.scope)
+            }
+            PolicyKind::Principal(p) => {
+                policy_fqn(ScopedKind::Principal, &p.principal, &p.version, &p.scope)
+            }
+            PolicyKind::Role(p) => policy_fqn(ScopedKind::Role, &p.role, &p.version, &p.scope),
+            PolicyKind::DerivedRoles(p) => definition_fqn("derived_roles", &p.name),
+            PolicyKind::ExportVariables(p) => definition_fqn("export_variables", &p.name),
+            PolicyKind::ExportConstants(p) => definition_fqn("export_constants", &p.name),
         }
     }
 
@@ -1679,17 +1650,6 @@ mod tests {
             span: Span::default(),
             root_span: Span::default(),
         }
-    }
-
-    #[test]
-    fn sanitize_follows_cerbos_pre_030_names() {
-        assert_eq!(sanitize("album:object"), "album_object");
-        assert_eq!(sanitize("a-b/c@d"), "a_b_c_d");
-        assert_eq!(sanitize("leave_request"), "leave_request");
-        // A segment starting with a digit does not follow the old pattern: kept as written.
-        let arn = "arn:aws:sns:us-east-1:123456789012:topic-a";
-        assert_eq!(sanitize(arn), arn);
-        assert_eq!(sanitize("leave_*"), "leave_*");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::engine::{
     CheckInput, CheckOutput, Engine, EngineConfig, SchemaEnforcement, Trace, TraceEvent,
 };
 use crate::policy::compiled::{CompiledPolicySet, Effect};
+use crate::policy::id::ScopedKind;
 use crate::policy::model::{Policy, PolicyKind};
 use crate::policy::{LoadedStore, StoreError};
 
@@ -363,13 +364,13 @@ impl Runner<'_> {
         }
         let options = test.options.as_ref();
         if !self.options.excluded_resource_policy_fqns.is_empty() {
-            let fqn = policy_fqn("resource", &test.resource, "kind", options);
+            let fqn = policy_fqn(ScopedKind::Resource, &test.resource, "kind", options);
             if self.options.excluded_resource_policy_fqns.contains(&fqn) {
                 return Some(SKIP_REASON_RESOURCE.to_owned());
             }
         }
         if !self.options.excluded_principal_policy_fqns.is_empty() {
-            let fqn = policy_fqn("principal", &test.principal, "id", options);
+            let fqn = policy_fqn(ScopedKind::Principal, &test.principal, "id", options);
             if self.options.excluded_principal_policy_fqns.contains(&fqn) {
                 return Some(SKIP_REASON_PRINCIPAL.to_owned());
             }
@@ -507,7 +508,7 @@ fn instant(year: i32) -> Timestamp {
 
 /// `cerbos.<kind>.<name>.v<version>[/<scope>]` of a fixture under the test's options.
 fn policy_fqn(
-    kind: &str,
+    kind: ScopedKind,
     fixture: &Json,
     name_field: &str,
     options: Option<&TestOptions>,
@@ -526,12 +527,7 @@ fn policy_fqn(
             .unwrap_or_default(),
         s => s,
     };
-    let base = format!("cerbos.{kind}.{}.v{version}", field(name_field));
-    if scope.is_empty() {
-        base
-    } else {
-        format!("{base}/{scope}")
-    }
+    crate::policy::id::policy_fqn(kind, field(name_field), version, scope)
 }
 
 fn build_input(test: &Test) -> Result<CheckInput, String> {
@@ -640,13 +636,13 @@ mod tests {
         let mut o = TestOptions::default();
         let r = serde_json::json!({"kind": "doc", "id": "1"});
         assert_eq!(
-            policy_fqn("resource", &r, "kind", None),
+            policy_fqn(ScopedKind::Resource, &r, "kind", None),
             "cerbos.resource.doc.vdefault"
         );
         o.default_policy_version = "2".into();
         o.default_scope = "acme".into();
         assert_eq!(
-            policy_fqn("resource", &r, "kind", Some(&o)),
+            policy_fqn(ScopedKind::Resource, &r, "kind", Some(&o)),
             "cerbos.resource.doc.v2/acme"
         );
     }

@@ -15,6 +15,7 @@ mod git_source;
 mod index_cases;
 mod jwks_https;
 mod jwt;
+mod parity_cases;
 mod parser_cases;
 mod reload;
 mod robustness;
