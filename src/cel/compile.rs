@@ -103,6 +103,16 @@ fn undeclared(pos: usize, name: &str) -> CompileError {
     }
 }
 
+/// The names of the extension types that expressions can name.
+const EXTENSION_TYPES: [&str; 6] = [
+    "net.IP",
+    "net.CIDR",
+    "cerbos.lib.hierarchy",
+    "cerbos.lib.spiffeID",
+    "cerbos.lib.spiffeTrustDomain",
+    "cerbos.lib.spiffeMatcher",
+];
+
 fn type_ident(name: &str) -> Option<CelType> {
     Some(match name {
         "int" => CelType::Int,
@@ -118,6 +128,15 @@ fn type_ident(name: &str) -> Option<CelType> {
         "optional_type" => CelType::Optional,
         "google.protobuf.Timestamp" => CelType::Timestamp,
         "google.protobuf.Duration" => CelType::Duration,
+        // The extension types, by the names Cerbos 0.55 declares.
+        "net.IP"
+        | "net.CIDR"
+        | "cerbos.lib.hierarchy"
+        | "cerbos.lib.spiffeID"
+        | "cerbos.lib.spiffeTrustDomain"
+        | "cerbos.lib.spiffeMatcher" => {
+            CelType::Named(EXTENSION_TYPES.iter().find(|t| **t == name)?)
+        }
         _ => return None,
     })
 }
@@ -385,6 +404,9 @@ impl Compiler<'_> {
                 let filter = (args.len() == 4).then(|| &args[2]);
                 return self.comprehension(kind, t, &args[..2], filter, &args[args.len() - 1]);
             }
+            (Some(t), "optMap" | "optFlatMap", 2) => {
+                return self.opt_map(t, &args[0], &args[1], func == "optFlatMap");
+            }
             (Some(t), "or" | "orValue", 1) => {
                 let o = self.expr(t)?;
                 let a = self.expr(&args[0])?;
@@ -451,6 +473,43 @@ impl Compiler<'_> {
             filter: filter.transpose()?,
             body: body?,
         })))
+    }
+
+    /// `opt.optMap(x, e)` is `opt.hasValue() ? optional.of(cel.bind(x, opt.value(), e)) :
+    /// optional.none()`; `optFlatMap` leaves out the `optional.of` (cel-go's macros).
+    fn opt_map(
+        &mut self,
+        target: &Expr,
+        var: &Expr,
+        body: &Expr,
+        flat: bool,
+    ) -> Result<Node, CompileError> {
+        let name = self.macro_var(var)?;
+        let function = |name: &str, style| {
+            registry().get(name, style).ok_or_else(|| CompileError {
+                message: format!("missing library function {name}"),
+                pos: target.pos,
+            })
+        };
+        let has_value = function("hasValue", CallStyle::Receiver)?;
+        let value = function("value", CallStyle::Receiver)?;
+        let of = function("optional.of", CallStyle::Global)?;
+        let cond = Node::Call(has_value, vec![self.expr(target)?]);
+        let init = Node::Call(value, vec![self.expr(target)?]);
+        let slot = self.alloc(&name);
+        let body = self.expr(body);
+        self.release(1);
+        let bound = Node::Bind(slot, Box::new(init), Box::new(body?));
+        let then = if flat {
+            bound
+        } else {
+            Node::Call(of, vec![bound])
+        };
+        Ok(Node::Ternary(
+            Box::new(cond),
+            Box::new(then),
+            Box::new(Node::Const(Value::Optional(None))),
+        ))
     }
 
     fn bind(&mut self, args: &[Expr], pos: usize) -> Result<Node, CompileError> {

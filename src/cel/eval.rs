@@ -155,25 +155,31 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
                 Root::Host(i) => &act.host[*i as usize],
                 Root::Local(i) => &locals.slots[*i as usize],
             };
-            for f in fields.iter() {
+            for (n, f) in fields.iter().enumerate() {
+                if let Value::Optional(_) = cur {
+                    // Selection on an optional value chains: the rest is optional too.
+                    let mut v = cur.clone();
+                    for f in &fields[n..] {
+                        v = opt_select(v, f)?;
+                    }
+                    return Ok(v);
+                }
                 cur = select_ref(cur, f)?;
             }
             Ok(cur.clone())
         }
-        Node::Select(operand, field) => {
-            let v = eval(operand, act, locals)?;
-            select_ref(&v, field).cloned()
-        }
-        Node::OptSelect(operand, field) => {
-            let v = eval(operand, act, locals)?;
-            match v {
-                Value::Optional(None) => Ok(Value::Optional(None)),
-                Value::Optional(Some(inner)) => opt_select(&inner, field),
-                other => opt_select(&other, field),
-            }
-        }
+        Node::Select(operand, field) => match eval(operand, act, locals)? {
+            v @ Value::Optional(_) => opt_select(v, field),
+            v => select_ref(&v, field).cloned(),
+        },
+        Node::OptSelect(operand, field) => opt_select(eval(operand, act, locals)?, field),
         Node::Has(operand, field) => {
-            let v = eval(operand, act, locals)?;
+            let v = match eval(operand, act, locals)? {
+                // `has(opt.f)`: false when `opt` is empty, else whether its value has `f`.
+                Value::Optional(None) => return Ok(Value::Bool(false)),
+                Value::Optional(Some(inner)) => (*inner).clone(),
+                v => v,
+            };
             match v {
                 Value::Map(m) => Ok(Value::Bool(m.get_str(field).is_some())),
                 other => Err(EvalError::new(format!(
@@ -185,23 +191,15 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
         Node::Index(operand, index) => {
             let v = eval(operand, act, locals)?;
             let i = eval(index, act, locals)?;
-            index_value(&v, &i)
+            match v {
+                v @ Value::Optional(_) => opt_index(v, &i),
+                v => index_value(&v, &i),
+            }
         }
         Node::OptIndex(operand, index) => {
             let v = eval(operand, act, locals)?;
             let i = eval(index, act, locals)?;
-            let target = match v {
-                Value::Optional(None) => return Ok(Value::Optional(None)),
-                Value::Optional(Some(inner)) => (*inner).clone(),
-                other => other,
-            };
-            match index_value(&target, &i) {
-                Ok(v) => Ok(Value::Optional(Some(Arc::new(v)))),
-                Err(_) if matches!(target, Value::Map(_) | Value::List(_)) => {
-                    Ok(Value::Optional(None))
-                }
-                Err(e) => Err(e),
-            }
+            opt_index(v, &i)
         }
         Node::List(items) => {
             let mut out = Vec::with_capacity(items.len());
@@ -234,9 +232,9 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
                 } else {
                     vv
                 };
-                if m.insert(key, vv).is_some() {
-                    return Err(EvalError::new(format!("Failed with repeated key: {kv:?}")));
-                }
+                // A repeated key keeps the last value, as in Cerbos (cel-go without its
+                // checker's duplicate-key error).
+                m.insert(key, vv);
             }
             Ok(Value::map(m))
         }
@@ -250,7 +248,7 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
                 .map(Value::Int)
                 .ok_or_else(|| EvalError::new("integer overflow")),
             Value::Double(d) => Ok(Value::Double(-d)),
-            Value::Duration(d) => Ok(Value::Duration(-d)),
+            Value::Duration(d) => duration_value(-d),
             _ => Err(no_such_overload()),
         },
         Node::Binary(op, l, r) => {
@@ -339,10 +337,32 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
     }
 }
 
-fn opt_select(v: &Value, field: &str) -> Result<Value, EvalError> {
-    match v {
+/// `v.?field`, and `v.field` when `v` is optional: an empty optional stays empty, a missing
+/// key gives an empty optional.
+fn opt_select(v: Value, field: &str) -> Result<Value, EvalError> {
+    let target = match v {
+        Value::Optional(None) => return Ok(Value::Optional(None)),
+        Value::Optional(Some(inner)) => inner,
+        other => Arc::new(other),
+    };
+    match &*target {
         Value::Map(m) => Ok(Value::Optional(m.get_str(field).cloned().map(Arc::new))),
         _ => Err(no_such_overload()),
+    }
+}
+
+/// `v[?index]`, and `v[index]` when `v` is optional: an empty optional stays empty, a
+/// missing key or index gives an empty optional.
+fn opt_index(v: Value, index: &Value) -> Result<Value, EvalError> {
+    let target = match v {
+        Value::Optional(None) => return Ok(Value::Optional(None)),
+        Value::Optional(Some(inner)) => (*inner).clone(),
+        other => other,
+    };
+    match index_value(&target, index) {
+        Ok(v) => Ok(Value::Optional(Some(Arc::new(v)))),
+        Err(_) if matches!(target, Value::Map(_) | Value::List(_)) => Ok(Value::Optional(None)),
+        Err(e) => Err(e),
     }
 }
 
@@ -396,6 +416,29 @@ fn overflow() -> EvalError {
     EvalError::new("integer overflow")
 }
 
+/// Seconds from the Unix epoch to `0001-01-01T00:00:00Z`, the earliest CEL timestamp.
+const MIN_UNIX_TIME: i64 = -62_135_596_800;
+/// Seconds from the Unix epoch to `9999-12-31T23:59:59Z`, the latest whole second of a CEL
+/// timestamp.
+const MAX_UNIX_TIME: i64 = 253_402_300_799;
+
+/// A duration value, or `integer overflow` beyond cel-go's range (int64 nanoseconds, about
+/// ±292 years).
+pub(crate) fn duration_value(d: chrono::TimeDelta) -> Result<Value, EvalError> {
+    d.num_nanoseconds()
+        .map(|_| Value::Duration(d))
+        .ok_or_else(overflow)
+}
+
+/// A timestamp value, or `timestamp overflow` outside years 1 to 9999 (cel-go's range).
+pub(crate) fn timestamp_value(t: Timestamp) -> Result<Value, EvalError> {
+    if (MIN_UNIX_TIME..=MAX_UNIX_TIME).contains(&t.timestamp()) {
+        Ok(Value::Timestamp(t))
+    } else {
+        Err(EvalError::new("timestamp overflow"))
+    }
+}
+
 /// Applies a binary operator to two evaluated operands.
 pub(crate) fn binary(op: BinaryOp, l: &Value, r: &Value) -> Result<Value, EvalError> {
     use Value::*;
@@ -430,21 +473,27 @@ pub(crate) fn binary(op: BinaryOp, l: &Value, r: &Value) -> Result<Value, EvalEr
             (List(a), List(b)) => Ok(Value::list(a.iter().chain(b.iter()).cloned().collect())),
             (Timestamp(t), Duration(d)) | (Duration(d), Timestamp(t)) => t
                 .checked_add_signed(*d)
-                .map(Timestamp)
-                .ok_or_else(|| EvalError::new("timestamp overflow")),
-            (Duration(a), Duration(b)) => a.checked_add(b).map(Duration).ok_or_else(overflow),
+                .ok_or_else(|| EvalError::new("timestamp overflow"))
+                .and_then(timestamp_value),
+            (Duration(a), Duration(b)) => a
+                .checked_add(b)
+                .ok_or_else(overflow)
+                .and_then(duration_value),
             _ => Err(no_such_overload()),
         },
         BinaryOp::Sub => match (l, r) {
             (Int(a), Int(b)) => a.checked_sub(*b).map(Int).ok_or_else(overflow),
             (Uint(a), Uint(b)) => a.checked_sub(*b).map(Uint).ok_or_else(overflow),
             (Double(a), Double(b)) => Ok(Double(a - b)),
-            (Timestamp(a), Timestamp(b)) => Ok(Duration(a.signed_duration_since(*b))),
+            (Timestamp(a), Timestamp(b)) => duration_value(a.signed_duration_since(*b)),
             (Timestamp(t), Duration(d)) => t
                 .checked_sub_signed(*d)
-                .map(Timestamp)
-                .ok_or_else(|| EvalError::new("timestamp overflow")),
-            (Duration(a), Duration(b)) => a.checked_sub(b).map(Duration).ok_or_else(overflow),
+                .ok_or_else(|| EvalError::new("timestamp overflow"))
+                .and_then(timestamp_value),
+            (Duration(a), Duration(b)) => a
+                .checked_sub(b)
+                .ok_or_else(overflow)
+                .and_then(duration_value),
             _ => Err(no_such_overload()),
         },
         BinaryOp::Mul => match (l, r) {

@@ -96,6 +96,55 @@ pub(crate) mod testing {
         }
     }
 
+    /// Bugs the CEL specification's conformance suites found (tests/it/cel_spec.rs).
+    #[test]
+    fn cel_spec_findings() {
+        for src in [
+            // A repeated map key keeps the last value, as in Cerbos.
+            "{'a': 1, 'a': 2}.a == 2",
+            "[1].map(x, {x: 'a', 1: 'b'})[0][1] == 'b'",
+            // Extension type names.
+            "type(ip('192.168.0.1')) == net.IP && type(cidr('10.0.0.0/8')) == net.CIDR",
+            "type(hierarchy('a.b')) == cerbos.lib.hierarchy",
+            // optMap / optFlatMap.
+            "optional.of(42).optMap(y, y + 1).value() == 43",
+            "!optional.none().optMap(y, y + 1).hasValue()",
+            "{'k': {'s': 'v'}}.?k.optFlatMap(k, k.?s).value() == 'v'",
+            "!{'k': {}}.?k.optFlatMap(k, k.?s).hasValue()",
+            // Selection and indexing on an optional value chain.
+            "optional.of({'c': {'i': 'g'}}).c.i.orValue('d') == 'g'",
+            "optional.of({'c': {}}).c.missing.orValue('d') == 'd'",
+            "optional.of({'c': {}}).c['missing'].orValue('d') == 'd'",
+            "optional.none()[0].orValue('d') == 'd'",
+            "!has({}.?x.y) && has({'x': {'y': 'z'}}.?x.y)",
+            "!has({'foo': optional.none()}.foo.bar)",
+            // Backquoted field names.
+            "{'content-type': 'json'}.`content-type` == 'json'",
+            // int(duration) is nanoseconds.
+            "int(duration('1h')) == 3600000000000",
+        ] {
+            assert_true(src);
+        }
+        for src in [
+            "timestamp('0000-01-01T00:00:00Z')",
+            "timestamp(253402300800)",
+            "timestamp(-62135596801)",
+            "timestamp('9999-12-31T23:59:59.999999999Z') + duration('1ns')",
+            "timestamp('0001-01-01T00:00:00Z') - duration('1ns')",
+            "timestamp('9999-12-31T23:59:59Z') - timestamp('0001-01-01T00:00:00Z')",
+            "duration('2562047h') + duration('1h')",
+            "-(duration('-2562047h') - duration('47m16.854775808s'))",
+            "duration(5)",
+        ] {
+            assert!(eval(src).is_err(), "{src}");
+        }
+        assert!(
+            eval("timestamp('9999-12-31T23:59:59Z') + duration('1s')")
+                .unwrap_err()
+                .contains("timestamp overflow")
+        );
+    }
+
     #[test]
     fn errors() {
         assert!(eval("{'a': 1}.b").unwrap_err().contains("no such key: b"));

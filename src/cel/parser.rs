@@ -37,6 +37,8 @@ enum Tok {
     Str(String),
     Bytes(Vec<u8>),
     Ident(String),
+    /// A backquoted field name (`` m.`content-type` ``), allowed only after `.` and `.?`.
+    QuotedIdent(String),
     Punct(&'static str),
     Eof,
 }
@@ -89,6 +91,9 @@ impl<'a> Lexer<'a> {
         if c == b'"' || c == b'\'' {
             return self.string(false, false).map(|t| (t, start));
         }
+        if c == b'`' {
+            return self.quoted_ident().map(|t| (t, start));
+        }
         if c.is_ascii_alphabetic() || c == b'_' {
             // String prefixes: r, b, rb, br (any case).
             let rest = &self.bytes[self.pos..];
@@ -128,7 +133,10 @@ impl<'a> Lexer<'a> {
                 if *p == ".?" {
                     let after = self.bytes.get(self.pos + 2);
                     if !after.is_some_and(|b| {
-                        b.is_ascii_alphabetic() || *b == b'_' || b.is_ascii_whitespace()
+                        b.is_ascii_alphabetic()
+                            || *b == b'_'
+                            || *b == b'`'
+                            || b.is_ascii_whitespace()
                     }) {
                         continue;
                     }
@@ -139,6 +147,26 @@ impl<'a> Lexer<'a> {
         }
         let ch = self.src[self.pos..].chars().next().unwrap_or('?');
         self.err(start, format!("token recognition error at: '{ch}'"))
+    }
+
+    /// A backquoted identifier: letters, digits and `_ . - / ` and spaces (cel-go's
+    /// `ESC_IDENTIFIER`).
+    fn quoted_ident(&mut self) -> Result<Tok, ParseError> {
+        let start = self.pos;
+        self.pos += 1;
+        let body = self.pos;
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/' | b' ') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        if self.pos == body || self.bytes.get(self.pos) != Some(&b'`') {
+            return self.err(start, "token recognition error at: '`'");
+        }
+        self.pos += 1;
+        Ok(Tok::QuotedIdent(self.src[body..self.pos - 1].to_string()))
     }
 
     fn number(&mut self) -> Result<Tok, ParseError> {
@@ -668,11 +696,13 @@ impl Parser<'_> {
             if self.is(".") || self.is(".?") {
                 let optional = self.is(".?");
                 self.advance()?;
-                let Tok::Ident(name) = self.tok.clone() else {
-                    return Err(self.unexpected());
+                let (name, quoted) = match self.tok.clone() {
+                    Tok::Ident(name) => (name, false),
+                    Tok::QuotedIdent(name) => (name, true),
+                    _ => return Err(self.unexpected()),
                 };
                 self.advance()?;
-                if !optional && self.is("(") {
+                if !optional && !quoted && self.is("(") {
                     self.advance()?;
                     let args = self.args(")")?;
                     e = Expr {
@@ -951,6 +981,22 @@ mod tests {
         ok("{?'k': v}");
         ok("math.greatest(1, 2)");
         ok(".P.attr");
+    }
+
+    #[test]
+    fn parses_backquoted_field_names() {
+        // cel-spec fields/quoted_map_fields.
+        match ok("m.`content-type`").kind {
+            ExprKind::Select { field, .. } => assert_eq!(field, "content-type"),
+            k => panic!("{k:?}"),
+        }
+        ok("has(m.`foo.txt`)");
+        ok("m.?`a b/c`");
+        assert!(parse("`a`").is_err());
+        assert!(parse("m.`a`(1)").is_err());
+        assert!(parse("m.``").is_err());
+        assert!(parse("m.`a").is_err());
+        assert!(parse("m.`a+b`").is_err());
     }
 
     #[test]

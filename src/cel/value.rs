@@ -360,10 +360,10 @@ impl Value {
             Value::Opaque(o) => CelType::Named(match &**o {
                 Opaque::Ip(_) => "net.IP",
                 Opaque::Cidr { .. } => "net.CIDR",
-                Opaque::Hierarchy(_) => "hierarchy",
-                Opaque::SpiffeId { .. } => "spiffe.ID",
-                Opaque::SpiffeTrustDomain(_) => "spiffe.TrustDomain",
-                Opaque::SpiffeMatcher(_) => "spiffe.Matcher",
+                Opaque::Hierarchy(_) => "cerbos.lib.hierarchy",
+                Opaque::SpiffeId { .. } => "cerbos.lib.spiffeID",
+                Opaque::SpiffeTrustDomain(_) => "cerbos.lib.spiffeTrustDomain",
+                Opaque::SpiffeMatcher(_) => "cerbos.lib.spiffeMatcher",
             }),
         }
     }
@@ -492,7 +492,10 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Compares two numeric values of any numeric types exactly.
+/// Compares two numeric values of any numeric types as cel-go does: `int` with `uint`
+/// exactly; an `int` or `uint` with a `double` by converting the integer to a double (so
+/// `9007199254740993 == 9007199254740992.0`, as in Cerbos), doubles beyond the integer's
+/// range ordering outside it. `None` when a NaN is involved.
 pub fn numeric_cmp(a: &Value, b: &Value) -> Option<Ordering> {
     use Value::*;
     match (a, b) {
@@ -517,47 +520,29 @@ pub fn numeric_cmp(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
+/// cel-go's `compareIntDouble`.
 fn cmp_i64_f64(i: i64, d: f64) -> Option<Ordering> {
     if d.is_nan() {
-        return None;
-    }
-    if d < -9.223_372_036_854_776e18 {
-        return Some(Ordering::Greater);
-    }
-    if d >= 9.223_372_036_854_776e18 {
-        return Some(Ordering::Less);
-    }
-    let t = d.trunc();
-    match i.cmp(&(t as i64)) {
-        Ordering::Equal => Some(if d > t {
-            Ordering::Less
-        } else if d < t {
-            Ordering::Greater
-        } else {
-            Ordering::Equal
-        }),
-        o => Some(o),
+        None
+    } else if d < i64::MIN as f64 {
+        Some(Ordering::Greater)
+    } else if d > i64::MAX as f64 {
+        Some(Ordering::Less)
+    } else {
+        (i as f64).partial_cmp(&d)
     }
 }
 
+/// cel-go's `compareUintDouble`.
 fn cmp_u64_f64(u: u64, d: f64) -> Option<Ordering> {
     if d.is_nan() {
-        return None;
-    }
-    if d < 0.0 {
-        return Some(Ordering::Greater);
-    }
-    if d >= 1.844_674_407_370_955_2e19 {
-        return Some(Ordering::Less);
-    }
-    let t = d.trunc();
-    match u.cmp(&(t as u64)) {
-        Ordering::Equal => Some(if d > t {
-            Ordering::Less
-        } else {
-            Ordering::Equal
-        }),
-        o => Some(o),
+        None
+    } else if d < 0.0 {
+        Some(Ordering::Greater)
+    } else if d > u64::MAX as f64 {
+        Some(Ordering::Less)
+    } else {
+        (u as f64).partial_cmp(&d)
     }
 }
 
@@ -595,6 +580,26 @@ impl From<Vec<Value>> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_compare_with_doubles_as_doubles() {
+        // cel-spec comparisons/*_literal/*_big_*; Cerbos: a JSON number beyond 2^53.
+        let max = Value::Int(i64::MAX);
+        let two_63 = Value::Double(9_223_372_036_854_775_808.0);
+        assert_eq!(max.cel_cmp(&two_63), Some(Ordering::Equal));
+        assert_eq!(two_63.cel_cmp(&max), Some(Ordering::Equal));
+        assert!(Value::Int(9_007_199_254_740_993).cel_eq(&Value::Double(9_007_199_254_740_992.0)));
+        assert!(Value::Uint(u64::MAX).cel_eq(&Value::Double(18_446_744_073_709_551_616.0)));
+        assert_eq!(
+            Value::Int(i64::MAX).cel_cmp(&Value::Double(1e19)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(
+            Value::Int(i64::MIN).cel_cmp(&Value::Double(-1e19)),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(Value::Int(1).cel_cmp(&Value::Double(f64::NAN)), None);
+    }
 
     #[test]
     fn heterogeneous_numbers_compare_exactly() {

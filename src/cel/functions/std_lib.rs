@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta};
 use regex::Regex;
 
 use super::{FunctionRegistry, arg_str, arity, no_overload};
-use crate::cel::eval::{Activation, EvalError};
+use crate::cel::eval::{Activation, EvalError, timestamp_value};
 use crate::cel::value::Value;
 
 pub(super) fn register(r: &mut FunctionRegistry) {
@@ -94,6 +94,8 @@ fn to_int(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
             .map(Value::Int)
             .map_err(|_| EvalError::new(format!("cannot convert '{s}' to int"))),
         Value::Timestamp(t) => Ok(Value::Int(t.timestamp())),
+        // Nanoseconds, as cel-go (a duration never exceeds int64 nanoseconds).
+        Value::Duration(d) => d.num_nanoseconds().map(Value::Int).ok_or_else(range_err),
         Value::Bool(b) => Ok(Value::Int(i64::from(*b))),
         _ => Err(no_overload("int", args)),
     }
@@ -275,10 +277,10 @@ fn to_timestamp(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     arity("timestamp", args, 1)?;
     match &args[0] {
         Value::Timestamp(t) => Ok(Value::Timestamp(*t)),
-        Value::String(s) => parse_timestamp(s).map(Value::Timestamp),
+        Value::String(s) => parse_timestamp(s).and_then(timestamp_value),
         Value::Int(i) => DateTime::from_timestamp(*i, 0)
-            .map(|t| Value::Timestamp(t.fixed_offset()))
-            .ok_or_else(range_err),
+            .ok_or_else(|| EvalError::new("timestamp overflow"))
+            .and_then(|t| timestamp_value(t.fixed_offset())),
         _ => Err(no_overload("timestamp", args)),
     }
 }
@@ -347,7 +349,6 @@ fn to_duration(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     match &args[0] {
         Value::Duration(d) => Ok(Value::Duration(*d)),
         Value::String(s) => parse_duration(s).map(Value::Duration),
-        Value::Int(i) => Ok(Value::Duration(TimeDelta::seconds(*i))),
         _ => Err(no_overload("duration", args)),
     }
 }

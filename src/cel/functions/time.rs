@@ -10,7 +10,7 @@ use std::str::FromStr;
 use chrono::{Datelike, FixedOffset, NaiveDateTime, TimeDelta, Timelike};
 
 use super::{FunctionRegistry, arity, no_overload};
-use crate::cel::eval::{Activation, EvalError};
+use crate::cel::eval::{Activation, EvalError, duration_value};
 use crate::cel::value::{Timestamp, Value};
 
 pub(super) fn register(r: &mut FunctionRegistry) {
@@ -142,7 +142,7 @@ fn now(args: &[Value], act: &Activation) -> Result<Value, EvalError> {
 /// Cerbos's `ts.timeSince()` / `timeSince(ts)`: `now() - ts`.
 fn time_since(args: &[Value], act: &Activation) -> Result<Value, EvalError> {
     match args {
-        [Value::Timestamp(t)] => Ok(Value::Duration(act.now().signed_duration_since(*t))),
+        [Value::Timestamp(t)] => duration_value(act.now().signed_duration_since(*t)),
         _ => Err(no_overload("timeSince", args)),
     }
 }
