@@ -21,10 +21,8 @@ use serde::de::{
 
 use super::model::{Policy, PolicyKind, RawPolicy};
 use super::span::{self, SPAN_FIELD, SPANNED_STRUCT, Span, VALUE_FIELD, VALUE_SPAN_FIELD};
+use super::tree::{self, FileRole};
 use super::yaml::{Node, NodeKind, Pos, Scalar, ScalarValue, build_documents};
-
-/// Deepest directory nesting followed in a store.
-const MAX_DIR_DEPTH: usize = 64;
 
 // === Errors ===
 
@@ -53,7 +51,7 @@ pub struct LoadError {
 }
 
 impl LoadError {
-    fn new(span: Span, kind: LoadErrorKind, message: impl Into<String>) -> Self {
+    pub(super) fn new(span: Span, kind: LoadErrorKind, message: impl Into<String>) -> Self {
         Self {
             span,
             kind,
@@ -284,15 +282,34 @@ pub fn load_dir_without_store_checks(dir: &Path) -> Result<LoadedStore, LoadErro
 }
 
 fn load(dir: &Path, store_checks: bool) -> Result<LoadedStore, LoadErrors> {
+    let mut tree = tree::scan(dir);
     let mut loader = StoreLoader {
         store: LoadedStore::default(),
-        errors: Vec::new(),
+        errors: std::mem::take(&mut tree.errors),
         store_checks,
     };
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => loader.walk(dir, "", 0),
-        Ok(_) => loader.io_error(&dir.display().to_string(), "not a directory".to_owned()),
-        Err(e) => loader.io_error(&dir.display().to_string(), e.to_string()),
+    let files = std::mem::take(&mut tree.files);
+    for file in &files {
+        match file.role {
+            FileRole::Test => loader.store.test_files.push(file.path.clone()),
+            FileRole::Policy => match tree.read(file) {
+                Ok(bytes) => loader.policy_file(bytes, &file.rel),
+                Err(e) => loader.errors.push(e),
+            },
+            FileRole::Schema => match tree.read(file) {
+                Ok(bytes) => {
+                    let name = file.rel.strip_prefix("_schemas/").unwrap_or(&file.rel);
+                    match first_json_value(&bytes) {
+                        Some(value) => loader.store.schemas.push((name.to_owned(), value)),
+                        None => tracing::warn!(
+                            schema = %file.rel,
+                            "ignoring schema that is not JSON"
+                        ),
+                    }
+                }
+                Err(e) => loader.errors.push(e),
+            },
+        }
     }
     match LoadErrors::from_vec(loader.errors) {
         Some(errors) => Err(errors),
@@ -307,89 +324,7 @@ struct StoreLoader {
 }
 
 impl StoreLoader {
-    fn io_error(&mut self, file: &str, message: String) {
-        self.errors.push(LoadError::new(
-            Span::new(file, 1, 1),
-            LoadErrorKind::Io,
-            message,
-        ));
-    }
-
-    /// Sorted entries of a directory, or `None` after recording the error.
-    fn entries(&mut self, dir: &Path, rel: &str) -> Option<Vec<(String, PathBuf)>> {
-        let read = match std::fs::read_dir(dir) {
-            Ok(r) => r,
-            Err(e) => {
-                self.io_error(display_rel(rel), e.to_string());
-                return None;
-            }
-        };
-        let mut entries = Vec::new();
-        for entry in read {
-            match entry {
-                Ok(entry) => entries.push((
-                    entry.file_name().to_string_lossy().into_owned(),
-                    entry.path(),
-                )),
-                Err(e) => self.io_error(display_rel(rel), e.to_string()),
-            }
-        }
-        entries.sort();
-        Some(entries)
-    }
-
-    fn walk(&mut self, dir: &Path, rel: &str, depth: usize) {
-        if depth > MAX_DIR_DEPTH {
-            self.io_error(display_rel(rel), "directory nesting is too deep".to_owned());
-            return;
-        }
-        let Some(entries) = self.entries(dir, rel) else {
-            return;
-        };
-        for (name, path) in entries {
-            if name.starts_with('.') {
-                continue;
-            }
-            let child = join_rel(rel, &name);
-            let meta = match std::fs::metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.io_error(&child, e.to_string());
-                    continue;
-                }
-            };
-            if meta.is_dir() {
-                if name == "_schemas" {
-                    if depth == 0 {
-                        self.schemas(&path, "", 0);
-                    } else {
-                        self.errors.push(LoadError::new(
-                            Span::new(child.as_str(), 1, 1),
-                            LoadErrorKind::Validation,
-                            "_schemas directory must be under the root of the storage directory",
-                        ));
-                    }
-                } else if name != "testdata" {
-                    self.walk(&path, &child, depth + 1);
-                }
-            } else if meta.is_file() && is_policy_file(&name) {
-                if is_test_file(&name) {
-                    self.store.test_files.push(path);
-                } else {
-                    self.policy_file(&path, &child);
-                }
-            }
-        }
-    }
-
-    fn policy_file(&mut self, path: &Path, rel: &str) {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => {
-                self.io_error(rel, e.to_string());
-                return;
-            }
-        };
+    fn policy_file(&mut self, bytes: Vec<u8>, rel: &str) {
         let Ok(text) = String::from_utf8(bytes) else {
             self.errors.push(LoadError::new(
                 Span::new(rel, 1, 1),
@@ -415,36 +350,6 @@ impl StoreLoader {
             self.store.policies.extend(parsed.policies);
         }
     }
-
-    fn schemas(&mut self, dir: &Path, rel: &str, depth: usize) {
-        if depth > MAX_DIR_DEPTH {
-            return;
-        }
-        let shown = join_rel("_schemas", rel);
-        let Some(entries) = self.entries(dir, &shown) else {
-            return;
-        };
-        for (name, path) in entries {
-            let child = join_rel(rel, &name);
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_dir() => self.schemas(&path, &child, depth + 1),
-                Ok(m) if m.is_file() && has_extension(&name, &["json"]) => {
-                    match std::fs::read(&path) {
-                        Ok(bytes) => match first_json_value(&bytes) {
-                            Some(value) => self.store.schemas.push((child, value)),
-                            None => tracing::warn!(
-                                schema = %join_rel("_schemas", &child),
-                                "ignoring schema that is not JSON"
-                            ),
-                        },
-                        Err(e) => self.io_error(&join_rel("_schemas", &child), e.to_string()),
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => self.io_error(&join_rel("_schemas", &child), e.to_string()),
-            }
-        }
-    }
 }
 
 /// The first JSON value of a file, as Go's JSON decoder reads schemas (trailing text is
@@ -454,33 +359,6 @@ fn first_json_value(bytes: &[u8]) -> Option<serde_json::Value> {
         .into_iter::<serde_json::Value>()
         .next()?
         .ok()
-}
-
-fn display_rel(rel: &str) -> &str {
-    if rel.is_empty() { "." } else { rel }
-}
-
-fn join_rel(rel: &str, name: &str) -> String {
-    if rel.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{rel}/{name}")
-    }
-}
-
-fn has_extension(name: &str, exts: &[&str]) -> bool {
-    name.rsplit_once('.').is_some_and(|(stem, ext)| {
-        !stem.is_empty() && exts.iter().any(|e| ext.eq_ignore_ascii_case(e))
-    })
-}
-
-fn is_policy_file(name: &str) -> bool {
-    has_extension(name, &["yaml", "yml", "json"])
-}
-
-fn is_test_file(name: &str) -> bool {
-    name.rsplit_once('.')
-        .is_some_and(|(stem, _)| stem.ends_with("_test"))
 }
 
 // === Quoted strings followed by more text ===

@@ -12,6 +12,7 @@ pub(crate) mod id;
 pub mod loader;
 pub mod model;
 pub mod span;
+pub mod tree;
 pub(crate) mod yaml;
 
 use std::path::Path;
@@ -32,6 +33,34 @@ pub enum StoreError {
     /// Policies do not compile.
     #[error("{0}")]
     Compile(#[from] CompileErrors),
+}
+
+impl StoreError {
+    /// One line per error with its position and kind only (`doc.yaml:3:7: parse error`),
+    /// never the message: what the unauthenticated status shows. Read errors keep their
+    /// message, which names the problem (`symbolic link resolves outside the policy
+    /// directory`), not the content of a file.
+    pub fn summary(&self) -> String {
+        let lines: Vec<String> = match self {
+            StoreError::Load(errors) => errors
+                .errors()
+                .iter()
+                .map(|e| match e.kind {
+                    loader::LoadErrorKind::Parse => format!("{}: parse error", e.span),
+                    loader::LoadErrorKind::Validation => {
+                        format!("{}: validation error", e.span)
+                    }
+                    _ => e.to_string(),
+                })
+                .collect(),
+            StoreError::Compile(errors) => errors
+                .errors()
+                .iter()
+                .map(|e| format!("{}: {}", e.span, e.kind))
+                .collect(),
+        };
+        lines.join("\n")
+    }
 }
 
 /// Loads a Cerbos disk store and compiles it.

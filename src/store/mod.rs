@@ -17,7 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -33,7 +33,9 @@ pub struct StoreStatus {
     pub reloads_ok: u64,
     /// Failed reloads.
     pub reloads_failed: u64,
-    /// The errors of the last failed reload, when it failed after the last success.
+    /// The errors of the last failed reload, when it failed after the last success: for
+    /// policy errors only `file:line:col` and the error kind (see [`StoreError::summary`]),
+    /// since the status is served without authentication.
     pub last_error: Option<String>,
 }
 
@@ -60,50 +62,29 @@ pub struct PolicyStore {
     reloading: Mutex<()>,
 }
 
-/// A fingerprint of a directory: every file's path, size and modification time.
+/// A fingerprint of a policy directory: every policy file's path, resolved path, size and
+/// modification time, under the rules of [`crate::policy::tree`] (links followed only
+/// inside the directory, loops detected). Nothing is read.
 pub fn fingerprint(dir: &Path) -> u64 {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                walk(&path, out);
-            } else {
-                out.push((path, meta.len(), meta.modified().ok()));
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, &mut files);
-    files.sort();
-    let mut h = DefaultHasher::new();
-    dir.exists().hash(&mut h);
-    files.hash(&mut h);
-    h.finish()
+    crate::policy::tree::scan(dir).fingerprint()
 }
 
-/// A content hash of the policy files, shown as the set's revision.
+/// A content hash of the policy files, shown as the set's revision: the files the loader
+/// reads, read under the same caps (a file past them hashes its error, not its bytes).
 fn revision(dir: &Path) -> String {
-    fn walk(dir: &Path, h: &mut DefaultHasher) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths {
-            if p.is_dir() {
-                walk(&p, h);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                p.strip_prefix(dir).unwrap_or(&p).hash(h);
-                bytes.hash(h);
-            }
+    let mut tree = crate::policy::tree::scan(dir);
+    let mut h = DefaultHasher::new();
+    let files = std::mem::take(&mut tree.files);
+    for f in &files {
+        f.rel.hash(&mut h);
+        match tree.read(f) {
+            Ok(bytes) => bytes.hash(&mut h),
+            Err(e) => e.to_string().hash(&mut h),
         }
     }
-    let mut h = DefaultHasher::new();
-    walk(dir, &mut h);
+    for e in &tree.errors {
+        e.to_string().hash(&mut h);
+    }
     format!("{:016x}", h.finish())
 }
 
@@ -221,15 +202,20 @@ impl PolicyStore {
                 Ok(rev)
             }
             Err(e) => {
-                self.record_failure(&e);
+                self.record_failure_summarised(&e, e.summary());
                 Err(e)
             }
         }
     }
 
     fn record_failure(&self, e: &dyn std::fmt::Display) {
+        self.record_failure_summarised(e, e.to_string());
+    }
+
+    /// Logs the whole error; the status (served without authentication) keeps `summary`.
+    fn record_failure_summarised(&self, e: &dyn std::fmt::Display, summary: String) {
         self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(summary);
         tracing::error!(
             directory = %self.directory.display(),
             "reload rejected, keeping revision {}:\n{e}",
@@ -385,5 +371,32 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(store.reload().is_err(), "a deleted directory is rejected");
         assert!(!allows(&store));
+    }
+
+    #[test]
+    fn issue_12_status_shows_positions_and_kinds_not_content() {
+        let dir = std::env::temp_dir().join(format!("gh-store-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("doc.yaml"), POLICY).unwrap();
+        let store = PolicyStore::load(&dir, EngineConfig::default()).unwrap();
+        std::fs::write(dir.join("doc.yaml"), "SECRET-TOKEN: [\n").unwrap();
+        let logged = store.reload().unwrap_err().to_string();
+        assert!(logged.contains("doc.yaml:"), "{logged}");
+        let shown = store.status().last_error.unwrap();
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(
+            shown.starts_with("doc.yaml:") && shown.ends_with(": parse error"),
+            "{shown}"
+        );
+        std::fs::write(dir.join("doc.yaml"), POLICY).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).unwrap();
+        assert!(store.reload().is_err());
+        assert_eq!(
+            store.status().last_error.unwrap(),
+            "zero.yaml:1:1: symbolic link resolves outside the policy directory"
+        );
+        assert!(allows(&store), "the last good set stays in force");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

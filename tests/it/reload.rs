@@ -254,3 +254,100 @@ async fn kubernetes_configmap_swaps_are_picked_up() {
     assert!(took.is_some(), "the ConfigMap update was not picked up");
     assert!(allowed(&mut c).await);
 }
+
+#[tokio::test]
+async fn issue_12_kubernetes_configmap_layout_with_linked_subdirectory() {
+    // Exactly what the kubelet writes: a timestamped directory, `..data` linking to it,
+    // and one link per top-level entry through `..data` (here a file and a directory).
+    use std::os::unix::fs::symlink;
+    let s = start_with(
+        "configmap-subdir",
+        ", {path: '/notes/{id}', resource: {kind: note, id: '{id}'}}",
+    );
+    let p = s.dir.join("policies");
+    let note = |effect: &str| ALLOW.replace("doc", "note").replace("EFFECT_ALLOW", effect);
+    let version = |name: &str, doc: &str, note: &str| {
+        std::fs::create_dir_all(p.join(name).join("notes")).unwrap();
+        std::fs::write(p.join(name).join("doc.yaml"), doc).unwrap();
+        std::fs::write(p.join(name).join("notes/note.yaml"), note).unwrap();
+    };
+    std::fs::remove_file(p.join("doc.yaml")).unwrap();
+    version(
+        "..2026_12_06_07_00_00.000000001",
+        &ALLOW.replace("EFFECT_ALLOW", "EFFECT_DENY"),
+        &note("EFFECT_DENY"),
+    );
+    symlink("..2026_12_06_07_00_00.000000001", p.join("..data")).unwrap();
+    symlink("..data/doc.yaml", p.join("doc.yaml")).unwrap();
+    symlink("..data/notes", p.join("notes")).unwrap();
+    let mut c = s.ext_authz().await;
+    let allowed_at = |c: &AuthorizationClient<tonic::transport::Channel>, path: &'static str| {
+        let mut c = c.clone();
+        async move {
+            let r = c.check(request_to(path)).await.unwrap().into_inner();
+            r.status.map(|s| s.code) == Some(0)
+        }
+    };
+    let linked = within(Duration::from_secs(3), || async {
+        !allowed_at(&c, "/docs/1").await && !allowed_at(&c, "/notes/1").await
+    })
+    .await;
+    assert!(linked.is_some(), "the linked policies (deny) are served");
+    let st = s.status().await;
+    assert_eq!(st["lastError"], serde_json::Value::Null, "{st}");
+
+    // The update: a new timestamped directory, a new `..data` renamed over the old one.
+    version(
+        "..2026_12_06_07_05_00.000000002",
+        ALLOW,
+        &note("EFFECT_ALLOW"),
+    );
+    symlink("..2026_12_06_07_05_00.000000002", p.join("..data_tmp")).unwrap();
+    std::fs::rename(p.join("..data_tmp"), p.join("..data")).unwrap();
+    std::fs::remove_dir_all(p.join("..2026_12_06_07_00_00.000000001")).unwrap();
+    let took = within(Duration::from_secs(3), || async {
+        allowed_at(&c, "/docs/1").await && allowed_at(&c, "/notes/1").await
+    })
+    .await;
+    assert!(took.is_some(), "the swap of ..data was not picked up");
+
+    // An edit behind the linked subdirectory alone is seen too.
+    let tmp = p.join("..2026_12_06_07_05_00.000000002/notes/.note.yaml.tmp");
+    std::fs::write(&tmp, note("EFFECT_DENY")).unwrap();
+    std::fs::rename(&tmp, p.join("..data/notes/note.yaml")).unwrap();
+    let took = within(Duration::from_secs(3), || async {
+        !allowed_at(&c, "/notes/1").await
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "an edit behind the linked subdirectory was missed"
+    );
+    assert!(allowed(&mut c).await);
+}
+
+#[tokio::test]
+async fn issue_12_links_out_of_the_tree_keep_the_last_good_set() {
+    use std::os::unix::fs::symlink;
+    let s = start("outside-link");
+    let mut c = s.ext_authz().await;
+    assert!(allowed(&mut c).await);
+    let secret = s.dir.join("secret.yaml");
+    std::fs::write(&secret, "SECRET-FIRST-LINE: [\n").unwrap();
+    symlink(&secret, s.dir.join("policies/leak.yaml")).unwrap();
+    symlink("/dev/zero", s.dir.join("policies/zero.yaml")).unwrap();
+    symlink(".", s.dir.join("policies/loop")).unwrap();
+    let failed = within(Duration::from_secs(3), || async {
+        s.status().await["reloadsFailed"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(failed.is_some(), "the hostile tree was not reported");
+    let st = s.status().await;
+    assert_eq!(
+        st["lastError"],
+        "leak.yaml:1:1: symbolic link resolves outside the policy directory\n\
+         loop:1:1: directory reached twice through symbolic links (a loop)\n\
+         zero.yaml:1:1: symbolic link resolves outside the policy directory"
+    );
+    assert!(allowed(&mut c).await, "the last good set stays in force");
+}
