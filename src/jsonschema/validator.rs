@@ -318,6 +318,11 @@ impl CompiledSchema {
         } else {
             attrs
         };
+        self.violations(attrs)
+    }
+
+    /// Validates an instance as the JSON Schema specification reads it (`null` is `null`).
+    fn violations(&self, attrs: &Value) -> Vec<SchemaViolation> {
         let mut run = Run {
             nodes: &self.nodes,
             out: Vec::new(),
@@ -487,6 +492,11 @@ struct StoreIndex {
 impl StoreIndex {
     fn add(&mut self, path: String, value: Json) {
         let url = cerbos_url(&path);
+        self.add_at(path, url, value);
+    }
+
+    /// Adds a document retrieved from `url` (the store's documents come from `cerbos:///`).
+    fn add_at(&mut self, path: String, url: String, value: Json) {
         let doc = self.docs.len();
         let mut scan = Scan::new(&url);
         let result = scan
@@ -3457,6 +3467,9 @@ fn is_multiple_of(n: f64, m: f64, divisor: Option<Decimal>) -> bool {
         q.is_finite() && q.fract() == 0.0
     })
 }
+
+#[cfg(test)]
+mod suite;
 
 #[cfg(test)]
 mod tests {
