@@ -1697,16 +1697,16 @@ fn compile_principal<'a>(
             .or_default();
         entry.has_principal = true;
     }
-    let mut n = 0usize;
     for rule in &pp.rules {
         let resource_glob = c.glob(&id::sanitize(&rule.resource), &p.span);
-        for action in &rule.actions {
-            n += 1;
+        for (i, action) in rule.actions.iter().enumerate() {
+            // As Cerbos: an unnamed action rule is named after its resource block (as
+            // written) and numbered within that block.
             let name: Arc<str> = Arc::from(
                 action
                     .name
                     .clone()
-                    .unwrap_or_else(|| format!("rule-{n:03}")),
+                    .unwrap_or_else(|| format!("{}_rule-{:03}", rule.resource, i + 1)),
             );
             let condition = c.rule_condition(action.condition.as_ref(), &env);
             let output = c.output(action.output.as_ref(), &env);
