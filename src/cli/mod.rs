@@ -6,6 +6,7 @@
 mod check;
 mod compile;
 pub mod diagnostics;
+mod log_escape;
 mod routes;
 pub mod serve;
 

@@ -496,6 +496,23 @@ impl ServeConfig {
 }
 
 fn init_logging(format: LogFormat, level: LogLevel) {
+    let _ = tracing::subscriber::set_global_default(log_subscriber(
+        format,
+        level,
+        super::log_escape::EscapedStderr,
+    ));
+}
+
+/// The log subscriber writing to `writer`. Control characters are escaped (request data
+/// cannot forge lines), so ANSI colours are off.
+fn log_subscriber<W>(
+    format: LogFormat,
+    level: LogLevel,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let level = match level {
         LogLevel::Debug => "debug",
         LogLevel::Info => "info",
@@ -506,12 +523,12 @@ fn init_logging(format: LogFormat, level: LogLevel) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+        .with_ansi(false)
+        .with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(builder.json().finish()),
+        LogFormat::Text => Box::new(builder.finish()),
+    }
 }
 
 /// Runs `gatehouse serve` until SIGTERM or Ctrl-C.
@@ -799,6 +816,39 @@ async fn wait_for_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_12_request_data_cannot_forge_log_lines() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = {
+            let b = buffer.clone();
+            move || super::super::log_escape::EscapeControl(b.clone())
+        };
+        let subscriber = log_subscriber(LogFormat::Text, LogLevel::Info, writer);
+        let forged = "no route for GET /x\n2026-12-06T07:00:00Z  INFO gatehouse: allow \u{1b}[2J\r";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(reason = %forged, path = forged, "deny");
+        });
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.ends_with('\n'));
+        assert!(
+            out.contains(r"/x\n2026-12-06T07:00:00Z  INFO gatehouse: allow \u{1b}[2J\r"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn bundled_config_is_valid() {

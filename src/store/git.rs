@@ -5,10 +5,12 @@
 //!
 //! One process owns a checkout: it holds an exclusive lock on `.git/gatehouse.lock` for
 //! its lifetime, so no other Gatehouse switches the working tree while this one
-//! compiles it. A checkout directory must not be writable by group or others.
+//! compiles it. A checkout directory must be ours and not writable by group or others;
+//! the default one lives in a private directory (`$TMPDIR/gatehouse-<uid>`, created 0700
+//! and checked to be ours), and the lock file is opened without following links.
 
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -63,8 +65,8 @@ pub struct GitSource {
 }
 
 impl GitSource {
-    /// A source with the default checkout directory (under the system temp directory,
-    /// named after the URL and branch, created private to this user) and a 60 s
+    /// A source with the default checkout directory (in `$TMPDIR/gatehouse-<uid>`, a
+    /// directory private to this user, named after the URL and branch) and a 60 s
     /// operation timeout.
     pub fn new(url: impl Into<String>, branch: impl Into<String>) -> GitSource {
         let url = url.into();
@@ -158,6 +160,9 @@ impl GitSource {
     fn prepare(&self) -> Result<(), GitError> {
         let dir = &self.checkout_dir;
         let fresh = !dir.join(".git").is_dir();
+        if dir.parent() == Some(private_base().as_path()) {
+            ensure_private_dir(&private_base())?;
+        }
         if fresh {
             if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
                 return Err(GitError::Config(format!(
@@ -206,11 +211,7 @@ impl GitSource {
             return Ok(());
         }
         let path = self.checkout_dir.join(".git/gatehouse.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+        let file = open_lock_file(&path)
             .map_err(|e| GitError::Config(format!("cannot open {}: {e}", path.display())))?;
         if file.try_lock().is_err() {
             return Err(GitError::Config(format!(
@@ -304,17 +305,20 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<S
 }
 
 /// Stops a timed-out git and every helper it started (its process group): SIGTERM
-/// first, so git removes its lock files, then SIGKILL after a grace period.
+/// first, so git removes its lock files, then SIGKILL after a grace period. The signals
+/// are sent directly (no `kill` program, which slim images lack).
 fn stop_group(child: &mut std::process::Child) {
-    let group = format!("-{}", child.id());
-    let signal = |sig: &str| {
-        let _ = Command::new("kill")
-            .args([sig, "--", &group])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    let Ok(group) = libc::pid_t::try_from(child.id()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
     };
-    signal("-TERM");
+    // SAFETY: killpg only sends a signal; `group` is the process group of our child,
+    // created with `process_group(0)`, which we have not reaped yet.
+    let signal = |sig: libc::c_int| unsafe {
+        libc::killpg(group, sig);
+    };
+    signal(libc::SIGTERM);
     let grace = Instant::now() + Duration::from_secs(2);
     while Instant::now() < grace {
         if matches!(child.try_wait(), Ok(Some(_))) {
@@ -322,9 +326,69 @@ fn stop_group(child: &mut std::process::Child) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    signal("-KILL");
+    signal(libc::SIGKILL);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Opens (creating it if needed) the lock file without following a link at `path`: a
+/// new file is created exclusively (`O_EXCL`), an existing one must be a regular file of
+/// ours.
+fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let open = |create: bool| {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).custom_flags(libc::O_NOFOLLOW).mode(0o600);
+        if create {
+            o.create_new(true);
+        }
+        o.open(path)
+    };
+    let file = match open(true) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(false)?,
+        other => other?,
+    };
+    let meta = file.metadata()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_file() || meta.uid() != me {
+        return Err(std::io::Error::other(
+            "not a regular file owned by this user",
+        ));
+    }
+    Ok(file)
+}
+
+/// The private directory default checkouts go in: `$TMPDIR/gatehouse-<uid>`.
+fn private_base() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    std::env::temp_dir().join(format!("gatehouse-{uid}"))
+}
+
+/// Creates `dir` with mode 0700 if needed, then refuses it unless it is a real directory
+/// (not a link), owned by us, that nobody else may read, write or enter.
+fn ensure_private_dir(dir: &Path) -> Result<(), GitError> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(GitError::Config(format!(
+                "cannot create {}: {e}",
+                dir.display()
+            )));
+        }
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| GitError::Config(format!("cannot read {}: {e}", dir.display())))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o077 != 0 {
+        return Err(GitError::Config(format!(
+            "{} is not a private directory of this user (mode 0700, not a link); remove it or set checkoutDir",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a checkout directory that is a symlink or that group or others may write to.
@@ -334,6 +398,13 @@ fn check_private(dir: &Path) -> Result<(), GitError> {
     if !meta.is_dir() {
         return Err(GitError::Config(format!(
             "checkout directory {} is not a directory (symlinks are refused)",
+            dir.display()
+        )));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return Err(GitError::Config(format!(
+            "checkout directory {} is owned by another user",
             dir.display()
         )));
     }
@@ -374,7 +445,7 @@ fn default_checkout_dir(url: &str, branch: &str) -> PathBuf {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (url, branch).hash(&mut h);
-    std::env::temp_dir().join(format!("gatehouse-git-{:016x}", h.finish()))
+    private_base().join(format!("git-{:016x}", h.finish()))
 }
 
 /// Hides the secrets of every `scheme://user:password@host` in `text`: the password,
@@ -442,5 +513,79 @@ mod tests {
         assert!(matches!(s.checkout(), Err(GitError::Config(_))));
         let s = GitSource::new("file:///nowhere", "main..x");
         assert!(matches!(s.checkout(), Err(GitError::Config(_))));
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gh-git-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn issue_12_lock_file_links_are_refused() {
+        let dir = scratch("lock");
+        std::fs::create_dir_all(dir.join("checkout/.git")).unwrap();
+        let victim = dir.join("victim");
+        std::os::unix::fs::symlink(&victim, dir.join("checkout/.git/gatehouse.lock")).unwrap();
+        let mut s = GitSource::new("file:///nowhere", "main");
+        s.checkout_dir = dir.join("checkout");
+        let e = s.take_lock().unwrap_err().to_string();
+        assert!(e.contains("gatehouse.lock"), "{e}");
+        assert!(!victim.exists(), "the link was followed");
+        // A regular lock file is created once and reopened afterwards.
+        std::fs::remove_file(dir.join("checkout/.git/gatehouse.lock")).unwrap();
+        assert!(open_lock_file(&dir.join("checkout/.git/gatehouse.lock")).is_ok());
+        assert!(open_lock_file(&dir.join("checkout/.git/gatehouse.lock")).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn issue_12_default_checkouts_live_in_a_private_directory() {
+        let d = default_checkout_dir("https://example.test/p.git", "main");
+        assert_eq!(d.parent(), Some(private_base().as_path()));
+        let dir = scratch("private");
+        let base = dir.join("base");
+        ensure_private_dir(&base).unwrap();
+        let mode = std::fs::metadata(&base).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(
+            ensure_private_dir(&base).is_err(),
+            "a readable directory is refused"
+        );
+        std::os::unix::fs::symlink(&base, dir.join("link")).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(
+            ensure_private_dir(&dir.join("link")).is_err(),
+            "a link is refused"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn issue_12_timeouts_stop_the_whole_group_without_a_kill_program() {
+        // A shell that started a helper in the background, as git starts ssh.
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = child.stdout.take().unwrap();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0] as char);
+        }
+        let helper: libc::pid_t = line.trim().parse().unwrap();
+        stop_group(&mut child);
+        // The helper was signalled too: within a moment it no longer exists.
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            // SAFETY: signal 0 only checks that the process exists.
+            unsafe { libc::kill(helper, 0) != 0 }
+        });
+        assert!(gone, "the background helper survived");
     }
 }

@@ -1,14 +1,19 @@
 //! cel-go's regex extension (`ext.Regex()`): `regex.replace`, `regex.extract`
 //! and `regex.extractAll`.
 //!
-//! Patterns are compiled at call time; a small per-thread cache keeps the compiled
-//! form of recently used patterns.
+//! Patterns are compiled at call time, and the same helper compiles the pattern of a
+//! `matches()` call that is not a constant (constant patterns are compiled once, with
+//! the policy). Patterns can come from request data, so they are bounded: at most
+//! [`MAX_PATTERN_BYTES`] long, compiled within [`COMPILED_SIZE_LIMIT`] bytes (the
+//! `regex` crate's size limits), and a small per-thread cache of
+//! [`CACHE_CAPACITY`] patterns keeps recently used ones. A pattern past the bounds is an
+//! evaluation error: the condition fails, as for an invalid pattern.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regex::{Captures, Regex};
+use regex::{Captures, Regex, RegexBuilder};
 
 use super::{FunctionRegistry, arg_opt_int, arg_str, no_overload};
 use crate::cel::eval::{Activation, EvalError};
@@ -16,6 +21,10 @@ use crate::cel::value::Value;
 
 /// How many compiled patterns each thread keeps.
 const CACHE_CAPACITY: usize = 64;
+/// Longest pattern compiled at evaluation time, in bytes.
+pub(crate) const MAX_PATTERN_BYTES: usize = 4096;
+/// Largest compiled program (and lazy DFA cache) of a pattern, in bytes.
+pub(crate) const COMPILED_SIZE_LIMIT: usize = 1 << 20;
 
 pub(super) fn register(r: &mut FunctionRegistry) {
     r.global("regex.replace", replace);
@@ -27,13 +36,20 @@ thread_local! {
     static CACHE: RefCell<HashMap<Arc<str>, Regex>> = RefCell::new(HashMap::new());
 }
 
-/// Compiles `pattern`, reusing a cached compilation when there is one.
-fn compile_regex(pattern: &str) -> Result<Regex, EvalError> {
+/// Compiles `pattern` within the bounds above, reusing a cached compilation when there is
+/// one. The error is the reason, without a prefix.
+pub(super) fn bounded_regex(pattern: &str) -> Result<Regex, String> {
+    if pattern.len() > MAX_PATTERN_BYTES {
+        return Err(format!("pattern longer than {MAX_PATTERN_BYTES} bytes"));
+    }
     if let Some(re) = CACHE.with(|c| c.borrow().get(pattern).cloned()) {
         return Ok(re);
     }
-    let re =
-        Regex::new(pattern).map_err(|e| EvalError::new(format!("error parsing regexp: {e}")))?;
+    let re = RegexBuilder::new(pattern)
+        .size_limit(COMPILED_SIZE_LIMIT)
+        .dfa_size_limit(COMPILED_SIZE_LIMIT)
+        .build()
+        .map_err(|e| e.to_string())?;
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= CACHE_CAPACITY {
@@ -42,6 +58,10 @@ fn compile_regex(pattern: &str) -> Result<Regex, EvalError> {
         c.insert(Arc::from(pattern), re.clone());
     });
     Ok(re)
+}
+
+fn compile_regex(pattern: &str) -> Result<Regex, EvalError> {
+    bounded_regex(pattern).map_err(|e| EvalError::new(format!("error parsing regexp: {e}")))
 }
 
 /// Successive non-overlapping matches, skipping an empty match that directly
@@ -182,6 +202,27 @@ fn extract_all(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
 #[cfg(test)]
 mod tests {
     use crate::cel::testing::{assert_true, eval};
+
+    #[test]
+    fn issue_12_patterns_from_request_data_are_bounded() {
+        use crate::cel::testing::eval_with;
+        use crate::cel::value::Value;
+        // Each pattern compiles to far more than the limit (seconds of work unbounded);
+        // the call fails fast instead, which fails the condition.
+        for pattern in [r"(\w{1000}){1000}", "(a{999}){999}"] {
+            for call in ["'aaa'.matches(x)", "regex.extract('aaa', x)"] {
+                let err = eval_with(call, Value::from(pattern)).unwrap_err();
+                assert!(err.contains("size limit"), "{call} with {pattern}: {err}");
+            }
+        }
+        let long = "a".repeat(super::MAX_PATTERN_BYTES + 1);
+        let err = eval_with("'a'.matches(x)", Value::from(long.as_str())).unwrap_err();
+        assert!(err.contains("pattern longer than 4096 bytes"), "{err}");
+        assert!(matches!(
+            eval_with("'abc'.matches(x)", Value::from("^a.c$")),
+            Ok(Value::Bool(true))
+        ));
+    }
 
     #[test]
     fn replace_with_group_references() {

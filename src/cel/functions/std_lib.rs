@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta};
-use regex::Regex;
 
 use super::{FunctionRegistry, arg_str, arity, no_overload};
 use crate::cel::eval::{Activation, EvalError, timestamp_value};
@@ -68,7 +67,9 @@ fn ends_with(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
 fn matches(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     arity("matches", args, 2)?;
     let s = arg_str("matches", args, 0)?;
-    let re = Regex::new(arg_str("matches", args, 1)?)
+    // A pattern that is not a constant (constants are compiled with the policy): bounded
+    // and cached, see `regexes::bounded_regex`.
+    let re = super::regexes::bounded_regex(arg_str("matches", args, 1)?)
         .map_err(|e| EvalError::new(format!("invalid regular expression: {e}")))?;
     Ok(Value::Bool(re.is_match(s)))
 }
