@@ -15,6 +15,7 @@ mod http_client;
 pub mod jsonschema;
 pub mod jwt;
 pub mod metrics;
+pub mod planner;
 pub mod policy;
 pub mod store;
 pub mod telemetry;

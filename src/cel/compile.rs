@@ -113,7 +113,8 @@ const EXTENSION_TYPES: [&str; 6] = [
     "cerbos.lib.spiffeMatcher",
 ];
 
-fn type_ident(name: &str) -> Option<CelType> {
+/// The type value a type name (`int`, `google.protobuf.Timestamp`, ...) stands for.
+pub(crate) fn type_ident(name: &str) -> Option<CelType> {
     Some(match name {
         "int" => CelType::Int,
         "uint" => CelType::Uint,

@@ -51,7 +51,7 @@ struct EffectInfo {
 }
 
 /// A rule-table row matched by a query, or one synthesised from a role policy.
-enum Binding<'a> {
+pub(crate) enum Binding<'a> {
     Row(&'a Row),
     /// A role policy exists in the scope but allows nothing matching the action.
     RoleNoMatch(Arc<str>),
@@ -60,7 +60,7 @@ enum Binding<'a> {
 }
 
 /// Scopes with policies of this kind, most specific first, and the first one's policy key.
-fn all_scopes<'s>(
+pub(crate) fn all_scopes<'s>(
     existing: &'s FastSet<Arc<str>>,
     kind: ScopedKind,
     name: &str,
@@ -145,13 +145,13 @@ fn keys() -> &'static RequestKeys {
 }
 
 /// The scope to search: the input's, else the configured default; `.` is the root scope.
-fn effective_scope<'a>(scope: &'a str, default: &'a str) -> &'a str {
+pub(crate) fn effective_scope<'a>(scope: &'a str, default: &'a str) -> &'a str {
     let s = if scope.is_empty() { default } else { scope };
     s.strip_prefix('.').unwrap_or(s)
 }
 
 /// Builds the `request`, `P` and `R` values once per check.
-fn request_values(input: &CheckInput, with_request: bool) -> (Value, Value, Value) {
+pub(crate) fn request_values(input: &CheckInput, with_request: bool) -> (Value, Value, Value) {
     let k = keys();
     let p = &input.principal;
     let version = Value::from(p.policy_version.as_str());
@@ -814,7 +814,7 @@ fn activate_derived_roles(
 
 /// Finds the bindings for one (scope, action, roles) in a policy kind.
 #[allow(clippy::too_many_arguments)]
-fn query<'a>(
+pub(crate) fn query<'a>(
     set: &'a CompiledPolicySet,
     version: &str,
     kind: &str,

@@ -3,7 +3,7 @@
 //! The engine sees only [`CompiledPolicySet`]: every expression was parsed and
 //! resolved when the policies were compiled.
 
-mod check;
+pub(crate) mod check;
 pub mod json;
 mod trace;
 mod types;

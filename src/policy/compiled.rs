@@ -106,6 +106,8 @@ pub enum RowKind {
 #[derive(Clone, Debug)]
 pub(crate) struct CompiledExpr {
     pub program: Program,
+    /// The parsed expression with variables and constants inlined, for the planner.
+    pub plan: Arc<crate::cel::ast::Expr>,
     pub source: Arc<str>,
     pub span: Span,
 }

@@ -17,6 +17,7 @@ mod jwks_https;
 mod jwt;
 mod parity_cases;
 mod parser_cases;
+mod planner_cases;
 mod reload;
 mod robustness;
 mod schema_cases;

@@ -1,0 +1,91 @@
+//! The query planner (Cerbos's `PlanResources`): which resources of a kind may a
+//! principal act on? The policies are partially evaluated with the resource's
+//! attributes unknown, over the same compiled rule table as checks, and the answer is
+//! a filter: always allowed, always denied, or a condition over
+//! `request.resource.attr.*` in Cerbos's operator vocabulary.
+//!
+//! ```text
+//! CompiledPolicySet --plan(PlanInput)--> rule walk (plan.rs)
+//!     -> residual CEL per condition (residual.rs) -> plan tree -> Filter (filter.rs)
+//! ```
+
+mod filter;
+pub(crate) mod inline;
+mod plan;
+mod residual;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::cel::MapValue;
+use crate::engine::{AuxData, EvaluationError, Principal, ValidationError};
+
+pub use filter::{Expression, Filter, FilterKind, Operand, operand_json};
+
+/// The resource side of a plan: a kind, and whatever attributes are already known.
+#[derive(Clone, Debug, Default)]
+pub struct PlanResource {
+    /// Resource kind.
+    pub kind: String,
+    /// Attributes known in advance (treated as known, not as filter variables).
+    pub attr: Arc<MapValue>,
+    /// Policy version; empty means the default.
+    pub policy_version: String,
+    /// Scope; empty means the default scope.
+    pub scope: String,
+}
+
+/// One plan request.
+#[derive(Clone, Debug, Default)]
+pub struct PlanInput {
+    /// Caller's request id, echoed back.
+    pub request_id: String,
+    /// The principal.
+    pub principal: Principal,
+    /// The resource kind and known attributes.
+    pub resource: PlanResource,
+    /// The actions; the filter allows a resource for all of them.
+    pub actions: Vec<String>,
+    /// Auxiliary data.
+    pub aux_data: AuxData,
+}
+
+/// The answer to a plan request.
+#[derive(Clone, Debug)]
+pub struct PlanOutput {
+    /// The input's request id.
+    pub request_id: String,
+    /// Resource kind.
+    pub kind: String,
+    /// Policy version as requested.
+    pub policy_version: String,
+    /// Resource scope as requested.
+    pub scope: String,
+    /// The actions planned.
+    pub actions: Vec<String>,
+    /// The filter.
+    pub filter: Filter,
+    /// The filter as Cerbos renders it (`NO_MATCH` when no policy applied).
+    pub filter_debug: String,
+    /// Action -> the OVERRIDE_PARENT scope whose rules decided it (or "").
+    pub matched_scopes: BTreeMap<String, String>,
+    /// Schema violations.
+    pub validation_errors: Vec<ValidationError>,
+    /// CEL errors met (the conditions counted as not satisfied).
+    pub evaluation_errors: Vec<EvaluationError>,
+}
+
+/// A plan that cannot be made (Cerbos answers these with an internal error).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A condition has a part the planner cannot express (for example a comprehension
+    /// whose body fails to evaluate).
+    #[error("cannot plan {expression:?}: {message}")]
+    Unplannable {
+        /// The condition's source.
+        expression: String,
+        /// The evaluation error.
+        message: String,
+    },
+}

@@ -1,0 +1,724 @@
+//! The rule walk of a plan, following Cerbos's `planWithAuditTrail`: for each action,
+//! resource policies then principal policies; for each role the scopes from the most
+//! specific to the root; ALLOW rules OR-ed, DENY rules negated and AND-ed on top,
+//! scope permissions and role policies applied as Cerbos applies them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::cel::ast::{BinaryOp, Expr, ExprKind};
+use crate::cel::{Timestamp, Value};
+use crate::engine::check::{Binding, all_scopes, effective_scope, query, request_values};
+use crate::engine::{CheckInput, Engine, EngineConfig, EvaluationError, Resource};
+use crate::policy::compiled::{
+    CompiledPolicySet, Condition, DerivedRole, Effect, RowKind, ScopePermissions,
+};
+use crate::policy::id::{ScopedKind, sanitize};
+
+use super::filter::{Filter, FilterKind, Node, and_node, merge_with_and, or_node, to_filter};
+use super::residual::{KnownRequest, Residual, plan_expr};
+use super::{PlanError, PlanInput, PlanOutput};
+
+/// The `filterDebug` of a plan no policy matched.
+const NO_MATCH: &str = "NO_MATCH";
+
+/// A condition failed to evaluate under strict evaluation.
+struct StrictError;
+
+fn add(curr: Option<Node>, next: Option<Node>, or: bool) -> Option<Node> {
+    match (curr, next) {
+        (c, None) => c,
+        (None, n) => n,
+        (Some(c), Some(n)) => {
+            if or {
+                or_node(vec![c, n])
+            } else {
+                and_node(vec![c, n])
+            }
+        }
+    }
+}
+
+fn is_const(n: &Option<Node>, b: bool) -> bool {
+    n.as_ref().and_then(Node::const_bool) == Some(b)
+}
+
+/// Narrows a parent-scope DENY to fire only when no child OVERRIDE_PARENT scope allowed.
+fn gate(child_override_allow: &Option<Node>, deny: Option<Node>) -> Option<Node> {
+    let (Some(deny), Some(allow)) = (deny.clone(), child_override_allow) else {
+        return deny;
+    };
+    let inv = allow.clone().invert();
+    if deny.const_bool() == Some(true) {
+        return Some(inv);
+    }
+    and_node(vec![inv, deny])
+}
+
+/// Whether an expression reads `runtime.effectiveDerivedRoles`.
+fn reads_runtime(e: &Expr) -> bool {
+    if is_runtime_edr(e) {
+        return true;
+    }
+    e.children().into_iter().any(reads_runtime)
+}
+
+fn is_runtime_edr(e: &Expr) -> bool {
+    matches!(&e.kind, ExprKind::Select { operand, field, optional: false }
+        if operand.as_ident() == Some("runtime")
+            && (field == "effectiveDerivedRoles" || field == "effective_derived_roles"))
+}
+
+/// `e` with `runtime.effectiveDerivedRoles` replaced by `with`.
+fn replace_runtime(e: &Expr, with: &Expr) -> Expr {
+    if is_runtime_edr(e) {
+        return with.clone();
+    }
+    let r = |x: &Expr| Box::new(replace_runtime(x, with));
+    let kind = match &e.kind {
+        ExprKind::Select {
+            operand,
+            field,
+            optional,
+        } => ExprKind::Select {
+            operand: r(operand),
+            field: field.clone(),
+            optional: *optional,
+        },
+        ExprKind::Index {
+            operand,
+            index,
+            optional,
+        } => ExprKind::Index {
+            operand: r(operand),
+            index: r(index),
+            optional: *optional,
+        },
+        ExprKind::Call { target, func, args } => ExprKind::Call {
+            target: target.as_deref().map(r),
+            func: func.clone(),
+            args: args.iter().map(|a| replace_runtime(a, with)).collect(),
+        },
+        ExprKind::List(items) => ExprKind::List(
+            items
+                .iter()
+                .map(|(x, o)| (replace_runtime(x, with), *o))
+                .collect(),
+        ),
+        ExprKind::Map(entries) => ExprKind::Map(
+            entries
+                .iter()
+                .map(|(k, v, o)| (replace_runtime(k, with), replace_runtime(v, with), *o))
+                .collect(),
+        ),
+        ExprKind::Struct { type_name, fields } => ExprKind::Struct {
+            type_name: type_name.clone(),
+            fields: fields
+                .iter()
+                .map(|(n, v, o)| (n.clone(), replace_runtime(v, with), *o))
+                .collect(),
+        },
+        ExprKind::Unary(op, x) => ExprKind::Unary(*op, r(x)),
+        ExprKind::Binary(op, a, b) => ExprKind::Binary(*op, r(a), r(b)),
+        ExprKind::And(a, b) => ExprKind::And(r(a), r(b)),
+        ExprKind::Or(a, b) => ExprKind::Or(r(a), r(b)),
+        ExprKind::Ternary(c, a, b) => ExprKind::Ternary(r(c), r(a), r(b)),
+        other => other.clone(),
+    };
+    Expr { kind, pos: e.pos }
+}
+
+/// The derived roles of a scope as the CEL list Cerbos substitutes for
+/// `runtime.effectiveDerivedRoles`: `(c1 ? ["r1"] : []) + ((c2 ? ["r2"] : []) + ...)`.
+fn derived_roles_list(roles: &[(Arc<str>, Node)]) -> Expr {
+    let mk = |kind| Expr { kind, pos: 0 };
+    let elem = |(name, node): &(Arc<str>, Node)| {
+        mk(ExprKind::Ternary(
+            Box::new(node.to_expr()),
+            Box::new(mk(ExprKind::List(vec![(
+                mk(ExprKind::Literal(Value::from(&**name))),
+                false,
+            )]))),
+            Box::new(mk(ExprKind::List(Vec::new()))),
+        ))
+    };
+    let mut items: Vec<Expr> = roles.iter().map(elem).collect();
+    let Some(mut acc) = items.pop() else {
+        return mk(ExprKind::List(Vec::new()));
+    };
+    while let Some(x) = items.pop() {
+        acc = mk(ExprKind::Binary(BinaryOp::Add, Box::new(x), Box::new(acc)));
+    }
+    acc
+}
+
+struct Planner<'a> {
+    req: KnownRequest<'a>,
+    strict: bool,
+    errors: Vec<EvaluationError>,
+    /// An expression that cannot be planned: the plan fails.
+    failure: Option<PlanError>,
+}
+
+impl Planner<'_> {
+    /// Cerbos's `EvaluateCondition`: a `match` block as a plan node.
+    fn condition(&mut self, c: Option<&Condition>, edr: &Expr) -> Result<Node, StrictError> {
+        let Some(c) = c else {
+            return Ok(Node::bool(true));
+        };
+        Ok(match c {
+            Condition::Expr(ce) => {
+                let replaced;
+                let expr: &Expr = if reads_runtime(&ce.plan) {
+                    replaced = replace_runtime(&ce.plan, edr);
+                    &replaced
+                } else {
+                    &ce.plan
+                };
+                match plan_expr(&self.req, expr) {
+                    Residual::Expr(e) => Node::Expr(e),
+                    Residual::Failed(err) => {
+                        self.failure.get_or_insert(PlanError::Unplannable {
+                            expression: ce.source.to_string(),
+                            message: err.message().to_string(),
+                        });
+                        Node::bool(false)
+                    }
+                    Residual::Error(err) => {
+                        self.errors.push(EvaluationError {
+                            expression: ce.source.to_string(),
+                            message: err.message().to_string(),
+                        });
+                        if self.strict {
+                            return Err(StrictError);
+                        }
+                        Node::bool(false)
+                    }
+                }
+            }
+            Condition::Any(items) => {
+                let mut nodes = Vec::new();
+                for i in items {
+                    let n = self.condition(Some(i), edr)?;
+                    match n.const_bool() {
+                        Some(true) => return Ok(Node::bool(true)),
+                        Some(false) => {}
+                        None => nodes.push(n),
+                    }
+                }
+                match nodes.len() {
+                    0 => Node::bool(false),
+                    1 => nodes.remove(0),
+                    _ => Node::Or(nodes),
+                }
+            }
+            Condition::All(items) => {
+                let mut nodes = Vec::new();
+                for i in items {
+                    let n = self.condition(Some(i), edr)?;
+                    match n.const_bool() {
+                        Some(false) => return Ok(Node::bool(false)),
+                        Some(true) => {}
+                        None => nodes.push(n),
+                    }
+                }
+                match nodes.len() {
+                    0 => Node::bool(true),
+                    1 => nodes.remove(0),
+                    _ => Node::And(nodes),
+                }
+            }
+            Condition::None(items) => {
+                let mut nodes = Vec::new();
+                for i in items {
+                    let n = self.condition(Some(i), edr)?;
+                    match n.const_bool() {
+                        Some(true) => return Ok(Node::bool(false)),
+                        Some(false) => {}
+                        None => nodes.push(n.invert()),
+                    }
+                }
+                match nodes.len() {
+                    0 => Node::bool(true),
+                    1 => nodes.remove(0),
+                    _ => Node::And(nodes),
+                }
+            }
+        })
+    }
+
+    /// `none: [condition]`, the synthetic DENY Cerbos derives from a conditional ALLOW.
+    fn negated(&mut self, c: &Condition, edr: &Expr) -> Result<Node, StrictError> {
+        let n = self.condition(Some(c), edr)?;
+        Ok(match n.const_bool() {
+            Some(b) => Node::bool(!b),
+            None => n.invert(),
+        })
+    }
+}
+
+/// Plans one input against a compiled policy set.
+pub(crate) fn plan(
+    set: &CompiledPolicySet,
+    cfg: &EngineConfig,
+    input: &PlanInput,
+    now: Timestamp,
+) -> Result<PlanOutput, PlanError> {
+    let mut output = PlanOutput {
+        request_id: input.request_id.clone(),
+        kind: input.resource.kind.clone(),
+        policy_version: input.resource.policy_version.clone(),
+        scope: input.resource.scope.clone(),
+        actions: input.actions.clone(),
+        filter: Filter {
+            kind: FilterKind::AlwaysDenied,
+            condition: None,
+        },
+        filter_debug: NO_MATCH.to_string(),
+        matched_scopes: BTreeMap::new(),
+        validation_errors: Vec::new(),
+        evaluation_errors: Vec::new(),
+    };
+    let principal_scope = effective_scope(&input.principal.scope, &cfg.default_scope);
+    let resource_scope = effective_scope(&input.resource.scope, &cfg.default_scope);
+    let version = if input.resource.policy_version.is_empty() {
+        cfg.default_policy_version.as_str()
+    } else {
+        input.resource.policy_version.as_str()
+    };
+    let principal_version = if input.principal.policy_version.is_empty() {
+        cfg.default_policy_version.as_str()
+    } else {
+        input.principal.policy_version.as_str()
+    };
+    let kind_sanitized = sanitize(&input.resource.kind);
+    let kind = &*kind_sanitized;
+    let (principal_scopes, _) = all_scopes(
+        &set.principal_scopes,
+        ScopedKind::Principal,
+        &input.principal.id,
+        principal_version,
+        principal_scope,
+        cfg.lenient_scope_search,
+    );
+    let (resource_scopes, _) = all_scopes(
+        &set.resource_scopes,
+        ScopedKind::Resource,
+        kind,
+        version,
+        resource_scope,
+        cfg.lenient_scope_search,
+    );
+    if principal_scopes.is_empty() && resource_scopes.is_empty() {
+        return Ok(output);
+    }
+
+    let check_input = CheckInput {
+        request_id: input.request_id.clone(),
+        principal: input.principal.clone(),
+        resource: Resource {
+            kind: input.resource.kind.clone(),
+            attr: input.resource.attr.clone(),
+            policy_version: input.resource.policy_version.clone(),
+            scope: input.resource.scope.clone(),
+            ..Default::default()
+        },
+        actions: Vec::new(),
+        aux_data: input.aux_data.clone(),
+    };
+    let (request, principal, _) = request_values(&check_input, true);
+    let globals = Value::Map(cfg.globals.clone());
+    let mut planner = Planner {
+        req: KnownRequest {
+            request: &request,
+            principal: &principal,
+            globals: &globals,
+            kind: Value::from(input.resource.kind.as_str()),
+            scope: Value::from(resource_scope),
+            attr: &input.resource.attr,
+            now,
+        },
+        strict: cfg.strict_evaluation,
+        errors: Vec::new(),
+        failure: None,
+    };
+
+    let all_roles = set.with_parent_roles(resource_scope, &input.principal.roles);
+    let empty_edr = derived_roles_list(&[]);
+    let perms = |scope: &str| {
+        set.scope_permissions
+            .get(scope)
+            .copied()
+            .unwrap_or_default()
+    };
+    let mut scoped_edr: Vec<(Arc<str>, Result<Expr, StrictError>)> = Vec::new();
+    let mut filters = Vec::with_capacity(input.actions.len());
+    let mut policy_match = false;
+    let mut bindings: Vec<Binding> = Vec::new();
+
+    for action in &input.actions {
+        output.matched_scopes.insert(action.clone(), String::new());
+        let mut has_allow = false;
+        let mut root: Option<Node> = None;
+        let mut strict_failed = false;
+
+        'kinds: for pass in [RowKind::Resource, RowKind::Principal] {
+            let mut type_allow: Option<Node> = None;
+            let mut type_deny: Option<Node> = None;
+            let scopes = match pass {
+                RowKind::Principal => &principal_scopes,
+                RowKind::Resource => &resource_scopes,
+            };
+            for (i, role) in input.principal.roles.iter().enumerate() {
+                if i > 0 && pass == RowKind::Principal {
+                    break;
+                }
+                let mut role_allow: Option<Node> = None;
+                let mut role_deny: Option<Node> = None;
+                let mut role_deny_rp: Option<Node> = None;
+                let mut pending_allow = false;
+                let mut child_override_allow: Option<Node> = None;
+                let roles = set.with_parent_roles(resource_scope, std::slice::from_ref(role));
+
+                for scope in scopes.iter() {
+                    if is_const(&child_override_allow, true) {
+                        break;
+                    }
+                    let mut scope_allow: Option<Node> = None;
+                    let mut scope_deny: Option<Node> = None;
+                    let mut scope_deny_rp: Option<Node> = None;
+
+                    let edr: Result<Expr, ()> = if pass == RowKind::Resource {
+                        if !scoped_edr.iter().any(|(s, _)| s == *scope) {
+                            let list = derived_roles_for_scope(
+                                set,
+                                &mut planner,
+                                version,
+                                scope,
+                                kind,
+                                &all_roles,
+                                &empty_edr,
+                            );
+                            scoped_edr.push(((*scope).clone(), list));
+                        }
+                        match scoped_edr.iter().find(|(s, _)| s == *scope) {
+                            Some((_, Ok(e))) => Ok(e.clone()),
+                            _ => Err(()),
+                        }
+                    } else {
+                        Ok(empty_edr.clone())
+                    };
+
+                    query(
+                        set,
+                        version,
+                        kind,
+                        scope,
+                        action,
+                        &roles,
+                        pass,
+                        &input.principal.id,
+                        &mut bindings,
+                    );
+                    for b in bindings.drain(..) {
+                        let edr = match &edr {
+                            Ok(e) => e,
+                            Err(()) => {
+                                strict_failed = true;
+                                break 'kinds;
+                            }
+                        };
+                        let evaluated = match b {
+                            Binding::RoleNoMatch(_) => Ok((Effect::Deny, Node::bool(true), true)),
+                            Binding::RoleRule(row) => match row.condition.as_deref() {
+                                None => continue,
+                                Some(c) => planner.negated(c, edr).map(|n| (Effect::Deny, n, true)),
+                            },
+                            Binding::Row(row) => {
+                                let consent = row.effect == Effect::Allow
+                                    && row.condition.is_some()
+                                    && perms(&row.scope)
+                                        == ScopePermissions::RequireParentalConsentForAllows;
+                                let node = if consent {
+                                    row.condition
+                                        .as_deref()
+                                        .map(|c| planner.negated(c, edr))
+                                        .unwrap_or(Ok(Node::bool(true)))
+                                } else {
+                                    planner.condition(row.condition.as_deref(), edr)
+                                };
+                                let effect = if consent { Effect::Deny } else { row.effect };
+                                node.and_then(|node| {
+                                    match row.derived_role.as_deref() {
+                                        Some(DerivedRole {
+                                            condition: Some(dc),
+                                            ..
+                                        }) => {
+                                            let dr = planner.condition(Some(dc), edr)?;
+                                            Ok(if row.condition.is_none() {
+                                                dr
+                                            } else {
+                                                Node::And(vec![node, dr])
+                                            })
+                                        }
+                                        _ => Ok(node),
+                                    }
+                                    .map(|n| (effect, n, false))
+                                })
+                            }
+                        };
+                        let Ok((effect, node, from_role_policy)) = evaluated else {
+                            strict_failed = true;
+                            break 'kinds;
+                        };
+                        match effect {
+                            Effect::Allow => scope_allow = add(scope_allow, Some(node), true),
+                            Effect::Deny => {
+                                if node.const_bool() == Some(false) {
+                                    continue;
+                                }
+                                if from_role_policy {
+                                    scope_deny_rp = add(scope_deny_rp, Some(node), true);
+                                } else {
+                                    scope_deny = add(scope_deny, Some(node), true);
+                                }
+                            }
+                        }
+                    }
+
+                    let scope_deny = gate(&child_override_allow, scope_deny);
+                    let scope_deny_rp = gate(&child_override_allow, scope_deny_rp);
+                    let any_node =
+                        scope_deny.is_some() || scope_deny_rp.is_some() || scope_allow.is_some();
+                    role_deny = add(role_deny, scope_deny, true);
+                    role_deny_rp = add(role_deny_rp, scope_deny_rp, true);
+
+                    let perm = perms(scope);
+                    if let Some(sa) = &scope_allow {
+                        role_allow = match role_allow {
+                            None => Some(sa.clone()),
+                            Some(ra) => {
+                                if pending_allow {
+                                    pending_allow = false;
+                                    and_node(vec![ra, sa.clone()])
+                                } else {
+                                    or_node(vec![ra, sa.clone()])
+                                }
+                            }
+                        };
+                        if perm == ScopePermissions::RequireParentalConsentForAllows {
+                            pending_allow = true;
+                        }
+                    }
+                    if any_node && perm == ScopePermissions::OverrideParent {
+                        output
+                            .matched_scopes
+                            .insert(action.clone(), scope.to_string());
+                    }
+                    if scope_allow.is_some() && perm == ScopePermissions::OverrideParent {
+                        child_override_allow = add(child_override_allow, scope_allow, true);
+                    }
+                }
+
+                if pending_allow {
+                    role_allow = None;
+                }
+                if is_const(&role_deny, true) || is_const(&role_deny_rp, true) {
+                    role_allow = Some(Node::bool(false));
+                    role_deny = None;
+                    role_deny_rp = None;
+                } else if role_deny.is_none()
+                    && role_deny_rp.is_none()
+                    && is_const(&role_allow, true)
+                {
+                    type_allow = role_allow;
+                    type_deny = None;
+                    break;
+                }
+                if let (Some(rp), Some(ra)) = (&role_deny_rp, &role_allow) {
+                    role_allow = and_node(vec![ra.clone(), rp.clone().invert()]);
+                }
+                type_allow = add(type_allow, role_allow, true);
+                type_deny = add(type_deny, role_deny, true);
+            }
+
+            if type_allow.is_some() {
+                has_allow = true;
+            }
+            if let Some(ta) = type_allow {
+                root = match root {
+                    None => Some(ta),
+                    Some(r) => or_node(vec![ta, r]),
+                };
+            }
+            if let Some(td) = type_deny {
+                let inv = td.invert();
+                root = match root {
+                    None => Some(inv),
+                    Some(r) => and_node(vec![inv, r]),
+                };
+            }
+        }
+
+        let node = if strict_failed {
+            policy_match = true;
+            Node::bool(false)
+        } else if let Some(r) = root {
+            policy_match = true;
+            if has_allow { r } else { Node::bool(false) }
+        } else {
+            Node::bool(false)
+        };
+        filters.push(to_filter(&node));
+    }
+
+    let (filter, debug) = merge_with_and(filters);
+    output.filter = filter;
+    output.filter_debug = if policy_match {
+        debug
+    } else {
+        NO_MATCH.to_string()
+    };
+    output.evaluation_errors = planner.errors;
+    match planner.failure {
+        Some(e) => Err(e),
+        None => Ok(output),
+    }
+}
+
+/// The derived roles imported at `scope` that apply to the principal's roles, each
+/// with its planned condition, as the list expression for `runtime.effectiveDerivedRoles`.
+fn derived_roles_for_scope(
+    set: &CompiledPolicySet,
+    planner: &mut Planner,
+    version: &str,
+    scope: &str,
+    kind: &str,
+    roles: &[Arc<str>],
+    empty: &Expr,
+) -> Result<Expr, StrictError> {
+    let Some(drs) = set
+        .scope_rows(version, scope)
+        .and_then(|r| r.derived_roles.get(kind))
+    else {
+        return Ok(empty.clone());
+    };
+    let mut out: Vec<(Arc<str>, Node)> = Vec::new();
+    let mut failed = false;
+    for dr in drs {
+        let applies = dr
+            .parent_roles
+            .iter()
+            .any(|p| &**p == "*" || roles.iter().any(|r| r == p));
+        if !applies || out.iter().any(|(n, _)| *n == dr.name) {
+            continue;
+        }
+        match planner.condition(dr.condition.as_deref(), empty) {
+            Ok(n) => out.push((dr.name.clone(), n)),
+            Err(StrictError) => failed = true,
+        }
+    }
+    if failed {
+        return Err(StrictError);
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(derived_roles_list(&out))
+}
+
+impl Engine {
+    /// Plans one input (`PlanResources`), with `now()` read from the clock once.
+    pub fn plan(&self, input: &PlanInput) -> Result<PlanOutput, PlanError> {
+        self.plan_at(input, crate::engine::now())
+    }
+
+    /// Plans one input with a fixed `now()`.
+    pub fn plan_at(&self, input: &PlanInput, now: Timestamp) -> Result<PlanOutput, PlanError> {
+        plan(self.policies(), self.config(), input, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Principal;
+
+    /// Plans `expr` as the condition of an ALLOW rule; returns `filterDebug`.
+    fn debug_of(expr: &str) -> Result<String, PlanError> {
+        let yaml = format!(
+            "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n\
+             \x20   - actions: [a]\n      effect: EFFECT_ALLOW\n      roles: ['*']\n      condition:\n        match:\n          expr: {}\n",
+            serde_json::to_string(expr).unwrap()
+        );
+        let policies = crate::policy::loader::parse_policies(&yaml, "doc.yaml").unwrap();
+        let set = crate::policy::compile_policies(&policies, Default::default()).unwrap();
+        let engine = Engine::new(Arc::new(set), EngineConfig::default());
+        let attr =
+            crate::cel::from_json(&serde_json::json!({"m": {}, "n": {"k1": "a", "k2": "b"}}));
+        let input = PlanInput {
+            principal: Principal {
+                id: "p".into(),
+                roles: vec![Arc::from("u")],
+                attr: attr
+                    .as_map()
+                    .map(|m| Arc::new(m.clone()))
+                    .unwrap_or_default(),
+                ..Default::default()
+            },
+            resource: super::super::PlanResource {
+                kind: "doc".into(),
+                ..Default::default()
+            },
+            actions: vec!["a".into()],
+            ..Default::default()
+        };
+        engine.plan(&input).map(|o| o.filter_debug)
+    }
+
+    /// As the real Cerbos 0.55 answers (asked with these expressions; the `||` case
+    /// with the principal attributes `{m: {}}`, pruned the same way here).
+    #[test]
+    fn errors_and_unknowns_combine_as_in_cerbos() {
+        for (expr, want) in [
+            // An error in a strict operation wins over an unknown operand.
+            ("R.attr.x == P.attr.missing", "(false)"),
+            ("P.attr.missing == R.attr.x", "(false)"),
+            ("R.attr.x.startsWith(P.attr.missing)", "(false)"),
+            ("[R.attr.x, P.attr.missing] == []", "(false)"),
+            // `||` keeps the unknown, and prunes the failing operand's known part.
+            (
+                "R.attr.x || P.attr.missing",
+                "(or request.resource.attr.x (get-field (struct (set-field \"m\" (struct )) (set-field \"n\" (struct (set-field \"k1\" \"a\") (set-field \"k2\" \"b\")))) missing))",
+            ),
+            // An unknown map is not indexed, so the index is left as written.
+            (
+                "R.attr.x.size() > 2 && R.attr.y[P.attr.missing] == 1",
+                "(and (gt (size request.resource.attr.x) 2) (eq (index request.resource.attr.y request.principal.attr.missing) 1))",
+            ),
+            // A lookup in an empty known map is not rewritten; a non-empty one is.
+            (
+                "P.attr.m[R.attr.x] == \"a\"",
+                "(eq (index (struct ) request.resource.attr.x) \"a\")",
+            ),
+            (
+                "P.attr.n[R.attr.x] == \"a\"",
+                "(eq request.resource.attr.x \"k1\")",
+            ),
+            (
+                "R.attr.a + 1 > 3 && -R.attr.b < 2 && (R.attr.c ? true : R.id == \"x\")",
+                "(and (and (gt (add request.resource.attr.a 1) 3) (lt (-_ request.resource.attr.b) 2)) (if request.resource.attr.c true (eq request.resource.id \"x\")))",
+            ),
+        ] {
+            assert_eq!(debug_of(expr).unwrap(), want, "{expr}");
+        }
+    }
+
+    /// Cerbos fails the whole request (an internal error) when a comprehension body
+    /// cannot be planned.
+    #[test]
+    fn an_unplannable_comprehension_body_fails_the_plan() {
+        assert!(matches!(
+            debug_of("R.attr.tags.exists(t, t == P.attr.missing)"),
+            Err(PlanError::Unplannable { .. })
+        ));
+    }
+}

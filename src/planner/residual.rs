@@ -1,0 +1,1220 @@
+//! Partial evaluation of a CEL expression with the resource unknown, as Cerbos does
+//! it with cel-go: evaluate with `R` / `request.resource` unknown (except `R.kind`,
+//! `R.scope` and the resource attributes the request gives), then prune the tree:
+//! every known sub-expression becomes a literal, `&&`, `||`, `!`, `?:` and `in` fold
+//! around known operands, and comprehension bodies are re-evaluated with their
+//! variables unknown. Finally the two rewrites of Cerbos's planner apply at the root:
+//! a lookup in a known map (`P.attr.m[R.attr.k] == c`) becomes a disjunction over the
+//! map's entries, and `all`/`exists` over a known list or map is unrolled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::cel::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+use crate::cel::functions::std_lib_format::{format_duration, format_timestamp};
+use crate::cel::functions::{CallStyle, registry};
+use crate::cel::{
+    Activation, EvalError, Key, MapValue, Timestamp, Value, binary, index_value,
+    sort_values_by_key, type_ident,
+};
+
+use super::inline::{is_macro, macro_vars};
+
+/// Upper bound on evaluation steps for one expression (a guard against blow-up).
+const MAX_STEPS: usize = 200_000;
+/// Cerbos unrolls `all`/`exists` over known ranges of at most this many items.
+const MAX_UNROLL: usize = 10;
+
+/// The outcome of evaluating one node.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    Known(Value),
+    Unknown,
+    Error(EvalError),
+}
+
+impl Val {
+    fn known(&self) -> Option<&Value> {
+        match self {
+            Val::Known(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// What is known of the request while planning.
+pub(crate) struct KnownRequest<'a> {
+    /// `request` (its `resource` member is never read).
+    pub request: &'a Value,
+    /// `P`.
+    pub principal: &'a Value,
+    /// `G` / `globals`.
+    pub globals: &'a Value,
+    /// `R.kind`.
+    pub kind: Value,
+    /// `R.scope`.
+    pub scope: Value,
+    /// The resource attributes given in the request (known).
+    pub attr: &'a MapValue,
+    /// The request's `now()`.
+    pub now: Timestamp,
+}
+
+#[derive(Clone)]
+enum Local {
+    Known(Value),
+    Unknown,
+}
+
+/// A partial evaluator over one known request.
+pub(crate) struct Evaluator<'a> {
+    req: &'a KnownRequest<'a>,
+    locals: Vec<(Arc<str>, Local)>,
+    state: HashMap<*const Expr, Val>,
+    steps: usize,
+    /// Set when a comprehension body cannot be planned (Cerbos fails the request).
+    failed: Option<EvalError>,
+}
+
+fn err(msg: impl Into<Arc<str>>) -> Val {
+    Val::Error(EvalError::new(msg))
+}
+
+fn no_overload() -> Val {
+    err("no such overload")
+}
+
+fn lit(v: Value, pos: usize) -> Expr {
+    Expr {
+        kind: ExprKind::Literal(v),
+        pos,
+    }
+}
+
+fn mk(kind: ExprKind, pos: usize) -> Expr {
+    Expr { kind, pos }
+}
+
+/// Names that are host variables, never namespaces of functions.
+fn is_host_name(n: &str) -> bool {
+    matches!(n, "R" | "P" | "request" | "G" | "globals" | "runtime")
+}
+
+/// The literal expression for a known value, as cel-go's pruning builds it; `None`
+/// for values with no literal form (IP addresses, hierarchies, types...).
+pub(crate) fn literal(v: &Value, pos: usize) -> Option<Expr> {
+    Some(match v {
+        Value::Null
+        | Value::Bool(_)
+        | Value::Int(_)
+        | Value::Uint(_)
+        | Value::Double(_)
+        | Value::String(_)
+        | Value::Bytes(_)
+        | Value::Optional(_) => lit(v.clone(), pos),
+        Value::Duration(d) => mk(
+            ExprKind::Call {
+                target: None,
+                func: "duration".into(),
+                args: vec![lit(Value::from(format_duration(*d)), pos)],
+            },
+            pos,
+        ),
+        Value::Timestamp(t) => mk(
+            ExprKind::Call {
+                target: None,
+                func: "timestamp".into(),
+                args: vec![lit(Value::from(format_timestamp(t)), pos)],
+            },
+            pos,
+        ),
+        Value::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in items.iter() {
+                out.push((literal(i, pos)?, false));
+            }
+            mk(ExprKind::List(out), pos)
+        }
+        Value::Map(m) => {
+            let mut out = Vec::with_capacity(m.len());
+            for (k, v) in m.iter() {
+                out.push((literal(&k.to_value(), pos)?, literal(v, pos)?, false));
+            }
+            mk(ExprKind::Map(out), pos)
+        }
+        _ => return None,
+    })
+}
+
+/// Whether an expression is made only of literals (cel-go's `containsOnlyKnownValues`).
+fn only_known_values(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Literal(_) => true,
+        ExprKind::List(items) => items.iter().all(|(x, _)| only_known_values(x)),
+        ExprKind::Map(entries) => entries
+            .iter()
+            .all(|(k, v, _)| only_known_values(k) && only_known_values(v)),
+        _ => false,
+    }
+}
+
+/// The items a comprehension iterates: (first variable, second variable).
+fn items(range: &Value, two: bool) -> Option<Vec<(Value, Value)>> {
+    match range {
+        Value::List(l) => Some(
+            l.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    if two {
+                        (Value::Int(i as i64), v.clone())
+                    } else {
+                        (v.clone(), Value::Null)
+                    }
+                })
+                .collect(),
+        ),
+        Value::Map(m) => Some(m.iter().map(|(k, v)| (k.to_value(), v.clone())).collect()),
+        _ => None,
+    }
+}
+
+/// The outcome of a strict operation over two non-known operands: an error wins
+/// over an unknown (as the real Cerbos answers), else the first.
+fn strict_first(a: Val, b: Val) -> Val {
+    match (&a, &b) {
+        (Val::Error(_), _) | (Val::Known(_), _) => {
+            if matches!(a, Val::Known(_)) {
+                b
+            } else {
+                a
+            }
+        }
+        (_, Val::Error(_)) => b,
+        _ => a,
+    }
+}
+
+fn select_value(v: &Value, field: &str) -> Val {
+    match v {
+        Value::Map(m) => match m.get_str(field) {
+            Some(x) => Val::Known(x.clone()),
+            None => err(format!("no such key: {field}")),
+        },
+        _ => err(format!(
+            "type '{}' does not support field selection",
+            v.type_name()
+        )),
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator with no local variables.
+    pub(crate) fn new(req: &'a KnownRequest<'a>) -> Self {
+        Evaluator {
+            req,
+            locals: Vec::new(),
+            state: HashMap::new(),
+            steps: 0,
+            failed: None,
+        }
+    }
+
+    fn local(&self, name: &str) -> Option<&Local> {
+        self.locals
+            .iter()
+            .rev()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, l)| l)
+    }
+
+    fn is_local(&self, name: &str) -> bool {
+        self.local(name).is_some()
+    }
+
+    /// Evaluates `e`, recording the value of every node for pruning.
+    pub(crate) fn eval(&mut self, e: &Expr) -> Val {
+        let v = self.eval_inner(e);
+        self.state.insert(e as *const Expr, v.clone());
+        v
+    }
+
+    /// The path below `R` / `request.resource` when `e` is a select chain rooted there.
+    fn resource_path<'e>(&self, e: &'e Expr, out: &mut Vec<&'e str>) -> bool {
+        match &e.kind {
+            ExprKind::Ident(n) if n == "R" && !self.is_local("R") => true,
+            ExprKind::Select {
+                operand,
+                field,
+                optional: false,
+            } => {
+                if field == "resource"
+                    && operand.as_ident() == Some("request")
+                    && !self.is_local("request")
+                {
+                    return true;
+                }
+                if self.resource_path(operand, out) {
+                    out.push(field);
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    fn eval_inner(&mut self, e: &Expr) -> Val {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return err("expression too complex to plan");
+        }
+        match &e.kind {
+            ExprKind::Literal(v) => Val::Known(v.clone()),
+            ExprKind::Ident(n) => self.ident(n),
+            ExprKind::Select {
+                operand,
+                field,
+                optional,
+            } => {
+                if !*optional {
+                    let mut path = Vec::new();
+                    if self.resource_path(e, &mut path) {
+                        return match path.as_slice() {
+                            ["kind"] => Val::Known(self.req.kind.clone()),
+                            ["scope"] => Val::Known(self.req.scope.clone()),
+                            ["attr", name] => match self.req.attr.get_str(name) {
+                                Some(v) => Val::Known(v.clone()),
+                                None => Val::Unknown,
+                            },
+                            _ => Val::Unknown,
+                        };
+                    }
+                    if operand.as_ident() == Some("request") && !self.is_local("request") {
+                        return select_value(self.req.request, field);
+                    }
+                }
+                let o = self.eval(operand);
+                let Val::Known(v) = o else { return o };
+                if !*optional {
+                    return select_value(&v, field);
+                }
+                let inner = match v {
+                    Value::Optional(None) => return Val::Known(Value::Optional(None)),
+                    Value::Optional(Some(x)) => (*x).clone(),
+                    other => other,
+                };
+                match inner {
+                    Value::Map(m) => {
+                        Val::Known(Value::Optional(m.get_str(field).cloned().map(Arc::new)))
+                    }
+                    _ => no_overload(),
+                }
+            }
+            ExprKind::Index {
+                operand,
+                index,
+                optional,
+            } => {
+                // An unknown operand is not indexed: the index is not evaluated.
+                let o = self.eval(operand);
+                let Val::Known(o) = &o else { return o };
+                let i = self.eval(index);
+                let Val::Known(i) = &i else { return i };
+                if !*optional {
+                    return match index_value(o, i) {
+                        Ok(v) => Val::Known(v),
+                        Err(e) => Val::Error(e),
+                    };
+                }
+                let target = match o {
+                    Value::Optional(None) => return Val::Known(Value::Optional(None)),
+                    Value::Optional(Some(x)) => (**x).clone(),
+                    other => other.clone(),
+                };
+                match index_value(&target, i) {
+                    Ok(v) => Val::Known(Value::Optional(Some(Arc::new(v)))),
+                    Err(_) if matches!(target, Value::Map(_) | Value::List(_)) => {
+                        Val::Known(Value::Optional(None))
+                    }
+                    Err(e) => Val::Error(e),
+                }
+            }
+            ExprKind::Call { target, func, args } => self.call(target.as_deref(), func, args),
+            ExprKind::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                let mut bad: Option<Val> = None;
+                for (x, _) in items {
+                    let v = self.eval(x);
+                    if v.known().is_none() {
+                        bad = Some(match bad {
+                            None => v,
+                            Some(b) => strict_first(b, v),
+                        });
+                    }
+                }
+                if let Some(b) = bad {
+                    return b;
+                }
+                for (x, optional) in items {
+                    let Some(Val::Known(v)) = self.state.get(&(x as *const Expr)).cloned() else {
+                        return no_overload();
+                    };
+                    if *optional {
+                        match v {
+                            Value::Optional(Some(x)) => out.push((*x).clone()),
+                            Value::Optional(None) => {}
+                            _ => return no_overload(),
+                        }
+                    } else {
+                        out.push(v);
+                    }
+                }
+                Val::Known(Value::list(out))
+            }
+            ExprKind::Map(entries) => {
+                let mut m = MapValue::with_capacity(entries.len());
+                for (k, v, optional) in entries {
+                    let kv = self.eval(k);
+                    let Val::Known(kv) = kv else { return kv };
+                    let vv = self.eval(v);
+                    let Val::Known(vv) = vv else { return vv };
+                    let Some(key) = Key::from_value(&kv) else {
+                        return err(format!("unsupported key type: {}", kv.type_name()));
+                    };
+                    let vv = if *optional {
+                        match vv {
+                            Value::Optional(Some(x)) => (*x).clone(),
+                            Value::Optional(None) => continue,
+                            _ => return no_overload(),
+                        }
+                    } else {
+                        vv
+                    };
+                    if m.insert(key, vv).is_some() {
+                        return err(format!("Failed with repeated key: {kv:?}"));
+                    }
+                }
+                Val::Known(Value::map(m))
+            }
+            ExprKind::Struct { type_name, .. } => err(format!(
+                "undeclared reference to '{type_name}' (in container '')"
+            )),
+            ExprKind::Unary(op, x) => {
+                let v = self.eval(x);
+                let Val::Known(v) = v else { return v };
+                match (op, v) {
+                    (UnaryOp::Not, Value::Bool(b)) => Val::Known(Value::Bool(!b)),
+                    (UnaryOp::Neg, Value::Int(i)) => match i.checked_neg() {
+                        Some(n) => Val::Known(Value::Int(n)),
+                        None => err("integer overflow"),
+                    },
+                    (UnaryOp::Neg, Value::Double(d)) => Val::Known(Value::Double(-d)),
+                    (UnaryOp::Neg, Value::Duration(d)) => Val::Known(Value::Duration(-d)),
+                    _ => no_overload(),
+                }
+            }
+            ExprKind::Binary(op, l, r) => {
+                let lv = self.eval(l);
+                let rv = self.eval(r);
+                let (Val::Known(a), Val::Known(b)) = (&lv, &rv) else {
+                    return strict_first(lv, rv);
+                };
+                match binary(*op, a, b) {
+                    Ok(v) => Val::Known(v),
+                    Err(e) => Val::Error(e),
+                }
+            }
+            ExprKind::And(l, r) => self.logic(l, r, false),
+            ExprKind::Or(l, r) => self.logic(l, r, true),
+            ExprKind::Ternary(c, a, b) => match self.eval(c) {
+                Val::Known(Value::Bool(true)) => self.eval(a),
+                Val::Known(Value::Bool(false)) => self.eval(b),
+                Val::Known(_) => no_overload(),
+                other => other,
+            },
+        }
+    }
+
+    /// `&&` (`decisive` false) and `||` (`decisive` true): an unknown wins over an error.
+    fn logic(&mut self, l: &Expr, r: &Expr, decisive: bool) -> Val {
+        let mut unknown = false;
+        let mut error = None;
+        for term in [l, r] {
+            match self.eval(term) {
+                Val::Known(Value::Bool(b)) if b == decisive => {
+                    return Val::Known(Value::Bool(decisive));
+                }
+                Val::Known(Value::Bool(_)) => {}
+                Val::Unknown => unknown = true,
+                Val::Known(_) => {
+                    error.get_or_insert(EvalError::new("no such overload"));
+                }
+                Val::Error(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        if unknown {
+            Val::Unknown
+        } else if let Some(e) = error {
+            Val::Error(e)
+        } else {
+            Val::Known(Value::Bool(!decisive))
+        }
+    }
+
+    fn ident(&mut self, n: &str) -> Val {
+        if let Some(l) = self.local(n) {
+            return match l {
+                Local::Known(v) => Val::Known(v.clone()),
+                Local::Unknown => Val::Unknown,
+            };
+        }
+        match n {
+            "R" | "request" => Val::Unknown,
+            "P" => Val::Known(self.req.principal.clone()),
+            "G" | "globals" => Val::Known(self.req.globals.clone()),
+            "runtime" => Val::Known(Value::map(MapValue::new())),
+            _ => match type_ident(n) {
+                Some(t) => Val::Known(Value::Type(t)),
+                None => err(format!("undeclared reference to '{n}' (in container '')")),
+            },
+        }
+    }
+
+    fn call(&mut self, target: Option<&Expr>, func: &str, args: &[Expr]) -> Val {
+        // Namespaced global functions: `math.greatest(..)`, `cel.bind(..)`.
+        if let Some(ns) = target.and_then(Expr::qualified_name) {
+            let root = ns.split('.').next().unwrap_or("");
+            if !self.is_local(root) && !is_host_name(root) {
+                let full = format!("{ns}.{func}");
+                if full == "cel.bind" && args.len() == 3 {
+                    return self.bind(args);
+                }
+                if let Some(f) = registry().get(&full, CallStyle::Global) {
+                    return self.apply(f, None, args);
+                }
+            }
+        }
+        match (target, func, args.len()) {
+            (None, "has", 1) => {
+                let ExprKind::Select { operand, field, .. } = &args[0].kind else {
+                    return err("invalid argument to has() macro");
+                };
+                let mut path = Vec::new();
+                // The resource is unknown as a whole, so is any presence test on it.
+                if self.resource_path(operand, &mut path) {
+                    return Val::Unknown;
+                }
+                let o = if operand.as_ident() == Some("request") && !self.is_local("request") {
+                    Val::Known(self.req.request.clone())
+                } else {
+                    self.eval(operand)
+                };
+                match o {
+                    Val::Known(Value::Map(m)) => {
+                        Val::Known(Value::Bool(m.get_str(field).is_some()))
+                    }
+                    Val::Known(other) => err(format!(
+                        "invalid type for field selection: {}",
+                        other.type_name()
+                    )),
+                    other => other,
+                }
+            }
+            (Some(t), _, n) if is_macro(func, true, n) => self.comprehension(t, func, args),
+            (Some(t), "or" | "orValue", 1) => {
+                let o = self.eval(t);
+                let Val::Known(o) = o else { return o };
+                match o {
+                    Value::Optional(Some(v)) => {
+                        if func == "orValue" {
+                            Val::Known((*v).clone())
+                        } else {
+                            Val::Known(Value::Optional(Some(v)))
+                        }
+                    }
+                    Value::Optional(None) => self.eval(&args[0]),
+                    _ => no_overload(),
+                }
+            }
+            _ => {
+                let style = if target.is_some() {
+                    CallStyle::Receiver
+                } else {
+                    CallStyle::Global
+                };
+                match registry().get(func, style) {
+                    Some(f) => self.apply(f, target, args),
+                    None => err(format!(
+                        "undeclared reference to '{func}' (in container '')"
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Calls a native function: operands evaluated in order; the first unknown or error
+    /// is the result (with more than two operands, cel-go stops at it).
+    fn apply(
+        &mut self,
+        f: crate::cel::functions::NativeFn,
+        target: Option<&Expr>,
+        args: &[Expr],
+    ) -> Val {
+        let operands: Vec<&Expr> = target.into_iter().chain(args.iter()).collect();
+        let mut vals = Vec::with_capacity(operands.len());
+        let mut first_bad: Option<Val> = None;
+        for o in &operands {
+            let v = self.eval(o);
+            match v {
+                Val::Known(v) => vals.push(v),
+                other => {
+                    first_bad = Some(match first_bad {
+                        None => other,
+                        Some(b) => strict_first(b, other),
+                    });
+                    if operands.len() > 2 {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(bad) = first_bad {
+            return bad;
+        }
+        match f(&vals, &Activation::new(&[], self.req.now)) {
+            Ok(v) => Val::Known(v),
+            Err(e) => Val::Error(e),
+        }
+    }
+
+    fn bind(&mut self, args: &[Expr]) -> Val {
+        let Some(name) = args[0].as_ident() else {
+            return err("argument must be a simple name");
+        };
+        let init = match self.eval(&args[1]) {
+            Val::Known(v) => Local::Known(v),
+            Val::Unknown => Local::Unknown,
+            e @ Val::Error(_) => return e,
+        };
+        self.locals.push((Arc::from(name), init));
+        let out = self.eval(&args[2]);
+        self.locals.pop();
+        out
+    }
+
+    fn comprehension(&mut self, range: &Expr, func: &str, args: &[Expr]) -> Val {
+        let nvars = macro_vars(func, args.len());
+        let names: Vec<Arc<str>> = args[..nvars]
+            .iter()
+            .map(|a| Arc::from(a.as_ident().unwrap_or("_")))
+            .collect();
+        let rest = &args[nvars..];
+        let (filter, body) = match rest {
+            [f, b] => (Some(f), b),
+            [b] => (None, b),
+            _ => return err("invalid macro"),
+        };
+        let rv = self.eval(range);
+        let Val::Known(rv) = rv else { return rv };
+        let two = names.len() == 2;
+        let Some(items) = items(&rv, two) else {
+            return no_overload();
+        };
+        let base = self.locals.len();
+        for n in &names {
+            self.locals.push((n.clone(), Local::Unknown));
+        }
+        let out = self.fold(func, &rv, items, &names, filter, body, base);
+        self.locals.truncate(base);
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fold(
+        &mut self,
+        func: &str,
+        range: &Value,
+        items: Vec<(Value, Value)>,
+        names: &[Arc<str>],
+        filter: Option<&Expr>,
+        body: &Expr,
+        base: usize,
+    ) -> Val {
+        let bind = |me: &mut Self, a: Value, b: Value| {
+            me.locals[base].1 = Local::Known(a);
+            if names.len() == 2 {
+                me.locals[base + 1].1 = Local::Known(b);
+            }
+        };
+        match func {
+            "all" | "exists" => {
+                let decisive = func == "exists";
+                let mut unknown = false;
+                let mut error = None;
+                for (a, b) in items {
+                    bind(self, a, b);
+                    match self.eval(body) {
+                        Val::Known(Value::Bool(x)) if x == decisive => {
+                            return Val::Known(Value::Bool(decisive));
+                        }
+                        Val::Known(Value::Bool(_)) => {}
+                        Val::Unknown => unknown = true,
+                        Val::Known(_) => {
+                            error.get_or_insert(EvalError::new("no such overload"));
+                        }
+                        Val::Error(e) => {
+                            error.get_or_insert(e);
+                        }
+                    }
+                }
+                if unknown {
+                    Val::Unknown
+                } else if let Some(e) = error {
+                    Val::Error(e)
+                } else {
+                    Val::Known(Value::Bool(!decisive))
+                }
+            }
+            "exists_one" | "existsOne" => {
+                let mut n = 0usize;
+                let mut unknown = false;
+                for (a, b) in items {
+                    bind(self, a, b);
+                    match self.eval(body) {
+                        Val::Known(Value::Bool(true)) => n += 1,
+                        Val::Known(Value::Bool(false)) => {}
+                        Val::Unknown => unknown = true,
+                        Val::Known(_) => return no_overload(),
+                        e @ Val::Error(_) => return e,
+                    }
+                }
+                if unknown {
+                    Val::Unknown
+                } else {
+                    Val::Known(Value::Bool(n == 1))
+                }
+            }
+            "map" | "filter" | "transformList" => {
+                let mut out = Vec::new();
+                for (a, b) in items {
+                    let elem = a.clone();
+                    bind(self, a, b);
+                    if let Some(f) = filter {
+                        match self.eval(f) {
+                            Val::Known(Value::Bool(true)) => {}
+                            Val::Known(Value::Bool(false)) => continue,
+                            Val::Known(_) => return no_overload(),
+                            other => return other,
+                        }
+                    }
+                    match (func, self.eval(body)) {
+                        ("filter", Val::Known(Value::Bool(true))) => out.push(elem),
+                        ("filter", Val::Known(Value::Bool(false))) => {}
+                        ("filter", Val::Known(_)) => return no_overload(),
+                        (_, Val::Known(v)) => out.push(v),
+                        (_, other) => return other,
+                    }
+                }
+                Val::Known(Value::list(out))
+            }
+            "transformMap" | "transformMapEntry" => {
+                let mut out = MapValue::new();
+                for (a, b) in items {
+                    let key = a.clone();
+                    bind(self, a, b);
+                    if let Some(f) = filter {
+                        match self.eval(f) {
+                            Val::Known(Value::Bool(true)) => {}
+                            Val::Known(Value::Bool(false)) => continue,
+                            Val::Known(_) => return no_overload(),
+                            other => return other,
+                        }
+                    }
+                    let v = match self.eval(body) {
+                        Val::Known(v) => v,
+                        other => return other,
+                    };
+                    if func == "transformMap" {
+                        let Some(k) = Key::from_value(&key) else {
+                            return no_overload();
+                        };
+                        out.insert(k, v);
+                    } else {
+                        let Value::Map(entry) = v else {
+                            return no_overload();
+                        };
+                        for (k, v) in entry.iter() {
+                            if out.insert(k.clone(), v.clone()).is_some() {
+                                return err(format!("insert failed: key {k} already exists"));
+                            }
+                        }
+                    }
+                }
+                Val::Known(Value::map(out))
+            }
+            "sortBy" => {
+                let Value::List(_) = range else {
+                    return no_overload();
+                };
+                let mut keyed = Vec::with_capacity(items.len());
+                for (a, b) in items {
+                    let elem = a.clone();
+                    bind(self, a, b);
+                    match self.eval(body) {
+                        Val::Known(k) => keyed.push((k, elem)),
+                        other => return other,
+                    }
+                }
+                if let Err(e) = sort_values_by_key(&mut keyed) {
+                    return Val::Error(e);
+                }
+                Val::Known(Value::list(keyed.into_iter().map(|(_, v)| v).collect()))
+            }
+            _ => err("invalid macro"),
+        }
+    }
+
+    fn known_bool(&self, e: &Expr) -> Option<bool> {
+        match self.state.get(&(e as *const Expr)) {
+            Some(Val::Known(Value::Bool(b))) => Some(*b),
+            _ => None,
+        }
+    }
+
+    fn is_known(&self, e: &Expr) -> bool {
+        matches!(self.state.get(&(e as *const Expr)), Some(Val::Known(_)))
+    }
+
+    /// The residual of an evaluated expression (cel-go's `PruneAst`).
+    pub(crate) fn prune(&self, e: &Expr) -> Expr {
+        let st = self.state.get(&(e as *const Expr));
+        if let Some(Val::Known(v)) = st
+            && let Some(l) = literal(v, e.pos)
+        {
+            return l;
+        }
+        let evaluated = st.is_some();
+        let kind = match &e.kind {
+            ExprKind::Literal(_) | ExprKind::Ident(_) | ExprKind::Struct { .. } => e.kind.clone(),
+            ExprKind::Select {
+                operand,
+                field,
+                optional,
+            } => ExprKind::Select {
+                operand: Box::new(self.prune(operand)),
+                field: field.clone(),
+                optional: *optional,
+            },
+            ExprKind::Index {
+                operand,
+                index,
+                optional,
+            } => ExprKind::Index {
+                operand: Box::new(self.prune(operand)),
+                index: Box::new(self.prune(index)),
+                optional: *optional,
+            },
+            ExprKind::Call { target, func, args } => {
+                if target.is_some() && is_macro(func, true, args.len()) {
+                    // Only the range of a comprehension is pruned.
+                    ExprKind::Call {
+                        target: target.as_ref().map(|t| Box::new(self.prune(t))),
+                        func: func.clone(),
+                        args: args.clone(),
+                    }
+                } else {
+                    ExprKind::Call {
+                        target: target.as_ref().map(|t| Box::new(self.prune(t))),
+                        func: func.clone(),
+                        args: args.iter().map(|a| self.prune(a)).collect(),
+                    }
+                }
+            }
+            ExprKind::List(items) => {
+                ExprKind::List(items.iter().map(|(x, o)| (self.prune(x), *o)).collect())
+            }
+            ExprKind::Map(entries) => ExprKind::Map(
+                entries
+                    .iter()
+                    .map(|(k, v, o)| (self.prune(k), self.prune(v), *o))
+                    .collect(),
+            ),
+            ExprKind::Unary(UnaryOp::Not, x) => {
+                if evaluated && let Some(b) = self.known_bool(x) {
+                    return lit(Value::Bool(!b), e.pos);
+                }
+                ExprKind::Unary(UnaryOp::Not, Box::new(self.prune(x)))
+            }
+            ExprKind::Unary(op, x) => ExprKind::Unary(*op, Box::new(self.prune(x))),
+            ExprKind::Binary(BinaryOp::In, l, r) => {
+                if evaluated && let Some(Val::Known(v)) = self.state.get(&(&**r as *const Expr)) {
+                    let empty = match v {
+                        Value::List(l) => l.is_empty(),
+                        Value::Map(m) => m.is_empty(),
+                        Value::String(s) => s.is_empty(),
+                        Value::Bytes(b) => b.is_empty(),
+                        _ => false,
+                    };
+                    if empty {
+                        return lit(Value::Bool(false), e.pos);
+                    }
+                }
+                ExprKind::Binary(
+                    BinaryOp::In,
+                    Box::new(self.prune(l)),
+                    Box::new(self.prune(r)),
+                )
+            }
+            ExprKind::Binary(op, l, r) => {
+                ExprKind::Binary(*op, Box::new(self.prune(l)), Box::new(self.prune(r)))
+            }
+            ExprKind::And(l, r) | ExprKind::Or(l, r) => {
+                let is_and = matches!(e.kind, ExprKind::And(..));
+                let absorbing = !is_and;
+                if evaluated {
+                    for (known, other) in [(l, r), (r, l)] {
+                        if self.is_known(known) {
+                            if self.known_bool(known) == Some(absorbing) {
+                                return lit(Value::Bool(absorbing), e.pos);
+                            }
+                            return self.prune(other);
+                        }
+                    }
+                }
+                let (pl, pr) = (Box::new(self.prune(l)), Box::new(self.prune(r)));
+                if is_and {
+                    ExprKind::And(pl, pr)
+                } else {
+                    ExprKind::Or(pl, pr)
+                }
+            }
+            ExprKind::Ternary(c, a, b) => {
+                if evaluated && let Some(cv) = self.known_bool(c) {
+                    return self.prune(if cv { a } else { b });
+                }
+                ExprKind::Ternary(
+                    Box::new(self.prune(c)),
+                    Box::new(self.prune(a)),
+                    Box::new(self.prune(b)),
+                )
+            }
+        };
+        mk(kind, e.pos)
+    }
+
+    /// Evaluates `e` in a fresh state with the current locals and returns its residual.
+    fn residual_here(&mut self, e: &Expr) -> Expr {
+        let saved = std::mem::take(&mut self.state);
+        self.eval(e);
+        let out = self.prune(e);
+        self.state = saved;
+        out
+    }
+
+    /// Re-evaluates the bodies of comprehensions in a residual with their variables
+    /// unknown (Cerbos's `evalComprehensionBody`).
+    pub(crate) fn comprehension_bodies(&mut self, e: &Expr) -> Expr {
+        let rec = |me: &mut Self, x: &Expr| Box::new(me.comprehension_bodies(x));
+        let kind = match &e.kind {
+            ExprKind::Call {
+                target: Some(t),
+                func,
+                args,
+            } if is_macro(func, true, args.len()) => {
+                let nvars = macro_vars(func, args.len());
+                let idx = if func == "map" && args.len() == 3 {
+                    1
+                } else {
+                    args.len() - 1
+                };
+                let base = self.locals.len();
+                for a in &args[..nvars] {
+                    self.locals
+                        .push((Arc::from(a.as_ident().unwrap_or("_")), Local::Unknown));
+                }
+                let saved = std::mem::take(&mut self.state);
+                if let Val::Error(e) = self.eval(&args[idx]) {
+                    self.failed.get_or_insert(e);
+                }
+                let body = self.prune(&args[idx]);
+                self.state = saved;
+                let body = self.comprehension_bodies(&body);
+                self.locals.truncate(base);
+                let mut new_args = args.clone();
+                new_args[idx] = body;
+                ExprKind::Call {
+                    target: Some(rec(self, t)),
+                    func: func.clone(),
+                    args: new_args,
+                }
+            }
+            ExprKind::Select {
+                operand,
+                field,
+                optional,
+            } => ExprKind::Select {
+                operand: rec(self, operand),
+                field: field.clone(),
+                optional: *optional,
+            },
+            ExprKind::Index {
+                operand,
+                index,
+                optional,
+            } => ExprKind::Index {
+                operand: rec(self, operand),
+                index: rec(self, index),
+                optional: *optional,
+            },
+            ExprKind::Call { target, func, args } => ExprKind::Call {
+                target: target.as_ref().map(|t| rec(self, t)),
+                func: func.clone(),
+                args: args.iter().map(|a| self.comprehension_bodies(a)).collect(),
+            },
+            ExprKind::List(items) => ExprKind::List(
+                items
+                    .iter()
+                    .map(|(x, o)| (self.comprehension_bodies(x), *o))
+                    .collect(),
+            ),
+            ExprKind::Map(entries) => ExprKind::Map(
+                entries
+                    .iter()
+                    .map(|(k, v, o)| {
+                        (
+                            self.comprehension_bodies(k),
+                            self.comprehension_bodies(v),
+                            *o,
+                        )
+                    })
+                    .collect(),
+            ),
+            ExprKind::Unary(op, x) => ExprKind::Unary(*op, rec(self, x)),
+            ExprKind::Binary(op, l, r) => ExprKind::Binary(*op, rec(self, l), rec(self, r)),
+            ExprKind::And(l, r) => ExprKind::And(rec(self, l), rec(self, r)),
+            ExprKind::Or(l, r) => ExprKind::Or(rec(self, l), rec(self, r)),
+            ExprKind::Ternary(c, a, b) => {
+                ExprKind::Ternary(rec(self, c), rec(self, a), rec(self, b))
+            }
+            _ => e.kind.clone(),
+        };
+        mk(kind, e.pos)
+    }
+}
+
+fn right_nested(mut items: Vec<Expr>, and: bool) -> Option<Expr> {
+    let mut acc = items.pop()?;
+    while let Some(x) = items.pop() {
+        let pos = x.pos;
+        acc = mk(
+            if and {
+                ExprKind::And(Box::new(x), Box::new(acc))
+            } else {
+                ExprKind::Or(Box::new(x), Box::new(acc))
+            },
+            pos,
+        );
+    }
+    Some(acc)
+}
+
+/// `index [.field]` over a known map with a resource-attribute key: (field, entries, indexer).
+/// A map literal's entries: (key, value, optional).
+type MapEntries = Vec<(Expr, Expr, bool)>;
+
+fn struct_indexer(e: &Expr) -> Option<(Option<&str>, &MapEntries, &Expr)> {
+    let (field, ex) = match &e.kind {
+        ExprKind::Select {
+            operand,
+            field,
+            optional: false,
+        } => (Some(field.as_str()), &**operand),
+        _ => (None, e),
+    };
+    let ExprKind::Index {
+        operand,
+        index,
+        optional: false,
+    } = &ex.kind
+    else {
+        return None;
+    };
+    let ExprKind::Map(entries) = &operand.kind else {
+        return None;
+    };
+    if !matches!(index.kind, ExprKind::Select { .. }) {
+        return None;
+    }
+    Some((field, entries, index))
+}
+
+/// Cerbos's struct matcher: `m[R.attr.k] op c` and `c in m[R.attr.k]` over a known map
+/// become `(R.attr.k == key1 && c op value1) || ...`.
+fn struct_match(e: &Expr) -> Option<Expr> {
+    let (op, (field, entries, indexer), constant) = match &e.kind {
+        ExprKind::Binary(
+            op @ (BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge),
+            l,
+            r,
+        ) if matches!(r.kind, ExprKind::Literal(_)) => (*op, struct_indexer(l)?, &**r),
+        ExprKind::Binary(BinaryOp::In, l, r) if matches!(l.kind, ExprKind::Literal(_)) => {
+            (BinaryOp::In, struct_indexer(r)?, &**l)
+        }
+        _ => return None,
+    };
+    let mut sorted: Vec<&(Expr, Expr, bool)> = entries.iter().collect();
+    sorted.sort_by(|a, b| match (&a.0.kind, &b.0.kind) {
+        (ExprKind::Literal(Value::String(x)), ExprKind::Literal(Value::String(y))) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    });
+    let pos = e.pos;
+    let opts: Vec<Expr> = sorted
+        .into_iter()
+        .map(|(k, v, _)| {
+            let v = match field {
+                Some(f) => mk(
+                    ExprKind::Select {
+                        operand: Box::new(v.clone()),
+                        field: f.to_string(),
+                        optional: false,
+                    },
+                    pos,
+                ),
+                None => v.clone(),
+            };
+            let lhs = mk(
+                ExprKind::Binary(BinaryOp::Eq, Box::new(indexer.clone()), Box::new(k.clone())),
+                pos,
+            );
+            let rhs = mk(
+                ExprKind::Binary(op, Box::new(constant.clone()), Box::new(v)),
+                pos,
+            );
+            mk(ExprKind::And(Box::new(lhs), Box::new(rhs)), pos)
+        })
+        .collect();
+    right_nested(opts, false)
+}
+
+impl Evaluator<'_> {
+    /// Cerbos's lambda matcher: `all`/`exists` over a known list or map of at most ten
+    /// items is unrolled into `&&`/`||` of the body for each item.
+    fn lambda_match(&mut self, e: &Expr) -> Option<Expr> {
+        let ExprKind::Call {
+            target: Some(range),
+            func,
+            args,
+        } = &e.kind
+        else {
+            return None;
+        };
+        if !matches!(func.as_str(), "all" | "exists") || !is_macro(func, true, args.len()) {
+            return None;
+        }
+        if !matches!(range.kind, ExprKind::List(_) | ExprKind::Map(_)) || !only_known_values(range)
+        {
+            return None;
+        }
+        let nvars = macro_vars(func, args.len());
+        let names: Vec<Arc<str>> = args[..nvars]
+            .iter()
+            .map(|a| Arc::from(a.as_ident().unwrap_or("_")))
+            .collect();
+        let body = &args[args.len() - 1];
+        let mut bindings: Vec<(Value, Option<Value>)> = Vec::new();
+        match &range.kind {
+            ExprKind::List(items) => {
+                if items.len() > MAX_UNROLL {
+                    return None;
+                }
+                for (i, (x, _)) in items.iter().enumerate() {
+                    let v = self.residual_value(x)?;
+                    if names.len() == 2 {
+                        bindings.push((Value::Int(i as i64), Some(v)));
+                    } else {
+                        bindings.push((v, None));
+                    }
+                }
+            }
+            ExprKind::Map(entries) => {
+                if entries.len() > MAX_UNROLL {
+                    return None;
+                }
+                for (k, v, _) in entries {
+                    let k = self.residual_value(k)?;
+                    let v = self.residual_value(v)?;
+                    bindings.push((k, Some(v)));
+                }
+            }
+            _ => return None,
+        }
+        let mut opts = Vec::with_capacity(bindings.len());
+        for (a, b) in bindings {
+            let base = self.locals.len();
+            self.locals.push((names[0].clone(), Local::Known(a)));
+            if let (Some(n), Some(b)) = (names.get(1), b) {
+                self.locals.push((n.clone(), Local::Known(b)));
+            }
+            opts.push(self.residual_here(body));
+            self.locals.truncate(base);
+        }
+        right_nested(opts, func == "all")
+    }
+
+    fn residual_value(&mut self, e: &Expr) -> Option<Value> {
+        let saved = std::mem::take(&mut self.state);
+        let v = self.eval(e);
+        self.state = saved;
+        match v {
+            Val::Known(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// What a condition expression reduces to when planned.
+pub(crate) enum Residual {
+    /// A residual expression (a boolean literal when fully known).
+    Expr(Expr),
+    /// Evaluation failed: the condition is not satisfied.
+    Error(EvalError),
+    /// The expression cannot be planned (the whole plan fails, as in Cerbos).
+    Failed(EvalError),
+}
+
+/// Plans one condition expression: Cerbos's `evaluateConditionExpression`.
+pub(crate) fn plan_expr(req: &KnownRequest, e: &Expr) -> Residual {
+    let mut ev = Evaluator::new(req);
+    match ev.eval(e) {
+        Val::Error(err) => Residual::Error(err),
+        Val::Known(Value::Bool(b)) => Residual::Expr(lit(Value::Bool(b), e.pos)),
+        Val::Known(_) => Residual::Expr(lit(Value::Bool(false), e.pos)),
+        Val::Unknown => {
+            let r = ev.prune(e);
+            let r = ev.comprehension_bodies(&r);
+            if let Some(e) = ev.failed.take() {
+                return Residual::Failed(e);
+            }
+            let rewritten = match struct_match(&r) {
+                Some(m) => Some(m),
+                None => ev.lambda_match(&r),
+            };
+            match rewritten {
+                Some(m) => {
+                    let mut again = Evaluator::new(req);
+                    again.eval(&m);
+                    Residual::Expr(again.prune(&m))
+                }
+                None => Residual::Expr(r),
+            }
+        }
+    }
+}
