@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
+
 use super::config::{AuditConfig, AuditMode, AuditOutput, Checked};
 use super::record::{DecisionRecord, LineOptions};
 use super::rotate::RotatingFile;
@@ -52,16 +54,18 @@ struct Shared {
 }
 
 /// The decision log: a cheap, cloneable handle. Lines are written by a background
-/// thread, which ends once every handle is dropped and the queue is drained.
+/// thread, which ends once every handle is dropped (or the sink is replaced) and the
+/// queue is drained. Clones share one slot, so [`replace_with`](AuditSink::replace_with)
+/// reconfigures every holder at once (a configuration reload).
 #[derive(Clone)]
 pub struct AuditSink {
-    shared: Option<Arc<Shared>>,
+    shared: Arc<ArcSwapOption<Shared>>,
 }
 
 impl std::fmt::Debug for AuditSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditSink")
-            .field("enabled", &self.shared.is_some())
+            .field("enabled", &self.shared.load().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +108,9 @@ fn mix(mut z: u64) -> u64 {
 impl AuditSink {
     /// A sink that records nothing.
     pub fn disabled() -> Self {
-        AuditSink { shared: None }
+        AuditSink {
+            shared: Arc::new(ArcSwapOption::empty()),
+        }
     }
 
     /// The sink `config` describes (stdout or a rotating file), counting drops in
@@ -167,7 +173,7 @@ impl AuditSink {
             .unwrap_or_default()
             .as_nanos() as u64;
         Ok(AuditSink {
-            shared: Some(Arc::new(Shared {
+            shared: Arc::new(ArcSwapOption::from_pointee(Shared {
                 tx,
                 threshold: checked.threshold,
                 include_attributes: config.include_attributes,
@@ -178,15 +184,24 @@ impl AuditSink {
         })
     }
 
+    /// Makes every handle sharing this sink write as `other` does from now on (records
+    /// already queued are still written by the old writer, which then ends).
+    pub fn replace_with(&self, other: &AuditSink) {
+        self.shared.store(other.shared.load_full());
+    }
+
     /// Whether any decision is logged at all.
     pub fn is_enabled(&self) -> bool {
-        self.shared.is_some()
+        self.shared.load().is_some()
     }
 
     /// Whether records should carry attributes (`includeAttributes`): callers skip
     /// converting them otherwise.
     pub fn wants_attributes(&self) -> bool {
-        self.shared.as_ref().is_some_and(|s| s.include_attributes)
+        self.shared
+            .load()
+            .as_ref()
+            .is_some_and(|s| s.include_attributes)
     }
 
     /// Records a decision (subject to sampling). Never blocks: with the queue full the
@@ -198,7 +213,8 @@ impl AuditSink {
     /// Like [`record`](Self::record), but builds the record only when the decision is
     /// sampled, so unsampled decisions cost nothing.
     pub fn record_with(&self, build: impl FnOnce() -> DecisionRecord) {
-        let Some(s) = &self.shared else { return };
+        let shared = self.shared.load();
+        let Some(s) = shared.as_ref() else { return };
         if let Some(threshold) = s.threshold {
             let n = s.seq.fetch_add(1, Ordering::Relaxed);
             if mix(s.seed ^ n.wrapping_mul(0xa076_1d64_78bd_642f)) >= threshold {
@@ -222,7 +238,10 @@ impl AuditSink {
 
     /// [`flush`](Self::flush) with a chosen timeout.
     pub fn flush_timeout(&self, timeout: Duration) -> bool {
-        let Some(s) = &self.shared else { return true };
+        let shared = self.shared.load_full();
+        let Some(s) = shared.as_ref() else {
+            return true;
+        };
         let deadline = Instant::now() + timeout;
         let (ack_tx, ack_rx) = mpsc::channel();
         let mut message = Message::Flush(ack_tx);
@@ -350,6 +369,26 @@ mod tests {
         w.open();
         assert!(sink.flush());
         assert_eq!(w.lines().len() as u64, 200 - dropped);
+    }
+
+    #[test]
+    fn issue_18_replacing_a_sink_reconfigures_every_clone() {
+        let (first, second) = (Gated::default(), Gated::default());
+        first.open();
+        second.open();
+        let all = config(r#"{"mode":"all"}"#);
+        let sink = AuditSink::to_writer(&all, Metrics::default(), first.clone()).unwrap();
+        let held_elsewhere = sink.clone();
+        held_elsewhere.record(DecisionRecord::new(Origin::Api, "one"));
+        assert!(held_elsewhere.flush());
+        sink.replace_with(&AuditSink::to_writer(&all, Metrics::default(), second.clone()).unwrap());
+        held_elsewhere.record(DecisionRecord::new(Origin::Api, "two"));
+        assert!(held_elsewhere.flush());
+        assert_eq!(first.lines().len(), 1);
+        assert_eq!(second.lines().len(), 1);
+        assert!(second.lines()[0].contains("two"));
+        sink.replace_with(&AuditSink::disabled());
+        assert!(!held_elsewhere.is_enabled());
     }
 
     #[test]

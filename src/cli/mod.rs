@@ -7,6 +7,7 @@ mod check;
 mod compile;
 pub mod diagnostics;
 mod log_escape;
+mod reload;
 mod routes;
 pub mod serve;
 

@@ -20,6 +20,9 @@ use crate::store::config::{SourceConfig, source_config};
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How often a `--config` file is checked for changes when policies come from git.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The bundled configuration, used when `--config` is not given.
 pub const BUNDLED_CONFIG: &str = include_str!("../../gatehouse.yaml");
 
@@ -568,7 +571,7 @@ pub(crate) fn read_config(
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    let (mut config, _, base) = read_config(args.config.as_deref())?;
+    let (mut config, positions, base) = read_config(args.config.as_deref())?;
     if args.lenient_scope_search {
         config.engine.lenient_scope_search = true;
     }
@@ -595,6 +598,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             },
         };
     }
+    // gatehouse.yaml is followed as the policy directory is (its interval; not at all
+    // with `watchForChanges: false`, leaving SIGHUP), and every 500 ms beside git.
+    let config_watch = match &source {
+        SourceConfig::Directory { watch, .. } => *watch,
+        SourceConfig::Git { .. } => Some(CONFIG_POLL),
+    };
     let grpc_addr = args.grpc_addr.unwrap_or(config.server.grpc_listen_addr);
     let http_addr = args.http_addr.unwrap_or(config.server.http_listen_addr);
 
@@ -650,6 +659,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     )
     .await?;
     ext.tracer = tracer.clone();
+    let ext = extauthz::LiveExtAuthz::new(ext);
+    // The file is followed (bundled configuration: nothing to follow).
+    let reloader = args.config.as_ref().map(|path| {
+        Arc::new(super::reload::ConfigReloader::new(
+            path.clone(),
+            base.clone(),
+            positions.text(),
+            config.audit.clone().resolve_paths(&base),
+            ext.clone(),
+            audit.clone(),
+            store.clone(),
+            metrics.clone(),
+            tracer.clone(),
+        ))
+    });
+    drop(positions);
     let api_settings = config
         .api_settings(&base)
         .await?
@@ -659,17 +684,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     if let Some(interval) = poll {
         tokio::spawn(store.clone().watch(interval));
     }
+    if let Some(r) = &reloader {
+        tracing::info!(file = %r.path().display(), watched = config_watch.is_some(), "gatehouse.yaml: extAuthz and audit reload on change and on SIGHUP; other sections need a restart");
+        if let Some(interval) = config_watch {
+            tokio::spawn(r.clone().watch(interval));
+        }
+    }
 
     #[cfg(unix)]
     {
         let store = store.clone();
+        let reloader = reloader.clone();
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading policies");
+                    match &reloader {
+                        Some(r) => {
+                            tracing::info!(file = %r.path().display(), "SIGHUP: reloading policies and gatehouse.yaml")
+                        }
+                        None => tracing::info!(
+                            "SIGHUP: reloading policies (the bundled gatehouse.yaml does not change)"
+                        ),
+                    }
                     let s = store.clone();
                     let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                    if let Some(r) = &reloader {
+                        let _ = r.reload().await;
+                    }
                 }
             });
         }
@@ -684,7 +726,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<AuthorizationServer<ExtAuthz>>()
+        .set_serving::<AuthorizationServer<extauthz::LiveExtAuthz>>()
         .await;
     health_reporter
         .set_serving::<crate::api::pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer<
@@ -716,18 +758,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         );
 
     let status_store = store.clone();
+    let status_config = reloader.clone();
     let mut router = axum::Router::new()
         .route("/health", axum::routing::get(health))
         .route(
             "/_gatehouse/status",
             axum::routing::get(move || {
                 let st = status_store.status();
+                let config = status_config.as_ref().map(|r| r.status_json());
                 async move {
                     axum::Json(serde_json::json!({
                         "revision": st.revision,
                         "reloadsOk": st.reloads_ok,
                         "reloadsFailed": st.reloads_failed,
                         "lastError": st.last_error,
+                        "config": config,
                     }))
                 }
             }),

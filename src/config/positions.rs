@@ -39,6 +39,11 @@ impl Positions {
         &self.file
     }
 
+    /// The text of the file.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
     fn find(&self, path: &[Step<'_>]) -> Option<&Node> {
         let mut node = self.root.as_ref()?;
         for step in path {

@@ -6,6 +6,7 @@
 
 pub mod attributes;
 pub mod config;
+pub mod live;
 pub mod principal;
 pub mod route;
 pub mod service;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::ExtAuthzConfig;
+pub use live::LiveExtAuthz;
 pub use route::RouteMapper;
 pub use service::ExtAuthz;
 

@@ -351,3 +351,155 @@ async fn issue_12_links_out_of_the_tree_keep_the_last_good_set() {
     );
     assert!(allowed(&mut c).await, "the last good set stays in force");
 }
+
+/// `gatehouse.yaml` of [`start_with`] with `extra_routes`, and `tail` appended.
+fn config_text(extra_routes: &str, tail: &str, watch: bool) -> String {
+    format!(
+        "policies: {{directory: policies, watchIntervalMs: 100, watchForChanges: {watch}}}\n\
+         extAuthz:\n  principal:\n    sources: [{{headers: {{id: x-user, roles: x-roles}}}}]\n  \
+         routes: [{{path: '/docs/{{id}}', resource: {{kind: doc, id: '{{id}}'}}}}{extra_routes}]\n{tail}"
+    )
+}
+
+fn write_config(dir: &Path, text: &str) {
+    let tmp = dir.join(".gatehouse.yaml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join("gatehouse.yaml")).unwrap();
+}
+
+async fn allowed_at(c: &AuthorizationClient<tonic::transport::Channel>, path: &str) -> bool {
+    let r = c
+        .clone()
+        .check(request_to(path))
+        .await
+        .unwrap()
+        .into_inner();
+    r.status.map(|s| s.code) == Some(0)
+}
+
+const OTHER: &str = ", {path: '/other/{id}', resource: {kind: doc, id: '{id}'}}";
+
+#[tokio::test]
+async fn issue_18_gatehouse_yaml_reloads_routes_and_keeps_the_last_good() {
+    let s = Served::in_scratch_dir("reload-config-edit", ALLOW, &config_text("", "", true));
+    let c = s.ext_authz().await;
+    assert!(!allowed_at(&c, "/other/1").await, "no route yet");
+
+    // A new route takes effect without a restart.
+    write_config(&s.dir, &config_text(OTHER, "", true));
+    let took = within(Duration::from_secs(3), || {
+        let c = c.clone();
+        async move { allowed_at(&c, "/other/1").await }
+    })
+    .await;
+    assert!(took.is_some(), "the new route was not loaded");
+    let st = s.status().await;
+    assert_eq!(st["config"]["reloadsOk"], 2, "{st}");
+    assert_eq!(st["config"]["restartNeeded"], serde_json::json!([]), "{st}");
+
+    // A bad file: the routes in force stay, the error is in the status.
+    write_config(
+        &s.dir,
+        &config_text(OTHER, "", true).replace(
+            "resource: {kind: doc, id: '{id}'}}]",
+            "resource: {kind: doc, id: '{id}'}, method: [GET]}]",
+        ),
+    );
+    let failed = within(Duration::from_secs(3), || async {
+        s.status().await["config"]["reloadsFailed"] == 1
+    })
+    .await;
+    assert!(failed.is_some(), "{}", s.status().await);
+    let st = s.status().await;
+    let error = st["config"]["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("gatehouse.yaml:5:")
+            && error.contains("unknown field `method`: did you mean `methods`?"),
+        "{error}"
+    );
+    assert!(
+        allowed_at(&c, "/other/1").await,
+        "the last good routes stay"
+    );
+    assert!(allowed_at(&c, "/docs/1").await);
+
+    // Listener addresses need a restart: named, and the rest still reloads.
+    write_config(
+        &s.dir,
+        &config_text("", "server: {grpcListenAddr: 127.0.0.1:1}\n", true),
+    );
+    let reloaded = within(Duration::from_secs(3), || {
+        let c = c.clone();
+        async move { !allowed_at(&c, "/other/1").await }
+    })
+    .await;
+    assert!(reloaded.is_some(), "the route removal was not loaded");
+    let st = s.status().await;
+    assert_eq!(
+        st["config"]["restartNeeded"],
+        serde_json::json!(["server"]),
+        "{st}"
+    );
+    assert_eq!(st["config"]["lastError"], serde_json::Value::Null, "{st}");
+    assert!(
+        allowed_at(&c, "/docs/1").await,
+        "still listening where it started"
+    );
+}
+
+#[tokio::test]
+async fn issue_18_sighup_reloads_gatehouse_yaml() {
+    // Not watched: only SIGHUP reloads it.
+    let s = Served::in_scratch_dir("reload-config-hup", ALLOW, &config_text("", "", false));
+    let c = s.ext_authz().await;
+    assert!(!allowed_at(&c, "/other/1").await);
+    write_config(&s.dir, &config_text(OTHER, "", false));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !allowed_at(&c, "/other/1").await,
+        "not watched: no reload without SIGHUP"
+    );
+    s.signal("HUP");
+    let took = within(Duration::from_secs(3), || {
+        let c = c.clone();
+        async move { allowed_at(&c, "/other/1").await }
+    })
+    .await;
+    assert!(took.is_some(), "SIGHUP did not reload gatehouse.yaml");
+}
+
+#[tokio::test]
+async fn issue_18_configmap_swap_of_gatehouse_yaml_is_seen() {
+    use std::os::unix::fs::symlink;
+    let s = Served::in_scratch_dir("reload-config-configmap", ALLOW, &config_text("", "", true));
+    let d = &s.dir;
+    std::fs::create_dir(d.join("..2026_01")).unwrap();
+    std::fs::write(
+        d.join("..2026_01/gatehouse.yaml"),
+        config_text("", "", true),
+    )
+    .unwrap();
+    symlink("..2026_01", d.join("..data")).unwrap();
+    std::fs::remove_file(d.join("gatehouse.yaml")).unwrap();
+    symlink("..data/gatehouse.yaml", d.join("gatehouse.yaml")).unwrap();
+    let c = s.ext_authz().await;
+    assert!(!allowed_at(&c, "/other/1").await);
+    std::fs::create_dir(d.join("..2026_02")).unwrap();
+    std::fs::write(
+        d.join("..2026_02/gatehouse.yaml"),
+        config_text(OTHER, "", true),
+    )
+    .unwrap();
+    symlink("..2026_02", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    std::fs::remove_dir_all(d.join("..2026_01")).unwrap();
+    let took = within(Duration::from_secs(3), || {
+        let c = c.clone();
+        async move { allowed_at(&c, "/other/1").await }
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "the ConfigMap update of gatehouse.yaml was not picked up"
+    );
+}
