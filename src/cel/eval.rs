@@ -115,12 +115,23 @@ pub(crate) enum Node {
 /// Local variable slots for comprehensions and `cel.bind`.
 pub(crate) struct Locals {
     slots: Vec<Value>,
+    /// The error of a `cel.bind` initializer, raised where the variable is read (Cerbos's
+    /// `cel.bind` is lazy: an unread failing initializer is no error).
+    failed: Vec<Option<EvalError>>,
 }
 
 impl Locals {
     pub(crate) fn new(n: usize) -> Self {
         Locals {
             slots: vec![Value::Null; n],
+            failed: vec![None; n],
+        }
+    }
+
+    fn read(&self, slot: u16) -> Result<&Value, EvalError> {
+        match &self.failed[slot as usize] {
+            Some(e) => Err(e.clone()),
+            None => Ok(&self.slots[slot as usize]),
         }
     }
 }
@@ -149,11 +160,11 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
     match node {
         Node::Const(v) => Ok(v.clone()),
         Node::Host(i) => Ok(act.host[*i as usize].clone()),
-        Node::Local(i) => Ok(locals.slots[*i as usize].clone()),
+        Node::Local(i) => locals.read(*i).cloned(),
         Node::Path(root, fields) => {
             let mut cur: &Value = match root {
                 Root::Host(i) => &act.host[*i as usize],
-                Root::Local(i) => &locals.slots[*i as usize],
+                Root::Local(i) => locals.read(*i)?,
             };
             for (n, f) in fields.iter().enumerate() {
                 if let Value::Optional(_) = cur {
@@ -311,10 +322,16 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
         },
         Node::Comprehension(c) => comprehension(c, act, locals),
         Node::Bind(slot, init, body) => {
-            let v = eval(init, act, locals)?;
-            let saved = std::mem::replace(&mut locals.slots[*slot as usize], v);
+            let i = *slot as usize;
+            let (v, failed) = match eval(init, act, locals) {
+                Ok(v) => (v, None),
+                Err(e) => (Value::Null, Some(e)),
+            };
+            let saved = std::mem::replace(&mut locals.slots[i], v);
+            let saved_failed = std::mem::replace(&mut locals.failed[i], failed);
             let out = eval(body, act, locals);
-            locals.slots[*slot as usize] = saved;
+            locals.slots[i] = saved;
+            locals.failed[i] = saved_failed;
             out
         }
         Node::OptOr(opt, alt, or_value) => match eval(opt, act, locals)? {
@@ -416,6 +433,10 @@ fn overflow() -> EvalError {
     EvalError::new("integer overflow")
 }
 
+fn uint_overflow() -> EvalError {
+    EvalError::new("unsigned integer overflow")
+}
+
 /// Seconds from the Unix epoch to `0001-01-01T00:00:00Z`, the earliest CEL timestamp.
 const MIN_UNIX_TIME: i64 = -62_135_596_800;
 /// Seconds from the Unix epoch to `9999-12-31T23:59:59Z`, the latest whole second of a CEL
@@ -461,7 +482,7 @@ pub(crate) fn binary(op: BinaryOp, l: &Value, r: &Value) -> Result<Value, EvalEr
         },
         BinaryOp::Add => match (l, r) {
             (Int(a), Int(b)) => a.checked_add(*b).map(Int).ok_or_else(overflow),
-            (Uint(a), Uint(b)) => a.checked_add(*b).map(Uint).ok_or_else(overflow),
+            (Uint(a), Uint(b)) => a.checked_add(*b).map(Uint).ok_or_else(uint_overflow),
             (Double(a), Double(b)) => Ok(Double(a + b)),
             (String(a), String(b)) => {
                 let mut s = std::string::String::with_capacity(a.len() + b.len());
@@ -483,7 +504,7 @@ pub(crate) fn binary(op: BinaryOp, l: &Value, r: &Value) -> Result<Value, EvalEr
         },
         BinaryOp::Sub => match (l, r) {
             (Int(a), Int(b)) => a.checked_sub(*b).map(Int).ok_or_else(overflow),
-            (Uint(a), Uint(b)) => a.checked_sub(*b).map(Uint).ok_or_else(overflow),
+            (Uint(a), Uint(b)) => a.checked_sub(*b).map(Uint).ok_or_else(uint_overflow),
             (Double(a), Double(b)) => Ok(Double(a - b)),
             (Timestamp(a), Timestamp(b)) => duration_value(a.signed_duration_since(*b)),
             (Timestamp(t), Duration(d)) => t
@@ -498,7 +519,7 @@ pub(crate) fn binary(op: BinaryOp, l: &Value, r: &Value) -> Result<Value, EvalEr
         },
         BinaryOp::Mul => match (l, r) {
             (Int(a), Int(b)) => a.checked_mul(*b).map(Int).ok_or_else(overflow),
-            (Uint(a), Uint(b)) => a.checked_mul(*b).map(Uint).ok_or_else(overflow),
+            (Uint(a), Uint(b)) => a.checked_mul(*b).map(Uint).ok_or_else(uint_overflow),
             (Double(a), Double(b)) => Ok(Double(a * b)),
             _ => Err(no_such_overload()),
         },

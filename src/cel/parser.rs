@@ -624,56 +624,73 @@ impl Parser<'_> {
         Ok(l)
     }
 
+    /// `!` and `-` as cel-go parses them: a run of the same operator applies once when its
+    /// length is odd and not at all when it is even (`!!x` is `x`, `--x` is `x`).
     fn unary(&mut self) -> Result<Expr, ParseError> {
         let pos = self.tok_pos;
         if self.is("!") {
+            let mut n = 0usize;
+            while self.is("!") {
+                self.advance()?;
+                n += 1;
+            }
             self.enter()?;
-            self.advance()?;
             let e = self.unary()?;
             self.leave();
+            if n.is_multiple_of(2) {
+                return Ok(e);
+            }
             return Ok(Expr {
                 kind: ExprKind::Unary(UnaryOp::Not, Box::new(e)),
                 pos,
             });
         }
         if self.is("-") {
+            let mut n = 0usize;
+            while self.is("-") {
+                self.advance()?;
+                n += 1;
+            }
             self.enter()?;
-            self.advance()?;
-            // Fold negative numeric literals, so that -9223372036854775808 is valid.
-            let e = match &self.tok {
+            // Fold a negative numeric literal, so that -9223372036854775808 is valid; the
+            // other minus signs of the run apply to it.
+            let (e, negations) = match &self.tok {
                 Tok::IntMinMagnitude => {
                     self.advance()?;
-                    self.member_suffix(Expr {
+                    let lit = Expr {
                         kind: ExprKind::Literal(Value::Int(i64::MIN)),
                         pos,
-                    })?
+                    };
+                    (self.member_suffix(lit)?, n - 1)
                 }
                 Tok::Int(i) if !self.next_is_member() => {
                     let v = -*i;
                     self.advance()?;
-                    Expr {
+                    let lit = Expr {
                         kind: ExprKind::Literal(Value::Int(v)),
                         pos,
-                    }
+                    };
+                    (lit, n - 1)
                 }
                 Tok::Double(d) if !self.next_is_member() => {
                     let v = -*d;
                     self.advance()?;
-                    Expr {
+                    let lit = Expr {
                         kind: ExprKind::Literal(Value::Double(v)),
                         pos,
-                    }
+                    };
+                    (lit, n - 1)
                 }
-                _ => {
-                    let inner = self.unary()?;
-                    Expr {
-                        kind: ExprKind::Unary(UnaryOp::Neg, Box::new(inner)),
-                        pos,
-                    }
-                }
+                _ => (self.unary()?, n),
             };
             self.leave();
-            return Ok(e);
+            if negations.is_multiple_of(2) {
+                return Ok(e);
+            }
+            return Ok(Expr {
+                kind: ExprKind::Unary(UnaryOp::Neg, Box::new(e)),
+                pos,
+            });
         }
         let prim = self.primary()?;
         self.member_suffix(prim)

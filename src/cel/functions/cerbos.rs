@@ -20,7 +20,6 @@ pub(super) fn register(r: &mut FunctionRegistry) {
     r.both("is_subset", is_subset);
     r.global("id", id);
 
-    r.global("absPath", abs_path);
     r.global("basePath", base_path);
     r.global("dirPath", dir_path);
     r.global("extPath", ext_path);
@@ -300,15 +299,6 @@ fn go_rel(base_path: &str, targ_path: &str) -> Result<String, String> {
     Ok(targ[t0..].to_string())
 }
 
-/// Go's `filepath.Abs`: a relative path is joined to the working directory.
-fn go_abs(path: &str) -> Result<String, String> {
-    if path.starts_with('/') {
-        return Ok(go_clean(path));
-    }
-    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    Ok(go_join(&[&cwd.to_string_lossy(), path]))
-}
-
 /// Decodes the code point at the start of `b`; invalid UTF-8 gives `None` and length 1.
 fn decode_rune(b: &[u8]) -> (Option<char>, usize) {
     let width = match b.first() {
@@ -492,45 +482,189 @@ fn go_match(pattern: &str, name: &str) -> Result<bool, BadPattern> {
     Ok(name.is_empty())
 }
 
-/// Cerbos's normalisation before most path functions.
-fn normalize(path: &str) -> String {
-    go_clean(path)
+// === crosspath: Cerbos's Unix and Win32 path handling (internal/conditions/crosspath) ===
+
+/// What kind of path a path string is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PathKind {
+    Unknown,
+    /// `C:\dir`
+    Drive,
+    /// `\\host\share\dir`
+    Unc,
 }
 
-fn string_fn(name: &str, args: &[Value], f: fn(&str) -> String) -> Result<Value, EvalError> {
+/// A path encoded with `/` separators: UNC paths as `/host/share/dir`, drive paths as
+/// `/C:/dir`, relative Win32 paths as `dir/file`; cleaned.
+struct Encoded {
+    value: String,
+    kind: PathKind,
+    win32: bool,
+    root: bool,
+}
+
+fn is_unc_path(path: &str) -> bool {
+    path.starts_with(r"\\")
+}
+
+fn is_drive_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.len() > 1 && b[0].is_ascii_alphabetic() && b[1] == b':'
+}
+
+/// crosspath's `Encode`; the error is `unsupported Win32 path` (`D:foo`).
+fn encode(path: &str) -> Result<Encoded, &'static str> {
+    let win32 = path.contains('\\');
+    let (value, kind, root) = if is_unc_path(path) {
+        let root = path[2..].splitn(3, '\\').count() == 2;
+        (path.replace('\\', "/"), PathKind::Unc, root)
+    } else if is_drive_path(path) {
+        if !win32 && path.len() > 2 {
+            return Err("unsupported Win32 path");
+        }
+        let root = path.len() == 2 || path.len() == 3;
+        (
+            format!("\\{path}").replace('\\', "/"),
+            PathKind::Drive,
+            root,
+        )
+    } else if win32 {
+        (path.replace('\\', "/"), PathKind::Unknown, false)
+    } else {
+        (path.to_string(), PathKind::Unknown, path == "/")
+    };
+    Ok(Encoded {
+        value: go_clean(&value),
+        kind,
+        win32,
+        root,
+    })
+}
+
+/// crosspath's `Decode`: the encoded path in its original form.
+fn decode(e: &Encoded) -> String {
+    match e.kind {
+        PathKind::Unc => format!("\\{}", e.value.replace('/', "\\")),
+        PathKind::Drive => {
+            let v = e.value.replace('/', "\\");
+            v.strip_prefix('\\').map(str::to_string).unwrap_or(v)
+        }
+        PathKind::Unknown if e.win32 => e.value.replace('/', "\\"),
+        PathKind::Unknown => e.value.clone(),
+    }
+}
+
+fn encode_err(what: &str, path: &str, e: &str) -> EvalError {
+    EvalError::new(format!("failed to encode {what} {path}: {e}"))
+}
+
+fn encode_path(path: &str) -> Result<Encoded, EvalError> {
+    encode(path).map_err(|e| encode_err("path", path, e))
+}
+
+/// The encoded value up to its last `/` (Go's `value[:strings.LastIndex(value, "/")]`).
+fn cut_last(e: &mut Encoded, path: &str) -> Result<(), EvalError> {
+    let idx = e
+        .value
+        .rfind('/')
+        .ok_or_else(|| EvalError::new(format!("failed to find the directory of {path}")))?;
+    e.value.truncate(idx);
+    Ok(())
+}
+
+/// crosspath's `Dir`.
+fn cross_dir(path: &str) -> Result<String, EvalError> {
+    let mut e = encode_path(path)?;
+    match e.kind {
+        PathKind::Unc if e.root => Ok(decode(&e)),
+        PathKind::Drive if e.root => Ok(decode(&e) + "\\"),
+        PathKind::Unc | PathKind::Drive => {
+            cut_last(&mut e, path)?;
+            Ok(decode(&e))
+        }
+        PathKind::Unknown if e.win32 => {
+            cut_last(&mut e, path)?;
+            Ok(decode(&e))
+        }
+        PathKind::Unknown => {
+            e.value = go_dir(&e.value);
+            Ok(decode(&e))
+        }
+    }
+}
+
+/// crosspath's `Join`: one element is returned as it is.
+fn cross_join(paths: &[&str]) -> Result<String, EvalError> {
+    match paths {
+        [] => Ok(String::new()),
+        [one] => Ok((*one).to_string()),
+        [first, rest @ ..] => {
+            let mut result = encode(first).map_err(|e| encode_err("first path", first, e))?;
+            for p in rest {
+                let e = encode_path(p)?;
+                result.value = go_join(&[&result.value, &e.value]);
+            }
+            Ok(decode(&result))
+        }
+    }
+}
+
+/// crosspath's `Rel`.
+fn cross_rel(base: &str, target: &str) -> Result<String, EvalError> {
+    let b = encode(base).map_err(|e| encode_err("base path", base, e))?;
+    let mut t = encode(target).map_err(|e| encode_err("target path", target, e))?;
+    t.value = go_rel(&b.value, &t.value).map_err(|e| {
+        EvalError::new(format!(
+            "failed to determine relative path of {target}: {e}"
+        ))
+    })?;
+    if t.value == "." || t.value == ".." {
+        return Ok(t.value);
+    }
+    if t.kind == PathKind::Unc && !t.value.starts_with('\\') {
+        return Ok(t.value.replace('/', "\\"));
+    }
+    Ok(decode(&t))
+}
+
+/// crosspath's `VolumeName`: `C:` or `\\host\share`, else empty.
+fn cross_volume_name(path: &str) -> String {
+    if is_unc_path(path) {
+        let subs: Vec<&str> = path[2..].splitn(3, '\\').collect();
+        if subs.len() > 1 && !subs[0].is_empty() && !subs[1].is_empty() {
+            return format!("\\\\{}\\{}", subs[0], subs[1]);
+        }
+    } else if is_drive_path(path) {
+        return path[..2].to_string();
+    }
+    String::new()
+}
+
+fn string_fn(
+    name: &str,
+    args: &[Value],
+    f: impl Fn(&str) -> Result<String, EvalError>,
+) -> Result<Value, EvalError> {
     match args {
-        [Value::String(s)] => Ok(Value::from(f(s))),
+        [Value::String(s)] => f(s).map(Value::from),
         _ => Err(no_overload(name, args)),
     }
 }
 
-fn abs_path_of(path: &str) -> Result<String, EvalError> {
-    go_abs(&normalize(path))
-        .map_err(|e| EvalError::new(format!("failed to find absolute path of {path:?}: {e}")))
-}
-
-fn abs_path(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
-    match args {
-        [Value::String(s)] => abs_path_of(s).map(Value::from),
-        _ => Err(no_overload("absPath", args)),
-    }
-}
-
 fn base_path(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
-    string_fn("basePath", args, |p| go_base(&normalize(p)))
+    string_fn("basePath", args, |p| Ok(go_base(&encode_path(p)?.value)))
 }
 
 fn dir_path(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
-    string_fn("dirPath", args, |p| go_dir(&normalize(p)))
+    string_fn("dirPath", args, cross_dir)
 }
 
 fn ext_path(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
-    string_fn("extPath", args, |p| go_ext(&normalize(p)))
+    string_fn("extPath", args, |p| Ok(go_ext(&encode_path(p)?.value)))
 }
 
-/// On Unix systems a path has no volume name.
 fn volume_name(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
-    string_fn("volumeName", args, |_| String::new())
+    string_fn("volumeName", args, |p| Ok(cross_volume_name(p)))
 }
 
 /// The elements of a list that must hold only strings.
@@ -555,7 +689,7 @@ fn join_path(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     if args.len() != 1 {
         return Err(no_overload("joinPath", args));
     }
-    Ok(Value::from(go_join(&string_list("joinPath", args, 0)?)))
+    cross_join(&string_list("joinPath", args, 0)?).map(Value::from)
 }
 
 fn rel_path(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
@@ -564,33 +698,29 @@ fn rel_path(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     }
     let base = arg_str("relPath", args, 0)?;
     let target = arg_str("relPath", args, 1)?;
-    go_rel(&normalize(base), &normalize(target))
-        .map(Value::from)
-        .map_err(|e| {
-            EvalError::new(format!(
-                "failed to determine relative path of {target}: {e}"
-            ))
-        })
+    cross_rel(base, target).map(Value::from)
 }
 
+/// Cerbos's `pathHasPrefix`: equal paths, or `path` relative to `prefix` going down.
 fn path_has_prefix(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     if args.len() != 2 {
         return Err(no_overload("pathHasPrefix", args));
     }
-    let path = abs_path_of(arg_str("pathHasPrefix", args, 0)?)?;
-    let prefix = abs_path_of(arg_str("pathHasPrefix", args, 1)?)?;
-    let rel = go_rel(&prefix, &path).map_err(|e| {
-        EvalError::new(format!(
-            "failed to determine relative path of {prefix}: {e}"
-        ))
-    })?;
+    let path = arg_str("pathHasPrefix", args, 0)?;
+    let prefix = arg_str("pathHasPrefix", args, 1)?;
+    if path == prefix {
+        return Ok(Value::Bool(true));
+    }
+    let rel = cross_rel(prefix, path)?;
     Ok(Value::Bool(
         !rel.is_empty() && !rel.starts_with('.') && !rel.starts_with('/'),
     ))
 }
 
 fn match_one(path: &str, pattern: &str) -> Result<bool, EvalError> {
-    go_match(pattern, &normalize(path)).map_err(|BadPattern| {
+    let p = encode_path(path)?;
+    let pat = encode(pattern).map_err(|e| encode_err("pattern", pattern, e))?;
+    go_match(&pat.value, &p.value).map_err(|BadPattern| {
         EvalError::new(format!(
             "failed to match pattern {pattern:?} on path {path:?}: syntax error in pattern"
         ))
@@ -854,10 +984,8 @@ mod tests {
             "joinPath(['a', 'b', '../c']) == 'a/c'",
             "relPath('/a/b', '/a/b/c') == 'c'",
             "volumeName('/a/b') == ''",
-            "absPath('/a/../b') == '/b'",
             "pathHasPrefix('/a/b/c', '/a/b')",
             "'/a/b/c'.pathHasPrefix('/a')",
-            "!pathHasPrefix('/a/b', '/a/b')",
             "!pathHasPrefix('/a/bc', '/a/b')",
             "pathMatch('/a/b/c.txt', '/a/*/*.txt')",
             "'/a/b/c.txt'.pathMatch('/a/b/*')",
@@ -870,10 +998,68 @@ mod tests {
         for src in [
             "pathMatch('/a', '[')",
             "relPath('/a', 'b')",
+            "absPath('/a/../b')",
             "joinPath(['a', 1])",
             "pathMatchAnyOf('/a', [1])",
         ] {
             assert!(eval(src).is_err(), "{src}");
+        }
+    }
+
+    /// Answers of the real Cerbos 0.55 (`cerbos repl`), issue 11 class 5.
+    #[test]
+    fn issue_11_path_functions_as_cerbos() {
+        for (src, want) in [
+            (r#"pathHasPrefix("/a/b.txt", "/a/b.txt")"#, "true"),
+            (r#"pathHasPrefix("/a/b.txt", "/a/")"#, "true"),
+            (r#"pathHasPrefix("a/b", "a")"#, "true"),
+            (r#"pathHasPrefix("/a", "/")"#, "true"),
+            (r#"pathHasPrefix("/ab", "/a")"#, "false"),
+            (r#"pathHasPrefix("/a/../b", "/a")"#, "false"),
+            (r#"pathHasPrefix("C:\\a\\b", "C:\\a")"#, "true"),
+            (r#"joinPath(["/a", "../b", "c/"])"#, r#""/b/c""#),
+            (r#"joinPath([])"#, r#""""#),
+            (r#"joinPath(["", ""])"#, r#"".""#),
+            (r#"joinPath(["C:\\a", "b"])"#, r#""C:\\a\\b""#),
+            (r#"joinPath(["a\\b", "c"])"#, r#""a\\b\\c""#),
+            (r#"relPath("/a/b", "/a")"#, r#""..""#),
+            (r#"relPath("", "a")"#, r#""a""#),
+            (r#"relPath("C:\\a", "C:\\a\\b\\c")"#, r#""b\\c""#),
+            (r#"relPath("\\\\h\\s\\a", "\\\\h\\s\\a\\b")"#, r#""b""#),
+            (r#"basePath("")"#, r#"".""#),
+            (r#"basePath("/")"#, r#""/""#),
+            (r#"basePath("C:\\a\\b.txt")"#, r#""b.txt""#),
+            (r#"basePath("\\\\host\\share\\x")"#, r#""x""#),
+            (r#"volumeName("C:\\a")"#, r#""C:""#),
+            (r#"volumeName("C:")"#, r#""C:""#),
+            (r#"volumeName("/a")"#, r#""""#),
+            (
+                r#"volumeName("\\\\host\\share\\x")"#,
+                r#""\\\\host\\share""#,
+            ),
+            (r#"dirPath("C:\\a\\b")"#, r#""C:\\a""#),
+            (r#"dirPath("\\\\host\\share")"#, r#""\\\\host\\share""#),
+            (r#"dirPath("a\\b\\c")"#, r#""a\\b""#),
+            (r#"pathMatch("C:\\a\\b", "C:\\a\\*")"#, "true"),
+        ] {
+            assert_true(&format!("{src} == {want}"));
+        }
+        for (src, err) in [
+            (
+                r#"pathHasPrefix("/a/b.txt", "")"#,
+                "failed to determine relative path of /a/b.txt: Rel: can't make /a/b.txt relative to .",
+            ),
+            (
+                r#"pathHasPrefix("a", "/a")"#,
+                "failed to determine relative path of a: Rel: can't make a relative to /a",
+            ),
+            (
+                r#"basePath("D:foo")"#,
+                "failed to encode path D:foo: unsupported Win32 path",
+            ),
+        ] {
+            let got = eval(src).unwrap_err();
+            assert!(got.ends_with(err), "{src}: {got}");
         }
     }
 

@@ -78,22 +78,37 @@ fn range_err() -> EvalError {
     EvalError::new("range error converting value")
 }
 
+fn int_overflow() -> EvalError {
+    EvalError::new("integer overflow")
+}
+
+fn uint_overflow() -> EvalError {
+    EvalError::new("unsigned integer overflow")
+}
+
+/// cel-go's text for a string that does not parse as the wanted type.
+fn conversion_err(to: &str) -> EvalError {
+    EvalError::new(format!("type conversion error from 'string' to '{to}'"))
+}
+
 fn to_int(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     arity("int", args, 1)?;
     match &args[0] {
         Value::Int(i) => Ok(Value::Int(*i)),
-        Value::Uint(u) => i64::try_from(*u).map(Value::Int).map_err(|_| range_err()),
+        Value::Uint(u) => i64::try_from(*u)
+            .map(Value::Int)
+            .map_err(|_| int_overflow()),
         Value::Double(d) => {
             if d.is_finite() && *d > -9.223_372_036_854_776e18 && *d < 9.223_372_036_854_776e18 {
                 Ok(Value::Int(d.trunc() as i64))
             } else {
-                Err(range_err())
+                Err(int_overflow())
             }
         }
         Value::String(s) => s
             .parse::<i64>()
             .map(Value::Int)
-            .map_err(|_| EvalError::new(format!("cannot convert '{s}' to int"))),
+            .map_err(|_| conversion_err("int")),
         Value::Timestamp(t) => Ok(Value::Int(t.timestamp())),
         // Nanoseconds, as cel-go (a duration never exceeds int64 nanoseconds).
         Value::Duration(d) => d.num_nanoseconds().map(Value::Int).ok_or_else(range_err),
@@ -106,18 +121,20 @@ fn to_uint(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     arity("uint", args, 1)?;
     match &args[0] {
         Value::Uint(u) => Ok(Value::Uint(*u)),
-        Value::Int(i) => u64::try_from(*i).map(Value::Uint).map_err(|_| range_err()),
+        Value::Int(i) => u64::try_from(*i)
+            .map(Value::Uint)
+            .map_err(|_| uint_overflow()),
         Value::Double(d) => {
             if d.is_finite() && *d >= 0.0 && *d < 1.844_674_407_370_955_2e19 {
                 Ok(Value::Uint(d.trunc() as u64))
             } else {
-                Err(range_err())
+                Err(uint_overflow())
             }
         }
         Value::String(s) => s
             .parse::<u64>()
             .map(Value::Uint)
-            .map_err(|_| EvalError::new(format!("cannot convert '{s}' to uint"))),
+            .map_err(|_| conversion_err("uint")),
         _ => Err(no_overload("uint", args)),
     }
 }
@@ -131,7 +148,7 @@ fn to_double(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
         Value::String(s) => s
             .parse::<f64>()
             .map(Value::Double)
-            .map_err(|_| EvalError::new(format!("cannot convert '{s}' to double"))),
+            .map_err(|_| conversion_err("double")),
         _ => Err(no_overload("double", args)),
     }
 }
@@ -166,24 +183,17 @@ pub(crate) fn format_double(d: f64) -> String {
     format!("{d}")
 }
 
-/// Formats a duration as protobuf JSON does (`1.5s`, `86400s`), as cel-go's `string(duration)`.
+/// Formats a duration as cel-go's `string(duration)` does: Go's `d.Seconds()` (a float) with
+/// the shortest digits that round-trip and an `s` (`1.5s`, `86400s`). Beyond 2^53
+/// nanoseconds the float rounds, as in Cerbos (`-67442380.000000001s` prints `-67442380s`).
 pub(crate) fn format_duration(d: TimeDelta) -> String {
-    let secs = d.num_seconds();
-    let nanos = d.subsec_nanos();
-    if nanos == 0 {
-        return format!("{secs}s");
-    }
-    let neg = secs < 0 || nanos < 0;
-    let mut frac = format!("{:09}", nanos.unsigned_abs());
-    while frac.ends_with('0') {
-        frac.pop();
-    }
-    format!(
-        "{}{}.{}s",
-        if neg { "-" } else { "" },
-        secs.unsigned_abs(),
-        frac
-    )
+    let nanos = d.num_nanoseconds().unwrap_or(if d < TimeDelta::zero() {
+        i64::MIN
+    } else {
+        i64::MAX
+    });
+    let secs = (nanos / 1_000_000_000) as f64 + (nanos % 1_000_000_000) as f64 / 1e9;
+    format!("{secs}s")
 }
 
 /// Formats a timestamp as Go's RFC 3339 with nanoseconds (trailing zeros trimmed, the
@@ -247,9 +257,7 @@ fn to_bool(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
         Value::String(s) => match &**s {
             "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(Value::Bool(true)),
             "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(Value::Bool(false)),
-            _ => Err(EvalError::new(format!(
-                "type conversion error from 'string' to 'bool': {s}"
-            ))),
+            _ => Err(conversion_err("bool")),
         },
         _ => Err(no_overload("bool", args)),
     }
@@ -415,6 +423,18 @@ mod tests {
         assert_eq!(format_double(1e6), "1e+06");
         assert_eq!(format_double(0.00001), "1e-05");
         assert_eq!(format_duration(TimeDelta::milliseconds(1500)), "1.5s");
+        assert_eq!(format_duration(TimeDelta::seconds(86400)), "86400s");
+        assert_eq!(format_duration(TimeDelta::nanoseconds(-1)), "-0.000000001s");
+        assert_eq!(format_duration(TimeDelta::zero()), "0s");
+        // Issue 11, class 5: Cerbos renders through float seconds.
+        assert_eq!(
+            format_duration(TimeDelta::nanoseconds(-67_442_380_000_000_001)),
+            "-67442380s"
+        );
+        assert_eq!(
+            format_duration(TimeDelta::nanoseconds(-68_158_554_999_999_999)),
+            "-68158555s"
+        );
         let t = parse_timestamp("2021-04-22T10:05:20.120-05:00").unwrap();
         assert_eq!(format_timestamp(&t), "2021-04-22T10:05:20.12-05:00");
         let t = parse_timestamp("2021-04-22T10:05:20Z").unwrap();

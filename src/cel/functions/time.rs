@@ -1,8 +1,8 @@
 //! Timestamp and duration accessors of the CEL standard library, and Cerbos's
 //! clock functions `now()` and `timeSince()`.
 //!
-//! As in cel-go, a timestamp's accessors without a time zone read the timestamp
-//! in the offset it carries; with a time zone argument (`"UTC"`, an IANA name such
+//! As in Cerbos, a timestamp's accessors without a time zone read the timestamp in
+//! UTC, whatever offset it was written with; with a time zone argument (`"UTC"`, an IANA name such
 //! as `"America/Los_Angeles"`, or an offset such as `"-05:00"`) they read it there.
 
 use std::str::FromStr;
@@ -64,7 +64,7 @@ accessor!(get_milliseconds, "getMilliseconds", Part::Milliseconds);
 
 fn access(name: &str, part: Part, args: &[Value]) -> Result<Value, EvalError> {
     match args {
-        [Value::Timestamp(t)] => Ok(Value::Int(calendar_part(part, &t.naive_local()))),
+        [Value::Timestamp(t)] => Ok(Value::Int(calendar_part(part, &t.naive_utc()))),
         [Value::Timestamp(t), Value::String(tz)] => {
             Ok(Value::Int(calendar_part(part, &in_zone(t, tz)?)))
         }
@@ -151,9 +151,12 @@ fn time_since(args: &[Value], act: &Activation) -> Result<Value, EvalError> {
 mod tests {
     use crate::cel::testing::{assert_true, eval};
 
+    /// Issue 11, class 5: Cerbos 0.55 reads a timestamp in UTC when no time zone is given
+    /// (`timestamp("2021-04-20T10:00:20.021-05:00").getHours()` is 15 in `cerbos repl`).
     #[test]
-    fn timestamp_accessors_in_the_written_offset() {
-        // 2021-04-20T10:05:20.021-05:00 is a Tuesday, day 110 of the year.
+    fn issue_11_timestamp_accessors_default_to_utc() {
+        // 2021-04-20T10:05:20.021-05:00 is 15:05:20.021 UTC on Tuesday, day 110 of the year;
+        // 2021-12-31T22:30:00-05:00 is already 2022 in UTC.
         for src in [
             "timestamp('2021-04-20T10:05:20.021-05:00').getFullYear() == 2021",
             "timestamp('2021-04-20T10:05:20.021-05:00').getMonth() == 3",
@@ -161,10 +164,14 @@ mod tests {
             "timestamp('2021-04-20T10:05:20.021-05:00').getDayOfMonth() == 19",
             "timestamp('2021-04-20T10:05:20.021-05:00').getDayOfWeek() == 2",
             "timestamp('2021-04-20T10:05:20.021-05:00').getDayOfYear() == 109",
-            "timestamp('2021-04-20T10:05:20.021-05:00').getHours() == 10",
+            "timestamp('2021-04-20T10:05:20.021-05:00').getHours() == 15",
             "timestamp('2021-04-20T10:05:20.021-05:00').getMinutes() == 5",
             "timestamp('2021-04-20T10:05:20.021-05:00').getSeconds() == 20",
             "timestamp('2021-04-20T10:05:20.021-05:00').getMilliseconds() == 21",
+            "timestamp('2021-04-20T10:00:20.021-05:00').getHours() == 15",
+            "timestamp('2021-12-31T22:30:00-05:00').getFullYear() == 2022",
+            "timestamp('2021-12-31T22:30:00-05:00').getMonth() == 0",
+            "timestamp('2021-04-20T23:30:00+05:30').getHours() == 18",
         ] {
             assert_true(src);
         }

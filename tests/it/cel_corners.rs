@@ -1,0 +1,188 @@
+//! Issue 11, class 5: CEL evaluation corners where Gatehouse differed from Cerbos 0.55.
+//! Every answer below was taken from the real Cerbos 0.55 (`cerbos repl`); Gatehouse must
+//! give the same value, or an error with the same text.
+
+use chrono::DateTime;
+
+use gatehouse::cel::{
+    Activation, HostBinding, HostScope, Program, Value, compile, from_json, parse,
+};
+
+/// Corners where Gatehouse deliberately decides differently from Cerbos 0.55, with the
+/// reason: `(expression, reason)`. The test checks that each still differs.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+
+/// `(expression, Cerbos's answer)`: `value: <CEL expression>` or `error: <message>`.
+const CASES: &[(&str, &str)] = &[
+    // Timestamp accessors without a time zone read UTC.
+    (
+        "timestamp('2021-04-20T10:00:20.021-05:00').getHours()",
+        "value: 15",
+    ),
+    (
+        "timestamp('2021-12-31T22:30:00-05:00').getFullYear()",
+        "value: 2022",
+    ),
+    (
+        "timestamp('2021-04-20T23:30:00+05:30').getHours()",
+        "value: 18",
+    ),
+    // Numbers.
+    ("R.huge == 9007199254740993", "value: true"),
+    ("R.huge == 9007199254740992", "value: true"),
+    ("int(duration('1h'))", "value: 3600000000000"),
+    ("duration('2562047h')", "value: duration('2562047h')"),
+    (
+        "duration('-2562047h') - duration('1h')",
+        "error: integer overflow",
+    ),
+    (
+        "timestamp('9999-12-31T23:59:59Z') + duration('1s')",
+        "error: timestamp overflow",
+    ),
+    (
+        "timestamp('0001-01-01T00:00:00Z') - timestamp('9999-12-31T23:59:59Z')",
+        "error: integer overflow",
+    ),
+    (
+        "string(timestamp('2021-04-20T10:00:20Z') - timestamp('2023-06-10T00:00:00.000000001Z'))",
+        "value: '-67442380s'",
+    ),
+    (
+        "string(duration('-0.000000001s'))",
+        "value: '-0.000000001s'",
+    ),
+    (
+        "string(duration('0.1s') + duration('0.2s'))",
+        "value: '0.3s'",
+    ),
+    // Map literals with a repeated key keep the last value.
+    ("{'a': 1, 'a': 2}.a", "value: 2"),
+    ("{true: 1, false: 2, true: 3}[true]", "value: 3"),
+    ("[1].map(x, {x: 'a', 1: 'b'})[0][1]", "value: 'b'"),
+    // cel.bind is lazy.
+    ("cel.bind(x, 1/0, true)", "value: true"),
+    ("cel.bind(x, 1/0, x > 0 || true)", "value: true"),
+    ("cel.bind(x, [1, 2].map(y, 1/0), 2)", "value: 2"),
+    // The parser drops even runs of `!` and `-`.
+    ("!!1", "value: 1"),
+    ("---1", "value: -1"),
+    ("-(-1)", "value: 1"),
+    // Error texts.
+    (
+        "int('')",
+        "error: type conversion error from 'string' to 'int'",
+    ),
+    (
+        "int('1.5')",
+        "error: type conversion error from 'string' to 'int'",
+    ),
+    (
+        "double('x')",
+        "error: type conversion error from 'string' to 'double'",
+    ),
+    (
+        "bool('x')",
+        "error: type conversion error from 'string' to 'bool'",
+    ),
+    ("uint(-1)", "error: unsigned integer overflow"),
+    ("uint(1e30)", "error: unsigned integer overflow"),
+    ("int(9223372036854775807.0)", "error: integer overflow"),
+    ("int(18446744073709551615u)", "error: integer overflow"),
+    ("9223372036854775807 + 1", "error: integer overflow"),
+    (
+        "18446744073709551615u + 1u",
+        "error: unsigned integer overflow",
+    ),
+    ("1u - 2u", "error: unsigned integer overflow"),
+    ("[1, 2][5]", "error: index out of bounds: 5"),
+    ("'abc'.substring(5)", "error: index out of range: 5"),
+    ("1 % 0", "error: modulus by zero"),
+    // Path functions.
+    ("pathHasPrefix('/a/b.txt', '/a/b.txt')", "value: true"),
+    (
+        "pathHasPrefix('/a/b.txt', '')",
+        "error: failed to determine relative path of /a/b.txt: Rel: can't make /a/b.txt relative to .",
+    ),
+    ("joinPath(['', ''])", "value: '.'"),
+    (r"basePath('C:\\a\\b.txt')", "value: 'b.txt'"),
+    (r"volumeName('C:\\a')", "value: 'C:'"),
+    // Type names.
+    (
+        "type(hierarchy('a.b')) == cerbos.lib.hierarchy",
+        "value: true",
+    ),
+    ("type(ip('192.168.0.1')) == net.IP", "value: true"),
+];
+
+/// `R`: `{"huge": 9007199254740993}`, a JSON number beyond 2^53.
+struct Host;
+
+impl HostScope for Host {
+    fn variable(&self, name: &str) -> Option<u16> {
+        (name == "R").then_some(0)
+    }
+
+    fn select(&self, _root: &str, _field: &str) -> Option<Result<HostBinding, String>> {
+        None
+    }
+}
+
+fn program(src: &str) -> Result<Program, String> {
+    let ast = parse(src).map_err(|e| e.to_string())?;
+    compile(&ast, &Host).map_err(|e| e.to_string())
+}
+
+fn eval(src: &str) -> Result<Value, String> {
+    let now = DateTime::parse_from_rfc3339("2021-04-22T10:05:20.021-05:00").expect("now");
+    let r: serde_json::Value = serde_json::from_str(r#"{"huge": 9007199254740993}"#).expect("json");
+    let host = [from_json(&r)];
+    program(src)?
+        .eval(&Activation::new(&host, now))
+        .map_err(|e| e.message().to_string())
+}
+
+/// Whether Gatehouse gives Cerbos's answer; the detail when it does not.
+fn agrees(src: &str, answer: &str) -> Result<(), String> {
+    let got = eval(src);
+    if let Some(msg) = answer.strip_prefix("error: ") {
+        return match got {
+            Err(e) if e == msg => Ok(()),
+            other => Err(format!("want error {msg:?}, got {other:?}")),
+        };
+    }
+    let want_src = answer.strip_prefix("value: ").expect("value: or error:");
+    let want = eval(want_src).map_err(|e| format!("answer {want_src}: {e}"))?;
+    match got {
+        Ok(v) if v.cel_eq(&want) && v.cel_type() == want.cel_type() => Ok(()),
+        other => Err(format!("want {want:?}, got {other:?}")),
+    }
+}
+
+#[test]
+fn issue_11_cel_corners_as_cerbos() {
+    let mut failures = Vec::new();
+    let mut stale = Vec::new();
+    for (src, answer) in CASES {
+        let known = KNOWN_DIFFERENCES.iter().any(|(k, _)| k == src);
+        match (agrees(src, answer), known) {
+            (Err(e), false) => failures.push(format!("{src}: {e}")),
+            (Ok(()), true) => stale.push(*src),
+            _ => {}
+        }
+    }
+    for (k, _) in KNOWN_DIFFERENCES {
+        assert!(
+            CASES.iter().any(|(src, _)| src == k),
+            "KNOWN_DIFFERENCES: `{k}` is not a case"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "differences from Cerbos: {failures:#?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "known differences that now agree with Cerbos: {stale:?}"
+    );
+}
