@@ -405,11 +405,21 @@ pub(crate) fn check(
         return Ok(finish(effects, out, Vec::new(), ev.errors));
     }
 
-    // Schema validation against the schemas of the first resource policy in scope.
+    // Schema validation, as Cerbos: the schemas in effect are those of the resource policy
+    // named by the resource policy key (the first scope found, which may be a scope where
+    // only other kinds have policies: then nothing is validated), and for a scoped policy
+    // they are its root ancestor's; a scoped policy's own `schemas` are not used.
     if cfg.schema_enforcement != SchemaEnforcement::None {
-        let schemas = resource_scopes.iter().find_map(|s| {
-            set.scope_rows(resource_version, s)
-                .and_then(|r| r.schemas.get(kind))
+        let schemas = resource_scopes.first().and_then(|first| {
+            let in_scope = |s: &str| {
+                set.scope_rows(resource_version, s)
+                    .and_then(|r| r.schemas.get(kind))
+            };
+            in_scope(first)?;
+            std::iter::once(&***first)
+                .chain(scope_parents(first))
+                .filter_map(in_scope)
+                .last()
         });
         if let Some(schemas) = schemas {
             let checks = [

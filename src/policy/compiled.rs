@@ -206,7 +206,8 @@ pub(crate) struct ScopeRows {
     pub has_principal: bool,
     /// Resource kind -> derived roles its policy here imports (and refers to).
     pub derived_roles: FastMap<Arc<str>, Vec<Arc<DerivedRole>>>,
-    /// Resource kind -> schemas of its policy here.
+    /// Resource kind -> schemas of its policy here (empty when it declares none); a kind
+    /// is present exactly when it has a resource policy in this scope and version.
     pub schemas: FastMap<Arc<str>, PolicySchemas>,
 }
 

@@ -1553,8 +1553,10 @@ fn compile_resource<'a>(
         return false;
     }
 
+    // Every resource policy has an entry (empty without `schemas`): the engine needs to
+    // know which (kind, version, scope) has a policy to find the schemas in effect.
+    let mut ps = PolicySchemas::default();
     if let Some(s) = &rp.schemas {
-        let mut ps = PolicySchemas::default();
         for (target, sref, what) in [
             (&mut ps.principal, &s.principal_schema, "principal"),
             (&mut ps.resource, &s.resource_schema, "resource"),
@@ -1578,10 +1580,10 @@ fn compile_resource<'a>(
                 });
             }
         }
-        scope_rows(set, &rp.version, &rp.scope)
-            .schemas
-            .insert(Arc::from(&*id::sanitize(&rp.resource)), ps);
     }
+    scope_rows(set, &rp.version, &rp.scope)
+        .schemas
+        .insert(Arc::from(&*id::sanitize(&rp.resource)), ps);
     if stop_on_error && !c.errors.is_empty() {
         return false;
     }
