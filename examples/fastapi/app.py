@@ -3,8 +3,9 @@
 Gatehouse (behind Envoy's ext_authz filter) decides every request before it gets here,
 and injects who the caller is:
 
-    x-gatehouse-principal      principal id (required: without it the app answers 401)
-    x-gatehouse-roles          comma-separated roles
+    x-gatehouse-principal      principal id, percent-encoded (required: without it the app answers 401)
+    x-gatehouse-roles          comma-separated roles, each percent-encoded (`admin%2Cviewer`
+                               is one role, `zo%C3%AB` is `zoë`): split on `,`, then unquote
     x-gatehouse-derived-roles  comma-separated derived roles that applied
     x-gatehouse-outputs        JSON outputs of the matched rules
     x-gatehouse-decision-id    id of the decision in Gatehouse's audit log
@@ -31,6 +32,7 @@ import json
 import os
 import threading
 from collections import deque
+from urllib.parse import unquote
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -166,6 +168,11 @@ def _split(value: str | None) -> list[str]:
     return [p.strip() for p in (value or "").split(",") if p.strip()]
 
 
+def _names(value: str | None) -> list[str]:
+    """Gatehouse's role list: comma-separated, each name percent-encoded (UTF-8)."""
+    return [unquote(p) for p in _split(value)]
+
+
 def seen_by(request: Request) -> dict[str, Any]:
     """What Gatehouse told us about this request. Raises 401 if it told us nothing."""
     principal = request.headers.get(PRINCIPAL)
@@ -178,8 +185,8 @@ def seen_by(request: Request) -> dict[str, Any]:
     except ValueError:
         outputs = {"unparsed": raw_outputs}
     return {
-        "principal": principal,
-        "roles": _split(request.headers.get(ROLES)),
+        "principal": unquote(principal),
+        "roles": _names(request.headers.get(ROLES)),
         "derived_roles": _split(request.headers.get(DERIVED_ROLES)),
         "outputs": outputs,
         "decision_id": request.headers.get(DECISION_ID),

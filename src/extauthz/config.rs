@@ -15,6 +15,11 @@ pub struct ExtAuthzConfig {
     /// Shape of denial bodies.
     #[serde(default)]
     pub deny_body: DenyBody,
+    /// Put the detailed reason of a denial in its body (development only). Off: the body
+    /// has the status, a generic reason and the decision id; the details are in the
+    /// decision log under that id.
+    #[serde(default)]
+    pub deny_details: bool,
     /// Where principals come from.
     #[serde(default)]
     pub principal: PrincipalConfig,
@@ -39,6 +44,7 @@ impl Default for ExtAuthzConfig {
         ExtAuthzConfig {
             header_prefix: default_prefix(),
             deny_body: DenyBody::default(),
+            deny_details: false,
             principal: PrincipalConfig::default(),
             routes: Vec::new(),
             max_body_bytes: default_max_body(),

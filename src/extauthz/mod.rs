@@ -6,6 +6,7 @@
 
 pub mod attributes;
 pub mod config;
+mod encoding;
 pub mod live;
 pub mod principal;
 pub mod route;
@@ -163,6 +164,7 @@ pub async fn build_with_sinks(
         anonymous: config.principal.anonymous.clone(),
         prefix,
         deny_body: config.deny_body,
+        deny_details: config.deny_details,
         max_body: config.max_body_bytes,
         fetcher: attributes::AttributeFetcher::new(),
         tracer: crate::telemetry::Tracer::disabled(),

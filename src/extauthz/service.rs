@@ -43,6 +43,8 @@ pub struct ExtAuthz {
     pub prefix: String,
     /// Denial body format.
     pub deny_body: DenyBody,
+    /// Detailed reasons in denial bodies (development); otherwise generic ones.
+    pub deny_details: bool,
     /// Largest body read.
     pub max_body: usize,
     /// HTTP attribute sources.
@@ -180,14 +182,23 @@ impl ExtAuthz {
         let p = &self.prefix;
         let mut set = vec![(format!("{p}decision-id"), id.to_string())];
         if let Some(principal) = &a.principal {
-            set.push((format!("{p}principal"), principal.id.clone()));
-            let roles: Vec<&str> = principal.roles.iter().map(|r| &**r).collect();
-            set.push((format!("{p}roles"), roles.join(",")));
+            // Percent-encoded names and ASCII-only JSON (see `encoding`): a role with a
+            // comma stays one role, and accented names arrive intact.
+            set.push((
+                format!("{p}principal"),
+                super::encoding::percent_encode(&principal.id).into_owned(),
+            ));
+            set.push((
+                format!("{p}roles"),
+                super::encoding::encode_list(principal.roles.iter().map(|r| &**r)),
+            ));
             // The principal's attributes (from verified claims), so the backend can ask the
             // Cerbos API about many resources for the same principal.
             set.push((
                 format!("{p}principal-attr"),
-                crate::cel::to_json(&crate::cel::Value::Map(principal.attr.clone())).to_string(),
+                super::encoding::ascii_json(&crate::cel::to_json(&crate::cel::Value::Map(
+                    principal.attr.clone(),
+                ))),
             ));
         }
         if let Some(out) = &a.output {
@@ -208,7 +219,7 @@ impl ExtAuthz {
                     .collect();
                 set.push((
                     format!("{p}outputs"),
-                    serde_json::Value::Array(outputs).to_string(),
+                    super::encoding::ascii_json(&serde_json::Value::Array(outputs)),
                 ));
             }
         }
@@ -238,11 +249,27 @@ impl ExtAuthz {
             413 => ("Payload Too Large", 3),
             _ => ("Forbidden", 7),
         };
+        // Reasons can name internals (an OS error, a JWKS URL, an attribute source's
+        // answer); clients get a generic one and the decision id, the decision log has the
+        // details under that id.
+        let detail = if self.deny_details {
+            d.reason.as_str()
+        } else {
+            match d.status {
+                401 => "authentication required",
+                400 => "bad request",
+                413 => "request body too large",
+                _ => "forbidden",
+            }
+        };
         let (content_type, body) = match self.deny_body {
-            DenyBody::Fastapi => ("application/json", serde_json::json!({"detail": d.reason})),
+            DenyBody::Fastapi => (
+                "application/json",
+                serde_json::json!({"detail": detail, "decision_id": id}),
+            ),
             DenyBody::Problem => (
                 "application/problem+json",
-                serde_json::json!({"type": "about:blank", "title": title, "status": d.status, "detail": d.reason, "decision_id": id}),
+                serde_json::json!({"type": "about:blank", "title": title, "status": d.status, "detail": detail, "decision_id": id}),
             ),
         };
         let mut headers = vec![

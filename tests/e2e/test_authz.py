@@ -432,3 +432,31 @@ def test_malformed_body_is_not_a_crash(client, app, gatehouse):
         # Gatehouse may refuse (400/403) or let the app reject the body (422); never 5xx.
         assert r.status_code in (400, 403, 422), (content, r.status_code, r.text)
     assert gatehouse.proc.alive()
+
+
+# === Identity headers carry any name losslessly (issue 12, items 5 and 12) ==============
+
+
+def test_issue_12_role_with_comma_stays_one_role_and_accents_survive(client, app):
+    # A token whose role contains a comma must not become two roles (one of them admin)
+    # downstream, and accented names must arrive intact (not read back as latin-1).
+    claims = mint_token.claims_for(sub="zoë", roles=["user", "admin,viewer"], department="façade")
+    token = mint_token.sign(claims)
+    mark = app.mark()
+    r = client.post("/documents", token=token, json={"title": "t", "department": "façade"})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["owner"] == "zoë"
+    assert created["seen_by"]["principal"] == "zoë"
+    assert created["seen_by"]["roles"] == ["user", "admin,viewer"]
+    [seen] = app.since(mark)
+    assert seen["principal"] == "zo%C3%AB"
+    assert seen["roles"] == "user,admin%2Cviewer"
+
+    r = client.get("/documents", token=token)
+    assert r.status_code == 200, r.text
+    ids = {d["id"] for d in r.json()["documents"]}
+    # Same department ("façade" from the principal-attr header) and owner: visible.
+    assert created["id"] in ids
+    # Carol's sales document is visible to admins only.
+    assert "4" not in ids

@@ -176,16 +176,52 @@ async fn non_owner_denied_with_fastapi_body() {
     .await;
     let (status, body, headers) = denied(&resp);
     assert_eq!(status, 403);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("carol may not update document"),
-        "{body}"
+    // The client learns the status, a generic reason and the decision id (issue 12);
+    // the details stay with Envoy's status message and the decision log.
+    assert_eq!(
+        body,
+        serde_json::json!({"detail": "forbidden", "decision_id": headers["x-gatehouse-decision-id"]})
     );
     assert_eq!(headers["content-type"], "application/json");
-    assert!(headers.contains_key("x-gatehouse-decision-id"));
-    assert_eq!(resp.status.unwrap().code, 7);
+    let status = resp.status.unwrap();
+    assert_eq!(status.code, 7);
+    assert!(
+        status.message.contains("carol may not update document"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn issue_12_deny_details_only_with_the_development_switch() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store =
+        Arc::new(PolicyStore::load(&root.join("policies"), EngineConfig::default()).unwrap());
+    let attrs = attribute_source().await;
+    let mut cfg = config(attrs);
+    for (details, problem) in [(false, false), (false, true), (true, false)] {
+        cfg.deny_details = details;
+        cfg.deny_body = if problem {
+            gatehouse::extauthz::config::DenyBody::Problem
+        } else {
+            gatehouse::extauthz::config::DenyBody::Fastapi
+        };
+        let service = extauthz::build(&cfg, store.clone(), root).await.unwrap();
+        // The attribute source is down: the internal error must not reach the client.
+        let resp = service
+            .decide(&request("GET", "/broken/1", &user("root", "admin")))
+            .await;
+        let (status, body, headers) = denied(&resp);
+        assert_eq!(status, 403);
+        let id = &headers["x-gatehouse-decision-id"];
+        assert_eq!(body["decision_id"], serde_json::json!(id), "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        if details {
+            assert!(detail.contains("resource attributes unavailable"), "{body}");
+        } else {
+            assert_eq!(detail, "forbidden", "{body}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -319,15 +355,14 @@ async fn unmatched_routes_and_path_tricks_are_denied() {
 #[tokio::test]
 async fn attribute_source_failure_denies() {
     let mut c = start().await;
-    let (status, body, _) =
-        denied(&check(&mut c, request("GET", "/broken/1", &user("root", "admin"))).await);
+    let resp = check(&mut c, request("GET", "/broken/1", &user("root", "admin"))).await;
+    let (status, body, _) = denied(&resp);
     assert_eq!(status, 403);
+    assert_eq!(body["detail"], "forbidden");
+    let message = resp.status.unwrap().message;
     assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("resource attributes unavailable"),
-        "{body}"
+        message.contains("resource attributes unavailable"),
+        "{message}"
     );
     // An unknown document: the source answers 404, the request is denied.
     assert_eq!(
