@@ -5,6 +5,7 @@
 
 mod check;
 mod compile;
+mod config_cmd;
 pub mod diagnostics;
 mod log_escape;
 mod reload;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Print every route of the configuration: each method's action and where it
     /// comes from (the route's `action`, its `actions`, or the method's default).
     Routes(routes::RoutesArgs),
+    /// Print the JSON Schema (`config schema`) or the reference (`config docs`) of
+    /// gatehouse.yaml.
+    Config(config_cmd::ConfigArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -55,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(*args),
         Command::Serve(args) => serve::run(args),
         Command::Routes(args) => routes::run(args),
+        Command::Config(args) => config_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -4,6 +4,7 @@
 
 mod error;
 mod positions;
+pub mod reference;
 mod table;
 
 pub use error::{ConfigError, ConfigErrors};
