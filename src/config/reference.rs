@@ -434,6 +434,12 @@ pub(crate) const KEYS: &[Key] = &[
         "Body of denials: `{\"detail\": ...}` as FastAPI's HTTPException, or RFC 9457 `application/problem+json`.",
     ),
     k(
+        "extAuthz.denyDetails",
+        Bool,
+        "false",
+        "Put the detailed reason of a denial in its body (development only). Off: the body has the status, a generic reason and the decision id; the details are in the decision log under that id.",
+    ),
+    k(
         "extAuthz.maxBodyBytes",
         Int,
         "1048576",
