@@ -1772,7 +1772,10 @@ fn compile_role<'a>(
         let row = Row {
             kind: RowKind::Resource,
             policy_key: policy_key_arc.clone(),
-            resource: c.glob(&id::sanitize(&rule.resource), &rule.span),
+            // As Cerbos's rule table: a role policy's resource is kept as written (not
+            // sanitised), while requests are matched by their sanitised kind, so a role
+            // policy rule for `album:photo` never matches (Cerbos 0.55 denies).
+            resource: c.glob(&rule.resource, &rule.span),
             role: Glob::Literal(rp.role.as_str().into()),
             actions: ActionSet::AllowActions(actions),
             condition,

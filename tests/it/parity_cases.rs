@@ -198,3 +198,11 @@ async fn issue_11_schemas_in_effect_follow_cerbos() {
         replay(case).await;
     }
 }
+
+/// Class 3: `meta.actions[*].matchedPolicy` and `matchedScope` when principals hold several
+/// roles with role policies, next to resource policies, for allows and denials.
+#[tokio::test]
+async fn issue_11_matched_policy_with_several_role_policies() {
+    replay("role_policies_strict").await;
+    replay("role_policies_lenient").await;
+}
