@@ -1,8 +1,12 @@
-//! The gRPC adapter: `cerbos.svc.v1.CerbosService` (CheckResources and ServerInfo; every
+//! The gRPC adapter: `cerbos.svc.v1.CerbosService` (CheckResources, PlanResources and ServerInfo; every
 //! other Cerbos RPC answers UNIMPLEMENTED).
 
-use super::pb::cerbos::request::v1::{CheckResourcesRequest, ServerInfoRequest};
-use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
+use super::pb::cerbos::request::v1::{
+    CheckResourcesRequest, PlanResourcesRequest, ServerInfoRequest,
+};
+use super::pb::cerbos::response::v1::{
+    CheckResourcesResponse, PlanResourcesResponse, ServerInfoResponse,
+};
 use super::pb::cerbos::svc::v1::cerbos_service_server::CerbosService;
 use super::service::CerbosApi;
 use crate::telemetry::TraceContext;
@@ -17,6 +21,14 @@ impl CerbosService for CerbosApi {
         let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
         let response =
             CerbosApi::check_resources_traced(self, request.into_inner(), caller).await?;
+        Ok(tonic::Response::new(response))
+    }
+
+    async fn plan_resources(
+        &self,
+        request: tonic::Request<PlanResourcesRequest>,
+    ) -> Result<tonic::Response<PlanResourcesResponse>, tonic::Status> {
+        let response = CerbosApi::plan_resources(self, request.into_inner()).await?;
         Ok(tonic::Response::new(response))
     }
 

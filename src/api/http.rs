@@ -3,6 +3,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /api/check/resources` | `CheckResourcesResponse` |
+//! | `POST /api/plan/resources` | `PlanResourcesResponse` |
 //! | `GET /api/server_info` | `ServerInfoResponse` |
 //! | `GET /_cerbos/health[?service=…]` | `{"status": "SERVING"}` |
 //! | anything else | `404 {"code": 5, "message": "Not Found"}` |
@@ -20,7 +21,10 @@ use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::ApiError;
-use super::protojson::{decode_check_resources, encode_check_resources, encode_server_info};
+use super::plan::encode_plan_resources;
+use super::protojson::{
+    decode_check_resources, decode_plan_resources, encode_check_resources, encode_server_info,
+};
 use super::service::CerbosApi;
 use crate::telemetry::TraceContext;
 
@@ -31,6 +35,7 @@ const SERVICE_NAME: &str = "cerbos.svc.v1.CerbosService";
 pub(crate) fn router(api: CerbosApi) -> Router {
     Router::new()
         .route("/api/check/resources", post(check_resources))
+        .route("/api/plan/resources", post(plan_resources))
         .route("/api/server_info", get(server_info))
         .route("/_cerbos/health", get(health))
         .fallback(not_found)
@@ -52,26 +57,44 @@ fn error_response(e: &ApiError) -> Response {
     json_response(status, &e.to_json())
 }
 
+/// Reads a request body up to the configured limit.
+async fn read_body(api: &CerbosApi, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let limit = api.settings().max_body_bytes;
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::new(
+            tonic::Code::ResourceExhausted,
+            format!("grpc: received message larger than max (more than {limit} bytes)"),
+        )),
+        Err(e) => Err(ApiError::invalid_argument(format!(
+            "failed to read the request body: {e}"
+        ))),
+    }
+}
+
+async fn plan_resources(State(api): State<CerbosApi>, body: Body) -> Response {
+    let result = match read_body(&api, body).await {
+        Ok(bytes) => match decode_plan_resources(&bytes) {
+            Ok(req) => api.plan_resources(req).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(resp) => json_response(StatusCode::OK, &encode_plan_resources(&resp)),
+        Err(e) => error_response(&e),
+    }
+}
+
 async fn check_resources(
     State(api): State<CerbosApi>,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
     let caller = TraceContext::from_headers(|k| headers.get(k)?.to_str().ok());
-    let limit = api.settings().max_body_bytes;
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return error_response(&ApiError::new(
-                tonic::Code::ResourceExhausted,
-                format!("grpc: received message larger than max (more than {limit} bytes)"),
-            ));
-        }
-        Err(e) => {
-            return error_response(&ApiError::invalid_argument(format!(
-                "failed to read the request body: {e}"
-            )));
-        }
+    let bytes = match read_body(&api, body).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&e),
     };
     let result = match decode_check_resources(&bytes) {
         Ok(req) => api.check_resources_traced(req, caller).await,

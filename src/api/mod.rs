@@ -1,9 +1,10 @@
 //! The Cerbos-compatible API: the official Cerbos SDKs work against Gatehouse unchanged.
 //!
 //! * gRPC: [`grpc_service`] serves `cerbos.svc.v1.CerbosService` (`CheckResources`,
-//!   `ServerInfo`; other Cerbos RPCs answer UNIMPLEMENTED), with the wire definitions in
+//!   `PlanResources`, `ServerInfo`; other Cerbos RPCs answer UNIMPLEMENTED), with the wire definitions in
 //!   `proto/` ([`pb`]).
-//! * HTTP: [`http_router`] serves `POST /api/check/resources`, `GET /api/server_info` and
+//! * HTTP: [`http_router`] serves `POST /api/check/resources`, `POST /api/plan/resources`,
+//!   `GET /api/server_info` and
 //!   `GET /_cerbos/health` with protojson bodies (camelCase out; camelCase or snake_case in)
 //!   and Cerbos's error body `{code, message, details}`.
 //!
@@ -20,6 +21,7 @@ mod grpc;
 mod http;
 mod limits;
 pub mod pb;
+mod plan;
 mod protojson;
 mod service;
 mod settings;
@@ -28,16 +30,17 @@ mod validate;
 use std::sync::Arc;
 
 pub use error::ApiError;
+pub use plan::encode_plan_resources;
 pub use protojson::{
-    decode_check_resources, encode_check_resources, encode_server_info, json_to_value,
-    value_to_json,
+    decode_check_resources, decode_plan_resources, encode_check_resources, encode_server_info,
+    json_to_value, value_to_json,
 };
 pub use service::CerbosApi;
 pub use settings::{
     ApiSettings, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_ATTRIBUTE_VALUES, DEFAULT_MAX_AUX_TOKENS,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RESOURCES, DEFAULT_MAX_ROLES, ServerInfo,
 };
-pub use validate::{encode_violations, validate_check_resources};
+pub use validate::{encode_violations, validate_check_resources, validate_plan_resources};
 
 use crate::store::PolicyStore;
 use pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer;

@@ -10,9 +10,12 @@ use serde_json::{Map, Value as Json};
 
 use super::error::ApiError;
 use super::pb::cerbos::audit::v1::RequestContext;
+use super::pb::cerbos::engine::v1::plan_resources_input;
 use super::pb::cerbos::engine::v1::{OutputEntry, Principal, Resource};
 use super::pb::cerbos::request::v1::check_resources_request::ResourceEntry;
-use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, aux_data};
+use super::pb::cerbos::request::v1::{
+    AuxData, CheckResourcesRequest, PlanResourcesRequest, aux_data,
+};
 use super::pb::cerbos::response::v1::check_resources_response::ResultEntry;
 use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
 use super::pb::cerbos::schema::v1::ValidationError;
@@ -37,6 +40,40 @@ pub fn decode_check_resources(body: &[u8]) -> Result<CheckResourcesRequest, ApiE
     };
     o.finish()?;
     Ok(req)
+}
+
+/// Reads a `PlanResourcesRequest` from a request body. An empty body is an empty message.
+pub fn decode_plan_resources(body: &[u8]) -> Result<PlanResourcesRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(PlanResourcesRequest::default());
+    }
+    let json: Json = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_argument(format!("proto: syntax error: {e}")))?;
+    let mut o = Fields::new(&json)?;
+    let req = PlanResourcesRequest {
+        request_id: o.string("requestId", "request_id")?,
+        action: o.string("action", "action")?,
+        principal: o.message("principal", "principal", principal)?,
+        resource: o.message("resource", "resource", plan_resource)?,
+        aux_data: o.message("auxData", "aux_data", aux_data)?,
+        include_meta: o.bool("includeMeta", "include_meta")?,
+        actions: o.repeated_strings("actions", "actions")?,
+        request_context: o.message("requestContext", "request_context", request_context)?,
+    };
+    o.finish()?;
+    Ok(req)
+}
+
+fn plan_resource(v: &Json) -> Result<plan_resources_input::Resource, ApiError> {
+    let mut o = Fields::new(v)?;
+    let r = plan_resources_input::Resource {
+        kind: o.string("kind", "kind")?,
+        attr: o.value_map("attr", "attr")?,
+        policy_version: o.string("policyVersion", "policy_version")?,
+        scope: o.string("scope", "scope")?,
+    };
+    o.finish()?;
+    Ok(r)
 }
 
 fn principal(v: &Json) -> Result<Principal, ApiError> {
@@ -363,7 +400,7 @@ fn source_name(s: i32) -> &'static str {
     }
 }
 
-fn validation_error_json(e: &ValidationError) -> Json {
+pub(crate) fn validation_error_json(e: &ValidationError) -> Json {
     let mut m = Map::new();
     put_str(&mut m, "path", &e.path);
     put_str(&mut m, "message", &e.message);

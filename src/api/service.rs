@@ -40,7 +40,7 @@ struct CallFacts<'a> {
 /// the HTTP routes. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct CerbosApi {
-    store: Arc<PolicyStore>,
+    pub(super) store: Arc<PolicyStore>,
     settings: Arc<ApiSettings>,
 }
 
@@ -268,7 +268,10 @@ impl CerbosApi {
 
     /// Verifies the request's tokens: `auxData.jwt` becomes `request.aux_data.jwt`, and
     /// each token of `auxData.jwts` becomes `request.aux_data.jwts[name].claims`.
-    async fn verify_aux_data(&self, aux: Option<&AuxData>) -> Result<engine::AuxData, String> {
+    pub(super) async fn verify_aux_data(
+        &self,
+        aux: Option<&AuxData>,
+    ) -> Result<engine::AuxData, String> {
         let mut out = engine::AuxData::default();
         let Some(aux) = aux else { return Ok(out) };
         if let Some(jwt) = &aux.jwt {
@@ -315,13 +318,13 @@ fn cel_value(v: &prost_types::Value) -> Value {
     }
 }
 
-fn cel_map(m: &BTreeMap<String, prost_types::Value>) -> MapValue {
+pub(super) fn cel_map(m: &BTreeMap<String, prost_types::Value>) -> MapValue {
     m.iter()
         .map(|(k, v)| (Key::String(Arc::from(k.as_str())), cel_value(v)))
         .collect()
 }
 
-fn principal_input(p: &pb_engine::Principal) -> engine::Principal {
+pub(super) fn principal_input(p: &pb_engine::Principal) -> engine::Principal {
     engine::Principal {
         id: p.id.clone(),
         roles: p.roles.iter().map(|r| Arc::from(r.as_str())).collect(),

@@ -8,9 +8,10 @@ use super::error::ApiError;
 use super::pb::buf::validate::field_path_element::Subscript;
 use super::pb::buf::validate::{FieldPath, FieldPathElement, Violation, Violations};
 use super::pb::cerbos::audit::v1::RequestContext;
+use super::pb::cerbos::engine::v1::plan_resources_input;
 use super::pb::cerbos::engine::v1::{Principal, Resource};
 use super::pb::cerbos::request::v1::check_resources_request::ResourceEntry;
-use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest};
+use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, PlanResourcesRequest};
 
 /// `google.protobuf.FieldDescriptorProto.Type` values used in paths.
 mod ty {
@@ -51,6 +52,19 @@ const KEYS_MIN_LEN: &[RuleStep] = &[
     (14, "string", ty::MESSAGE),
     (2, "min_len", ty::UINT64),
 ];
+
+const REPEATED_MAX_ITEMS: &[RuleStep] =
+    &[(18, "repeated", ty::MESSAGE), (2, "max_items", ty::UINT64)];
+
+/// Cerbos's limit on the actions of one plan request.
+const MAX_PLAN_ACTIONS: usize = 20;
+
+/// Checks a PlanResources request; on violations returns Cerbos's `INVALID_ARGUMENT` error.
+pub fn validate_plan_resources(req: &PlanResourcesRequest) -> Result<(), ApiError> {
+    let mut v = Validator::default();
+    v.plan_request(req);
+    v.into_result()
+}
 
 /// Checks a request; on violations returns Cerbos's `INVALID_ARGUMENT` error.
 pub fn validate_check_resources(req: &CheckResourcesRequest) -> Result<(), ApiError> {
@@ -221,6 +235,78 @@ impl Validator {
                 v.request_context(ctx)
             });
         }
+    }
+
+    /// Cerbos's rules for a plan request, in the order protovalidate reports them: the
+    /// message rule, then the fields in declaration order (`action`, `actions`,
+    /// `principal`, `resource`, `aux_data`, `request_context`).
+    fn plan_request(&mut self, req: &PlanResourcesRequest) {
+        if req.action.is_empty() == req.actions.is_empty() {
+            self.violation(
+                None,
+                None,
+                "exclusiveFieldsActionOrActions",
+                "Exactly one of 'action' or 'actions' field must be set".into(),
+                false,
+            );
+        }
+        if req.actions.len() > MAX_PLAN_ACTIONS {
+            self.violation(
+                Some(field(7, "actions", ty::STRING)),
+                Some(REPEATED_MAX_ITEMS),
+                "repeated.max_items",
+                format!("must contain no more than {MAX_PLAN_ACTIONS} item(s)"),
+                false,
+            );
+        }
+        let mut seen = std::collections::HashSet::with_capacity(req.actions.len());
+        if !req.actions.iter().all(|a| seen.insert(a.as_str())) {
+            self.violation(
+                Some(field(7, "actions", ty::STRING)),
+                Some(REPEATED_UNIQUE),
+                "repeated.unique",
+                "repeated value must contain unique items".into(),
+                false,
+            );
+        }
+        for (i, a) in req.actions.iter().enumerate() {
+            if a.is_empty() {
+                self.violation(
+                    Some(indexed(7, "actions", ty::STRING, i)),
+                    Some(ITEMS_MIN_LEN),
+                    "string.min_len",
+                    "must be at least 1 characters".into(),
+                    false,
+                );
+            }
+        }
+        match &req.principal {
+            None => self.required(field(3, "principal", ty::MESSAGE)),
+            Some(p) => self.in_field(field(3, "principal", ty::MESSAGE), |v| v.principal(p)),
+        }
+        match &req.resource {
+            None => self.required(field(4, "resource", ty::MESSAGE)),
+            Some(r) => self.in_field(field(4, "resource", ty::MESSAGE), |v| v.plan_resource(r)),
+        }
+        if let Some(aux) = &req.aux_data {
+            self.in_field(field(5, "aux_data", ty::MESSAGE), |v| v.aux_data(aux));
+        }
+        if let Some(ctx) = &req.request_context {
+            self.in_field(field(8, "request_context", ty::MESSAGE), |v| {
+                v.request_context(ctx)
+            });
+        }
+    }
+
+    fn plan_resource(&mut self, r: &plan_resources_input::Resource) {
+        self.required_string(1, "kind", &r.kind);
+        self.pattern(
+            3,
+            "policy_version",
+            is_word(&r.policy_version),
+            POLICY_VERSION_PATTERN,
+        );
+        self.pattern(4, "scope", is_scope(&r.scope), SCOPE_PATTERN);
     }
 
     fn principal(&mut self, p: &Principal) {
@@ -490,6 +576,49 @@ mod tests {
                 {"fieldNumber": 1, "fieldName": "token", "fieldType": "TYPE_STRING"}]},
                 "rule": {"elements": [{"fieldNumber": 25, "fieldName": "required", "fieldType": "TYPE_BOOL"}]},
                 "ruleId": "required", "message": "value is required", "forKey": false})
+        );
+    }
+
+    fn plan_message(body: &str) -> String {
+        let req = crate::api::protojson::decode_plan_resources(body.as_bytes()).unwrap();
+        match validate_plan_resources(&req) {
+            Ok(()) => String::new(),
+            Err(e) => e.message().to_string(),
+        }
+    }
+
+    /// The messages of the real Cerbos 0.55 for the same bodies.
+    #[test]
+    fn plan_messages_match_cerbos() {
+        assert_eq!(
+            plan_message("{}"),
+            "validation errors:\n - Exactly one of 'action' or 'actions' field must be set\n - principal: value is required\n - resource: value is required"
+        );
+        assert_eq!(
+            plan_message(
+                r#"{"action":"a","actions":["b"],"principal":{"id":"p","roles":["r"]},"resource":{"kind":"doc"}}"#
+            ),
+            "validation error: Exactly one of 'action' or 'actions' field must be set"
+        );
+        assert_eq!(
+            plan_message(
+                r#"{"actions":["a","a",""],"principal":{"id":"p","roles":["r"]},"resource":{"kind":"","policyVersion":"v-1","scope":"a..b","attr":{"":1}}}"#
+            ),
+            "validation errors:\n - actions: repeated value must contain unique items\n - actions[2]: must be at least 1 characters\n - resource.kind: value is required\n - resource.policy_version: does not match regex pattern `^[\\w]*$`\n - resource.scope: does not match regex pattern `^(^$|\\.|[0-9a-zA-Z][\\w\\-]*(\\.\\w[\\w\\-]*)*)$`"
+        );
+        let many: Vec<String> = (0..21).map(|i| format!("a{i}")).collect();
+        assert_eq!(
+            plan_message(&format!(
+                r#"{{"actions":{},"principal":{{"id":"p","roles":["r"]}},"resource":{{"kind":"doc"}}}}"#,
+                serde_json::to_string(&many).unwrap()
+            )),
+            "validation error: actions: must contain no more than 20 item(s)"
+        );
+        assert_eq!(
+            plan_message(
+                r#"{"action":"a","principal":{"id":"p","roles":["r"]},"resource":{"kind":"doc"}}"#
+            ),
+            ""
         );
     }
 

@@ -88,4 +88,7 @@ pub enum PlanError {
         /// The evaluation error.
         message: String,
     },
+    /// A policy refers to a schema the store does not have.
+    #[error("failed to validate input: schema {0:?} not found")]
+    SchemaNotFound(String),
 }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use crate::cel::ast::{BinaryOp, Expr, ExprKind};
 use crate::cel::{Timestamp, Value};
 use crate::engine::check::{Binding, all_scopes, effective_scope, query, request_values};
-use crate::engine::{CheckInput, Engine, EngineConfig, EvaluationError, Resource};
+use crate::engine::{
+    CheckInput, Engine, EngineConfig, EvaluationError, Resource, SchemaEnforcement,
+    ValidationError, ValidationSource,
+};
 use crate::policy::compiled::{
     CompiledPolicySet, Condition, DerivedRole, Effect, RowKind, ScopePermissions,
 };
@@ -313,6 +316,18 @@ pub(crate) fn plan(
         return Ok(output);
     }
 
+    // Schema validation, as Cerbos validates plan inputs: against the schemas of the first
+    // resource policy in scope, with missing (required) resource attributes allowed.
+    if cfg.schema_enforcement != SchemaEnforcement::None {
+        output.validation_errors = validate(set, &resource_scopes, version, kind, input)?;
+        if !output.validation_errors.is_empty()
+            && cfg.schema_enforcement == SchemaEnforcement::Reject
+        {
+            output.filter_debug = "(false)".to_string();
+            return Ok(output);
+        }
+    }
+
     let check_input = CheckInput {
         request_id: input.request_id.clone(),
         principal: input.principal.clone(),
@@ -584,6 +599,62 @@ pub(crate) fn plan(
         Some(e) => Err(e),
         None => Ok(output),
     }
+}
+
+/// The schema violations of a plan input's attributes.
+fn validate(
+    set: &CompiledPolicySet,
+    resource_scopes: &[&Arc<str>],
+    version: &str,
+    kind: &str,
+    input: &PlanInput,
+) -> Result<Vec<ValidationError>, PlanError> {
+    let mut out = Vec::new();
+    let Some(schemas) = resource_scopes
+        .iter()
+        .find_map(|s| set.scope_rows(version, s).and_then(|r| r.schemas.get(kind)))
+    else {
+        return Ok(out);
+    };
+    let checks = [
+        (
+            &schemas.principal,
+            &input.principal.attr,
+            ValidationSource::Principal,
+        ),
+        (
+            &schemas.resource,
+            &input.resource.attr,
+            ValidationSource::Resource,
+        ),
+    ];
+    for (sref, attr, source) in checks {
+        let Some(sref) = sref else { continue };
+        let ignored = !sref.ignore_actions.is_empty()
+            && input
+                .actions
+                .iter()
+                .all(|a| sref.ignore_actions.iter().any(|g| g.matches(a)));
+        if ignored {
+            continue;
+        }
+        let schema = set
+            .schema_store
+            .get(&sref.url)
+            .ok_or_else(|| PlanError::SchemaNotFound(sref.url.to_string()))?;
+        for v in schema.validate(&Value::Map(attr.clone())) {
+            // Resource attributes are optional when planning: no `required` errors.
+            if source == ValidationSource::Resource && v.message.starts_with("missing properties") {
+                continue;
+            }
+            out.push(ValidationError {
+                path: v.cerbos_path().to_string(),
+                message: v.message,
+                source,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The derived roles imported at `scope` that apply to the principal's roles, each

@@ -18,6 +18,7 @@ mod jwks_https;
 mod jwt;
 mod parity_cases;
 mod parser_cases;
+mod planner_api;
 mod planner_cases;
 mod reload;
 mod robustness;

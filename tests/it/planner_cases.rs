@@ -34,9 +34,12 @@ fn known_failures() -> Vec<String> {
 pub(crate) fn stabilise(v: &Json) -> Json {
     match v {
         Json::Object(m) => {
+            // Keys in order, so that the string form used for sorting is canonical.
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
             let mut out = serde_json::Map::new();
-            for (k, x) in m {
-                out.insert(k.clone(), stabilise(x));
+            for k in keys {
+                out.insert(k.clone(), stabilise(&m[k]));
             }
             if let (Some(op), Some(Json::Array(ops))) = (
                 out.get("operator")

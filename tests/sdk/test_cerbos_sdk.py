@@ -188,8 +188,46 @@ def test_grpc_errors(server):
         assert err.value.details() == "validation error: resources: value is required"
         with pytest.raises(grpc.RpcError) as err:
             c.plan_resources(
-                "view",
+                ["view", "view"],
                 grpc_principal(),
                 engine_pb2.PlanResourcesInput.Resource(kind="leave_request"),
             )
-        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details() == "validation error: actions: repeated value must contain unique items"
+
+
+# === PlanResources (answers of the real Cerbos 0.55 for the same requests) ===
+
+
+def test_http_plan_resources(server):
+    from cerbos.sdk.model import PlanResourcesFilterKind, ResourceDesc
+
+    with CerbosClient(server.http_url) as c:
+        resource = ResourceDesc("leave_request", policy_version="20210210")
+        plan = c.plan_resources("create", john(), resource, request_id="sdk-plan-1")
+        plan.raise_if_failed()
+        assert plan.request_id == "sdk-plan-1"
+        assert plan.action == ["create"]
+        assert plan.filter.kind == PlanResourcesFilterKind.CONDITIONAL
+        expr = plan.filter.condition.expression
+        assert expr.operator == "eq"
+        assert [o.to_dict() for o in expr.operands] == [
+            {"variable": "request.resource.attr.owner"},
+            {"value": "john"},
+        ]
+        assert c.plan_resources("view:public", john(), resource).filter.kind == PlanResourcesFilterKind.ALWAYS_ALLOWED
+        both = c.plan_resources(["view:public", "delete"], john(), resource)
+        assert both.filter.kind == PlanResourcesFilterKind.ALWAYS_DENIED
+
+
+def test_grpc_plan_resources(server):
+    with GrpcCerbosClient(server.grpc, tls_verify=False) as c:
+        resource = engine_pb2.PlanResourcesInput.Resource(kind="leave_request", policy_version="20210210")
+        plan = c.plan_resources("view", grpc_principal(), resource, request_id="sdk-plan-2")
+        assert plan.request_id == "sdk-plan-2"
+        assert plan.filter.kind == engine_pb2.PlanResourcesFilter.KIND_CONDITIONAL
+        expr = plan.filter.condition.expression
+        assert expr.operator == "eq"
+        assert expr.operands[0].variable == "request.resource.attr.public"
+        assert expr.operands[1].value.bool_value is True
+        assert len(plan.cerbos_call_id) == 26

@@ -1,0 +1,231 @@
+//! `PlanResources` (gRPC `cerbos.svc.v1.CerbosService/PlanResources`, HTTP
+//! `POST /api/plan/resources`): Cerbos's request rules, the tokens of `auxData`, one
+//! plan on one policy snapshot, and Cerbos's response (with `meta` on `includeMeta`:
+//! `filterDebug`, and `matchedScope` for the single `action` or `matchedScopes` for
+//! `actions`).
+
+use std::sync::Arc;
+
+use prost_types::value::Kind;
+use serde_json::{Map, Value as Json};
+
+use super::call_id::new_call_id;
+use super::error::ApiError;
+use super::pb::cerbos::engine::v1 as pb_engine;
+use super::pb::cerbos::request::v1::PlanResourcesRequest;
+use super::pb::cerbos::response::v1::{PlanResourcesResponse, plan_resources_response};
+use super::pb::cerbos::schema::v1::ValidationError as PbValidationError;
+use super::protojson::{json_to_value, validation_error_json, value_to_json};
+use super::service::{CerbosApi, cel_map, principal_input};
+use super::validate::validate_plan_resources;
+use crate::engine::ValidationSource;
+use crate::planner::{Filter, FilterKind, Operand, PlanInput, PlanResource};
+
+use pb_engine::plan_resources_filter::expression::{Operand as PbOperand, operand::Node};
+
+impl CerbosApi {
+    /// `PlanResources`: which resources of a kind the principal may act on.
+    pub async fn plan_resources(
+        &self,
+        req: PlanResourcesRequest,
+    ) -> Result<PlanResourcesResponse, ApiError> {
+        let started = std::time::Instant::now();
+        validate_plan_resources(&req)?;
+        let aux_data = self
+            .verify_aux_data(req.aux_data.as_ref())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "failed to extract auxData");
+                ApiError::invalid_argument("invalid auxData")
+            })?;
+        let one_action = (!req.action.is_empty()).then(|| req.action.clone());
+        let actions = match &one_action {
+            Some(a) => vec![a.clone()],
+            None => req.actions.clone(),
+        };
+        let resource = req.resource.clone().unwrap_or_default();
+        let input = PlanInput {
+            request_id: req.request_id.clone(),
+            principal: req
+                .principal
+                .as_ref()
+                .map(principal_input)
+                .unwrap_or_default(),
+            resource: PlanResource {
+                kind: resource.kind.clone(),
+                attr: Arc::new(cel_map(&resource.attr)),
+                policy_version: resource.policy_version.clone(),
+                scope: resource.scope.clone(),
+            },
+            actions: actions.clone(),
+            aux_data,
+        };
+        let snapshot = self.store.snapshot();
+        let output = snapshot.engine.plan(&input).map_err(|e| {
+            tracing::error!(error = %e, "resources query plan request failed");
+            ApiError::new(tonic::Code::Internal, "Resources query plan request failed")
+        })?;
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            kind = %input.resource.kind,
+            "planned"
+        );
+        let meta = req.include_meta.then(|| plan_resources_response::Meta {
+            filter_debug: output.filter_debug.clone(),
+            matched_scope: match &one_action {
+                Some(a) => output.matched_scopes.get(a).cloned().unwrap_or_default(),
+                None => String::new(),
+            },
+            matched_scopes: if one_action.is_none() {
+                output.matched_scopes.clone()
+            } else {
+                Default::default()
+            },
+        });
+        Ok(PlanResourcesResponse {
+            request_id: req.request_id,
+            action: one_action.clone().unwrap_or_default(),
+            actions: if one_action.is_none() {
+                actions
+            } else {
+                Vec::new()
+            },
+            resource_kind: resource.kind,
+            policy_version: resource.policy_version,
+            filter: Some(filter_pb(&output.filter)),
+            meta,
+            validation_errors: output
+                .validation_errors
+                .iter()
+                .map(|v| PbValidationError {
+                    path: v.path.clone(),
+                    message: v.message.clone(),
+                    source: match v.source {
+                        ValidationSource::Principal => 1,
+                        ValidationSource::Resource => 2,
+                    },
+                })
+                .collect(),
+            cerbos_call_id: new_call_id(),
+        })
+    }
+}
+
+/// A filter as the wire message.
+pub(crate) fn filter_pb(f: &Filter) -> pb_engine::PlanResourcesFilter {
+    use pb_engine::plan_resources_filter::Kind as PbKind;
+    let kind = match f.kind {
+        FilterKind::AlwaysAllowed => PbKind::AlwaysAllowed,
+        FilterKind::AlwaysDenied => PbKind::AlwaysDenied,
+        FilterKind::Conditional => PbKind::Conditional,
+    };
+    pb_engine::PlanResourcesFilter {
+        kind: kind as i32,
+        condition: f.condition.as_ref().map(operand_pb),
+    }
+}
+
+fn operand_pb(o: &Operand) -> PbOperand {
+    let node = match o {
+        Operand::Value(v) => Node::Value(json_to_value(v).unwrap_or(prost_types::Value {
+            kind: Some(Kind::NullValue(0)),
+        })),
+        Operand::Variable(v) => Node::Variable(v.clone()),
+        Operand::Expression(e) => Node::Expression(pb_engine::plan_resources_filter::Expression {
+            operator: e.operator.clone(),
+            operands: e.operands.iter().map(operand_pb).collect(),
+        }),
+    };
+    PbOperand { node: Some(node) }
+}
+
+fn operand_json(o: &PbOperand) -> Json {
+    let mut m = Map::new();
+    match &o.node {
+        Some(Node::Value(v)) => {
+            m.insert("value".into(), value_to_json(v));
+        }
+        Some(Node::Variable(v)) => {
+            m.insert("variable".into(), Json::from(v.as_str()));
+        }
+        Some(Node::Expression(e)) => {
+            let mut x = Map::new();
+            if !e.operator.is_empty() {
+                x.insert("operator".into(), Json::from(e.operator.as_str()));
+            }
+            if !e.operands.is_empty() {
+                x.insert(
+                    "operands".into(),
+                    Json::Array(e.operands.iter().map(operand_json).collect()),
+                );
+            }
+            m.insert("expression".into(), Json::Object(x));
+        }
+        None => {}
+    }
+    Json::Object(m)
+}
+
+fn kind_name(k: i32) -> &'static str {
+    match k {
+        1 => "KIND_ALWAYS_ALLOWED",
+        2 => "KIND_ALWAYS_DENIED",
+        3 => "KIND_CONDITIONAL",
+        _ => "KIND_UNSPECIFIED",
+    }
+}
+
+/// A `PlanResourcesResponse` as Cerbos's HTTP API writes it (empty fields left out).
+pub fn encode_plan_resources(r: &PlanResourcesResponse) -> Json {
+    let mut m = Map::new();
+    let put = |m: &mut Map<String, Json>, k: &str, v: &str| {
+        if !v.is_empty() {
+            m.insert(k.into(), Json::from(v));
+        }
+    };
+    put(&mut m, "requestId", &r.request_id);
+    put(&mut m, "action", &r.action);
+    if !r.actions.is_empty() {
+        m.insert("actions".into(), Json::from(r.actions.clone()));
+    }
+    put(&mut m, "resourceKind", &r.resource_kind);
+    put(&mut m, "policyVersion", &r.policy_version);
+    if let Some(f) = &r.filter {
+        let mut fm = Map::new();
+        fm.insert("kind".into(), Json::from(kind_name(f.kind)));
+        if let Some(c) = &f.condition {
+            fm.insert("condition".into(), operand_json(c));
+        }
+        m.insert("filter".into(), Json::Object(fm));
+    }
+    if let Some(meta) = &r.meta {
+        let mut mm = Map::new();
+        put(&mut mm, "filterDebug", &meta.filter_debug);
+        put(&mut mm, "matchedScope", &meta.matched_scope);
+        if !meta.matched_scopes.is_empty() {
+            mm.insert(
+                "matchedScopes".into(),
+                Json::Object(
+                    meta.matched_scopes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Json::from(v.as_str())))
+                        .collect(),
+                ),
+            );
+        }
+        m.insert("meta".into(), Json::Object(mm));
+    }
+    if !r.validation_errors.is_empty() {
+        m.insert(
+            "validationErrors".into(),
+            Json::Array(
+                r.validation_errors
+                    .iter()
+                    .map(validation_error_json)
+                    .collect(),
+            ),
+        );
+    }
+    put(&mut m, "cerbosCallId", &r.cerbos_call_id);
+    Json::Object(m)
+}
