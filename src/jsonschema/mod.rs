@@ -20,8 +20,9 @@
 //! order where the library iterates a Go map. Applicators that wrap errors (`$ref`, `allOf`,
 //! `anyOf`, ...) report the leaf errors they wrap, as Cerbos does.
 //!
-//! `$dynamicRef` and `$recursiveRef` are not supported: a document that uses them fails to
-//! compile. Keywords that belong to no draft are annotations and are ignored, as in Cerbos.
+//! `$dynamicRef` follows draft 2020-12's dynamic scope (the outermost resource entered that
+//! declares the `$dynamicAnchor` wins); draft 2019-09's `$recursiveRef` is not supported: a
+//! document that uses it fails to compile. Keywords that belong to no draft are annotations and are ignored, as in Cerbos.
 //! References to other hosts (`https://...`, `file://...`) are never fetched: they fail to
 //! resolve. Schemas or values nested beyond fixed limits (and `$ref` loops that never reach a
 //! child value) fail closed: a compile error or a violation, never a stack overflow.

@@ -326,6 +326,7 @@ impl CompiledSchema {
         let mut run = Run {
             nodes: &self.nodes,
             out: Vec::new(),
+            scope: Vec::new(),
             depth: 0,
             stack_base: stack_address(),
         };
@@ -470,6 +471,8 @@ struct Loc {
 struct DocIndex {
     locs: HashMap<String, Loc>,
     anchors: HashMap<(String, String), String>,
+    /// `$dynamicAnchor`s: (resource base, name) to pointer (also in `anchors`).
+    dynamic_anchors: HashMap<(String, String), String>,
     root_draft: Draft,
 }
 
@@ -504,6 +507,7 @@ impl StoreIndex {
             .map(|root_draft| DocIndex {
                 locs: scan.locs,
                 anchors: scan.anchors,
+                dynamic_anchors: scan.dynamic_anchors,
                 root_draft,
             });
         self.resources.insert(url.clone(), (doc, String::new()));
@@ -794,6 +798,7 @@ struct Scan<'a> {
     stack_base: usize,
     locs: HashMap<String, Loc>,
     anchors: HashMap<(String, String), String>,
+    dynamic_anchors: HashMap<(String, String), String>,
     ids: Vec<(String, String)>,
 }
 
@@ -811,6 +816,7 @@ impl<'a> Scan<'a> {
             stack_base: stack_address(),
             locs: HashMap::new(),
             anchors: HashMap::new(),
+            dynamic_anchors: HashMap::new(),
             ids: Vec::new(),
         }
     }
@@ -970,6 +976,10 @@ impl<'a> Scan<'a> {
                     }
                     self.anchors
                         .insert((base.clone(), name.to_owned()), ptr.to_owned());
+                    if kw == "$dynamicAnchor" {
+                        self.dynamic_anchors
+                            .insert((base.clone(), name.to_owned()), ptr.to_owned());
+                    }
                 }
             }
         }
@@ -1208,7 +1218,9 @@ impl<'a> Scan<'a> {
                 let p = if v2020 { "/$ref/type" } else { "/type" };
                 self.expect(val, &kat, &format!("{kwm}{p}"), &["string"])?;
             }
-            "$dynamicRef" if v2020 => return Err(self.unsupported(k, at.ptr)),
+            "$dynamicRef" if v2020 => {
+                self.expect(val, &kat, &format!("{kwm}/$ref/type"), &["string"])?;
+            }
             "$recursiveRef" if draft == Draft::V2019 => return Err(self.unsupported(k, at.ptr)),
             "$recursiveAnchor" if draft == Draft::V2019 => {
                 self.expect(val, &kat, &format!("{kwm}/type"), &["boolean"])?;
@@ -1517,6 +1529,15 @@ enum Dependency {
     Required(Vec<String>),
 }
 
+/// A `$dynamicRef`: where it resolves statically, and, when that target declares the
+/// `$dynamicAnchor` it names, every resource declaring that anchor (the outermost of them
+/// in the dynamic scope wins).
+#[derive(Debug)]
+struct DynamicRef {
+    default: NodeId,
+    candidates: Vec<(usize, NodeId)>,
+}
+
 #[derive(Debug)]
 struct Pattern {
     source: String,
@@ -1566,7 +1587,10 @@ struct ObjNode {
     exclusive_maximum: Option<f64>,
     multiple_of: Option<(f64, Option<Decimal>)>,
 
+    /// The schema resource this schema belongs to (its base URI), for the dynamic scope.
+    resource: usize,
     reference: Option<NodeId>,
+    dynamic_reference: Option<DynamicRef>,
     not: Option<NodeId>,
     all_of: Vec<NodeId>,
     any_of: Vec<NodeId>,
@@ -1589,6 +1613,7 @@ fn compile_all(store: &StoreIndex) -> Vec<Result<CompiledSchema, SchemaErrorKind
         memo: HashMap::new(),
         queue: VecDeque::new(),
         extra: HashMap::new(),
+        resources: HashMap::new(),
     };
     let roots: Vec<Result<NodeId, SchemaErrorKind>> = (0..store.docs.len())
         .map(|doc| b.schedule(doc, ""))
@@ -1598,6 +1623,8 @@ fn compile_all(store: &StoreIndex) -> Vec<Result<CompiledSchema, SchemaErrorKind
         match b.build(doc, &ptr) {
             Ok(node) => b.nodes[id] = node,
             Err(kind) => {
+                // Fails closed should it ever be applied.
+                b.nodes[id] = Node::Bool(false);
                 failed.insert(id, kind);
             }
         }
@@ -1646,7 +1673,8 @@ fn first_failure<'f>(
 }
 
 impl ObjNode {
-    /// Every subschema this schema applies.
+    /// Every subschema this schema applies. The dynamic candidates of a `$dynamicRef` are left
+    /// out: one can only be chosen once its resource was entered, which reaches it anyway.
     fn children(&self) -> impl Iterator<Item = NodeId> + '_ {
         let schema = |a: &Option<Additional>| match a {
             Some(Additional::Schema(id)) => Some(*id),
@@ -1680,6 +1708,7 @@ impl ObjNode {
                     self.items_2020,
                     self.contains,
                     self.reference,
+                    self.dynamic_reference.as_ref().map(|d| d.default),
                     self.not,
                     self.if_,
                     self.then_,
@@ -1700,6 +1729,8 @@ struct Builder<'s> {
     queue: VecDeque<(NodeId, usize, String)>,
     /// Locations reached only through a `$ref` pointer, checked on demand.
     extra: HashMap<(usize, String), Loc>,
+    /// Schema resources by base URI, numbered for the dynamic scope.
+    resources: HashMap<String, usize>,
 }
 
 impl Builder<'_> {
@@ -1776,6 +1807,13 @@ impl Builder<'_> {
     ) -> Result<ObjNode, SchemaErrorKind> {
         let draft = loc.draft;
         let mut n = ObjNode::default();
+        let next = self.resources.len();
+        n.resource = *self.resources.entry(loc.base.clone()).or_insert(next);
+        if draft == Draft::V2020
+            && let Some(r) = obj.get("$dynamicRef").and_then(Json::as_str)
+        {
+            n.dynamic_reference = Some(self.resolve_dynamic_ref(doc, r, &loc.base)?);
+        }
         if let Some(r) = obj.get("$ref").and_then(Json::as_str) {
             n.reference = Some(self.resolve_ref(doc, r, &loc.base)?);
             if draft <= Draft::V7 {
@@ -1974,6 +2012,64 @@ impl Builder<'_> {
     }
 
     /// Resolves a `$ref` written in document `doc` against `base`.
+    /// Resolves a `$dynamicRef` (draft 2020-12): statically as a `$ref`; dynamically only
+    /// when its fragment is a name and the static target declares `$dynamicAnchor` with it.
+    fn resolve_dynamic_ref(
+        &mut self,
+        doc: usize,
+        reference: &str,
+        base: &str,
+    ) -> Result<DynamicRef, SchemaErrorKind> {
+        let default = self.resolve_ref(doc, reference, base)?;
+        let store = self.store;
+        let absolute = resolve_uri(base, reference);
+        let (url, fragment) = split_fragment(&absolute);
+        let mut candidates = Vec::new();
+        let Some(name) = fragment
+            .filter(|f| !f.is_empty() && !f.starts_with('/'))
+            .map(percent_decode)
+        else {
+            return Ok(DynamicRef {
+                default,
+                candidates,
+            });
+        };
+        let bookended = store.find_resource(url).is_some_and(|(rdoc, rptr)| {
+            store.docs[rdoc].scan.as_ref().is_ok_and(|target| {
+                let resource_base = target
+                    .locs
+                    .get(&rptr)
+                    .map_or_else(|| url.to_owned(), |l| l.base.clone());
+                target
+                    .dynamic_anchors
+                    .contains_key(&(resource_base, name.clone()))
+            })
+        });
+        if bookended {
+            let mut found: Vec<(&str, usize, &str)> = Vec::new();
+            for (d, entry) in store.docs.iter().enumerate() {
+                if let Ok(index) = &entry.scan {
+                    for ((b, n), p) in &index.dynamic_anchors {
+                        if *n == name {
+                            found.push((b, d, p));
+                        }
+                    }
+                }
+            }
+            found.sort_unstable();
+            for (b, d, p) in found {
+                let id = self.schedule(d, p)?;
+                let next = self.resources.len();
+                let resource = *self.resources.entry(b.to_owned()).or_insert(next);
+                candidates.push((resource, id));
+            }
+        }
+        Ok(DynamicRef {
+            default,
+            candidates,
+        })
+    }
+
     fn resolve_ref(
         &mut self,
         doc: usize,
@@ -2184,6 +2280,8 @@ impl Eval {
 struct Run<'a> {
     nodes: &'a [Node],
     out: Vec<SchemaViolation>,
+    /// The schema resources entered so far, outermost first (the dynamic scope).
+    scope: Vec<usize>,
     depth: usize,
     /// Address of a local of the outermost call, to bound the stack this validation uses.
     stack_base: usize,
@@ -2237,6 +2335,10 @@ impl Run<'_> {
         }
         chain.push(id);
         self.depth += 1;
+        let entered = self.scope.last() != Some(&obj.resource);
+        if entered {
+            self.scope.push(obj.resource);
+        }
         match &inst {
             Inst::Obj(m) => self.object(obj, v, m, loc, chain, &mut eval),
             Inst::Arr(a) => self.array(obj, a, loc, &mut eval),
@@ -2246,6 +2348,9 @@ impl Run<'_> {
         }
         self.applicators(obj, v, loc, chain, &mut eval);
         self.unevaluated(obj, &inst, loc, &mut eval);
+        if entered {
+            self.scope.pop();
+        }
         self.depth -= 1;
         chain.pop();
         eval
@@ -2309,6 +2414,14 @@ impl Run<'_> {
     ) {
         if let Some(r) = o.reference {
             self.in_place(r, v, loc, chain, eval);
+        }
+        if let Some(d) = &o.dynamic_reference {
+            let target = self
+                .scope
+                .iter()
+                .find_map(|r| d.candidates.iter().find(|(c, _)| c == r).map(|(_, id)| *id))
+                .unwrap_or(d.default);
+            self.in_place(target, v, loc, chain, eval);
         }
         if let Some(not) = o.not {
             let mark = self.out.len();
@@ -3978,6 +4091,39 @@ mod tests {
     }
 
     #[test]
+    fn dynamic_references() {
+        // A generic list whose items a referring schema narrows through $dynamicAnchor.
+        let st = store(&[
+            (
+                "list.json",
+                json!({"$id": "https://example.com/list",
+                       "$defs": {"item": {"$dynamicAnchor": "item"}},
+                       "type": "array", "items": {"$dynamicRef": "#item"}}),
+            ),
+            (
+                "strings.json",
+                json!({"$id": "https://example.com/strings",
+                       "$ref": "list",
+                       "$defs": {"item": {"$dynamicAnchor": "item", "type": "string"}}}),
+            ),
+        ]);
+        let list = st.get("list.json").expect("list");
+        let strings = st.get("strings.json").expect("strings");
+        let value = crate::cel::from_json(&json!(["a", 1]));
+        assert!(list.is_valid(&value));
+        let found: Vec<_> = strings
+            .validate(&value)
+            .into_iter()
+            .map(|v| (v.path, v.message))
+            .collect();
+        assert_eq!(found, v(&[("/1", "expected string, but got number")]));
+        // Without a $dynamicAnchor at the static target it is a plain $ref.
+        let s = json!({"$defs": {"s": {"$anchor": "s", "type": "string"}},
+                       "$dynamicRef": "#s"});
+        assert_eq!(messages(s, json!(1)), ["expected string, but got number"]);
+    }
+
+    #[test]
     fn reference_loops_fail_closed() {
         assert_eq!(
             messages(json!({"$ref": "#"}), json!(1)),
@@ -4077,7 +4223,7 @@ mod tests {
         );
         assert!(
             compile_error(json!({"$dynamicRef": "#meta"}))
-                .contains("unsupported keyword '$dynamicRef'")
+                .contains("$ref '#meta' does not resolve")
         );
         assert!(
             compile_error(json!({"$schema": "https://example.com/custom"}))
