@@ -100,7 +100,8 @@ pub struct CheckArgs {
     pub output: CheckFormat,
 }
 
-fn json_object(flag: &str, text: Option<&str>) -> anyhow::Result<Arc<MapValue>> {
+/// A JSON object flag as a CEL map (an absent flag is an empty map).
+pub(super) fn json_object(flag: &str, text: Option<&str>) -> anyhow::Result<Arc<MapValue>> {
     let Some(text) = text else {
         return Ok(Arc::new(MapValue::new()));
     };

@@ -8,6 +8,7 @@ mod compile;
 mod config_cmd;
 pub mod diagnostics;
 mod log_escape;
+mod plan;
 mod reload;
 mod routes;
 pub mod serve;
@@ -39,6 +40,9 @@ pub enum Command {
     Compile(compile::CompileArgs),
     /// Decide one request from the command line and explain the decision.
     Check(Box<check::CheckArgs>),
+    /// Plan a query (Cerbos's PlanResources): the filter of the resources of a kind that
+    /// a principal may act on.
+    Plan(Box<plan::PlanArgs>),
     /// Serve Envoy ext_authz and the Cerbos API (gRPC and HTTP) on the policies.
     /// `gatehouse server --config=FILE` accepts a Cerbos configuration file.
     #[command(alias = "server")]
@@ -57,6 +61,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compile(args) => compile::run(args),
         Command::Check(args) => check::run(*args),
+        Command::Plan(args) => plan::run(*args),
         Command::Serve(args) => serve::run(args),
         Command::Routes(args) => routes::run(args),
         Command::Config(args) => config_cmd::run(args),

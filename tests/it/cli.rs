@@ -580,3 +580,59 @@ fn issue_18_routes_prints_each_action_and_where_it_came_from() {
     }
     std::fs::remove_dir_all(cfg.parent().unwrap()).ok();
 }
+
+#[test]
+fn plan_prints_the_filter_of_cerbos_planner_corpus() {
+    let Some(corpus) = crate::util::corpus_dir("cli plan") else {
+        return;
+    };
+    let out = gatehouse()
+        .args(["plan", "--policies"])
+        .arg(corpus.join("planner/policies"))
+        .args([
+            "--principal",
+            "harry",
+            "--role",
+            "employee",
+            "--role",
+            "ex_intern",
+            "--role",
+            "user",
+            "--kind",
+            "leave_request",
+            "--resource-version",
+            "default",
+            "--action",
+            "view",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // As Cerbos plans it (planner corpus, common/harry.yaml, the first test).
+    assert!(
+        text.contains(
+            "KIND_CONDITIONAL\n(and (not request.resource.attr.hidden_from_employee) (eq request.resource.attr.owner \"harry\"))"
+        ),
+        "{text}"
+    );
+    let out = gatehouse()
+        .args(["plan", "--policies"])
+        .arg(corpus.join("planner/policies"))
+        .args([
+            "--principal",
+            "harry",
+            "--kind",
+            "leave_request",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "no --action is bad usage");
+}

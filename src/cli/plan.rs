@@ -1,0 +1,162 @@
+//! `gatehouse plan`: which resources of a kind may a principal act on (Cerbos's
+//! `PlanResources`), from the command line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use super::check::{EnforcementArg, json_object};
+use crate::engine::{Engine, EngineConfig, Principal, SchemaEnforcement};
+use crate::planner::{PlanInput, PlanResource};
+use crate::policy::load_and_compile;
+
+/// Output format of `plan`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// The filter as Cerbos's `filterDebug`, for people.
+    #[default]
+    Text,
+    /// The filter, `filterDebug`, matched scopes and validation errors as JSON.
+    Json,
+}
+
+/// Arguments of `gatehouse plan`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Example:\n  \
+gatehouse plan --principal bob --role manager --principal-attr '{\"department\":\"engineering\"}' \\\n    \
+--kind document --action read")]
+pub struct PlanArgs {
+    /// Policy directory.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// Principal id.
+    #[arg(long)]
+    pub principal: String,
+    /// Principal role (repeatable).
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Principal attributes as a JSON object.
+    #[arg(long)]
+    pub principal_attr: Option<String>,
+    /// Principal scope.
+    #[arg(long, default_value = "")]
+    pub principal_scope: String,
+    /// Principal policy version.
+    #[arg(long, default_value = "")]
+    pub principal_version: String,
+    /// Resource kind.
+    #[arg(long)]
+    pub kind: String,
+    /// Resource attributes known in advance, as a JSON object.
+    #[arg(long)]
+    pub resource_attr: Option<String>,
+    /// Resource scope.
+    #[arg(long, default_value = "")]
+    pub resource_scope: String,
+    /// Resource policy version.
+    #[arg(long, default_value = "")]
+    pub resource_version: String,
+    /// Action to plan (repeatable: the filter allows a resource for all of them).
+    #[arg(long = "action")]
+    pub actions: Vec<String>,
+    /// Fix `now()` (RFC 3339), for reproducible plans.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Fall back to the nearest existing ancestor scope.
+    #[arg(long)]
+    pub lenient_scope_search: bool,
+    /// Schema enforcement.
+    #[arg(long, value_enum, default_value_t = EnforcementArg::None)]
+    pub schema_enforcement: EnforcementArg,
+    /// Globals (`G.x`) as a JSON object.
+    #[arg(long)]
+    pub globals: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = PlanFormat::Text)]
+    pub output: PlanFormat,
+}
+
+/// Runs `gatehouse plan`.
+pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
+    if args.actions.is_empty() {
+        bail!("give at least one --action");
+    }
+    let input = PlanInput {
+        request_id: String::new(),
+        principal: Principal {
+            id: args.principal.clone(),
+            roles: args.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
+            attr: json_object("principal-attr", args.principal_attr.as_deref())?,
+            policy_version: args.principal_version.clone(),
+            scope: args.principal_scope.clone(),
+        },
+        resource: PlanResource {
+            kind: args.kind.clone(),
+            attr: json_object("resource-attr", args.resource_attr.as_deref())?,
+            policy_version: args.resource_version.clone(),
+            scope: args.resource_scope.clone(),
+        },
+        actions: args.actions.clone(),
+        aux_data: Default::default(),
+    };
+    let policies = load_and_compile(&args.policies)
+        .with_context(|| format!("policies in {} do not compile", args.policies.display()))?;
+    let config = EngineConfig {
+        globals: json_object("globals", args.globals.as_deref())?,
+        lenient_scope_search: args.lenient_scope_search,
+        schema_enforcement: match args.schema_enforcement {
+            EnforcementArg::None => SchemaEnforcement::None,
+            EnforcementArg::Warn => SchemaEnforcement::Warn,
+            EnforcementArg::Reject => SchemaEnforcement::Reject,
+        },
+        ..EngineConfig::default()
+    };
+    let now = match &args.now {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t).context("--now must be RFC 3339")?,
+        None => crate::engine::now(),
+    };
+    let engine = Engine::new(Arc::new(policies), config);
+    let out = engine.plan_at(&input, now)?;
+    match args.output {
+        PlanFormat::Json => {
+            let j = serde_json::json!({
+                "actions": out.actions,
+                "resourceKind": out.kind,
+                "filter": out.filter.to_json(),
+                "filterDebug": out.filter_debug,
+                "matchedScopes": out.matched_scopes,
+                "validationErrors": out.validation_errors.iter().map(|v| serde_json::json!({
+                    "path": v.path, "message": v.message, "source": v.source.as_str(),
+                })).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&j)?);
+        }
+        PlanFormat::Text => {
+            println!(
+                "{} {:?} for principal {:?} {:?}: {}",
+                input.resource.kind,
+                input.actions,
+                input.principal.id,
+                input
+                    .principal
+                    .roles
+                    .iter()
+                    .map(|r| &**r)
+                    .collect::<Vec<_>>(),
+                out.filter.kind.as_str()
+            );
+            println!("{}", out.filter_debug);
+            for v in &out.validation_errors {
+                println!(
+                    "validation error ({}): {} {}",
+                    v.source.as_str(),
+                    v.path,
+                    v.message
+                );
+            }
+        }
+    }
+    Ok(0)
+}
