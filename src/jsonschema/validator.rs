@@ -1580,6 +1580,8 @@ struct ObjNode {
     pattern: Option<Pattern>,
     content_encoding: Option<String>,
     content_media_type: Option<String>,
+    /// Applied to the decoded `application/json` content (Cerbos asserts content).
+    content_schema: Option<NodeId>,
 
     minimum: Option<f64>,
     maximum: Option<f64>,
@@ -1715,6 +1717,7 @@ impl ObjNode {
                     self.else_,
                     self.unevaluated_properties,
                     self.unevaluated_items,
+                    self.content_schema,
                 ]
                 .into_iter()
                 .flatten(),
@@ -1941,6 +1944,7 @@ impl Builder<'_> {
                 "contentMediaType" if draft >= Draft::V7 => {
                     n.content_media_type = v.as_str().map(str::to_owned);
                 }
+                "contentSchema" if v2019 => n.content_schema = Some(self.child(doc, ptr, &[k])?),
                 "minimum" => n.minimum = v.as_f64(),
                 "maximum" => n.maximum = v.as_f64(),
                 "exclusiveMinimum" if draft == Draft::V4 => {
@@ -2817,8 +2821,17 @@ impl Run<'_> {
                 Err(_) => self.leaf(loc, format!("{} is not base64 encoded", quote(s))),
             }
         }
-        if decoded && json && serde_json::from_slice::<serde::de::IgnoredAny>(&content).is_err() {
-            self.leaf(loc, "value is not of mediatype 'application/json'");
+        if !decoded || !json {
+            return;
+        }
+        match serde_json::from_slice::<Json>(&content) {
+            Err(_) => self.leaf(loc, "value is not of mediatype 'application/json'"),
+            Ok(doc) => {
+                if let Some(id) = o.content_schema {
+                    let value = crate::cel::from_json(&doc);
+                    self.apply(id, &value, loc, &mut Vec::new());
+                }
+            }
         }
     }
 
@@ -2897,7 +2910,7 @@ impl Format {
             "time" => Format::Time,
             "duration" => Format::Duration,
             "hostname" => Format::Hostname,
-            "email" | "idn-email" => Format::Email,
+            "email" => Format::Email,
             "ipv4" | "ip-address" => Format::Ipv4,
             "ipv6" => Format::Ipv6,
             "uri" | "iri" => Format::Uri,
@@ -2923,7 +2936,9 @@ impl Format {
             Format::Ipv6 => is_ipv6(s),
             Format::Uri => go_url_parse(s) == Some(true),
             Format::UriReference => go_url_parse(s).is_some() && !s.contains('\\'),
-            Format::UriTemplate => go_url_parse(s).is_some() && braces_balanced(s),
+            Format::UriTemplate => {
+                go_url_parse(s).is_some() && url_path(s).split('/').all(braces_balanced)
+            }
             Format::Regex => compile_regex(s).is_ok(),
             Format::JsonPointer => is_json_pointer(s),
             Format::RelativeJsonPointer => is_relative_json_pointer(s),
@@ -3126,20 +3141,43 @@ fn is_local_part(local: &str) -> bool {
 }
 
 /// Dotted quad; leading zeros rejected (they would read as octal).
+/// santhosh-tekuri/jsonschema's `isIPV4`: four groups that Go's `strconv.Atoi` reads as 0 to
+/// 255 (a sign is allowed), without a leading zero unless the group is zero.
 fn is_ipv4(s: &str) -> bool {
     let groups: Vec<&str> = s.split('.').collect();
     groups.len() == 4
         && groups.iter().all(|g| {
-            !g.is_empty()
-                && g.len() <= 3
-                && g.bytes().all(|c| c.is_ascii_digit())
-                && g.parse::<u16>()
-                    .is_ok_and(|n| n <= 255 && (n == 0 || !g.starts_with('0')))
+            let digits = g.strip_prefix(['+', '-']).unwrap_or(g);
+            !digits.is_empty()
+                && digits.bytes().all(|c| c.is_ascii_digit())
+                && g.parse::<i64>()
+                    .is_ok_and(|n| (0..=255).contains(&n) && (n == 0 || !g.starts_with('0')))
         })
 }
 
 fn is_ipv6(s: &str) -> bool {
     s.contains(':') && s.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// The path of a URL reference as Go's `url.Parse` splits it: after the scheme and the
+/// authority, before the query and the fragment.
+fn url_path(s: &str) -> &str {
+    let s = s.split(['#', '?']).next().unwrap_or_default();
+    let s = match s.find(':') {
+        Some(i)
+            if s[..i].starts_with(|c: char| c.is_ascii_alphabetic())
+                && s[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            &s[i + 1..]
+        }
+        _ => s,
+    };
+    match s.strip_prefix("//") {
+        Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => s,
+    }
 }
 
 fn braces_balanced(s: &str) -> bool {
@@ -3245,12 +3283,10 @@ fn is_go_authority(authority: &str) -> bool {
         if !valid_port(&inner[end + 1..]) {
             return false;
         }
+        // santhosh-tekuri/jsonschema's urlParse: a bracketed host must be an IPv6 address.
         let ip = &inner[..end];
         let ip = ip.split("%25").next().unwrap_or(ip);
-        if ip.contains(':') && !is_ipv6(ip) {
-            return false;
-        }
-        return true;
+        return is_ipv6(ip);
     } else {
         match host.rfind(':') {
             Some(i) => {
@@ -3262,7 +3298,9 @@ fn is_go_authority(authority: &str) -> bool {
             None => host,
         }
     };
-    has_valid_escapes(hostname)
+    // An IPv6 address must be enclosed in brackets (santhosh-tekuri/jsonschema's urlParse).
+    !hostname.contains(':')
+        && has_valid_escapes(hostname)
         && hostname.bytes().all(|b| {
             b >= 0x80 || b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"%".contains(&b)
         })
@@ -3327,6 +3365,22 @@ fn translate_go_regex(p: &str) -> String {
                     Some('s') => out.push_str(r"[\t\n\x0C\r ]"),
                     Some('S') => out.push_str(r"[^\t\n\x0C\r ]"),
                     Some('b') if !in_class => out.push_str(r"(?-u:\b)"),
+                    // A Unicode class by name (`\p{Letter}`, `\pL`), copied whole.
+                    Some(&k @ ('p' | 'P')) if chars.get(i + 2) == Some(&'{') => {
+                        match chars[i + 2..].iter().position(|&c| c == '}') {
+                            Some(len) => {
+                                out.push('\\');
+                                out.push(k);
+                                out.extend(&chars[i + 2..=i + 2 + len]);
+                                i += 3 + len;
+                            }
+                            None => {
+                                out.push_str("\\p");
+                                i += 2;
+                            }
+                        }
+                        continue;
+                    }
                     Some('B') if !in_class => out.push_str(r"(?-u:\B)"),
                     Some(&n) => {
                         out.push('\\');
@@ -4088,6 +4142,33 @@ mod tests {
                        "definitions": {"s": {"type": "string"}},
                        "$ref": "#/definitions/s", "minLength": 10});
         assert!(messages(s, json!("short")).is_empty());
+    }
+
+    /// Answers of the real Cerbos 0.55 (`cerbos compile`) where they differ from the suite.
+    #[test]
+    fn formats_and_content_as_cerbos() {
+        let valid = |schema: Json, data: Json| messages(schema, data).is_empty();
+        assert!(valid(json!({"format": "ipv4"}), json!("+1.2.3.4")));
+        assert!(!valid(json!({"format": "ipv4"}), json!("01.2.3.4")));
+        assert!(valid(
+            json!({"format": "idn-email"}),
+            json!("not an address")
+        ));
+        assert!(!valid(
+            json!({"format": "iri"}),
+            json!("http://2001:0db8:85a3:0000:0000:8a2e:0370:7334")
+        ));
+        assert!(!valid(json!({"format": "iri"}), json!("http://[V1.fe]")));
+        assert!(!valid(json!({"format": "uri-template"}), json!("{#var}")));
+        assert!(valid(
+            json!({"format": "uri-template"}),
+            json!("http://example.com/dictionary/{term:1}/{term}")
+        ));
+        assert!(valid(json!({"pattern": "^\\p{Letter}+$"}), json!("élan")));
+        let s = json!({"contentEncoding": "base64", "contentMediaType": "application/json",
+                       "contentSchema": {"required": ["foo"]}});
+        assert!(!valid(s.clone(), json!("e30=")));
+        assert!(valid(s, json!("eyJmb28iOiAiYmFyIn0K")));
     }
 
     #[test]
