@@ -2,7 +2,9 @@
 # Differential test: Gatehouse's Cerbos API against the real Cerbos 0.55.0 on generated
 # CheckResources requests (tests/it/api_diff.rs). Installs the Cerbos binary from npm into
 # .tools/cerbos once. Set GATEHOUSE_DIFF_ALLOW_MISMATCHES=1 to report without failing;
-# GATEHOUSE_DIFF_REQUESTS and GATEHOUSE_DIFF_SEED change the workload.
+# GATEHOUSE_DIFF_REQUESTS and GATEHOUSE_DIFF_SEED change the corpus-based workload,
+# GATEHOUSE_DIFF_GEN_SEEDS and GATEHOUSE_DIFF_GEN_REQUESTS the generated-policy one
+# (tests/it/api_diff/generated.rs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="$root/.tools/cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"

@@ -32,15 +32,17 @@ use gatehouse::store::PolicyStore;
 use crate::api_server::{normalise, start};
 use crate::util::{corpus_dir, yaml_docs};
 
+mod generated;
+
 const DEFAULT_REQUESTS: usize = 2000;
 const DEFAULT_SEED: u64 = 20_260_813;
 
 // === the Cerbos process ===
 
 /// A `cerbos server` child process, stopped (by its PID) when dropped.
-struct CerbosServer {
+pub(crate) struct CerbosServer {
     child: Child,
-    http_base: String,
+    pub(crate) http_base: String,
     _dir: TempDir,
 }
 
@@ -51,7 +53,7 @@ impl Drop for CerbosServer {
     }
 }
 
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -75,6 +77,16 @@ fn free_port() -> u16 {
 }
 
 async fn start_cerbos(store: &Path) -> CerbosServer {
+    start_cerbos_with(
+        store,
+        json!({"schema": {"enforcement": "none"}, "engine": {"globals": {"environment": "test"}}}),
+    )
+    .await
+}
+
+/// Starts `cerbos server` on `store` with the `schema` and `engine` sections of `sections`
+/// (an object holding either).
+pub(crate) async fn start_cerbos_with(store: &Path, sections: Value) -> CerbosServer {
     let bin = cerbos_bin();
     assert!(
         bin.exists(),
@@ -82,14 +94,16 @@ async fn start_cerbos(store: &Path) -> CerbosServer {
          `npm install --prefix .tools/cerbos @cerbos/cerbos-linux-x64@0.55.0`)",
         bin.display()
     );
-    let dir = std::env::temp_dir().join(format!("gatehouse-api-diff-{}", std::process::id()));
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("gatehouse-api-diff-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (http, grpc) = (free_port(), free_port());
     let config = json!({
         "server": {"httpListenAddr": format!("127.0.0.1:{http}"), "grpcListenAddr": format!("127.0.0.1:{grpc}")},
         "storage": {"driver": "disk", "disk": {"directory": store, "watchForChanges": false}},
-        "schema": {"enforcement": "none"},
-        "engine": {"globals": {"environment": "test"}},
+        "schema": sections["schema"],
+        "engine": sections["engine"],
         "telemetry": {"disabled": true},
         "audit": {"enabled": false},
     });
@@ -129,7 +143,7 @@ async fn start_cerbos(store: &Path) -> CerbosServer {
 }
 
 /// A minimal HTTP/1 JSON client.
-mod reqwest_like {
+pub(crate) mod reqwest_like {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::TokioExecutor;
@@ -184,25 +198,25 @@ mod reqwest_like {
 // === the request generator ===
 
 /// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 }
@@ -513,7 +527,7 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Replaces the digits of RFC 3339 timestamps in outputs (rules that output `now()`), so two
 /// servers answering a few milliseconds apart compare equal while the format is still checked.
-fn mask_times(v: &mut Value) {
+pub(crate) fn mask_times(v: &mut Value) {
     match v {
         Value::String(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => {
             let (main, _) = s.split_once('.').unwrap_or((s.as_str(), ""));
