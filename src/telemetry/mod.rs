@@ -205,13 +205,38 @@ impl TracingConfig {
     }
 }
 
-/// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs separated by commas.
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs separated by commas, each key and value
+/// URL-decoded as the OpenTelemetry specification says (`api-key=a%20b` is `a b`). A pair
+/// that does not decode, or decodes to control characters, is left out (as the Go SDK
+/// leaves out what it cannot unescape).
 fn parse_headers(text: &str) -> BTreeMap<String, String> {
     text.split(',')
         .filter_map(|pair| pair.split_once('='))
+        .filter_map(|(k, v)| Some((url_decode(k)?, url_decode(v)?)))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .filter(|(k, _)| !k.is_empty())
         .collect()
+}
+
+/// Go's `url.PathUnescape` (`%XX` escapes; `+` stays `+`), refusing malformed escapes,
+/// invalid UTF-8 and control characters other than tab.
+fn url_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .ok()
+        .filter(|v| !v.chars().any(|c| c.is_control() && c != '\t'))
 }
 
 /// What a span stands for.
@@ -530,6 +555,19 @@ mod tests {
         assert_eq!(
             h.into_iter().collect::<Vec<_>>(),
             [("x-a".into(), "1".into()), ("x-b".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn otlp_headers_are_url_decoded() {
+        let h = parse_headers("api-key=a%20b%3Dc,x%2Dy=1+2, bad=%zz,crlf=a%0D%0Ab,empty=");
+        assert_eq!(
+            h.into_iter().collect::<Vec<_>>(),
+            [
+                ("api-key".into(), "a b=c".into()),
+                ("empty".into(), "".into()),
+                ("x-y".into(), "1+2".into()),
+            ]
         );
     }
 
