@@ -39,6 +39,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gatehouse_assertion import AssertionInvalid, AssertionVerifier
+
 PRINCIPAL = "x-gatehouse-principal"
 ROLES = "x-gatehouse-roles"
 DERIVED_ROLES = "x-gatehouse-derived-roles"
@@ -47,6 +49,9 @@ DECISION_ID = "x-gatehouse-decision-id"
 PRINCIPAL_ATTR = "x-gatehouse-principal-attr"
 
 TEST_HOOKS = os.environ.get("DOCUMENTS_API_TEST_HOOKS") == "1"
+# Set GATEHOUSE_ASSERTION_JWKS_URL to refuse requests without Gatehouse's signed assertion
+# (gatehouse_assertion.py): forged x-gatehouse-* headers sent straight to this port fail.
+ASSERTIONS = AssertionVerifier.from_env()
 
 Status = Literal["draft", "in_review", "approved"]
 Classification = Literal["public", "internal", "confidential"]
@@ -223,6 +228,7 @@ async def echo_and_record(request: Request, call_next):
             "derived_roles": request.headers.get(DERIVED_ROLES),
             "outputs": request.headers.get(OUTPUTS),
             "decision_id": request.headers.get(DECISION_ID),
+            "assertion": request.headers.get("x-gatehouse-assertion"),
             "authorization": request.headers.get("authorization") is not None,
             # Envoy's router adds this to every request it proxies.
             "via_envoy": "x-envoy-expected-rq-timeout-ms" in request.headers,
@@ -231,6 +237,12 @@ async def echo_and_record(request: Request, call_next):
         # Defence in depth, before the body is even parsed: the request did not come
         # through Gatehouse (or Gatehouse let it through without a principal).
         response = JSONResponse(status_code=401, content={"detail": NO_PRINCIPAL})
+    elif ASSERTIONS is not None and not _is_open(request.url.path):
+        try:
+            ASSERTIONS.verify(request.method, request.url.path, request.headers)
+        except AssertionInvalid as e:
+            return JSONResponse(status_code=401, content={"detail": str(e)})
+        response = await call_next(request)
     else:
         response = await call_next(request)
     for name, header in (("principal", PRINCIPAL), ("roles", ROLES), ("decision-id", DECISION_ID)):

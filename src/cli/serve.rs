@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::response::IntoResponse as _;
 use clap::{Args, ValueEnum};
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use serde::Deserialize;
@@ -660,6 +661,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     .await?;
     ext.tracer = tracer.clone();
     let ext = extauthz::LiveExtAuthz::new(ext);
+    let jwks_ext = ext.clone();
     // The file is followed (bundled configuration: nothing to follow).
     let reloader = args.config.as_ref().map(|path| {
         Arc::new(super::reload::ConfigReloader::new(
@@ -761,6 +763,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let status_config = reloader.clone();
     let mut router = axum::Router::new()
         .route("/health", axum::routing::get(health))
+        .route(
+            "/_gatehouse/jwks.json",
+            axum::routing::get(move || {
+                // The key of the configuration in force (it follows reloads).
+                let jwks = jwks_ext
+                    .current()
+                    .assertion
+                    .as_ref()
+                    .map(|s| s.jwks().clone());
+                async move {
+                    match jwks {
+                        Some(j) => axum::Json(j).into_response(),
+                        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+            }),
+        )
         .route(
             "/_gatehouse/status",
             axum::routing::get(move || {

@@ -446,6 +446,36 @@ pub(crate) const KEYS: &[Key] = &[
         "Largest request body read for `attributes.body`; larger bodies are denied (413).",
     ),
     k(
+        "extAuthz.assertion",
+        Object,
+        "none",
+        "A signed assertion (\"wristband\") added on allow as `<headerPrefix>assertion`: a short-lived Ed25519 JWT with `iss`, `aud`, `sub` (principal), `roles`, `jti` (decision id), `method`, `path`, `iat` and `exp`, whose public key is served as a JWKS at `GET /_gatehouse/jwks.json` on the HTTP listener. The app verifies it and refuses requests without a valid one (examples/fastapi/gatehouse_assertion.py), so forged `x-gatehouse-*` headers sent straight to the app are refused. Public routes carry none.",
+    ),
+    k(
+        "extAuthz.assertion.keyFile",
+        Str,
+        "required",
+        "Ed25519 private key, PKCS#8 PEM (`openssl genpkey -algorithm ed25519 -out key.pem`), relative to this file.",
+    ),
+    k(
+        "extAuthz.assertion.issuer",
+        Str,
+        "gatehouse",
+        "`iss` of the tokens.",
+    ),
+    k(
+        "extAuthz.assertion.audience",
+        Str,
+        "required",
+        "`aud` of the tokens: the app that checks them.",
+    ),
+    k(
+        "extAuthz.assertion.ttlSeconds",
+        Int,
+        "60",
+        "Lifetime of a token, seconds (1 to 3600).",
+    ),
+    k(
         "extAuthz.principal",
         Object,
         "",

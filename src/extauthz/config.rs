@@ -29,6 +29,9 @@ pub struct ExtAuthzConfig {
     /// Largest request body (bytes) read for attributes; larger bodies are denied.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A signed assertion added on allow (off when absent).
+    #[serde(default)]
+    pub assertion: Option<super::assertion::AssertionConfig>,
 }
 
 fn default_prefix() -> String {
@@ -48,6 +51,7 @@ impl Default for ExtAuthzConfig {
             principal: PrincipalConfig::default(),
             routes: Vec::new(),
             max_body_bytes: default_max_body(),
+            assertion: None,
         }
     }
 }

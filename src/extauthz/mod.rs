@@ -4,6 +4,7 @@
 //! and the backend), asks the engine, and answers Envoy with headers the backend can
 //! trust or a JSON denial.
 
+pub mod assertion;
 pub mod attributes;
 pub mod config;
 mod encoding;
@@ -156,7 +157,12 @@ pub async fn build_with_sinks(
             }
         });
     }
+    let assertion = match &config.assertion {
+        Some(a) => Some(Arc::new(assertion::AssertionSigner::load(a, base)?)),
+        None => None,
+    };
     Ok(ExtAuthz {
+        assertion,
         store,
         routes,
         sources,

@@ -55,6 +55,8 @@ pub struct ExtAuthz {
     pub audit: AuditSink,
     /// Where decision spans go (off unless tracing is configured).
     pub tracer: Tracer,
+    /// Signs the assertion added on allow, when configured.
+    pub assertion: Option<Arc<super::assertion::AssertionSigner>>,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -134,6 +136,8 @@ struct Trail<'a> {
     span: Option<Span>,
     /// The caller's trace context: Envoy's ext_authz call, else the HTTP request's.
     caller: Option<TraceContext>,
+    /// Method and decoded path, kept only when an assertion is signed.
+    request_line: Option<(String, String)>,
 }
 
 fn header(key: impl Into<String>, value: impl Into<String>) -> HeaderValueOption {
@@ -222,6 +226,15 @@ impl ExtAuthz {
                     super::encoding::ascii_json(&serde_json::Value::Array(outputs)),
                 ));
             }
+        }
+        if let (Some(signer), Some(principal), Some((method, path))) =
+            (&self.assertion, &a.principal, &a.request_line)
+        {
+            let roles: Vec<&str> = principal.roles.iter().map(|r| &**r).collect();
+            set.push((
+                format!("{p}assertion"),
+                signer.sign(&principal.id, &roles, id, method, path),
+            ));
         }
         let headers_to_remove = self.spoofed(headers, &set);
         let ok = OkHttpResponse {
@@ -493,6 +506,9 @@ impl ExtAuthz {
         let route = hit.route;
         if route.public {
             return Ok(());
+        }
+        if self.assertion.is_some() {
+            trail.request_line = Some((method.clone(), path.path.clone()));
         }
         if let Some(r) = &route.resource {
             trail.kind = &r.kind;

@@ -144,7 +144,8 @@ def http_ok(url: str) -> Callable[[], bool]:
 # === The app =============================================================================
 
 
-def start_app(port: int, log_dir: Path, test_hooks: bool = True, gatehouse_api: str = "") -> Proc:
+def start_app(port: int, log_dir: Path, test_hooks: bool = True, gatehouse_api: str = "",
+              env: dict[str, str] | None = None) -> Proc:
     proc = Proc(
         name=f"app:{port}",
         cmd=[
@@ -158,6 +159,7 @@ def start_app(port: int, log_dir: Path, test_hooks: bool = True, gatehouse_api: 
             "DOCUMENTS_API_TEST_HOOKS": "1" if test_hooks else "0",
             "PYTHONUNBUFFERED": "1",
             "GATEHOUSE_API_URL": gatehouse_api,
+            **(env or {}),
         },
     ).start()
     proc.wait_ready(http_ok(f"http://127.0.0.1:{port}/health"))
