@@ -20,6 +20,7 @@ mod parity_cases;
 mod parser_cases;
 mod planner_api;
 mod planner_cases;
+mod planner_property;
 mod reload;
 mod robustness;
 mod schema_cases;
