@@ -611,6 +611,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let engine_config = config.engine_config()?;
     let (store, poll) = match source {
         SourceConfig::Directory { path, watch } => {
+            if !path.is_dir() {
+                anyhow::bail!("{}", missing_policies(&path, &args));
+            }
             let store = PolicyStore::load(&path, engine_config).map_err(|e| {
                 anyhow::anyhow!("policies in {} do not compile:\n{e}", path.display())
             })?;
@@ -848,6 +851,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     tracer.shutdown(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(0)
+}
+
+/// Why there is no policy directory: the path tried, made absolute, and which setting
+/// named it (a newcomer running `serve` from another directory gets the bundled
+/// configuration, whose paths are relative to the working directory).
+fn missing_policies(path: &Path, args: &ServeArgs) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let named_by = match (&args.policies, &args.config) {
+        (Some(_), _) => "--policies".to_string(),
+        (None, Some(config)) => format!("the configuration {}", config.display()),
+        (None, None) => "the bundled gatehouse.yaml (no --config given), whose paths are \
+                         relative to the working directory"
+            .to_string(),
+    };
+    format!(
+        "no policy directory at {} ({}), named by {named_by}; working directory {}.\n\
+         Run from the repository, or give --config FILE (its paths are relative to it) or \
+         --policies DIR.",
+        path.display(),
+        cwd.join(path).display(),
+        cwd.display()
+    )
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -636,3 +636,21 @@ fn plan_prints_the_filter_of_cerbos_planner_corpus() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "no --action is bad usage");
 }
+
+#[test]
+fn issue_18_serve_elsewhere_names_the_paths_it_tried() {
+    let dir = std::env::temp_dir().join(format!("gh-elsewhere-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = gatehouse().current_dir(&dir).arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "no policy directory at ./policies ({}/./policies), named by the bundled gatehouse.yaml",
+            dir.display()
+        )) && err.contains(&format!("working directory {}", dir.display()))
+            && err.contains("--config FILE"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
