@@ -7,6 +7,7 @@ mod check;
 mod compile;
 mod config_cmd;
 pub mod diagnostics;
+mod listener;
 mod log_escape;
 mod plan;
 mod reload;

@@ -161,6 +161,71 @@ pub struct ServerSection {
     /// Cerbos API request limits.
     #[serde(default)]
     pub request_limits: RequestLimits,
+    /// Bounds of both listeners' connections (Gatehouse's keys).
+    #[serde(default)]
+    pub connections: ConnectionsSection,
+}
+
+/// `server.connections`: how many connections the listeners keep, and for how long.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionsSection {
+    /// Most open connections per listener (never more than a quarter of the descriptor
+    /// limit each).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Most concurrent HTTP/2 streams per gRPC connection.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keep-alive ping interval on gRPC connections.
+    #[serde(default = "default_keep_alive_interval_ms")]
+    pub keep_alive_interval_ms: u64,
+    /// A keep-alive ping unanswered for this long closes the connection.
+    #[serde(default = "default_keep_alive_timeout_ms")]
+    pub keep_alive_timeout_ms: u64,
+    /// gRPC connections are closed gracefully (GOAWAY) after this long.
+    #[serde(default = "default_max_connection_age_ms")]
+    pub max_connection_age_ms: u64,
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_concurrent_streams() -> u32 {
+    1024
+}
+
+fn default_keep_alive_interval_ms() -> u64 {
+    60_000
+}
+
+fn default_keep_alive_timeout_ms() -> u64 {
+    20_000
+}
+
+fn default_max_connection_age_ms() -> u64 {
+    600_000
+}
+
+impl Default for ConnectionsSection {
+    fn default() -> Self {
+        ConnectionsSection {
+            max_connections: default_max_connections(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_concurrent_streams: default_max_concurrent_streams(),
+            keep_alive_interval_ms: default_keep_alive_interval_ms(),
+            keep_alive_timeout_ms: default_keep_alive_timeout_ms(),
+            max_connection_age_ms: default_max_connection_age_ms(),
+        }
+    }
 }
 
 /// `server.requestLimits` (Cerbos's keys).
@@ -321,6 +386,7 @@ impl Default for ServerSection {
             grpc_listen_addr: default_grpc(),
             http_listen_addr: default_http(),
             request_limits: RequestLimits::default(),
+            connections: ConnectionsSection::default(),
         }
     }
 }
@@ -746,21 +812,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("cannot listen on {http_addr}"))?;
     tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "listening");
+    let conns = &config.server.connections;
+    let limits = super::listener::ConnectionLimits {
+        max_connections: super::listener::effective_max_connections(conns.max_connections),
+        idle_timeout: std::time::Duration::from_millis(conns.idle_timeout_ms.max(1)),
+    };
+    tracing::info!(
+        max_connections = limits.max_connections,
+        idle_timeout_ms = conns.idle_timeout_ms,
+        "connection limits per listener"
+    );
+    let grpc_listener = super::listener::LimitedListener::new(grpc_listener, limits);
+    let http_listener = super::listener::LimitedListener::new(http_listener, limits);
 
     let mut grpc_shutdown = shutdown_rx.clone();
     let grpc = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(conns.max_concurrent_streams))
+        .http2_keepalive_interval(Some(std::time::Duration::from_millis(
+            conns.keep_alive_interval_ms.max(1),
+        )))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_millis(
+            conns.keep_alive_timeout_ms.max(1),
+        )))
+        .max_connection_age(std::time::Duration::from_millis(
+            conns.max_connection_age_ms.max(1),
+        ))
         .add_service(health_service)
         .add_service(AuthorizationServer::new(ext))
         .add_service(crate::api::grpc_service(
             store.clone(),
             api_settings.clone(),
         ))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            async move {
-                let _ = grpc_shutdown.wait_for(|v| *v).await;
-            },
-        );
+        .serve_with_incoming_shutdown(grpc_listener.into_stream(), async move {
+            let _ = grpc_shutdown.wait_for(|v| *v).await;
+        });
 
     let status_store = store.clone();
     let status_config = reloader.clone();

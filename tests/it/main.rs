@@ -16,6 +16,7 @@ mod git_source;
 mod index_cases;
 mod jwks_https;
 mod jwt;
+mod listeners;
 mod parity_cases;
 mod parser_cases;
 mod planner_api;

@@ -228,6 +228,35 @@ impl Served {
         }
     }
 
+    /// [`start`](Self::start) with the soft limit of open files set to `nofile`.
+    pub fn start_with_fd_limit(config: &Path, owns_dir: bool, nofile: u32) -> Served {
+        let (grpc, http) = (free_port(), free_port());
+        let child = std::process::Command::new("sh")
+            .args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args([
+                "--grpc-addr",
+                &format!("127.0.0.1:{grpc}"),
+                "--http-addr",
+                &format!("127.0.0.1:{http}"),
+            ])
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Served {
+            child,
+            grpc,
+            http,
+            dir: config.parent().unwrap().to_path_buf(),
+            owns_dir,
+        }
+    }
+
     /// Starts a server in a fresh scratch directory (removed on drop) holding
     /// `policies/doc.yaml` = `policy` and `gatehouse.yaml` = `config`.
     pub fn in_scratch_dir(name: &str, policy: &str, config: &str) -> Served {
