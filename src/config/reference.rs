@@ -140,6 +140,48 @@ pub(crate) const KEYS: &[Key] = &[
         "16",
         "Most `auxData` tokens in one request.",
     ),
+    k(
+        "server.connections",
+        Object,
+        "",
+        "Bounds of both listeners' connections (slow and idle clients).",
+    ),
+    k(
+        "server.connections.maxConnections",
+        Int,
+        "4096",
+        "Most open connections per listener; never more than a quarter of the open-file limit each, so files and outbound sockets always find descriptors.",
+    ),
+    k(
+        "server.connections.idleTimeoutMs",
+        Int,
+        "60000",
+        "A connection with no byte read or written for this long is closed.",
+    ),
+    k(
+        "server.connections.maxConcurrentStreams",
+        Int,
+        "1024",
+        "Most concurrent HTTP/2 streams per gRPC connection.",
+    ),
+    k(
+        "server.connections.keepAliveIntervalMs",
+        Int,
+        "60000",
+        "HTTP/2 keep-alive ping interval on gRPC connections.",
+    ),
+    k(
+        "server.connections.keepAliveTimeoutMs",
+        Int,
+        "20000",
+        "A keep-alive ping unanswered for this long closes the connection.",
+    ),
+    k(
+        "server.connections.maxConnectionAgeMs",
+        Int,
+        "600000",
+        "gRPC connections are closed gracefully (GOAWAY) after this long.",
+    ),
     // === policies ===
     k(
         "policies",
