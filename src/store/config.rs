@@ -251,39 +251,13 @@ pub fn source_config(
     }
 }
 
-/// A Go duration (`1h30m`, `60s`, `500ms`, `0`), as Cerbos's configuration writes them.
+/// A Go duration (`1h30m`, `60s`, `500ms`, `0`), as Cerbos's configuration writes them;
+/// read by the same parser as CEL's `duration()`. Negative durations are refused.
 pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = text;
-    let mut total = Duration::ZERO;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(value * seconds).ok()?;
-    }
-    Some(total)
+    crate::cel::functions::std_lib_format::parse_duration(text.trim())
+        .ok()?
+        .to_std()
+        .ok()
 }
 
 #[cfg(test)]
