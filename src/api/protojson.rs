@@ -10,6 +10,7 @@ use serde_json::{Map, Value as Json};
 
 use super::error::ApiError;
 use super::pb::cerbos::audit::v1::RequestContext;
+use super::pb::cerbos::effect::v1::Effect;
 use super::pb::cerbos::engine::v1::plan_resources_input;
 use super::pb::cerbos::engine::v1::{OutputEntry, Principal, Resource};
 use super::pb::cerbos::request::v1::check_resources_request::ResourceEntry;
@@ -383,13 +384,9 @@ fn put_str(m: &mut Map<String, Json>, key: &str, v: &str) {
     }
 }
 
+/// The name of a `cerbos.effect.v1.Effect` number (`EFFECT_UNSPECIFIED` for unknown ones).
 fn effect_name(e: i32) -> &'static str {
-    match e {
-        1 => "EFFECT_ALLOW",
-        2 => "EFFECT_DENY",
-        3 => "EFFECT_NO_MATCH",
-        _ => "EFFECT_UNSPECIFIED",
-    }
+    Effect::try_from(e).unwrap_or_default().as_str_name()
 }
 
 fn source_name(s: i32) -> &'static str {

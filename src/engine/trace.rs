@@ -104,11 +104,10 @@ impl Trace {
     }
 }
 
+/// `ALLOW` / `DENY`: Cerbos's name of the effect without its `EFFECT_` prefix.
 fn effect_name(e: Effect) -> &'static str {
-    match e {
-        Effect::Allow => "ALLOW",
-        Effect::Deny => "DENY",
-    }
+    let name = super::json::effect_name(e);
+    name.strip_prefix("EFFECT_").unwrap_or(name)
 }
 
 impl fmt::Display for TraceEvent {

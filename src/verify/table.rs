@@ -63,13 +63,7 @@ pub struct Test {
     pub options: Option<TestOptions>,
 }
 
-/// The Cerbos name of an effect.
-pub(crate) fn effect_name(e: Effect) -> &'static str {
-    match e {
-        Effect::Allow => "EFFECT_ALLOW",
-        Effect::Deny => "EFFECT_DENY",
-    }
-}
+pub(crate) use crate::engine::effect_name;
 
 impl Test {
     /// The test in protojson form.
