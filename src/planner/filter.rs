@@ -317,8 +317,8 @@ impl Filter {
 /// An operand in Cerbos's JSON form.
 pub fn operand_json(o: &Operand) -> Json {
     match o {
-        Operand::Value(v) => json!({ "value": v }),
-        Operand::Variable(v) => json!({ "variable": v }),
+        Operand::Value(v) => single("value", v.clone()),
+        Operand::Variable(v) => single("variable", Json::String(v.clone())),
         Operand::Expression(e) => {
             let mut m = serde_json::Map::new();
             m.insert("operator".into(), json!(e.operator));
@@ -328,9 +328,17 @@ pub fn operand_json(o: &Operand) -> Json {
                     Json::Array(e.operands.iter().map(operand_json).collect()),
                 );
             }
-            json!({ "expression": m })
+            // Built in place: `json!` would serialise `m` again, at every level.
+            single("expression", Json::Object(m))
         }
     }
+}
+
+/// `{key: value}`.
+fn single(key: &str, value: Json) -> Json {
+    let mut m = serde_json::Map::with_capacity(1);
+    m.insert(key.to_string(), value);
+    Json::Object(m)
 }
 
 fn operand_from_json(v: &Json) -> Option<Operand> {

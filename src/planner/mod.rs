@@ -88,6 +88,14 @@ pub enum PlanError {
         /// The evaluation error.
         message: String,
     },
+    /// The filter would exceed the bounds on its size (never truncated).
+    #[error("the plan's filter is too large ({nodes} nodes, depth {depth})")]
+    TooLarge {
+        /// Operands in the filter.
+        nodes: usize,
+        /// Nesting depth of the filter.
+        depth: usize,
+    },
     /// A policy refers to a schema the store does not have.
     #[error("failed to validate input: schema {0:?} not found")]
     SchemaNotFound(String),

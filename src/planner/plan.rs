@@ -18,9 +18,29 @@ use crate::policy::compiled::{
 };
 use crate::policy::id::{ScopedKind, sanitize};
 
-use super::filter::{Filter, FilterKind, Node, and_node, merge_with_and, or_node, to_filter};
+use super::filter::{
+    Filter, FilterKind, Node, Operand, and_node, merge_with_and, or_node, to_filter,
+};
 use super::residual::{KnownRequest, Residual, plan_expr};
 use super::{PlanError, PlanInput, PlanOutput};
+
+/// Bounds on a filter: operands in all, and nesting depth.
+const MAX_FILTER_NODES: usize = 10_000;
+const MAX_FILTER_DEPTH: usize = 200;
+
+/// (operands, depth) of a filter condition, counting stops past the bounds.
+fn filter_size(o: &Operand, depth: usize, nodes: &mut usize, max_depth: &mut usize) {
+    *nodes += 1;
+    *max_depth = (*max_depth).max(depth);
+    if *nodes > MAX_FILTER_NODES || depth > MAX_FILTER_DEPTH {
+        return;
+    }
+    if let Operand::Expression(e) = o {
+        for x in &e.operands {
+            filter_size(x, depth + 1, nodes, max_depth);
+        }
+    }
+}
 
 /// The `filterDebug` of a plan no policy matched.
 const NO_MATCH: &str = "NO_MATCH";
@@ -588,6 +608,13 @@ pub(crate) fn plan(
     }
 
     let (filter, debug) = merge_with_and(filters);
+    if let Some(c) = &filter.condition {
+        let (mut nodes, mut depth) = (0, 0);
+        filter_size(c, 1, &mut nodes, &mut depth);
+        if nodes > MAX_FILTER_NODES || depth > MAX_FILTER_DEPTH {
+            return Err(PlanError::TooLarge { nodes, depth });
+        }
+    }
     output.filter = filter;
     output.filter_debug = if policy_match {
         debug
@@ -781,6 +808,39 @@ mod tests {
         ] {
             assert_eq!(debug_of(expr).unwrap(), want, "{expr}");
         }
+    }
+
+    /// A filter past the size bounds is an error, never a truncated filter.
+    #[test]
+    fn an_oversized_filter_is_an_error() {
+        let chain = |n: usize| {
+            (0..n)
+                .map(|i| format!("R.attr.a{i} == {i}"))
+                .collect::<Vec<_>>()
+                .join(" || ")
+        };
+        assert!(matches!(
+            debug_of(&chain(250)),
+            Err(PlanError::TooLarge { .. })
+        ));
+        assert!(debug_of(&chain(20)).is_ok());
+    }
+
+    /// A lookup in a huge known map fails the plan instead of a disjunction per entry.
+    #[test]
+    fn a_lookup_in_a_huge_map_fails_the_plan() {
+        assert!(debug_of("P.attr.n[R.attr.x] == \"a\"").is_ok());
+        let yaml_attr: serde_json::Map<String, serde_json::Value> = (0..300)
+            .map(|i| (format!("k{i}"), serde_json::json!("a")))
+            .collect();
+        let expr = format!(
+            "{}[R.attr.x] == \"a\"",
+            serde_json::Value::Object(yaml_attr)
+        );
+        assert!(matches!(
+            debug_of(&expr),
+            Err(PlanError::Unplannable { .. })
+        ));
     }
 
     /// Cerbos fails the whole request (an internal error) when a comprehension body

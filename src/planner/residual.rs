@@ -24,6 +24,9 @@ use super::inline::{is_macro, macro_vars};
 const MAX_STEPS: usize = 200_000;
 /// Cerbos unrolls `all`/`exists` over known ranges of at most this many items.
 const MAX_UNROLL: usize = 10;
+/// Most entries of a known map that a lookup is rewritten over (Cerbos has no bound; past
+/// it the plan fails instead of building an unbounded disjunction).
+const MAX_STRUCT_ENTRIES: usize = 256;
 
 /// The outcome of evaluating one node.
 #[derive(Clone, Debug)]
@@ -1051,6 +1054,19 @@ fn struct_indexer(e: &Expr) -> Option<(Option<&str>, &MapEntries, &Expr)> {
     Some((field, entries, index))
 }
 
+/// The number of map entries the struct matcher would rewrite `e` over, if it applies.
+fn struct_match_size(e: &Expr) -> Option<usize> {
+    match &e.kind {
+        ExprKind::Binary(BinaryOp::In, l, r) if matches!(l.kind, ExprKind::Literal(_)) => {
+            struct_indexer(r).map(|(_, entries, _)| entries.len())
+        }
+        ExprKind::Binary(_, l, r) if matches!(r.kind, ExprKind::Literal(_)) => {
+            struct_indexer(l).map(|(_, entries, _)| entries.len())
+        }
+        _ => None,
+    }
+}
+
 /// Cerbos's struct matcher: `m[R.attr.k] op c` and `c in m[R.attr.k]` over a known map
 /// become `(R.attr.k == key1 && c op value1) || ...`.
 fn struct_match(e: &Expr) -> Option<Expr> {
@@ -1202,6 +1218,13 @@ pub(crate) fn plan_expr(req: &KnownRequest, e: &Expr) -> Residual {
             let r = ev.comprehension_bodies(&r);
             if let Some(e) = ev.failed.take() {
                 return Residual::Failed(e);
+            }
+            if let Some(n) = struct_match_size(&r)
+                && n > MAX_STRUCT_ENTRIES
+            {
+                return Residual::Failed(EvalError::new(format!(
+                    "a lookup over a map of {n} entries exceeds the planner's bound ({MAX_STRUCT_ENTRIES})"
+                )));
             }
             let rewritten = match struct_match(&r) {
                 Some(m) => Some(m),

@@ -249,6 +249,28 @@ fn random_inputs_never_panic_and_always_decide() {
                 .collect(),
             aux_data: Default::default(),
         };
+        // The planner on the same input: an answer or a clean error, never a panic.
+        let plan_input = gatehouse::planner::PlanInput {
+            principal: input.principal.clone(),
+            resource: gatehouse::planner::PlanResource {
+                kind: input.resource.kind.clone(),
+                attr: if i % 2 == 0 {
+                    input.resource.attr.clone()
+                } else {
+                    Default::default()
+                },
+                policy_version: input.resource.policy_version.clone(),
+                scope: input.resource.scope.clone(),
+            },
+            actions: input.actions.clone(),
+            ..Default::default()
+        };
+        if let Ok(plan) = engine.plan(&plan_input) {
+            assert!(
+                !plan.filter_debug.is_empty(),
+                "a plan always has a debug rendering"
+            );
+        }
         let out = engine
             .check(&input)
             .expect("the corpus store's schemas all load");
