@@ -818,6 +818,12 @@ pub(crate) const KEYS: &[Key] = &[
         "Timeout, milliseconds.",
     ),
     k(
+        "extAuthz.routes[].attributes.fetch.answerNotFound",
+        Bool,
+        "false",
+        "Answer 404 Not Found when the source answers 404 (the record does not exist), after the principal is authenticated and before any policy is asked. Off, such a request is denied with 403 like any other failure, so that a denial does not reveal whether a record exists: turn it on only where existence is not a secret.",
+    ),
+    k(
         "extAuthz.routes[].attributes.fetch.cacheTtlMs",
         Int,
         "0",

@@ -316,6 +316,10 @@ pub struct FetchConfig {
     /// How long a fetched answer is reused, milliseconds (0: not cached).
     #[serde(default)]
     pub cache_ttl_ms: u64,
+    /// Answer 404 when the source answers 404 (the record does not exist). Off: 403,
+    /// so that a denial does not reveal whether a record exists.
+    #[serde(default)]
+    pub answer_not_found: bool,
 }
 
 fn default_timeout() -> u64 {

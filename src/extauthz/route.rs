@@ -793,6 +793,7 @@ mod tests {
             url: "http://app/internal/{docId}/attributes".into(),
             timeout_ms: 500,
             cache_ttl_ms: 0,
+            answer_not_found: false,
         });
         let e = RouteMapper::new(&[r]).unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");

@@ -260,6 +260,7 @@ impl ExtAuthz {
             401 => ("Unauthorized", 16),
             400 => ("Bad Request", 3),
             413 => ("Payload Too Large", 3),
+            404 => ("Not Found", 5),
             _ => ("Forbidden", 7),
         };
         // Reasons can name internals (an OS error, a JWKS URL, an attribute source's
@@ -272,6 +273,7 @@ impl ExtAuthz {
                 401 => "authentication required",
                 400 => "bad request",
                 413 => "request body too large",
+                404 => "not found",
                 _ => "forbidden",
             }
         };
@@ -670,6 +672,13 @@ impl ExtAuthz {
                     (Ok(_), _) => AttributeFetch::CacheHit,
                 });
             let fetched = fetched.map_err(|e| {
+                if fetch.answer_not_found && e == super::attributes::FetchError::Status(404) {
+                    // The route opted in: the record does not exist, and says so.
+                    return Denial::status(
+                        404,
+                        "resource not found (the attribute source answered HTTP 404)",
+                    );
+                }
                 tracing::warn!(url = %url, error = %e, "attribute source failed: denying");
                 Denial::forbidden(format!("resource attributes unavailable: {e}"))
             })?;

@@ -72,6 +72,10 @@ routes:
     methods: [GET]
     resource: {{kind: document, id: "{{id}}"}}
     attributes: {{routeMetadata: [owner, department], contextExtensions: [classification]}}
+  - path: /records/{{id}}
+    resource: {{kind: document, id: "{{id}}"}}
+    attributes:
+      fetch: {{url: "http://{attrs}/attrs/{{id}}", timeoutMs: 500, answerNotFound: true}}
   - path: /broken/{{id}}
     resource: {{kind: document, id: "{{id}}"}}
     attributes:
@@ -376,6 +380,36 @@ async fn attribute_source_failure_denies() {
         .0,
         403
     );
+}
+
+#[tokio::test]
+async fn issue_18_a_route_may_answer_404_for_a_missing_record() {
+    let mut c = start().await;
+    // Opted in: the source's 404 is the answer, with a generic body.
+    let resp = check(
+        &mut c,
+        request("GET", "/records/99", &user("root", "admin")),
+    )
+    .await;
+    let (status, body, _) = denied(&resp);
+    assert_eq!(status, 404);
+    assert_eq!(body["detail"], "not found");
+    assert_eq!(resp.status.unwrap().code, 5, "gRPC NOT_FOUND");
+    // Existing records are still decided by the policies.
+    let resp = check(&mut c, request("GET", "/records/1", &user("alice", "user"))).await;
+    ok_headers(&resp);
+    let resp = check(&mut c, request("GET", "/records/3", &user("alice", "user"))).await;
+    assert_eq!(denied(&resp).0, 403);
+    // Without the opt-in (the default), a missing record is a 403 like any denial.
+    let resp = check(
+        &mut c,
+        request("GET", "/documents/99", &user("root", "admin")),
+    )
+    .await;
+    assert_eq!(denied(&resp).0, 403);
+    // An unauthenticated caller learns nothing: 401 before any fetch.
+    let resp = check(&mut c, request("GET", "/records/99", &[])).await;
+    assert_eq!(denied(&resp).0, 401);
 }
 
 #[tokio::test]
