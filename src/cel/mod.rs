@@ -7,6 +7,7 @@
 //! ```
 
 pub mod ast;
+pub(crate) mod check;
 mod compile;
 mod eval;
 pub mod functions;

@@ -921,7 +921,8 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        let problems = host_index_problems(&parsed);
+        let mut problems = cel::check::field_problems(&parsed);
+        problems.extend(host_index_problems(&parsed));
         if !problems.is_empty() {
             self.invalid_expression(text, span, &problems.join(", "));
             return None;
@@ -1200,7 +1201,8 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        let problems = host_index_problems(&parsed);
+        let mut problems = cel::check::field_problems(&parsed);
+        problems.extend(host_index_problems(&parsed));
         if !problems.is_empty() {
             self.invalid_expression(text, &text.span, &problems.join(", "));
             return None;

@@ -140,3 +140,99 @@ fn compile_diff() {
     );
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
+
+/// Issue 11 class 4: conditions with mistyped field selections (generated from the
+/// declared fields of `request`, `R`, `P`, `runtime` and `auxData`, typos, selections on
+/// strings and lists, through `has`, comprehensions and map literals) are accepted or
+/// refused by `gatehouse compile` exactly as by `cerbos compile`, with the same exit code
+/// and the same `compileErrors` JSON.
+/// `GATEHOUSE_COMPILE_DIFF_EXPRS` sets the number of expressions (default 120).
+#[test]
+#[ignore = "needs the real Cerbos binary (tests/diff/run.sh)"]
+fn compile_diff_mistyped_conditions() {
+    use crate::api_diff::Rng;
+    let cerbos = cerbos_bin();
+    assert!(
+        cerbos.exists(),
+        "Cerbos binary not found at {}",
+        cerbos.display()
+    );
+    let gatehouse = PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"));
+    let count: usize = std::env::var("GATEHOUSE_COMPILE_DIFF_EXPRS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    const ROOTS: &[&str] = &[
+        "R",
+        "P",
+        "request",
+        "request.principal",
+        "request.resource",
+        "runtime",
+        "request.auxData",
+        "request.aux_data",
+        "request.auxData.jwts.t",
+    ];
+    const FIELDS: &[&str] = &[
+        "id",
+        "kind",
+        "attr",
+        "attrs",
+        "roles",
+        "scope",
+        "policyVersion",
+        "policy_version",
+        "idd",
+        "principal",
+        "resource",
+        "principl",
+        "auxData",
+        "jwt",
+        "jwts",
+        "claims",
+        "effectiveDerivedRoles",
+        "effective_derived_roles",
+        "x",
+    ];
+    let mut rng = Rng(0x5eed_c0de_0011);
+    let base = std::env::temp_dir().join(format!("gatehouse-compile-diff-{}", std::process::id()));
+    let (mut same, mut refused, mut failures) = (0usize, 0usize, Vec::new());
+    for i in 0..count {
+        let mut sel = format!("{}.{}", rng.pick(ROOTS), rng.pick(FIELDS));
+        if rng.chance(35) {
+            sel = format!("{sel}.{}", rng.pick(FIELDS));
+        }
+        let expr = match rng.below(6) {
+            0 => format!("has({sel})"),
+            1 => format!("P.roles.exists(r, r.{} == \"x\")", rng.pick(FIELDS)),
+            2 => format!("{{\"k\": {}}}.k.{} == 1", rng.pick(ROOTS), rng.pick(FIELDS)),
+            3 => format!("R.attr.owner == P.id && {sel} == \"x\""),
+            _ => format!("{sel} == \"x\""),
+        };
+        let dir = base.join(format!("e{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = format!(
+            "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [\"view\"]\n      effect: EFFECT_ALLOW\n      roles: [\"user\"]\n      condition:\n        match:\n          expr: '{expr}'\n"
+        );
+        std::fs::write(dir.join("p.yaml"), policy).unwrap();
+        // Exit code and compile errors (the directory has no tests).
+        let errors = |(code, json): (Option<i32>, Value)| (code, json["compileErrors"].clone());
+        let theirs = errors(run(&cerbos, &[], &dir));
+        let ours = errors(run(&gatehouse, &[], &dir));
+        refused += usize::from(theirs.0 != Some(0));
+        if theirs == ours {
+            same += 1;
+        } else {
+            failures.push(format!("{expr}\n  cerbos: {theirs:?}\n  ours:   {ours:?}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    for f in &failures {
+        println!("MISMATCH {f}");
+    }
+    println!(
+        "compile-diff: mistyped conditions: {count} expressions ({refused} refused by Cerbos), {same} identical, {} different",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} expressions differ", failures.len());
+}
