@@ -20,7 +20,7 @@ pub(crate) use compile::type_ident;
 pub use compile::{CompileError, HostBinding, HostScope, Program, compile};
 pub use eval::{Activation, EvalError};
 pub(crate) use eval::{binary, index_value, sort_values_by_key};
-pub use json::{from_json, to_json};
+pub use json::{from_json, to_json, to_output_json};
 pub use parser::{ParseError, parse};
 pub use value::{CelType, Key, MapValue, Opaque, Timestamp, Value};
 

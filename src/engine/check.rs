@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::cel::{Activation, Key, MapValue, Timestamp, Value, to_json};
+use crate::cel::{Activation, Key, MapValue, Timestamp, Value, to_output_json};
 use crate::policy::compiled::{
     ActionSet, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS, Row,
     RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
@@ -278,8 +278,12 @@ impl Evaluation<'_> {
     }
 
     fn output(&mut self, e: &CompiledExpr, src: &str, action: &str) -> OutputEntry {
-        let value = match e.program.eval(&self.activation()) {
-            Ok(v) => Ok(to_json(&v)),
+        let value = match e
+            .program
+            .eval(&self.activation())
+            .and_then(|v| to_output_json(&v))
+        {
+            Ok(v) => Ok(v),
             Err(err) => Err(err.message().to_string()),
         };
         OutputEntry {
