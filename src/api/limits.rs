@@ -9,7 +9,8 @@
 use prost_types::value::Kind;
 
 use super::error::ApiError;
-use super::pb::cerbos::request::v1::CheckResourcesRequest;
+use super::pb::cerbos::engine::v1::Principal;
+use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, PlanResourcesRequest};
 use super::settings::ApiSettings;
 
 /// Refuses a request that exceeds a count limit, with Cerbos's `INVALID_ARGUMENT` shape.
@@ -35,14 +36,51 @@ pub(crate) fn check_limits(
             limits.max_actions
         )));
     }
-    let roles = req.principal.as_ref().map_or(0, |p| p.roles.len());
+    let resource_attr = req
+        .resources
+        .iter()
+        .filter_map(|e| e.resource.as_ref())
+        .flat_map(|r| r.attr.values());
+    check_shared_limits(
+        req.principal.as_ref(),
+        req.aux_data.as_ref(),
+        resource_attr,
+        limits,
+    )
+}
+
+/// Refuses a `PlanResources` request that exceeds a count limit (roles, attribute values,
+/// `auxData` tokens), before validation or planning; its action count is Cerbos's own
+/// validation rule (at most 20).
+pub(crate) fn check_plan_limits(
+    req: &PlanResourcesRequest,
+    limits: &ApiSettings,
+) -> Result<(), ApiError> {
+    let resource_attr = req.resource.iter().flat_map(|r| r.attr.values());
+    check_shared_limits(
+        req.principal.as_ref(),
+        req.aux_data.as_ref(),
+        resource_attr,
+        limits,
+    )
+}
+
+/// The limits both requests share: principal roles, `auxData` tokens, and attribute values
+/// of the principal and the resources.
+fn check_shared_limits<'a>(
+    principal: Option<&'a Principal>,
+    aux_data: Option<&AuxData>,
+    resource_attr: impl Iterator<Item = &'a prost_types::Value>,
+    limits: &ApiSettings,
+) -> Result<(), ApiError> {
+    let roles = principal.map_or(0, |p| p.roles.len());
     if roles > limits.max_roles {
         return Err(ApiError::invalid_argument(format!(
             "number of principal roles ({roles}) exceeds configured limit ({})",
             limits.max_roles
         )));
     }
-    if let Some(aux) = &req.aux_data {
+    if let Some(aux) = aux_data {
         let tokens = aux.jwts.len() + usize::from(aux.jwt.is_some());
         if tokens > limits.max_aux_tokens {
             return Err(ApiError::invalid_argument(format!(
@@ -52,12 +90,7 @@ pub(crate) fn check_limits(
         }
     }
     let mut budget = Budget(limits.max_attribute_values);
-    let principal_attr = req.principal.iter().flat_map(|p| p.attr.values());
-    let resource_attr = req
-        .resources
-        .iter()
-        .filter_map(|e| e.resource.as_ref())
-        .flat_map(|r| r.attr.values());
+    let principal_attr = principal.into_iter().flat_map(|p| p.attr.values());
     if !principal_attr
         .chain(resource_attr)
         .all(|v| budget.take_tree(v))
@@ -95,7 +128,7 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::protojson::decode_check_resources;
+    use crate::api::protojson::{decode_check_resources, decode_plan_resources};
 
     fn refused(body: &str, limits: &ApiSettings) -> String {
         let req = decode_check_resources(body.as_bytes()).unwrap();
@@ -145,5 +178,32 @@ mod tests {
         );
         few_values.max_attribute_values = 4;
         assert_eq!(refused(ok, &few_values), "");
+    }
+
+    #[test]
+    fn plan_requests_are_bounded_before_validation() {
+        let limits = ApiSettings {
+            max_roles: 2,
+            max_attribute_values: 3,
+            ..ApiSettings::default()
+        };
+        let plan = |body: &str| {
+            let req = decode_plan_resources(body.as_bytes()).unwrap();
+            check_plan_limits(&req, &limits).map_err(|e| e.message().to_string())
+        };
+        let ok = r#"{"action":"read","principal":{"id":"j","roles":["a","b"],"attr":{"x":1}},"resource":{"kind":"k","attr":{"y":[2]}}}"#;
+        assert_eq!(plan(ok), Ok(()));
+        assert_eq!(
+            plan(
+                r#"{"action":"read","principal":{"id":"j","roles":["a","b","c"]},"resource":{"kind":"k"}}"#
+            ),
+            Err("number of principal roles (3) exceeds configured limit (2)".to_string())
+        );
+        assert_eq!(
+            plan(
+                r#"{"action":"read","principal":{"id":"j","roles":["a"]},"resource":{"kind":"k","attr":{"y":[2,3,4]}}}"#
+            ),
+            Err("number of attribute values exceeds configured limit (3)".to_string())
+        );
     }
 }

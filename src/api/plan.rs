@@ -11,6 +11,7 @@ use serde_json::{Map, Value as Json};
 
 use super::call_id::new_call_id;
 use super::error::ApiError;
+use super::limits::check_plan_limits;
 use super::pb::cerbos::engine::v1 as pb_engine;
 use super::pb::cerbos::request::v1::PlanResourcesRequest;
 use super::pb::cerbos::response::v1::{PlanResourcesResponse, plan_resources_response};
@@ -30,6 +31,7 @@ impl CerbosApi {
         req: PlanResourcesRequest,
     ) -> Result<PlanResourcesResponse, ApiError> {
         let started = std::time::Instant::now();
+        check_plan_limits(&req, self.settings())?;
         validate_plan_resources(&req)?;
         let aux_data = self
             .verify_aux_data(req.aux_data.as_ref())

@@ -11,6 +11,7 @@ pub(crate) mod check;
 mod compile;
 mod eval;
 pub mod functions;
+pub(crate) mod inline;
 mod json;
 pub mod parser;
 pub mod value;

@@ -9,8 +9,8 @@ use serde_json::{Value as Json, json};
 use crate::cel::Value;
 use crate::cel::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
 
-use super::inline::{is_macro, macro_vars};
 use super::residual::literal;
+use crate::cel::inline::{is_macro, macro_vars};
 
 /// A node of the plan tree: a residual expression or a logical operation.
 #[derive(Clone, Debug)]

@@ -10,7 +10,6 @@
 //! ```
 
 mod filter;
-pub(crate) mod inline;
 mod plan;
 mod residual;
 

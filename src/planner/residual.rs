@@ -18,7 +18,7 @@ use crate::cel::{
     sort_values_by_key, type_ident,
 };
 
-use super::inline::{is_macro, macro_vars};
+use crate::cel::inline::{is_macro, macro_vars};
 
 /// Upper bound on evaluation steps for one expression (a guard against blow-up).
 const MAX_STEPS: usize = 200_000;

@@ -1262,7 +1262,7 @@ impl<'a> Compiler<'a> {
         }
         Some(CompiledExpr {
             program,
-            plan: Arc::new(crate::planner::inline::inline_host(&parsed, env)),
+            plan: Arc::new(crate::cel::inline::inline_host(&parsed, env)),
             source: Arc::from(text.text.as_str()),
             span: text.span.clone(),
         })

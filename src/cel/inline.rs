@@ -1,9 +1,10 @@
-//! The planner's view of a policy expression: the parsed tree with every variable
+//! The planner's view of a policy expression (built here, beside the parser, so that
+//! the policy compiler does not import the planner): the parsed tree with every variable
 //! (`V.x`) replaced by its definition and every constant (`C.x`) by its value, built
 //! once when the policies are compiled.
 
-use crate::cel::ast::{Expr, ExprKind};
-use crate::cel::{HostBinding, HostScope};
+use super::ast::{Expr, ExprKind};
+use super::{HostBinding, HostScope};
 
 /// Maximum depth of variables referring to variables (as the compiler's guard).
 const MAX_INLINE_DEPTH: usize = 32;
