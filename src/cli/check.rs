@@ -6,12 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
+use crate::cel::Timestamp;
 use crate::cel::{MapValue, Value, from_json};
 use crate::engine::{
     CheckInput, Engine, EngineConfig, Principal, Resource, SchemaEnforcement, Trace, effect_name,
     input_from_json, output_to_json,
 };
-use crate::policy::load_and_compile;
+use crate::policy::{CompiledPolicySet, load_and_compile};
 
 /// Output format of `check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -33,6 +34,47 @@ pub enum EnforcementArg {
     Warn,
     /// Validate and deny on violation.
     Reject,
+}
+
+/// The engine flags `check` and `plan` share: settings and a fixed clock.
+#[derive(Debug, Args)]
+pub struct EngineFlags {
+    /// Fix `now()` (RFC 3339), for reproducible answers.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Fall back to the nearest existing ancestor scope.
+    #[arg(long)]
+    pub lenient_scope_search: bool,
+    /// Schema enforcement.
+    #[arg(long, value_enum, default_value_t = EnforcementArg::None)]
+    pub schema_enforcement: EnforcementArg,
+    /// Globals (`G.x`) as a JSON object.
+    #[arg(long)]
+    pub globals: Option<String>,
+}
+
+impl EngineFlags {
+    /// The engine over `policies` with these settings, and the time to decide at.
+    pub(super) fn engine(
+        &self,
+        policies: CompiledPolicySet,
+    ) -> anyhow::Result<(Engine, Timestamp)> {
+        let config = EngineConfig {
+            globals: json_object("globals", self.globals.as_deref())?,
+            lenient_scope_search: self.lenient_scope_search,
+            schema_enforcement: match self.schema_enforcement {
+                EnforcementArg::None => SchemaEnforcement::None,
+                EnforcementArg::Warn => SchemaEnforcement::Warn,
+                EnforcementArg::Reject => SchemaEnforcement::Reject,
+            },
+            ..EngineConfig::default()
+        };
+        let now = match &self.now {
+            Some(t) => chrono::DateTime::parse_from_rfc3339(t).context("--now must be RFC 3339")?,
+            None => crate::engine::now(),
+        };
+        Ok((Engine::new(Arc::new(policies), config), now))
+    }
 }
 
 /// Arguments of `gatehouse check`.
@@ -83,18 +125,9 @@ pub struct CheckArgs {
     /// Action to decide (repeatable).
     #[arg(long = "action")]
     pub actions: Vec<String>,
-    /// Fix `now()` (RFC 3339), for reproducible decisions.
-    #[arg(long)]
-    pub now: Option<String>,
-    /// Fall back to the nearest existing ancestor scope.
-    #[arg(long)]
-    pub lenient_scope_search: bool,
-    /// Schema enforcement.
-    #[arg(long, value_enum, default_value_t = EnforcementArg::None)]
-    pub schema_enforcement: EnforcementArg,
-    /// Globals (`G.x`) as a JSON object.
-    #[arg(long)]
-    pub globals: Option<String>,
+    /// Engine settings and the clock.
+    #[command(flatten)]
+    pub engine: EngineFlags,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
     pub output: CheckFormat,
@@ -156,21 +189,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     let input = input(&args)?;
     let policies = load_and_compile(&args.policies)
         .with_context(|| format!("policies in {} do not compile", args.policies.display()))?;
-    let config = EngineConfig {
-        globals: json_object("globals", args.globals.as_deref())?,
-        lenient_scope_search: args.lenient_scope_search,
-        schema_enforcement: match args.schema_enforcement {
-            EnforcementArg::None => SchemaEnforcement::None,
-            EnforcementArg::Warn => SchemaEnforcement::Warn,
-            EnforcementArg::Reject => SchemaEnforcement::Reject,
-        },
-        ..EngineConfig::default()
-    };
-    let now = match &args.now {
-        Some(t) => chrono::DateTime::parse_from_rfc3339(t).context("--now must be RFC 3339")?,
-        None => crate::engine::now(),
-    };
-    let engine = Engine::new(Arc::new(policies), config);
+    let (engine, now) = args.engine.engine(policies)?;
     let mut trace = Trace::new();
     let out = engine.check_traced(&input, now, &mut trace)?;
     match args.output {

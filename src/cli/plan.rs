@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
-use super::check::{EnforcementArg, json_object};
-use crate::engine::{Engine, EngineConfig, Principal, SchemaEnforcement};
+use super::check::{EngineFlags, json_object};
+use crate::engine::Principal;
 use crate::planner::{PlanInput, PlanResource};
 use crate::policy::load_and_compile;
 
@@ -61,18 +61,9 @@ pub struct PlanArgs {
     /// Action to plan (repeatable: the filter allows a resource for all of them).
     #[arg(long = "action")]
     pub actions: Vec<String>,
-    /// Fix `now()` (RFC 3339), for reproducible plans.
-    #[arg(long)]
-    pub now: Option<String>,
-    /// Fall back to the nearest existing ancestor scope.
-    #[arg(long)]
-    pub lenient_scope_search: bool,
-    /// Schema enforcement.
-    #[arg(long, value_enum, default_value_t = EnforcementArg::None)]
-    pub schema_enforcement: EnforcementArg,
-    /// Globals (`G.x`) as a JSON object.
-    #[arg(long)]
-    pub globals: Option<String>,
+    /// Engine settings and the clock.
+    #[command(flatten)]
+    pub engine: EngineFlags,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = PlanFormat::Text)]
     pub output: PlanFormat,
@@ -103,21 +94,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     };
     let policies = load_and_compile(&args.policies)
         .with_context(|| format!("policies in {} do not compile", args.policies.display()))?;
-    let config = EngineConfig {
-        globals: json_object("globals", args.globals.as_deref())?,
-        lenient_scope_search: args.lenient_scope_search,
-        schema_enforcement: match args.schema_enforcement {
-            EnforcementArg::None => SchemaEnforcement::None,
-            EnforcementArg::Warn => SchemaEnforcement::Warn,
-            EnforcementArg::Reject => SchemaEnforcement::Reject,
-        },
-        ..EngineConfig::default()
-    };
-    let now = match &args.now {
-        Some(t) => chrono::DateTime::parse_from_rfc3339(t).context("--now must be RFC 3339")?,
-        None => crate::engine::now(),
-    };
-    let engine = Engine::new(Arc::new(policies), config);
+    let (engine, now) = args.engine.engine(policies)?;
     let out = engine.plan_at(&input, now)?;
     match args.output {
         PlanFormat::Json => {
