@@ -26,7 +26,8 @@ if ! .venv/bin/python -c "import sys" >/dev/null 2>&1; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
-cargo build --locked
+# The binary `cargo test` built for the integration tests (a separate `cargo build` would
+# rebuild dependencies with other features, for nothing).
 target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in /*) ;; *) target_dir="$(pwd)/$target_dir" ;; esac
 GATEHOUSE_BIN="$target_dir/debug/gatehouse" .venv/bin/python -m pytest -q tests/e2e
