@@ -17,6 +17,8 @@ pub struct Diagnostic {
     pub kind: String,
     /// What is wrong.
     pub message: String,
+    /// A suggestion shown under the excerpt (`did you mean "condition"?`).
+    pub help: Option<String>,
 }
 
 /// Flattens a store error into diagnostics, in source order.
@@ -33,6 +35,10 @@ pub fn diagnostics(err: &StoreError) -> Vec<Diagnostic> {
                     _ => "load error".into(),
                 },
                 message: e.message.clone(),
+                help: e.unknown_key.as_ref().and_then(|u| {
+                    crate::config::did_you_mean(&u.key, u.expected.iter().copied())
+                        .map(|k| format!("did you mean {k:?}?"))
+                }),
             })
             .collect(),
         StoreError::Compile(errs) => errs
@@ -42,6 +48,7 @@ pub fn diagnostics(err: &StoreError) -> Vec<Diagnostic> {
                 span: Some(e.span.clone()),
                 kind: e.kind.to_string(),
                 message: e.message.clone(),
+                help: None,
             })
             .collect(),
     }
@@ -72,6 +79,9 @@ pub fn render(d: &Diagnostic, root: &Path, color: bool) -> String {
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         out.push_str(&format!("{dim}{pad} |{reset} {caret_pad}{red}^{reset}\n"));
+    }
+    if let Some(help) = &d.help {
+        out.push_str(&format!("{bold}help{reset}: {help}\n"));
     }
     out
 }
@@ -325,6 +335,7 @@ mod tests {
             span: Some(Span::new("p.yaml", 2, 3)),
             kind: "invalid policy".into(),
             message: "unknown field `bad`".into(),
+            help: None,
         };
         let text = render(&d, &dir, false);
         assert_eq!(

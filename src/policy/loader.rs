@@ -48,6 +48,17 @@ pub struct LoadError {
     pub kind: LoadErrorKind,
     /// What is wrong, in Cerbos's words where Cerbos reports the same problem.
     pub message: String,
+    /// For an unknown key: the key and the keys that were valid in its place (for a hint).
+    pub unknown_key: Option<UnknownKey>,
+}
+
+/// A key the policy format does not have, and the keys it has at that place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownKey {
+    /// The key as written.
+    pub key: String,
+    /// The keys valid where it stands.
+    pub expected: &'static [&'static str],
 }
 
 impl LoadError {
@@ -56,6 +67,7 @@ impl LoadError {
             span,
             kind,
             message: message.into(),
+            unknown_key: None,
         }
     }
 }
@@ -188,11 +200,10 @@ fn read_policy(doc: &Node, file: &Arc<str>, store_checks: bool) -> Result<Policy
     };
     let raw = RawPolicy::deserialize(de).map_err(|e| {
         let pos = e.pos.unwrap_or(doc.start);
-        vec![LoadError::new(
-            pos.span(file),
-            LoadErrorKind::Parse,
-            e.message,
-        )]
+        vec![LoadError {
+            unknown_key: e.unknown_key,
+            ..LoadError::new(pos.span(file), LoadErrorKind::Parse, e.message)
+        }]
     })?;
     let mut policy = raw.into_policy().map_err(|e| {
         let (span, message) = e.describe();
@@ -522,6 +533,7 @@ enum KeyKind {
 struct DeError {
     message: String,
     pos: Option<Pos>,
+    unknown_key: Option<UnknownKey>,
 }
 
 impl DeError {
@@ -536,6 +548,7 @@ impl DeError {
         Self {
             message,
             pos: Some(pos),
+            unknown_key: None,
         }
     }
 }
@@ -555,13 +568,24 @@ impl de::Error for DeError {
             Some((line, col, text)) => Self {
                 message: text.to_owned(),
                 pos: Some(Pos { line, col }),
+                unknown_key: None,
             },
-            None => Self { message, pos: None },
+            None => Self {
+                message,
+                pos: None,
+                unknown_key: None,
+            },
         }
     }
 
-    fn unknown_field(field: &str, _expected: &'static [&'static str]) -> Self {
-        Self::custom(format_args!("unknown field {field:?}"))
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        Self {
+            unknown_key: Some(UnknownKey {
+                key: field.to_owned(),
+                expected,
+            }),
+            ..Self::custom(format_args!("unknown field {field:?}"))
+        }
     }
 
     fn unknown_variant(variant: &str, _expected: &'static [&'static str]) -> Self {

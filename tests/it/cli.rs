@@ -491,6 +491,53 @@ fn issue_18_misspelled_keys_get_a_hint_at_their_line() {
 }
 
 #[test]
+fn issue_18_misspelled_policy_keys_get_a_hint_but_cerbos_json_stays() {
+    let dir = std::env::temp_dir().join(format!("gh-policy-typo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("doc.yaml"),
+        "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [view]\n      effect: EFFECT_ALLOW\n      roles: [user]\n      condtion:\n        match:\n          expr: \"true\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rp.yaml"),
+        "apiVersion: api.cerbos.dev/v1\nrolePolicy:\n  role: acme_admin\n  parentRole: admin\n  rules:\n    - resource: leave_request\n      allowActions: [\"*\"]\n",
+    )
+    .unwrap();
+    let out = gatehouse().arg("compile").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "doc.yaml:9:7: parse error: unknown field \"condtion\"
+9 |       condtion:
+  |       ^
+help: did you mean \"condition\"?
+rp.yaml:4:3: parse error: unknown field \"parentRole\"
+4 |   parentRole: admin
+  |   ^
+help: did you mean \"parentRoles\"?
+2 error(s) in {}
+",
+            dir.display()
+        )
+    );
+    // The JSON output keeps Cerbos's exact load failure, without the hint.
+    let out = gatehouse()
+        .args(["compile", "-o", "json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains(r#""error":"unknown field \"condtion\"""#),
+        "{json}"
+    );
+    assert!(!json.contains("did you mean"), "{json}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn issue_18_routes_prints_each_action_and_where_it_came_from() {
     let cfg = scratch_config(
         "routes",
