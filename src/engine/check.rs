@@ -150,6 +150,11 @@ pub(crate) fn effective_scope<'a>(scope: &'a str, default: &'a str) -> &'a str {
     s.strip_prefix('.').unwrap_or(s)
 }
 
+/// The policy version a request names, or the configured default when it names none.
+pub(crate) fn effective_version<'a>(version: &'a str, default: &'a str) -> &'a str {
+    if version.is_empty() { default } else { version }
+}
+
 /// Builds the `request`, `P` and `R` values once per check.
 pub(crate) fn request_values(input: &CheckInput, with_request: bool) -> (Value, Value, Value) {
     let k = keys();
@@ -324,16 +329,10 @@ pub(crate) fn check(
 
     let principal_scope = effective_scope(&input.principal.scope, &cfg.default_scope);
     let resource_scope = effective_scope(&input.resource.scope, &cfg.default_scope);
-    let principal_version = if input.principal.policy_version.is_empty() {
-        cfg.default_policy_version.as_str()
-    } else {
-        input.principal.policy_version.as_str()
-    };
-    let resource_version = if input.resource.policy_version.is_empty() {
-        cfg.default_policy_version.as_str()
-    } else {
-        input.resource.policy_version.as_str()
-    };
+    let principal_version =
+        effective_version(&input.principal.policy_version, &cfg.default_policy_version);
+    let resource_version =
+        effective_version(&input.resource.policy_version, &cfg.default_policy_version);
     // Cerbos matches and names policies by the sanitised kind (`album:object` -> `album_object`).
     let kind_sanitized = sanitize(&input.resource.kind);
     let kind = &*kind_sanitized;

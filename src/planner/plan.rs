@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use crate::cel::ast::{BinaryOp, Expr, ExprKind};
 use crate::cel::{Timestamp, Value};
-use crate::engine::check::{Binding, all_scopes, effective_scope, query, request_values};
+use crate::engine::check::{
+    Binding, all_scopes, effective_scope, effective_version, query, request_values,
+};
 use crate::engine::{
     CheckInput, Engine, EngineConfig, EvaluationError, Resource, SchemaEnforcement,
     ValidationError, ValidationSource,
@@ -304,16 +306,9 @@ pub(crate) fn plan(
     };
     let principal_scope = effective_scope(&input.principal.scope, &cfg.default_scope);
     let resource_scope = effective_scope(&input.resource.scope, &cfg.default_scope);
-    let version = if input.resource.policy_version.is_empty() {
-        cfg.default_policy_version.as_str()
-    } else {
-        input.resource.policy_version.as_str()
-    };
-    let principal_version = if input.principal.policy_version.is_empty() {
-        cfg.default_policy_version.as_str()
-    } else {
-        input.principal.policy_version.as_str()
-    };
+    let version = effective_version(&input.resource.policy_version, &cfg.default_policy_version);
+    let principal_version =
+        effective_version(&input.principal.policy_version, &cfg.default_policy_version);
     let kind_sanitized = sanitize(&input.resource.kind);
     let kind = &*kind_sanitized;
     let (principal_scopes, _) = all_scopes(
