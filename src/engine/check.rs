@@ -439,11 +439,7 @@ pub(crate) fn check(
             ];
             for (sref, attr, source) in checks {
                 let Some(sref) = sref else { continue };
-                let ignored = !sref.ignore_actions.is_empty()
-                    && actions
-                        .iter()
-                        .all(|a| sref.ignore_actions.iter().any(|g| g.matches(a)));
-                if ignored {
+                if sref.ignored_for(actions.iter().copied()) {
                     continue;
                 }
                 let schema = set

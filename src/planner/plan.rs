@@ -652,12 +652,7 @@ fn validate(
     ];
     for (sref, attr, source) in checks {
         let Some(sref) = sref else { continue };
-        let ignored = !sref.ignore_actions.is_empty()
-            && input
-                .actions
-                .iter()
-                .all(|a| sref.ignore_actions.iter().any(|g| g.matches(a)));
-        if ignored {
+        if sref.ignored_for(input.actions.iter().map(String::as_str)) {
             continue;
         }
         let schema = set

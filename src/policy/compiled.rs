@@ -193,6 +193,14 @@ pub(crate) struct SchemaRef {
     pub ignore_actions: Vec<Glob>,
 }
 
+impl SchemaRef {
+    /// Whether `ignoreWhen.actions` covers every requested action (then nothing is validated).
+    pub fn ignored_for<'a>(&self, mut actions: impl Iterator<Item = &'a str>) -> bool {
+        !self.ignore_actions.is_empty()
+            && actions.all(|a| self.ignore_actions.iter().any(|g| g.matches(a)))
+    }
+}
+
 /// The rows of one (version, scope) pair.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ScopeRows {
