@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::diagnostics::{diagnostics, index_errors_json, load_failures_json, render, to_json};
 use super::{EXIT_COMPILE_ERRORS, EXIT_TEST_FAILURES};
-use crate::policy::compiler::index_policies;
+use crate::policy::compile::index_policies;
 use crate::policy::load_dir;
 use crate::verify::{self, VerifyOptions};
 

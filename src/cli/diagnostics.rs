@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::policy::compiler::IndexError;
-use crate::policy::loader::LoadErrorKind;
+use crate::policy::compile::IndexError;
+use crate::policy::load::LoadErrorKind;
 use crate::policy::yaml::{Pos, build_documents, node_tokens};
 use crate::policy::{LoadErrors, Span, StoreError};
 
@@ -30,8 +30,8 @@ pub fn diagnostics(err: &StoreError) -> Vec<Diagnostic> {
             .map(|e| Diagnostic {
                 span: Some(e.span.clone()),
                 kind: match e.kind {
-                    crate::policy::loader::LoadErrorKind::Parse => "parse error".into(),
-                    crate::policy::loader::LoadErrorKind::Validation => "invalid policy".into(),
+                    crate::policy::load::LoadErrorKind::Parse => "parse error".into(),
+                    crate::policy::load::LoadErrorKind::Validation => "invalid policy".into(),
                     _ => "load error".into(),
                 },
                 message: e.message.clone(),

@@ -63,16 +63,16 @@ pub struct PolicyStore {
 }
 
 /// A fingerprint of a policy directory: every policy file's path, resolved path, size and
-/// modification time, under the rules of [`crate::policy::tree`] (links followed only
+/// modification time, under the rules of [`crate::policy::load::tree`] (links followed only
 /// inside the directory, loops detected). Nothing is read.
 pub fn fingerprint(dir: &Path) -> u64 {
-    crate::policy::tree::scan(dir).fingerprint()
+    crate::policy::load::tree::scan(dir).fingerprint()
 }
 
 /// A content hash of the policy files, shown as the set's revision: the files the loader
 /// reads, read under the same caps (a file past them hashes its error, not its bytes).
 fn revision(dir: &Path) -> String {
-    let mut tree = crate::policy::tree::scan(dir);
+    let mut tree = crate::policy::load::tree::scan(dir);
     let mut h = DefaultHasher::new();
     let files = std::mem::take(&mut tree.files);
     for f in &files {

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use gatehouse::policy::compiler::{IndexError, index_policies};
-use gatehouse::policy::loader::LoadErrorKind;
+use gatehouse::policy::compile::{IndexError, index_policies};
+use gatehouse::policy::load::LoadErrorKind;
 use gatehouse::policy::{LoadErrors, LoadedStore, StoreError, compile_store, load_dir};
 use serde_json::Value;
 

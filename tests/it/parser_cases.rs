@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gatehouse::policy::loader::{LoadError, parse_policies};
+use gatehouse::policy::load::{LoadError, parse_policies};
 use gatehouse::policy::model::Policy;
 use serde_json::Value;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use gatehouse::cel::{MapValue, Value, from_json};
 use gatehouse::engine::{CheckInput, Engine, EngineConfig, Principal, Resource, SchemaEnforcement};
-use gatehouse::policy::loader::parse_policies;
+use gatehouse::policy::load::parse_policies;
 
 /// xorshift64*: tiny, deterministic.
 struct Rng(u64);

@@ -7,10 +7,12 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::glob::Glob;
-use super::span::Span;
+pub mod glob;
+
+use super::Span;
 use crate::cel::Program;
 use crate::jsonschema::SchemaStore;
+use glob::Glob;
 
 /// A fast, non-cryptographic hasher (the FxHash function) for the index maps. Their keys
 /// come from policies, never from requests, so flooding is not a concern.

@@ -3,9 +3,9 @@
 //! The types mirror the `cerbos.policy.v1` protobuf messages: field names follow the
 //! protojson names (`importDerivedRoles`), the proto names (`import_derived_roles`) are
 //! accepted as aliases, and unknown fields are rejected as Cerbos rejects them. Elements
-//! that errors can point at keep their [`Span`] (see [`super::span`] for which position).
+//! that errors can point at keep their [`Span`] (see [`super::yaml::span`] for which position).
 //!
-//! The model is produced by [`super::loader`], which supplies the positions and also runs
+//! The model is produced by [`super::load`], which supplies the positions and also runs
 //! [`Policy`] validation: the checks Cerbos applies when it reads a policy (protovalidate
 //! rules of the proto and the store-index checks such as rules without roles or duplicate
 //! rule names). Other deserializers (`serde_json`) read the same shapes without positions
@@ -22,7 +22,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::span::{Span, Spanned, deserialize_spanned, error_at};
+use super::yaml::span::{Span, Spanned, deserialize_spanned, error_at};
 
 /// The only `apiVersion` Cerbos accepts.
 pub const API_VERSION: &str = "api.cerbos.dev/v1";

@@ -7,6 +7,8 @@
 //! the way Cerbos reports them, and collected: one bad document or file does not stop the
 //! others from being read.
 
+pub mod tree;
+
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,9 +22,9 @@ use serde::de::{
 };
 
 use super::model::{Policy, PolicyKind, RawPolicy};
-use super::span::{self, SPAN_FIELD, SPANNED_STRUCT, Span, VALUE_FIELD, VALUE_SPAN_FIELD};
-use super::tree::{self, FileRole};
+use super::yaml::span::{self, SPAN_FIELD, SPANNED_STRUCT, Span, VALUE_FIELD, VALUE_SPAN_FIELD};
 use super::yaml::{Node, NodeKind, Pos, Scalar, ScalarValue, build_documents};
+use tree::FileRole;
 
 // === Errors ===
 
@@ -287,7 +289,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadedStore, LoadErrors> {
 /// Loads a disk store as [`load_dir`] does, without the checks Cerbos makes only when it
 /// indexes a store (rules without roles, duplicate rule or definition names, top-level
 /// variables in exports). This is what Cerbos's compiler sees when it is handed files
-/// directly; [`super::compiler::compile_unit`] reports what it needs itself.
+/// directly; [`super::compile::compile_unit`] reports what it needs itself.
 pub fn load_dir_without_store_checks(dir: &Path) -> Result<LoadedStore, LoadErrors> {
     load(dir, false)
 }

@@ -16,8 +16,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::loader::{LoadError, LoadErrorKind};
-use super::span::Span;
+use super::{LoadError, LoadErrorKind};
+use crate::policy::Span;
 
 /// Largest policy or schema file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use serde_saphyr::granit_parser::{Event, ScalarStyle, ScanError, StructureStyle};
 
-use super::span::Span;
+pub mod span;
+
+use span::Span;
 
 /// Deepest nesting of collections accepted.
 const MAX_DEPTH: usize = 100;

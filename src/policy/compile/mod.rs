@@ -17,15 +17,15 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::compiled::glob::Glob;
 use super::compiled::{
     ActionSet, CompiledExpr, CompiledOutput, CompiledPolicySet, Condition, DerivedRole, Effect,
     PolicyCounts, PolicySchemas, Row, RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST,
     SLOT_RESOURCE, SLOT_RUNTIME, SchemaRef, ScopePermissions, ScopeRows,
 };
-use super::glob::Glob;
 use super::id::{self, ScopedKind};
 use super::model::{self, Match, Policy, PolicyKind};
-use super::span::{Span, Spanned};
+use super::yaml::span::{Span, Spanned};
 use crate::cel::{self, HostBinding, HostScope, Value, ast::Expr, ast::ExprKind, from_json};
 use crate::jsonschema::SchemaStore;
 
@@ -1955,7 +1955,7 @@ pub fn compile_unit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::loader::parse_policies;
+    use crate::policy::load::parse_policies;
 
     /// Parses `(file, text)` pairs into policies (one per file, as in a store).
     fn policies(files: &[(&str, &str)]) -> Vec<Policy> {
