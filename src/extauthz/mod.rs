@@ -4,6 +4,7 @@
 //! and the backend), asks the engine, and answers Envoy with headers the backend can
 //! trust or a JSON denial.
 
+mod answer;
 pub mod assertion;
 pub mod attributes;
 pub mod config;

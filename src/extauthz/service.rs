@@ -7,14 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use envoy_types::ext_authz::v3::pb::{
-    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
-    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
-};
-use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
-use envoy_types::pb::google::rpc::Status as RpcStatus;
+use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
+use super::answer::{Allowed, Answer, Denied};
 use super::attributes::{AttributeFetcher, Provenance};
 use super::config::{AnonymousConfig, ClaimsConfig, DenyBody};
 use super::principal::{Identity, RequestFacts, Source, resolve};
@@ -116,6 +112,14 @@ impl Denial {
     }
 }
 
+/// Step 1's result: the engine's question, or none (a public route).
+enum Mapped {
+    /// A public route: allowed without a decision.
+    Public,
+    /// Principal, resource and action for the engine.
+    Check(Box<CheckInput>),
+}
+
 /// What a decision got to, kept for the metrics and the audit log.
 #[derive(Default)]
 struct Trail<'a> {
@@ -140,33 +144,6 @@ struct Trail<'a> {
     request_line: Option<(String, String)>,
 }
 
-fn header(key: impl Into<String>, value: impl Into<String>) -> HeaderValueOption {
-    HeaderValueOption {
-        header: Some(HeaderValue {
-            key: key.into(),
-            value: value.into(),
-            ..Default::default()
-        }),
-        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-        keep_empty_value: true,
-        ..Default::default()
-    }
-}
-
-fn pb_string(s: &str) -> PbValue {
-    PbValue {
-        kind: Some(Kind::StringValue(s.to_string())),
-    }
-}
-
-fn rpc_status(code: i32, message: &str) -> Option<RpcStatus> {
-    Some(RpcStatus {
-        code,
-        message: message.to_string(),
-        details: Vec::new(),
-    })
-}
-
 impl ExtAuthz {
     fn attr_key(name: &str) -> Key {
         Key::String(Arc::from(name))
@@ -182,7 +159,9 @@ impl ExtAuthz {
             .collect()
     }
 
-    fn allow(&self, id: &str, headers: &HashMap<String, String>, a: &Trail<'_>) -> CheckResponse {
+    /// Step 3 on allow: the headers for the backend (principal, roles, attributes,
+    /// outputs, assertion) and the client-sent ones under our prefix to remove.
+    fn allow(&self, id: &str, headers: &HashMap<String, String>, a: &Trail<'_>) -> Answer {
         let p = &self.prefix;
         let mut set = vec![(format!("{p}decision-id"), id.to_string())];
         if let Some(principal) = &a.principal {
@@ -236,32 +215,23 @@ impl ExtAuthz {
                 signer.sign(&principal.id, &roles, id, method, path),
             ));
         }
-        let headers_to_remove = self.spoofed(headers, &set);
-        let ok = OkHttpResponse {
-            headers: set.into_iter().map(|(k, v)| header(k, v)).collect(),
-            headers_to_remove,
-            ..Default::default()
-        };
-        let mut meta = Struct::default();
-        meta.fields.insert("decision_id".into(), pb_string(id));
-        meta.fields.insert("effect".into(), pb_string("allow"));
-        if let Some(p) = &a.principal {
-            meta.fields.insert("principal".into(), pb_string(&p.id));
-        }
-        CheckResponse {
-            status: rpc_status(0, ""),
-            http_response: Some(HttpResponse::OkResponse(ok)),
-            dynamic_metadata: Some(meta),
-        }
+        let remove = self.spoofed(headers, &set);
+        Answer::Allow(Allowed {
+            decision_id: id.to_string(),
+            principal: a.principal.as_ref().map(|p| p.id.clone()),
+            headers: set,
+            remove,
+        })
     }
 
-    fn deny(&self, id: &str, d: &Denial) -> CheckResponse {
-        let (title, code) = match d.status {
-            401 => ("Unauthorized", 16),
-            400 => ("Bad Request", 3),
-            413 => ("Payload Too Large", 3),
-            404 => ("Not Found", 5),
-            _ => ("Forbidden", 7),
+    /// Step 3 on denial: the status, headers and body the client gets.
+    fn deny(&self, id: &str, d: &Denial) -> Answer {
+        let title = match d.status {
+            401 => "Unauthorized",
+            400 => "Bad Request",
+            413 => "Payload Too Large",
+            404 => "Not Found",
+            _ => "Forbidden",
         };
         // Reasons can name internals (an OS error, a JWKS URL, an attribute source's
         // answer); clients get a generic one and the decision id, the decision log has the
@@ -288,31 +258,20 @@ impl ExtAuthz {
             ),
         };
         let mut headers = vec![
-            header("content-type", content_type),
-            header(format!("{}decision-id", self.prefix), id),
+            ("content-type".to_string(), content_type.to_string()),
+            (format!("{}decision-id", self.prefix), id.to_string()),
         ];
         if let Some(challenge) = d.authenticate {
-            headers.push(header("www-authenticate", challenge));
+            headers.push(("www-authenticate".to_string(), challenge.to_string()));
         }
-        let denied = DeniedHttpResponse {
-            status: Some(HttpStatus {
-                code: i32::from(d.status),
-            }),
+        Answer::Deny(Denied {
+            decision_id: id.to_string(),
+            status: d.status,
             headers,
             body: body.to_string(),
-        };
-        let mut meta = Struct::default();
-        meta.fields.insert("decision_id".into(), pb_string(id));
-        meta.fields.insert("effect".into(), pb_string("deny"));
-        meta.fields.insert("reason".into(), pb_string(&d.reason));
-        if let Some(p) = &d.policy {
-            meta.fields.insert("policy".into(), pb_string(p));
-        }
-        CheckResponse {
-            status: rpc_status(code, &d.reason),
-            http_response: Some(HttpResponse::DeniedResponse(denied)),
-            dynamic_metadata: Some(meta),
-        }
+            reason: d.reason.clone(),
+            policy: d.policy.clone(),
+        })
     }
 
     /// Decides one CheckRequest: times and counts it in the metrics and hands it to the
@@ -329,6 +288,18 @@ impl ExtAuthz {
         req: &CheckRequest,
         caller: Option<TraceContext>,
     ) -> CheckResponse {
+        self.authorize(req, caller).await.into_check_response()
+    }
+
+    /// One decision, whatever the proxy: maps the request (step 1), decides it (step 2)
+    /// and builds the proxy-neutral answer (step 3); times and counts it in the metrics
+    /// and hands it to the audit sink (origin `ext_authz`). gRPC ext_authz, Envoy's HTTP
+    /// ext_authz and forward-auth proxies each render the [`Answer`] their way.
+    pub(crate) async fn authorize(
+        &self,
+        req: &CheckRequest,
+        caller: Option<TraceContext>,
+    ) -> Answer {
         let started = Instant::now();
         let id = decision_id();
         let empty = HashMap::new();
@@ -346,7 +317,11 @@ impl ExtAuthz {
             SpanKind::Server,
             trail.caller.as_ref(),
         );
-        let result = self.evaluate(req, &mut trail).await;
+        let result = match self.map_request(req, &mut trail).await {
+            Ok(Mapped::Public) => Ok(()),
+            Ok(Mapped::Check(input)) => self.decide_input(*input, &mut trail),
+            Err(d) => Err(d),
+        };
         let response = match &result {
             Ok(()) => {
                 tracing::debug!(decision_id = %id, "allow");
@@ -482,11 +457,14 @@ impl ExtAuthz {
         r
     }
 
-    async fn evaluate<'s>(
+    /// Step 1: the CheckRequest as the engine's question (principal, resource with its
+    /// attributes, action), or nothing to ask on a public route. Everything it finds on
+    /// the way (route, kind, action, principal) goes on the trail for the log.
+    async fn map_request<'s>(
         &'s self,
         req: &CheckRequest,
         trail: &mut Trail<'s>,
-    ) -> Result<(), Denial> {
+    ) -> Result<Mapped, Denial> {
         let attrs = req
             .attributes
             .as_ref()
@@ -507,7 +485,7 @@ impl ExtAuthz {
         };
         let route = hit.route;
         if route.public {
-            return Ok(());
+            return Ok(Mapped::Public);
         }
         if self.assertion.is_some() {
             trail.request_line = Some((method.clone(), path.path.clone()));
@@ -697,9 +675,15 @@ impl ExtAuthz {
                 policy_version: resource_cfg.policy_version.clone(),
                 scope: fill_template(&resource_cfg.scope, &hit.params, false),
             },
-            actions: vec![action.clone()],
+            actions: vec![action],
             aux_data: Default::default(),
         };
+        Ok(Mapped::Check(Box::new(input)))
+    }
+
+    /// Step 2: the engine's decision on the mapped question, on one policy snapshot.
+    fn decide_input(&self, input: CheckInput, trail: &mut Trail<'_>) -> Result<(), Denial> {
+        let action = input.actions.first().cloned().unwrap_or_default();
         let snapshot = self.store.snapshot();
         trail.revision = Some(snapshot.revision.clone());
         let checked = snapshot.engine.check(&input);
