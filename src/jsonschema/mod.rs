@@ -22,7 +22,9 @@
 //!
 //! `$dynamicRef` follows draft 2020-12's dynamic scope (the outermost resource entered that
 //! declares the `$dynamicAnchor` wins); draft 2019-09's `$recursiveRef` is not supported: a
-//! document that uses it fails to compile. Keywords that belong to no draft are annotations and are ignored, as in Cerbos.
+//! document that uses it fails to compile. The draft 2020-12 metaschema documents are built in
+//! (`metaschema/`, referenced as `https://json-schema.org/draft/2020-12/...`), and a `$schema`
+//! naming another draft 2020-12 metaschema applies the vocabularies its `$vocabulary` lists. Keywords that belong to no draft are annotations and are ignored, as in Cerbos.
 //! References to other hosts (`https://...`, `file://...`) are never fetched: they fail to
 //! resolve. Schemas or values nested beyond fixed limits (and `$ref` loops that never reach a
 //! child value) fail closed: a compile error or a violation, never a stack overflow.

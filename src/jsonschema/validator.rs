@@ -211,7 +211,11 @@ impl SchemaStore {
             }
             index.add(key, value);
         }
+        index.add_metaschemas_if_referenced();
         for (entry, compiled) in index.docs.iter().zip(compile_all(&index)) {
+            if entry.builtin {
+                continue;
+            }
             let compiled = compiled.map_err(|kind| SchemaError::new(entry.url.clone(), kind));
             results.entry(entry.path.clone()).or_insert(compiled);
         }
@@ -473,6 +477,9 @@ struct DocIndex {
     anchors: HashMap<(String, String), String>,
     /// `$dynamicAnchor`s: (resource base, name) to pointer (also in `anchors`).
     dynamic_anchors: HashMap<(String, String), String>,
+    /// Resource roots that declare `$schema`: the pointer and, for a metaschema other than a
+    /// standard draft's, its URL (its `$vocabulary` decides which keywords apply).
+    metaschemas: Vec<(String, Option<String>)>,
     root_draft: Draft,
 }
 
@@ -482,6 +489,8 @@ struct DocEntry {
     url: String,
     value: Json,
     scan: Result<DocIndex, SchemaErrorKind>,
+    /// One of the built-in draft 2020-12 metaschema documents, not a store document.
+    builtin: bool,
 }
 
 #[derive(Debug, Default)]
@@ -500,6 +509,25 @@ impl StoreIndex {
 
     /// Adds a document retrieved from `url` (the store's documents come from `cerbos:///`).
     fn add_at(&mut self, path: String, url: String, value: Json) {
+        self.by_path.insert(path.clone(), self.docs.len());
+        self.insert(path, url, value, false);
+    }
+
+    /// Adds the draft 2020-12 metaschema documents (`https://json-schema.org/draft/2020-12/...`)
+    /// when a document references one of them, as Cerbos's library has them built in.
+    fn add_metaschemas_if_referenced(&mut self) {
+        if self.docs.iter().any(|d| d.builtin)
+            || !self.docs.iter().any(|d| refers_to_metaschema(&d.value, 0))
+        {
+            return;
+        }
+        for (url, text) in METASCHEMAS_2020_12 {
+            let value = serde_json::from_str(text).expect("a built-in metaschema is valid JSON");
+            self.insert(url.to_string(), url.to_string(), value, true);
+        }
+    }
+
+    fn insert(&mut self, path: String, url: String, value: Json, builtin: bool) {
         let doc = self.docs.len();
         let mut scan = Scan::new(&url);
         let result = scan
@@ -508,18 +536,19 @@ impl StoreIndex {
                 locs: scan.locs,
                 anchors: scan.anchors,
                 dynamic_anchors: scan.dynamic_anchors,
+                metaschemas: scan.metaschemas,
                 root_draft,
             });
         self.resources.insert(url.clone(), (doc, String::new()));
         for (id, ptr) in scan.ids {
             self.resources.entry(id).or_insert((doc, ptr));
         }
-        self.by_path.insert(path.clone(), doc);
         self.docs.push(DocEntry {
             path,
             url,
             value,
             scan: result,
+            builtin,
         });
     }
 
@@ -533,6 +562,139 @@ impl StoreIndex {
             return self.by_path.get(&key).map(|&d| (d, String::new()));
         }
         None
+    }
+}
+
+/// The draft 2020-12 metaschema and its vocabulary metaschemas, vendored from
+/// json-schema-org/json-schema-spec (`src/jsonschema/metaschema/`, with its licence).
+const METASCHEMAS_2020_12: [(&str, &str); 8] = [
+    (
+        "https://json-schema.org/draft/2020-12/schema",
+        include_str!("metaschema/draft2020-12/schema.json"),
+    ),
+    (
+        "https://json-schema.org/draft/2020-12/meta/core",
+        include_str!("metaschema/draft2020-12/meta/core.json"),
+    ),
+    (
+        "https://json-schema.org/draft/2020-12/meta/applicator",
+        include_str!("metaschema/draft2020-12/meta/applicator.json"),
+    ),
+    (
+        "https://json-schema.org/draft/2020-12/meta/unevaluated",
+        include_str!("metaschema/draft2020-12/meta/unevaluated.json"),
+    ),
+    (
+        "https://json-schema.org/draft/2020-12/meta/validation",
+        include_str!("metaschema/draft2020-12/meta/validation.json"),
+    ),
+    (
+        "https://json-schema.org/draft/2020-12/meta/meta-data",
+        include_str!("metaschema/draft2020-12/meta/meta-data.json"),
+    ),
+    (
+        "https://json-schema.org/draft/2020-12/meta/format-annotation",
+        include_str!("metaschema/draft2020-12/meta/format-annotation.json"),
+    ),
+    (
+        "https://json-schema.org/draft/2020-12/meta/content",
+        include_str!("metaschema/draft2020-12/meta/content.json"),
+    ),
+];
+
+/// Whether a `$ref`, `$dynamicRef` or (custom metaschema) `$schema` in `v` names a draft
+/// 2020-12 metaschema document. Bounded by the nesting limit.
+fn refers_to_metaschema(v: &Json, depth: usize) -> bool {
+    if depth > MAX_SCHEMA_DEPTH {
+        return false;
+    }
+    match v {
+        Json::Object(o) => o.iter().any(|(k, v)| match (k.as_str(), v) {
+            ("$ref" | "$dynamicRef", Json::String(s)) => {
+                s.starts_with("https://json-schema.org/draft/2020-12/")
+            }
+            _ => refers_to_metaschema(v, depth + 1),
+        }),
+        Json::Array(a) => a.iter().any(|v| refers_to_metaschema(v, depth + 1)),
+        _ => false,
+    }
+}
+
+/// The draft 2020-12 vocabularies a schema's metaschema enables (`$vocabulary`); the
+/// standard drafts enable all of them.
+#[derive(Clone, Copy, Debug)]
+struct Vocabularies {
+    applicator: bool,
+    unevaluated: bool,
+    validation: bool,
+    format: bool,
+    content: bool,
+}
+
+impl Vocabularies {
+    const ALL: Vocabularies = Vocabularies {
+        applicator: true,
+        unevaluated: true,
+        validation: true,
+        format: true,
+        content: true,
+    };
+
+    /// Reads a metaschema's `$vocabulary`: a vocabulary it does not know and requires
+    /// (`true`) makes the schema unusable; one it does not require is ignored.
+    fn from_metaschema(vocabulary: &serde_json::Map<String, Json>) -> Result<Self, String> {
+        let mut v = Vocabularies {
+            applicator: false,
+            unevaluated: false,
+            validation: false,
+            format: false,
+            content: false,
+        };
+        for (uri, required) in vocabulary {
+            let name = uri.strip_prefix("https://json-schema.org/draft/2020-12/vocab/");
+            match name {
+                Some("core" | "meta-data") => {}
+                Some("applicator") => v.applicator = true,
+                Some("unevaluated") => v.unevaluated = true,
+                Some("validation") => v.validation = true,
+                Some("format-annotation" | "format-assertion") => v.format = true,
+                Some("content") => v.content = true,
+                _ if required.as_bool() == Some(false) => {}
+                _ => return Err(format!("unsupported vocabulary {}", quote(uri))),
+            }
+        }
+        Ok(v)
+    }
+
+    /// Whether keyword `kw` belongs to an enabled vocabulary (core and unknown keywords do).
+    fn allows(&self, kw: &str) -> bool {
+        match kw {
+            "properties"
+            | "patternProperties"
+            | "additionalProperties"
+            | "propertyNames"
+            | "dependentSchemas"
+            | "prefixItems"
+            | "items"
+            | "contains"
+            | "allOf"
+            | "anyOf"
+            | "oneOf"
+            | "not"
+            | "if"
+            | "then"
+            | "else" => self.applicator,
+            "unevaluatedProperties" | "unevaluatedItems" => self.unevaluated,
+            "type" | "const" | "enum" | "multipleOf" | "maximum" | "exclusiveMaximum"
+            | "minimum" | "exclusiveMinimum" | "maxLength" | "minLength" | "pattern"
+            | "maxItems" | "minItems" | "uniqueItems" | "maxContains" | "minContains"
+            | "maxProperties" | "minProperties" | "required" | "dependentRequired" => {
+                self.validation
+            }
+            "format" => self.format,
+            "contentEncoding" | "contentMediaType" | "contentSchema" => self.content,
+            _ => true,
+        }
     }
 }
 
@@ -800,6 +962,7 @@ struct Scan<'a> {
     anchors: HashMap<(String, String), String>,
     dynamic_anchors: HashMap<(String, String), String>,
     ids: Vec<(String, String)>,
+    metaschemas: Vec<(String, Option<String>)>,
 }
 
 /// Where a value sits: in the document (`ptr`) and in the metaschema (`meta`).
@@ -818,6 +981,7 @@ impl<'a> Scan<'a> {
             anchors: HashMap::new(),
             dynamic_anchors: HashMap::new(),
             ids: Vec::new(),
+            metaschemas: Vec::new(),
         }
     }
 
@@ -939,8 +1103,12 @@ impl<'a> Scan<'a> {
             )?;
             if is_resource_root {
                 let s = s.as_str().unwrap_or_default();
-                draft = Draft::from_url(s)
-                    .ok_or_else(|| self.invalid(format!("unsupported $schema {}", quote(s))))?;
+                // Another metaschema is read as draft 2020-12 here; building the schema
+                // checks that it is one and applies its vocabularies.
+                let custom = Draft::from_url(s).is_none();
+                draft = Draft::from_url(s).unwrap_or(Draft::V2020);
+                self.metaschemas
+                    .push((ptr.to_owned(), custom.then(|| s.to_owned())));
             }
         }
         let at = At { ptr, meta, draft };
@@ -1737,6 +1905,52 @@ struct Builder<'s> {
 }
 
 impl Builder<'_> {
+    /// The vocabularies that apply at `ptr`: those of the metaschema the nearest enclosing
+    /// resource names with `$schema`, all of them for a standard draft.
+    fn vocabularies(&self, doc: usize, ptr: &str) -> Result<Vocabularies, SchemaErrorKind> {
+        let entry = &self.store.docs[doc];
+        let Ok(index) = entry.scan.as_ref() else {
+            return Ok(Vocabularies::ALL);
+        };
+        let within = |root: &str| {
+            ptr.strip_prefix(root)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        let nearest = index
+            .metaschemas
+            .iter()
+            .filter(|(root, _)| within(root))
+            .max_by_key(|(root, _)| root.len());
+        let Some((_, Some(url))) = nearest else {
+            return Ok(Vocabularies::ALL);
+        };
+        let unsupported = |why: &str| SchemaErrorKind::Invalid {
+            schema: entry.url.clone(),
+            reason: format!("unsupported $schema {}{why}", quote(url)),
+        };
+        let meta = self
+            .store
+            .find_resource(split_fragment(url).0)
+            .and_then(|(mdoc, mptr)| self.store.docs[mdoc].value.pointer(&mptr))
+            .and_then(Json::as_object)
+            .ok_or_else(|| unsupported(""))?;
+        let meta_draft = meta
+            .get("$schema")
+            .and_then(Json::as_str)
+            .and_then(Draft::from_url);
+        if meta_draft != Some(Draft::V2020) {
+            return Err(unsupported(": not a draft 2020-12 metaschema"));
+        }
+        match meta.get("$vocabulary").and_then(Json::as_object) {
+            None => Ok(Vocabularies::ALL),
+            Some(list) => {
+                Vocabularies::from_metaschema(list).map_err(|e| unsupported(&format!(": {e}")))
+            }
+        }
+    }
+}
+
+impl Builder<'_> {
     fn schedule(&mut self, doc: usize, ptr: &str) -> Result<NodeId, SchemaErrorKind> {
         if let Some(&id) = self.memo.get(&(doc, ptr.to_owned())) {
             return Ok(id);
@@ -1809,6 +2023,7 @@ impl Builder<'_> {
         loc: &Loc,
     ) -> Result<ObjNode, SchemaErrorKind> {
         let draft = loc.draft;
+        let vocabularies = self.vocabularies(doc, ptr)?;
         let mut n = ObjNode::default();
         let next = self.resources.len();
         n.resource = *self.resources.entry(loc.base.clone()).or_insert(next);
@@ -1827,7 +2042,7 @@ impl Builder<'_> {
         let v2020 = draft == Draft::V2020;
         let mut exclusive_max_flag = false;
         let mut exclusive_min_flag = false;
-        for (k, v) in obj {
+        for (k, v) in obj.iter().filter(|(k, _)| vocabularies.allows(k)) {
             match k.as_str() {
                 "type" => {
                     let names: Vec<&str> = match v {
@@ -3683,6 +3898,53 @@ mod tests {
             .iter()
             .map(|(p, m)| ((*p).to_owned(), (*m).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn issue_16_builtin_metaschema_and_vocabularies() {
+        // A $ref to the draft 2020-12 metaschema resolves to the built-in documents; they
+        // never appear as store documents.
+        let st = store(&[(
+            "s.json",
+            json!({"$ref": "https://json-schema.org/draft/2020-12/schema"}),
+        )]);
+        assert_eq!(st.paths().collect::<Vec<_>>(), ["s.json"]);
+        let meta = st.get("cerbos:///s.json").expect("compiled");
+        assert!(meta.is_valid(&crate::cel::from_json(&json!({"type": "string"}))));
+        assert!(!meta.is_valid(&crate::cel::from_json(&json!({"type": 7}))));
+        // A custom metaschema without the validation vocabulary: applicators apply,
+        // validation keywords do not.
+        let no_validation = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$vocabulary": {
+                "https://json-schema.org/draft/2020-12/vocab/core": true,
+                "https://json-schema.org/draft/2020-12/vocab/applicator": true
+            }
+        });
+        let s = json!({"$schema": "cerbos:///meta.json",
+                       "properties": {"a": false, "n": {"minimum": 10}}});
+        let st = store(&[("meta.json", no_validation), ("s.json", s)]);
+        let compiled = st.get("cerbos:///s.json").expect("compiled");
+        assert!(compiled.is_valid(&crate::cel::from_json(&json!({"n": 1}))));
+        assert!(!compiled.is_valid(&crate::cel::from_json(&json!({"a": 1}))));
+        // A required vocabulary the validator does not know makes the schema unusable.
+        let unknown = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$vocabulary": {"https://example.com/vocab/x": true}
+        });
+        let err = SchemaStore::new(vec![
+            ("meta.json".to_owned(), unknown),
+            (
+                "s.json".to_owned(),
+                json!({"$schema": "cerbos:///meta.json"}),
+            ),
+        ])
+        .expect_err("an unknown required vocabulary");
+        assert!(
+            err.to_string()
+                .contains("unsupported vocabulary 'https://example.com/vocab/x'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -104,6 +104,7 @@ fn run_case(
             doc.clone(),
         );
     }
+    index.add_metaschemas_if_referenced();
     let compiled = compile_all(&index)
         .into_iter()
         .next()
