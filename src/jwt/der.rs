@@ -1,33 +1,29 @@
-//! Just enough PEM and DER to pull public keys out of key files.
+//! Public keys out of PEM key files, read with the RustCrypto crates (`der`, `spki`,
+//! `pkcs1`, `pkcs8`, `sec1`).
 //!
-//! Reads SubjectPublicKeyInfo (`PUBLIC KEY`), X.509 certificates, PKCS#1 RSA
-//! keys and the public half of PKCS#8 / SEC1 private keys. Every read is
-//! bounds-checked; malformed input yields an error, never a panic.
+//! Reads SubjectPublicKeyInfo (`PUBLIC KEY`), X.509 certificates, PKCS#1 RSA keys and the
+//! public half of PKCS#8 / SEC1 private keys. Malformed input yields an error, never a panic.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use der::asn1::{AnyRef, ObjectIdentifier, UintRef};
+use der::{Decode, Encode, Reader, SliceReader, Tag, TagNumber};
+use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 
 use super::key::{Curve, Material};
 
-const TAG_INTEGER: u8 = 0x02;
-const TAG_BIT_STRING: u8 = 0x03;
-const TAG_OCTET_STRING: u8 = 0x04;
-const TAG_OID: u8 = 0x06;
-const TAG_SEQUENCE: u8 = 0x30;
-const TAG_CONTEXT_0: u8 = 0xA0;
-const TAG_CONTEXT_1: u8 = 0xA1;
-const TAG_CONTEXT_1_PRIMITIVE: u8 = 0x81;
-
-const OID_RSA_ENCRYPTION: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01];
-const OID_RSASSA_PSS: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0A];
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x2B, 0x81, 0x04, 0x00, 0x22];
-const OID_P521: &[u8] = &[0x2B, 0x81, 0x04, 0x00, 0x23];
-const OID_ED25519: &[u8] = &[0x2B, 0x65, 0x70];
+const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const OID_RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_P521: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// A failure to read PEM or DER, as a human-readable reason.
 pub(crate) type DerResult<T> = Result<T, String>;
+
+fn der_error(what: &str) -> impl Fn(der::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
 
 // === PEM ===
 
@@ -38,42 +34,30 @@ pub(crate) struct PemBlock {
     pub(crate) der: Vec<u8>,
 }
 
-/// Every PEM block in `text`, in order. Text between blocks is ignored.
+/// Every PEM block in `text`, in order (RFC 7468, decoded by `pem-rfc7468`). Text between
+/// blocks is ignored.
 pub(crate) fn parse_pem(text: &str) -> DerResult<Vec<PemBlock>> {
     let mut blocks = Vec::new();
-    let mut lines = text.lines().map(str::trim);
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|rest| rest.strip_suffix("-----"))
-        else {
-            continue;
-        };
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let label = block["-----BEGIN ".len()..]
+            .split_once("-----")
+            .map(|(label, _)| label)
+            .filter(|label| !label.contains('\n'))
+            .ok_or("PEM BEGIN line is not closed")?;
         let end = format!("-----END {label}-----");
-        let mut body = String::new();
-        let mut closed = false;
-        for line in lines.by_ref() {
-            if line == end {
-                closed = true;
-                break;
-            }
-            if line.contains(':') {
-                return Err(format!(
-                    "PEM block {label:?} has headers (encrypted keys are not supported)"
-                ));
-            }
-            body.push_str(line);
-        }
-        if !closed {
+        let Some(end_at) = block.find(&end) else {
             return Err(format!("PEM block {label:?} has no END line"));
-        }
-        let der = STANDARD
-            .decode(body.as_bytes())
-            .map_err(|e| format!("PEM block {label:?} is not valid base64: {e}"))?;
+        };
+        let one = &block[..end_at + end.len()];
+        let (_, der) = der::pem::decode_vec(one.as_bytes())
+            .map_err(|e| format!("PEM block {label:?} is not valid: {e}"))?;
         blocks.push(PemBlock {
             label: label.to_string(),
             der,
         });
+        rest = &block[end_at + end.len()..];
     }
     if blocks.is_empty() {
         return Err("no PEM blocks found".to_string());
@@ -89,7 +73,7 @@ pub(crate) fn key_from_pem_block(block: &PemBlock) -> DerResult<Option<Material>
         "PUBLIC KEY" => spki(der)?,
         "CERTIFICATE" => certificate(der)?,
         "RSA PUBLIC KEY" => rsa_public_key(der, false)?,
-        "RSA PRIVATE KEY" => rsa_private_key(der)?,
+        "RSA PRIVATE KEY" => rsa_private_key(der, false)?,
         "PRIVATE KEY" => pkcs8(der)?,
         "EC PRIVATE KEY" => sec1(der, None)?,
         "EC PARAMETERS" => return Ok(None),
@@ -98,110 +82,9 @@ pub(crate) fn key_from_pem_block(block: &PemBlock) -> DerResult<Option<Material>
     Ok(Some(material))
 }
 
-// === DER reader ===
+// === key structures ===
 
-/// One tag-length-value element.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Tlv<'a> {
-    pub(crate) tag: u8,
-    pub(crate) value: &'a [u8],
-}
-
-/// A cursor over consecutive DER elements.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Reader { rest: bytes }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn peek_tag(&self) -> Option<u8> {
-        self.rest.first().copied()
-    }
-
-    /// The next element. Only low tag numbers and definite lengths.
-    pub(crate) fn next(&mut self) -> DerResult<Tlv<'a>> {
-        let (&tag, rest) = self.rest.split_first().ok_or("truncated DER")?;
-        if tag & 0x1F == 0x1F {
-            return Err("unsupported DER tag".to_string());
-        }
-        let (&first, mut rest) = rest.split_first().ok_or("truncated DER")?;
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            let count = usize::from(first & 0x7F);
-            if count == 0 || count > 4 {
-                return Err("unsupported DER length".to_string());
-            }
-            let (bytes, after) = rest.split_at_checked(count).ok_or("truncated DER")?;
-            rest = after;
-            bytes.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b))
-        };
-        let (value, after) = rest.split_at_checked(len).ok_or("truncated DER")?;
-        self.rest = after;
-        Ok(Tlv { tag, value })
-    }
-
-    /// The next element, which must carry `tag`.
-    pub(crate) fn expect(&mut self, tag: u8, what: &str) -> DerResult<&'a [u8]> {
-        let tlv = self.next()?;
-        if tlv.tag != tag {
-            return Err(format!("expected {what} in DER"));
-        }
-        Ok(tlv.value)
-    }
-
-    /// The next element if it carries `tag`.
-    fn optional(&mut self, tag: u8) -> DerResult<Option<&'a [u8]>> {
-        if self.peek_tag() == Some(tag) {
-            self.next().map(|t| Some(t.value))
-        } else {
-            Ok(None)
-        }
-    }
-}
-
-/// The value of a single SEQUENCE filling all of `der`.
-fn outer_sequence(der: &[u8]) -> DerResult<Reader<'_>> {
-    let mut r = Reader::new(der);
-    let seq = r.expect(TAG_SEQUENCE, "SEQUENCE")?;
-    if !r.is_empty() {
-        return Err("trailing data after DER".to_string());
-    }
-    Ok(Reader::new(seq))
-}
-
-/// An unsigned big-endian INTEGER without leading zero bytes.
-fn unsigned(bytes: &[u8]) -> DerResult<Vec<u8>> {
-    let trimmed: &[u8] = match bytes.iter().position(|&b| b != 0) {
-        Some(i) => &bytes[i..],
-        None => &[],
-    };
-    if trimmed.is_empty() {
-        return Err("zero INTEGER in key".to_string());
-    }
-    if bytes.first().is_some_and(|&b| b & 0x80 != 0) {
-        return Err("negative INTEGER in key".to_string());
-    }
-    Ok(trimmed.to_vec())
-}
-
-/// A BIT STRING's bytes; it must have no unused bits.
-fn bit_string(value: &[u8]) -> DerResult<&[u8]> {
-    match value.split_first() {
-        Some((0, bits)) => Ok(bits),
-        _ => Err("BIT STRING with unused bits".to_string()),
-    }
-}
-
-fn curve_from_oid(oid: &[u8]) -> DerResult<Curve> {
+fn curve_from_oid(oid: ObjectIdentifier) -> DerResult<Curve> {
     match oid {
         OID_P256 => Ok(Curve::P256),
         OID_P384 => Ok(Curve::P384),
@@ -210,40 +93,39 @@ fn curve_from_oid(oid: &[u8]) -> DerResult<Curve> {
     }
 }
 
-/// AlgorithmIdentifier: the OID and its parameters.
-fn algorithm_identifier<'a>(seq: &'a [u8]) -> DerResult<(&'a [u8], Option<Tlv<'a>>)> {
-    let mut r = Reader::new(seq);
-    let oid = r.expect(TAG_OID, "algorithm OID")?;
-    let params = if r.is_empty() { None } else { Some(r.next()?) };
-    Ok((oid, params))
+/// The named curve in an EC AlgorithmIdentifier's parameters.
+fn named_curve(algorithm: &AlgorithmIdentifierRef<'_>) -> DerResult<Curve> {
+    let oid = algorithm
+        .parameters_oid()
+        .map_err(|_| "EC key without a named curve".to_string())?;
+    curve_from_oid(oid)
 }
 
-fn named_curve(params: Option<Tlv<'_>>) -> DerResult<Curve> {
-    match params {
-        Some(Tlv {
-            tag: TAG_OID,
-            value,
-        }) => curve_from_oid(value),
-        _ => Err("EC key without a named curve".to_string()),
+/// An unsigned big-endian INTEGER (leading zeros already stripped by `UintRef`).
+fn unsigned(value: UintRef<'_>) -> DerResult<Vec<u8>> {
+    let bytes = value.as_bytes();
+    if bytes.iter().all(|&b| b == 0) {
+        return Err("zero INTEGER in key".to_string());
     }
+    Ok(bytes.to_vec())
 }
-
-// === key structures ===
 
 /// SubjectPublicKeyInfo.
 pub(crate) fn spki(der: &[u8]) -> DerResult<Material> {
-    let mut r = outer_sequence(der)?;
-    spki_fields(&mut r)
+    let info = SubjectPublicKeyInfoRef::from_der(der).map_err(der_error("SubjectPublicKeyInfo"))?;
+    spki_material(&info)
 }
 
-fn spki_fields(r: &mut Reader<'_>) -> DerResult<Material> {
-    let (oid, params) = algorithm_identifier(r.expect(TAG_SEQUENCE, "AlgorithmIdentifier")?)?;
-    let key = bit_string(r.expect(TAG_BIT_STRING, "public key BIT STRING")?)?;
-    match oid {
+fn spki_material(info: &SubjectPublicKeyInfoRef<'_>) -> DerResult<Material> {
+    let key = info
+        .subject_public_key
+        .as_bytes()
+        .ok_or("BIT STRING with unused bits")?;
+    match info.algorithm.oid {
         OID_RSA_ENCRYPTION => rsa_public_key(key, false),
         OID_RSASSA_PSS => rsa_public_key(key, true),
         OID_EC_PUBLIC_KEY => Ok(Material::Ec {
-            curve: named_curve(params)?,
+            curve: named_curve(&info.algorithm)?,
             point: key.to_vec(),
         }),
         OID_ED25519 => Ok(Material::Ed25519(key.to_vec())),
@@ -251,62 +133,69 @@ fn spki_fields(r: &mut Reader<'_>) -> DerResult<Material> {
     }
 }
 
-/// An X.509 certificate: the SubjectPublicKeyInfo of its TBSCertificate.
+/// An X.509 certificate: the SubjectPublicKeyInfo of its TBSCertificate. Only the fields
+/// before it are stepped over; the certificate is not verified (it is a key container).
 pub(crate) fn certificate(der: &[u8]) -> DerResult<Material> {
-    let mut cert = outer_sequence(der)?;
-    let mut tbs = Reader::new(cert.expect(TAG_SEQUENCE, "TBSCertificate")?);
-    tbs.optional(TAG_CONTEXT_0)?;
-    tbs.expect(TAG_INTEGER, "certificate serial number")?;
-    tbs.expect(TAG_SEQUENCE, "certificate signature algorithm")?;
-    tbs.expect(TAG_SEQUENCE, "certificate issuer")?;
-    tbs.expect(TAG_SEQUENCE, "certificate validity")?;
-    tbs.expect(TAG_SEQUENCE, "certificate subject")?;
-    let mut spki = Reader::new(tbs.expect(TAG_SEQUENCE, "SubjectPublicKeyInfo")?);
-    spki_fields(&mut spki)
+    let mut reader = SliceReader::new(der).map_err(der_error("certificate"))?;
+    let info = reader
+        .sequence(|cert| {
+            let info = cert.sequence(|tbs| {
+                let version = Tag::ContextSpecific {
+                    constructed: true,
+                    number: TagNumber::N0,
+                };
+                if tbs.peek_tag()? == version {
+                    AnyRef::decode(tbs)?;
+                }
+                // Serial number, signature algorithm, issuer, validity, subject.
+                for _ in 0..5 {
+                    AnyRef::decode(tbs)?;
+                }
+                let info = SubjectPublicKeyInfoRef::decode(tbs)?;
+                while !tbs.is_finished() {
+                    AnyRef::decode(tbs)?;
+                }
+                Ok(info)
+            })?;
+            while !cert.is_finished() {
+                AnyRef::decode(cert)?;
+            }
+            Ok(info)
+        })
+        .map_err(der_error("certificate"))?;
+    let info = reader.finish(info).map_err(der_error("certificate"))?;
+    spki_material(&info)
 }
 
 /// PKCS#1 RSAPublicKey: `SEQUENCE { n, e }`.
 fn rsa_public_key(der: &[u8], pss_only: bool) -> DerResult<Material> {
-    let mut r = outer_sequence(der)?;
-    let n = unsigned(r.expect(TAG_INTEGER, "RSA modulus")?)?;
-    let e = unsigned(r.expect(TAG_INTEGER, "RSA exponent")?)?;
-    Ok(Material::Rsa { n, e, pss_only })
+    let key = pkcs1::RsaPublicKey::from_der(der).map_err(der_error("RSA public key"))?;
+    Ok(Material::Rsa {
+        n: unsigned(key.modulus)?,
+        e: unsigned(key.public_exponent)?,
+        pss_only,
+    })
 }
 
-/// PKCS#1 RSAPrivateKey: `SEQUENCE { version, n, e, d, ... }`; keeps n and e.
-fn rsa_private_key(der: &[u8]) -> DerResult<Material> {
-    let mut r = outer_sequence(der)?;
-    r.expect(TAG_INTEGER, "RSA key version")?;
-    let n = unsigned(r.expect(TAG_INTEGER, "RSA modulus")?)?;
-    let e = unsigned(r.expect(TAG_INTEGER, "RSA exponent")?)?;
+/// PKCS#1 RSAPrivateKey; keeps n and e.
+fn rsa_private_key(der: &[u8], pss_only: bool) -> DerResult<Material> {
+    let key = pkcs1::RsaPrivateKey::from_der(der).map_err(der_error("RSA private key"))?;
     Ok(Material::Rsa {
-        n,
-        e,
-        pss_only: false,
+        n: unsigned(key.modulus)?,
+        e: unsigned(key.public_exponent)?,
+        pss_only,
     })
 }
 
 /// PKCS#8 PrivateKeyInfo / OneAsymmetricKey: the public half.
 fn pkcs8(der: &[u8]) -> DerResult<Material> {
-    let mut r = outer_sequence(der)?;
-    r.expect(TAG_INTEGER, "PKCS#8 version")?;
-    let (oid, params) = algorithm_identifier(r.expect(TAG_SEQUENCE, "AlgorithmIdentifier")?)?;
-    let private = r.expect(TAG_OCTET_STRING, "private key OCTET STRING")?;
-    r.optional(TAG_CONTEXT_0)?;
-    let public = r.optional(TAG_CONTEXT_1_PRIMITIVE)?;
-    match oid {
-        OID_RSA_ENCRYPTION => rsa_private_key(private),
-        OID_RSASSA_PSS => match rsa_private_key(private)? {
-            Material::Rsa { n, e, .. } => Ok(Material::Rsa {
-                n,
-                e,
-                pss_only: true,
-            }),
-            other => Ok(other),
-        },
-        OID_EC_PUBLIC_KEY => sec1(private, Some(named_curve(params)?)),
-        OID_ED25519 => match public {
-            Some(bits) => Ok(Material::Ed25519(bit_string(bits)?.to_vec())),
+    let info = pkcs8::PrivateKeyInfo::from_der(der).map_err(der_error("PKCS#8 private key"))?;
+    match info.algorithm.oid {
+        OID_RSA_ENCRYPTION => rsa_private_key(info.private_key, false),
+        OID_RSASSA_PSS => rsa_private_key(info.private_key, true),
+        OID_EC_PUBLIC_KEY => sec1(info.private_key, Some(named_curve(&info.algorithm)?)),
+        OID_ED25519 => match info.public_key {
+            Some(key) => Ok(Material::Ed25519(key.to_vec())),
             None => Err(
                 "Ed25519 private key without its public key; supply the public key instead"
                     .to_string(),
@@ -318,18 +207,14 @@ fn pkcs8(der: &[u8]) -> DerResult<Material> {
 
 /// SEC1 ECPrivateKey; `curve` comes from the PKCS#8 wrapper when there is one.
 fn sec1(der: &[u8], curve: Option<Curve>) -> DerResult<Material> {
-    let mut r = outer_sequence(der)?;
-    r.expect(TAG_INTEGER, "EC key version")?;
-    r.expect(TAG_OCTET_STRING, "EC private key")?;
-    let params = r.optional(TAG_CONTEXT_0)?;
-    let public = r.optional(TAG_CONTEXT_1)?;
-    let curve = match (curve, params) {
+    let key = sec1::EcPrivateKey::from_der(der).map_err(der_error("EC private key"))?;
+    let curve = match (curve, key.parameters.and_then(|p| p.named_curve())) {
         (Some(c), _) => c,
-        (None, Some(p)) => curve_from_oid(Reader::new(p).expect(TAG_OID, "EC curve OID")?)?,
+        (None, Some(oid)) => curve_from_oid(oid)?,
         (None, None) => return Err("EC private key without a named curve".to_string()),
     };
-    let point = match public {
-        Some(p) => bit_string(Reader::new(p).expect(TAG_BIT_STRING, "EC public key")?)?.to_vec(),
+    let point = match key.public_key {
+        Some(p) => p.to_vec(),
         None => derive_ec_point(der, curve)?,
     };
     Ok(Material::Ec { curve, point })
@@ -342,16 +227,16 @@ fn derive_ec_point(sec1: &[u8], curve: Curve) -> DerResult<Vec<u8>> {
         Curve::P256 => OID_P256,
         Curve::P384 => OID_P384,
     };
-    let alg_id = [tlv(TAG_OID, OID_EC_PUBLIC_KEY), tlv(TAG_OID, curve_oid)].concat();
-    let pkcs8 = tlv(
-        TAG_SEQUENCE,
-        &[
-            tlv(TAG_INTEGER, &[0]),
-            tlv(TAG_SEQUENCE, &alg_id),
-            tlv(TAG_OCTET_STRING, sec1),
-        ]
-        .concat(),
-    );
+    let parameters = AnyRef::from(&curve_oid);
+    let pkcs8 = pkcs8::PrivateKeyInfo::new(
+        AlgorithmIdentifierRef {
+            oid: OID_EC_PUBLIC_KEY,
+            parameters: Some(parameters),
+        },
+        sec1,
+    )
+    .to_der()
+    .map_err(der_error("cannot derive the EC public key"))?;
     let key = jsonwebtoken::EncodingKey::from_ec_der(&pkcs8);
     let jwk = Jwk::from_encoding_key(&key, curve.algorithm())
         .map_err(|e| format!("cannot derive the EC public key: {e}"))?;
@@ -361,25 +246,6 @@ fn derive_ec_point(sec1: &[u8], curve: Curve) -> DerResult<Vec<u8>> {
     let x = super::key::b64url(&params.x).map_err(|e| format!("derived EC key: {e}"))?;
     let y = super::key::b64url(&params.y).map_err(|e| format!("derived EC key: {e}"))?;
     Ok([&[0x04][..], &x, &y].concat())
-}
-
-/// Encodes one DER element.
-pub(crate) fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = value.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|&b| b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend_from_slice(&bytes);
-    }
-    out.extend_from_slice(value);
-    out
 }
 
 #[cfg(test)]
@@ -481,7 +347,7 @@ MC4CAQAwBQYDK2VwBCIEICGoehlvy4uHn4nXH9Vf3NKB3vCyOPltlHZmCOgTFMLd
         let err = parse_pem("-----BEGIN PUBLIC KEY-----\nAAAA").unwrap_err();
         assert!(err.contains("no END line"), "{err}");
         let err = parse_pem("-----BEGIN X-----\n!!!\n-----END X-----").unwrap_err();
-        assert!(err.contains("not valid base64"), "{err}");
+        assert!(err.contains("is not valid"), "{err}");
         let block = PemBlock {
             label: "DSA PRIVATE KEY".into(),
             der: vec![],
@@ -497,7 +363,7 @@ MC4CAQAwBQYDK2VwBCIEICGoehlvy4uHn4nXH9Vf3NKB3vCyOPltlHZmCOgTFMLd
     fn truncated_and_mutated_der_never_panics() {
         let der = parse_pem(EC_CERT).unwrap().remove(0).der;
         for cut in 0..der.len() {
-            let _ = certificate(&der[..cut]);
+            assert!(certificate(&der[..cut]).is_err());
             let _ = spki(&der[..cut]);
             let _ = pkcs8(&der[..cut]);
         }
@@ -506,25 +372,34 @@ MC4CAQAwBQYDK2VwBCIEICGoehlvy4uHn4nXH9Vf3NKB3vCyOPltlHZmCOgTFMLd
             m[i] ^= 0xFF;
             let _ = certificate(&m);
         }
-        assert!(Reader::new(&[0x30, 0x85, 1, 1, 1, 1, 1]).next().is_err());
-        assert!(Reader::new(&[0x1F, 0x00]).next().is_err());
+        assert!(spki(&[0x30, 0x85, 1, 1, 1, 1, 1]).is_err());
+        assert!(spki(&[0x1F, 0x00]).is_err());
+    }
+
+    /// Encodes one DER element (test input only).
+    fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = value.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|&b| b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend_from_slice(&bytes);
+        }
+        out.extend_from_slice(value);
+        out
     }
 
     #[test]
-    fn tlv_round_trip() {
-        let long = vec![7u8; 300];
-        let enc = tlv(TAG_OCTET_STRING, &long);
-        let mut r = Reader::new(&enc);
-        let t = r.next().unwrap();
-        assert_eq!((t.tag, t.value.len()), (TAG_OCTET_STRING, 300));
-        assert!(r.is_empty());
+    fn rsa_public_key_in_spki() {
         let rsa = tlv(
-            TAG_SEQUENCE,
-            &[
-                tlv(TAG_INTEGER, &[0, 0xC1, 3]),
-                tlv(TAG_INTEGER, &[1, 0, 1]),
-            ]
-            .concat(),
+            0x30,
+            &[tlv(0x02, &[0, 0xC1, 3]), tlv(0x02, &[1, 0, 1])].concat(),
         );
         match rsa_public_key(&rsa, false).unwrap() {
             Material::Rsa { n, e, .. } => {
@@ -533,17 +408,21 @@ MC4CAQAwBQYDK2VwBCIEICGoehlvy4uHn4nXH9Vf3NKB3vCyOPltlHZmCOgTFMLd
             }
             other => panic!("unexpected {other:?}"),
         }
+        let rsa_oid = OID_RSA_ENCRYPTION.to_der().unwrap();
         let spki_der = tlv(
-            TAG_SEQUENCE,
+            0x30,
             &[
-                tlv(
-                    TAG_SEQUENCE,
-                    &[tlv(TAG_OID, OID_RSA_ENCRYPTION), vec![0x05, 0x00]].concat(),
-                ),
-                tlv(TAG_BIT_STRING, &[&[0u8][..], &rsa].concat()),
+                tlv(0x30, &[rsa_oid, vec![0x05, 0x00]].concat()),
+                tlv(0x03, &[&[0u8][..], &rsa].concat()),
             ]
             .concat(),
         );
         assert!(matches!(spki(&spki_der).unwrap(), Material::Rsa { .. }));
+        // A negative modulus is refused.
+        let negative = tlv(
+            0x30,
+            &[tlv(0x02, &[0xC1, 3]), tlv(0x02, &[1, 0, 1])].concat(),
+        );
+        assert!(rsa_public_key(&negative, false).is_err());
     }
 }
