@@ -10,7 +10,6 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::OnceCell;
 
@@ -62,7 +61,7 @@ struct Slot {
 
 /// Fetches and caches attribute documents.
 pub struct AttributeFetcher {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<crate::http_client::ProxyConnector>, Empty<Bytes>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 

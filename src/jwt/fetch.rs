@@ -9,11 +9,11 @@ use hyper::body::Bytes;
 use hyper::header::{ACCEPT, USER_AGENT};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 /// The HTTP client used for key-set fetches.
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+pub(crate) type HttpClient =
+    Client<HttpsConnector<crate::http_client::ProxyConnector>, Empty<Bytes>>;
 
 /// Largest accepted key-set document.
 pub(crate) const MAX_KEY_SET_BYTES: usize = 1 << 20;

@@ -7,7 +7,6 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
@@ -23,7 +22,7 @@ use crate::metrics::{Metrics, SpanExport};
 
 /// Where and how spans are sent.
 pub(super) struct Exporter {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<crate::http_client::ProxyConnector>, Full<Bytes>>,
     uri: hyper::Uri,
     headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
     resource: Resource,
