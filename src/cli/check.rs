@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use crate::cel::Timestamp;
 use crate::cel::{MapValue, Value, from_json};
 use crate::engine::{
-    CheckInput, Engine, EngineConfig, Principal, Resource, SchemaEnforcement, Trace, effect_name,
+    CheckInput, Engine, EngineConfig, Principal, Resource, SchemaEnforcement, Trace,
     input_from_json, output_to_json,
 };
 use crate::policy::{CompiledPolicySet, load_and_compile};
@@ -232,7 +232,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
                 println!(
                     "  {:width$}  {:12}  {}{scope}",
                     a.action,
-                    effect_name(a.effect),
+                    a.effect.as_str(),
                     a.policy
                 );
             }

@@ -7,7 +7,6 @@ use serde_json::{Map, Value as Json};
 
 use super::types::{AuxData, CheckInput, CheckOutput, Principal, Resource};
 use crate::cel::{MapValue, Value, from_json};
-use crate::policy::compiled::Effect;
 
 /// A malformed check input.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -139,21 +138,13 @@ pub fn input_from_json(v: &Json) -> Result<CheckInput, InputError> {
     })
 }
 
-/// Cerbos's name of an effect.
-pub fn effect_name(e: Effect) -> &'static str {
-    match e {
-        Effect::Allow => "EFFECT_ALLOW",
-        Effect::Deny => "EFFECT_DENY",
-    }
-}
-
 /// Writes a check output as a `cerbos.engine.v1.CheckOutput` (protojson names; empty
 /// fields omitted).
 pub fn output_to_json(o: &CheckOutput) -> Json {
     let mut actions = Map::new();
     for a in &o.actions {
         let mut e = Map::new();
-        e.insert("effect".into(), Json::from(effect_name(a.effect)));
+        e.insert("effect".into(), Json::from(a.effect.as_str()));
         if !a.policy.is_empty() {
             e.insert("policy".into(), Json::from(a.policy.as_str()));
         }

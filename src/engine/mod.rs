@@ -14,7 +14,7 @@ use crate::cel::Timestamp;
 use crate::policy::compiled::CompiledPolicySet;
 
 pub use check::{CheckError, NO_MATCH};
-pub use json::{InputError, effect_name, input_from_json, output_to_json};
+pub use json::{InputError, input_from_json, output_to_json};
 pub use trace::{Trace, TraceEvent};
 pub use types::{
     ActionEffect, AuxData, CheckInput, CheckOutput, EngineConfig, EvaluationError, OutputEntry,

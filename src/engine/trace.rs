@@ -104,12 +104,6 @@ impl Trace {
     }
 }
 
-/// `ALLOW` / `DENY`: Cerbos's name of the effect without its `EFFECT_` prefix.
-fn effect_name(e: Effect) -> &'static str {
-    let name = super::json::effect_name(e);
-    name.strip_prefix("EFFECT_").unwrap_or(name)
-}
-
 impl fmt::Display for TraceEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -159,7 +153,7 @@ impl fmt::Display for TraceEvent {
             } => write!(
                 f,
                 "  [{action}] rule {policy}#{rule} at {at} ({}): {} ({note})",
-                effect_name(*effect),
+                effect.short_name(),
                 if *matched { "applies" } else { "skipped" }
             ),
             TraceEvent::RoleNoMatch { action, policy } => {
@@ -173,7 +167,7 @@ impl fmt::Display for TraceEvent {
             } => write!(
                 f,
                 "=> {action}: {} by {policy}{}",
-                effect_name(*effect),
+                effect.short_name(),
                 if scope.is_empty() {
                     String::new()
                 } else {

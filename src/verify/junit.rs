@@ -3,7 +3,6 @@
 
 use super::compat::protojson;
 use super::results::{Outcome, OutputFailureKind, Summary, TestResults, Verdict};
-use super::table::effect_name;
 
 const SKIP_TEST_CASE: &str = "This test was skipped";
 const SKIP_TEST_SUITE: &str = "This test suite was skipped";
@@ -249,8 +248,8 @@ fn test_case(result: Verdict, outcome: &Outcome) -> (Verdict, Option<El>) {
                     .collect();
                 kids.push(El::new("outputs").children(outputs));
             }
-            kids.push(El::new("actual").text(effect_name(*actual)));
-            kids.push(El::new("expected").text(effect_name(*expected)));
+            kids.push(El::new("actual").text(actual.as_str()));
+            kids.push(El::new("expected").text(expected.as_str()));
             Some(
                 El::new("failure")
                     .attr("type", result.as_str())
@@ -274,8 +273,8 @@ fn test_case(result: Verdict, outcome: &Outcome) -> (Verdict, Option<El>) {
                     .collect();
                 kids.push(El::new("outputs").children(outputs));
             }
-            kids.push(El::new("actual").text(effect_name(*effect)));
-            kids.push(El::new("expected").text(effect_name(*effect)));
+            kids.push(El::new("actual").text(effect.as_str()));
+            kids.push(El::new("expected").text(effect.as_str()));
             Some(
                 El::new("success")
                     .attr("type", result.as_str())

@@ -9,7 +9,6 @@ use super::results::{
     Details, Outcome, OutputFailureKind, OutputValue, SuiteResult, Summary, TestResults, Verdict,
 };
 use super::run::SKIP_REASON_NAME;
-use super::table::effect_name;
 
 // === JSON ===
 
@@ -113,7 +112,7 @@ fn details_json(d: &Details) -> Json {
     match &d.outcome {
         Outcome::Success { effect, outputs } => {
             let mut s = Map::new();
-            s.insert("effect".into(), json!(effect_name(*effect)));
+            s.insert("effect".into(), json!(effect.as_str()));
             if !outputs.is_empty() {
                 s.insert(
                     "outputs".into(),
@@ -128,8 +127,8 @@ fn details_json(d: &Details) -> Json {
             outputs,
         } => {
             let mut f = Map::new();
-            f.insert("expected".into(), json!(effect_name(*expected)));
-            f.insert("actual".into(), json!(effect_name(*actual)));
+            f.insert("expected".into(), json!(expected.as_str()));
+            f.insert("actual".into(), json!(actual.as_str()));
             if !outputs.is_empty() {
                 let outputs: Vec<Json> = outputs
                     .iter()
@@ -400,8 +399,8 @@ fn add_details(items: &mut Vec<(usize, String)>, p: &Painter, d: &Details, verbo
             5,
             format!(
                 "OUTCOME: expected: {}, actual: {}",
-                effect_name(*expected),
-                p.paint(Style::Failed, effect_name(*actual))
+                expected.as_str(),
+                p.paint(Style::Failed, actual.as_str())
             ),
         )),
         Outcome::Failure { outputs, .. } => {
@@ -432,7 +431,7 @@ fn add_details(items: &mut Vec<(usize, String)>, p: &Painter, d: &Details, verbo
             if verbose {
                 items.push((
                     5,
-                    format!("RESULT: {}", p.paint(Style::Passed, effect_name(*effect))),
+                    format!("RESULT: {}", p.paint(Style::Passed, effect.as_str())),
                 ));
                 if !outputs.is_empty() {
                     items.push((5, "OUTPUTS:".to_owned()));

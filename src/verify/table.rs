@@ -63,8 +63,6 @@ pub struct Test {
     pub options: Option<TestOptions>,
 }
 
-pub(crate) use crate::engine::effect_name;
-
 impl Test {
     /// The test in protojson form.
     pub fn to_json(&self) -> Json {
@@ -97,7 +95,7 @@ impl Test {
         let expected: Map<String, Json> = self
             .expected
             .iter()
-            .map(|(a, e)| (a.clone(), json!(effect_name(*e))))
+            .map(|(a, e)| (a.clone(), json!(e.as_str())))
             .collect();
         out.insert("expected".into(), Json::Object(expected));
         if let Some(options) = &self.options {

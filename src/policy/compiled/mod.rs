@@ -83,6 +83,24 @@ pub enum Effect {
     Deny,
 }
 
+impl Effect {
+    /// Cerbos's name: `EFFECT_ALLOW` or `EFFECT_DENY`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "EFFECT_ALLOW",
+            Effect::Deny => "EFFECT_DENY",
+        }
+    }
+
+    /// Cerbos's name without its `EFFECT_` prefix: `ALLOW` or `DENY`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Effect::Allow => "ALLOW",
+            Effect::Deny => "DENY",
+        }
+    }
+}
+
 /// How a scoped policy combines with its parent scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ScopePermissions {
