@@ -28,11 +28,9 @@ Set DOCUMENTS_API_TEST_HOOKS=1 to enable the endpoints tests/e2e uses under
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import threading
 from collections import deque
-from urllib.parse import unquote
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -40,13 +38,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gatehouse_assertion import AssertionInvalid, AssertionVerifier
+from gatehouse_fastapi import Gatehouse, GatehousePrincipal
 
 PRINCIPAL = "x-gatehouse-principal"
 ROLES = "x-gatehouse-roles"
 DERIVED_ROLES = "x-gatehouse-derived-roles"
 OUTPUTS = "x-gatehouse-outputs"
 DECISION_ID = "x-gatehouse-decision-id"
-PRINCIPAL_ATTR = "x-gatehouse-principal-attr"
 
 TEST_HOOKS = os.environ.get("DOCUMENTS_API_TEST_HOOKS") == "1"
 # Set GATEHOUSE_ASSERTION_JWKS_URL to refuse requests without Gatehouse's signed assertion
@@ -163,38 +161,23 @@ class DocumentPatch(BaseModel):
 
 NO_PRINCIPAL = "missing x-gatehouse-principal: request did not pass through Gatehouse"
 
+# Reads and decodes the x-gatehouse-* headers (gatehouse_fastapi.py); 401 without them.
+gatehouse = Gatehouse(required=True)
+
 
 def _is_open(path: str) -> bool:
     """Paths that need no principal: the health check and Gatehouse's internal API."""
     return path == "/health" or path.startswith("/internal/")
 
 
-def _split(value: str | None) -> list[str]:
-    return [p.strip() for p in (value or "").split(",") if p.strip()]
-
-
-def _names(value: str | None) -> list[str]:
-    """Gatehouse's role list: comma-separated, each name percent-encoded (UTF-8)."""
-    return [unquote(p) for p in _split(value)]
-
-
-def seen_by(request: Request) -> dict[str, Any]:
-    """What Gatehouse told us about this request. Raises 401 if it told us nothing."""
-    principal = request.headers.get(PRINCIPAL)
-    if not principal:
-        # Defence in depth: a request that did not pass through Gatehouse.
-        raise HTTPException(status_code=401, detail=NO_PRINCIPAL)
-    raw_outputs = request.headers.get(OUTPUTS)
-    try:
-        outputs = json.loads(raw_outputs) if raw_outputs else None
-    except ValueError:
-        outputs = {"unparsed": raw_outputs}
+def seen_by(who: Annotated[GatehousePrincipal, Depends(gatehouse)]) -> dict[str, Any]:
+    """What Gatehouse told us about this request, as the JSON bodies echo it."""
     return {
-        "principal": unquote(principal),
-        "roles": _names(request.headers.get(ROLES)),
-        "derived_roles": _split(request.headers.get(DERIVED_ROLES)),
-        "outputs": outputs,
-        "decision_id": request.headers.get(DECISION_ID),
+        "principal": who.id,
+        "roles": list(who.roles),
+        "derived_roles": list(who.derived_roles),
+        "outputs": who.outputs or None,
+        "decision_id": who.decision_id,
     }
 
 
@@ -262,27 +245,24 @@ ATTRS = ("owner", "department", "status", "classification", "amount", "archived"
 
 
 @app.get("/documents")
-def list_documents(request: Request, who: Caller) -> dict[str, Any]:
+def list_documents(principal: Annotated[GatehousePrincipal, Depends(gatehouse)],
+                   who: Caller) -> dict[str, Any]:
     # Gatehouse decided `list` for the collection; which documents the caller may read is
     # asked with one CheckResources call to Gatehouse's Cerbos API (the official SDK).
     from cerbos.sdk.client import CerbosClient
     from cerbos.sdk.model import Principal, Resource, ResourceAction, ResourceList
 
-    try:
-        attr = json.loads(request.headers.get(PRINCIPAL_ATTR) or "{}")
-    except ValueError:
-        attr = {}
     docs = store.list()
     if not docs:
         return {"documents": [], "seen_by": who}
-    principal = Principal(who["principal"], roles=set(who["roles"]), attr=attr)
+    cerbos_principal = Principal(principal.id, roles=set(principal.roles), attr=principal.attr)
     resources = ResourceList(resources=[
         ResourceAction(Resource(d["id"], "document", attr={k: d[k] for k in ATTRS if k in d}), actions={"read"})
         for d in docs
     ])
     try:
         with CerbosClient(GATEHOUSE_API_URL) as cerbos:
-            answer = cerbos.check_resources(principal=principal, resources=resources)
+            answer = cerbos.check_resources(principal=cerbos_principal, resources=resources)
     except Exception as e:  # noqa: BLE001 - fail closed on any API failure
         raise HTTPException(status_code=503, detail=f"authorization service unavailable: {e}") from e
     readable = [d for d in docs if (r := answer.get_resource(d["id"])) is not None and r.is_allowed("read")]

@@ -38,13 +38,14 @@ def test_app_echoes_what_it_saw(app, envoy_bare):
     r = httpx.get(envoy_bare.url + "/documents/1",
                   headers={**PRINCIPAL, "x-gatehouse-derived-roles": "owner,same_department",
                            "x-gatehouse-decision-id": "d-123",
-                           "x-gatehouse-outputs": '{"k": "v"}'})
+                           "x-gatehouse-outputs": '[{"src": "r", "action": "read", "val": "v"}]'})
     assert r.status_code == 200
     body = r.json()
     assert body["owner"] == "alice"
     assert body["seen_by"] == {"principal": "alice", "roles": ["user"],
                                "derived_roles": ["owner", "same_department"],
-                               "outputs": {"k": "v"}, "decision_id": "d-123"}
+                               "outputs": [{"src": "r", "action": "read", "val": "v"}],
+                               "decision_id": "d-123"}
     assert r.headers["x-seen-principal"] == "alice"
     assert r.headers["x-seen-decision-id"] == "d-123"
 
