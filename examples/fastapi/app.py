@@ -213,8 +213,10 @@ async def echo_and_record(request: Request, call_next):
             "decision_id": request.headers.get(DECISION_ID),
             "assertion": request.headers.get("x-gatehouse-assertion"),
             "authorization": request.headers.get("authorization") is not None,
-            # Envoy's router adds this to every request it proxies.
-            "via_envoy": "x-envoy-expected-rq-timeout-ms" in request.headers,
+            # Envoy's router adds the first to every request it proxies; nginx (the
+            # forward-auth tests) the second. Gatehouse's attribute fetches have neither.
+            "via_envoy": "x-envoy-expected-rq-timeout-ms" in request.headers
+            or "x-forwarded-for" in request.headers,
         })
     if not request.headers.get(PRINCIPAL) and not _is_open(request.url.path):
         # Defence in depth, before the body is even parsed: the request did not come

@@ -118,6 +118,16 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
+/// Handlers see the client's address as `ConnectInfo<PeerAddr>` (forward-auth's trusted
+/// proxies).
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LimitedListener>>
+    for crate::extauthz::forward_auth::PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, LimitedListener>) -> Self {
+        crate::extauthz::forward_auth::PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// A connection holding its slot, closed after `idle_timeout` without traffic.
 pub(crate) struct GuardedStream {
     inner: TcpStream,

@@ -731,6 +731,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     ext.tracer = tracer.clone();
     let ext = extauthz::LiveExtAuthz::new(ext);
     let jwks_ext = ext.clone();
+    let http_ext = ext.clone();
     // The file is followed (bundled configuration: nothing to follow).
     let reloader = args.config.as_ref().map(|path| {
         Arc::new(super::reload::ConfigReloader::new(
@@ -884,7 +885,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                 }
             }),
         )
-        .merge(crate::api::http_router(store.clone(), api_settings));
+        .merge(crate::api::http_router(store.clone(), api_settings))
+        .merge(extauthz::http_router(http_ext));
     if config.metrics.enabled {
         let s = store.clone();
         router = router.merge(crate::metrics::metrics_router(metrics.clone(), move || {
@@ -912,7 +914,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         }));
     }
     let mut http_shutdown = shutdown_rx.clone();
-    let http = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+    // The peer address is kept for forward-auth's trusted proxies.
+    let http = axum::serve(
+        http_listener,
+        router.into_make_service_with_connect_info::<extauthz::forward_auth::PeerAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         let _ = http_shutdown.wait_for(|v| *v).await;
     });
 

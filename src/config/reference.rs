@@ -488,6 +488,30 @@ pub(crate) const KEYS: &[Key] = &[
         "Largest request body read for `attributes.body`; larger bodies are denied (413).",
     ),
     k(
+        "extAuthz.httpService",
+        Bool,
+        "false",
+        "Serve Envoy's HTTP ext_authz (`http_service` with `path_prefix: /_gatehouse/authz`) on the HTTP listener: the same decisions, backend headers, denial bodies and decision ids as the gRPC service (envoy/envoy-http.yaml). Principal sources that need Envoy's metadata (`jwtAuthn`, `mtls` without `trustXfcc`) find nothing in this mode.",
+    ),
+    k(
+        "extAuthz.forwardAuth",
+        Object,
+        "none",
+        "Forward-auth at `/_gatehouse/forward-auth` on the HTTP listener, for nginx `auth_request` (`X-Original-Method`, `X-Original-URI`) and Traefik/Caddy `forward_auth` (`X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host`): `200` with the backend headers, or the denial. Proxies send no body: routes with `attributes.body` see none.",
+    ),
+    k(
+        "extAuthz.forwardAuth.trustedProxies",
+        StrList,
+        "required",
+        "Addresses or CIDR blocks (`127.0.0.1`, `10.0.0.0/8`, `::1`) of the proxies whose original-request headers are believed; requests from any other address are denied (403).",
+    ),
+    k(
+        "extAuthz.forwardAuth.denyStatus",
+        Int,
+        "none",
+        "Status of every denial but 401 (nginx passes only 401 and 403 on; set 403 for it). Absent: each denial's own status (403, 400, 404, 413).",
+    ),
+    k(
         "extAuthz.assertion",
         Object,
         "none",

@@ -32,6 +32,27 @@ pub struct ExtAuthzConfig {
     /// A signed assertion added on allow (off when absent).
     #[serde(default)]
     pub assertion: Option<super::assertion::AssertionConfig>,
+    /// Envoy's HTTP ext_authz (`http_service` with `path_prefix: /_gatehouse/authz`),
+    /// served on the HTTP listener.
+    #[serde(default)]
+    pub http_service: bool,
+    /// Forward-auth for nginx `auth_request` and Traefik/Caddy `forward_auth`, served on
+    /// the HTTP listener at `/_gatehouse/forward-auth` (off when absent).
+    #[serde(default)]
+    pub forward_auth: Option<ForwardAuthConfig>,
+}
+
+/// The `forwardAuth` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// Addresses or CIDR blocks of the proxies whose `X-Forwarded-*`/`X-Original-*`
+    /// headers are believed; requests from anywhere else are denied.
+    pub trusted_proxies: Vec<String>,
+    /// Status of every denial but 401 (nginx passes only 401 and 403 on); absent: the
+    /// denial's own status (403, 400, 404, 413).
+    #[serde(default)]
+    pub deny_status: Option<u16>,
 }
 
 fn default_prefix() -> String {
@@ -52,6 +73,8 @@ impl Default for ExtAuthzConfig {
             routes: Vec::new(),
             max_body_bytes: default_max_body(),
             assertion: None,
+            http_service: false,
+            forward_auth: None,
         }
     }
 }

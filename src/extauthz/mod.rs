@@ -9,6 +9,8 @@ pub mod assertion;
 pub mod attributes;
 pub mod config;
 mod encoding;
+pub mod forward_auth;
+pub mod http_mode;
 pub mod live;
 pub mod principal;
 pub mod route;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::ExtAuthzConfig;
+pub use http_mode::router as http_router;
 pub use live::LiveExtAuthz;
 pub use route::RouteMapper;
 pub use service::ExtAuthz;
@@ -162,7 +165,13 @@ pub async fn build_with_sinks(
         Some(a) => Some(Arc::new(assertion::AssertionSigner::load(a, base)?)),
         None => None,
     };
+    let forward_auth = match &config.forward_auth {
+        Some(f) => Some(forward_auth::ForwardAuth::new(f)?),
+        None => None,
+    };
     Ok(ExtAuthz {
+        http_service: config.http_service,
+        forward_auth,
         assertion,
         store,
         routes,

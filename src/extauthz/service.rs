@@ -53,6 +53,10 @@ pub struct ExtAuthz {
     pub tracer: Tracer,
     /// Signs the assertion added on allow, when configured.
     pub assertion: Option<Arc<super::assertion::AssertionSigner>>,
+    /// Envoy's HTTP ext_authz served on the HTTP listener.
+    pub http_service: bool,
+    /// Forward-auth served on the HTTP listener, when configured.
+    pub forward_auth: Option<super::forward_auth::ForwardAuth>,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -272,6 +276,27 @@ impl ExtAuthz {
             reason: d.reason.clone(),
             policy: d.policy.clone(),
         })
+    }
+
+    /// A denial before any request mapping (an untrusted forward-auth caller, missing
+    /// original-request headers): logged, counted and audited as any denial.
+    pub(crate) fn refuse(&self, status: u16, reason: &str) -> Answer {
+        let id = decision_id();
+        tracing::warn!(decision_id = %id, status, reason, "deny");
+        self.metrics.observe_check(
+            Origin::ExtAuthz,
+            Duration::ZERO,
+            std::iter::once(ActionOutcome {
+                kind: "",
+                action: "",
+                allowed: false,
+            }),
+        );
+        let result = Err(Denial::status(status, reason));
+        let trail = Trail::default();
+        self.audit
+            .record_with(|| self.audit_record(id.clone(), None, &trail, &result));
+        self.deny(&id, &Denial::status(status, reason))
     }
 
     /// Decides one CheckRequest: times and counts it in the metrics and hands it to the

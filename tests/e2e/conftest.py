@@ -5,13 +5,17 @@ PID at the end. Stacks used by the tests:
 
     app                 examples/fastapi under uvicorn, test hooks on
     gatehouse           gatehouse.yaml, fetch URLs -> app
-    envoy_authz         envoy/envoy.yaml -> gatehouse -> app                (the main stack)
+    envoy_authz (*)     envoy/envoy.yaml -> gatehouse -> app                (the main stack)
+
+The stacks marked (*) run once per ext_authz mode (the `mode` fixture): gRPC
+(envoy/envoy.yaml) and HTTP (envoy/envoy-http.yaml, Gatehouse's /_gatehouse/authz),
+so every test through them runs in both with the same expectations.
     envoy_jwt           envoy/envoy-jwt-authn.yaml -> gatehouse -> app
-    envoy_noearly       envoy.yaml without Envoy's x-gatehouse-* stripping (tests Gatehouse's)
+    envoy_noearly (*)   envoy.yaml without Envoy's x-gatehouse-* stripping (tests Gatehouse's)
     envoy_plain         envoy.yaml without ext_authz (the app's own 401)
     envoy_bare          envoy_plain without the x-gatehouse-* stripping either: a bare
                         proxy; tests set x-gatehouse-* themselves (latency baseline)
-    envoy_unreachable   envoy.yaml with the gatehouse cluster on a closed port
+    envoy_unreachable (*) envoy.yaml with the gatehouse cluster on a closed port
     gatehouse_nofetch   gatehouse.yaml with fetch URLs on a closed port, + envoy_nofetch
 
 GATEHOUSE_BIN (default target/debug/gatehouse) and ENVOY_BIN (default: the binary of
@@ -104,15 +108,21 @@ def app(work_dir: Path) -> Iterator[App]:
 
 @pytest.fixture(scope="session")
 def gatehouse(app: App, work_dir: Path) -> Iterator[stack.Gatehouse]:
-    gh = stack.start_gatehouse("main", app.url, work_dir, http_port=GATEHOUSE_API_PORT)
+    gh = stack.start_gatehouse("main", app.url, work_dir, http_port=GATEHOUSE_API_PORT,
+                               ext_authz={"httpService": True, "forwardAuth": FORWARD_AUTH})
     _track(gh.proc)
     yield gh
     gh.proc.stop()
 
 
+# Forward-auth from the nginx the suite starts (127.0.0.1); nginx passes only 401 and 403.
+FORWARD_AUTH = {"trustedProxies": ["127.0.0.1"], "denyStatus": 403}
+
+
 @pytest.fixture(scope="session")
 def gatehouse_nofetch(app: App, work_dir: Path) -> Iterator[stack.Gatehouse]:
-    gh = stack.start_gatehouse("nofetch", f"http://127.0.0.1:{stack.closed_port()}", work_dir)
+    gh = stack.start_gatehouse("nofetch", f"http://127.0.0.1:{stack.closed_port()}", work_dir,
+                               ext_authz={"httpService": True})
     _track(gh.proc)
     yield gh
     gh.proc.stop()
@@ -132,9 +142,15 @@ def _envoy(name: str, source: Path, work_dir: Path, app: App, gatehouse_port: in
     return env
 
 
+@pytest.fixture(scope="session", params=sorted(stack.ENVOY_MODES))
+def mode(request: pytest.FixtureRequest) -> str:
+    """How Envoy asks Gatehouse: `grpc` or `http` (Envoy's http_service)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def envoy_authz(app: App, gatehouse: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Envoy]:
-    env = _envoy("authz", stack.ENVOY_YAML, work_dir, app, gatehouse.grpc_port)
+def envoy_authz(app: App, gatehouse: stack.Gatehouse, work_dir: Path, mode: str) -> Iterator[stack.Envoy]:
+    env = _envoy(f"authz-{mode}", stack.ENVOY_MODES[mode], work_dir, app, gatehouse.port_for(mode))
     yield env
     env.proc.stop()
 
@@ -147,8 +163,8 @@ def envoy_jwt(app: App, gatehouse: stack.Gatehouse, work_dir: Path) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def envoy_noearly(app: App, gatehouse: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Envoy]:
-    env = _envoy("noearly", stack.ENVOY_YAML, work_dir, app, gatehouse.grpc_port,
+def envoy_noearly(app: App, gatehouse: stack.Gatehouse, work_dir: Path, mode: str) -> Iterator[stack.Envoy]:
+    env = _envoy(f"noearly-{mode}", stack.ENVOY_MODES[mode], work_dir, app, gatehouse.port_for(mode),
                  early_header_mutation=False)
     yield env
     env.proc.stop()
@@ -170,17 +186,42 @@ def envoy_bare(app: App, work_dir: Path) -> Iterator[stack.Envoy]:
 
 
 @pytest.fixture(scope="session")
-def envoy_unreachable(app: App, work_dir: Path) -> Iterator[stack.Envoy]:
-    env = _envoy("unreachable", stack.ENVOY_YAML, work_dir, app, stack.closed_port())
+def envoy_unreachable(app: App, work_dir: Path, mode: str) -> Iterator[stack.Envoy]:
+    env = _envoy(f"unreachable-{mode}", stack.ENVOY_MODES[mode], work_dir, app, stack.closed_port())
     yield env
     env.proc.stop()
 
 
 @pytest.fixture(scope="session")
-def envoy_nofetch(app: App, gatehouse_nofetch: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Envoy]:
-    env = _envoy("nofetch", stack.ENVOY_YAML, work_dir, app, gatehouse_nofetch.grpc_port)
+def envoy_nofetch(app: App, gatehouse_nofetch: stack.Gatehouse, work_dir: Path,
+                  mode: str) -> Iterator[stack.Envoy]:
+    env = _envoy(f"nofetch-{mode}", stack.ENVOY_MODES[mode], work_dir, app,
+                 gatehouse_nofetch.port_for(mode))
     yield env
     env.proc.stop()
+
+
+# === nginx (forward-auth) ================================================================
+
+
+@pytest.fixture(scope="session")
+def nginx(app: App, gatehouse: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Nginx]:
+    """nginx with auth_request to Gatehouse's forward-auth, in front of the app.
+    scripts/test.sh installs nginx; without it (installation impossible) these skip."""
+    if stack.nginx_binary() is None:
+        pytest.skip("nginx is not installed (scripts/test.sh installs nginx-light)")
+    ngx = stack.start_nginx("forward-auth", work_dir, app_port=app.port,
+                            gatehouse_http_port=gatehouse.http_port)
+    _track(ngx.proc)
+    yield ngx
+    ngx.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx_client(nginx: stack.Nginx, tokens: dict[str, str]) -> Iterator[Client]:
+    c = Client(nginx, tokens)
+    yield c
+    c.close()
 
 
 # === Tokens and clients ==================================================================

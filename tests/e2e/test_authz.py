@@ -301,8 +301,9 @@ SPOOF = {
 
 
 @pytest.fixture(params=["envoy_authz", "envoy_noearly"])
-def spoof_client(request, tokens):
-    """The shipped config, and one without Envoy's own stripping (Gatehouse's alone)."""
+def spoof_client(request, tokens, mode):
+    """The shipped config, and one without Envoy's own stripping (Gatehouse's alone), in
+    each ext_authz mode."""
     c = Client(request.getfixturevalue(request.param), tokens)
     yield c
     c.close()

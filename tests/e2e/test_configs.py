@@ -11,7 +11,8 @@ import yaml
 import stack
 
 
-@pytest.mark.parametrize("path", [stack.ENVOY_YAML, stack.ENVOY_JWT_YAML], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [stack.ENVOY_YAML, stack.ENVOY_JWT_YAML, stack.ENVOY_HTTP_YAML],
+                         ids=lambda p: p.name)
 def test_envoy_validates_bundled_config(path):
     r = stack.validate_envoy(path)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -25,6 +26,8 @@ def test_envoy_validates_generated_configs(work_dir):
         "jwt": (stack.ENVOY_JWT_YAML, {}),
         "plain": (stack.ENVOY_YAML, {"ext_authz": False}),
         "noearly": (stack.ENVOY_YAML, {"early_header_mutation": False}),
+        "http": (stack.ENVOY_HTTP_YAML, {}),
+        "http-noearly": (stack.ENVOY_HTTP_YAML, {"early_header_mutation": False}),
     }
     for name, (source, opts) in variants.items():
         cfg = stack.envoy_config(source, listen_port=18080, admin_port=19901, app_port=18000,
