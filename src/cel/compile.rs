@@ -11,10 +11,11 @@ use super::eval::{Activation, CompKind, Comprehension, EvalError, Locals, Node, 
 use super::functions::{CallStyle, registry};
 use super::value::{CelType, Value};
 
-/// A compile error at a byte offset of the expression's source.
+/// Why an expression cannot become a [`Program`] (an undeclared name, an unknown
+/// function, a bad constant regex), at a byte offset of the expression's source.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{message}")]
-pub struct CompileError {
+pub struct ProgramError {
     /// What is wrong.
     pub message: String,
     /// Byte offset in the source.
@@ -66,7 +67,7 @@ impl Program {
 const MAX_INLINE_DEPTH: usize = 32;
 
 /// Compiles a parsed expression against a host scope.
-pub fn compile(expr: &Expr, host: &dyn HostScope) -> Result<Program, CompileError> {
+pub fn compile(expr: &Expr, host: &dyn HostScope) -> Result<Program, ProgramError> {
     let mut c = Compiler {
         host,
         scopes: Vec::new(),
@@ -89,15 +90,15 @@ struct Compiler<'h> {
     inline_depth: usize,
 }
 
-fn err<T>(pos: usize, msg: impl Into<String>) -> Result<T, CompileError> {
-    Err(CompileError {
+fn err<T>(pos: usize, msg: impl Into<String>) -> Result<T, ProgramError> {
+    Err(ProgramError {
         message: msg.into(),
         pos,
     })
 }
 
-fn undeclared(pos: usize, name: &str) -> CompileError {
-    CompileError {
+fn undeclared(pos: usize, name: &str) -> ProgramError {
+    ProgramError {
         message: format!("undeclared reference to '{name}' (in container '')"),
         pos,
     }
@@ -171,7 +172,7 @@ impl Compiler<'_> {
         self.next_slot -= n;
     }
 
-    fn expr(&mut self, e: &Expr) -> Result<Node, CompileError> {
+    fn expr(&mut self, e: &Expr) -> Result<Node, ProgramError> {
         match &e.kind {
             ExprKind::Literal(v) => Ok(Node::Const(v.clone())),
             ExprKind::Ident(name) => self.ident(name, e.pos),
@@ -200,7 +201,7 @@ impl Compiler<'_> {
                 let nodes: Vec<(Node, bool)> = items
                     .iter()
                     .map(|(x, opt)| Ok((self.expr(x)?, *opt)))
-                    .collect::<Result<_, CompileError>>()?;
+                    .collect::<Result<_, ProgramError>>()?;
                 // A list of constants is built once, here, not at every evaluation.
                 if nodes
                     .iter()
@@ -221,7 +222,7 @@ impl Compiler<'_> {
                 entries
                     .iter()
                     .map(|(k, v, opt)| Ok((self.expr(k)?, self.expr(v)?, *opt)))
-                    .collect::<Result<_, CompileError>>()?,
+                    .collect::<Result<_, ProgramError>>()?,
             )),
             ExprKind::Struct { type_name, .. } => err(
                 e.pos,
@@ -249,7 +250,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn ident(&mut self, name: &str, pos: usize) -> Result<Node, CompileError> {
+    fn ident(&mut self, name: &str, pos: usize) -> Result<Node, ProgramError> {
         if let Some(slot) = self.local(name) {
             return Ok(Node::Local(slot));
         }
@@ -268,7 +269,7 @@ impl Compiler<'_> {
         field: &str,
         optional: bool,
         e: &Expr,
-    ) -> Result<Node, CompileError> {
+    ) -> Result<Node, ProgramError> {
         if !optional {
             if let Some(root) = operand.as_ident()
                 && self.local(root).is_none()
@@ -305,7 +306,7 @@ impl Compiler<'_> {
         &mut self,
         binding: Result<HostBinding, String>,
         pos: usize,
-    ) -> Result<Node, CompileError> {
+    ) -> Result<Node, ProgramError> {
         match binding {
             Err(msg) => err(pos, msg),
             Ok(HostBinding::Value(v)) => Ok(Node::Const(v)),
@@ -320,7 +321,7 @@ impl Compiler<'_> {
                 let out = self.expr(&expr);
                 self.inline_depth -= 1;
                 self.scopes = saved;
-                out.map_err(|e| CompileError {
+                out.map_err(|e| ProgramError {
                     message: e.message,
                     pos,
                 })
@@ -328,7 +329,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn macro_var(&self, e: &Expr) -> Result<String, CompileError> {
+    fn macro_var(&self, e: &Expr) -> Result<String, ProgramError> {
         match e.as_ident() {
             Some(n) => Ok(n.to_string()),
             None => err(e.pos, "argument must be a simple name"),
@@ -341,7 +342,7 @@ impl Compiler<'_> {
         func: &str,
         args: &[Expr],
         pos: usize,
-    ) -> Result<Node, CompileError> {
+    ) -> Result<Node, ProgramError> {
         // Namespaced global functions: `math.greatest(..)`, `cel.bind(..)`.
         if let Some(ns) = target.and_then(Expr::qualified_name)
             && !self.is_bound(ns.split('.').next().unwrap_or(""))
@@ -415,7 +416,7 @@ impl Compiler<'_> {
             }
             (Some(t), "matches", 1) => {
                 if let ExprKind::Literal(Value::String(pattern)) = &args[0].kind {
-                    let re = Regex::new(pattern).map_err(|e| CompileError {
+                    let re = Regex::new(pattern).map_err(|e| ProgramError {
                         message: format!("invalid regular expression: {e}"),
                         pos: args[0].pos,
                     })?;
@@ -441,7 +442,7 @@ impl Compiler<'_> {
         Ok(Node::Call(f, all))
     }
 
-    fn args(&mut self, args: &[Expr]) -> Result<Vec<Node>, CompileError> {
+    fn args(&mut self, args: &[Expr]) -> Result<Vec<Node>, ProgramError> {
         args.iter().map(|a| self.expr(a)).collect()
     }
 
@@ -452,7 +453,7 @@ impl Compiler<'_> {
         vars: &[Expr],
         filter: Option<&Expr>,
         body: &Expr,
-    ) -> Result<Node, CompileError> {
+    ) -> Result<Node, ProgramError> {
         let range = self.expr(range)?;
         let names = vars
             .iter()
@@ -484,10 +485,10 @@ impl Compiler<'_> {
         var: &Expr,
         body: &Expr,
         flat: bool,
-    ) -> Result<Node, CompileError> {
+    ) -> Result<Node, ProgramError> {
         let name = self.macro_var(var)?;
         let function = |name: &str, style| {
-            registry().get(name, style).ok_or_else(|| CompileError {
+            registry().get(name, style).ok_or_else(|| ProgramError {
                 message: format!("missing library function {name}"),
                 pos: target.pos,
             })
@@ -513,7 +514,7 @@ impl Compiler<'_> {
         ))
     }
 
-    fn bind(&mut self, args: &[Expr], pos: usize) -> Result<Node, CompileError> {
+    fn bind(&mut self, args: &[Expr], pos: usize) -> Result<Node, ProgramError> {
         if args.len() != 3 {
             return err(pos, "cel.bind() requires 3 arguments");
         }

@@ -18,7 +18,7 @@ pub mod value;
 
 /// Evaluator pieces the query planner's partial evaluator reuses.
 pub(crate) use compile::type_ident;
-pub use compile::{CompileError, HostBinding, HostScope, Program, compile};
+pub use compile::{HostBinding, HostScope, Program, ProgramError, compile};
 pub use eval::{Activation, EvalError};
 pub(crate) use eval::{binary, index_value, sort_values_by_key};
 pub use json::{from_json, to_json, to_output_json};

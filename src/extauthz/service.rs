@@ -21,7 +21,7 @@ use crate::engine::{CheckInput, CheckOutput, Principal, Resource};
 use crate::metrics::{ActionOutcome, AttributeFetch, Metrics, Origin};
 use crate::policy::compiled::Effect;
 use crate::store::PolicyStore;
-use crate::telemetry::{Span, SpanKind, TraceContext, Tracer};
+use crate::telemetry::{SpanKind, TraceContext, TraceSpan, Tracer};
 
 /// Everything the service needs, built once at start.
 pub struct ExtAuthz {
@@ -141,7 +141,7 @@ struct Trail<'a> {
     /// Revision of the policy set that decided.
     revision: Option<Arc<str>>,
     /// The decision's span, when the trace is recorded.
-    span: Option<Span>,
+    span: Option<TraceSpan>,
     /// The caller's trace context: Envoy's ext_authz call, else the HTTP request's.
     caller: Option<TraceContext>,
     /// Method and decoded path, kept only when an assertion is signed.
@@ -750,7 +750,7 @@ impl ExtAuthz {
 
 /// The decision's outcome on its span: who asked for what, the verdict and why.
 fn span_attributes(
-    span: &mut Span,
+    span: &mut TraceSpan,
     id: &str,
     method: Option<&str>,
     trail: &Trail<'_>,

@@ -25,7 +25,7 @@ pub use yaml::span;
 use std::path::Path;
 
 pub use crate::jsonschema::{SchemaErrors, SchemaStore};
-pub use compile::{CompileError, CompileErrors, compile_policies};
+pub use compile::{CompileError, CompileErrorKind, CompileErrors, compile_policies};
 pub use compiled::CompiledPolicySet;
 pub use load::{LoadError, LoadErrors, LoadedStore, load_dir};
 pub use yaml::span::Span;

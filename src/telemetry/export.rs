@@ -17,7 +17,7 @@ use super::pb::opentelemetry::proto::common::v1::{
 };
 use super::pb::opentelemetry::proto::resource::v1::Resource;
 use super::pb::opentelemetry::proto::trace::v1::{ResourceSpans, ScopeSpans, Status, span, status};
-use super::{AttrValue, OtlpConfig, Span, SpanKind, TelemetryError};
+use super::{AttrValue, OtlpConfig, SpanKind, TelemetryError, TraceSpan};
 use crate::metrics::{Metrics, SpanExport};
 
 /// Where and how spans are sent.
@@ -115,7 +115,7 @@ impl Exporter {
     /// and returns.
     pub(super) async fn run(
         self,
-        mut rx: mpsc::Receiver<Span>,
+        mut rx: mpsc::Receiver<TraceSpan>,
         mut shutdown: watch::Receiver<bool>,
         batch_size: usize,
         interval: Duration,
@@ -153,7 +153,7 @@ impl Exporter {
         }
     }
 
-    async fn export(&self, spans: Vec<Span>, metrics: &Metrics) {
+    async fn export(&self, spans: Vec<TraceSpan>, metrics: &Metrics) {
         let n = spans.len() as u64;
         let body = self.encode(spans);
         let mut request = hyper::Request::post(self.uri.clone())
@@ -187,7 +187,7 @@ impl Exporter {
         }
     }
 
-    fn encode(&self, spans: Vec<Span>) -> Vec<u8> {
+    fn encode(&self, spans: Vec<TraceSpan>) -> Vec<u8> {
         let spans = spans.into_iter().map(to_proto).collect();
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
@@ -208,7 +208,7 @@ impl Exporter {
     }
 }
 
-fn to_proto(s: Span) -> super::pb::opentelemetry::proto::trace::v1::Span {
+fn to_proto(s: TraceSpan) -> super::pb::opentelemetry::proto::trace::v1::Span {
     let kind = match s.kind {
         SpanKind::Server => span::SpanKind::Server,
         SpanKind::Client => span::SpanKind::Client,

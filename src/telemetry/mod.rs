@@ -292,7 +292,7 @@ impl From<Vec<String>> for AttrValue {
 
 /// A span being recorded. Spans exist only when tracing is on and the trace is sampled.
 #[derive(Clone, Debug)]
-pub struct Span {
+pub struct TraceSpan {
     /// This span's place in the trace (its id is the parent of child spans).
     pub context: TraceContext,
     parent_span_id: Option<[u8; 8]>,
@@ -344,14 +344,14 @@ fn now_unix_nano() -> u64 {
         .unwrap_or(0)
 }
 
-impl Span {
+impl TraceSpan {
     fn start(
         name: &'static str,
         kind: SpanKind,
         context: TraceContext,
         parent: Option<[u8; 8]>,
-    ) -> Span {
-        Span {
+    ) -> TraceSpan {
+        TraceSpan {
             context,
             parent_span_id: parent,
             name,
@@ -387,8 +387,8 @@ impl Span {
     }
 
     /// A child span in the same trace, starting now.
-    pub fn child(&self, name: &'static str, kind: SpanKind) -> Span {
-        Span::start(name, kind, self.context.child(), Some(self.context.span_id))
+    pub fn child(&self, name: &'static str, kind: SpanKind) -> TraceSpan {
+        TraceSpan::start(name, kind, self.context.child(), Some(self.context.span_id))
     }
 
     /// The `traceparent` header that makes a callee's spans children of this one.
@@ -406,7 +406,7 @@ impl Span {
 }
 
 struct TracerInner {
-    queue: tokio::sync::mpsc::Sender<Span>,
+    queue: tokio::sync::mpsc::Sender<TraceSpan>,
     sample_ratio: f64,
     metrics: Metrics,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -470,7 +470,7 @@ impl Tracer {
         name: &'static str,
         kind: SpanKind,
         parent: Option<&TraceContext>,
-    ) -> Option<Span> {
+    ) -> Option<TraceSpan> {
         let inner = self.inner.as_ref()?;
         let (context, parent_id) = match parent {
             Some(p) if !p.sampled => return None,
@@ -484,11 +484,11 @@ impl Tracer {
                 (TraceContext::new_root(true), None)
             }
         };
-        Some(Span::start(name, kind, context, parent_id))
+        Some(TraceSpan::start(name, kind, context, parent_id))
     }
 
     /// Ends `span` now and queues it for export; never waits (a full queue drops it).
-    pub fn end(&self, mut span: Span) {
+    pub fn end(&self, mut span: TraceSpan) {
         let Some(inner) = &self.inner else { return };
         span.end_unix_nano = now_unix_nano().max(span.start_unix_nano);
         if inner.queue.try_send(span).is_err() {
@@ -608,7 +608,7 @@ mod tests {
 
     #[test]
     fn long_values_are_cut() {
-        let mut s = Span::start("x", SpanKind::Internal, TraceContext::new_root(true), None);
+        let mut s = TraceSpan::start("x", SpanKind::Internal, TraceContext::new_root(true), None);
         s.set("s", "é".repeat(300));
         let AttrValue::Str(v) = s.attribute("s").unwrap() else {
             panic!()
@@ -622,7 +622,7 @@ mod tests {
 
     #[test]
     fn attributes_replace_and_are_capped() {
-        let mut s = Span::start("x", SpanKind::Internal, TraceContext::new_root(true), None);
+        let mut s = TraceSpan::start("x", SpanKind::Internal, TraceContext::new_root(true), None);
         s.set("a", "1");
         s.set("a", 2);
         assert_eq!(s.attribute("a"), Some(&AttrValue::Int(2)));

@@ -79,7 +79,7 @@ fn actual(err: &StoreError) -> Vec<Reported> {
             .iter()
             .map(|e| Reported {
                 file: e.span.file.to_string(),
-                kind: e.kind.to_owned(),
+                kind: e.kind.to_string(),
                 description: e.message.trim().to_owned(),
                 position: Some((u64::from(e.span.line), u64::from(e.span.col))),
             })

@@ -11,7 +11,9 @@ use std::path::Path;
 
 use gatehouse::policy::compile::{IndexError, index_policies};
 use gatehouse::policy::load::LoadErrorKind;
-use gatehouse::policy::{LoadErrors, LoadedStore, StoreError, compile_store, load_dir};
+use gatehouse::policy::{
+    CompileErrorKind, LoadErrors, LoadedStore, StoreError, compile_store, load_dir,
+};
 use serde_json::Value;
 
 use crate::compile_cases::temp_dir;
@@ -271,7 +273,7 @@ fn check_success(spec: &Value, store: &LoadedStore) -> Result<(), String> {
                 && errs
                     .errors()
                     .iter()
-                    .all(|e| e.kind == "scripts in conditions are no longer supported") =>
+                    .all(|e| e.kind == CompileErrorKind::ScriptCondition) =>
         {
             Ok(())
         }

@@ -34,7 +34,7 @@ impl ImportKind {
         }
     }
 
-    /// The start of the compiler's "import not found" messages.
+    /// The start of the compiler's CompileErrorKind::ImportNotFound messages.
     pub(super) fn title(self) -> &'static str {
         match self {
             Self::DerivedRoles => "Derived roles",
@@ -123,11 +123,11 @@ impl IndexError {
             Self::DuplicateDefinition {
                 other_file, policy, ..
             } => (
-                "duplicate definition",
+                CompileErrorKind::DuplicateDefinition,
                 format!("duplicate policy definition: {policy} is also defined in {other_file}"),
             ),
             Self::MissingImport { kind, name, .. } => (
-                "import not found",
+                CompileErrorKind::ImportNotFound,
                 match kind {
                     ImportKind::DerivedRoles => {
                         format!("{} import {name:?} cannot be found", kind.title())
@@ -136,7 +136,7 @@ impl IndexError {
                 },
             ),
             Self::MissingAncestor { ancestor, .. } => (
-                "missing policy definition",
+                CompileErrorKind::MissingPolicyDefinition,
                 format!("Missing ancestor policy {ancestor:?}"),
             ),
             Self::ScopePermissionsConflict {
@@ -145,7 +145,7 @@ impl IndexError {
                 other,
                 ..
             } => (
-                "scope permissions conflict",
+                CompileErrorKind::ScopePermissionsConflict,
                 format!(
                     "Policies sharing scope {scope:?} have conflicting scopePermissions: {other} and {policy}"
                 ),
@@ -252,7 +252,7 @@ impl<'a> PolicyIndex<'a> {
             let p = &self.policies[*i];
             out.push(CompileError {
                 span: p.root_span.clone(),
-                kind: "disabled policy",
+                kind: CompileErrorKind::DisabledPolicy,
                 message: format!(
                     "Policy {:?} is disabled, but {needed_by} needs it",
                     id::key_of_fqn(&p.fqn())

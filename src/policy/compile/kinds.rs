@@ -119,7 +119,7 @@ fn referenced_derived_roles<'a>(
     for (name, span) in unknown {
         c.error(
             span,
-            "unknown derived role",
+            CompileErrorKind::UnknownDerivedRole,
             format!("Derived role {name:?} is not defined in any imports"),
         );
     }
@@ -136,7 +136,7 @@ fn referenced_derived_roles<'a>(
             .collect();
         c.error(
             &p.span,
-            "ambiguous derived role",
+            CompileErrorKind::AmbiguousDerivedRole,
             format!(
                 "Derived role {name:?} is defined in more than one import: {}",
                 list.join(", ")
@@ -175,7 +175,7 @@ pub(super) fn compile_resource<'a>(
                 if let Err(e) = set.schema_store.load(&r.reference) {
                     c.error(
                         &r.span,
-                        "invalid schema",
+                        CompileErrorKind::InvalidSchema,
                         format!("Failed to load {what} schema {:?}: {e}", r.reference),
                     );
                 }
@@ -234,7 +234,7 @@ pub(super) fn compile_resource<'a>(
         if rule.roles.is_empty() && rule.derived_roles.is_empty() {
             c.error(
                 &rule.span,
-                "invalid resource rule",
+                CompileErrorKind::InvalidResourceRule,
                 format!("Rule '{name}' does not specify any roles or derived roles to be matched"),
             );
         }

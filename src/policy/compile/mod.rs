@@ -38,11 +38,11 @@ use env::{
     ConstDef, Env, VarDef, cycles, english_list, host_index_problems, host_refs,
     identifier_problem, parse_expr,
 };
-pub use errors::{CompileError, CompileErrors};
+pub use errors::{CompileError, CompileErrorKind, CompileErrors};
+use index::ancestors;
 pub use index::{
     CompilationUnit, DisabledPolicy, ImportKind, IndexError, PolicyIndex, index_policies,
 };
-use index::ancestors;
 use kinds::{compile_principal, compile_resource, compile_role};
 
 // === Compiler ===
@@ -108,7 +108,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn error(&mut self, span: &Span, kind: &'static str, message: impl Into<String>) {
+    fn error(&mut self, span: &Span, kind: CompileErrorKind, message: impl Into<String>) {
         self.errors.push(CompileError {
             span: span.clone(),
             kind,
@@ -131,13 +131,13 @@ impl<'a> Compiler<'a> {
             };
             self.error(
                 &import.span,
-                "import not found",
+                CompileErrorKind::ImportNotFound,
                 format!("{} import {name} cannot be found", kind.title()),
             );
         }
     }
 
-    fn check_identifier(&mut self, name: &str, span: &Span, kind: &'static str) {
+    fn check_identifier(&mut self, name: &str, span: &Span, kind: CompileErrorKind) {
         if let Some(problem) = identifier_problem(name) {
             self.error(span, kind, problem);
         }
@@ -146,7 +146,7 @@ impl<'a> Compiler<'a> {
     fn invalid_expression(&mut self, text: &model::ExprText, span: &Span, problems: &str) {
         self.error(
             span,
-            "invalid expression",
+            CompileErrorKind::InvalidExpression,
             format!("Invalid expression `{}`: [{problems}]", text.text.trim()),
         );
     }
@@ -186,7 +186,7 @@ impl<'a> Compiler<'a> {
         spans: &model::DefinitionSpan,
         origin: String,
     ) -> VarDef {
-        self.check_identifier(name, &spans.name, "invalid variable name");
+        self.check_identifier(name, &spans.name, CompileErrorKind::InvalidVariableName);
         let expr = self.parse_and_check(text, &text.span);
         let (mut variables, mut constants) = (Vec::new(), Vec::new());
         if let Some(e) = &expr {
@@ -233,7 +233,11 @@ impl<'a> Compiler<'a> {
             Some(PolicyKind::ExportConstants(ec)) => {
                 let mut defs = Vec::with_capacity(ec.definitions.len());
                 for (constant, value, spans) in ec.definitions.iter_spanned() {
-                    self.check_identifier(constant, &spans.name, "invalid constant name");
+                    self.check_identifier(
+                        constant,
+                        &spans.name,
+                        CompileErrorKind::InvalidConstantName,
+                    );
                     defs.push((
                         constant.to_owned(),
                         ConstDef {
@@ -280,7 +284,7 @@ impl<'a> Compiler<'a> {
                 }
             }
             for (name, value, spans) in c.local.iter_spanned() {
-                self.check_identifier(name, &spans.name, "invalid constant name");
+                self.check_identifier(name, &spans.name, CompileErrorKind::InvalidConstantName);
                 consts.push((
                     name.to_owned(),
                     ConstDef {
@@ -294,7 +298,7 @@ impl<'a> Compiler<'a> {
         self.redefinitions(
             policy,
             consts.iter().map(|(n, d, o)| (n, &d.span, o)),
-            "constant redefined",
+            CompileErrorKind::ConstantRedefined,
             "Constant",
         );
         for (name, def, _) in consts {
@@ -327,7 +331,7 @@ impl<'a> Compiler<'a> {
         self.redefinitions(
             policy,
             vars.iter().map(|(n, d)| (n, &d.span, &d.origin)),
-            "variable redefined",
+            CompileErrorKind::VariableRedefined,
             "Variable",
         );
         for (name, def) in vars {
@@ -343,7 +347,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         policy: &Policy,
         defs: impl Iterator<Item = (&'d String, &'d Span, &'d String)>,
-        kind: &'static str,
+        kind: CompileErrorKind,
         what: &str,
     ) {
         let mut order: Vec<&String> = Vec::new();
@@ -387,7 +391,7 @@ impl<'a> Compiler<'a> {
                 if !env.constants.contains_key(constant) {
                     self.errors.push(CompileError {
                         span: def.span.clone(),
-                        kind: "undefined constant",
+                        kind: CompileErrorKind::UndefinedConstant,
                         message: format!(
                             "Undefined constant '{constant}' referenced in variable '{name}'"
                         ),
@@ -398,7 +402,7 @@ impl<'a> Compiler<'a> {
                 if var == name {
                     self.errors.push(CompileError {
                         span: def.span.clone(),
-                        kind: "cyclical variable definitions",
+                        kind: CompileErrorKind::CyclicalVariables,
                         message: format!("Variable '{name}' references itself"),
                     });
                     env.broken.insert(name.clone());
@@ -407,7 +411,7 @@ impl<'a> Compiler<'a> {
                 } else {
                     self.errors.push(CompileError {
                         span: def.span.clone(),
-                        kind: "undefined variable",
+                        kind: CompileErrorKind::UndefinedVariable,
                         message: format!(
                             "Undefined variable '{var}' referenced in variable '{name}'"
                         ),
@@ -424,7 +428,7 @@ impl<'a> Compiler<'a> {
             let span = env.variables[&names[cycle[0]]].span.clone();
             self.error(
                 &span,
-                "cyclical variable definitions",
+                CompileErrorKind::CyclicalVariables,
                 format!("Variables {} form a cycle", english_list(&parts)),
             );
             env.broken.extend(cycle.iter().map(|&i| names[i].clone()));
@@ -464,7 +468,7 @@ impl<'a> Compiler<'a> {
             } else {
                 self.error(
                     &text.span,
-                    "undefined variable",
+                    CompileErrorKind::UndefinedVariable,
                     format!("Undefined variable '{var}'"),
                 );
             }
@@ -479,7 +483,7 @@ impl<'a> Compiler<'a> {
                 if !env.constants.contains_key(constant) {
                     self.error(
                         &def.span,
-                        "undefined constant",
+                        CompileErrorKind::UndefinedConstant,
                         format!("Undefined constant '{constant}'"),
                     );
                 }
@@ -495,7 +499,7 @@ impl<'a> Compiler<'a> {
             if !env.constants.contains_key(constant) {
                 self.error(
                     &text.span,
-                    "undefined constant",
+                    CompileErrorKind::UndefinedConstant,
                     format!("Undefined constant '{constant}'"),
                 );
             }
@@ -516,7 +520,7 @@ impl<'a> Compiler<'a> {
             model::Condition::Script { span, .. } => {
                 self.error(
                     span,
-                    "scripts in conditions are no longer supported",
+                    CompileErrorKind::ScriptCondition,
                     "Unsupported feature",
                 );
                 None
@@ -567,7 +571,7 @@ impl<'a> Compiler<'a> {
         if activated.is_none() && not_met.is_none() {
             self.error(
                 &o.span,
-                "empty output",
+                CompileErrorKind::EmptyOutput,
                 "output must have at least one expression",
             );
             return None;
@@ -583,7 +587,7 @@ impl<'a> Compiler<'a> {
         match Glob::new(pattern) {
             Ok(g) => g,
             Err(e) => {
-                self.error(span, "invalid glob", e.to_string());
+                self.error(span, CompileErrorKind::InvalidGlob, e.to_string());
                 Glob::Literal(pattern.into())
             }
         }
@@ -738,7 +742,7 @@ pub fn compile_unit(
     let Some(main) = policies.iter().find(|p| &*p.span.file == main_file) else {
         c.error(
             &Span::new(main_file, 1, 1),
-            "missing policy definition",
+            CompileErrorKind::MissingPolicyDefinition,
             format!("No policy is defined in {main_file}"),
         );
         return finish(c, set);
@@ -758,7 +762,7 @@ pub fn compile_unit(
                         if !c.by_fqn.contains_key(fqn) {
                             c.error(
                                 &main.span,
-                                "missing policy definition",
+                                CompileErrorKind::MissingPolicyDefinition,
                                 format!("Missing ancestor policy {:?}", id::key_of_fqn(fqn)),
                             );
                         }
