@@ -732,6 +732,11 @@ mod tests {
 
     /// Plans `expr` as the condition of an ALLOW rule; returns `filterDebug`.
     fn debug_of(expr: &str) -> Result<String, PlanError> {
+        debug_with(expr, serde_json::json!({}))
+    }
+
+    /// [`debug_of`] with resource attributes known in advance.
+    fn debug_with(expr: &str, resource_attr: serde_json::Value) -> Result<String, PlanError> {
         let yaml = format!(
             "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n\
              \x20   - actions: [a]\n      effect: EFFECT_ALLOW\n      roles: ['*']\n      condition:\n        match:\n          expr: {}\n",
@@ -754,12 +759,38 @@ mod tests {
             },
             resource: super::super::PlanResource {
                 kind: "doc".into(),
+                attr: crate::cel::from_json(&resource_attr)
+                    .as_map()
+                    .map(|m| Arc::new(m.clone()))
+                    .unwrap_or_default(),
                 ..Default::default()
             },
             actions: vec!["a".into()],
             ..Default::default()
         };
         engine.plan(&input).map(|o| o.filter_debug)
+    }
+
+    /// Cerbos replaces a known resource attribute by its value before planning, inside
+    /// `has()` too: `has(R.attr.owner)` is the owner, not `true` (as the real Cerbos 0.55
+    /// answers; found by the generated plan diff).
+    #[test]
+    fn presence_test_on_a_known_attribute_is_its_value() {
+        let attr = serde_json::json!({"owner": "carol", "public": true});
+        for (expr, want) in [
+            ("has(R.attr.owner)", "(false)"),
+            ("has(request.resource.attr.public)", "(true)"),
+            ("!has(R.attr.owner)", "(false)"),
+            ("has(R.attr.owner) || R.attr.x", "request.resource.attr.x"),
+            (
+                "(R.attr.x || R.attr.y) && has(R.attr.public)",
+                "(or request.resource.attr.x request.resource.attr.y)",
+            ),
+            ("has(R.attr.missing)", "(true)"),
+        ] {
+            assert_eq!(debug_with(expr, attr.clone()).unwrap(), want, "{expr}");
+        }
+        assert_eq!(debug_of("has(R.attr.owner)").unwrap(), "(true)");
     }
 
     /// As the real Cerbos 0.55 answers (asked with these expressions; the `||` case
@@ -772,6 +803,18 @@ mod tests {
             ("P.attr.missing == R.attr.x", "(false)"),
             ("R.attr.x.startsWith(P.attr.missing)", "(false)"),
             ("[R.attr.x, P.attr.missing] == []", "(false)"),
+            // Cerbos's set functions are non-strict: the first operand that is not known
+            // decides (issue 14, found by the generated plan diff against Cerbos 0.55).
+            (
+                "R.attr.x.hasIntersection(P.attr.missing)",
+                "(hasIntersection request.resource.attr.x (get-field (struct (set-field \"m\" (struct )) (set-field \"n\" (struct (set-field \"k1\" \"a\") (set-field \"k2\" \"b\")))) missing))",
+            ),
+            (
+                "isSubset(R.attr.x, P.attr.missing)",
+                "(isSubset request.resource.attr.x (get-field (struct (set-field \"m\" (struct )) (set-field \"n\" (struct (set-field \"k1\" \"a\") (set-field \"k2\" \"b\")))) missing))",
+            ),
+            ("P.attr.missing.hasIntersection(R.attr.x)", "(false)"),
+            ("hasIntersection(P.attr.missing, R.attr.x)", "(false)"),
             // `||` keeps the unknown, and prunes the failing operand's known part.
             (
                 "R.attr.x || P.attr.missing",

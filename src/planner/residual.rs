@@ -197,6 +197,16 @@ fn strict_first(a: Val, b: Val) -> Val {
     }
 }
 
+/// Cerbos's set functions (`hasIntersection`, `isSubset`, `except`, `intersect` and the
+/// deprecated snake-case names), declared non-strict: their first operand that is not
+/// known is the result, even an unknown ahead of an error.
+fn cerbos_set_function(name: &str) -> bool {
+    matches!(
+        name,
+        "hasIntersection" | "has_intersection" | "isSubset" | "is_subset" | "except" | "intersect"
+    )
+}
+
 fn select_value(v: &Value, field: &str) -> Val {
     match v {
         Value::Map(m) => match m.get_str(field) {
@@ -496,7 +506,7 @@ impl<'a> Evaluator<'a> {
                     return self.bind(args);
                 }
                 if let Some(f) = registry().get(&full, CallStyle::Global) {
-                    return self.apply(f, None, args);
+                    return self.apply(f, None, args, false);
                 }
             }
         }
@@ -506,8 +516,17 @@ impl<'a> Evaluator<'a> {
                     return err("invalid argument to has() macro");
                 };
                 let mut path = Vec::new();
-                // The resource is unknown as a whole, so is any presence test on it.
+                // The resource is unknown as a whole, so is any presence test on it, except
+                // on an attribute the request gives: Cerbos replaces `R.attr.name` by the
+                // known value before planning, the presence test included, so
+                // `has(R.attr.name)` is that value (and a condition that is not a boolean
+                // fails).
                 if self.resource_path(operand, &mut path) {
+                    if path.as_slice() == ["attr"]
+                        && let Some(v) = self.req.attr.get_str(field)
+                    {
+                        return Val::Known(v.clone());
+                    }
                     return Val::Unknown;
                 }
                 let o = if operand.as_ident() == Some("request") && !self.is_local("request") {
@@ -549,7 +568,7 @@ impl<'a> Evaluator<'a> {
                     CallStyle::Global
                 };
                 match registry().get(func, style) {
-                    Some(f) => self.apply(f, target, args),
+                    Some(f) => self.apply(f, target, args, cerbos_set_function(func)),
                     None => err(format!(
                         "undeclared reference to '{func}' (in container '')"
                     )),
@@ -559,12 +578,15 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Calls a native function: operands evaluated in order; the first unknown or error
-    /// is the result (with more than two operands, cel-go stops at it).
+    /// is the result (with more than two operands, cel-go stops at it). With `left_first`
+    /// (Cerbos's non-strict set functions) the first operand that is not known decides,
+    /// so an unknown before an error stays unknown.
     fn apply(
         &mut self,
         f: crate::cel::functions::NativeFn,
         target: Option<&Expr>,
         args: &[Expr],
+        left_first: bool,
     ) -> Val {
         let operands: Vec<&Expr> = target.into_iter().chain(args.iter()).collect();
         let mut vals = Vec::with_capacity(operands.len());
@@ -576,6 +598,7 @@ impl<'a> Evaluator<'a> {
                 other => {
                     first_bad = Some(match first_bad {
                         None => other,
+                        Some(b) if left_first => b,
                         Some(b) => strict_first(b, other),
                     });
                     if operands.len() > 2 {

@@ -33,6 +33,7 @@ use crate::api_server::{normalise, start};
 use crate::util::{corpus_dir, yaml_docs};
 
 mod generated;
+mod plan_generated;
 
 const DEFAULT_REQUESTS: usize = 2000;
 const DEFAULT_SEED: u64 = 20_260_813;

@@ -74,8 +74,8 @@ const ACTIONS: &[&str] = &[
 ];
 const PRINCIPALS: &[&str] = &["bob", "carol", "svc:robot"];
 /// Scopes, each after its parent.
-const SCOPES: &[&str] = &["beta", "beta.eu", "acme", "acme.hr"];
-const MISSING_SCOPES: &[&str] = &["beta.eu.x", "nowhere", "acme.hr.uk"];
+pub(super) const SCOPES: &[&str] = &["beta", "beta.eu", "acme", "acme.hr"];
+pub(super) const MISSING_SCOPES: &[&str] = &["beta.eu.x", "nowhere", "acme.hr.uk"];
 
 const CONDITIONS: &[&str] = &[
     "R.attr.owner == P.id",
@@ -101,11 +101,11 @@ struct Store {
     files: BTreeMap<String, Value>,
 }
 
-fn pick_str(rng: &mut Rng, items: &[&str]) -> String {
+pub(super) fn pick_str(rng: &mut Rng, items: &[&str]) -> String {
     (*rng.pick(items)).to_string()
 }
 
-fn some_of(rng: &mut Rng, items: &[&str], max: usize) -> Vec<String> {
+pub(super) fn some_of(rng: &mut Rng, items: &[&str], max: usize) -> Vec<String> {
     let n = 1 + rng.below(max);
     let mut out: Vec<String> = Vec::new();
     for _ in 0..n * 3 {
@@ -121,7 +121,7 @@ fn some_of(rng: &mut Rng, items: &[&str], max: usize) -> Vec<String> {
 }
 
 /// A chain-closed subset of [`SCOPES`]: a scope is only chosen with its parent.
-fn scope_subset(rng: &mut Rng, percent: u64) -> Vec<&'static str> {
+pub(super) fn scope_subset(rng: &mut Rng, percent: u64) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     for s in SCOPES {
         let parent_ok = match s.rfind('.') {
@@ -135,7 +135,7 @@ fn scope_subset(rng: &mut Rng, percent: u64) -> Vec<&'static str> {
     out
 }
 
-fn file_name(parts: &[&str]) -> String {
+pub(super) fn file_name(parts: &[&str]) -> String {
     let joined = parts.join("_");
     let clean: String = joined
         .chars()
