@@ -20,7 +20,8 @@ use super::protojson::{json_to_value, validation_error_json, value_to_json};
 use super::service::{CerbosApi, cel_map, principal_input};
 use super::validate::validate_plan_resources;
 use crate::engine::ValidationSource;
-use crate::planner::{Filter, FilterKind, Operand, PlanInput, PlanResource};
+use crate::metrics::{Origin, PlanOutcome};
+use crate::planner::{Filter, FilterKind, Operand, PlanInput, PlanOutput, PlanResource};
 
 use pb_engine::plan_resources_filter::expression::{Operand as PbOperand, operand::Node};
 
@@ -67,11 +68,14 @@ impl CerbosApi {
             tracing::error!(error = %e, "resources query plan request failed");
             ApiError::new(tonic::Code::Internal, "Resources query plan request failed")
         })?;
+        let call_id = new_call_id();
+        let elapsed = started.elapsed();
         tracing::debug!(
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             kind = %input.resource.kind,
             "planned"
         );
+        self.record_plan(&call_id, &snapshot.revision, elapsed, &input, &output);
         let meta = req.include_meta.then(|| plan_resources_response::Meta {
             filter_debug: output.filter_debug.clone(),
             matched_scope: match &one_action {
@@ -108,9 +112,104 @@ impl CerbosApi {
                     },
                 })
                 .collect(),
-            cerbos_call_id: new_call_id(),
+            cerbos_call_id: call_id,
         })
     }
+
+    /// Counts the plan and writes one decision-log line for the call.
+    fn record_plan(
+        &self,
+        call_id: &str,
+        revision: &str,
+        elapsed: std::time::Duration,
+        input: &PlanInput,
+        output: &PlanOutput,
+    ) {
+        let settings = self.settings();
+        record_plan(
+            &settings.metrics,
+            &settings.audit,
+            Origin::Api,
+            PlanFacts {
+                decision_id: call_id,
+                revision,
+                elapsed,
+            },
+            input,
+            output,
+        );
+    }
+}
+
+/// What the decision log records about a plan besides the plan itself.
+pub(crate) struct PlanFacts<'a> {
+    /// Decision id (Cerbos call id, ext_authz decision id).
+    pub(crate) decision_id: &'a str,
+    /// Revision of the policy snapshot that planned.
+    pub(crate) revision: &'a str,
+    /// Time taken.
+    pub(crate) elapsed: std::time::Duration,
+}
+
+/// Counts one plan in `gatehouse_plans_total` / `gatehouse_plan_duration_seconds` and
+/// writes its decision-log line (shared by the API and the ext_authz plan routes).
+pub(crate) fn record_plan(
+    metrics: &crate::metrics::Metrics,
+    audit: &crate::audit::AuditSink,
+    origin: Origin,
+    facts: PlanFacts<'_>,
+    input: &PlanInput,
+    output: &PlanOutput,
+) {
+    use crate::audit::{DecisionRecord, PlanRecord, PrincipalRecord, ResourceRecord};
+    let filter = match output.filter.kind {
+        FilterKind::AlwaysAllowed => "always_allowed",
+        FilterKind::AlwaysDenied => "always_denied",
+        FilterKind::Conditional => "conditional",
+    };
+    metrics.observe_plan(
+        origin,
+        facts.elapsed,
+        input.actions.iter().map(|a| PlanOutcome {
+            kind: &input.resource.kind,
+            action: a,
+            filter,
+        }),
+    );
+    audit.record_with(|| {
+        let with_attr = audit.wants_attributes();
+        let attr = |m: &Arc<crate::cel::MapValue>| {
+            with_attr.then(|| crate::cel::to_json(&crate::cel::Value::Map(m.clone())))
+        };
+        let mut r = DecisionRecord::new(origin, facts.decision_id.to_string());
+        r.principal = Some(PrincipalRecord {
+            id: input.principal.id.clone(),
+            roles: input
+                .principal
+                .roles
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
+            attr: attr(&input.principal.attr),
+        });
+        r.resources = vec![ResourceRecord {
+            kind: input.resource.kind.clone(),
+            id: String::new(),
+            policy_version: input.resource.policy_version.clone(),
+            scope: input.resource.scope.clone(),
+            attr: attr(&input.resource.attr),
+            actions: Vec::new(),
+        }];
+        r.plan = Some(PlanRecord {
+            actions: input.actions.clone(),
+            filter: output.filter.kind.as_str().to_string(),
+            condition: (output.filter.kind == FilterKind::Conditional)
+                .then(|| output.filter_debug.clone()),
+        });
+        r.policy_revision = facts.revision.to_string();
+        r.request_id = (!input.request_id.is_empty()).then(|| input.request_id.clone());
+        r
+    });
 }
 
 /// A filter as the wire message.

@@ -28,7 +28,7 @@ mod rotate;
 mod sink;
 
 pub use config::{AuditConfig, AuditFileConfig, AuditMode, AuditOutput, DEFAULT_QUEUE_CAPACITY};
-pub use record::{ActionRecord, DecisionRecord, PrincipalRecord, ResourceRecord};
+pub use record::{ActionRecord, DecisionRecord, PlanRecord, PrincipalRecord, ResourceRecord};
 pub use sink::{AuditError, AuditSink};
 
 pub use crate::metrics::Origin;

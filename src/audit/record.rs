@@ -39,6 +39,21 @@ pub struct DecisionRecord {
     pub request_id: Option<String>,
     /// W3C trace id of the decision (its span, or the caller's `traceparent`).
     pub trace_id: Option<String>,
+    /// The query plan, for a `PlanResources` call or a plan route (its resource is the
+    /// only entry of `resources`, without actions).
+    pub plan: Option<PlanRecord>,
+}
+
+/// A query plan's outcome.
+#[derive(Clone, Debug, Default)]
+pub struct PlanRecord {
+    /// The actions planned.
+    pub actions: Vec<String>,
+    /// The filter's kind (`KIND_ALWAYS_ALLOWED`, `KIND_ALWAYS_DENIED`, `KIND_CONDITIONAL`).
+    pub filter: String,
+    /// The condition as Cerbos's `filterDebug` renders it (written only with
+    /// `includeAttributes`: it holds principal attribute values).
+    pub condition: Option<String>,
 }
 
 /// The principal of a decision.
@@ -106,6 +121,7 @@ impl DecisionRecord {
             policy_revision: String::new(),
             request_id: None,
             trace_id: None,
+            plan: None,
         }
     }
 
@@ -170,6 +186,16 @@ impl DecisionRecord {
             "traceId".into(),
             json!(self.trace_id.as_deref().filter(|t| is_trace_id(t))),
         );
+        if let Some(p) = &self.plan {
+            line.insert(
+                "plan".into(),
+                json!({
+                    "actions": p.actions,
+                    "filter": p.filter,
+                    "condition": if opts.include_attributes { p.condition.clone() } else { None },
+                }),
+            );
+        }
         for m in &opts.masks {
             m.apply(&mut line);
         }

@@ -30,6 +30,6 @@ mod router;
 
 pub use registry::{
     ActionOutcome, AttributeFetch, AuditDrop, DEFAULT_MAX_SERIES, Metrics, MetricsConfig, Origin,
-    PolicyStats, SpanExport,
+    PlanOutcome, PolicyStats, SpanExport,
 };
 pub use router::{CONTENT_TYPE, metrics_router};

@@ -135,6 +135,17 @@ pub struct ActionOutcome<'a> {
     pub allowed: bool,
 }
 
+/// One action's query plan, as counted by `gatehouse_plans_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanOutcome<'a> {
+    /// Resource kind.
+    pub kind: &'a str,
+    /// Action.
+    pub action: &'a str,
+    /// The filter's kind: `always_allowed`, `always_denied` or `conditional`.
+    pub filter: &'a str,
+}
+
 /// The policy store's state, read at scrape time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyStats {
@@ -156,6 +167,8 @@ const ENUM_LABELS_CAP: usize = 16;
 struct Registry {
     decisions: Family<Counter, 4>,
     check_duration: Family<Histogram, 1>,
+    plans: Family<Counter, 4>,
+    plan_duration: Family<Histogram, 1>,
     attribute_fetches: Family<Counter, 1>,
     audit_dropped: Family<Counter, 1>,
     trace_spans: Family<Counter, 1>,
@@ -203,6 +216,18 @@ impl Metrics {
                 ["origin"],
                 ENUM_LABELS_CAP,
             ),
+            plans: Family::new(
+                "gatehouse_plans_total",
+                "Query plans (PlanResources), one per action, by the kind of filter.",
+                ["filter", "kind", "action", "origin"],
+                cap,
+            ),
+            plan_duration: Family::new(
+                "gatehouse_plan_duration_seconds",
+                "Time to plan one PlanResources request, in seconds.",
+                ["origin"],
+                ENUM_LABELS_CAP,
+            ),
             attribute_fetches: Family::new(
                 "gatehouse_attribute_fetches_total",
                 "Resource attribute lookups from HTTP attribute sources.",
@@ -224,6 +249,7 @@ impl Metrics {
         };
         for origin in [Origin::ExtAuthz, Origin::Api] {
             registry.check_duration.with([origin.as_str()], |_| ());
+            registry.plan_duration.with([origin.as_str()], |_| ());
         }
         for r in [
             AttributeFetch::Ok,
@@ -259,6 +285,24 @@ impl Metrics {
         }
     }
 
+    /// Records one plan: its duration in `gatehouse_plan_duration_seconds` and each
+    /// action's filter kind in `gatehouse_plans_total`.
+    pub fn observe_plan<'a>(
+        &self,
+        origin: Origin,
+        elapsed: Duration,
+        plans: impl IntoIterator<Item = PlanOutcome<'a>>,
+    ) {
+        self.inner
+            .plan_duration
+            .with([origin.as_str()], |h| h.observe(elapsed));
+        for p in plans {
+            self.inner
+                .plans
+                .with([p.filter, p.kind, p.action, origin.as_str()], |c| c.add(1));
+        }
+    }
+
     /// Counts one attribute lookup.
     pub fn count_attribute_fetch(&self, result: AttributeFetch) {
         self.inner
@@ -290,6 +334,8 @@ impl Metrics {
         let r = &self.inner;
         r.decisions.render(&mut out);
         r.check_duration.render(&mut out);
+        r.plans.render(&mut out);
+        r.plan_duration.render(&mut out);
         r.attribute_fetches.render(&mut out);
         r.audit_dropped.render(&mut out);
         r.trace_spans.render(&mut out);
@@ -351,6 +397,15 @@ mod tests {
                 },
             ],
         );
+        m.observe_plan(
+            Origin::Api,
+            Duration::from_micros(40),
+            [PlanOutcome {
+                kind: "doc",
+                action: "read",
+                filter: "conditional",
+            }],
+        );
         m.count_attribute_fetch(AttributeFetch::CacheHit);
         m.count_audit_dropped(AuditDrop::QueueFull);
         let snapshot = PolicyStats {
@@ -366,6 +421,9 @@ mod tests {
             "gatehouse_decisions_total{effect=\"deny\",kind=\"doc\",action=\"write\",origin=\"api\"} 1",
             "gatehouse_check_duration_seconds_count{origin=\"api\"} 1",
             "gatehouse_check_duration_seconds_count{origin=\"ext_authz\"} 0",
+            "gatehouse_plans_total{filter=\"conditional\",kind=\"doc\",action=\"read\",origin=\"api\"} 1",
+            "gatehouse_plan_duration_seconds_count{origin=\"api\"} 1",
+            "gatehouse_plan_duration_seconds_count{origin=\"ext_authz\"} 0",
             "gatehouse_attribute_fetches_total{result=\"cache_hit\"} 1",
             "gatehouse_attribute_fetches_total{result=\"ok\"} 0",
             "gatehouse_audit_dropped_total{reason=\"queue_full\"} 1",

@@ -979,3 +979,74 @@ async fn cerbos_api_calls_are_counted_and_logged_with_origin_api() {
         "{rendered}"
     );
 }
+
+/// Issue 14: a PlanResources call is counted (`gatehouse_plans_total`,
+/// `gatehouse_plan_duration_seconds`) and logged as a check is, with its filter's kind; the
+/// condition (it holds principal attribute values) only with `includeAttributes`.
+#[tokio::test]
+async fn cerbos_api_plans_are_counted_and_logged() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for include_attributes in [false, true] {
+        let store = PolicyStore::load(&root.join("policies"), EngineConfig::default()).unwrap();
+        let metrics = Metrics::default();
+        let log = Gated::default();
+        log.open();
+        let audit = AuditSink::to_writer(
+            &audit_config(
+                serde_json::json!({"mode": "all", "includeAttributes": include_attributes}),
+            ),
+            metrics.clone(),
+            log.clone(),
+        )
+        .unwrap();
+        let settings =
+            gatehouse::api::ApiSettings::default().with_sinks(metrics.clone(), audit.clone());
+        let servers = crate::api_server::start(store, settings).await;
+        let (status, body) = servers
+            .http(
+                "POST",
+                "/api/plan/resources",
+                serde_json::json!({
+                    "requestId": "p-7",
+                    "action": "read",
+                    "principal": {"id": "bob", "roles": ["manager"], "attr": {"department": "engineering"}},
+                    "resource": {"kind": "document"}
+                })
+                .to_string()
+                .into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["filter"]["kind"], "KIND_CONDITIONAL", "{body}");
+        assert!(audit.flush());
+        let text = String::from_utf8(log.bytes.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line = &lines[0];
+        assert_eq!(line["origin"], "api");
+        assert_eq!(line["requestId"], "p-7");
+        assert_eq!(line["decisionId"], body["cerbosCallId"]);
+        assert_eq!(line["principal"]["id"], "bob");
+        assert_eq!(line["resources"][0]["kind"], "document");
+        assert_eq!(line["plan"]["actions"], serde_json::json!(["read"]));
+        assert_eq!(line["plan"]["filter"], "KIND_CONDITIONAL");
+        if include_attributes {
+            let condition = line["plan"]["condition"].as_str().unwrap();
+            assert!(condition.contains("request.resource.attr.owner"), "{line}");
+        } else {
+            assert_eq!(line["plan"]["condition"], Value::Null, "{line}");
+            assert!(!text.contains("engineering"), "{text}");
+        }
+        let rendered = metrics.render(None);
+        for want in [
+            "gatehouse_plans_total{filter=\"conditional\",kind=\"document\",action=\"read\",origin=\"api\"} 1",
+            "gatehouse_plan_duration_seconds_count{origin=\"api\"} 1",
+            "gatehouse_check_duration_seconds_count{origin=\"api\"} 0",
+        ] {
+            assert!(rendered.contains(want), "{want} missing:\n{rendered}");
+        }
+    }
+}
