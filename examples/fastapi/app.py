@@ -165,9 +165,13 @@ NO_PRINCIPAL = "missing x-gatehouse-principal: request did not pass through Gate
 gatehouse = Gatehouse(required=True)
 
 
+DOCS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
+
+
 def _is_open(path: str) -> bool:
-    """Paths that need no principal: the health check and Gatehouse's internal API."""
-    return path == "/health" or path.startswith("/internal/")
+    """Paths that need no principal: the health check, the API docs (which the Istio
+    policy in deploy/istio leaves out of authorization) and Gatehouse's internal API."""
+    return path == "/health" or path in DOCS or path.startswith("/internal/")
 
 
 def seen_by(who: Annotated[GatehousePrincipal, Depends(gatehouse)]) -> dict[str, Any]:

@@ -201,6 +201,21 @@ def envoy_nofetch(app: App, gatehouse_nofetch: stack.Gatehouse, work_dir: Path,
     env.proc.stop()
 
 
+@pytest.fixture(scope="session")
+def envoy_istio(app: App, gatehouse: stack.Gatehouse, work_dir: Path) -> Iterator[stack.Envoy]:
+    """The ext_authz filter chain istiod generates for deploy/istio/ (a CUSTOM policy)."""
+    env = _envoy("istio", stack.ENVOY_ISTIO_YAML, work_dir, app, gatehouse.grpc_port)
+    yield env
+    env.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def envoy_istio_unreachable(app: App, work_dir: Path) -> Iterator[stack.Envoy]:
+    env = _envoy("istio-unreachable", stack.ENVOY_ISTIO_YAML, work_dir, app, stack.closed_port())
+    yield env
+    env.proc.stop()
+
+
 # === nginx (forward-auth) ================================================================
 
 

@@ -33,6 +33,11 @@ ENVOY_HTTP_YAML = REPO / "envoy" / "envoy-http.yaml"
 # run through Envoy run once per mode, with the same scenarios and expectations.
 ENVOY_MODES = {"grpc": ENVOY_YAML, "http": ENVOY_HTTP_YAML}
 
+ENVOY_ISTIO_YAML = REPO / "tests" / "e2e" / "envoy-istio-custom.yaml"
+# Cluster names of envoy-istio-custom.yaml (Istio's) -> the process they reach.
+ISTIO_CLUSTERS = {"outbound|3593||gatehouse.documents.svc.cluster.local": "gatehouse",
+                  "inbound|8000||": "app"}
+
 # Lines printed at the end of the run (the latency probe).
 REPORT_LINES: list[str] = []
 
@@ -297,7 +302,8 @@ def envoy_config(
     for cluster in cfg["static_resources"]["clusters"]:
         (endpoints,) = cluster["load_assignment"]["endpoints"]
         (lb,) = endpoints["lb_endpoints"]
-        lb["endpoint"]["address"]["socket_address"]["port_value"] = ports.pop(cluster["name"])
+        role = ISTIO_CLUSTERS.get(cluster["name"], cluster["name"])
+        lb["endpoint"]["address"]["socket_address"]["port_value"] = ports.pop(role)
     assert not ports, f"clusters missing from {source}: {sorted(ports)}"
 
     hcm = _hcm(cfg)

@@ -122,10 +122,10 @@ def test_dev_keys_are_a_pair_and_marked_dev_only():
 
 
 def test_istio_and_compose_files_parse():
-    docs = list(yaml.safe_load_all((stack.REPO / "envoy/istio/authorization-policy.yaml").read_text()))
+    docs = list(yaml.safe_load_all((stack.REPO / "deploy/istio/authorization-policy.yaml").read_text()))
     assert [d["spec"]["action"] for d in docs] == ["CUSTOM", "DENY"]
     assert docs[0]["spec"]["provider"]["name"] == "gatehouse"
-    mesh = yaml.safe_load((stack.REPO / "envoy/istio/mesh-config.yaml").read_text())
+    mesh = yaml.safe_load((stack.REPO / "deploy/istio/mesh-config.yaml").read_text())
     (provider,) = mesh["spec"]["meshConfig"]["extensionProviders"]
     assert provider["name"] == "gatehouse"
     assert provider["envoyExtAuthzGrpc"]["port"] == 3593
