@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::cel::{Activation, Key, MapValue, Timestamp, Value, to_output_json};
 use crate::policy::compiled::{
-    ActionSet, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS, Row,
-    RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
+    ActionSet, ByRole, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS,
+    Row, RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
     ScopePermissions,
 };
 use crate::policy::id::{ScopedKind, policy_key, sanitize, scope_parents};
@@ -482,14 +482,7 @@ pub(crate) fn check(
         set.scope_rows(principal_version, s)
             .is_some_and(|r| r.has_principal)
     });
-    let scoped_resource_exists = resource_scopes.iter().any(|s| {
-        set.scope_rows(resource_version, s).is_some_and(|r| {
-            r.resource
-                .iter()
-                .chain(r.role.iter())
-                .any(|&i| set.rows[i as usize].resource.matches(kind))
-        })
-    });
+    let scoped_resource_exists = kind_exists(set, resource_version, kind, &resource_scopes);
     if !scoped_principal_exists && !scoped_resource_exists {
         return Ok(finish(effects, out, Vec::new(), ev.errors));
     }
@@ -821,7 +814,80 @@ fn activate_derived_roles(
     active
 }
 
-/// Finds the bindings for one (scope, action, roles) in a policy kind.
+/// Rows read by [`query`] and the scope existence check on this thread, for the test that
+/// the work of a decision does not grow with the number of unrelated policies.
+#[cfg(test)]
+pub(crate) mod work {
+    use std::cell::Cell;
+
+    thread_local! {
+        static ROWS_EXAMINED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Adds `n` rows read.
+    pub(crate) fn add(n: usize) {
+        ROWS_EXAMINED.with(|c| c.set(c.get() + n));
+    }
+
+    /// Rows read since the last call (and resets the count).
+    pub(crate) fn take() -> usize {
+        ROWS_EXAMINED.with(|c| c.replace(0))
+    }
+}
+
+/// Counts rows read (for the test of [`work`]; nothing outside tests).
+fn count_examined(n: usize) {
+    #[cfg(test)]
+    work::add(n);
+    #[cfg(not(test))]
+    let _ = n;
+}
+
+/// Whether some resource or role policy rule for `kind` exists in one of `scopes`.
+pub(crate) fn kind_exists(
+    set: &CompiledPolicySet,
+    version: &str,
+    kind: &str,
+    scopes: &[&Arc<str>],
+) -> bool {
+    let mut examined = 0;
+    let found = scopes.iter().any(|s| {
+        set.scope_rows(version, s)
+            .is_some_and(|r| r.has_kind(&set.rows, kind, &mut examined))
+    });
+    count_examined(examined);
+    found
+}
+
+/// Appends to `out` the numbers of the resource rules in `by_role` for one of `roles`
+/// (`kind_checked`: the rows' resource is known to match, else it is matched).
+fn role_rows(
+    set: &CompiledPolicySet,
+    by_role: &ByRole,
+    kind: Option<&str>,
+    roles: &[Arc<str>],
+    out: &mut Vec<u32>,
+) {
+    let mut examined = 0;
+    for role in roles {
+        if let Some(rows) = by_role.literal.get(role) {
+            examined += rows.len();
+            out.extend(
+                rows.iter()
+                    .filter(|&&i| kind.is_none_or(|k| set.rows[i as usize].resource.matches(k))),
+            );
+        }
+    }
+    examined += by_role.wildcard.len();
+    out.extend(by_role.wildcard.iter().filter(|&&i| {
+        let row = &set.rows[i as usize];
+        kind.is_none_or(|k| row.resource.matches(k)) && roles.iter().any(|r| row.role.matches(r))
+    }));
+    count_examined(examined);
+}
+
+/// Finds the bindings for one (scope, action, roles) in a policy kind. Reads only the
+/// rows indexed under `kind` (and wildcard kinds) and `roles` (and wildcard roles).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn query<'a>(
     set: &'a CompiledPolicySet,
@@ -840,6 +906,7 @@ pub(crate) fn query<'a>(
     match pass {
         RowKind::Principal => {
             if let Some(ids) = rows.principal.get(principal_id) {
+                count_examined(ids.len());
                 for &i in ids {
                     let row = &set.rows[i as usize];
                     if row.resource.matches(kind) && row.matches_action(action) {
@@ -849,47 +916,63 @@ pub(crate) fn query<'a>(
             }
         }
         RowKind::Resource => {
+            // Resource rules for this kind and these roles, in policy order.
+            let mut matched: Vec<u32> = Vec::new();
+            if let Some(by_role) = rows.resource.exact.get(kind) {
+                role_rows(set, by_role, None, roles, &mut matched);
+            }
+            role_rows(
+                set,
+                &rows.resource.wildcard,
+                Some(kind),
+                roles,
+                &mut matched,
+            );
+            matched.sort_unstable();
+            matched.dedup();
+            // Role policy rules for this kind, per role: an exhaustive allow-list.
+            let mut role_policies: Vec<(&Arc<str>, Vec<u32>)> = Vec::new();
+            for role in roles {
+                let Some(by_kind) = rows.role.get(role) else {
+                    continue;
+                };
+                let mut ids: Vec<u32> = by_kind.exact.get(kind).cloned().unwrap_or_default();
+                count_examined(ids.len() + by_kind.wildcard.len());
+                ids.extend(
+                    by_kind
+                        .wildcard
+                        .iter()
+                        .filter(|&&i| set.rows[i as usize].resource.matches(kind)),
+                );
+                ids.sort_unstable();
+                role_policies.push((role, ids));
+            }
             // As Cerbos's index: nothing at all (not even a role policy's implicit denial)
             // unless some rule here is for this resource kind and one of these roles.
-            let relevant = rows.resource.iter().chain(rows.role.iter()).any(|&i| {
-                let row = &set.rows[i as usize];
-                row.resource.matches(kind) && roles.iter().any(|r| row.role.matches(r))
-            });
-            if !relevant {
+            if matched.is_empty() && role_policies.iter().all(|(_, ids)| ids.is_empty()) {
                 return;
             }
-            // Role policies: an exhaustive allow-list per role in this scope.
-            if !rows.role.is_empty() {
-                for role in roles {
-                    let mut has_policy = false;
-                    let mut matched = false;
-                    for &i in &rows.role {
-                        let row = &set.rows[i as usize];
-                        if row.role.literal() != Some(&**role) {
-                            continue;
-                        }
-                        has_policy = true;
-                        if row.resource.matches(kind) && row.matches_action(action) {
-                            matched = true;
-                            out.push(Binding::RoleRule(row));
-                        }
-                    }
-                    if has_policy && !matched {
-                        out.push(Binding::RoleNoMatch(Arc::from(policy_key(
-                            ScopedKind::Role,
-                            role,
-                            version,
-                            scope,
-                        ))));
+            for (role, ids) in role_policies {
+                let mut any = false;
+                for i in ids {
+                    let row = &set.rows[i as usize];
+                    if row.matches_action(action) {
+                        any = true;
+                        out.push(Binding::RoleRule(row));
                     }
                 }
+                if !any {
+                    out.push(Binding::RoleNoMatch(Arc::from(policy_key(
+                        ScopedKind::Role,
+                        role,
+                        version,
+                        scope,
+                    ))));
+                }
             }
-            for &i in &rows.resource {
+            for i in matched {
                 let row = &set.rows[i as usize];
-                if row.resource.matches(kind)
-                    && matches!(&row.actions, ActionSet::Action(g) if g.matches(action))
-                    && roles.iter().any(|r| row.role.matches(r))
-                {
+                if matches!(&row.actions, ActionSet::Action(g) if g.matches(action)) {
                     out.push(Binding::Row(row));
                 }
             }
@@ -900,6 +983,107 @@ pub(crate) fn query<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store with the `doc` policies (root and scope `acme`, a role policy, derived
+    /// roles, a wildcard-kind rule) and `unrelated` policies of other kinds in both scopes
+    /// (resource policies, rules of the same role policy, role policies of other roles).
+    fn store_with_unrelated_kinds(unrelated: usize) -> crate::policy::compiled::CompiledPolicySet {
+        let mut yaml = String::from(
+            "apiVersion: api.cerbos.dev/v1\nderivedRoles:\n  name: common\n  definitions:\n\
+             \x20   - {name: owner, parentRoles: [user], condition: {match: {expr: R.attr.owner == P.id}}}\n\
+             ---\napiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n\
+             \x20 importDerivedRoles: [common]\n  rules:\n\
+             \x20   - {actions: [read], effect: EFFECT_ALLOW, roles: [user]}\n\
+             \x20   - {actions: [edit], effect: EFFECT_ALLOW, derivedRoles: [owner]}\n\
+             ---\napiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  scope: acme\n\
+             \x20 rules:\n    - {actions: [delete], effect: EFFECT_DENY, roles: [user]}\n",
+        );
+        let mut auditor = String::from(
+            "---\napiVersion: api.cerbos.dev/v1\nrolePolicy:\n  role: auditor\n  scope: acme\n  parentRoles: [user]\n\
+             \x20 rules:\n    - {resource: doc, allowActions: [read]}\n\
+             \x20   - {resource: \"*\", allowActions: [list]}\n",
+        );
+        for i in 0..unrelated {
+            let scope = if i % 2 == 0 { "" } else { "acme" };
+            if i % 2 == 1 {
+                yaml.push_str(&format!(
+                    "---\napiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: kind{i}\n  version: default\n\
+                     \x20 rules:\n    - {{actions: [list], effect: EFFECT_ALLOW, roles: [user]}}\n"
+                ));
+            }
+            yaml.push_str(&format!(
+                "---\napiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: kind{i}\n  version: default\n\
+                 \x20 scope: \"{scope}\"\n  rules:\n\
+                 \x20   - {{actions: [read, edit], effect: EFFECT_ALLOW, roles: [user, auditor]}}\n\
+                 \x20   - {{actions: [\"*\"], effect: EFFECT_DENY, roles: [\"*\"], condition: {{match: {{expr: R.attr.x == 1}}}}}}\n\
+                 ---\napiVersion: api.cerbos.dev/v1\nrolePolicy:\n  role: r{i}\n  scope: \"{scope}\"\n\
+                 \x20 rules:\n    - {{resource: kind{i}, allowActions: [read]}}\n"
+            ));
+            auditor.push_str(&format!(
+                "    - {{resource: kind{i}, allowActions: [read]}}\n"
+            ));
+        }
+        yaml.push_str(&auditor);
+        let policies = crate::policy::loader::parse_policies(&yaml, "store.yaml").unwrap();
+        crate::policy::compile_policies(&policies, Default::default()).unwrap()
+    }
+
+    #[test]
+    fn rows_examined_do_not_grow_with_unrelated_kinds() {
+        use crate::engine::{Engine, EngineConfig, Principal, Resource};
+        use crate::planner::{PlanInput, PlanResource};
+        let work_for = |unrelated: usize| {
+            let engine = Engine::new(
+                Arc::new(store_with_unrelated_kinds(unrelated)),
+                EngineConfig::default(),
+            );
+            let principal = Principal {
+                id: "alice".into(),
+                roles: vec![Arc::from("user"), Arc::from("auditor")],
+                ..Default::default()
+            };
+            let actions: Vec<String> = ["read", "edit", "delete", "list"]
+                .map(String::from)
+                .to_vec();
+            let input = CheckInput {
+                principal: principal.clone(),
+                resource: Resource {
+                    kind: "doc".into(),
+                    scope: "acme".into(),
+                    ..Default::default()
+                },
+                actions: actions.clone(),
+                ..Default::default()
+            };
+            work::take();
+            let out = engine.check(&input).unwrap();
+            let check_work = work::take();
+            let plan = engine
+                .plan(&PlanInput {
+                    principal,
+                    resource: PlanResource {
+                        kind: "doc".into(),
+                        scope: "acme".into(),
+                        ..Default::default()
+                    },
+                    actions,
+                    ..Default::default()
+                })
+                .unwrap();
+            let plan_work = work::take();
+            let effects: Vec<Effect> = out.actions.iter().map(|a| a.effect).collect();
+            (effects, plan.filter_debug, check_work, plan_work)
+        };
+        let (effects, filter, check_work, plan_work) = work_for(0);
+        assert!(check_work > 0 && plan_work > 0);
+        assert_eq!(
+            effects,
+            [Effect::Allow, Effect::Deny, Effect::Deny, Effect::Deny]
+        );
+        let (effects_n, filter_n, check_work_n, plan_work_n) = work_for(300);
+        assert_eq!((effects_n, filter_n), (effects, filter));
+        assert_eq!((check_work_n, plan_work_n), (check_work, plan_work));
+    }
 
     #[test]
     fn the_deciding_rule_is_named() {

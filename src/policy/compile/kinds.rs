@@ -48,29 +48,11 @@ fn scope_rows<'s>(set: &'s mut CompiledPolicySet, version: &str, scope: &str) ->
 fn push_row(set: &mut CompiledPolicySet, row: Row, version: &str) {
     let idx = set.rows.len() as u32;
     let scope = row.scope.clone();
-    let entry = set
-        .index
-        .entry(Arc::from(version))
-        .or_default()
-        .entry(scope.clone())
-        .or_default();
-    match (row.kind, &row.actions) {
-        (RowKind::Principal, _) => {
-            entry.has_principal = true;
-            if let Some(pid) = &row.principal {
-                entry.principal.entry(pid.clone()).or_default().push(idx);
-            }
-            set.principal_scopes.insert(scope.clone());
-        }
-        (RowKind::Resource, ActionSet::AllowActions(_)) => {
-            entry.role.push(idx);
-            set.resource_scopes.insert(scope.clone());
-        }
-        (RowKind::Resource, ActionSet::Action(_)) => {
-            entry.resource.push(idx);
-            set.resource_scopes.insert(scope.clone());
-        }
-    }
+    scope_rows(set, version, &scope).add(idx, &row);
+    match row.kind {
+        RowKind::Principal => set.principal_scopes.insert(scope),
+        RowKind::Resource => set.resource_scopes.insert(scope),
+    };
     set.rows.push(row);
 }
 

@@ -221,15 +221,51 @@ impl SchemaRef {
     }
 }
 
-/// The rows of one (version, scope) pair.
+/// Row numbers (ascending, that is in policy order) by role: literal roles by hash,
+/// wildcard roles apart.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ByRole {
+    pub literal: FastMap<Arc<str>, Vec<u32>>,
+    pub wildcard: Vec<u32>,
+}
+
+/// Entries by resource kind: exact kinds by hash, wildcard kinds apart.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ByKind<T> {
+    pub exact: FastMap<Arc<str>, T>,
+    pub wildcard: T,
+}
+
+impl<T: Default> ByKind<T> {
+    /// The entry of a row's resource pattern (created when missing).
+    fn entry(&mut self, resource: &Glob) -> &mut T {
+        match resource.literal() {
+            Some(kind) => {
+                if !self.exact.contains_key(kind) {
+                    self.exact.insert(Arc::from(kind), T::default());
+                }
+                self.exact.get_mut(kind).expect("inserted above")
+            }
+            None => &mut self.wildcard,
+        }
+    }
+}
+
+/// The rows of one (version, scope) pair, indexed so that a query reads only the rows
+/// of the requested kind (and the wildcard kinds): the cost of a decision does not grow
+/// with the number of unrelated policies.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ScopeRows {
     /// Principal policy rows by principal id.
     pub principal: FastMap<Arc<str>, Vec<u32>>,
-    /// Resource policy rows (in policy order).
-    pub resource: Vec<u32>,
-    /// Role policy rows.
-    pub role: Vec<u32>,
+    /// Resource policy rows by kind, then role.
+    pub resource: ByKind<ByRole>,
+    /// Role policy rows by role (a role policy's role is a literal), then kind.
+    pub role: FastMap<Arc<str>, ByKind<Vec<u32>>>,
+    /// Exact kinds with resource or role policy rows here.
+    pub kinds: FastSet<Arc<str>>,
+    /// Resource and role policy rows whose resource is a wildcard pattern.
+    pub wildcard_kind_rows: Vec<u32>,
     /// Whether any principal policy exists here.
     pub has_principal: bool,
     /// Resource kind -> derived roles its policy here imports (and refers to).
@@ -237,6 +273,60 @@ pub(crate) struct ScopeRows {
     /// Resource kind -> schemas of its policy here (empty when it declares none); a kind
     /// is present exactly when it has a resource policy in this scope and version.
     pub schemas: FastMap<Arc<str>, PolicySchemas>,
+}
+
+impl ScopeRows {
+    /// Files row `idx` (the next row number) under its kind and role.
+    pub(crate) fn add(&mut self, idx: u32, row: &Row) {
+        if row.kind == RowKind::Principal {
+            self.has_principal = true;
+            if let Some(pid) = &row.principal {
+                self.principal.entry(pid.clone()).or_default().push(idx);
+            }
+            return;
+        }
+        match row.resource.literal() {
+            Some(kind) if !self.kinds.contains(kind) => {
+                self.kinds.insert(Arc::from(kind));
+            }
+            Some(_) => {}
+            None => self.wildcard_kind_rows.push(idx),
+        }
+        match &row.actions {
+            ActionSet::AllowActions(_) => {
+                let role = row.role.as_str();
+                if !self.role.contains_key(role) {
+                    self.role.insert(Arc::from(role), ByKind::default());
+                }
+                let by_kind = self.role.get_mut(role).expect("inserted above");
+                by_kind.entry(&row.resource).push(idx);
+            }
+            ActionSet::Action(_) => {
+                let by_role = self.resource.entry(&row.resource);
+                match row.role.literal() {
+                    Some(role) => match by_role.literal.get_mut(role) {
+                        Some(v) => v.push(idx),
+                        None => {
+                            by_role.literal.insert(Arc::from(role), vec![idx]);
+                        }
+                    },
+                    None => by_role.wildcard.push(idx),
+                }
+            }
+        }
+    }
+
+    /// Whether a resource or role policy rule here is for `kind`; `examined` counts the
+    /// rows read.
+    pub(crate) fn has_kind(&self, rows: &[Row], kind: &str, examined: &mut usize) -> bool {
+        if self.kinds.contains(kind) {
+            return true;
+        }
+        self.wildcard_kind_rows.iter().any(|&i| {
+            *examined += 1;
+            rows[i as usize].resource.matches(kind)
+        })
+    }
 }
 
 /// The policy kinds, for counts.
