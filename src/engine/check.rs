@@ -12,7 +12,7 @@ use crate::cel::{Activation, Key, MapValue, Timestamp, Value, to_output_json};
 use crate::policy::compiled::{
     ActionSet, ByRole, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS,
     Row, RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
-    ScopePermissions,
+    ScopePermissions, ScopeRows,
 };
 use crate::policy::id::{ScopedKind, policy_key, sanitize, scope_parents};
 
@@ -306,37 +306,44 @@ impl Evaluation<'_> {
     }
 }
 
-/// Runs a check against a compiled policy set.
-pub(crate) fn check(
-    set: &CompiledPolicySet,
-    cfg: &EngineConfig,
-    input: &CheckInput,
-    now: Timestamp,
-    trace: Option<&mut Trace>,
-) -> Result<CheckOutput, CheckError> {
+/// What a check asks, resolved once: the distinct actions, the effective scopes and
+/// versions, the sanitised kind, and the scope chains that have policies.
+struct Request<'s, 'a> {
+    actions: Vec<&'a str>,
+    principal_scope: &'a str,
+    resource_scope: &'a str,
+    principal_version: &'a str,
+    resource_version: &'a str,
+    /// Cerbos matches and names policies by the sanitised kind (`album:object` ->
+    /// `album_object`).
+    kind: std::borrow::Cow<'a, str>,
+    /// Scopes with principal policies, most specific first, and the first one's key.
+    principal_scopes: Vec<&'s Arc<str>>,
+    principal_key: Option<String>,
+    /// Scopes with resource (or role) policies, most specific first, and the first one's key.
+    resource_scopes: Vec<&'s Arc<str>>,
+    resource_key: Option<String>,
+}
+
+/// Step 1, the scope chain: resolves what the input asks against the store.
+fn scope_chain<'s, 'a>(
+    set: &'s CompiledPolicySet,
+    cfg: &'a EngineConfig,
+    input: &'a CheckInput,
+) -> Request<'s, 'a> {
     let mut actions: Vec<&str> = Vec::with_capacity(input.actions.len());
     for a in &input.actions {
         if !actions.contains(&a.as_str()) {
             actions.push(a);
         }
     }
-    let mut effects: Vec<Option<EffectInfo>> = vec![None; actions.len()];
-    let mut out = CheckOutput {
-        request_id: input.request_id.clone(),
-        resource_id: input.resource.id.clone(),
-        ..Default::default()
-    };
-
     let principal_scope = effective_scope(&input.principal.scope, &cfg.default_scope);
     let resource_scope = effective_scope(&input.resource.scope, &cfg.default_scope);
     let principal_version =
         effective_version(&input.principal.policy_version, &cfg.default_policy_version);
     let resource_version =
         effective_version(&input.resource.policy_version, &cfg.default_policy_version);
-    // Cerbos matches and names policies by the sanitised kind (`album:object` -> `album_object`).
-    let kind_sanitized = sanitize(&input.resource.kind);
-    let kind = &*kind_sanitized;
-
+    let kind = sanitize(&input.resource.kind);
     let (principal_scopes, principal_key) = all_scopes(
         &set.principal_scopes,
         ScopedKind::Principal,
@@ -348,12 +355,39 @@ pub(crate) fn check(
     let (resource_scopes, resource_key) = all_scopes(
         &set.resource_scopes,
         ScopedKind::Resource,
-        kind,
+        &kind,
         resource_version,
         resource_scope,
         cfg.lenient_scope_search,
     );
+    Request {
+        actions,
+        principal_scope,
+        resource_scope,
+        principal_version,
+        resource_version,
+        kind,
+        principal_scopes,
+        principal_key,
+        resource_scopes,
+        resource_key,
+    }
+}
 
+/// Runs a check against a compiled policy set: a driver over the named steps.
+pub(crate) fn check(
+    set: &CompiledPolicySet,
+    cfg: &EngineConfig,
+    input: &CheckInput,
+    now: Timestamp,
+    trace: Option<&mut Trace>,
+) -> Result<CheckOutput, CheckError> {
+    let req = scope_chain(set, cfg, input);
+    let mut out = CheckOutput {
+        request_id: input.request_id.clone(),
+        resource_id: input.resource.id.clone(),
+        ..Default::default()
+    };
     let mut ev = Evaluation {
         host: Default::default(),
         now,
@@ -361,363 +395,239 @@ pub(crate) fn check(
         cache: Vec::new(),
         trace,
     };
-
-    let finish =
-        |effects: Vec<Option<EffectInfo>>, mut out: CheckOutput, edr: Vec<Arc<str>>, errors| {
-            out.actions = actions
-                .iter()
-                .zip(effects)
-                .map(|(a, e)| match e {
-                    Some(EffectInfo {
-                        outcome,
-                        policy,
-                        scope,
-                        rule,
-                    }) => ActionEffect {
-                        action: a.to_string(),
-                        effect: if outcome == Outcome::Allow {
-                            Effect::Allow
-                        } else {
-                            Effect::Deny
-                        },
-                        policy: policy.to_string(),
-                        scope: scope.to_string(),
-                        rule,
-                    },
-                    None => ActionEffect {
-                        action: a.to_string(),
-                        effect: Effect::Deny,
-                        policy: NO_MATCH.to_string(),
-                        scope: String::new(),
-                        rule: None,
-                    },
-                })
-                .collect();
-            out.effective_derived_roles = edr.iter().map(|s| s.to_string()).collect();
-            out.evaluation_errors = errors;
-            out
-        };
-
-    if principal_scopes.is_empty() && resource_scopes.is_empty() {
+    let mut effects: Vec<Option<EffectInfo>> = vec![None; req.actions.len()];
+    if req.principal_scopes.is_empty() && req.resource_scopes.is_empty() {
         if let Some(t) = ev.trace.as_deref_mut() {
             t.push(TraceEvent::NoPolicies {
-                principal_scope: principal_scope.to_string(),
-                resource_scope: resource_scope.to_string(),
+                principal_scope: req.principal_scope.to_string(),
+                resource_scope: req.resource_scope.to_string(),
             });
         }
-        return Ok(finish(effects, out, Vec::new(), ev.errors));
+        return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
+    if validate_schemas(set, cfg, input, &req, &mut out)? {
+        // Schema enforcement `reject`: every action is denied by the resource policy.
+        let policy: Arc<str> = Arc::from(req.resource_key.as_deref().unwrap_or(NO_MATCH));
+        for e in effects.iter_mut() {
+            *e = Some(EffectInfo {
+                outcome: Outcome::Deny,
+                policy: policy.clone(),
+                scope: keys().empty_scope.clone(),
+                rule: None,
+            });
+        }
+        return Ok(finish(&req.actions, effects, out, &[], ev.errors));
+    }
+    bind_request(&mut ev, set, cfg, input);
+    let principal_exists = req.principal_scopes.iter().any(|s| {
+        set.scope_rows(req.principal_version, s)
+            .is_some_and(|r| r.has_principal)
+    });
+    let resource_exists = kind_exists(set, req.resource_version, &req.kind, &req.resource_scopes);
+    if !principal_exists && !resource_exists {
+        return Ok(finish(&req.actions, effects, out, &[], ev.errors));
+    }
+    let mut d = Decider {
+        set,
+        cfg,
+        input,
+        including_parent_roles: set.with_parent_roles(req.resource_scope, &input.principal.roles),
+        principal_key: Arc::from(req.principal_key.as_deref().unwrap_or_default()),
+        resource_key: Arc::from(req.resource_key.as_deref().unwrap_or_default()),
+        principal_exists,
+        resource_exists,
+        no_match: Arc::from(NO_MATCH),
+        req: &req,
+        ev,
+        out,
+        processed_scopes: Vec::new(),
+        effective_derived_roles: Vec::new(),
+        bindings: Vec::new(),
+    };
+    for (ai, action) in req.actions.iter().enumerate() {
+        effects[ai] = Some(d.decide_action(action));
+    }
+    let errors = std::mem::take(&mut d.ev.errors);
+    Ok(finish(
+        &req.actions,
+        effects,
+        d.out,
+        &d.effective_derived_roles,
+        errors,
+    ))
+}
 
-    // Schema validation, as Cerbos: the schemas in effect are those of the resource policy
-    // named by the resource policy key (the first scope found, which may be a scope where
-    // only other kinds have policies: then nothing is validated), and for a scoped policy
-    // they are its root ancestor's; a scoped policy's own `schemas` are not used.
-    if cfg.schema_enforcement != SchemaEnforcement::None {
-        let schemas = resource_scopes.first().and_then(|first| {
-            let in_scope = |s: &str| {
-                set.scope_rows(resource_version, s)
-                    .and_then(|r| r.schemas.get(kind))
-            };
-            in_scope(first)?;
-            std::iter::once(&***first)
-                .chain(scope_parents(first))
-                .filter_map(in_scope)
-                .last()
-        });
-        if let Some(schemas) = schemas {
-            let checks = [
-                (
-                    &schemas.principal,
-                    &input.principal.attr,
-                    ValidationSource::Principal,
-                ),
-                (
-                    &schemas.resource,
-                    &input.resource.attr,
-                    ValidationSource::Resource,
-                ),
-            ];
-            for (sref, attr, source) in checks {
-                let Some(sref) = sref else { continue };
-                if sref.ignored_for(actions.iter().copied()) {
-                    continue;
-                }
-                let schema = set
-                    .schema_store
-                    .get(&sref.url)
-                    .ok_or_else(|| CheckError::SchemaNotFound(sref.url.to_string()))?;
-                for v in schema.validate(&Value::Map(attr.clone())) {
-                    out.validation_errors.push(ValidationError {
-                        path: v.cerbos_path().to_string(),
-                        message: v.message,
-                        source,
-                    });
-                }
-            }
-            if !out.validation_errors.is_empty()
-                && cfg.schema_enforcement == SchemaEnforcement::Reject
-            {
-                let policy: Arc<str> = Arc::from(resource_key.as_deref().unwrap_or(NO_MATCH));
-                for e in effects.iter_mut() {
-                    *e = Some(EffectInfo {
-                        outcome: Outcome::Deny,
-                        policy: policy.clone(),
-                        scope: keys().empty_scope.clone(),
-                        rule: None,
-                    });
-                }
-                return Ok(finish(effects, out, Vec::new(), ev.errors));
-            }
+/// Step 2, schema validation, as Cerbos: the schemas in effect are those of the resource
+/// policy named by the resource policy key (the first scope found, which may be a scope
+/// where only other kinds have policies: then nothing is validated), and for a scoped
+/// policy they are its root ancestor's; a scoped policy's own `schemas` are not used.
+/// Returns whether enforcement rejects the request.
+fn validate_schemas(
+    set: &CompiledPolicySet,
+    cfg: &EngineConfig,
+    input: &CheckInput,
+    req: &Request,
+    out: &mut CheckOutput,
+) -> Result<bool, CheckError> {
+    if cfg.schema_enforcement == SchemaEnforcement::None {
+        return Ok(false);
+    }
+    let kind = &*req.kind;
+    let schemas = req.resource_scopes.first().and_then(|first| {
+        let in_scope = |s: &str| {
+            set.scope_rows(req.resource_version, s)
+                .and_then(|r| r.schemas.get(kind))
+        };
+        in_scope(first)?;
+        std::iter::once(&***first)
+            .chain(scope_parents(first))
+            .filter_map(in_scope)
+            .last()
+    });
+    let Some(schemas) = schemas else {
+        return Ok(false);
+    };
+    let checks = [
+        (
+            &schemas.principal,
+            &input.principal.attr,
+            ValidationSource::Principal,
+        ),
+        (
+            &schemas.resource,
+            &input.resource.attr,
+            ValidationSource::Resource,
+        ),
+    ];
+    for (sref, attr, source) in checks {
+        let Some(sref) = sref else { continue };
+        if sref.ignored_for(req.actions.iter().copied()) {
+            continue;
+        }
+        let schema = set
+            .schema_store
+            .get(&sref.url)
+            .ok_or_else(|| CheckError::SchemaNotFound(sref.url.to_string()))?;
+        for v in schema.validate(&Value::Map(attr.clone())) {
+            out.validation_errors.push(ValidationError {
+                path: v.cerbos_path().to_string(),
+                message: v.message,
+                source,
+            });
         }
     }
+    Ok(!out.validation_errors.is_empty() && cfg.schema_enforcement == SchemaEnforcement::Reject)
+}
 
+/// Step 3: the `request`, `P`, `R`, `G` and `runtime` values conditions read.
+fn bind_request(
+    ev: &mut Evaluation,
+    set: &CompiledPolicySet,
+    cfg: &EngineConfig,
+    input: &CheckInput,
+) {
     let (request, principal, resource) = request_values(input, set.uses_request);
     ev.host[SLOT_REQUEST as usize] = request;
     ev.host[SLOT_PRINCIPAL as usize] = principal;
     ev.host[SLOT_RESOURCE as usize] = resource;
     ev.host[SLOT_GLOBALS as usize] = Value::Map(cfg.globals.clone());
     ev.host[SLOT_RUNTIME as usize] = runtime_value(&[]);
+}
 
-    let scoped_principal_exists = principal_scopes.iter().any(|s| {
-        set.scope_rows(principal_version, s)
-            .is_some_and(|r| r.has_principal)
-    });
-    let scoped_resource_exists = kind_exists(set, resource_version, kind, &resource_scopes);
-    if !scoped_principal_exists && !scoped_resource_exists {
-        return Ok(finish(effects, out, Vec::new(), ev.errors));
-    }
+/// The last step, the decision's metadata: one effect per action (no match denies),
+/// the derived roles activated and the evaluation errors.
+fn finish(
+    actions: &[&str],
+    effects: Vec<Option<EffectInfo>>,
+    mut out: CheckOutput,
+    edr: &[Arc<str>],
+    errors: Vec<EvaluationError>,
+) -> CheckOutput {
+    out.actions = actions
+        .iter()
+        .zip(effects)
+        .map(|(a, e)| match e {
+            Some(EffectInfo {
+                outcome,
+                policy,
+                scope,
+                rule,
+            }) => ActionEffect {
+                action: a.to_string(),
+                effect: if outcome == Outcome::Allow {
+                    Effect::Allow
+                } else {
+                    Effect::Deny
+                },
+                policy: policy.to_string(),
+                scope: scope.to_string(),
+                rule,
+            },
+            None => ActionEffect {
+                action: a.to_string(),
+                effect: Effect::Deny,
+                policy: NO_MATCH.to_string(),
+                scope: String::new(),
+                rule: None,
+            },
+        })
+        .collect();
+    out.effective_derived_roles = edr.iter().map(|s| s.to_string()).collect();
+    out.evaluation_errors = errors;
+    out
+}
 
-    let including_parent_roles = set.with_parent_roles(resource_scope, &input.principal.roles);
-    let principal_key: Arc<str> = Arc::from(principal_key.unwrap_or_default());
-    let resource_key: Arc<str> = Arc::from(resource_key.unwrap_or_default());
-    let no_match: Arc<str> = Arc::from(NO_MATCH);
-    let mut processed_scopes: Vec<&Arc<str>> = Vec::new();
-    let mut effective_derived_roles: Vec<Arc<str>> = Vec::new();
-    let mut bindings: Vec<Binding> = Vec::new();
+/// What one binding does to the walk over the scopes.
+enum Step<'s> {
+    /// Nothing decided: go on.
+    Next,
+    /// This allowing rule matched (the scope's permissions say what it means).
+    Allow(&'s Arc<str>),
+    /// Decided: stop walking the scopes.
+    Decided(EffectInfo),
+}
 
-    for (ai, action) in actions.iter().enumerate() {
+/// The state of one check while its actions are decided.
+struct Decider<'s, 'a, 't> {
+    set: &'s CompiledPolicySet,
+    cfg: &'a EngineConfig,
+    input: &'a CheckInput,
+    req: &'a Request<'s, 'a>,
+    ev: Evaluation<'t>,
+    out: CheckOutput,
+    including_parent_roles: std::borrow::Cow<'a, [Arc<str>]>,
+    principal_key: Arc<str>,
+    resource_key: Arc<str>,
+    principal_exists: bool,
+    resource_exists: bool,
+    no_match: Arc<str>,
+    /// Scopes whose derived roles were activated.
+    processed_scopes: Vec<&'s Arc<str>>,
+    effective_derived_roles: Vec<Arc<str>>,
+    /// Reused buffer of query results.
+    bindings: Vec<Binding<'s>>,
+}
+
+impl<'s> Decider<'s, '_, '_> {
+    /// Step 4, one action: the principal-policy pass, then (if it decided nothing) the
+    /// resource-policy pass; in each, the principal's roles one by one until one allows.
+    fn decide_action(&mut self, action: &str) -> EffectInfo {
         let mut action_effect = EffectInfo {
             outcome: Outcome::NoMatch,
-            policy: no_match.clone(),
+            policy: self.no_match.clone(),
             scope: keys().empty_scope.clone(),
             rule: None,
         };
-        for kind_pass in [RowKind::Principal, RowKind::Resource] {
-            let (main_key, scopes, exists) = match kind_pass {
-                RowKind::Principal => (&principal_key, &principal_scopes, scoped_principal_exists),
-                RowKind::Resource => (&resource_key, &resource_scopes, scoped_resource_exists),
-            };
+        let input = self.input;
+        let roles = &input.principal.roles;
+        for pass in [RowKind::Principal, RowKind::Resource] {
             action_effect.outcome = Outcome::NoMatch;
-            for (ri, role) in input.principal.roles.iter().enumerate() {
+            for (ri, role) in roles.iter().enumerate() {
                 // Principal rules apply to every role: one pass covers them all.
-                if ri > 0 && kind_pass == RowKind::Principal {
+                if ri > 0 && pass == RowKind::Principal {
                     break;
                 }
-                let mut has_allow = false;
-                let mut allowing_rule: Option<&Arc<str>> = None;
-                let mut role_effect = EffectInfo {
-                    outcome: Outcome::NoMatch,
-                    policy: if exists {
-                        main_key.clone()
-                    } else {
-                        no_match.clone()
-                    },
-                    scope: keys().empty_scope.clone(),
-                    rule: None,
-                };
-                let parent_roles =
-                    set.with_parent_roles(resource_scope, std::slice::from_ref(role));
-                'scopes: for scope in scopes.iter() {
-                    if kind_pass == RowKind::Resource && !processed_scopes.contains(scope) {
-                        let scope_edr = activate_derived_roles(
-                            set,
-                            &mut ev,
-                            resource_version,
-                            scope,
-                            kind,
-                            &including_parent_roles,
-                            &mut effective_derived_roles,
-                        );
-                        ev.host[SLOT_RUNTIME as usize] = runtime_value(&scope_edr);
-                        processed_scopes.push(scope);
-                    }
-                    if role_effect.outcome != Outcome::NoMatch {
-                        break;
-                    }
-                    if let Some(t) = ev.trace.as_deref_mut() {
-                        t.push(TraceEvent::Scope {
-                            action: action.to_string(),
-                            kind: kind_pass,
-                            role: role.to_string(),
-                            scope: scope.to_string(),
-                        });
-                    }
-                    query(
-                        set,
-                        resource_version,
-                        kind,
-                        scope,
-                        action,
-                        &parent_roles,
-                        kind_pass,
-                        &input.principal.id,
-                        &mut bindings,
-                    );
-                    for b in bindings.drain(..) {
-                        match b {
-                            Binding::RoleNoMatch(policy) => {
-                                if let Some(t) = ev.trace.as_deref_mut() {
-                                    t.push(TraceEvent::RoleNoMatch {
-                                        action: action.to_string(),
-                                        policy: policy.to_string(),
-                                    });
-                                }
-                                role_effect = EffectInfo {
-                                    outcome: Outcome::Deny,
-                                    policy,
-                                    scope: Arc::clone(scope),
-                                    rule: None,
-                                };
-                                break 'scopes;
-                            }
-                            Binding::RoleRule(row) => {
-                                let (mut allowed, errored) = match ev.cached(row.evaluation_key) {
-                                    Some(v) => v,
-                                    None => {
-                                        let before = ev.errors.len();
-                                        let v = ev.satisfies_opt(row.condition.as_deref());
-                                        let errored = ev.errors.len() > before;
-                                        ev.cache.push((row.evaluation_key, v, errored));
-                                        (v, errored)
-                                    }
-                                };
-                                if errored && cfg.strict_evaluation {
-                                    allowed = false;
-                                }
-                                emit_output(&mut ev, &mut out, row, action, allowed);
-                                if let Some(t) = ev.trace.as_deref_mut() {
-                                    t.push(TraceEvent::Rule {
-                                        action: action.to_string(),
-                                        policy: row.policy_key.to_string(),
-                                        rule: row.name.to_string(),
-                                        at: row.span.to_string(),
-                                        effect: if allowed { Effect::Allow } else { Effect::Deny },
-                                        matched: true,
-                                        note: if allowed {
-                                            "role policy allows the action"
-                                        } else {
-                                            "role policy condition not met: denied"
-                                        },
-                                    });
-                                }
-                                if !allowed {
-                                    role_effect = EffectInfo {
-                                        outcome: Outcome::Deny,
-                                        policy: row.policy_key.clone(),
-                                        scope: Arc::clone(scope),
-                                        rule: Some(row.name.clone()),
-                                    };
-                                    break 'scopes;
-                                }
-                            }
-                            Binding::Row(row) => {
-                                let (satisfied, errored) = match ev.cached(row.evaluation_key) {
-                                    Some(v) => v,
-                                    None => {
-                                        let before = ev.errors.len();
-                                        let dr_ok = match &row.derived_role {
-                                            Some(dr) => ev.satisfies_opt(dr.condition.as_deref()),
-                                            None => true,
-                                        };
-                                        if !dr_ok {
-                                            // As Cerbos: the rule does not apply and emits nothing
-                                            // (a later reuse of the cached result does).
-                                            let errored = ev.errors.len() > before;
-                                            ev.cache.push((row.evaluation_key, false, errored));
-                                            if !(errored && cfg.strict_evaluation) {
-                                                continue;
-                                            }
-                                        }
-                                        let v = dr_ok && ev.satisfies_opt(row.condition.as_deref());
-                                        let errored = ev.errors.len() > before;
-                                        if dr_ok {
-                                            ev.cache.push((row.evaluation_key, v, errored));
-                                        }
-                                        (v, errored)
-                                    }
-                                };
-                                if errored && cfg.strict_evaluation {
-                                    // Strict evaluation: a rule that cannot be evaluated denies.
-                                    if let Some(t) = ev.trace.as_deref_mut() {
-                                        t.push(TraceEvent::Rule {
-                                            action: action.to_string(),
-                                            policy: row.policy_key.to_string(),
-                                            rule: row.name.to_string(),
-                                            at: row.span.to_string(),
-                                            effect: Effect::Deny,
-                                            matched: true,
-                                            note: "condition failed to evaluate: denied (strict evaluation)",
-                                        });
-                                    }
-                                    role_effect.outcome = Outcome::Deny;
-                                    role_effect.scope = Arc::clone(scope);
-                                    role_effect.rule = Some(row.name.clone());
-                                    break 'scopes;
-                                }
-                                emit_output(&mut ev, &mut out, row, action, satisfied);
-                                if let Some(t) = ev.trace.as_deref_mut() {
-                                    t.push(TraceEvent::Rule {
-                                        action: action.to_string(),
-                                        policy: row.policy_key.to_string(),
-                                        rule: row.name.to_string(),
-                                        at: row.span.to_string(),
-                                        effect: row.effect,
-                                        matched: satisfied,
-                                        note: if satisfied {
-                                            "condition satisfied"
-                                        } else {
-                                            "condition not satisfied"
-                                        },
-                                    });
-                                }
-                                if satisfied {
-                                    match row.effect {
-                                        Effect::Allow => {
-                                            has_allow = true;
-                                            allowing_rule.get_or_insert(&row.name);
-                                        }
-                                        Effect::Deny => {
-                                            role_effect.outcome = Outcome::Deny;
-                                            role_effect.scope = Arc::clone(scope);
-                                            role_effect.rule = Some(row.name.clone());
-                                            break 'scopes;
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    if has_allow {
-                        match set
-                            .scope_permissions
-                            .get(*scope)
-                            .copied()
-                            .unwrap_or_default()
-                        {
-                            ScopePermissions::RequireParentalConsentForAllows => {
-                                has_allow = false;
-                                allowing_rule = None;
-                            }
-                            ScopePermissions::OverrideParent => {
-                                role_effect.outcome = Outcome::Allow;
-                                role_effect.scope = Arc::clone(scope);
-                                role_effect.rule = allowing_rule.cloned();
-                                break 'scopes;
-                            }
-                            ScopePermissions::Unspecified => {}
-                        }
-                    }
-                }
+                let role_effect = self.walk_scopes(action, pass, role);
                 if action_effect.outcome == Outcome::NoMatch {
                     action_effect = role_effect.clone();
                 }
@@ -730,7 +640,7 @@ pub(crate) fn check(
                 break;
             }
         }
-        if let Some(t) = ev.trace.as_deref_mut() {
+        if let Some(t) = self.ev.trace.as_deref_mut() {
             t.push(TraceEvent::Decision {
                 action: action.to_string(),
                 effect: if action_effect.outcome == Outcome::Allow {
@@ -745,12 +655,250 @@ pub(crate) fn check(
         if action_effect.outcome == Outcome::NoMatch {
             action_effect.outcome = Outcome::Deny;
         }
-        effects[ai] = Some(action_effect);
+        action_effect
     }
-    let errors = std::mem::take(&mut ev.errors);
-    Ok(finish(effects, out, effective_derived_roles, errors))
+
+    /// Step 5, one (action, pass, role): the scopes from the most specific to the root. A
+    /// deny decides at once; an allow decides where the scope overrides its parent.
+    fn walk_scopes(&mut self, action: &str, pass: RowKind, role: &Arc<str>) -> EffectInfo {
+        let (set, req, input) = (self.set, self.req, self.input);
+        let (scopes, policy) = match pass {
+            RowKind::Principal if self.principal_exists => {
+                (&req.principal_scopes, &self.principal_key)
+            }
+            RowKind::Resource if self.resource_exists => (&req.resource_scopes, &self.resource_key),
+            RowKind::Principal => (&req.principal_scopes, &self.no_match),
+            RowKind::Resource => (&req.resource_scopes, &self.no_match),
+        };
+        // The policy a deny names unless its rule says otherwise: the first scope's.
+        let policy = policy.clone();
+        let parent_roles = set.with_parent_roles(req.resource_scope, std::slice::from_ref(role));
+        let mut allowing_rule: Option<&Arc<str>> = None;
+        for &scope in scopes.iter() {
+            if pass == RowKind::Resource && !self.processed_scopes.contains(&scope) {
+                self.activate_scope(scope);
+            }
+            if let Some(t) = self.ev.trace.as_deref_mut() {
+                t.push(TraceEvent::Scope {
+                    action: action.to_string(),
+                    kind: pass,
+                    role: role.to_string(),
+                    scope: scope.to_string(),
+                });
+            }
+            let mut bindings = std::mem::take(&mut self.bindings);
+            query(
+                set,
+                req.resource_version,
+                &req.kind,
+                scope,
+                action,
+                &parent_roles,
+                pass,
+                &input.principal.id,
+                &mut bindings,
+            );
+            let mut decided = None;
+            for b in bindings.drain(..) {
+                let step = match b {
+                    Binding::RoleNoMatch(policy) => self.role_no_match(action, scope, policy),
+                    Binding::RoleRule(row) => self.role_rule(action, scope, row),
+                    Binding::Row(row) => self.rule(action, scope, row, &policy),
+                };
+                match step {
+                    Step::Next => {}
+                    Step::Allow(name) => {
+                        allowing_rule.get_or_insert(name);
+                    }
+                    Step::Decided(e) => {
+                        decided = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.bindings = bindings;
+            if let Some(e) = decided {
+                return e;
+            }
+            if allowing_rule.is_some() {
+                match set
+                    .scope_permissions
+                    .get(scope)
+                    .copied()
+                    .unwrap_or_default()
+                {
+                    ScopePermissions::RequireParentalConsentForAllows => allowing_rule = None,
+                    ScopePermissions::OverrideParent => {
+                        return EffectInfo {
+                            outcome: Outcome::Allow,
+                            policy,
+                            scope: Arc::clone(scope),
+                            rule: allowing_rule.cloned(),
+                        };
+                    }
+                    ScopePermissions::Unspecified => {}
+                }
+            }
+        }
+        EffectInfo {
+            outcome: Outcome::NoMatch,
+            policy,
+            scope: keys().empty_scope.clone(),
+            rule: None,
+        }
+    }
+
+    /// Activates the derived roles of the resource policy in `scope` (once per scope).
+    fn activate_scope(&mut self, scope: &'s Arc<str>) {
+        let scope_edr = activate_derived_roles(
+            self.set,
+            &mut self.ev,
+            self.req.resource_version,
+            scope,
+            &self.req.kind,
+            &self.including_parent_roles,
+            &mut self.effective_derived_roles,
+        );
+        self.ev.host[SLOT_RUNTIME as usize] = runtime_value(&scope_edr);
+        self.processed_scopes.push(scope);
+    }
+
+    /// Role-policy pass: a role policy here allows nothing matching the action.
+    fn role_no_match(&mut self, action: &str, scope: &Arc<str>, policy: Arc<str>) -> Step<'s> {
+        if let Some(t) = self.ev.trace.as_deref_mut() {
+            t.push(TraceEvent::RoleNoMatch {
+                action: action.to_string(),
+                policy: policy.to_string(),
+            });
+        }
+        Step::Decided(EffectInfo {
+            outcome: Outcome::Deny,
+            policy,
+            scope: Arc::clone(scope),
+            rule: None,
+        })
+    }
+
+    /// Role-policy pass: a role policy rule allowing the action, if its condition holds
+    /// (else the role policy denies).
+    fn role_rule(&mut self, action: &str, scope: &Arc<str>, row: &Row) -> Step<'s> {
+        let ev = &mut self.ev;
+        let (mut allowed, errored) = match ev.cached(row.evaluation_key) {
+            Some(v) => v,
+            None => {
+                let before = ev.errors.len();
+                let v = ev.satisfies_opt(row.condition.as_deref());
+                let errored = ev.errors.len() > before;
+                ev.cache.push((row.evaluation_key, v, errored));
+                (v, errored)
+            }
+        };
+        if errored && self.cfg.strict_evaluation {
+            allowed = false;
+        }
+        emit_output(&mut self.ev, &mut self.out, row, action, allowed);
+        if let Some(t) = self.ev.trace.as_deref_mut() {
+            t.push(TraceEvent::Rule {
+                action: action.to_string(),
+                policy: row.policy_key.to_string(),
+                rule: row.name.to_string(),
+                at: row.span.to_string(),
+                effect: if allowed { Effect::Allow } else { Effect::Deny },
+                matched: true,
+                note: if allowed {
+                    "role policy allows the action"
+                } else {
+                    "role policy condition not met: denied"
+                },
+            });
+        }
+        if allowed {
+            return Step::Next;
+        }
+        Step::Decided(EffectInfo {
+            outcome: Outcome::Deny,
+            policy: row.policy_key.clone(),
+            scope: Arc::clone(scope),
+            rule: Some(row.name.clone()),
+        })
+    }
+
+    /// Whether a resource or principal rule's derived role and condition hold (cached per
+    /// evaluation key), and whether evaluating them failed; `None` when the derived role
+    /// does not apply and the rule is skipped.
+    fn rule_holds(&mut self, row: &Row) -> Option<(bool, bool)> {
+        let ev = &mut self.ev;
+        if let Some(v) = ev.cached(row.evaluation_key) {
+            return Some(v);
+        }
+        let before = ev.errors.len();
+        let dr_ok = match &row.derived_role {
+            Some(dr) => ev.satisfies_opt(dr.condition.as_deref()),
+            None => true,
+        };
+        if !dr_ok {
+            // As Cerbos: the rule does not apply and emits nothing (a later reuse of the
+            // cached result does).
+            let errored = ev.errors.len() > before;
+            ev.cache.push((row.evaluation_key, false, errored));
+            return (errored && self.cfg.strict_evaluation).then_some((false, true));
+        }
+        let v = ev.satisfies_opt(row.condition.as_deref());
+        let errored = ev.errors.len() > before;
+        ev.cache.push((row.evaluation_key, v, errored));
+        Some((v, errored))
+    }
+
+    /// Resource-policy and principal-policy passes: one rule row; a deny names `policy`.
+    fn rule(
+        &mut self,
+        action: &str,
+        scope: &Arc<str>,
+        row: &'s Row,
+        policy: &Arc<str>,
+    ) -> Step<'s> {
+        let Some((satisfied, errored)) = self.rule_holds(row) else {
+            return Step::Next;
+        };
+        let mut note = if satisfied {
+            "condition satisfied"
+        } else {
+            "condition not satisfied"
+        };
+        let mut effect = row.effect;
+        let strict_failure = errored && self.cfg.strict_evaluation;
+        if strict_failure {
+            // Strict evaluation: a rule that cannot be evaluated denies.
+            note = "condition failed to evaluate: denied (strict evaluation)";
+            effect = Effect::Deny;
+        } else {
+            emit_output(&mut self.ev, &mut self.out, row, action, satisfied);
+        }
+        if let Some(t) = self.ev.trace.as_deref_mut() {
+            t.push(TraceEvent::Rule {
+                action: action.to_string(),
+                policy: row.policy_key.to_string(),
+                rule: row.name.to_string(),
+                at: row.span.to_string(),
+                effect,
+                matched: strict_failure || satisfied,
+                note,
+            });
+        }
+        match (strict_failure || satisfied, effect) {
+            (false, _) => Step::Next,
+            (true, Effect::Allow) => Step::Allow(&row.name),
+            (true, Effect::Deny) => Step::Decided(EffectInfo {
+                outcome: Outcome::Deny,
+                policy: policy.clone(),
+                scope: Arc::clone(scope),
+                rule: Some(row.name.clone()),
+            }),
+        }
+    }
 }
 
+/// The outputs step: a matched (or not met) rule's output expression, evaluated.
 fn emit_output(
     ev: &mut Evaluation,
     out: &mut CheckOutput,
@@ -886,6 +1034,33 @@ fn role_rows(
     count_examined(examined);
 }
 
+/// The role policy rules for `kind` in one scope, per role with a role policy there (an
+/// exhaustive allow-list: an empty list still denies), in policy order.
+fn role_policy_rows<'r>(
+    set: &CompiledPolicySet,
+    rows: &ScopeRows,
+    kind: &str,
+    roles: &'r [Arc<str>],
+) -> Vec<(&'r Arc<str>, Vec<u32>)> {
+    let mut out = Vec::new();
+    for role in roles {
+        let Some(by_kind) = rows.role.get(role) else {
+            continue;
+        };
+        let mut ids: Vec<u32> = by_kind.exact.get(kind).cloned().unwrap_or_default();
+        count_examined(ids.len() + by_kind.wildcard.len());
+        ids.extend(
+            by_kind
+                .wildcard
+                .iter()
+                .filter(|&&i| set.rows[i as usize].resource.matches(kind)),
+        );
+        ids.sort_unstable();
+        out.push((role, ids));
+    }
+    out
+}
+
 /// Finds the bindings for one (scope, action, roles) in a policy kind. Reads only the
 /// rows indexed under `kind` (and wildcard kinds) and `roles` (and wildcard roles).
 #[allow(clippy::too_many_arguments)]
@@ -930,23 +1105,7 @@ pub(crate) fn query<'a>(
             );
             matched.sort_unstable();
             matched.dedup();
-            // Role policy rules for this kind, per role: an exhaustive allow-list.
-            let mut role_policies: Vec<(&Arc<str>, Vec<u32>)> = Vec::new();
-            for role in roles {
-                let Some(by_kind) = rows.role.get(role) else {
-                    continue;
-                };
-                let mut ids: Vec<u32> = by_kind.exact.get(kind).cloned().unwrap_or_default();
-                count_examined(ids.len() + by_kind.wildcard.len());
-                ids.extend(
-                    by_kind
-                        .wildcard
-                        .iter()
-                        .filter(|&&i| set.rows[i as usize].resource.matches(kind)),
-                );
-                ids.sort_unstable();
-                role_policies.push((role, ids));
-            }
+            let role_policies = role_policy_rows(set, rows, kind, roles);
             // As Cerbos's index: nothing at all (not even a role policy's implicit denial)
             // unless some rule here is for this resource kind and one of these roles.
             if matched.is_empty() && role_policies.iter().all(|(_, ids)| ids.is_empty()) {
