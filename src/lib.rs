@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod planner;
 pub mod policy;
 pub mod store;
+mod suggest;
 pub mod telemetry;
 pub mod verify;

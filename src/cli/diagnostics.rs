@@ -36,7 +36,7 @@ pub fn diagnostics(err: &StoreError) -> Vec<Diagnostic> {
                 },
                 message: e.message.clone(),
                 help: e.unknown_key.as_ref().and_then(|u| {
-                    crate::config::did_you_mean(&u.key, u.expected.iter().copied())
+                    crate::suggest::did_you_mean(&u.key, u.expected.iter().copied())
                         .map(|k| format!("did you mean {k:?}?"))
                 }),
             })

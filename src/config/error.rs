@@ -159,7 +159,7 @@ fn with_hint(message: &str) -> String {
         .split(',')
         .map(|c| c.trim().trim_matches('`'))
         .filter(|c| !c.is_empty());
-    match super::did_you_mean(field, candidates) {
+    match crate::suggest::did_you_mean(field, candidates) {
         Some(key) => format!("unknown field `{field}`: did you mean `{key}`?"),
         None => message.to_string(),
     }

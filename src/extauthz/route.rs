@@ -377,7 +377,7 @@ fn check_template(
                     let names: Vec<String> = params.iter().map(|p| format!("{{{p}}}")).collect();
                     format!("the path's parameters are {}", names.join(", "))
                 };
-                let hint = crate::config::did_you_mean(name, params.iter().copied())
+                let hint = crate::suggest::did_you_mean(name, params.iter().copied())
                     .map(|h| format!("; did you mean {{{h}}}?"))
                     .unwrap_or_default();
                 errors.push(err(
