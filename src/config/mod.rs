@@ -1,13 +1,16 @@
-//! `gatehouse.yaml` as a file: reading it with the position of every key, the checks
+//! `gatehouse.yaml` as a file: its schema and defaults as plain data ([`file`]), turned
+//! into each part's settings once; reading it with the position of every key, the checks
 //! that need those positions (routes), and errors in the `file:line:col` form that
 //! policy errors have, with "did you mean" hints for misspelled keys.
 
 mod error;
+pub mod file;
 mod positions;
 pub mod reference;
 mod table;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use file::{BUNDLED_CONFIG, ServeConfig};
 pub use positions::Positions;
 pub(crate) use positions::Step;
 pub use table::route_table;
