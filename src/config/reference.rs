@@ -512,6 +512,48 @@ pub(crate) const KEYS: &[Key] = &[
         "Status of every denial but 401 (nginx passes only 401 and 403 on; set 403 for it). Absent: each denial's own status (403, 400, 404, 413).",
     ),
     k(
+        "extAuthz.mode",
+        Enum(&["enforce", "shadow"]),
+        "enforce",
+        "What a denial does on routes without their own `mode`: `enforce` answers it; `shadow` logs it (\"would deny\", with the decision id), counts it in `gatehouse_decisions_total{effect=\"would_deny\"}` and lets the request through with the usual backend headers.",
+    ),
+    k(
+        "extAuthz.candidate",
+        Object,
+        "none",
+        "A candidate policy set, loaded beside the live one with the same engine settings: every engine decision is also made on it, disagreements are counted in `gatehouse_candidate_disagreements_total{kind,action}` and logged with both answers and the decision id; the live answer is the one returned. Read with the configuration (at start, on change, on SIGHUP); one that does not load is a configuration error.",
+    ),
+    k(
+        "extAuthz.candidate.directory",
+        Str,
+        "none",
+        "A policy directory, relative to this file. Give this or `git`.",
+    ),
+    k(
+        "extAuthz.candidate.git",
+        Object,
+        "none",
+        "A git branch or tag of a policy repository (credentials from git's own configuration).",
+    ),
+    k(
+        "extAuthz.candidate.git.url",
+        Str,
+        "required",
+        "Repository URL.",
+    ),
+    k(
+        "extAuthz.candidate.git.branch",
+        Str,
+        "main",
+        "Branch or tag to check out.",
+    ),
+    k(
+        "extAuthz.candidate.git.subDir",
+        Str,
+        "",
+        "Directory of the policies inside the repository.",
+    ),
+    k(
         "extAuthz.assertion",
         Object,
         "none",
@@ -738,6 +780,12 @@ pub(crate) const KEYS: &[Key] = &[
         Bool,
         "false",
         "Allowed without a principal or a decision (health checks).",
+    ),
+    k(
+        "extAuthz.routes[].mode",
+        Enum(&["enforce", "shadow"]),
+        "none",
+        "This route's enforcement mode; absent: `extAuthz.mode`.",
     ),
     k(
         "extAuthz.routes[].resource",

@@ -40,6 +40,54 @@ pub struct ExtAuthzConfig {
     /// the HTTP listener at `/_gatehouse/forward-auth` (off when absent).
     #[serde(default)]
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// What a denial does on routes that do not say: enforce it, or only log and count it
+    /// (`shadow`).
+    #[serde(default)]
+    pub mode: Mode,
+    /// A candidate policy set decided beside the live one (off when absent).
+    #[serde(default)]
+    pub candidate: Option<CandidateConfig>,
+}
+
+/// Enforcement mode of a route (or of all routes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Denials are answered.
+    #[default]
+    Enforce,
+    /// Denials are logged and counted as `would_deny`; the request is allowed.
+    Shadow,
+}
+
+/// The `candidate` section: a second policy source, a directory or a git branch.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CandidateConfig {
+    /// A policy directory (relative to the configuration file).
+    #[serde(default)]
+    pub directory: Option<std::path::PathBuf>,
+    /// A git branch instead of a directory.
+    #[serde(default)]
+    pub git: Option<CandidateGit>,
+}
+
+/// `candidate.git`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CandidateGit {
+    /// Repository URL (credentials from git's own configuration).
+    pub url: String,
+    /// Branch (or tag) to check out.
+    #[serde(default = "default_candidate_branch")]
+    pub branch: String,
+    /// Directory of the policies inside the repository.
+    #[serde(default)]
+    pub sub_dir: std::path::PathBuf,
+}
+
+fn default_candidate_branch() -> String {
+    "main".into()
 }
 
 /// The `forwardAuth` section.
@@ -75,6 +123,8 @@ impl Default for ExtAuthzConfig {
             assertion: None,
             http_service: false,
             forward_auth: None,
+            mode: Mode::default(),
+            candidate: None,
         }
     }
 }
@@ -280,6 +330,9 @@ pub struct RouteConfig {
     /// Where resource attributes come from.
     #[serde(default)]
     pub attributes: AttributesConfig,
+    /// Enforcement mode of this route (absent: `extAuthz.mode`).
+    #[serde(default)]
+    pub mode: Option<Mode>,
 }
 
 /// A route's resource.

@@ -15,6 +15,7 @@ pub mod live;
 pub mod principal;
 pub mod route;
 pub mod service;
+mod shadow;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -169,7 +170,18 @@ pub async fn build_with_sinks(
         Some(f) => Some(forward_auth::ForwardAuth::new(f)?),
         None => None,
     };
+    let candidate = match &config.candidate {
+        Some(c) => {
+            let engine = store.snapshot().engine.config().clone();
+            let candidate = shadow::load_candidate(c, base, engine).await?;
+            tracing::info!(revision = %candidate.snapshot().revision, "candidate policy set loaded: every decision is also made on it");
+            Some(candidate)
+        }
+        None => None,
+    };
     Ok(ExtAuthz {
+        mode: config.mode,
+        candidate,
         http_service: config.http_service,
         forward_auth,
         assertion,

@@ -233,6 +233,8 @@ pub struct Route {
     pub attributes: AttributesConfig,
     /// Index in the configuration (for logs).
     pub index: usize,
+    /// Enforcement mode, when the route sets one.
+    pub mode: Option<super::config::Mode>,
     shape: PathShape,
     template: String,
 }
@@ -523,6 +525,7 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         actions,
         attributes: c.attributes.clone(),
         index,
+        mode: c.mode,
         shape,
         template,
     })
@@ -698,6 +701,7 @@ mod tests {
             action: None,
             actions: BTreeMap::new(),
             attributes: AttributesConfig::default(),
+            mode: None,
         }
     }
 

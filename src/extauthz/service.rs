@@ -12,9 +12,10 @@ use tonic::{Request, Response, Status};
 
 use super::answer::{Allowed, Answer, Denied};
 use super::attributes::{AttributeFetcher, Provenance};
-use super::config::{AnonymousConfig, ClaimsConfig, DenyBody};
+use super::config::{AnonymousConfig, ClaimsConfig, DenyBody, Mode};
 use super::principal::{Identity, RequestFacts, Source, resolve};
 use super::route::{RouteMapper, fill_template, normalize, query_params};
+use super::shadow::Comparison;
 use crate::audit::{ActionRecord, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord};
 use crate::cel::{Key, MapValue, Value, from_json, to_json};
 use crate::engine::{CheckInput, CheckOutput, Principal, Resource};
@@ -57,6 +58,10 @@ pub struct ExtAuthz {
     pub http_service: bool,
     /// Forward-auth served on the HTTP listener, when configured.
     pub forward_auth: Option<super::forward_auth::ForwardAuth>,
+    /// What denials do on routes that do not say.
+    pub mode: Mode,
+    /// The candidate policy set, decided beside the live one.
+    pub candidate: Option<Arc<PolicyStore>>,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -146,6 +151,10 @@ struct Trail<'a> {
     caller: Option<TraceContext>,
     /// Method and decoded path, kept only when an assertion is signed.
     request_line: Option<(String, String)>,
+    /// The matched route's mode (else the global one).
+    mode: Mode,
+    /// The live and the candidate set's answers, when a candidate is configured.
+    comparison: Option<Comparison>,
 }
 
 impl ExtAuthz {
@@ -334,7 +343,10 @@ impl ExtAuthz {
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
         let headers = http.map_or(&empty, |h| &h.headers);
-        let mut trail = Trail::default();
+        let mut trail = Trail {
+            mode: self.mode,
+            ..Trail::default()
+        };
         trail.caller =
             caller.or_else(|| TraceContext::from_headers(|k| headers.get(k).map(String::as_str)));
         trail.span = self.tracer.start_span(
@@ -347,9 +359,14 @@ impl ExtAuthz {
             Ok(Mapped::Check(input)) => self.decide_input(*input, &mut trail),
             Err(d) => Err(d),
         };
+        let shadowed = result.is_err() && trail.mode == Mode::Shadow;
         let response = match &result {
             Ok(()) => {
                 tracing::debug!(decision_id = %id, "allow");
+                self.allow(&id, headers, &trail)
+            }
+            Err(d) if shadowed => {
+                tracing::warn!(decision_id = %id, status = d.status, reason = %d.reason, "would deny (shadow mode): allowed");
                 self.allow(&id, headers, &trail)
             }
             Err(d) => {
@@ -357,6 +374,15 @@ impl ExtAuthz {
                 self.deny(&id, d)
             }
         };
+        if let Some(c) = &trail.comparison
+            && c.disagrees()
+        {
+            let action = trail.action.as_deref().unwrap_or_default();
+            self.metrics
+                .count_candidate_disagreement(trail.kind, action);
+            let principal = trail.principal.as_ref().map_or("", |p| p.id.as_str());
+            c.log(&id, principal, trail.kind, action);
+        }
         let decided = trail.output.iter().flat_map(|out| &out.actions);
         let outcomes = decided.map(|a| ActionOutcome {
             kind: trail.kind,
@@ -369,11 +395,19 @@ impl ExtAuthz {
             action: trail.action.as_deref().unwrap_or_default(),
             allowed: result.is_ok(),
         });
-        self.metrics.observe_check(
-            Origin::ExtAuthz,
-            started.elapsed(),
-            outcomes.chain(undecided),
-        );
+        if shadowed {
+            self.metrics.observe_shadow_check(
+                Origin::ExtAuthz,
+                started.elapsed(),
+                outcomes.chain(undecided),
+            );
+        } else {
+            self.metrics.observe_check(
+                Origin::ExtAuthz,
+                started.elapsed(),
+                outcomes.chain(undecided),
+            );
+        }
         if let Some(mut span) = trail.span.take() {
             span_attributes(
                 &mut span,
@@ -385,7 +419,14 @@ impl ExtAuthz {
             trail.span = Some(span);
         }
         self.audit.record_with(|| {
-            self.audit_record(id, http.map(|h| (h.id.as_str(), headers)), &trail, &result)
+            let mut r =
+                self.audit_record(id, http.map(|h| (h.id.as_str(), headers)), &trail, &result);
+            if shadowed {
+                r.reason = r
+                    .reason
+                    .map(|reason| format!("shadow mode, allowed: {reason}"));
+            }
+            r
         });
         if let Some(span) = trail.span.take() {
             self.tracer.end(span);
@@ -509,6 +550,9 @@ impl ExtAuthz {
             )));
         };
         let route = hit.route;
+        if let Some(mode) = route.mode {
+            trail.mode = mode;
+        }
         if route.public {
             return Ok(Mapped::Public);
         }
@@ -712,6 +756,13 @@ impl ExtAuthz {
         let snapshot = self.store.snapshot();
         trail.revision = Some(snapshot.revision.clone());
         let checked = snapshot.engine.check(&input);
+        if let Some(candidate) = &self.candidate {
+            let live_allowed = checked.as_ref().is_ok_and(|o| o.is_allowed(&action));
+            trail.comparison = Some(Comparison {
+                live_allowed,
+                candidate: super::shadow::decide(candidate, &input, &action),
+            });
+        }
         let CheckInput {
             principal,
             resource,

@@ -11,7 +11,8 @@
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `gatehouse_decisions_total` | counter | `effect`, `kind`, `action`, `origin` |
+//! | `gatehouse_decisions_total` | counter | `effect` (`allow`, `deny`, `would_deny` in shadow mode), `kind`, `action`, `origin` |
+//! | `gatehouse_candidate_disagreements_total` | counter | `kind`, `action` |
 //! | `gatehouse_check_duration_seconds` | histogram | `origin` |
 //! | `gatehouse_attribute_fetches_total` | counter | `result` = `ok`, `error`, `cache_hit` |
 //! | `gatehouse_audit_dropped_total` | counter | `reason` = `queue_full`, `write_error` |

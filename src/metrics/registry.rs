@@ -172,6 +172,7 @@ struct Registry {
     attribute_fetches: Family<Counter, 1>,
     audit_dropped: Family<Counter, 1>,
     trace_spans: Family<Counter, 1>,
+    candidate_disagreements: Family<Counter, 2>,
 }
 
 /// The metrics registry: a cheap, cloneable handle shared by every adapter and sink.
@@ -246,6 +247,12 @@ impl Metrics {
                 ["result"],
                 ENUM_LABELS_CAP,
             ),
+            candidate_disagreements: Family::new(
+                "gatehouse_candidate_disagreements_total",
+                "Decisions on which the candidate policy set disagrees with the live one.",
+                ["kind", "action"],
+                cap,
+            ),
         };
         for origin in [Origin::ExtAuthz, Origin::Api] {
             registry.check_duration.with([origin.as_str()], |_| ());
@@ -274,11 +281,39 @@ impl Metrics {
         elapsed: Duration,
         decisions: impl IntoIterator<Item = ActionOutcome<'a>>,
     ) {
+        self.observe(origin, elapsed, decisions, "deny");
+    }
+
+    /// [`observe_check`](Self::observe_check) for a check in shadow mode: its denials
+    /// are counted with effect `would_deny` (the request was let through).
+    pub fn observe_shadow_check<'a>(
+        &self,
+        origin: Origin,
+        elapsed: Duration,
+        decisions: impl IntoIterator<Item = ActionOutcome<'a>>,
+    ) {
+        self.observe(origin, elapsed, decisions, "would_deny");
+    }
+
+    /// Counts one decision on which the candidate policy set disagrees with the live one.
+    pub fn count_candidate_disagreement(&self, kind: &str, action: &str) {
+        self.inner
+            .candidate_disagreements
+            .with([kind, action], |c| c.add(1));
+    }
+
+    fn observe<'a>(
+        &self,
+        origin: Origin,
+        elapsed: Duration,
+        decisions: impl IntoIterator<Item = ActionOutcome<'a>>,
+        deny: &str,
+    ) {
         self.inner
             .check_duration
             .with([origin.as_str()], |h| h.observe(elapsed));
         for d in decisions {
-            let effect = if d.allowed { "allow" } else { "deny" };
+            let effect = if d.allowed { "allow" } else { deny };
             self.inner
                 .decisions
                 .with([effect, d.kind, d.action, origin.as_str()], |c| c.add(1));
@@ -339,6 +374,7 @@ impl Metrics {
         r.attribute_fetches.render(&mut out);
         r.audit_dropped.render(&mut out);
         r.trace_spans.render(&mut out);
+        r.candidate_disagreements.render(&mut out);
         if let Some(p) = policies {
             let name = "gatehouse_policy_reloads_total";
             header(
