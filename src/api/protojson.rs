@@ -369,6 +369,10 @@ pub fn value_to_json(v: &prost_types::Value) -> Json {
 /// A double as a JSON number: integral values within `i64` print as integers.
 pub(crate) fn number(n: f64) -> Json {
     const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if n == 0.0 && n.is_sign_negative() {
+        // Cerbos keeps the sign of a negative zero.
+        return serde_json::Number::from_f64(n).map_or(Json::from(0), Json::Number);
+    }
     if n.fract() == 0.0 && n.abs() < LIMIT {
         Json::from(n as i64)
     } else {

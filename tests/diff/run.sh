@@ -4,7 +4,8 @@
 # .tools/cerbos once. Set GATEHOUSE_DIFF_ALLOW_MISMATCHES=1 to report without failing;
 # GATEHOUSE_DIFF_REQUESTS and GATEHOUSE_DIFF_SEED change the corpus-based workload,
 # GATEHOUSE_DIFF_GEN_SEEDS and GATEHOUSE_DIFF_GEN_REQUESTS the generated-policy one
-# (tests/it/api_diff/generated.rs).
+# (tests/it/api_diff/generated.rs); expr_diff compares expressions (tests/it/expr_diff.rs,
+# GATEHOUSE_EXPR_DIFF_COUNT, GATEHOUSE_EXPR_DIFF_SEED).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="$root/.tools/cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"
@@ -12,4 +13,4 @@ if [ -z "${CERBOS_BIN:-}" ] && [ ! -x "$bin" ]; then
   npm install --silent --no-audit --no-fund --prefix "$root/.tools/cerbos" @cerbos/cerbos-linux-x64@0.55.0
 fi
 cd "$root"
-exec cargo test --test it -- --ignored --nocapture api_diff compile_diff
+exec cargo test --test it -- --ignored --nocapture api_diff compile_diff expr_diff

@@ -141,12 +141,14 @@ fn compile_diff() {
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
 
-/// Issue 11 class 4: conditions with mistyped field selections (generated from the
-/// declared fields of `request`, `R`, `P`, `runtime` and `auxData`, typos, selections on
-/// strings and lists, through `has`, comprehensions and map literals) are accepted or
-/// refused by `gatehouse compile` exactly as by `cerbos compile`, with the same exit code
-/// and the same `compileErrors` JSON.
-/// `GATEHOUSE_COMPILE_DIFF_EXPRS` sets the number of expressions (default 120).
+/// Issue 11 class 4: mistyped conditions are accepted or refused by `gatehouse compile`
+/// exactly as by `cerbos compile`, with the same exit code and the same `compileErrors`
+/// JSON per policy. Generated: field selections from the declared fields of `request`,
+/// `R`, `P`, `runtime` and `auxData` (typos, selections on strings and lists, through
+/// `has`, comprehensions and map literals), and `expr_gen`'s mistyped expressions (overloads
+/// and arity of every library's functions, unknown functions, invalid `timestamp`,
+/// `duration`, `ip`, `cidr` literals, `format` verbs of the wrong type).
+/// `GATEHOUSE_COMPILE_DIFF_EXPRS` sets the number of expressions (default 400).
 #[test]
 #[ignore = "needs the real Cerbos binary (tests/diff/run.sh)"]
 fn compile_diff_mistyped_conditions() {
@@ -161,7 +163,7 @@ fn compile_diff_mistyped_conditions() {
     let count: usize = std::env::var("GATEHOUSE_COMPILE_DIFF_EXPRS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(400);
     const ROOTS: &[&str] = &[
         "R",
         "P",
@@ -196,37 +198,71 @@ fn compile_diff_mistyped_conditions() {
     ];
     let mut rng = Rng(0x5eed_c0de_0011);
     let base = std::env::temp_dir().join(format!("gatehouse-compile-diff-{}", std::process::id()));
-    let (mut same, mut refused, mut failures) = (0usize, 0usize, Vec::new());
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    // Field typos for a quarter of the expressions; for the rest, calls with arguments of
+    // random types and counts, unknown functions, invalid literals, format verbs given the
+    // wrong type, operators on mismatched operands (`expr_gen::Gen::mistyped`).
+    let mut exprs = Vec::new();
     for i in 0..count {
+        if i % 4 != 0 {
+            exprs.push(crate::expr_gen::Gen { rng: &mut rng }.mistyped());
+            continue;
+        }
         let mut sel = format!("{}.{}", rng.pick(ROOTS), rng.pick(FIELDS));
         if rng.chance(35) {
             sel = format!("{sel}.{}", rng.pick(FIELDS));
         }
-        let expr = match rng.below(6) {
+        exprs.push(match rng.below(6) {
             0 => format!("has({sel})"),
             1 => format!("P.roles.exists(r, r.{} == \"x\")", rng.pick(FIELDS)),
             2 => format!("{{\"k\": {}}}.k.{} == 1", rng.pick(ROOTS), rng.pick(FIELDS)),
             3 => format!("R.attr.owner == P.id && {sel} == \"x\""),
             _ => format!("{sel} == \"x\""),
-        };
-        let dir = base.join(format!("e{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        });
+    }
+    for (i, expr) in exprs.iter().enumerate() {
+        let quoted = serde_json::to_string(expr).unwrap();
         let policy = format!(
-            "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [\"view\"]\n      effect: EFFECT_ALLOW\n      roles: [\"user\"]\n      condition:\n        match:\n          expr: '{expr}'\n"
+            "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc{i}\n  version: default\n  rules:\n    - actions: [\"view\"]\n      effect: EFFECT_ALLOW\n      roles: [\"user\"]\n      condition:\n        match:\n          expr: {quoted}\n"
         );
-        std::fs::write(dir.join("p.yaml"), policy).unwrap();
-        // Exit code and compile errors (the directory has no tests).
-        let errors = |(code, json): (Option<i32>, Value)| (code, json["compileErrors"].clone());
-        let theirs = errors(run(&cerbos, &[], &dir));
-        let ours = errors(run(&gatehouse, &[], &dir));
-        refused += usize::from(theirs.0 != Some(0));
-        if theirs == ours {
+        std::fs::write(base.join(format!("p{i}.yaml")), policy).unwrap();
+    }
+    // One run of each compiler over the whole directory; the errors compared per file.
+    let per_file = |(code, json): (Option<i32>, Value)| {
+        let mut by_file: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for e in json["compileErrors"]["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            by_file
+                .entry(e["file"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push(e.clone());
+        }
+        (code, json.get("lintErrors").cloned(), by_file)
+    };
+    let theirs = per_file(run(&cerbos, &[], &base));
+    let ours = per_file(run(&gatehouse, &[], &base));
+    let _ = std::fs::remove_dir_all(&base);
+    let (mut same, mut refused, mut failures) = (0usize, 0usize, Vec::new());
+    if theirs.0 != ours.0 || theirs.1 != ours.1 {
+        failures.push(format!(
+            "exit code or lint errors: cerbos {:?} {:?}, ours {:?} {:?}",
+            theirs.0, theirs.1, ours.0, ours.1
+        ));
+    }
+    for (i, expr) in exprs.iter().enumerate() {
+        let file = format!("p{i}.yaml");
+        let (t, o) = (theirs.2.get(&file), ours.2.get(&file));
+        refused += usize::from(t.is_some());
+        if t == o {
             same += 1;
         } else {
-            failures.push(format!("{expr}\n  cerbos: {theirs:?}\n  ours:   {ours:?}"));
+            failures.push(format!("{expr}\n  cerbos: {t:?}\n  ours:   {o:?}"));
         }
     }
-    let _ = std::fs::remove_dir_all(&base);
     for f in &failures {
         println!("MISMATCH {f}");
     }

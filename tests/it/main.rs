@@ -11,6 +11,8 @@ mod cli;
 mod compile_cases;
 mod compile_diff;
 mod engine_cases;
+mod expr_diff;
+mod expr_gen;
 mod extauthz;
 mod git_source;
 mod index_cases;

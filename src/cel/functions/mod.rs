@@ -29,6 +29,8 @@ pub(crate) mod std_lib_format {
 mod strings;
 mod time;
 
+pub(crate) use strings::format_check;
+
 /// A native function implementation.
 pub type NativeFn = fn(&[Value], &Activation) -> Result<Value, EvalError>;
 

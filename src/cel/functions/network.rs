@@ -41,11 +41,56 @@ pub(super) fn register(r: &mut FunctionRegistry) {
 
 // === parsing and formatting ===
 
+/// Why Go's `netip.ParseAddr` refuses `s`, in its words: exact for IPv4 forms, `unable to
+/// parse IP` for the rest.
+fn parse_addr_error(s: &str) -> String {
+    let why = |msg: &str, at: Option<&str>| match at {
+        Some(at) => format!("ParseAddr({s:?}): {msg} (at {at:?})"),
+        None => format!("ParseAddr({s:?}): {msg}"),
+    };
+    match s.bytes().find(|b| matches!(b, b'.' | b':' | b'%')) {
+        Some(b'.') => {}
+        Some(b'%') => return why("missing IPv6 address", None),
+        _ => return why("unable to parse IP", None),
+    }
+    let (mut val, mut fields, mut digits) = (0u32, 0, 0);
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            if digits == 1 && val == 0 {
+                return why("IPv4 field has octet with leading zero", None);
+            }
+            val = val * 10 + u32::from(c - b'0');
+            digits += 1;
+            if val > 255 {
+                return why("IPv4 field has value >255", None);
+            }
+        } else if c == b'.' {
+            if i == 0 || i == b.len() - 1 || b[i - 1] == b'.' {
+                return why("IPv4 field must have at least one digit", Some(&s[i..]));
+            }
+            if fields == 3 {
+                return why("IPv4 address too long", None);
+            }
+            fields += 1;
+            val = 0;
+            digits = 0;
+        } else {
+            return why("unexpected character", Some(&s[i..]));
+        }
+    }
+    if fields < 3 {
+        return why("IPv4 address too short", None);
+    }
+    why("unable to parse IP", None)
+}
+
 /// Parses an address as `netip.ParseAddr` does, rejecting IPv4-mapped IPv6 addresses.
 fn parse_ip(s: &str) -> Result<IpAddr, EvalError> {
     let addr: IpAddr = s.parse().map_err(|_| {
         EvalError::new(format!(
-            "IP Address {s:?} parse error during conversion from string: ParseAddr({s:?}): unable to parse IP"
+            "IP Address {s:?} parse error during conversion from string: {}",
+            parse_addr_error(s)
         ))
     })?;
     if let IpAddr::V6(v6) = addr
@@ -66,16 +111,20 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), EvalError> {
         ))
     };
     let (addr, bits) = s.rsplit_once('/').ok_or_else(|| bad("no '/'"))?;
-    let addr: IpAddr = addr.parse().map_err(|_| bad("unable to parse IP"))?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad(&parse_addr_error(addr)))?;
     let well_formed = !bits.is_empty()
         && bits.bytes().all(|b| b.is_ascii_digit())
         && (bits.len() == 1 || !bits.starts_with('0'));
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let bits = bits
-        .parse::<u8>()
+        .parse::<u32>()
         .ok()
-        .filter(|b| well_formed && *b <= max)
+        .filter(|_| well_formed)
         .ok_or_else(|| bad(&format!("bad bits after slash: {bits:?}")))?;
+    let bits = u8::try_from(bits)
+        .ok()
+        .filter(|b| *b <= max)
+        .ok_or_else(|| bad("prefix length out of range"))?;
     if let IpAddr::V6(v6) = addr
         && v6.to_ipv4_mapped().is_some()
     {

@@ -275,11 +275,8 @@ fn type_of(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
 
 /// Parses an RFC 3339 timestamp, as cel-go's `timestamp(string)`.
 pub(crate) fn parse_timestamp(s: &str) -> Result<crate::cel::value::Timestamp, EvalError> {
-    DateTime::parse_from_rfc3339(s).map_err(|e| {
-        EvalError::new(format!(
-            "type conversion error from 'string' to 'google.protobuf.Timestamp': {e}"
-        ))
-    })
+    DateTime::parse_from_rfc3339(s)
+        .map_err(|_| EvalError::new(format!("invalid RFC 3339 timestamp {s:?}")))
 }
 
 fn to_timestamp(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
@@ -357,7 +354,9 @@ fn to_duration(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     arity("duration", args, 1)?;
     match &args[0] {
         Value::Duration(d) => Ok(Value::Duration(*d)),
-        Value::String(s) => parse_duration(s).map(Value::Duration),
+        Value::String(s) => parse_duration(s).map(Value::Duration).map_err(|_| {
+            EvalError::new("type conversion error from 'string' to 'google.protobuf.Duration'")
+        }),
         _ => Err(no_overload("duration", args)),
     }
 }

@@ -287,6 +287,34 @@ fn format(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
 
 /// `"...".format([...])`, following the cel-spec strings extension (cel-go's v2 formatter).
 fn format_template(template: &str, list: &[Value]) -> Result<String, String> {
+    format_with(template, list.len(), |i, clause, precision| {
+        format_clause(clause, precision, &list[i])
+    })
+    .map(|(text, _)| text)
+}
+
+/// Checks a constant format string against the arguments' static types, as cel-go's
+/// compile-time format validator: `samples[i]` is a value of argument `i`'s type, `None`
+/// when the type is not known. Returns the number of arguments the string uses.
+pub(crate) fn format_check(template: &str, samples: &[Option<Value>]) -> Result<usize, String> {
+    format_with(
+        template,
+        samples.len(),
+        |i, clause, precision| match &samples[i] {
+            Some(v) => format_clause(clause, precision, v),
+            None => Ok(String::new()),
+        },
+    )
+    .map(|(_, used)| used)
+}
+
+/// Walks a format string: `clause(i, letter, precision)` renders argument `i`. Returns the
+/// text and the number of arguments used.
+fn format_with(
+    template: &str,
+    args: usize,
+    mut clause_text: impl FnMut(usize, char, usize) -> Result<String, String>,
+) -> Result<(String, usize), String> {
     let bytes = template.as_bytes();
     let mut out = String::with_capacity(template.len());
     let mut arg_index = 0usize;
@@ -304,15 +332,15 @@ fn format_template(template: &str, list: &[Value]) -> Result<String, String> {
             literal_start = i;
             continue;
         }
-        let Some(arg) = list.get(arg_index) else {
+        if arg_index >= args {
             return Err(format!("index {arg_index} out of range"));
-        };
+        }
         if i + 1 >= bytes.len() {
             return Err("unexpected end of string".into());
         }
         let (consumed, clause, precision) = parse_clause(&template[i + 1..])
             .map_err(|e| format!("could not parse formatting clause: {e}"))?;
-        let text = format_clause(clause, precision, arg)
+        let text = clause_text(arg_index, clause, precision)
             .map_err(|e| format!("error during formatting: {e}"))?;
         out.push_str(&text);
         i += 1 + consumed;
@@ -320,7 +348,7 @@ fn format_template(template: &str, list: &[Value]) -> Result<String, String> {
         arg_index += 1;
     }
     out.push_str(&template[literal_start..]);
-    Ok(out)
+    Ok((out, arg_index))
 }
 
 /// Parses `[.N]c` after a `%`: returns bytes consumed, the clause letter and the precision.

@@ -161,7 +161,7 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        let mut problems = cel::check::field_problems(&parsed);
+        let mut problems = cel::check::type_problems(&parsed);
         problems.extend(host_index_problems(&parsed));
         if !problems.is_empty() {
             self.invalid_expression(text, span, &problems.join(", "));
@@ -445,7 +445,7 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        let mut problems = cel::check::field_problems(&parsed);
+        let mut problems = cel::check::type_problems(&parsed);
         problems.extend(host_index_problems(&parsed));
         if !problems.is_empty() {
             self.invalid_expression(text, &text.span, &problems.join(", "));
