@@ -111,3 +111,22 @@ impl Comparison {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_different_verdict_is_a_disagreement() {
+        let c = |live_allowed, candidate| Comparison {
+            live_allowed,
+            candidate,
+        };
+        assert!(!c(true, CandidateAnswer::Allow).disagrees());
+        assert!(!c(false, CandidateAnswer::Deny("p".into())).disagrees());
+        assert!(!c(false, CandidateAnswer::Error("e".into())).disagrees());
+        assert!(c(true, CandidateAnswer::Deny("p".into())).disagrees());
+        assert!(c(true, CandidateAnswer::Error("e".into())).disagrees());
+        assert!(c(false, CandidateAnswer::Allow).disagrees());
+    }
+}

@@ -476,6 +476,30 @@ mod tests {
     }
 
     #[test]
+    fn shadow_denials_and_candidate_disagreements() {
+        let m = Metrics::default();
+        let outcome = |allowed| ActionOutcome {
+            kind: "doc",
+            action: "read",
+            allowed,
+        };
+        m.observe_shadow_check(Origin::ExtAuthz, Duration::ZERO, [outcome(false)]);
+        m.observe_shadow_check(Origin::ExtAuthz, Duration::ZERO, [outcome(true)]);
+        m.observe_check(Origin::ExtAuthz, Duration::ZERO, [outcome(false)]);
+        m.count_candidate_disagreement("doc", "approve");
+        m.count_candidate_disagreement("doc", "approve");
+        let text = m.render(None);
+        for line in [
+            "gatehouse_decisions_total{effect=\"would_deny\",kind=\"doc\",action=\"read\",origin=\"ext_authz\"} 1",
+            "gatehouse_decisions_total{effect=\"allow\",kind=\"doc\",action=\"read\",origin=\"ext_authz\"} 1",
+            "gatehouse_decisions_total{effect=\"deny\",kind=\"doc\",action=\"read\",origin=\"ext_authz\"} 1",
+            "gatehouse_candidate_disagreements_total{kind=\"doc\",action=\"approve\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+    }
+
+    #[test]
     fn config_defaults_and_unknown_keys() {
         let c: MetricsConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(c, MetricsConfig::default());
