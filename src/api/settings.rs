@@ -102,20 +102,11 @@ impl Default for ApiSettings {
 }
 
 impl ApiSettings {
-    /// Counts and logs decisions into these sinks.
-    pub fn with_sinks(
-        mut self,
-        metrics: crate::metrics::Metrics,
-        audit: crate::audit::AuditSink,
-    ) -> Self {
-        self.metrics = metrics;
-        self.audit = audit;
-        self
-    }
-
-    /// Sends a span for every call to `tracer`.
-    pub fn with_tracer(mut self, tracer: crate::telemetry::Tracer) -> Self {
-        self.tracer = tracer;
+    /// Counts, logs and traces decisions into these sinks.
+    pub fn with_sinks(mut self, sinks: crate::telemetry::Sinks) -> Self {
+        self.metrics = sinks.metrics;
+        self.audit = sinks.audit;
+        self.tracer = sinks.tracer;
         self
     }
 

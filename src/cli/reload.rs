@@ -17,9 +17,8 @@ use std::time::Duration;
 use super::serve::ServeConfig;
 use crate::audit::{AuditConfig, AuditSink};
 use crate::extauthz::LiveExtAuthz;
-use crate::metrics::Metrics;
 use crate::store::PolicyStore;
-use crate::telemetry::Tracer;
+use crate::telemetry::Sinks;
 
 /// Top-level sections applied on reload; every other section needs a restart.
 pub(crate) const RELOADED_SECTIONS: &[&str] = &["extAuthz", "audit"];
@@ -49,10 +48,9 @@ pub(crate) struct ConfigReloader {
     path: PathBuf,
     base: PathBuf,
     ext: LiveExtAuthz,
-    audit: AuditSink,
     store: Arc<PolicyStore>,
-    metrics: Metrics,
-    tracer: Tracer,
+    /// The server's sinks; a reload replaces the audit sink's destination in place.
+    sinks: Sinks,
     in_force: Mutex<InForce>,
     status: Mutex<ConfigStatus>,
     /// One reload at a time (watcher and SIGHUP).
@@ -80,26 +78,21 @@ fn fingerprint(path: &std::path::Path) -> u64 {
 impl ConfigReloader {
     /// A reloader for the configuration at `path`, whose `text` and `audit` settings
     /// (paths resolved) are in force now.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         path: PathBuf,
         base: PathBuf,
         text: &str,
         audit_config: AuditConfig,
         ext: LiveExtAuthz,
-        audit: AuditSink,
         store: Arc<PolicyStore>,
-        metrics: Metrics,
-        tracer: Tracer,
+        sinks: Sinks,
     ) -> Self {
         ConfigReloader {
             path,
             base,
             ext,
-            audit,
             store,
-            metrics,
-            tracer,
+            sinks,
             in_force: Mutex::new(InForce {
                 sections: sections(text),
                 audit: audit_config,
@@ -171,17 +164,16 @@ impl ConfigReloader {
         };
         let new_audit = match new_audit {
             None => None,
-            Some(()) => match AuditSink::new(&audit_config, self.metrics.clone()) {
+            Some(()) => match AuditSink::new(&audit_config, self.sinks.metrics.clone()) {
                 Ok(sink) => Some(sink),
                 Err(e) => return Err(self.fail(e.to_string(), e.to_string())),
             },
         };
-        let mut ext = match crate::extauthz::build_with_sinks(
+        let ext = match crate::extauthz::build_with_sinks(
             &config.ext_authz,
             self.store.clone(),
             &self.base,
-            self.metrics.clone(),
-            self.audit.clone(),
+            self.sinks.clone(),
         )
         .await
         {
@@ -191,11 +183,10 @@ impl ConfigReloader {
                 return Err(self.fail(m.clone(), m));
             }
         };
-        ext.tracer = self.tracer.clone();
         let routes = config.ext_authz.routes.len();
         // Everything built: put it in force together.
         if let Some(sink) = &new_audit {
-            self.audit.replace_with(sink);
+            self.sinks.audit.replace_with(sink);
         }
         self.ext.replace(ext);
         let new_sections = sections(&text);

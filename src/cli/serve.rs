@@ -246,15 +246,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         }
         None => crate::telemetry::Tracer::disabled(),
     };
-    let mut ext: ExtAuthz = extauthz::build_with_sinks(
-        &config.ext_authz,
-        store.clone(),
-        &base,
-        metrics.clone(),
-        audit.clone(),
-    )
-    .await?;
-    ext.tracer = tracer.clone();
+    let sinks = crate::telemetry::Sinks::new(metrics, audit, tracer);
+    let ext: ExtAuthz =
+        extauthz::build_with_sinks(&config.ext_authz, store.clone(), &base, sinks.clone()).await?;
     let ext = extauthz::LiveExtAuthz::new(ext);
     let jwks_ext = ext.clone();
     let http_ext = ext.clone();
@@ -266,18 +260,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             positions.text(),
             config.audit.clone().resolve_paths(&base),
             ext.clone(),
-            audit.clone(),
             store.clone(),
-            metrics.clone(),
-            tracer.clone(),
+            sinks.clone(),
         ))
     });
     drop(positions);
-    let api_settings = config
-        .api_settings(&base)
-        .await?
-        .with_sinks(metrics.clone(), audit.clone())
-        .with_tracer(tracer.clone());
+    let api_settings = config.api_settings(&base).await?.with_sinks(sinks.clone());
     tracing::info!(revision = %store.status().revision, "policy revision in force");
     if let Some(interval) = poll {
         tokio::spawn(store.clone().watch(interval));
@@ -415,29 +403,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .merge(extauthz::http_router(http_ext));
     if config.metrics.enabled {
         let s = store.clone();
-        router = router.merge(crate::metrics::metrics_router(metrics.clone(), move || {
-            let st = s.status();
-            let c = s.snapshot().engine.policies().counts();
-            Some(crate::metrics::PolicyStats {
-                revision: st.revision,
-                source: if s.git().is_some() {
-                    "git"
-                } else {
-                    "directory"
-                }
-                .into(),
-                reloads_ok: st.reloads_ok,
-                reloads_failed: st.reloads_failed,
-                loaded: vec![
-                    ("resource".into(), c.resource as u64),
-                    ("principal".into(), c.principal as u64),
-                    ("role".into(), c.role as u64),
-                    ("derived_roles".into(), c.derived_roles as u64),
-                    ("export_variables".into(), c.export_variables as u64),
-                    ("export_constants".into(), c.export_constants as u64),
-                ],
-            })
-        }));
+        router = router.merge(crate::metrics::metrics_router(
+            sinks.metrics.clone(),
+            move || {
+                let st = s.status();
+                let c = s.snapshot().engine.policies().counts();
+                Some(crate::metrics::PolicyStats {
+                    revision: st.revision,
+                    source: if s.git().is_some() {
+                        "git"
+                    } else {
+                        "directory"
+                    }
+                    .into(),
+                    reloads_ok: st.reloads_ok,
+                    reloads_failed: st.reloads_failed,
+                    loaded: vec![
+                        ("resource".into(), c.resource as u64),
+                        ("principal".into(), c.principal as u64),
+                        ("role".into(), c.role as u64),
+                        ("derived_roles".into(), c.derived_roles as u64),
+                        ("export_variables".into(), c.export_variables as u64),
+                        ("export_constants".into(), c.export_constants as u64),
+                    ],
+                })
+            },
+        ));
     }
     let mut http_shutdown = shutdown_rx.clone();
     // The peer address is kept for forward-auth's trusted proxies.
@@ -465,8 +456,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             tracing::warn!("drain timeout reached; closing remaining connections");
         }
     }
-    audit.flush();
-    tracer.shutdown(std::time::Duration::from_secs(5)).await;
+    sinks.shutdown(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(0)
 }

@@ -27,10 +27,9 @@ pub use live::LiveExtAuthz;
 pub use route::RouteMapper;
 pub use service::ExtAuthz;
 
-use crate::audit::AuditSink;
 use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySource};
-use crate::metrics::Metrics;
 use crate::store::PolicyStore;
+use crate::telemetry::Sinks;
 
 /// An invalid `extAuthz` configuration.
 #[derive(Debug, thiserror::Error)]
@@ -65,25 +64,17 @@ pub async fn build(
     store: Arc<PolicyStore>,
     base: &Path,
 ) -> Result<ExtAuthz, ConfigError> {
-    build_with_sinks(
-        config,
-        store,
-        base,
-        Metrics::default(),
-        AuditSink::disabled(),
-    )
-    .await
+    build_with_sinks(config, store, base, Sinks::disabled()).await
 }
 
-/// Builds the service from its configuration, reporting every decision to `metrics`
-/// (duration, effect, attribute fetches) and to `audit` (origin `ext_authz`). Relative
-/// paths resolve against `base`.
+/// Builds the service from its configuration, reporting every decision to the sinks:
+/// metrics (duration, effect, attribute fetches), the audit log (origin `ext_authz`) and
+/// a span per check. Relative paths resolve against `base`.
 pub async fn build_with_sinks(
     config: &ExtAuthzConfig,
     store: Arc<PolicyStore>,
     base: &Path,
-    metrics: Metrics,
-    audit: AuditSink,
+    sinks: Sinks,
 ) -> Result<ExtAuthz, ConfigError> {
     let routes = RouteMapper::new(&config.routes).map_err(|errs| {
         ConfigError(
@@ -195,8 +186,8 @@ pub async fn build_with_sinks(
         deny_details: config.deny_details,
         max_body: config.max_body_bytes,
         fetcher: attributes::AttributeFetcher::new(),
-        tracer: crate::telemetry::Tracer::disabled(),
-        metrics,
-        audit,
+        tracer: sinks.tracer,
+        metrics: sinks.metrics,
+        audit: sinks.audit,
     })
 }

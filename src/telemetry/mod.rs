@@ -19,6 +19,7 @@
 
 mod context;
 mod export;
+mod sinks;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ use serde::Deserialize;
 
 pub(crate) use context::random_u64;
 pub use context::{TraceContext, hex};
+pub use sinks::Sinks;
 
 use crate::metrics::Metrics;
 

@@ -96,9 +96,14 @@ fn store() -> Arc<PolicyStore> {
 
 async fn service(store: Arc<PolicyStore>, metrics: Metrics, audit: AuditSink) -> ExtAuthz {
     let attrs = attribute_source().await;
-    extauthz::build_with_sinks(&config(attrs), store, root(), metrics, audit)
-        .await
-        .unwrap()
+    extauthz::build_with_sinks(
+        &config(attrs),
+        store,
+        root(),
+        gatehouse::telemetry::Sinks::new(metrics, audit, Default::default()),
+    )
+    .await
+    .unwrap()
 }
 
 fn audit_config(json: Value) -> AuditConfig {
@@ -949,8 +954,9 @@ async fn cerbos_api_calls_are_counted_and_logged_with_origin_api() {
         log.clone(),
     )
     .unwrap();
-    let settings =
-        gatehouse::api::ApiSettings::default().with_sinks(metrics.clone(), audit.clone());
+    let settings = gatehouse::api::ApiSettings::default().with_sinks(
+        gatehouse::telemetry::Sinks::new(metrics.clone(), audit.clone(), Default::default()),
+    );
     let servers = crate::api_server::start(store, settings).await;
     let (status, body) = servers
         .check_http(&serde_json::json!({
@@ -999,8 +1005,9 @@ async fn cerbos_api_plans_are_counted_and_logged() {
             log.clone(),
         )
         .unwrap();
-        let settings =
-            gatehouse::api::ApiSettings::default().with_sinks(metrics.clone(), audit.clone());
+        let settings = gatehouse::api::ApiSettings::default().with_sinks(
+            gatehouse::telemetry::Sinks::new(metrics.clone(), audit.clone(), Default::default()),
+        );
         let servers = crate::api_server::start(store, settings).await;
         let (status, body) = servers
             .http(
