@@ -241,7 +241,7 @@ async def echo_and_record(request: Request, call_next):
     return response
 
 
-@app.get("/health")
+@app.get("/health", openapi_extra={"x-gatehouse-public": True})
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -250,7 +250,7 @@ GATEHOUSE_API_URL = os.environ.get("GATEHOUSE_API_URL", "http://127.0.0.1:3592")
 ATTRS = ("owner", "department", "status", "classification", "amount", "archived")
 
 
-@app.get("/documents")
+@app.get("/documents", tags=["document"], openapi_extra={"x-gatehouse-action": "list"})
 def list_documents(principal: Annotated[GatehousePrincipal, Depends(gatehouse)],
                    who: Caller) -> dict[str, Any]:
     # Gatehouse decided `list` for the collection; which documents the caller may read is
@@ -275,34 +275,35 @@ def list_documents(principal: Annotated[GatehousePrincipal, Depends(gatehouse)],
     return {"documents": readable, "seen_by": who}
 
 
-@app.post("/documents", status_code=201)
+@app.post("/documents", status_code=201, tags=["document"])
 def create_document(doc: DocumentCreate, who: Caller) -> dict[str, Any]:
     created = store.create({**doc.model_dump(), "owner": who["principal"]})
     return {**created, "seen_by": who}
 
 
-@app.get("/documents/{doc_id}")
+@app.get("/documents/{doc_id}", tags=["document"])
 def read_document(doc_id: str, who: Caller) -> dict[str, Any]:
     return {**store.get(doc_id), "seen_by": who}
 
 
-@app.put("/documents/{doc_id}")
+@app.put("/documents/{doc_id}", tags=["document"])
 def replace_document(doc_id: str, doc: DocumentReplace, who: Caller) -> dict[str, Any]:
     return {**store.update(doc_id, doc.model_dump()), "seen_by": who}
 
 
-@app.patch("/documents/{doc_id}")
+@app.patch("/documents/{doc_id}", tags=["document"])
 def patch_document(doc_id: str, doc: DocumentPatch, who: Caller) -> dict[str, Any]:
     return {**store.update(doc_id, doc.model_dump(exclude_unset=True)), "seen_by": who}
 
 
-@app.delete("/documents/{doc_id}")
+@app.delete("/documents/{doc_id}", tags=["document"])
 def delete_document(doc_id: str, who: Caller) -> dict[str, Any]:
     store.delete(doc_id)
     return {"deleted": doc_id, "seen_by": who}
 
 
-@app.post("/documents/{doc_id}/approve")
+@app.post("/documents/{doc_id}/approve", tags=["document"],
+          openapi_extra={"x-gatehouse-action": "approve"})
 def approve_document(doc_id: str, who: Caller) -> dict[str, Any]:
     doc = store.get(doc_id)
     # A state check, not an authorization one: only documents under review can move on.
@@ -312,7 +313,7 @@ def approve_document(doc_id: str, who: Caller) -> dict[str, Any]:
     return {**updated, "seen_by": who}
 
 
-@app.get("/internal/documents/{doc_id}/attributes")
+@app.get("/internal/documents/{doc_id}/attributes", include_in_schema=False)
 def document_attributes(doc_id: str) -> dict[str, Any]:
     """The resource attributes the policies need (Gatehouse's `attributes.fetch`)."""
     if attributes_down.is_set():
@@ -324,11 +325,11 @@ def document_attributes(doc_id: str) -> dict[str, Any]:
 
 if TEST_HOOKS:
 
-    @app.get("/internal/test/requests")
+    @app.get("/internal/test/requests", include_in_schema=False)
     def test_requests() -> list[dict[str, Any]]:
         return list(request_log)
 
-    @app.post("/internal/test/attributes-down")
+    @app.post("/internal/test/attributes-down", include_in_schema=False)
     def test_attributes_down(down: bool = True) -> dict[str, bool]:
         if down:
             attributes_down.set()
@@ -336,7 +337,7 @@ if TEST_HOOKS:
             attributes_down.clear()
         return {"down": attributes_down.is_set()}
 
-    @app.post("/internal/test/reset")
+    @app.post("/internal/test/reset", include_in_schema=False)
     def test_reset() -> dict[str, bool]:
         store.reset()
         request_log.clear()

@@ -12,6 +12,7 @@ mod encoding;
 pub mod forward_auth;
 pub mod http_mode;
 pub mod live;
+pub mod openapi;
 pub mod principal;
 pub mod route;
 pub mod service;

@@ -112,9 +112,56 @@ pub fn query_params(query: &str) -> Vec<(String, String)> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Param(String),
+    /// `{name}` or `{name:int}` (Starlette's converters: `str`, `int`, `float`, `uuid`).
+    Param(String, Converter),
     /// `{name:path}`: the rest of the path.
     Rest(String),
+}
+
+/// What a typed path parameter accepts, as Starlette's converters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Converter {
+    /// Any non-empty segment.
+    Str,
+    /// Digits (`[0-9]+`).
+    Int,
+    /// `[0-9]+(\.[0-9]+)?`.
+    Float,
+    /// A hyphenated UUID (`8-4-4-4-12` hex digits).
+    Uuid,
+}
+
+impl Converter {
+    fn from_name(name: &str) -> Option<Converter> {
+        match name {
+            "str" => Some(Converter::Str),
+            "int" => Some(Converter::Int),
+            "float" => Some(Converter::Float),
+            "uuid" => Some(Converter::Uuid),
+            _ => None,
+        }
+    }
+
+    /// Whether a path segment matches.
+    fn accepts(self, s: &str) -> bool {
+        let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+        match self {
+            Converter::Str => !s.is_empty(),
+            Converter::Int => digits(s),
+            Converter::Float => match s.split_once('.') {
+                Some((i, f)) => digits(i) && digits(f),
+                None => digits(s),
+            },
+            Converter::Uuid => {
+                let groups: Vec<&str> = s.split('-').collect();
+                groups.len() == 5
+                    && groups
+                        .iter()
+                        .zip([8, 4, 4, 4, 12])
+                        .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+            }
+        }
+    }
 }
 
 /// How a route matches paths.
@@ -310,9 +357,13 @@ fn parse_template(index: usize, route: &str, t: &str) -> Result<Vec<Segment>, Ro
                     out.push(Segment::Rest(name.to_string()))
                 }
                 Some((_, "path")) => return Err(err("{name:path} must be the last segment")),
-                Some((_, conv)) => return Err(err(&format!("unknown converter {conv:?}"))),
+                Some(("", _)) => return Err(err("empty parameter name")),
+                Some((name, conv)) => match Converter::from_name(conv) {
+                    Some(c) => out.push(Segment::Param(name.to_string(), c)),
+                    None => return Err(err(&format!("unknown converter {conv:?}"))),
+                },
                 None if inner.is_empty() => return Err(err("empty parameter name")),
-                None => out.push(Segment::Param(inner.to_string())),
+                None => out.push(Segment::Param(inner.to_string(), Converter::Str)),
             }
         } else if s.contains('{') || s.contains('}') {
             return Err(err("a parameter must be a whole segment"));
@@ -344,12 +395,12 @@ fn route_name(c: &RouteConfig) -> String {
 /// parameter at all, an item exactly one, last, that is the whole resource id.
 fn path_shape(segs: &[Segment], resource_id: &str) -> PathShape {
     let mut params = segs.iter().filter_map(|s| match s {
-        Segment::Param(n) | Segment::Rest(n) => Some(n),
+        Segment::Param(n, _) | Segment::Rest(n) => Some(n),
         Segment::Literal(_) => None,
     });
     match (params.next(), params.next(), segs.last()) {
         (None, _, _) => PathShape::Collection,
-        (Some(n), None, Some(Segment::Param(last) | Segment::Rest(last)))
+        (Some(n), None, Some(Segment::Param(last, _) | Segment::Rest(last)))
             if n == last && resource_id == format!("{{{n}}}") =>
         {
             PathShape::Item
@@ -438,7 +489,7 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         Matcher::Template(segs) => segs
             .iter()
             .filter_map(|s| match s {
-                Segment::Param(n) | Segment::Rest(n) => Some(n.as_str()),
+                Segment::Param(n, _) | Segment::Rest(n) => Some(n.as_str()),
                 Segment::Literal(_) => None,
             })
             .collect(),
@@ -547,8 +598,8 @@ fn match_template(segs: &[Segment], path: &str) -> Option<Vec<(String, String)>>
                 }
                 i += 1;
             }
-            Segment::Param(name) => {
-                let p = parts.get(i)?;
+            Segment::Param(name, conv) => {
+                let p = parts.get(i).filter(|p| conv.accepts(p))?;
                 params.push((name.clone(), (*p).to_string()));
                 i += 1;
             }
@@ -722,9 +773,35 @@ mod tests {
     }
 
     #[test]
+    fn issue_17_typed_parameters_match_as_starlette_converters() {
+        let m = RouteMapper::new(&[
+            route("/n/{id:int}", &[]),
+            route("/f/{id:float}", &[]),
+            route("/u/{id:uuid}", &[]),
+        ])
+        .unwrap();
+        assert!(m.find("/n/42", "GET").is_some());
+        assert!(m.find("/n/4a", "GET").is_none());
+        assert!(m.find("/n/-1", "GET").is_none());
+        assert!(m.find("/f/1.5", "GET").is_some());
+        assert!(m.find("/f/1.", "GET").is_none());
+        assert!(
+            m.find("/u/123e4567-e89b-12d3-a456-426614174000", "GET")
+                .is_some()
+        );
+        assert!(
+            m.find("/u/123e4567e89b12d3a456426614174000", "GET")
+                .is_none()
+        );
+        let hit = m.find("/n/42", "GET").unwrap();
+        assert_eq!(hit.params, vec![("id".to_string(), "42".to_string())]);
+    }
+
+    #[test]
     fn bad_routes_are_rejected() {
         assert!(RouteMapper::new(&[route("documents/{id}", &[])]).is_err());
-        assert!(RouteMapper::new(&[route("/a/{x:int}", &[])]).is_err());
+        assert!(RouteMapper::new(&[route("/a/{x:bogus}", &[])]).is_err());
+        assert!(RouteMapper::new(&[route("/a/{:int}", &[])]).is_err());
         assert!(RouteMapper::new(&[route("/a/{x:path}/b", &[])]).is_err());
         assert!(RouteMapper::new(&[route("/a", &["TRACE"])]).is_err());
     }
