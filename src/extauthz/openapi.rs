@@ -177,6 +177,7 @@ fn route(
         action,
         actions: Default::default(),
         attributes: AttributesConfig::default(),
+        mode: None,
     }
 }
 
