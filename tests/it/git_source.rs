@@ -315,3 +315,52 @@ fn a_remote_that_never_answers_times_out() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+/// A candidate policy set from a git branch beside a live directory, asked through the
+/// HTTP ext_authz mode: the live answer is returned, the disagreement counted (issue 17).
+#[tokio::test]
+async fn candidate_from_git_disagrees_and_the_live_answer_stands() {
+    let repo = Repo::new("candidate");
+    repo.push(
+        &POLICY.replace("EFFECT_ALLOW", "EFFECT_DENY"),
+        "candidate: no reading",
+    );
+    std::fs::create_dir_all(repo.root.join("live")).unwrap();
+    std::fs::write(repo.root.join("live/doc.yaml"), POLICY).unwrap();
+    let config = repo.root.join("gatehouse.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "policies: {{directory: live}}\n\
+             extAuthz:\n  httpService: true\n\
+             \x20 principal:\n    sources: [{{headers: {{id: x-user, roles: x-roles}}}}]\n\
+             \x20 routes: [{{path: '/docs/{{id}}', resource: {{kind: doc, id: '{{id}}'}}}}]\n\
+             \x20 candidate: {{git: {{url: '{}', branch: main, subDir: policies}}}}\n",
+            repo.url()
+        ),
+    )
+    .unwrap();
+    let s = Served::start(&config, false);
+    s.http_up().await;
+    let user = [("x-user", "alice"), ("x-roles", "user")];
+    let (code, body) =
+        crate::util::http_with_headers(s.http, "GET", "/_gatehouse/authz/docs/1", &user, None)
+            .await;
+    assert_eq!(code, 200, "{body}");
+    // No principal: no engine decision, nothing to compare.
+    let (code, _) = http(s.http, "GET", "/_gatehouse/authz/docs/1", None).await;
+    assert_eq!(code, 401);
+    // Forward-auth is off in this configuration.
+    let (code, _) = http(s.http, "GET", "/_gatehouse/forward-auth", None).await;
+    assert_eq!(code, 404);
+    let (_, metrics) = http(s.http, "GET", "/metrics", None).await;
+    let lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("gatehouse_candidate_disagreements_total{"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["gatehouse_candidate_disagreements_total{kind=\"doc\",action=\"read\"} 1"],
+        "{metrics}"
+    );
+}
