@@ -20,7 +20,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 ///   file: {path: /var/log/gatehouse/audit.log, maxBytes: 104857600, keep: 5}
 ///   includeAttributes: true  # principal and resource attributes (default false)
 ///   maskPaths: [principal.attr.email, resource.attr.owner]
-///   queueCapacity: 4096      # records waiting for the writer; more are dropped
+///   queueCapacity: 4096      # records waiting for the writer
+///   whenFull: drop           # drop | block: what a decision does when the queue is full
 /// ```
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -48,9 +49,25 @@ pub struct AuditConfig {
     /// Log principal and resource attributes (masked by `maskPaths`).
     #[serde(default)]
     pub include_attributes: bool,
-    /// Records waiting for the writer; when full, new records are dropped and counted.
+    /// Records waiting for the writer; when full, `whenFull` applies.
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
+    /// What recording does when the queue is full.
+    #[serde(default)]
+    pub when_full: WhenFull,
+}
+
+/// What recording a decision does when the writer's queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum WhenFull {
+    /// Drop the record, count it in `gatehouse_audit_dropped_total` and log how many were
+    /// dropped (at most once a second): decisions never wait for the log.
+    #[default]
+    Drop,
+    /// Wait for room: no record is lost, but decisions slow down to the writer's pace.
+    Block,
 }
 
 fn default_queue_capacity() -> usize {
@@ -68,6 +85,7 @@ impl Default for AuditConfig {
             mask_paths: Vec::new(),
             include_attributes: false,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            when_full: WhenFull::Drop,
         }
     }
 }
@@ -249,6 +267,8 @@ mod tests {
             .check()
             .unwrap();
         assert_eq!(c.threshold, None);
+        assert_eq!(parse(r#"{"whenFull":"block"}"#).when_full, WhenFull::Block);
+        assert!(serde_json::from_str::<AuditConfig>(r#"{"whenFull":"wait"}"#).is_err());
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! rotated by size.
 //!
 //! Adapters hand a [`DecisionRecord`] to an [`AuditSink`]; the sink imports nothing
-//! upstream. Recording never blocks a decision: records go through a bounded queue to a
-//! writer thread, and a full queue drops the record and counts it in
-//! `gatehouse_audit_dropped_total` (see [`crate::metrics`]).
+//! upstream. Records are serialised off the request path: they go through a bounded queue
+//! to a writer thread, which writes them in batches (one flush per batch). With the queue
+//! full, `whenFull: drop` (the default) drops the record, counts it in
+//! `gatehouse_audit_dropped_total` (see [`crate::metrics`]) and logs how many were dropped;
+//! `whenFull: block` makes the decision wait for room. The server flushes the queue before
+//! it exits on SIGTERM.
 //!
 //! A line (keys always present, `null` when unknown):
 //!
@@ -27,7 +30,9 @@ mod record;
 mod rotate;
 mod sink;
 
-pub use config::{AuditConfig, AuditFileConfig, AuditMode, AuditOutput, DEFAULT_QUEUE_CAPACITY};
+pub use config::{
+    AuditConfig, AuditFileConfig, AuditMode, AuditOutput, DEFAULT_QUEUE_CAPACITY, WhenFull,
+};
 pub use record::{ActionRecord, DecisionRecord, PlanRecord, PrincipalRecord, ResourceRecord};
 pub use sink::{AuditError, AuditSink};
 

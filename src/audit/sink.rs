@@ -1,5 +1,6 @@
-//! The audit sink: a bounded queue in front of one writer thread. Recording never blocks
-//! a decision; when the queue is full the record is dropped and counted.
+//! The audit sink: a bounded queue in front of one writer thread. With the queue full, a
+//! record is dropped and counted (and the drops logged), or the decision waits for room,
+//! as `whenFull` says.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -10,13 +11,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
-use super::config::{AuditConfig, AuditMode, AuditOutput, Checked};
+use super::config::{AuditConfig, AuditMode, AuditOutput, Checked, WhenFull};
 use super::record::{DecisionRecord, LineOptions};
 use super::rotate::RotatingFile;
 use crate::metrics::{AuditDrop, Metrics};
 
 /// How long [`AuditSink::flush`] waits for the writer.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shortest interval between two log lines about dropped records.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the audit sink could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,46 @@ struct Shared {
     metrics: Metrics,
     seed: u64,
     seq: AtomicU64,
+    /// Wait for room instead of dropping (`whenFull: block`).
+    block: bool,
+    /// Records dropped for a full queue and not logged yet (the writer logs them).
+    unlogged_drops: Arc<AtomicU64>,
+}
+
+/// Counts of dropped records waiting to be logged, at most one line per interval.
+struct DropLog {
+    pending: Arc<AtomicU64>,
+    last: Option<Instant>,
+}
+
+impl DropLog {
+    /// The number of drops to log now (and forgets them), if any and if the last line is
+    /// at least [`DROP_LOG_INTERVAL`] old (`force`: regardless of the interval).
+    fn due(&mut self, now: Instant, force: bool) -> Option<u64> {
+        if !force
+            && self
+                .last
+                .is_some_and(|t| now.duration_since(t) < DROP_LOG_INTERVAL)
+        {
+            return None;
+        }
+        let n = self.pending.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        self.last = Some(now);
+        Some(n)
+    }
+
+    /// Logs the drops that are due.
+    fn report(&mut self, force: bool) {
+        if let Some(n) = self.due(Instant::now(), force) {
+            tracing::warn!(
+                dropped = n,
+                "audit queue full: {n} decision records dropped (raise audit.queueCapacity, or set audit.whenFull: block)"
+            );
+        }
+    }
 }
 
 /// The decision log: a cheap, cloneable handle. Lines are written by a background
@@ -164,9 +208,14 @@ impl AuditSink {
             masks: checked.masks,
         };
         let writer_metrics = metrics.clone();
+        let unlogged_drops = Arc::new(AtomicU64::new(0));
+        let drops = DropLog {
+            pending: unlogged_drops.clone(),
+            last: None,
+        };
         std::thread::Builder::new()
             .name("gatehouse-audit".into())
-            .spawn(move || run(rx, output, options, writer_metrics))
+            .spawn(move || run(rx, output, options, writer_metrics, drops))
             .map_err(AuditError::Spawn)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -180,6 +229,8 @@ impl AuditSink {
                 metrics,
                 seed: mix(nanos ^ u64::from(std::process::id())),
                 seq: AtomicU64::new(0),
+                block: config.when_full == WhenFull::Block,
+                unlogged_drops,
             })),
         })
     }
@@ -204,8 +255,9 @@ impl AuditSink {
             .is_some_and(|s| s.include_attributes)
     }
 
-    /// Records a decision (subject to sampling). Never blocks: with the queue full the
-    /// record is dropped and `gatehouse_audit_dropped_total{reason="queue_full"}` grows.
+    /// Records a decision (subject to sampling). With the queue full, the record is dropped
+    /// and `gatehouse_audit_dropped_total{reason="queue_full"}` grows, or (`whenFull:
+    /// block`) the caller waits for room.
     pub fn record(&self, record: DecisionRecord) {
         self.record_with(|| record);
     }
@@ -221,9 +273,19 @@ impl AuditSink {
                 return;
             }
         }
-        match s.tx.try_send(Message::Record(Box::new(build()))) {
+        let message = Message::Record(Box::new(build()));
+        if s.block {
+            if s.tx.send(message).is_err() {
+                s.metrics.count_audit_dropped(AuditDrop::WriteError);
+            }
+            return;
+        }
+        match s.tx.try_send(message) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => s.metrics.count_audit_dropped(AuditDrop::QueueFull),
+            Err(TrySendError::Full(_)) => {
+                s.metrics.count_audit_dropped(AuditDrop::QueueFull);
+                s.unlogged_drops.fetch_add(1, Ordering::Relaxed);
+            }
             Err(TrySendError::Disconnected(_)) => {
                 s.metrics.count_audit_dropped(AuditDrop::WriteError);
             }
@@ -264,8 +326,15 @@ impl AuditSink {
     }
 }
 
-/// The writer thread: writes what is queued, flushes when the queue runs empty.
-fn run(rx: Receiver<Message>, mut out: Output, options: LineOptions, metrics: Metrics) {
+/// The writer thread: serialises and writes what is queued in batches, flushing when the
+/// queue runs empty, and logs the records dropped meanwhile.
+fn run(
+    rx: Receiver<Message>,
+    mut out: Output,
+    options: LineOptions,
+    metrics: Metrics,
+    mut drops: DropLog,
+) {
     let mut failing = false;
     let mut handle = |out: &mut Output, message: Message| match message {
         Message::Record(r) => {
@@ -292,8 +361,10 @@ fn run(rx: Receiver<Message>, mut out: Output, options: LineOptions, metrics: Me
             handle(&mut out, next);
         }
         let _ = out.flush();
+        drops.report(false);
     }
     let _ = out.flush();
+    drops.report(true);
 }
 
 #[cfg(test)]
@@ -366,9 +437,66 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
         let dropped = metrics.audit_dropped();
         assert!((194..=196).contains(&dropped), "dropped {dropped}");
+        let pending = sink
+            .shared
+            .load()
+            .as_ref()
+            .unwrap()
+            .unlogged_drops
+            .load(Ordering::Relaxed);
+        assert_eq!(pending, dropped, "every drop waits to be logged");
         w.open();
         assert!(sink.flush());
         assert_eq!(w.lines().len() as u64, 200 - dropped);
+    }
+
+    #[test]
+    fn when_full_block_waits_and_loses_nothing() {
+        let w = Gated::default();
+        let metrics = Metrics::default();
+        let sink = AuditSink::to_writer(
+            &config(r#"{"mode":"all","queueCapacity":2,"whenFull":"block"}"#),
+            metrics.clone(),
+            w.clone(),
+        )
+        .unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let producer = sink.clone();
+        std::thread::spawn(move || {
+            for i in 0..50 {
+                producer.record(DecisionRecord::new(
+                    Origin::Api,
+                    format!("{i}-{}", "x".repeat(9000)),
+                ));
+            }
+            done_tx.send(()).unwrap();
+        });
+        // The writer is stuck, so the producer must be waiting, not dropping.
+        assert!(done_rx.recv_timeout(Duration::from_millis(300)).is_err());
+        assert_eq!(metrics.audit_dropped(), 0);
+        w.open();
+        done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(sink.flush());
+        assert_eq!(w.lines().len(), 50);
+        assert_eq!(metrics.audit_dropped(), 0);
+    }
+
+    #[test]
+    fn dropped_records_are_logged_at_most_once_a_second() {
+        let pending = Arc::new(AtomicU64::new(0));
+        let mut log = DropLog {
+            pending: pending.clone(),
+            last: None,
+        };
+        let t0 = Instant::now();
+        assert_eq!(log.due(t0, false), None);
+        pending.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(log.due(t0, false), Some(3));
+        pending.fetch_add(2, Ordering::Relaxed);
+        assert_eq!(log.due(t0 + Duration::from_millis(500), false), None);
+        assert_eq!(log.due(t0 + Duration::from_millis(1500), false), Some(2));
+        pending.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(log.due(t0 + Duration::from_millis(1600), true), Some(1));
     }
 
     #[test]

@@ -967,7 +967,13 @@ pub(crate) const KEYS: &[Key] = &[
         "audit.queueCapacity",
         Int,
         "4096",
-        "Records waiting for the writer; when full, new records are dropped and counted.",
+        "Records waiting for the writer; when full, `whenFull` applies.",
+    ),
+    k(
+        "audit.whenFull",
+        Enum(&["drop", "block"]),
+        "drop",
+        "With the queue full: `drop` the record (counted in `gatehouse_audit_dropped_total` and logged at most once a second), or `block` the decision until there is room.",
     ),
     // === metrics, tracing, telemetry ===
     k(

@@ -503,3 +503,43 @@ async fn issue_18_configmap_swap_of_gatehouse_yaml_is_seen() {
         "the ConfigMap update of gatehouse.yaml was not picked up"
     );
 }
+
+#[tokio::test]
+async fn sigterm_flushes_every_audit_record() {
+    // A file audit log with a small queue in `block` mode: every decision made before the
+    // signal must be in the file once the process has exited.
+    let mut s = Served::in_scratch_dir(
+        "sigterm-audit",
+        ALLOW,
+        "policies: {directory: policies}\n\
+         audit: {mode: all, output: file, file: {path: audit.log}, queueCapacity: 8, whenFull: block}\n\
+         extAuthz:\n  principal:\n    sources: [{headers: {id: x-user, roles: x-roles}}]\n  \
+         routes: [{path: '/docs/{id}', resource: {kind: doc, id: '{id}'}}]\n",
+    );
+    let c = s.ext_authz().await;
+    let n = 300;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                let r = c.check(request_to(&format!("/docs/{i}"))).await.unwrap();
+                r.into_inner().status.map(|s| s.code) == Some(0)
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    assert_eq!(s.terminate().await, Some(0));
+    let log = std::fs::read_to_string(s.dir.join("audit.log")).unwrap();
+    let mut ids: Vec<String> = log
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["resources"][0]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ids.sort_by_key(|id| id.parse::<u32>().unwrap());
+    let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    assert_eq!(ids, want);
+}
