@@ -189,3 +189,59 @@ async fn planner_api_schemas_and_meta() {
         assert_eq!(body, want, "{req}");
     }
 }
+
+/// Issue 14, bad input: an unknown kind, action or policy version is `KIND_ALWAYS_DENIED`
+/// with `NO_MATCH` (as Cerbos answers; the generated diff in api_diff compares these with
+/// the real Cerbos too), over HTTP and gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planner_api_unknown_kind_action_or_version_is_always_denied() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store = PolicyStore::load(&root.join("policies"), EngineConfig::default()).unwrap();
+    let servers = start(store, ApiSettings::default()).await;
+    let principal =
+        json!({"id": "bob", "roles": ["manager"], "attr": {"department": "engineering"}});
+    let known = json!({"requestId": "u", "includeMeta": true, "action": "read",
+                       "principal": principal, "resource": {"kind": "document"}});
+    let (status, body) = servers
+        .http(
+            "POST",
+            "/api/plan/resources",
+            known.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["filter"]["kind"], "KIND_CONDITIONAL", "{body}");
+    let mut grpc = servers.grpc().await;
+    for (field, value) in [
+        (&["resource", "kind"][..], "no_such_kind"),
+        (&["action"][..], "no_such_action"),
+        (&["resource", "policyVersion"][..], "no_such_version"),
+    ] {
+        let mut req = known.clone();
+        match field {
+            [a, b] => req[a][b] = json!(value),
+            [a] => req[a] = json!(value),
+            _ => unreachable!(),
+        }
+        let (status, body) = servers
+            .http("POST", "/api/plan/resources", req.to_string().into_bytes())
+            .await;
+        assert_eq!(status, 200, "{req}: {body}");
+        assert_eq!(
+            body["filter"],
+            json!({"kind": "KIND_ALWAYS_DENIED"}),
+            "{req}"
+        );
+        assert_eq!(body["meta"]["filterDebug"], "NO_MATCH", "{req}");
+        let resp = grpc
+            .plan_resources(decode_plan_resources(req.to_string().as_bytes()).unwrap())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            encode_plan_resources(&resp)["filter"],
+            json!({"kind": "KIND_ALWAYS_DENIED"}),
+            "gRPC {req}"
+        );
+    }
+}

@@ -108,19 +108,78 @@ fn mutated_policy_files_never_panic() {
     let mut texts = Vec::new();
     policy_files(&root().join("policies"), &mut texts);
     policy_files(&root().join("../shared/conformance/store"), &mut texts);
+    policy_files(
+        &root().join("../shared/conformance/planner/policies"),
+        &mut texts,
+    );
     assert!(!texts.is_empty());
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut parsed = 0;
+    let (mut parsed, mut planned) = (0, 0);
     for _ in 0..3_000 {
         let base = rng.pick(&texts).clone();
         let text = mutate(&mut rng, &base);
         if let Ok(policies) = parse_policies(&text, "fuzz.yaml") {
             parsed += 1;
-            // Whatever parses must also compile or fail cleanly.
-            let _ = gatehouse::policy::compile_policies(&policies, Default::default());
+            // Whatever parses must also compile or fail cleanly, and whatever compiles
+            // must plan (issue 14): a filter or a clean error, never a panic.
+            if let Ok(set) = gatehouse::policy::compile_policies(&policies, Default::default()) {
+                planned += plan_every_kind(&mut rng, Arc::new(set), &text);
+            }
         }
     }
-    println!("robustness: 3000 mutated policy files, {parsed} still parsed");
+    println!(
+        "robustness: 3000 mutated policy files, {parsed} still parsed, {planned} plans on those that compiled"
+    );
+    assert!(planned > 100);
+}
+
+/// Plans every resource kind `text` names (and one it does not) for a few principals and
+/// actions on `set`; returns the number of plans made.
+fn plan_every_kind(
+    rng: &mut Rng,
+    set: Arc<gatehouse::policy::CompiledPolicySet>,
+    text: &str,
+) -> usize {
+    let mut kinds: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("resource:"))
+        .map(|k| k.trim().trim_matches('"').to_string())
+        .collect();
+    kinds.push("unknown_kind".into());
+    let engine = Engine::new(set, EngineConfig::default());
+    let roles = ["user", "admin", "employee", "manager", "*"];
+    let actions = ["read", "view", "approve", "delete", "view:public", "*"];
+    let mut n = 0;
+    for kind in kinds {
+        for _ in 0..2 {
+            let input = gatehouse::planner::PlanInput {
+                principal: Principal {
+                    id: rng.pick(&["john", "bob", "harry"]).to_string(),
+                    roles: (0..1 + rng.below(2))
+                        .map(|_| Arc::from(*rng.pick(&roles)))
+                        .collect(),
+                    attr: random_attr(rng),
+                    ..Default::default()
+                },
+                resource: gatehouse::planner::PlanResource {
+                    kind: kind.clone(),
+                    attr: if rng.below(3) == 0 {
+                        random_attr(rng)
+                    } else {
+                        Default::default()
+                    },
+                    ..Default::default()
+                },
+                actions: vec![rng.pick(&actions).to_string()],
+                ..Default::default()
+            };
+            if let Ok(plan) = engine.plan(&input) {
+                assert!(!plan.filter_debug.is_empty());
+            }
+            n += 1;
+        }
+    }
+    n
 }
 
 fn random_value(rng: &mut Rng, depth: u32) -> serde_json::Value {

@@ -7,6 +7,10 @@
 //! action matches its `ignoreWhen.actions`, and compares the (source, path, message) set with
 //! `wantValidationErrors`. A schema that cannot be loaded yields Cerbos's
 //! `Failed to load principal schema "<ref>": <reason>` error without a path.
+//!
+//! A `planResourcesInput` case goes through the query planner itself (`Engine::plan` on a
+//! store holding the corpus's `_schemas` and one resource policy naming the case's schemas),
+//! which validates as Cerbos's planner does: no `required` errors for the resource.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,10 +21,6 @@ use serde_json::Value as Json;
 
 /// Cases expected to fail, with the reason. Empty: every case passes.
 const KNOWN_FAILURES: &[(&str, &str)] = &[];
-
-/// Planning cases exercise the query planner's variant of validation (which drops `required`
-/// errors for resources); Gatehouse has no query planner.
-const PLAN_SKIP_REASON: &str = "planResourcesInput: Gatehouse has no query planner";
 
 /// (source, path, message), as Cerbos's `ValidationError`.
 type Found = (String, String, String);
@@ -168,6 +168,92 @@ fn validate_side(
     }
 }
 
+/// The validation errors the planner reports for a `planResourcesInput` case: a store with
+/// the corpus's `_schemas` and one resource policy for the case's kind and version whose
+/// `schemas` are the case's `schemaRefs`, schema enforcement `warn`.
+fn plan_validation_errors(
+    corpus: &Path,
+    name: &str,
+    refs: Option<&Json>,
+    plan: &Json,
+) -> BTreeSet<Found> {
+    use gatehouse::engine::{EngineConfig, Principal, SchemaEnforcement};
+    use gatehouse::planner::{PlanInput, PlanResource};
+    use std::sync::Arc;
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().filter_map(Result::ok) {
+            let target = to.join(e.file_name());
+            if e.path().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+    let map = |v: Option<&Json>| match v.map(from_json) {
+        Some(gatehouse::cel::Value::Map(m)) => m,
+        _ => Arc::default(),
+    };
+    let text = |v: Option<&Json>| v.and_then(Json::as_str).unwrap_or_default().to_string();
+    let (principal, resource) = (&plan["principal"], &plan["resource"]);
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-schema-plan-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&corpus.join("schema/fs/_schemas"), &dir.join("_schemas"));
+    let policy = serde_json::json!({"apiVersion": "api.cerbos.dev/v1", "resourcePolicy": {
+        "resource": resource["kind"], "version": resource["policyVersion"],
+        "schemas": refs.cloned().unwrap_or(Json::Null),
+        "rules": [{"actions": ["*"], "roles": ["*"], "effect": "EFFECT_ALLOW"}],
+    }});
+    std::fs::write(dir.join("policy.json"), policy.to_string()).unwrap();
+    let config = EngineConfig {
+        schema_enforcement: SchemaEnforcement::Warn,
+        ..EngineConfig::default()
+    };
+    let store = gatehouse::store::PolicyStore::load(&dir, config)
+        .unwrap_or_else(|e| panic!("{name}: store: {e}"));
+    let input = PlanInput {
+        principal: Principal {
+            id: text(principal.get("id")),
+            roles: strings(principal.get("roles"))
+                .iter()
+                .map(|r| Arc::from(r.as_str()))
+                .collect(),
+            attr: map(principal.get("attr")),
+            policy_version: text(principal.get("policyVersion")),
+            scope: String::new(),
+        },
+        resource: PlanResource {
+            kind: text(resource.get("kind")),
+            attr: map(resource.get("attr")),
+            policy_version: text(resource.get("policyVersion")),
+            scope: String::new(),
+        },
+        actions: vec![text(plan.get("action"))],
+        ..Default::default()
+    };
+    let out = store
+        .snapshot()
+        .engine
+        .plan(&input)
+        .unwrap_or_else(|e| panic!("{name}: plan: {e}"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    out.validation_errors
+        .iter()
+        .map(|v| {
+            (
+                v.source.as_str().to_owned(),
+                v.path.clone(),
+                v.message.clone(),
+            )
+        })
+        .collect()
+}
+
 fn want_errors(list: Option<&Json>) -> BTreeSet<Found> {
     list.and_then(Json::as_array)
         .into_iter()
@@ -204,7 +290,7 @@ fn schema_test_cases() {
         .collect();
     files.sort();
 
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let (mut passed, mut failed) = (0, 0);
     let mut unexpected = Vec::new();
     for path in &files {
         let name = path
@@ -213,15 +299,27 @@ fn schema_test_cases() {
             .to_string_lossy()
             .into_owned();
         let case = read_yaml(path);
-        let Some(input) = field(&case, "checkInput", "check_input") else {
-            if field(&case, "planResourcesInput", "plan_resources_input").is_some() {
-                println!("schema: {name} skipped ({PLAN_SKIP_REASON})");
-                skipped += 1;
-                continue;
-            }
-            panic!("{name}: neither checkInput nor planResourcesInput");
-        };
         let refs = field(&case, "schemaRefs", "schema_refs");
+        let Some(input) = field(&case, "checkInput", "check_input") else {
+            let Some(plan) = field(&case, "planResourcesInput", "plan_resources_input") else {
+                panic!("{name}: neither checkInput nor planResourcesInput");
+            };
+            let have = plan_validation_errors(&corpus, &name, refs, plan);
+            let want = want_errors(field(
+                &case,
+                "wantValidationErrors",
+                "want_validation_errors",
+            ));
+            if have == want {
+                passed += 1;
+            } else {
+                failed += 1;
+                let detail = diff(&want, &have);
+                println!("schema: {name} FAILED: {detail}");
+                unexpected.push(format!("{name}: {detail}"));
+            }
+            continue;
+        };
         let actions = strings(input.get("actions"));
         let attrs = |who: &str| input.get(who).and_then(|p| p.get("attr"));
         let mut have: BTreeSet<Found> = BTreeSet::new();
@@ -268,12 +366,12 @@ fn schema_test_cases() {
             }
         }
     }
-    println!("schema: {passed} passed, {failed} failed ({skipped} skipped)");
-    assert_eq!(passed + failed + skipped, files.len());
+    println!("schema: {passed} passed, {failed} failed");
+    assert_eq!(passed + failed, files.len());
     assert_eq!(
         passed + failed,
-        15,
-        "expected the corpus's 15 checkInput cases"
+        18,
+        "expected the corpus's 15 checkInput and 3 planResourcesInput cases"
     );
     assert!(unexpected.is_empty(), "{}", unexpected.join("\n"));
     assert_eq!(failed, KNOWN_FAILURES.len());
