@@ -62,6 +62,7 @@ impl CerbosApi {
             },
             actions: actions.clone(),
             aux_data,
+            explain: false,
         };
         let snapshot = self.store.snapshot();
         let output = snapshot.engine.plan(&input).map_err(|e| {

@@ -67,6 +67,10 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = PlanFormat::Text)]
     pub output: PlanFormat,
+    /// Also print which rules contributed to the filter: for each action and role, each
+    /// matching rule's policy, name, effect, planned condition and `file:line:col`.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// Runs `gatehouse plan`.
@@ -91,6 +95,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         },
         actions: args.actions.clone(),
         aux_data: Default::default(),
+        explain: args.explain,
     };
     let policies = load_and_compile(&args.policies)
         .with_context(|| format!("policies in {} do not compile", args.policies.display()))?;
@@ -98,7 +103,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     let out = engine.plan_at(&input, now)?;
     match args.output {
         PlanFormat::Json => {
-            let j = serde_json::json!({
+            let mut j = serde_json::json!({
                 "actions": out.actions,
                 "resourceKind": out.kind,
                 "filter": out.filter.to_json(),
@@ -108,6 +113,19 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
                     "path": v.path, "message": v.message, "source": v.source.as_str(),
                 })).collect::<Vec<_>>(),
             });
+            if args.explain {
+                j["explain"] = out
+                    .steps
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "action": s.action, "role": s.role, "policy": s.policy,
+                            "rule": s.rule, "effect": s.effect, "condition": s.condition,
+                            "location": s.location,
+                        })
+                    })
+                    .collect();
+            }
             println!("{}", serde_json::to_string_pretty(&j)?);
         }
         PlanFormat::Text => {
@@ -133,7 +151,35 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
                     v.message
                 );
             }
+            if args.explain {
+                print_steps(&out.steps);
+            }
         }
     }
     Ok(0)
+}
+
+/// The rules that took part, grouped by action and role (`--explain`).
+fn print_steps(steps: &[crate::planner::PlanStep]) {
+    if steps.is_empty() {
+        println!("no rule matched");
+        return;
+    }
+    println!("rules that contributed:");
+    let mut last: Option<(&str, &str)> = None;
+    for s in steps {
+        if last != Some((&s.action, &s.role)) {
+            println!("  action {:?}, role {:?}:", s.action, s.role);
+            last = Some((&s.action, &s.role));
+        }
+        let at = if s.location.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", s.location)
+        };
+        println!(
+            "    {} {}#{}{}: {}",
+            s.effect, s.policy, s.rule, at, s.condition
+        );
+    }
 }

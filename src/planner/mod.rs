@@ -47,6 +47,28 @@ pub struct PlanInput {
     pub actions: Vec<String>,
     /// Auxiliary data.
     pub aux_data: AuxData,
+    /// Record which rules took part ([`PlanOutput::steps`], `gatehouse plan --explain`).
+    pub explain: bool,
+}
+
+/// One rule that took part in a plan, with what it contributed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanStep {
+    /// The action planned.
+    pub action: String,
+    /// The principal's role the rule was found for.
+    pub role: String,
+    /// The policy (its key, e.g. `resource.document.vdefault`, or the role policy's).
+    pub policy: String,
+    /// The rule's name, or what stood in for a rule (a role policy allowing nothing).
+    pub rule: String,
+    /// `EFFECT_ALLOW` or `EFFECT_DENY` (a negated condition, for parental consent and
+    /// role policies, counts as a DENY).
+    pub effect: &'static str,
+    /// The rule's condition as planned, rendered as `filterDebug` renders filters.
+    pub condition: String,
+    /// Where the rule is: `file:line:col`, when known.
+    pub location: String,
 }
 
 /// The answer to a plan request.
@@ -72,6 +94,8 @@ pub struct PlanOutput {
     pub validation_errors: Vec<ValidationError>,
     /// CEL errors met (the conditions counted as not satisfied).
     pub evaluation_errors: Vec<EvaluationError>,
+    /// With [`PlanInput::explain`]: the rules that took part, in the order walked.
+    pub steps: Vec<PlanStep>,
 }
 
 /// A plan that cannot be made (Cerbos answers these with an internal error).

@@ -24,7 +24,7 @@ use super::filter::{
     Filter, FilterKind, Node, Operand, and_node, merge_with_and, or_node, to_filter,
 };
 use super::residual::{KnownRequest, Residual, plan_expr};
-use super::{PlanError, PlanInput, PlanOutput};
+use super::{PlanError, PlanInput, PlanOutput, PlanStep};
 
 /// Bounds on a filter: operands in all, and nesting depth.
 const MAX_FILTER_NODES: usize = 10_000;
@@ -303,6 +303,7 @@ pub(crate) fn plan(
         matched_scopes: BTreeMap::new(),
         validation_errors: Vec::new(),
         evaluation_errors: Vec::new(),
+        steps: Vec::new(),
     };
     let principal_scope = effective_scope(&input.principal.scope, &cfg.default_scope);
     let resource_scope = effective_scope(&input.resource.scope, &cfg.default_scope);
@@ -451,6 +452,7 @@ pub(crate) fn plan(
                         &mut bindings,
                     );
                     for b in bindings.drain(..) {
+                        let origin = input.explain.then(|| step_origin(&b));
                         let edr = match &edr {
                             Ok(e) => e,
                             Err(()) => {
@@ -501,6 +503,17 @@ pub(crate) fn plan(
                             strict_failed = true;
                             break 'kinds;
                         };
+                        if let Some((policy, rule, location)) = origin {
+                            output.steps.push(PlanStep {
+                                action: action.clone(),
+                                role: role.to_string(),
+                                policy,
+                                rule,
+                                effect: effect.as_str(),
+                                condition: to_filter(&node).debug_string(),
+                                location,
+                            });
+                        }
                         match effect {
                             Effect::Allow => scope_allow = add(scope_allow, Some(node), true),
                             Effect::Deny => {
@@ -620,6 +633,24 @@ pub(crate) fn plan(
     match planner.failure {
         Some(e) => Err(e),
         None => Ok(output),
+    }
+}
+
+/// (policy, rule, location) of a binding, for [`PlanStep`].
+fn step_origin(b: &Binding<'_>) -> (String, String, String) {
+    match b {
+        Binding::Row(row) | Binding::RoleRule(row) => {
+            let rule = match row.derived_role.as_deref() {
+                Some(dr) => format!("{} (derived role {})", row.name, dr.name),
+                None => row.name.to_string(),
+            };
+            (row.policy_key.to_string(), rule, row.span.to_string())
+        }
+        Binding::RoleNoMatch(role) => (
+            format!("role policy of {role}"),
+            "no rule allows the action".to_string(),
+            String::new(),
+        ),
     }
 }
 

@@ -684,6 +684,57 @@ fn plan_prints_the_filter_of_cerbos_planner_corpus() {
     assert_eq!(out.status.code(), Some(2), "no --action is bad usage");
 }
 
+/// Issue 14: `gatehouse plan --explain` names every rule that contributed, with its
+/// effect, planned condition and location; without `--explain` none is printed.
+#[test]
+fn plan_explain_names_the_rules_that_contributed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = [
+        "plan",
+        "--principal",
+        "bob",
+        "--role",
+        "manager",
+        "--principal-attr",
+        r#"{"department":"engineering"}"#,
+        "--kind",
+        "document",
+        "--action",
+        "delete",
+    ];
+    let run = |extra: &[&str]| {
+        let out = gatehouse()
+            .current_dir(root)
+            .args(args)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = run(&["--explain"]);
+    for want in [
+        "rules that contributed:\n  action \"delete\", role \"manager\":",
+        "EFFECT_ALLOW resource.document.vdefault#delete-own-draft (derived role owner) (resource_policies/document.yaml:",
+        "(and (eq request.resource.attr.status \"draft\") (eq request.resource.attr.owner \"bob\"))",
+        "EFFECT_DENY resource.document.vdefault#archived-frozen (resource_policies/document.yaml:",
+        "(eq request.resource.attr.archived true)",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(!run(&[]).contains("rules that contributed"));
+    let json: serde_json::Value = serde_json::from_str(&run(&["--explain", "-o", "json"])).unwrap();
+    let steps = json["explain"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{json}");
+    assert_eq!(steps[1]["effect"], "EFFECT_DENY");
+    assert_eq!(steps[1]["rule"], "archived-frozen");
+}
+
 #[test]
 fn issue_18_serve_elsewhere_names_the_paths_it_tried() {
     let dir = std::env::temp_dir().join(format!("gh-elsewhere-{}", std::process::id()));

@@ -102,6 +102,8 @@ fn plan_input(principal: &Json, test: &Json, aux: &Json) -> Result<PlanInput, St
         },
         actions: input.actions,
         aux_data: input.aux_data,
+        // The corpus runs with the explain trace on: recording it never changes a filter.
+        explain: true,
     })
 }
 
