@@ -206,3 +206,11 @@ async fn issue_11_matched_policy_with_several_role_policies() {
     replay("role_policies_strict").await;
     replay("role_policies_lenient").await;
 }
+
+/// A condition that fails on a missing attribute is not met: its rule's `conditionNotMet`
+/// output is emitted, for resource and principal policy rules alike (Cerbos records the
+/// error and treats the condition as false).
+#[tokio::test]
+async fn issue_11_failing_conditions_emit_condition_not_met_outputs() {
+    replay("condition_errors").await;
+}

@@ -2,7 +2,10 @@
 //! (resource policies for kinds with and without `:` in chained scopes, with and without
 //! `schemas` and `ignoreWhen`; principal policies with unnamed and named rules whose
 //! outputs fire on `ruleActivated` and `conditionNotMet`; several role policies per
-//! principal; a second policy version) is written to a temporary directory, the real Cerbos
+//! principal; derived roles (with and without conditions, on variables and constants);
+//! exported and local variables and constants; `scopePermissions` override-parent and
+//! require-parental-consent on scoped policies; a second policy version) is written to a
+//! temporary directory, the real Cerbos
 //! and Gatehouse are started on it with the same configuration (`engine.globals`,
 //! `schema.enforcement` warn and reject, strict and lenient scope search) and answer the
 //! same generated CheckResources requests, which also name scopes and versions that do not
@@ -39,6 +42,18 @@ use crate::api_server::{prune, start};
 /// Where Cerbos 0.55 is not deterministic, with the reason; the generator does not produce
 /// these cases (or, for the first, the comparison does not depend on them).
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "order of `meta.effectiveDerivedRoles`",
+        "Cerbos collects a result's effective derived roles by ranging over a Go map \
+         (ruletable/check.go), so their order changes from call to call (compared as a set)",
+    ),
+    (
+        "role policies in a scope whose other policies set `scopePermissions`",
+        "Cerbos's index counts a role policy's (unset) scope permissions against the others' \
+         and refuses the store with `scope permission conflicts`, but does not record the \
+         first policy of a scope, so whether it refuses depends on load order \
+         (storage/index/builder.go; not generated)",
+    ),
     (
         "order of validation errors within one source",
         "Cerbos walks the schema's properties in Go map order: the same request gets its \
@@ -86,6 +101,20 @@ const CONDITIONS: &[&str] = &[
     "P.attr.department == \"hr\"",
     "R.scope.startsWith(\"beta\")",
     "size(R.id) > 2",
+];
+/// Conditions for policies that import the generated variables and constants and define
+/// their own (`V.flag`, `C.cap`), and for derived roles.
+const VAR_CONDITIONS: &[&str] = &[
+    "V.is_owner",
+    "V.big && C.env_name == \"test\"",
+    "V.flag || R.attr.amount > C.cap",
+    "R.attr.amount < C.limit",
+    "V.is_owner && !V.flag",
+];
+const DERIVED_ROLES: &[&str] = &["owner", "big_spender", "any_staff"];
+const SCOPE_PERMISSIONS: &[&str] = &[
+    "SCOPE_PERMISSIONS_OVERRIDE_PARENT",
+    "SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS",
 ];
 const OUTPUTS: &[&str] = &[
     "\"hit \" + R.kind",
@@ -152,8 +181,36 @@ fn output(rng: &mut Rng, with_condition: bool) -> Value {
     json!({"when": when})
 }
 
-fn condition(rng: &mut Rng) -> Value {
+fn condition(rng: &mut Rng, with_vars: bool) -> Value {
+    if with_vars && rng.chance(50) {
+        return json!({"match": {"expr": pick_str(rng, VAR_CONDITIONS)}});
+    }
     json!({"match": {"expr": pick_str(rng, CONDITIONS)}})
+}
+
+/// The `scopePermissions` of every resource and principal policy in `scope`: Cerbos refuses
+/// a store whose policies in one scope disagree, so the generator fixes one value per scope
+/// and seed (see [`generate_store`]), and keeps role policies out of scopes that set one.
+fn scope_permissions(scope: &str) -> Option<&'static str> {
+    SCOPE_PERMS.with(|m| m.borrow().get(scope).copied().flatten())
+}
+
+thread_local! {
+    static SCOPE_PERMS: std::cell::RefCell<BTreeMap<String, Option<&'static str>>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+}
+
+/// Imports of the exported variables and constants, with local ones.
+fn variables_and_constants(rng: &mut Rng) -> (Value, Value) {
+    let mut vars = json!({"import": ["gen_vars"]});
+    if rng.chance(70) {
+        vars["local"] = json!({"flag": "R.attr.public == true"});
+    } else {
+        vars["local"] = json!({"flag": "false"});
+    }
+    let consts =
+        json!({"import": ["gen_consts"], "local": {"cap": if rng.chance(50) { 200 } else { 20 }}});
+    (vars, consts)
 }
 
 fn schemas(rng: &mut Rng) -> Value {
@@ -174,6 +231,8 @@ fn schemas(rng: &mut Rng) -> Value {
 }
 
 fn resource_policy(rng: &mut Rng, kind: &str, version: &str, scope: &str, root: bool) -> Value {
+    let with_vars = rng.chance(50);
+    let with_derived = rng.chance(50);
     let mut rules = Vec::new();
     let mut roles_pool: Vec<&str> = BASE_ROLES.to_vec();
     roles_pool.extend(ROLE_POLICY_ROLES);
@@ -191,11 +250,18 @@ fn resource_policy(rng: &mut Rng, kind: &str, version: &str, scope: &str, root: 
         let mut rule = json!({
             "actions": actions,
             "effect": if rng.chance(75) { "EFFECT_ALLOW" } else { "EFFECT_DENY" },
-            "roles": roles,
         });
+        if with_derived && rng.chance(50) {
+            rule["derivedRoles"] = json!(some_of(rng, DERIVED_ROLES, 2));
+            if rng.chance(30) {
+                rule["roles"] = json!(roles);
+            }
+        } else {
+            rule["roles"] = json!(roles);
+        }
         let with_condition = rng.chance(40);
         if with_condition {
-            rule["condition"] = condition(rng);
+            rule["condition"] = condition(rng, with_vars);
         }
         if rng.chance(35) {
             rule["output"] = output(rng, with_condition);
@@ -208,6 +274,17 @@ fn resource_policy(rng: &mut Rng, kind: &str, version: &str, scope: &str, root: 
     let mut p = json!({"resource": kind, "version": version, "rules": rules});
     if !scope.is_empty() {
         p["scope"] = json!(scope);
+        if let Some(perm) = scope_permissions(scope) {
+            p["scopePermissions"] = json!(perm);
+        }
+    }
+    if with_derived {
+        p["importDerivedRoles"] = json!(["gen_roles"]);
+    }
+    if with_vars {
+        let (vars, consts) = variables_and_constants(rng);
+        p["variables"] = vars;
+        p["constants"] = consts;
     }
     if rng.chance(if root { 55 } else { 30 }) {
         p["schemas"] = schemas(rng);
@@ -216,6 +293,7 @@ fn resource_policy(rng: &mut Rng, kind: &str, version: &str, scope: &str, root: 
 }
 
 fn principal_policy(rng: &mut Rng, principal: &str, scope: &str) -> Value {
+    let with_vars = rng.chance(50);
     // Either one `*` block or blocks for distinct named kinds (never both: see the module docs).
     let resources: Vec<String> = if rng.chance(25) {
         vec!["*".to_string()]
@@ -243,7 +321,7 @@ fn principal_policy(rng: &mut Rng, principal: &str, scope: &str) -> Value {
             });
             let with_condition = rng.chance(40);
             if with_condition {
-                rule["condition"] = condition(rng);
+                rule["condition"] = condition(rng, with_vars);
             }
             if rng.chance(55) {
                 rule["output"] = output(rng, with_condition);
@@ -259,6 +337,14 @@ fn principal_policy(rng: &mut Rng, principal: &str, scope: &str) -> Value {
     let mut p = json!({"principal": principal, "version": "default", "rules": rules});
     if !scope.is_empty() {
         p["scope"] = json!(scope);
+        if let Some(perm) = scope_permissions(scope) {
+            p["scopePermissions"] = json!(perm);
+        }
+    }
+    if with_vars {
+        let (vars, consts) = variables_and_constants(rng);
+        p["variables"] = vars;
+        p["constants"] = consts;
     }
     json!({"apiVersion": "api.cerbos.dev/v1", "principalPolicy": p})
 }
@@ -273,7 +359,7 @@ fn role_policy(rng: &mut Rng, role: &str, scope: &str) -> Value {
         };
         let mut rule = json!({"resource": kind, "allowActions": actions});
         if rng.chance(30) {
-            rule["condition"] = condition(rng);
+            rule["condition"] = condition(rng, false);
         }
         rules.push(rule);
     }
@@ -287,6 +373,60 @@ fn role_policy(rng: &mut Rng, role: &str, scope: &str) -> Value {
 
 fn generate_store(rng: &mut Rng) -> Store {
     let mut files = BTreeMap::new();
+    SCOPE_PERMS.with(|m| {
+        let mut m = m.borrow_mut();
+        m.clear();
+        for scope in SCOPES {
+            let perm = match rng.below(3) {
+                0 => None,
+                i => Some(SCOPE_PERMISSIONS[i - 1]),
+            };
+            m.insert((*scope).to_string(), perm);
+        }
+    });
+    // Derived roles, exported variables and constants shared by the policies.
+    let mut definitions = Vec::new();
+    for (name, parents, expr) in [
+        ("owner", vec!["user", "editor"], "R.attr.owner == P.id"),
+        ("big_spender", vec!["auditor", "admin"], "V.big"),
+        (
+            "any_staff",
+            vec!["*"],
+            "P.attr.department == \"hr\" || C.limit > 50",
+        ),
+    ] {
+        let mut d = json!({"name": name, "parentRoles": parents});
+        if rng.chance(85) {
+            d["condition"] = json!({"match": {"expr": expr}});
+        }
+        definitions.push(d);
+    }
+    files.insert(
+        "derived_roles.json".to_string(),
+        json!({"apiVersion": "api.cerbos.dev/v1", "derivedRoles": {
+            "name": "gen_roles",
+            "variables": {"import": ["gen_vars"]},
+            "constants": {"import": ["gen_consts"]},
+            "definitions": definitions,
+        }}),
+    );
+    files.insert(
+        "export_variables.json".to_string(),
+        json!({"apiVersion": "api.cerbos.dev/v1", "exportVariables": {
+            "name": "gen_vars",
+            "definitions": {
+                "is_owner": "R.attr.owner == P.id",
+                "big": "R.attr.amount > C.limit",
+            },
+        }}),
+    );
+    files.insert(
+        "export_constants.json".to_string(),
+        json!({"apiVersion": "api.cerbos.dev/v1", "exportConstants": {
+            "name": "gen_consts",
+            "definitions": {"limit": if rng.chance(50) { 100 } else { 300 }, "env_name": "test"},
+        }}),
+    );
     let mut resource_scopes: Vec<&str> = Vec::new();
     for kind in KINDS {
         files.insert(
@@ -326,6 +466,10 @@ fn generate_store(rng: &mut Rng) -> Store {
     }
     for role in ROLE_POLICY_ROLES {
         for scope in &resource_scopes {
+            // Not next to policies that set `scopePermissions` (see KNOWN_DIFFERENCES).
+            if scope_permissions(scope).is_some() {
+                continue;
+            }
             if rng.chance(45) {
                 files.insert(
                     file_name(&["role", role, scope]),
@@ -459,6 +603,9 @@ fn comparable(status: u16, body: &Value) -> Value {
         if let Some(outputs) = r.get_mut("outputs") {
             mask_times(outputs);
         }
+        if let Some(Value::Array(roles)) = r.pointer_mut("/meta/effectiveDerivedRoles") {
+            roles.sort_by_key(Value::to_string);
+        }
         if let Some(Value::Array(errors)) = r.get_mut("validationErrors") {
             let sources: Vec<Value> = errors.iter().map(|e| e["source"].clone()).collect();
             errors.sort_by_key(|e| e.to_string());
@@ -479,6 +626,7 @@ struct Mix {
     outputs: usize,
     results_with_outputs: usize,
     results_with_validation_errors: usize,
+    results_with_derived_roles: usize,
 }
 
 impl Mix {
@@ -505,6 +653,11 @@ impl Mix {
                     .as_array()
                     .is_some_and(|e| !e.is_empty()),
             );
+            self.results_with_derived_roles += usize::from(
+                r["meta"]["effectiveDerivedRoles"]
+                    .as_array()
+                    .is_some_and(|e| !e.is_empty()),
+            );
         }
     }
 
@@ -518,6 +671,7 @@ impl Mix {
         self.outputs += o.outputs;
         self.results_with_outputs += o.results_with_outputs;
         self.results_with_validation_errors += o.results_with_validation_errors;
+        self.results_with_derived_roles += o.results_with_derived_roles;
     }
 
     fn describe(&self) -> String {
@@ -533,8 +687,11 @@ impl Mix {
         }
         let _ = write!(
             s,
-            "; {} outputs in {} results; {} results with validation errors",
-            self.outputs, self.results_with_outputs, self.results_with_validation_errors
+            "; {} outputs in {} results; {} results with validation errors; {} with effective derived roles",
+            self.outputs,
+            self.results_with_outputs,
+            self.results_with_validation_errors,
+            self.results_with_derived_roles
         );
         s
     }
