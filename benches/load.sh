@@ -3,7 +3,8 @@
 # Cerbos 0.55 serve the same policies (../shared/bench/policies) and answer the same
 # CheckResources request (../shared/bench/check_resources.json), over gRPC (h2load) and
 # HTTP (wrk); then Gatehouse's ext_authz Check for the same decision (bob reads doc-1,
-# principal from a verified bearer JWT, resource attributes from headers).
+# principal from a verified bearer JWT, resource attributes from headers) beside the empty
+# tonic ext_authz server of examples/empty_authz.rs (always OK: the ceiling).
 #
 #   bash benches/load.sh            # 10 s per run after 2 s of warm-up
 #   LOAD_SECONDS=30 bash benches/load.sh
@@ -30,8 +31,9 @@ if ! .venv/bin/python -c "import cerbos, jwt" >/dev/null 2>&1; then
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 fi
-cargo build --release --locked -q
+cargo build --release --locked -q --bin gatehouse --example empty_authz
 gatehouse="${CARGO_TARGET_DIR:-$root/target}/release/gatehouse"
+empty_authz="${CARGO_TARGET_DIR:-$root/target}/release/examples/empty_authz"
 
 work="$(mktemp -d)"
 pids=()
@@ -43,7 +45,11 @@ cleanup() {
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cerbos_http=$(port); cerbos_grpc=$(port); gh_http=$(port); gh_grpc=$(port)
+cerbos_http=$(port); cerbos_grpc=$(port); gh_http=$(port); gh_grpc=$(port); empty_grpc=$(port)
+
+# The ceiling: a tonic ext_authz server that always says OK (examples/empty_authz.rs).
+"$empty_authz" "127.0.0.1:$empty_grpc" >"$work/empty.log" 2>&1 &
+pids+=($!)
 
 "$cerbos" server \
   --set=storage.driver=disk --set="storage.disk.directory=$bench/policies" \
@@ -143,9 +149,18 @@ done
 http_run "Cerbos 0.55 CheckResources HTTP" "$cerbos_http" 64
 http_run "Gatehouse CheckResources HTTP" "$gh_http" 64
 
-# ext_authz: the same decision as Envoy would ask it (read doc-1 as bob).
+# ext_authz: the same decision as Envoy would ask it (read doc-1 as bob), beside the
+# empty server (the ceiling); the empty server must answer grpc-status 0 first.
 authz=/envoy.service.auth.v3.Authorization/Check
+for _ in $(seq 100); do
+  st=$(curl -s --http2-prior-knowledge -o /dev/null -D - -H 'content-type: application/grpc' -H 'te: trailers' \
+    --data-binary @"$work/ext_authz_check.bin" "http://127.0.0.1:$empty_grpc$authz" | tr -d '\r' | sed -n 's/^grpc-status: //p') || true
+  [ "$st" = 0 ] && break
+  sleep 0.1
+done
+[ "$st" = 0 ] || { echo "empty ext_authz server did not answer OK" >&2; exit 1; }
 for c in 1 64; do
+  grpc_run "empty tonic ext_authz server (always OK)" "$empty_grpc" "$authz" "$work/ext_authz_check.bin" "$c"
   grpc_run "Gatehouse ext_authz Check (JWT + route + policy)" "$gh_grpc" "$authz" "$work/ext_authz_check.bin" "$c"
 done
 
