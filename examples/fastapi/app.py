@@ -33,6 +33,7 @@ import threading
 from collections import deque
 from typing import Annotated, Any, Literal
 
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,46 +78,77 @@ SEED: list[dict[str, Any]] = [
 ]
 
 
+DOCUMENTS = sa.Table(
+    "documents",
+    sa.MetaData(),
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("body", sa.String, nullable=False, default=""),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("department", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("classification", sa.String, nullable=False),
+    sa.Column("amount", sa.Integer, nullable=False, default=0),
+    sa.Column("archived", sa.Boolean, nullable=False, default=False),
+    sa.Column("approved_by", sa.String, nullable=True),
+)
+
+
 class Store:
-    def __init__(self) -> None:
+    """The documents, in SQLite through SQLAlchemy (an in-memory database by default;
+    DOCUMENTS_DB_URL names another, e.g. sqlite:///documents.db)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        url = url or os.environ.get("DOCUMENTS_DB_URL", "sqlite+pysqlite:///:memory:")
+        # One shared connection for an in-memory database, guarded by a lock.
+        self.engine = sa.create_engine(url, poolclass=sa.pool.StaticPool,
+                                       connect_args={"check_same_thread": False})
         self._lock = threading.Lock()
+        DOCUMENTS.metadata.create_all(self.engine)
         self.reset()
 
-    def reset(self) -> None:
-        with self._lock:
-            self._docs = {d["id"]: {**d, "body": ""} for d in SEED}
+    @staticmethod
+    def _row(row: Any) -> dict[str, Any]:
+        return {k: v for k, v in row._mapping.items() if v is not None}
+
+    def reset(self, seed: list[dict[str, Any]] | None = None) -> None:
+        with self._lock, self.engine.begin() as c:
+            c.execute(DOCUMENTS.delete())
+            c.execute(DOCUMENTS.insert(), [{"body": "", **d} for d in (seed or SEED)])
             self._ids = itertools.count(100)
 
     def list(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(d) for d in self._docs.values()]
+        return self.select(sa.select(DOCUMENTS))
+
+    def select(self, query: sa.Select) -> list[dict[str, Any]]:
+        with self._lock, self.engine.connect() as c:
+            return [self._row(r) for r in c.execute(query.order_by(DOCUMENTS.c.id))]
 
     def get(self, doc_id: str) -> dict[str, Any]:
-        with self._lock:
-            doc = self._docs.get(doc_id)
-            if doc is None:
-                raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
-            return dict(doc)
+        with self._lock, self.engine.connect() as c:
+            row = c.execute(sa.select(DOCUMENTS).where(DOCUMENTS.c.id == doc_id)).first()
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
+        return self._row(row)
 
     def create(self, fields: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
+        with self._lock, self.engine.begin() as c:
             doc_id = str(next(self._ids))
-            doc = {"id": doc_id, "archived": False, **fields}
-            self._docs[doc_id] = doc
-            return dict(doc)
+            c.execute(DOCUMENTS.insert().values(id=doc_id, archived=False, **fields))
+        return self.get(doc_id)
 
     def update(self, doc_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            doc = self._docs.get(doc_id)
-            if doc is None:
-                raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
-            doc.update(fields)
-            return dict(doc)
+        with self._lock, self.engine.begin() as c:
+            done = c.execute(DOCUMENTS.update().where(DOCUMENTS.c.id == doc_id).values(**fields))
+        if done.rowcount == 0:
+            raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
+        return self.get(doc_id)
 
     def delete(self, doc_id: str) -> None:
-        with self._lock:
-            if self._docs.pop(doc_id, None) is None:
-                raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
+        with self._lock, self.engine.begin() as c:
+            done = c.execute(DOCUMENTS.delete().where(DOCUMENTS.c.id == doc_id))
+        if done.rowcount == 0:
+            raise HTTPException(status_code=404, detail=f"document {doc_id!r} not found")
 
 
 store = Store()
@@ -254,25 +286,25 @@ ATTRS = ("owner", "department", "status", "classification", "amount", "archived"
 def list_documents(principal: Annotated[GatehousePrincipal, Depends(gatehouse)],
                    who: Caller) -> dict[str, Any]:
     # Gatehouse decided `list` for the collection; which documents the caller may read is
-    # asked with one CheckResources call to Gatehouse's Cerbos API (the official SDK).
+    # one PlanResources call to Gatehouse's Cerbos API (the official SDK), turned into the
+    # query's WHERE clause by the official cerbos-sqlalchemy adapter.
     from cerbos.sdk.client import CerbosClient
-    from cerbos.sdk.model import Principal, Resource, ResourceAction, ResourceList
+    from cerbos.sdk.model import Principal, ResourceDesc
 
-    docs = store.list()
-    if not docs:
-        return {"documents": [], "seen_by": who}
     cerbos_principal = Principal(principal.id, roles=set(principal.roles), attr=principal.attr)
-    resources = ResourceList(resources=[
-        ResourceAction(Resource(d["id"], "document", attr={k: d[k] for k in ATTRS if k in d}), actions={"read"})
-        for d in docs
-    ])
     try:
         with CerbosClient(GATEHOUSE_API_URL) as cerbos:
-            answer = cerbos.check_resources(principal=cerbos_principal, resources=resources)
+            plan = cerbos.plan_resources("read", cerbos_principal, ResourceDesc("document"))
     except Exception as e:  # noqa: BLE001 - fail closed on any API failure
         raise HTTPException(status_code=503, detail=f"authorization service unavailable: {e}") from e
-    readable = [d for d in docs if (r := answer.get_resource(d["id"])) is not None and r.is_allowed("read")]
-    return {"documents": readable, "seen_by": who}
+    return {"documents": store.select(readable_query(plan)), "seen_by": who}
+
+
+def readable_query(plan: Any) -> sa.Select:
+    """The documents a PlanResources answer allows, as a SQLAlchemy query."""
+    from cerbos_sqlalchemy import get_query
+
+    return get_query(plan, DOCUMENTS, {f"request.resource.attr.{k}": DOCUMENTS.c[k] for k in ATTRS})
 
 
 @app.post("/documents", status_code=201, tags=["document"])
