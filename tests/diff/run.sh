@@ -5,7 +5,9 @@
 # GATEHOUSE_DIFF_REQUESTS and GATEHOUSE_DIFF_SEED change the corpus-based workload,
 # GATEHOUSE_DIFF_GEN_SEEDS and GATEHOUSE_DIFF_GEN_REQUESTS the generated-policy one
 # (tests/it/api_diff/generated.rs); expr_diff compares expressions (tests/it/expr_diff.rs,
-# GATEHOUSE_EXPR_DIFF_COUNT, GATEHOUSE_EXPR_DIFF_SEED).
+# GATEHOUSE_EXPR_DIFF_COUNT, GATEHOUSE_EXPR_DIFF_SEED); GATEHOUSE_DIFF_PLAN_SEEDS,
+# GATEHOUSE_DIFF_PLAN_REQUESTS and GATEHOUSE_DIFF_PLAN_TWIN=1 drive the PlanResources one
+# (tests/it/api_diff/plan_generated.rs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="$root/.tools/cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"
