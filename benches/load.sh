@@ -45,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cerbos_http=$(port); cerbos_grpc=$(port); gh_http=$(port); gh_grpc=$(port); empty_grpc=$(port)
+cerbos_http=$(port); cerbos_grpc=$(port); gh_http=$(port); gh_grpc=$(port); empty_grpc=$(port); gh_admin=$(port)
 
 # The ceiling: a tonic ext_authz server that always says OK (examples/empty_authz.rs).
 "$empty_authz" "127.0.0.1:$empty_grpc" >"$work/empty.log" 2>&1 &
@@ -58,7 +58,7 @@ pids+=($!)
 pids+=($!)
 
 cat >"$work/gatehouse.yaml" <<EOF
-server: {grpcListenAddr: "127.0.0.1:$gh_grpc", httpListenAddr: "127.0.0.1:$gh_http"}
+server: {grpcListenAddr: "127.0.0.1:$gh_grpc", httpListenAddr: "127.0.0.1:$gh_http", adminListenAddr: "127.0.0.1:$gh_admin"}
 policies: {directory: "$bench/policies"}
 audit: {mode: off}
 extAuthz:
@@ -167,7 +167,7 @@ done
 # h2load counts HTTP 200s; the decisions themselves are checked in Gatehouse's metrics:
 # every timed ext_authz Check allowed, and every gRPC/HTTP CheckResources call decided
 # read=allow, update=deny, approve=allow.
-curl -fs "http://127.0.0.1:$gh_http/metrics" | python3 -c '
+curl -fs "http://127.0.0.1:$gh_admin/metrics" | python3 -c '
 import re, sys
 counts = {}
 for line in sys.stdin:

@@ -32,6 +32,8 @@ struct CallFacts<'a> {
     request_id: &'a str,
     /// Revision of the policy snapshot that decided.
     revision: &'a str,
+    /// The policy set that decided (metric labels come from it).
+    policies: &'a crate::policy::compiled::CompiledPolicySet,
     trace_id: Option<String>,
     elapsed: std::time::Duration,
 }
@@ -181,6 +183,7 @@ impl CerbosApi {
                 call_id: &call_id,
                 request_id: &req.request_id,
                 revision: &snapshot.revision,
+                policies: engine.policies(),
                 trace_id,
                 elapsed: started.elapsed(),
             },
@@ -209,6 +212,7 @@ impl CerbosApi {
             call_id,
             request_id,
             revision,
+            policies,
             trace_id,
             elapsed,
         } = call;
@@ -219,10 +223,13 @@ impl CerbosApi {
             Origin::Api,
             elapsed,
             decided.iter().flat_map(|(input, out)| {
-                out.actions.iter().map(move |a| ActionOutcome {
-                    kind: &input.resource.kind,
-                    action: &a.action,
-                    allowed: a.effect == Effect::Allow,
+                out.actions.iter().map(move |a| {
+                    let (kind, action) = policies.metric_labels(&input.resource.kind, &a.action);
+                    ActionOutcome {
+                        kind,
+                        action,
+                        allowed: a.effect == Effect::Allow,
+                    }
                 })
             }),
         );

@@ -1,12 +1,15 @@
 //! Listeners that stay usable under slow or idle clients (slowloris): a cap on open
 //! connections, below the process's file-descriptor limit, so that policy files, attribute
-//! sources and JWKS fetches always find descriptors; and an idle timeout that closes a
+//! sources and JWKS fetches always find descriptors; an idle timeout that closes a
 //! connection on which nothing was read or written for a while (a client that connects
-//! and says nothing, or stops half-way through its headers).
+//! and says nothing, or stops half-way through its headers); a bound on the TLS handshake
+//! and on reading HTTP/1 request headers; and TLS (`server.tls`) on both listeners.
 //!
 //! A connection past the cap waits in the kernel's backlog until one closes.
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,6 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_stream::StreamExt as _;
+
+use super::tls::ListenerTls;
 
 /// Bounds of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +30,8 @@ pub(crate) struct ConnectionLimits {
     pub max_connections: usize,
     /// A connection with no byte read or written for this long is closed.
     pub idle_timeout: Duration,
+    /// Longest TLS handshake, and longest wait for a whole HTTP/1 request head.
+    pub header_read_timeout: Duration,
 }
 
 /// A quarter of the soft `RLIMIT_NOFILE` per listener (the two listeners together use at
@@ -48,6 +56,8 @@ pub(crate) struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
+    header_read_timeout: Duration,
+    tls: Option<ListenerTls>,
 }
 
 impl LimitedListener {
@@ -57,7 +67,15 @@ impl LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             idle_timeout: limits.idle_timeout,
+            header_read_timeout: limits.header_read_timeout,
+            tls: None,
         }
+    }
+
+    /// Serves TLS with `tls` (its files followed for rotation).
+    pub fn with_tls(mut self, tls: Option<ListenerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The next connection, once there is room for it. Accept errors (such as running
@@ -83,48 +101,183 @@ impl LimitedListener {
         }
     }
 
-    /// The connections as a stream, for `tonic`'s `serve_with_incoming_shutdown`.
+    /// The connections as a stream, for `tonic`'s `serve_with_incoming_shutdown`. TLS
+    /// handshakes run beside the accept loop, each bounded by the header-read timeout; a
+    /// failed one (a wrong client certificate, plaintext) closes its connection.
     pub fn into_stream(
         mut self,
-    ) -> tokio_stream::wrappers::ReceiverStream<Result<GuardedStream, io::Error>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+    ) -> tokio_stream::wrappers::ReceiverStream<Result<Conn, io::Error>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             loop {
-                let stream = self.next().await;
-                if tx.send(Ok(stream)).await.is_err() {
-                    return;
-                }
+                let stream = tokio::select! {
+                    s = self.next() => s,
+                    _ = tx.closed() => return,
+                };
+                let Some(tls) = &self.tls else {
+                    if tx.send(Ok(Conn::Plain(stream))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                let acceptor = tls.acceptor();
+                let timeout = self.header_read_timeout;
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let peer = stream.peer_addr();
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send(Ok(Conn::Tls(Box::new(tls)))).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %peer, error = %e, "TLS handshake refused")
+                        }
+                        Err(_) => tracing::info!(peer = %peer, "TLS handshake timed out"),
+                    }
+                });
             }
         });
         tokio_stream::wrappers::ReceiverStream::new(rx)
     }
 }
 
-impl axum::serve::Listener for LimitedListener {
-    type Io = GuardedStream;
-    type Addr = std::net::SocketAddr;
+/// Serves `router` on `listener` (HTTP/1.1 and HTTP/2, TLS when configured) until
+/// `shutdown` completes, then lets the open requests finish. HTTP/1 request heads must
+/// arrive within the header-read timeout; each request carries its peer address as
+/// axum's `ConnectInfo<SocketAddr>`.
+pub(crate) async fn serve_http(
+    listener: LimitedListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(listener.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut incoming = listener.into_stream();
+    tokio::pin!(shutdown);
+    loop {
+        let conn = tokio::select! {
+            c = incoming.next() => c,
+            _ = &mut shutdown => break,
+        };
+        let Some(Ok(conn)) = conn else { break };
+        let service = hyper_util::service::TowerToHyperService::new(WithPeer {
+            router: router.clone(),
+            peer: conn.peer_addr(),
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(conn), service)
+            .into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(incoming);
+    graceful.shutdown().await;
+}
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let stream = self.next().await;
-        let addr = stream
-            .inner
-            .peer_addr()
-            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-        (stream, addr)
+/// The router, with the peer address put into each request (as `ConnectInfo<SocketAddr>`
+/// and as `ConnectInfo<PeerAddr>` for forward-auth's trusted proxies).
+#[derive(Clone)]
+struct WithPeer {
+    router: axum::Router,
+    peer: SocketAddr,
+}
+
+impl tower_service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <axum::Router as tower_service::Service<axum::extract::Request>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::extract::Request>::poll_ready(&mut self.router, cx)
     }
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+    fn call(&mut self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        req.extensions_mut().insert(axum::extract::ConnectInfo(
+            crate::extauthz::forward_auth::PeerAddr(self.peer),
+        ));
+        self.router.call(req.map(axum::body::Body::new))
     }
 }
 
-/// Handlers see the client's address as `ConnectInfo<PeerAddr>` (forward-auth's trusted
-/// proxies).
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LimitedListener>>
-    for crate::extauthz::forward_auth::PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, LimitedListener>) -> Self {
-        crate::extauthz::forward_auth::PeerAddr(*stream.remote_addr())
+/// An accepted connection, in clear or over TLS.
+pub(crate) enum Conn {
+    /// Plaintext.
+    Plain(GuardedStream),
+    /// TLS, handshake done.
+    Tls(Box<tokio_rustls::server::TlsStream<GuardedStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &GuardedStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.tcp().peer_addr()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.tcp().inner.connect_info()
     }
 }
 
@@ -144,6 +297,12 @@ impl GuardedStream {
             idle_timeout,
             deadline: Box::pin(tokio::time::sleep(idle_timeout)),
         }
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.inner
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     fn touch(&mut self) {
@@ -224,6 +383,7 @@ mod tests {
             ConnectionLimits {
                 max_connections: 2,
                 idle_timeout: Duration::from_millis(300),
+                header_read_timeout: Duration::from_secs(10),
             },
         );
         let server = tokio::spawn(async move {

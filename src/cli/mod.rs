@@ -3,6 +3,7 @@
 //! Exit codes (`cerbos compile`'s): 0 success, 3 policies do not compile, 4 policy
 //! tests failed; 2 bad usage or a failure to start.
 
+mod admin;
 mod check;
 mod compile;
 mod config_cmd;
@@ -13,6 +14,7 @@ mod plan;
 mod reload;
 mod routes;
 pub mod serve;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -68,9 +68,12 @@ pub struct ServeArgs {
     /// gRPC listen address (ext_authz, health).
     #[arg(long)]
     pub grpc_addr: Option<SocketAddr>,
-    /// HTTP listen address (health).
+    /// HTTP listen address (Cerbos HTTP API, health).
     #[arg(long)]
     pub http_addr: Option<SocketAddr>,
+    /// Admin listen address (status, metrics, the assertion JWKS, health).
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -199,6 +202,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     };
     let grpc_addr = args.grpc_addr.unwrap_or(config.server.grpc_listen_addr);
     let http_addr = args.http_addr.unwrap_or(config.server.http_listen_addr);
+    let admin_addr = args.admin_addr.unwrap_or(config.server.admin_listen_addr);
+    let cerbos_api = config.server.cerbos_api;
+    let tls = match config.server.tls.clone() {
+        None => None,
+        Some(section) => {
+            let section = section.resolve(&base);
+            section.validate().map_err(|e| anyhow::anyhow!(e))?;
+            let load = |alpn, name| {
+                super::tls::ListenerTls::load(&section, alpn, name)
+                    .map_err(|e| anyhow::anyhow!("server.tls: {e}"))
+            };
+            Some((
+                load(super::tls::ALPN_GRPC, "grpc")?,
+                load(super::tls::ALPN_HTTP, "http")?,
+            ))
+        }
+    };
 
     let engine_config = config.engine_config()?;
     let (store, poll) = match source {
@@ -326,19 +346,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let http_listener = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot listen on {http_addr}"))?;
-    tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, "listening");
+    let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {admin_addr}"))?;
+    tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, admin = %admin_listener.local_addr()?, tls = tls.is_some(), cerbos_api = ?cerbos_api, "listening");
     let conns = &config.server.connections;
     let limits = super::listener::ConnectionLimits {
         max_connections: super::listener::effective_max_connections(conns.max_connections),
         idle_timeout: std::time::Duration::from_millis(conns.idle_timeout_ms.max(1)),
+        header_read_timeout: std::time::Duration::from_millis(conns.header_read_timeout_ms.max(1)),
     };
     tracing::info!(
         max_connections = limits.max_connections,
         idle_timeout_ms = conns.idle_timeout_ms,
         "connection limits per listener"
     );
-    let grpc_listener = super::listener::LimitedListener::new(grpc_listener, limits);
-    let http_listener = super::listener::LimitedListener::new(http_listener, limits);
+    let (grpc_tls, http_tls) = match tls {
+        Some((g, h)) => {
+            tokio::spawn(g.clone().watch());
+            tokio::spawn(h.clone().watch());
+            (Some(g), Some(h))
+        }
+        None => (None, None),
+    };
+    let grpc_listener =
+        super::listener::LimitedListener::new(grpc_listener, limits).with_tls(grpc_tls);
+    let http_listener =
+        super::listener::LimitedListener::new(http_listener, limits).with_tls(http_tls);
+    let admin_listener = super::listener::LimitedListener::new(admin_listener, limits);
 
     let mut grpc_shutdown = shutdown_rx.clone();
     let grpc = tonic::transport::Server::builder()
@@ -354,17 +389,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         ))
         .add_service(health_service)
         .add_service(AuthorizationServer::new(ext))
-        .add_service(crate::api::grpc_service(
-            store.clone(),
-            api_settings.clone(),
-        ))
+        .add_optional_service(
+            (cerbos_api != super::admin::CerbosApiMode::Disabled).then(|| {
+                tonic::service::interceptor::InterceptedService::new(
+                    crate::api::grpc_service(store.clone(), api_settings.clone()),
+                    super::admin::grpc_guard(cerbos_api),
+                )
+            }),
+        )
         .serve_with_incoming_shutdown(grpc_listener.into_stream(), async move {
             let _ = grpc_shutdown.wait_for(|v| *v).await;
         });
 
     let status_store = store.clone();
     let status_config = reloader.clone();
-    let mut router = axum::Router::new()
+    // The admin listener: status, metrics, the assertion JWKS (and health).
+    let mut admin_router = axum::Router::new()
         .route("/health", axum::routing::get(health))
         .route(
             "/_gatehouse/jwks.json",
@@ -398,12 +438,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                     }))
                 }
             }),
-        )
-        .merge(crate::api::http_router(store.clone(), api_settings))
-        .merge(extauthz::http_router(http_ext));
+        );
+    // The HTTP listener: health for probes, and the Cerbos HTTP API unless it is off.
+    let router = axum::Router::new().route("/health", axum::routing::get(health));
+    let router = match cerbos_api {
+        super::admin::CerbosApiMode::Disabled => {
+            router.route("/_cerbos/health", axum::routing::get(health))
+        }
+        super::admin::CerbosApiMode::Enabled => {
+            router.merge(crate::api::http_router(store.clone(), api_settings))
+        }
+        super::admin::CerbosApiMode::Loopback => router
+            .merge(crate::api::http_router(store.clone(), api_settings))
+            .layer(axum::middleware::from_fn(super::admin::loopback_only)),
+    };
+    let router = router.merge(extauthz::http_router(http_ext));
     if config.metrics.enabled {
         let s = store.clone();
-        router = router.merge(crate::metrics::metrics_router(
+        admin_router = admin_router.merge(crate::metrics::metrics_router(
             sinks.metrics.clone(),
             move || {
                 let st = s.status();
@@ -431,13 +483,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let mut http_shutdown = shutdown_rx.clone();
-    // The peer address is kept for forward-auth's trusted proxies.
-    let http = axum::serve(
-        http_listener,
-        router.into_make_service_with_connect_info::<extauthz::forward_auth::PeerAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let http = super::listener::serve_http(http_listener, router, async move {
         let _ = http_shutdown.wait_for(|v| *v).await;
+    });
+    let mut admin_shutdown = shutdown_rx.clone();
+    let admin = super::listener::serve_http(admin_listener, admin_router, async move {
+        let _ = admin_shutdown.wait_for(|v| *v).await;
     });
 
     // In-flight requests drain after the signal, but an idle client holding its
@@ -448,9 +499,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         tokio::time::sleep(DRAIN_TIMEOUT).await;
     };
     tokio::select! {
-        (g, h) = async { tokio::join!(grpc, http) } => {
+        (g, (), ()) = async { tokio::join!(grpc, http, admin) } => {
             g.context("gRPC server failed")?;
-            h.context("HTTP server failed")?;
         }
         _ = drain_deadline => {
             tracing::warn!("drain timeout reached; closing remaining connections");

@@ -94,6 +94,65 @@ pub struct ServerSection {
     /// Bounds of both listeners' connections (Gatehouse's keys).
     #[serde(default)]
     pub connections: ConnectionsSection,
+    /// Admin listener: `/metrics`, `/_gatehouse/status`, `/_gatehouse/jwks.json`,
+    /// `/health` (Gatehouse's key).
+    #[serde(default = "default_admin", deserialize_with = "listen_addr")]
+    pub admin_listen_addr: SocketAddr,
+    /// Whether the Cerbos API is served, and to whom (Gatehouse's key).
+    #[serde(default)]
+    pub cerbos_api: CerbosApiMode,
+    /// TLS on the gRPC and HTTP listeners (Cerbos's keys, plus Gatehouse's own).
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+}
+
+/// `server.cerbosApi`: whether the Cerbos API is served, and to whom.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CerbosApiMode {
+    /// Served on both listeners to every client that reaches them.
+    #[default]
+    Enabled,
+    /// Not served (ext_authz only); the health endpoints stay.
+    Disabled,
+    /// Served only to clients connecting from 127.0.0.0/8 or ::1.
+    Loopback,
+}
+
+/// `server.tls`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsSection {
+    /// Certificate chain, PEM (Cerbos's key).
+    pub cert: PathBuf,
+    /// Private key, PEM (Cerbos's key).
+    pub key: PathBuf,
+    /// CA certificates that sign client certificates, PEM (Cerbos's key). Given, a
+    /// client certificate is verified against them.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// With `caCert`: `optional` (Cerbos's behaviour: a certificate is verified when the
+    /// client sends one) or `required` (mutual TLS: no certificate, no connection).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// How often the files are checked for changes (milliseconds).
+    #[serde(default = "default_reload_interval_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_reload_interval_ms() -> u64 {
+    5_000
+}
+
+/// Whether clients must present a certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ClientAuth {
+    /// Verified when sent (Cerbos's `VerifyClientCertIfGiven`).
+    #[default]
+    Optional,
+    /// Every client must present a certificate signed by `caCert`.
+    Required,
 }
 
 /// `server.connections`: how many connections the listeners keep, and for how long.
@@ -107,6 +166,9 @@ pub struct ConnectionsSection {
     /// A connection with no traffic for this long is closed.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// Longest TLS handshake, and longest wait for a whole HTTP/1 request head.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
     /// Most concurrent HTTP/2 streams per gRPC connection.
     #[serde(default = "default_max_concurrent_streams")]
     pub max_concurrent_streams: u32,
@@ -123,6 +185,10 @@ pub struct ConnectionsSection {
 
 fn default_max_connections() -> usize {
     4096
+}
+
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_idle_timeout_ms() -> u64 {
@@ -150,6 +216,7 @@ impl Default for ConnectionsSection {
         ConnectionsSection {
             max_connections: default_max_connections(),
             idle_timeout_ms: default_idle_timeout_ms(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
             max_concurrent_streams: default_max_concurrent_streams(),
             keep_alive_interval_ms: default_keep_alive_interval_ms(),
             keep_alive_timeout_ms: default_keep_alive_timeout_ms(),
@@ -306,6 +373,10 @@ fn default_grpc() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3593))
 }
 
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3594))
+}
+
 fn default_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3592))
 }
@@ -317,6 +388,9 @@ impl Default for ServerSection {
             http_listen_addr: default_http(),
             request_limits: RequestLimits::default(),
             connections: ConnectionsSection::default(),
+            admin_listen_addr: default_admin(),
+            cerbos_api: CerbosApiMode::default(),
+            tls: None,
         }
     }
 }
@@ -515,6 +589,15 @@ mod tests {
     fn bundled_config_is_valid() {
         let c = ServeConfig::parse(BUNDLED_CONFIG, "bundled").unwrap();
         assert_eq!(c.server.grpc_listen_addr, default_grpc());
+        // Issue 12, item 7: the bundled configuration listens on loopback only.
+        for addr in [
+            c.server.grpc_listen_addr,
+            c.server.http_listen_addr,
+            c.server.admin_listen_addr,
+        ] {
+            assert!(addr.ip().is_loopback(), "{addr}");
+        }
+        assert_ne!(c.server.admin_listen_addr, c.server.http_listen_addr);
         assert!(c.engine_config().is_ok());
         assert!(crate::extauthz::RouteMapper::new(&c.ext_authz.routes).is_ok());
     }

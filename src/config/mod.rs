@@ -10,7 +10,7 @@ pub mod reference;
 mod table;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use file::{BUNDLED_CONFIG, ServeConfig};
+pub use file::{BUNDLED_CONFIG, CerbosApiMode, ClientAuth, ServeConfig, TlsSection};
 pub use positions::Positions;
 pub(crate) use positions::Step;
 pub use table::route_table;

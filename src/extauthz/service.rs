@@ -374,26 +374,37 @@ impl ExtAuthz {
                 self.deny(&id, d)
             }
         };
+        // Label values come from the policy set in force, never from the request.
+        let snapshot = self.store.snapshot();
+        let policies = snapshot.engine.policies();
         if let Some(c) = &trail.comparison
             && c.disagrees()
         {
             let action = trail.action.as_deref().unwrap_or_default();
+            let (kind_label, action_label) = policies.metric_labels(trail.kind, action);
             self.metrics
-                .count_candidate_disagreement(trail.kind, action);
+                .count_candidate_disagreement(kind_label, action_label);
             let principal = trail.principal.as_ref().map_or("", |p| p.id.as_str());
             c.log(&id, principal, trail.kind, action);
         }
         let decided = trail.output.iter().flat_map(|out| &out.actions);
-        let outcomes = decided.map(|a| ActionOutcome {
-            kind: trail.kind,
-            action: &a.action,
-            allowed: a.effect == Effect::Allow,
+        let outcomes = decided.map(|a| {
+            let (kind, action) = policies.metric_labels(trail.kind, &a.action);
+            ActionOutcome {
+                kind,
+                action,
+                allowed: a.effect == Effect::Allow,
+            }
         });
         // Without an engine decision the request's own outcome is counted once.
-        let undecided = trail.output.is_none().then(|| ActionOutcome {
-            kind: trail.kind,
-            action: trail.action.as_deref().unwrap_or_default(),
-            allowed: result.is_ok(),
+        let undecided = trail.output.is_none().then(|| {
+            let (kind, action) =
+                policies.metric_labels(trail.kind, trail.action.as_deref().unwrap_or_default());
+            ActionOutcome {
+                kind,
+                action,
+                allowed: result.is_ok(),
+            }
         });
         if shadowed {
             self.metrics.observe_shadow_check(

@@ -225,6 +225,7 @@ class Gatehouse:
     grpc_port: int
     http_port: int
     config_path: Path
+    admin_port: int = 0
 
     @property
     def health_url(self) -> str:
@@ -233,6 +234,11 @@ class Gatehouse:
     def port_for(self, mode: str) -> int:
         """The port Envoy's ext_authz calls in `mode` (gRPC listener or HTTP listener)."""
         return {"grpc": self.grpc_port, "http": self.http_port}[mode]
+
+    @property
+    def admin_health_url(self) -> str:
+        """Health on the admin listener (plaintext even when the others serve TLS)."""
+        return f"http://127.0.0.1:{self.admin_port}/health"
 
 
 def start_gatehouse(name: str, fetch_origin: str, work_dir: Path, http_port: int | None = None,
@@ -246,7 +252,7 @@ def start_gatehouse(name: str, fetch_origin: str, work_dir: Path, http_port: int
             f"gatehouse binary not found at {binary}: build it with `cargo build --locked` "
             f"or set GATEHOUSE_BIN"
         )
-    grpc_port, http_port = free_port(), http_port or free_port()
+    grpc_port, http_port, admin_port = free_port(), http_port or free_port(), free_port()
     cfg_path = work_dir / f"gatehouse-{name}.yaml"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(
@@ -260,11 +266,13 @@ def start_gatehouse(name: str, fetch_origin: str, work_dir: Path, http_port: int
             str(binary), "serve", "--config", str(cfg_path),
             "--grpc-addr", f"127.0.0.1:{grpc_port}",
             "--http-addr", f"127.0.0.1:{http_port}",
+            "--admin-addr", f"127.0.0.1:{admin_port}",
         ],
         log_path=work_dir / f"gatehouse-{name}.log",
     ).start()
-    gh = Gatehouse(proc, grpc_port, http_port, cfg_path)
-    proc.wait_ready(http_ok(gh.health_url), timeout=60.0)
+    gh = Gatehouse(proc, grpc_port, http_port, cfg_path, admin_port)
+    probe = gh.admin_health_url if "tls" in ((extra or {}).get("server") or {}) else gh.health_url
+    proc.wait_ready(http_ok(probe), timeout=60.0)
     return gh
 
 
@@ -287,6 +295,7 @@ def envoy_config(
     gatehouse_port: int | None,
     ext_authz: bool = True,
     early_header_mutation: bool = True,
+    gatehouse_tls: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
     """A bundled envoy config with ports and the JWKS path substituted.
 
@@ -318,7 +327,34 @@ def envoy_config(
         assert len(hcm["http_filters"]) == before - 1
     if not early_header_mutation:
         assert hcm.pop("early_header_mutation_extensions")
+    if gatehouse_tls is not None:
+        (cluster,) = [c for c in cfg["static_resources"]["clusters"] if c["name"] == "gatehouse"]
+        cluster["transport_socket"] = upstream_tls(**gatehouse_tls)
     return cfg
+
+
+def upstream_tls(ca: Path, cert: Path, key: Path) -> dict[str, Any]:
+    """Envoy's TLS to Gatehouse: the server verified against `ca` (its IP SAN), and a
+    client certificate presented (mutual TLS)."""
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": str(cert)},
+                    "private_key": {"filename": str(key)},
+                }],
+                "validation_context": {
+                    "trusted_ca": {"filename": str(ca)},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "IP_ADDRESS", "matcher": {"exact": "127.0.0.1"}},
+                    ],
+                },
+            },
+        },
+    }
 
 
 @dataclass

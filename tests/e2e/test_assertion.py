@@ -21,7 +21,7 @@ from conftest import _track
 class Wristband:
     app_url: str
     envoy_url: str
-    gatehouse_http: int
+    gatehouse_admin: int
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def wristband(work_dir: Path) -> Iterator[Wristband]:
     gh = stack.start_gatehouse("wristband", app_url, work_dir, http_port=http, extra={"extAuthz": ext})
     _track(gh.proc)
     app = _track(stack.start_app(app_port, work_dir, env={
-        "GATEHOUSE_ASSERTION_JWKS_URL": f"http://127.0.0.1:{gh.http_port}/_gatehouse/jwks.json",
+        "GATEHOUSE_ASSERTION_JWKS_URL": f"http://127.0.0.1:{gh.admin_port}/_gatehouse/jwks.json",
         "GATEHOUSE_ASSERTION_AUDIENCE": "documents-api",
     }))
     cfg = stack.envoy_config(stack.ENVOY_YAML, listen_port=stack.free_port(),
@@ -46,7 +46,7 @@ def wristband(work_dir: Path) -> Iterator[Wristband]:
                              gatehouse_port=gh.grpc_port)
     env = stack.start_envoy("wristband", cfg, work_dir)
     _track(env.proc)
-    yield Wristband(app_url, env.url, gh.http_port)
+    yield Wristband(app_url, env.url, gh.admin_port)
     env.proc.stop()
     app.stop()
     gh.proc.stop()
@@ -56,7 +56,7 @@ def test_through_envoy_everything_works(wristband: Wristband, tokens: dict[str, 
     r = httpx.get(f"{wristband.envoy_url}/documents/1",
                   headers={"authorization": f"Bearer {tokens['alice']}"})
     assert r.status_code == 200, r.text
-    jwks = httpx.get(f"http://127.0.0.1:{wristband.gatehouse_http}/_gatehouse/jwks.json").json()
+    jwks = httpx.get(f"http://127.0.0.1:{wristband.gatehouse_admin}/_gatehouse/jwks.json").json()
     assert jwks["keys"][0]["kty"] == "OKP" and jwks["keys"][0]["crv"] == "Ed25519"
 
 

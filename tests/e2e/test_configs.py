@@ -96,7 +96,8 @@ def test_envoy_yaml_matches_gatehouse_yaml():
 
 def test_generated_gatehouse_config_substitutes_ports_and_paths():
     cfg = stack.gatehouse_config(4001, 4002, "http://127.0.0.1:4003")
-    assert cfg["server"] == {"grpcListenAddr": "127.0.0.1:4001", "httpListenAddr": "127.0.0.1:4002"}
+    assert cfg["server"] == {"grpcListenAddr": "127.0.0.1:4001", "httpListenAddr": "127.0.0.1:4002",
+                             "adminListenAddr": "127.0.0.1:3594", "cerbosApi": "enabled"}
     assert cfg["policies"]["directory"] == str(stack.POLICIES)
     text = yaml.safe_dump(cfg)
     assert ":8000" not in text and "http://127.0.0.1:4003/internal/documents/{id}/attributes" in text

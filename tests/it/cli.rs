@@ -231,7 +231,7 @@ fn serve_reports_health_and_stops_on_sigterm() {
             .unwrap()
             .port()
     };
-    let (grpc, http) = (port(0), port(1));
+    let (grpc, http, admin) = (port(0), port(1), port(2));
     let mut child = gatehouse()
         .current_dir(root())
         .args([
@@ -240,6 +240,8 @@ fn serve_reports_health_and_stops_on_sigterm() {
             &format!("127.0.0.1:{grpc}"),
             "--http-addr",
             &format!("127.0.0.1:{http}"),
+            "--admin-addr",
+            &format!("127.0.0.1:{admin}"),
         ])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -256,9 +258,9 @@ fn serve_reports_health_and_stops_on_sigterm() {
     }
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains(r#"{"status":"SERVING"}"#), "{body}");
-    // Metrics on the same listener, with the policy gauges filled from the store.
+    // Metrics on the admin listener, with the policy gauges filled from the store.
     let mut metrics = String::new();
-    let mut s = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .unwrap();
     s.read_to_string(&mut metrics).unwrap();
@@ -331,6 +333,8 @@ fn serve_flags_override_the_engine_settings() {
             "127.0.0.1:0",
             "--grpc-addr",
             "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
         ])
         .output()
         .unwrap();
@@ -349,6 +353,8 @@ fn serve_flags_override_the_engine_settings() {
             "--http-addr",
             "127.0.0.1:0",
             "--grpc-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
             "127.0.0.1:0",
         ])
         .output()

@@ -127,7 +127,7 @@ async fn new_commits_are_picked_up_and_broken_ones_rejected() {
     .await;
     assert!(took.is_some(), "new commit not picked up");
     assert_eq!(s.status().await["revision"], second.as_str());
-    let (_, metrics) = http(s.http, "GET", "/metrics", None).await;
+    let (_, metrics) = http(s.admin, "GET", "/metrics", None).await;
     assert!(
         metrics.contains(&format!(
             "gatehouse_policy_revision_info{{source=\"git\",revision=\"{second}\"}} 1"
@@ -234,6 +234,7 @@ fn unreachable_repository_fails_at_start() {
         .args(["serve", "--config"])
         .arg(&config)
         .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--admin-addr", "127.0.0.1:0"])
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&root);

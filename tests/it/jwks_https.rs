@@ -240,6 +240,7 @@ async fn jwks_over_https_is_trusted_only_through_the_trust_store() {
             .args(["serve", "--config"])
             .arg(distrusting)
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", "127.0.0.1:0"])
             .env_remove("SSL_CERT_FILE")
             .env_remove("SSL_CERT_DIR")
             .output()

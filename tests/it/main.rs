@@ -1,4 +1,5 @@
 //! Integration tests.
+mod admin;
 mod api_cases;
 mod api_diff;
 mod api_http;
@@ -27,6 +28,7 @@ mod planner_property;
 mod reload;
 mod robustness;
 mod schema_cases;
+mod tls;
 mod tracing;
 mod util;
 mod verify_cases;

@@ -348,7 +348,7 @@ async fn decisions_continue_the_callers_trace() {
         );
     }
 
-    let (_, metrics) = http(s.http, "GET", "/metrics", None).await;
+    let (_, metrics) = http(s.admin, "GET", "/metrics", None).await;
     let exported: u64 = metrics
         .lines()
         .find(|l| l.starts_with("gatehouse_trace_spans_total{result=\"exported\"}"))

@@ -185,8 +185,10 @@ pub struct Served {
     pub child: std::process::Child,
     /// ext_authz, Cerbos gRPC and health.
     pub grpc: u16,
-    /// Cerbos HTTP, status and metrics.
+    /// Cerbos HTTP and health.
     pub http: u16,
+    /// Status, metrics, the assertion JWKS.
+    pub admin: u16,
     /// The directory of its configuration, removed on drop when `owns_dir`.
     pub dir: PathBuf,
     owns_dir: bool,
@@ -200,7 +202,7 @@ impl Served {
 
     /// [`start`](Self::start) with extra environment variables.
     pub fn start_with_env(config: &Path, owns_dir: bool, env: &[(&str, &Path)]) -> Served {
-        let (grpc, http) = (free_port(), free_port());
+        let (grpc, http, admin) = (free_port(), free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .envs(env.iter().copied())
             .args(["serve", "--config"])
@@ -210,6 +212,8 @@ impl Served {
                 &format!("127.0.0.1:{grpc}"),
                 "--http-addr",
                 &format!("127.0.0.1:{http}"),
+                "--admin-addr",
+                &format!("127.0.0.1:{admin}"),
             ])
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -223,6 +227,7 @@ impl Served {
             child,
             grpc,
             http,
+            admin,
             dir: config.parent().unwrap().to_path_buf(),
             owns_dir,
         }
@@ -230,7 +235,7 @@ impl Served {
 
     /// [`start`](Self::start) with the soft limit of open files set to `nofile`.
     pub fn start_with_fd_limit(config: &Path, owns_dir: bool, nofile: u32) -> Served {
-        let (grpc, http) = (free_port(), free_port());
+        let (grpc, http, admin) = (free_port(), free_port(), free_port());
         let child = std::process::Command::new("sh")
             .args(["-c", &format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")])
             .arg(env!("CARGO_BIN_EXE_gatehouse"))
@@ -241,6 +246,8 @@ impl Served {
                 &format!("127.0.0.1:{grpc}"),
                 "--http-addr",
                 &format!("127.0.0.1:{http}"),
+                "--admin-addr",
+                &format!("127.0.0.1:{admin}"),
             ])
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -252,6 +259,7 @@ impl Served {
             child,
             grpc,
             http,
+            admin,
             dir: config.parent().unwrap().to_path_buf(),
             owns_dir,
         }
@@ -299,7 +307,7 @@ impl Served {
 
     /// `GET /_gatehouse/status`.
     pub async fn status(&self) -> serde_json::Value {
-        let (_, body) = http(self.http, "GET", "/_gatehouse/status", None).await;
+        let (_, body) = http(self.admin, "GET", "/_gatehouse/status", None).await;
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
 

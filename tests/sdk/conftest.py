@@ -120,7 +120,8 @@ def server():
         log = Path(tmp) / "gatehouse.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(  # noqa: S603 - fixed argv
-                [str(gatehouse_bin()), "serve", "--config", str(config), "--http-addr", http, "--grpc-addr", grpc],
+                [str(gatehouse_bin()), "serve", "--config", str(config), "--http-addr", http, "--grpc-addr", grpc,
+                 "--admin-addr", f"127.0.0.1:{free_port()}"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=tmp,

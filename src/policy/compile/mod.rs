@@ -682,6 +682,7 @@ fn finish(c: Compiler<'_>, mut set: CompiledPolicySet) -> Result<CompiledPolicyS
     set.counts = c.counts;
     set.evaluation_keys = c.evaluation_keys.len() as u32;
     set.uses_request = c.uses_request.get();
+    set.index_metric_labels();
     match CompileErrors::collect(c.errors) {
         Some(errors) => Err(errors),
         None => Ok(set),

@@ -365,7 +365,13 @@ pub struct CompiledPolicySet {
     pub(crate) evaluation_keys: u32,
     /// Whether any expression reads `request` (else it is not built per check).
     pub(crate) uses_request: bool,
+    /// Resource kinds named literally by some rule, with the actions named literally for
+    /// them: the only label values metrics take (issue 12, item 7).
+    pub(crate) metric_labels: FastMap<Arc<str>, FastSet<Arc<str>>>,
 }
+
+/// The label value of kinds and actions that the policy set does not name.
+pub(crate) const OTHER_LABEL: &str = "other";
 
 impl CompiledPolicySet {
     /// How many policies of each kind were compiled.
@@ -376,6 +382,32 @@ impl CompiledPolicySet {
     /// Number of executable policies (resource, principal and role policies).
     pub fn executable_policies(&self) -> usize {
         self.counts.resource + self.counts.principal + self.counts.role
+    }
+
+    /// The metric labels of a decision about `action` on `kind`: each value as the policy
+    /// set names it, or [`OTHER_LABEL`] when no rule names it literally, so that callers
+    /// cannot create label values (the series of a metric stay bounded by the policies).
+    pub fn metric_labels<'a>(&'a self, kind: &'a str, action: &'a str) -> (&'a str, &'a str) {
+        match self.metric_labels.get(kind) {
+            None => (OTHER_LABEL, OTHER_LABEL),
+            Some(actions) if actions.contains(action) => (kind, action),
+            Some(_) => (kind, OTHER_LABEL),
+        }
+    }
+
+    /// Fills [`metric_labels`](Self::metric_labels) from the rows.
+    pub(crate) fn index_metric_labels(&mut self) {
+        for row in &self.rows {
+            let Some(kind) = row.resource.literal() else {
+                continue;
+            };
+            let actions = self.metric_labels.entry(Arc::from(kind)).or_default();
+            let globs = match &row.actions {
+                ActionSet::Action(g) => std::slice::from_ref(g),
+                ActionSet::AllowActions(gs) => gs.as_slice(),
+            };
+            actions.extend(globs.iter().filter_map(|g| g.literal()).map(Arc::from));
+        }
     }
 
     /// The rows of a (version, scope), if any.
