@@ -169,11 +169,13 @@ impl ConfigReloader {
                 Err(e) => return Err(self.fail(e.to_string(), e.to_string())),
             },
         };
-        let ext = match crate::extauthz::build_with_sinks(
+        let previous = self.ext.current();
+        let ext = match crate::extauthz::build_after(
             &config.ext_authz,
             self.store.clone(),
             &self.base,
             self.sinks.clone(),
+            Some(&previous),
         )
         .await
         {

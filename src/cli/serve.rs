@@ -272,6 +272,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let ext = extauthz::LiveExtAuthz::new(ext);
     let jwks_ext = ext.clone();
     let http_ext = ext.clone();
+    let status_ext = ext.clone();
     // The file is followed (bundled configuration: nothing to follow).
     let reloader = args.config.as_ref().map(|path| {
         Arc::new(super::reload::ConfigReloader::new(
@@ -428,6 +429,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             axum::routing::get(move || {
                 let st = status_store.status();
                 let config = status_config.as_ref().map(|r| r.status_json());
+                let openapi = status_ext
+                    .current()
+                    .imported
+                    .as_ref()
+                    .map(crate::extauthz::openapi::ImportState::status_json);
                 async move {
                     axum::Json(serde_json::json!({
                         "revision": st.revision,
@@ -435,6 +441,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                         "reloadsFailed": st.reloads_failed,
                         "lastError": st.last_error,
                         "config": config,
+                        "openapi": openapi,
                     }))
                 }
             }),

@@ -608,6 +608,42 @@ pub(crate) const KEYS: &[Key] = &[
         "Directory of the policies inside the repository.",
     ),
     k(
+        "extAuthz.openapi",
+        Object,
+        "none",
+        "Routes imported from the app's OpenAPI document (as `gatehouse routes import` prints them; `x-gatehouse-attributes` gives an operation's attribute sources), read with the configuration (at start, on change, on SIGHUP). They come after `routes`: a hand-written route of the same method and path template overrides an imported one, and an operation no route covers is denied. A document that cannot be read or fetched, or gives no valid routes, keeps the routes imported last (at start: the hand-written routes alone); the error is logged and shown in `openapi.lastError` of `GET /_gatehouse/status`.",
+    ),
+    k(
+        "extAuthz.openapi.file",
+        Str,
+        "none",
+        "The document saved to a file, relative to this file. Give this or `url`.",
+    ),
+    k(
+        "extAuthz.openapi.url",
+        Str,
+        "none",
+        "The app's `/openapi.json` URL (`http://` or `https://`, at most 1 MiB).",
+    ),
+    k(
+        "extAuthz.openapi.timeoutMs",
+        Int,
+        "2000",
+        "Timeout of the fetch from `url`, milliseconds.",
+    ),
+    k(
+        "extAuthz.openapi.publicPassthrough",
+        Bool,
+        "false",
+        "Pass operations marked public (`x-gatehouse-public: true`, `security: []`) through without a decision; otherwise they are decided like the others.",
+    ),
+    k(
+        "extAuthz.openapi.baseUrl",
+        Str,
+        "origin of url",
+        "Base of the fetch URLs in `x-gatehouse-attributes` that start with `/`.",
+    ),
+    k(
         "extAuthz.assertion",
         Object,
         "none",

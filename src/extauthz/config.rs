@@ -47,6 +47,37 @@ pub struct ExtAuthzConfig {
     /// A candidate policy set decided beside the live one (off when absent).
     #[serde(default)]
     pub candidate: Option<CandidateConfig>,
+    /// Routes imported at start from the app's OpenAPI document, after the hand-written
+    /// `routes` (off when absent).
+    #[serde(default)]
+    pub openapi: Option<OpenApiConfig>,
+}
+
+/// `extAuthz.openapi`: where the app's OpenAPI document is read from (exactly one of
+/// `file` and `url`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenApiConfig {
+    /// The document saved to a file (relative to the configuration file).
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
+    /// The app's `/openapi.json` URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Timeout of the fetch from `url`, milliseconds.
+    #[serde(default = "default_openapi_timeout")]
+    pub timeout_ms: u64,
+    /// Pass operations marked public through without a decision.
+    #[serde(default)]
+    pub public_passthrough: bool,
+    /// Base of relative fetch URLs in `x-gatehouse-attributes` (default: the origin of
+    /// `url`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+fn default_openapi_timeout() -> u64 {
+    2_000
 }
 
 /// Enforcement mode of a route (or of all routes).
@@ -125,6 +156,7 @@ impl Default for ExtAuthzConfig {
             forward_auth: None,
             mode: Mode::default(),
             candidate: None,
+            openapi: None,
         }
     }
 }

@@ -77,7 +77,35 @@ pub async fn build_with_sinks(
     base: &Path,
     sinks: Sinks,
 ) -> Result<ExtAuthz, ConfigError> {
-    let routes = RouteMapper::new(&config.routes).map_err(|errs| {
+    build_after(config, store, base, sinks, None).await
+}
+
+/// As [`build_with_sinks`], on a reload: a failed OpenAPI import keeps the routes
+/// `previous` imported.
+pub async fn build_after(
+    config: &ExtAuthzConfig,
+    store: Arc<PolicyStore>,
+    base: &Path,
+    sinks: Sinks,
+    previous: Option<&ExtAuthz>,
+) -> Result<ExtAuthz, ConfigError> {
+    let imported = match &config.openapi {
+        Some(o) => Some(
+            openapi::load(
+                o,
+                base,
+                &config.routes,
+                previous.and_then(|p| p.imported.as_ref()),
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let table = match &imported {
+        Some(i) => openapi::merge(&config.routes, &i.routes),
+        None => config.routes.clone(),
+    };
+    let routes = RouteMapper::new(&table).map_err(|errs| {
         ConfigError(
             errs.iter()
                 .map(ToString::to_string)
@@ -172,6 +200,7 @@ pub async fn build_with_sinks(
         None => None,
     };
     Ok(ExtAuthz {
+        imported,
         mode: config.mode,
         candidate,
         http_service: config.http_service,

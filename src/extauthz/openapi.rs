@@ -12,11 +12,19 @@
 //!   else `*`;
 //! * public (passed through without a decision) when the operation says
 //!   `x-gatehouse-public: true` or `security: []`, and only if the caller allows it;
-//!   otherwise it is decided like any other route.
+//!   otherwise it is decided like any other route;
+//! * the attribute sources from `x-gatehouse-attributes` (a route's `attributes`, as in
+//!   `gatehouse.yaml`; a fetch URL starting with `/` is relative to the app).
+//!
+//! `extAuthz.openapi` loads such routes at start ([`load`]): hand-written routes come
+//! first and override an imported route of the same method and path template.
 
 use serde_json::Value as Json;
 
-use super::config::{AttributesConfig, ResourceConfig, RouteConfig};
+use std::path::Path;
+use std::time::Duration;
+
+use super::config::{AttributesConfig, OpenApiConfig, ResourceConfig, RouteConfig};
 use super::route::default_action;
 
 /// Operations read at most (a document with more is refused).
@@ -101,6 +109,11 @@ pub fn routes_from_openapi(
                     ))),
                 }
             };
+            let attributes = match op.get("x-gatehouse-attributes") {
+                None => AttributesConfig::default(),
+                Some(v) => serde_json::from_value::<AttributesConfig>(v.clone())
+                    .map_err(|e| err(format!("{method} {path}: x-gatehouse-attributes: {e}")))?,
+            };
             let params = path_params(path, item.get("parameters"), op.get("parameters"));
             let template = typed_template(path, &params);
             let public = op.get("x-gatehouse-public").and_then(Json::as_bool) == Some(true)
@@ -150,8 +163,10 @@ pub fn routes_from_openapi(
                 policy_version: String::new(),
                 scope: String::new(),
             };
+            let mut config = route(template, &method, false, Some(resource), Some(action));
+            config.attributes = attributes;
             out.push(ImportedRoute {
-                config: route(template, &method, false, Some(resource), Some(action)),
+                config,
                 method,
                 action_origin: Some(origin),
                 operation_id,
@@ -317,6 +332,194 @@ pub fn import_table(routes: &[ImportedRoute]) -> Vec<String> {
         .collect()
 }
 
+/// Largest OpenAPI document read from a file (a URL answer is bounded by the HTTP client's
+/// limit).
+const MAX_DOCUMENT: u64 = 16 * 1024 * 1024;
+
+/// The imported route table in force, and how its last load went.
+#[derive(Clone, Debug, Default)]
+pub struct ImportState {
+    /// Where the document is read from (file path or URL).
+    pub source: String,
+    /// The imported routes in force (the last good table; empty if none loaded yet).
+    pub routes: Vec<RouteConfig>,
+    /// Why the last load failed (`None`: it succeeded).
+    pub last_error: Option<String>,
+}
+
+impl ImportState {
+    /// The state as JSON, for `/_gatehouse/status`.
+    pub fn status_json(&self) -> Json {
+        serde_json::json!({
+            "source": self.source,
+            "routes": self.routes.len(),
+            "lastError": self.last_error,
+        })
+    }
+}
+
+/// `path` with its parameters' names and types dropped: `/a/{x:int}` and `/a/{y}` are
+/// the same template.
+fn template_key(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                if depth == 1 {
+                    out.push_str("{}");
+                }
+            }
+            '}' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The route table: the hand-written routes first, then the imported ones that no
+/// hand-written route of the same path template and method overrides.
+pub fn merge(hand: &[RouteConfig], imported: &[RouteConfig]) -> Vec<RouteConfig> {
+    let overridden = |r: &RouteConfig| {
+        let Some(path) = r.path.as_deref().map(template_key) else {
+            return false;
+        };
+        hand.iter().any(|h| {
+            h.path.as_deref().map(template_key).as_deref() == Some(path.as_str())
+                && (h.methods.is_empty()
+                    || r.methods
+                        .iter()
+                        .all(|m| h.methods.iter().any(|hm| hm.eq_ignore_ascii_case(m))))
+        })
+    };
+    hand.iter()
+        .cloned()
+        .chain(imported.iter().filter(|r| !overridden(r)).cloned())
+        .collect()
+}
+
+/// `scheme://authority` of an absolute URL.
+fn origin(url: &str) -> Option<String> {
+    let uri: hyper::Uri = url.parse().ok()?;
+    Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
+}
+
+/// Routes of an OpenAPI document's text, with relative fetch URLs made absolute on `base`.
+pub fn parse_document(
+    text: &str,
+    pass_public: bool,
+    base: Option<&str>,
+) -> Result<Vec<RouteConfig>, OpenApiError> {
+    let doc: Json =
+        serde_json::from_str(text).map_err(|e| OpenApiError(format!("not JSON: {e}")))?;
+    let mut routes: Vec<RouteConfig> = routes_from_openapi(&doc, pass_public)?
+        .into_iter()
+        .map(|r| r.config)
+        .collect();
+    for r in &mut routes {
+        if let Some(fetch) = &mut r.attributes.fetch
+            && fetch.url.starts_with('/')
+        {
+            let base = base.ok_or_else(|| {
+                OpenApiError(format!(
+                    "fetch URL {:?} is relative: set extAuthz.openapi.baseUrl",
+                    truncate(&fetch.url)
+                ))
+            })?;
+            fetch.url = format!("{}{}", base.trim_end_matches('/'), fetch.url);
+        }
+    }
+    Ok(routes)
+}
+
+async fn read_document(config: &OpenApiConfig, base_dir: &Path) -> Result<String, String> {
+    match (&config.file, &config.url) {
+        (Some(file), None) => {
+            let path = base_dir.join(file);
+            let len = tokio::fs::metadata(&path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .len();
+            if len > MAX_DOCUMENT {
+                return Err(format!(
+                    "{}: larger than {MAX_DOCUMENT} bytes",
+                    path.display()
+                ));
+            }
+            tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))
+        }
+        (None, Some(url)) => {
+            let uri = crate::jwt::fetch::check_url(url)?;
+            let client = crate::jwt::fetch::client();
+            let timeout = Duration::from_millis(config.timeout_ms);
+            match tokio::time::timeout(timeout, crate::jwt::fetch::get_text(&client, &uri)).await {
+                Ok(r) => r.map_err(|e| format!("{url}: {e}")),
+                Err(_) => Err(format!("{url}: no answer within {}ms", config.timeout_ms)),
+            }
+        }
+        _ => Err("extAuthz.openapi: give exactly one of `file` and `url`".to_string()),
+    }
+}
+
+/// Loads the imported route table for the hand-written routes `hand`. On any failure
+/// (unreadable or unreachable document, bad document, a table the route mapper refuses)
+/// the `previous` table stays (none at start: the hand-written routes alone) and the
+/// error is logged and recorded.
+pub async fn load(
+    config: &OpenApiConfig,
+    base_dir: &Path,
+    hand: &[RouteConfig],
+    previous: Option<&ImportState>,
+) -> ImportState {
+    let source = match (&config.file, &config.url) {
+        (Some(f), None) => base_dir.join(f).display().to_string(),
+        (None, Some(u)) => u.clone(),
+        _ => String::new(),
+    };
+    let base = config
+        .base_url
+        .clone()
+        .or_else(|| config.url.as_deref().and_then(origin));
+    let result = match read_document(config, base_dir).await {
+        Ok(text) => parse_document(&text, config.public_passthrough, base.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|routes| {
+                super::RouteMapper::new(&merge(hand, &routes))
+                    .map(|_| routes)
+                    .map_err(|errs| {
+                        errs.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+            }),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(routes) => {
+            tracing::info!(source = %source, routes = routes.len(), "routes imported from the OpenAPI document");
+            ImportState {
+                source,
+                routes,
+                last_error: None,
+            }
+        }
+        Err(error) => {
+            let routes = previous.map(|p| p.routes.clone()).unwrap_or_default();
+            tracing::error!(source = %source, error = %error, kept = routes.len(), "OpenAPI route import failed: keeping the last imported routes");
+            ImportState {
+                source,
+                routes,
+                last_error: Some(error),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,5 +651,132 @@ mod tests {
         assert!(routes_from_openapi(&bad, false).is_err());
         let rootless = json!({"openapi": "3.0.0", "paths": {"/": {"get": {}}}});
         assert!(routes_from_openapi(&rootless, false).is_err());
+    }
+
+    fn hand(path: &str, methods: &[&str], action: &str) -> RouteConfig {
+        let mut r = route(
+            path.to_string(),
+            "GET",
+            false,
+            Some(ResourceConfig {
+                kind: "hand".into(),
+                id: "*".into(),
+                policy_version: String::new(),
+                scope: String::new(),
+            }),
+            Some(action.to_string()),
+        );
+        r.methods = methods.iter().map(|m| m.to_string()).collect();
+        r
+    }
+
+    #[test]
+    fn hand_written_routes_override_imported_ones_of_the_same_method_and_template() {
+        let imported = vec![
+            hand("/documents/{doc_id:int}", &["GET"], "imported_read"),
+            hand("/documents/{doc_id}", &["DELETE"], "imported_delete"),
+            hand("/documents", &["GET"], "imported_list"),
+            hand("/other", &["GET"], "imported_other"),
+        ];
+        let written = vec![
+            hand("/documents/{id}", &["GET", "HEAD"], "read"),
+            hand("/documents", &[], "list"),
+            hand("/other", &["POST"], "create"),
+        ];
+        let merged = merge(&written, &imported);
+        let actions: Vec<_> = merged.iter().map(|r| r.action.clone().unwrap()).collect();
+        // Hand-written first; the imported GET /documents/{..} and GET /documents are
+        // overridden; DELETE and GET /other (another method) stay.
+        assert_eq!(
+            actions,
+            [
+                "read",
+                "list",
+                "create",
+                "imported_delete",
+                "imported_other"
+            ]
+        );
+        let m = super::super::RouteMapper::new(&merged).unwrap();
+        assert_eq!(m.routes().len(), 5);
+        assert_eq!(template_key("/a/{x:int}/b/{y}"), "/a/{}/b/{}");
+    }
+
+    #[test]
+    fn attributes_come_from_the_extension_with_relative_fetch_urls_on_the_base() {
+        let text = json!({"openapi": "3.1.0", "paths": {"/documents/{doc_id}": {"get": {
+            "tags": ["document"],
+            "x-gatehouse-attributes": {"fetch": {
+                "url": "/internal/documents/{doc_id}/attributes", "timeoutMs": 500}}}},
+            "/documents": {"post": {"tags": ["document"],
+                "x-gatehouse-attributes": {"body": ["department"]}}}}})
+        .to_string();
+        let routes = parse_document(&text, false, Some("http://127.0.0.1:8000/")).unwrap();
+        let fetch = routes[0].attributes.fetch.as_ref().unwrap();
+        assert_eq!(
+            fetch.url,
+            "http://127.0.0.1:8000/internal/documents/{doc_id}/attributes"
+        );
+        assert_eq!(fetch.timeout_ms, 500);
+        assert_eq!(routes[1].attributes.body, ["department"]);
+        let e = parse_document(&text, false, None).unwrap_err().to_string();
+        assert!(e.contains("baseUrl"), "{e}");
+        let bad = json!({"openapi": "3.0.0", "paths": {"/a": {"get": {
+            "tags": ["a"], "x-gatehouse-attributes": {"bogus": 1}}}}})
+        .to_string();
+        let e = parse_document(&bad, false, None).unwrap_err().to_string();
+        assert!(e.contains("x-gatehouse-attributes"), "{e}");
+    }
+
+    fn import_config(file: Option<&Path>, url: Option<String>) -> OpenApiConfig {
+        OpenApiConfig {
+            file: file.map(Path::to_path_buf),
+            url,
+            timeout_ms: 300,
+            public_passthrough: false,
+            base_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_keeps_the_last_table_or_none_at_start() {
+        let dir = std::env::temp_dir().join(format!("gh-openapi-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("openapi.json");
+        std::fs::write(&file, doc().to_string()).unwrap();
+        let written = vec![hand("/documents/{id}", &[], "read")];
+        let good = load(&import_config(Some(&file), None), &dir, &written, None).await;
+        assert!(good.last_error.is_none(), "{:?}", good.last_error);
+        assert!(!good.routes.is_empty());
+        // The document turns bad: the last table stays, the error is recorded.
+        std::fs::write(&file, "{not json").unwrap();
+        let kept = load(
+            &import_config(Some(&file), None),
+            &dir,
+            &written,
+            Some(&good),
+        )
+        .await;
+        assert!(kept.last_error.as_deref().unwrap().contains("not JSON"));
+        assert_eq!(kept.routes.len(), good.routes.len());
+        // At start: no imported routes at all (the hand-written ones alone).
+        let none = load(&import_config(Some(&file), None), &dir, &written, None).await;
+        assert!(none.routes.is_empty() && none.last_error.is_some());
+        // An unreachable URL: the same, within the timeout.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/openapi.json");
+        let started = std::time::Instant::now();
+        let down = load(&import_config(None, Some(url)), &dir, &written, Some(&good)).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(down.last_error.is_some());
+        assert_eq!(down.routes.len(), good.routes.len());
+        // Neither or both of file and url: an error too.
+        let neither = load(&import_config(None, None), &dir, &written, None).await;
+        assert!(neither.last_error.unwrap().contains("exactly one"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -62,6 +62,8 @@ pub struct ExtAuthz {
     pub mode: Mode,
     /// The candidate policy set, decided beside the live one.
     pub candidate: Option<Arc<PolicyStore>>,
+    /// Routes imported from the app's OpenAPI document, when configured.
+    pub imported: Option<super::openapi::ImportState>,
 }
 
 impl std::fmt::Debug for ExtAuthz {

@@ -18,7 +18,7 @@
 
 mod der;
 mod error;
-mod fetch;
+pub(crate) mod fetch;
 mod key;
 mod keyset;
 mod verify;
