@@ -307,35 +307,44 @@ def readable_query(plan: Any) -> sa.Select:
     return get_query(plan, DOCUMENTS, {f"request.resource.attr.{k}": DOCUMENTS.c[k] for k in ATTRS})
 
 
-@app.post("/documents", status_code=201, tags=["document"])
+# What Gatehouse reads for each operation's resource attributes, as gatehouse.yaml's
+# hand-written routes say it (`extAuthz.openapi` imports it from /openapi.json): the new
+# document's body fields, else the stored document's attributes (a URL relative to the app).
+CREATE_ATTRIBUTES = {"x-gatehouse-id": "new",
+                     "x-gatehouse-attributes": {"body": ["department", "classification", "status"]}}
+FETCHED_ATTRIBUTES = {"x-gatehouse-attributes": {"fetch": {
+    "url": "/internal/documents/{doc_id}/attributes", "timeoutMs": 500, "cacheTtlMs": 2000}}}
+
+
+@app.post("/documents", status_code=201, tags=["document"], openapi_extra=CREATE_ATTRIBUTES)
 def create_document(doc: DocumentCreate, who: Caller) -> dict[str, Any]:
     created = store.create({**doc.model_dump(), "owner": who["principal"]})
     return {**created, "seen_by": who}
 
 
-@app.get("/documents/{doc_id}", tags=["document"])
+@app.get("/documents/{doc_id}", tags=["document"], openapi_extra=FETCHED_ATTRIBUTES)
 def read_document(doc_id: str, who: Caller) -> dict[str, Any]:
     return {**store.get(doc_id), "seen_by": who}
 
 
-@app.put("/documents/{doc_id}", tags=["document"])
+@app.put("/documents/{doc_id}", tags=["document"], openapi_extra=FETCHED_ATTRIBUTES)
 def replace_document(doc_id: str, doc: DocumentReplace, who: Caller) -> dict[str, Any]:
     return {**store.update(doc_id, doc.model_dump()), "seen_by": who}
 
 
-@app.patch("/documents/{doc_id}", tags=["document"])
+@app.patch("/documents/{doc_id}", tags=["document"], openapi_extra=FETCHED_ATTRIBUTES)
 def patch_document(doc_id: str, doc: DocumentPatch, who: Caller) -> dict[str, Any]:
     return {**store.update(doc_id, doc.model_dump(exclude_unset=True)), "seen_by": who}
 
 
-@app.delete("/documents/{doc_id}", tags=["document"])
+@app.delete("/documents/{doc_id}", tags=["document"], openapi_extra=FETCHED_ATTRIBUTES)
 def delete_document(doc_id: str, who: Caller) -> dict[str, Any]:
     store.delete(doc_id)
     return {"deleted": doc_id, "seen_by": who}
 
 
 @app.post("/documents/{doc_id}/approve", tags=["document"],
-          openapi_extra={"x-gatehouse-action": "approve"})
+          openapi_extra={"x-gatehouse-action": "approve", **FETCHED_ATTRIBUTES})
 def approve_document(doc_id: str, who: Caller) -> dict[str, Any]:
     doc = store.get(doc_id)
     # A state check, not an authorization one: only documents under review can move on.

@@ -25,6 +25,7 @@ end of a run that had failures.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -106,11 +107,24 @@ def app(work_dir: Path) -> Iterator[App]:
 # === Gatehouse ===========================================================================
 
 
+# GATEHOUSE_E2E_ROUTES=openapi: the main Gatehouse has no hand-written routes and imports
+# them at start from the app's own /openapi.json (extAuthz.openapi; the app declares its
+# x-gatehouse-* extensions with openapi_extra), so the same tests run on imported routes.
+ROUTES_FROM_OPENAPI = os.environ.get("GATEHOUSE_E2E_ROUTES", "") == "openapi"
+
+
 @pytest.fixture(scope="session")
 def gatehouse(app: App, work_dir: Path) -> Iterator[stack.Gatehouse]:
+    ext_authz: dict[str, Any] = {"httpService": True, "forwardAuth": FORWARD_AUTH}
+    if ROUTES_FROM_OPENAPI:
+        ext_authz["routes"] = []
+        ext_authz["openapi"] = {"url": f"{app.url}/openapi.json", "publicPassthrough": True}
     gh = stack.start_gatehouse("main", app.url, work_dir, http_port=GATEHOUSE_API_PORT,
-                               ext_authz={"httpService": True, "forwardAuth": FORWARD_AUTH})
+                               ext_authz=ext_authz)
     _track(gh.proc)
+    if ROUTES_FROM_OPENAPI:
+        status = httpx.get(f"http://127.0.0.1:{gh.http_port}/_gatehouse/status", timeout=5).json()
+        assert status["openapi"]["lastError"] is None and status["openapi"]["routes"] == 8, status
     yield gh
     gh.proc.stop()
 

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 import stack
@@ -103,3 +104,16 @@ def test_check_reports_uncovered_operations(openapi, tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert "document/approve" in r.stdout
     assert "unused: policy action document/approve_old is produced by no route" in r.stdout
+
+
+def test_unreachable_openapi_url_keeps_the_hand_written_routes_and_is_reported(work_dir):
+    down = f"http://127.0.0.1:{stack.closed_port()}/openapi.json"
+    gh = stack.start_gatehouse("openapi-down", "http://127.0.0.1:1", work_dir,
+                               ext_authz={"openapi": {"url": down, "timeoutMs": 500}})
+    try:
+        status = httpx.get(f"http://127.0.0.1:{gh.http_port}/_gatehouse/status", timeout=5).json()
+        assert status["openapi"]["routes"] == 0, status
+        assert down in status["openapi"]["lastError"], status
+        assert "OpenAPI route import failed" in gh.proc.log_path.read_text()
+    finally:
+        gh.proc.stop()
