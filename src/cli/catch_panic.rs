@@ -63,10 +63,18 @@ impl<F: Future> Future for CatchUnwind<F> {
 }
 
 /// A service whose requests fail closed on a panic, answered by `on_panic`.
-#[derive(Clone)]
 pub(crate) struct CatchPanic<S, B> {
     inner: S,
     on_panic: fn() -> http::Response<B>,
+}
+
+impl<S: Clone, B> Clone for CatchPanic<S, B> {
+    fn clone(&self) -> Self {
+        CatchPanic {
+            inner: self.inner.clone(),
+            on_panic: self.on_panic,
+        }
+    }
 }
 
 impl<S, B> CatchPanic<S, B> {
@@ -111,8 +119,7 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         let on_panic = self.on_panic;
         let inner = &mut self.inner;
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(move || inner.call(request)))
-        {
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(move || inner.call(request))) {
             Ok(f) => f,
             Err(_) => {
                 PANICS.fetch_add(1, Ordering::Relaxed);

@@ -167,7 +167,10 @@ pub(crate) async fn serve_http(
         };
         let Some(Ok(conn)) = conn else { break };
         let service = hyper_util::service::TowerToHyperService::new(WithPeer {
-            router: router.clone(),
+            router: super::catch_panic::CatchPanic::new(
+                router.clone(),
+                super::catch_panic::http_internal,
+            ),
             peer: conn.peer_addr(),
         });
         let connection = builder
@@ -188,14 +191,14 @@ pub(crate) async fn serve_http(
 /// and as `ConnectInfo<PeerAddr>` for forward-auth's trusted proxies).
 #[derive(Clone)]
 struct WithPeer {
-    router: axum::Router,
+    router: super::catch_panic::CatchPanic<axum::Router, axum::body::Body>,
     peer: SocketAddr,
 }
 
 impl tower_service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = <axum::Router as tower_service::Service<axum::extract::Request>>::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         tower_service::Service::<axum::extract::Request>::poll_ready(&mut self.router, cx)

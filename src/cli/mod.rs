@@ -4,6 +4,7 @@
 //! tests failed; 2 bad usage or a failure to start.
 
 mod admin;
+mod catch_panic;
 mod check;
 mod compile;
 mod config_cmd;

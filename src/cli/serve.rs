@@ -133,6 +133,7 @@ where
 /// Runs `gatehouse serve` until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     init_logging(args.log_format, args.log_level);
+    super::catch_panic::install_hook();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -389,11 +390,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             conns.max_connection_age_ms.max(1),
         ))
         .add_service(health_service)
-        .add_service(AuthorizationServer::new(ext))
+        .add_service(super::catch_panic::CatchPanic::new(
+            AuthorizationServer::new(ext),
+            super::catch_panic::grpc_internal,
+        ))
         .add_optional_service(
             (cerbos_api != super::admin::CerbosApiMode::Disabled).then(|| {
                 tonic::service::interceptor::InterceptedService::new(
-                    crate::api::grpc_service(store.clone(), api_settings.clone()),
+                    super::catch_panic::CatchPanic::new(
+                        crate::api::grpc_service(store.clone(), api_settings.clone()),
+                        super::catch_panic::grpc_internal,
+                    ),
                     super::admin::grpc_guard(cerbos_api),
                 )
             }),
@@ -440,6 +447,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
                         "reloadsOk": st.reloads_ok,
                         "reloadsFailed": st.reloads_failed,
                         "lastError": st.last_error,
+                        "panics": super::catch_panic::panics(),
                         "config": config,
                         "openapi": openapi,
                     }))
