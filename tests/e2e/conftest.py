@@ -123,7 +123,7 @@ def gatehouse(app: App, work_dir: Path) -> Iterator[stack.Gatehouse]:
                                ext_authz=ext_authz)
     _track(gh.proc)
     if ROUTES_FROM_OPENAPI:
-        status = httpx.get(f"http://127.0.0.1:{gh.http_port}/_gatehouse/status", timeout=5).json()
+        status = httpx.get(f"http://127.0.0.1:{gh.admin_port}/_gatehouse/status", timeout=5).json()
         assert status["openapi"]["lastError"] is None and status["openapi"]["routes"] == 8, status
     yield gh
     gh.proc.stop()

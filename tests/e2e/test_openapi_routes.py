@@ -111,7 +111,7 @@ def test_unreachable_openapi_url_keeps_the_hand_written_routes_and_is_reported(w
     gh = stack.start_gatehouse("openapi-down", "http://127.0.0.1:1", work_dir,
                                ext_authz={"openapi": {"url": down, "timeoutMs": 500}})
     try:
-        status = httpx.get(f"http://127.0.0.1:{gh.http_port}/_gatehouse/status", timeout=5).json()
+        status = httpx.get(f"http://127.0.0.1:{gh.admin_port}/_gatehouse/status", timeout=5).json()
         assert status["openapi"]["routes"] == 0, status
         assert down in status["openapi"]["lastError"], status
         assert "OpenAPI route import failed" in gh.proc.log_path.read_text()
