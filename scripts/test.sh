@@ -60,4 +60,4 @@ echo "== Cerbos Python SDK against gatehouse serve (tests/sdk)"
 GATEHOUSE_BIN="$target_dir/debug/gatehouse" bash tests/sdk/run.sh -q
 
 echo "== differential test against the real Cerbos 0.55 (tests/diff)"
-bash tests/diff/run.sh 2>&1 | tee target/diff-output.log | grep -E "^api-diff|^compile-diff|MISMATCH|test result"
+bash tests/diff/run.sh 2>&1 | tee target/diff-output.log | grep -E "^api-diff|^compile-diff|^expr-diff|MISMATCH|test result"

@@ -659,10 +659,6 @@ impl Checker {
         let Some(overloads) = functions().get(func) else {
             return self.problem(pos, undeclared(func));
         };
-        // An operand already in error is not reported again.
-        if args.contains(&Ty::Error) {
-            return Ty::Error;
-        }
         let mut result: Option<Ty> = None;
         for o in overloads
             .iter()
@@ -686,6 +682,8 @@ impl Checker {
         }
         match result {
             Some(r) => r,
+            // An operand already in error is not reported again.
+            None if args.contains(&Ty::Error) => Ty::Error,
             None => {
                 let names: Vec<String> = args.iter().map(|a| self.zonk(a).name()).collect();
                 let applied = if member {
@@ -1496,6 +1494,13 @@ mod tests {
             }
         }
         let multi: &[(&str, &[&str])] = &[
+            (
+                "[1].all(x, x > R.attr.n == 3 ? 2 : 5)",
+                &[
+                    "found no matching overload for '_==_' applied to '(bool, int)'",
+                    "expected type 'bool' but found 'int'",
+                ],
+            ),
             (
                 "x.y == 1 && size(1) == 1",
                 &[
