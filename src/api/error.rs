@@ -31,7 +31,7 @@ impl ApiError {
     }
 
     /// `INVALID_ARGUMENT`.
-    pub fn invalid_argument(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_argument(message: impl Into<String>) -> Self {
         Self::new(tonic::Code::InvalidArgument, message)
     }
 
@@ -55,7 +55,7 @@ impl ApiError {
     }
 
     /// The HTTP status grpc-gateway maps the code to.
-    pub fn http_status(&self) -> u16 {
+    pub(crate) fn http_status(&self) -> u16 {
         use tonic::Code::*;
         match self.code {
             Ok => 200,
@@ -94,7 +94,7 @@ impl ApiError {
     }
 
     /// The gRPC status, with the violations in `grpc-status-details-bin`.
-    pub fn to_status(&self) -> tonic::Status {
+    pub(crate) fn to_status(&self) -> tonic::Status {
         match &self.violations {
             None => tonic::Status::new(self.code, self.message.clone()),
             Some(v) => {

@@ -83,7 +83,7 @@ impl CerbosApi {
     /// [`check_resources`](Self::check_resources) continuing the caller's trace
     /// (`traceparent` from gRPC metadata or HTTP headers): the call is one server span,
     /// and the decision log names the trace.
-    pub async fn check_resources_traced(
+    pub(crate) async fn check_resources_traced(
         &self,
         req: CheckResourcesRequest,
         caller: Option<TraceContext>,

@@ -119,7 +119,7 @@ impl ApiSettings {
 
     /// Sets Gatehouse's own request limits: principal roles, attribute values (nested
     /// values count) and `auxData` tokens per request.
-    pub fn with_item_limits(
+    pub(crate) fn with_item_limits(
         mut self,
         max_roles: usize,
         max_attribute_values: usize,
@@ -144,7 +144,7 @@ impl ApiSettings {
     }
 
     /// Reads token claims without verifying them (Cerbos `disableVerification`).
-    pub fn with_jwt_verification_disabled(mut self, disabled: bool) -> Self {
+    pub(crate) fn with_jwt_verification_disabled(mut self, disabled: bool) -> Self {
         self.disable_jwt_verification = disabled;
         self
     }

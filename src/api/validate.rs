@@ -15,10 +15,10 @@ use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, PlanResourc
 
 /// `google.protobuf.FieldDescriptorProto.Type` values used in paths.
 mod ty {
-    pub const UINT64: i32 = 4;
-    pub const BOOL: i32 = 8;
-    pub const STRING: i32 = 9;
-    pub const MESSAGE: i32 = 11;
+    pub(crate) const UINT64: i32 = 4;
+    pub(crate) const BOOL: i32 = 8;
+    pub(crate) const STRING: i32 = 9;
+    pub(crate) const MESSAGE: i32 = 11;
 
     pub fn name(t: i32) -> &'static str {
         match t {

@@ -150,7 +150,7 @@ pub(crate) struct Checked {
 
 impl AuditConfig {
     /// Resolves a relative file path against `base` (the configuration's directory).
-    pub fn resolve_paths(mut self, base: &Path) -> Self {
+    pub(crate) fn resolve_paths(mut self, base: &Path) -> Self {
         match self.enabled {
             Some(false) => self.mode = AuditMode::Off,
             Some(true) if self.mode == AuditMode::Off => self.mode = AuditMode::All,

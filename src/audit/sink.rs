@@ -237,7 +237,7 @@ impl AuditSink {
 
     /// Makes every handle sharing this sink write as `other` does from now on (records
     /// already queued are still written by the old writer, which then ends).
-    pub fn replace_with(&self, other: &AuditSink) {
+    pub(crate) fn replace_with(&self, other: &AuditSink) {
         self.shared.store(other.shared.load_full());
     }
 
@@ -248,7 +248,7 @@ impl AuditSink {
 
     /// Whether records should carry attributes (`includeAttributes`): callers skip
     /// converting them otherwise.
-    pub fn wants_attributes(&self) -> bool {
+    pub(crate) fn wants_attributes(&self) -> bool {
         self.shared
             .load()
             .as_ref()
@@ -264,7 +264,7 @@ impl AuditSink {
 
     /// Like [`record`](Self::record), but builds the record only when the decision is
     /// sampled, so unsampled decisions cost nothing.
-    pub fn record_with(&self, build: impl FnOnce() -> DecisionRecord) {
+    pub(crate) fn record_with(&self, build: impl FnOnce() -> DecisionRecord) {
         let shared = self.shared.load();
         let Some(s) = shared.as_ref() else { return };
         if let Some(threshold) = s.threshold {
@@ -299,7 +299,7 @@ impl AuditSink {
     }
 
     /// [`flush`](Self::flush) with a chosen timeout.
-    pub fn flush_timeout(&self, timeout: Duration) -> bool {
+    pub(crate) fn flush_timeout(&self, timeout: Duration) -> bool {
         let shared = self.shared.load_full();
         let Some(s) = shared.as_ref() else {
             return true;

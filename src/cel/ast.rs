@@ -146,7 +146,7 @@ impl Expr {
     }
 
     /// The identifier name, when this expression is a plain identifier.
-    pub fn as_ident(&self) -> Option<&str> {
+    pub(crate) fn as_ident(&self) -> Option<&str> {
         match &self.kind {
             ExprKind::Ident(n) => Some(n),
             _ => None,
@@ -154,7 +154,7 @@ impl Expr {
     }
 
     /// The dotted name (`a.b.c`) when this expression is a chain of selects over an identifier.
-    pub fn qualified_name(&self) -> Option<String> {
+    pub(crate) fn qualified_name(&self) -> Option<String> {
         match &self.kind {
             ExprKind::Ident(n) => Some(n.clone()),
             ExprKind::Select {

@@ -217,14 +217,14 @@ impl MapValue {
     }
 
     /// A map with room for `n` entries.
-    pub fn with_capacity(n: usize) -> Self {
+    pub(crate) fn with_capacity(n: usize) -> Self {
         MapValue {
             entries: Vec::with_capacity(n),
         }
     }
 
     /// A map from entries already sorted by key, without duplicates (checked in debug builds).
-    pub fn from_sorted(entries: Vec<(Key, Value)>) -> Self {
+    pub(crate) fn from_sorted(entries: Vec<(Key, Value)>) -> Self {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
         MapValue { entries }
     }
@@ -241,7 +241,7 @@ impl MapValue {
     }
 
     /// Looks up a string key without allocating.
-    pub fn get_str(&self, key: &str) -> Option<&Value> {
+    pub(crate) fn get_str(&self, key: &str) -> Option<&Value> {
         self.entries
             .binary_search_by(|(k, _)| cmp_key_str(k, key))
             .ok()
@@ -369,7 +369,7 @@ impl Value {
     }
 
     /// The CEL type name, for error messages.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         self.cel_type().name()
     }
 
@@ -439,7 +439,7 @@ impl Value {
     }
 
     /// Ordering for `<`, `<=`, `>`, `>=` and sorting; `None` when the types do not compare.
-    pub fn cel_cmp(&self, other: &Value) -> Option<Ordering> {
+    pub(crate) fn cel_cmp(&self, other: &Value) -> Option<Ordering> {
         use Value::*;
         match (self, other) {
             (Int(_) | Uint(_) | Double(_), Int(_) | Uint(_) | Double(_)) => {
@@ -455,7 +455,7 @@ impl Value {
     }
 
     /// Whether this is the zero value of its type (used by `optional.ofNonZeroValue`).
-    pub fn is_zero(&self) -> bool {
+    pub(crate) fn is_zero(&self) -> bool {
         match self {
             Value::Null => true,
             Value::Bool(b) => !b,
@@ -482,7 +482,7 @@ fn opaque_eq(a: &Opaque, b: &Opaque) -> bool {
 }
 
 /// IPv4-mapped IPv6 addresses compare equal to their IPv4 form (as Go's `net/netip` `Unmap`).
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -496,7 +496,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// exactly; an `int` or `uint` with a `double` by converting the integer to a double (so
 /// `9007199254740993 == 9007199254740992.0`, as in Cerbos), doubles beyond the integer's
 /// range ordering outside it. `None` when a NaN is involved.
-pub fn numeric_cmp(a: &Value, b: &Value) -> Option<Ordering> {
+pub(crate) fn numeric_cmp(a: &Value, b: &Value) -> Option<Ordering> {
     use Value::*;
     match (a, b) {
         (Int(x), Int(y)) => Some(x.cmp(y)),

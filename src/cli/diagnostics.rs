@@ -22,7 +22,7 @@ pub struct Diagnostic {
 }
 
 /// Flattens a store error into diagnostics, in source order.
-pub fn diagnostics(err: &StoreError) -> Vec<Diagnostic> {
+pub(crate) fn diagnostics(err: &StoreError) -> Vec<Diagnostic> {
     match err {
         StoreError::Load(errs) => errs
             .errors()
@@ -199,7 +199,7 @@ pub fn to_json(ds: &[Diagnostic], root: &Path) -> serde_json::Value {
 }
 
 /// Load failures as Cerbos's `lintErrors.load_failures`.
-pub fn load_failures_json(errors: &LoadErrors, root: &Path) -> serde_json::Value {
+pub(crate) fn load_failures_json(errors: &LoadErrors, root: &Path) -> serde_json::Value {
     let mut sources = Sources::new(root);
     let failures: Vec<serde_json::Value> = errors
         .errors()
@@ -241,7 +241,7 @@ fn is_field_violation(message: &str) -> bool {
 
 /// Index problems as Cerbos's `lintErrors`: `duplicate_defs`, `missing_imports`,
 /// `missing_scope_details` and `scope_permissions_conflicts`.
-pub fn index_errors_json(errors: &[IndexError], root: &Path) -> serde_json::Value {
+pub(crate) fn index_errors_json(errors: &[IndexError], root: &Path) -> serde_json::Value {
     let mut sources = Sources::new(root);
     let mut duplicates = Vec::new();
     let mut imports = Vec::new();

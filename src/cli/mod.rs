@@ -22,16 +22,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Exit code: the command line is wrong, or the command could not start.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code: the policies do not compile (as `cerbos compile`).
-pub const EXIT_COMPILE_ERRORS: u8 = 3;
+pub(crate) const EXIT_COMPILE_ERRORS: u8 = 3;
 /// Exit code: policy tests failed (as `cerbos compile`).
-pub const EXIT_TEST_FAILURES: u8 = 4;
+pub(crate) const EXIT_TEST_FAILURES: u8 = 4;
 
 /// Gatehouse: Cerbos-compatible authorization for Envoy and your APIs.
 #[derive(Debug, Parser)]
 #[command(name = "gatehouse", version, about, long_about = None, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

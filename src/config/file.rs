@@ -424,7 +424,10 @@ pub struct SchemaSection {
 
 impl ServeConfig {
     /// The Cerbos API settings: request limits and `auxData` JWT verification.
-    pub async fn api_settings(&self, base: &Path) -> Result<crate::api::ApiSettings, ConfigError> {
+    pub(crate) async fn api_settings(
+        &self,
+        base: &Path,
+    ) -> Result<crate::api::ApiSettings, ConfigError> {
         use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySetOptions, KeySource};
         let limits = &self.server.request_limits;
         // Cerbos's own bounds of its two limits.
@@ -537,7 +540,7 @@ impl ServeConfig {
     }
 
     /// [`parse`](Self::parse), also giving the position of every key.
-    pub fn parse_with_positions(
+    pub(crate) fn parse_with_positions(
         text: &str,
         origin: &str,
     ) -> Result<(ServeConfig, Positions), ConfigErrors> {

@@ -67,7 +67,7 @@ fn object<'a>(v: Option<&'a Json>, name: &str) -> Result<&'a Map<String, Json>, 
 }
 
 /// Reads a principal (`{id, roles, attr, policyVersion, scope}`).
-pub fn principal_from_json(v: &Json) -> Result<Principal, InputError> {
+pub(crate) fn principal_from_json(v: &Json) -> Result<Principal, InputError> {
     let o = object(Some(v), "principal")?;
     let roles = match field(o, "roles") {
         None | Some(Json::Null) => Vec::new(),
@@ -90,7 +90,7 @@ pub fn principal_from_json(v: &Json) -> Result<Principal, InputError> {
 }
 
 /// Reads a resource (`{kind, id, attr, policyVersion, scope}`).
-pub fn resource_from_json(v: &Json) -> Result<Resource, InputError> {
+pub(crate) fn resource_from_json(v: &Json) -> Result<Resource, InputError> {
     let o = object(Some(v), "resource")?;
     Ok(Resource {
         kind: string_field(o, "kind")?,
@@ -102,7 +102,7 @@ pub fn resource_from_json(v: &Json) -> Result<Resource, InputError> {
 }
 
 /// Reads decoded auxiliary data (`{jwt: {claims...}}`).
-pub fn aux_data_from_json(v: Option<&Json>) -> Result<AuxData, InputError> {
+pub(crate) fn aux_data_from_json(v: Option<&Json>) -> Result<AuxData, InputError> {
     let Some(Json::Object(o)) = v else {
         return Ok(AuxData::default());
     };

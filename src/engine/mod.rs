@@ -58,7 +58,7 @@ impl Engine {
     }
 
     /// Decides one input and records an explain trace.
-    pub fn check_traced(
+    pub(crate) fn check_traced(
         &self,
         input: &CheckInput,
         now: Timestamp,

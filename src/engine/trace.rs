@@ -99,7 +99,7 @@ impl Trace {
     }
 
     /// The events in order.
-    pub fn events(&self) -> &[TraceEvent] {
+    pub(crate) fn events(&self) -> &[TraceEvent] {
         &self.events
     }
 }

@@ -47,7 +47,7 @@ type Outcome = Result<Arc<MapValue>, FetchError>;
 /// Where an answer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Provenance {
+pub(crate) enum Provenance {
     /// This call asked the source.
     Fetched,
     /// A cached answer, or a fetch already in flight for another check.
@@ -96,7 +96,7 @@ impl AttributeFetcher {
     /// [`fetch`](Self::fetch), also telling whether this call asked the source. The
     /// `trace` context is sent along (`traceparent`, `tracestate`) when this call is the
     /// one that asks.
-    pub async fn fetch_with_provenance(
+    pub(crate) async fn fetch_with_provenance(
         &self,
         url: &str,
         timeout: Duration,

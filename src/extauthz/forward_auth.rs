@@ -19,7 +19,7 @@ use super::http_mode::{check_request, header_map, render};
 
 /// The address of the client connected to the HTTP listener.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub SocketAddr);
 
 /// The forward-auth settings in force.
 #[derive(Debug, Clone)]

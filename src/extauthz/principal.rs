@@ -55,7 +55,7 @@ pub enum Identity {
 }
 
 /// Converts a protobuf `Struct` into JSON.
-pub fn struct_to_json(s: &Struct) -> Json {
+pub(crate) fn struct_to_json(s: &Struct) -> Json {
     Json::Object(
         s.fields
             .iter()
@@ -65,7 +65,7 @@ pub fn struct_to_json(s: &Struct) -> Json {
 }
 
 /// Converts a protobuf `Value` into JSON.
-pub fn pb_value_to_json(v: &PbValue) -> Json {
+pub(crate) fn pb_value_to_json(v: &PbValue) -> Json {
     match &v.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::NumberValue(n)) => {
@@ -79,7 +79,7 @@ pub fn pb_value_to_json(v: &PbValue) -> Json {
 }
 
 /// Builds a principal from verified claims.
-pub fn principal_from_claims(
+pub(crate) fn principal_from_claims(
     claims: &Map<String, Json>,
     mapping: &ClaimsConfig,
 ) -> Result<Principal, String> {
@@ -125,7 +125,7 @@ fn bearer(headers: &HashMap<String, String>, header: &str) -> Option<String> {
 }
 
 /// The SPIFFE ID in an `x-forwarded-client-cert` header (first element's `URI=`).
-pub fn xfcc_spiffe_id(xfcc: &str) -> Option<String> {
+pub(crate) fn xfcc_spiffe_id(xfcc: &str) -> Option<String> {
     let first = xfcc.split(',').next()?;
     first.split(';').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -135,7 +135,7 @@ pub fn xfcc_spiffe_id(xfcc: &str) -> Option<String> {
 }
 
 /// The request facts principal sources read.
-pub struct RequestFacts<'a> {
+pub(crate) struct RequestFacts<'a> {
     /// Lower-cased request headers.
     pub headers: &'a HashMap<String, String>,
     /// `metadata_context.filter_metadata`.
@@ -145,7 +145,7 @@ pub struct RequestFacts<'a> {
 }
 
 /// Resolves the identity: sources in order, the first that yields an identity wins.
-pub async fn resolve(
+pub(crate) async fn resolve(
     sources: &[Source],
     facts: &RequestFacts<'_>,
     claims: &ClaimsConfig,

@@ -12,7 +12,7 @@ use super::config::{AttributesConfig, ResourceConfig, RouteConfig};
 
 /// Why a path was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     /// A `%` escape is malformed.
     #[error("malformed percent-encoding in path")]
     BadEscape,
@@ -29,7 +29,7 @@ pub enum PathError {
 
 /// A request target split into its decoded path and raw query.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestPath {
+pub(crate) struct RequestPath {
     /// Percent-decoded path, trailing slash removed (except for `/`).
     pub path: String,
     /// The raw query string (without `?`).
@@ -46,7 +46,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// Percent-decodes a string (no `+` handling: that is for queries).
-pub fn percent_decode(s: &str) -> Result<String, PathError> {
+pub(crate) fn percent_decode(s: &str) -> Result<String, PathError> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -68,7 +68,7 @@ pub fn percent_decode(s: &str) -> Result<String, PathError> {
 }
 
 /// Splits and normalises a request target (`/a/b?x=1`).
-pub fn normalize(target: &str) -> Result<RequestPath, PathError> {
+pub(crate) fn normalize(target: &str) -> Result<RequestPath, PathError> {
     let target = target.split('#').next().unwrap_or("");
     let (raw_path, query) = match target.split_once('?') {
         Some((p, q)) => (p, q.to_string()),
@@ -96,7 +96,7 @@ pub fn normalize(target: &str) -> Result<RequestPath, PathError> {
 }
 
 /// Decodes `application/x-www-form-urlencoded` query parameters.
-pub fn query_params(query: &str) -> Vec<(String, String)> {
+pub(crate) fn query_params(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -217,7 +217,7 @@ impl PathShape {
 
 /// Where a route's action for a method comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActionSource {
+pub(crate) enum ActionSource {
     /// The route's `actions` map, for this method.
     PerMethod,
     /// The route's `action`.
@@ -228,11 +228,11 @@ pub enum ActionSource {
 
 /// Placeholders filled from the request besides path parameters. There are none: every
 /// `{name}` names a path parameter.
-pub const BUILTIN_PLACEHOLDERS: &[&str] = &[];
+pub(crate) const BUILTIN_PLACEHOLDERS: &[&str] = &[];
 
 /// The `{name}` placeholders of a template, with their character offsets; an unclosed
 /// or malformed placeholder is an error at its offset.
-pub fn placeholders(template: &str) -> Result<Vec<(usize, &str)>, (usize, String)> {
+pub(crate) fn placeholders(template: &str) -> Result<Vec<(usize, &str)>, (usize, String)> {
     let mut out = Vec::new();
     let mut rest = template;
     let mut offset = 0;
@@ -288,12 +288,12 @@ pub struct Route {
 
 impl Route {
     /// The action for an HTTP method.
-    pub fn action_for(&self, method: &str) -> Option<String> {
+    pub(crate) fn action_for(&self, method: &str) -> Option<String> {
         self.action_with_source(method).map(|(a, _)| a.to_string())
     }
 
     /// The action for an HTTP method and where it comes from.
-    pub fn action_with_source(&self, method: &str) -> Option<(&str, ActionSource)> {
+    pub(crate) fn action_with_source(&self, method: &str) -> Option<(&str, ActionSource)> {
         if let Some(a) = self.actions.get(method) {
             return Some((a, ActionSource::PerMethod));
         }
@@ -323,7 +323,7 @@ impl Route {
 }
 
 /// Default action of an HTTP method.
-pub fn default_action(method: &str) -> Option<&'static str> {
+pub(crate) fn default_action(method: &str) -> Option<&'static str> {
     match method {
         "GET" | "HEAD" => Some("read"),
         "POST" => Some("create"),
@@ -678,7 +678,7 @@ impl RouteMapper {
 }
 
 /// Fills `{name}` placeholders from path parameters.
-pub fn fill_template(template: &str, params: &[(String, String)], encode: bool) -> String {
+pub(crate) fn fill_template(template: &str, params: &[(String, String)], encode: bool) -> String {
     let mut out = template.to_string();
     for (k, v) in params {
         let value = if encode {
@@ -692,7 +692,7 @@ pub fn fill_template(template: &str, params: &[(String, String)], encode: bool) 
 }
 
 /// Percent-encodes a value for use as one URL path segment.
-pub fn percent_encode_segment(v: &str) -> String {
+pub(crate) fn percent_encode_segment(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

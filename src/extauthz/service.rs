@@ -319,7 +319,7 @@ impl ExtAuthz {
     /// [`decide`](Self::decide) continuing a trace: `caller` is the context of Envoy's
     /// ext_authz call (gRPC metadata); without it, the HTTP request's `traceparent` is
     /// the parent.
-    pub async fn decide_traced(
+    pub(crate) async fn decide_traced(
         &self,
         req: &CheckRequest,
         caller: Option<TraceContext>,

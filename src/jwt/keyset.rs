@@ -61,7 +61,7 @@ impl KeySetOptions {
 
     /// Accept JWKs without `alg` (Cerbos `insecure.optionalAlg`); the
     /// algorithm is then inferred from the key type.
-    pub fn insecure_optional_alg(mut self, yes: bool) -> Self {
+    pub(crate) fn insecure_optional_alg(mut self, yes: bool) -> Self {
         self.optional_alg = yes;
         self
     }
@@ -135,7 +135,10 @@ impl KeySet {
     }
 
     /// Loads a key set with explicit options.
-    pub async fn load_with(source: KeySource, options: KeySetOptions) -> Result<KeySet, JwtError> {
+    pub(crate) async fn load_with(
+        source: KeySource,
+        options: KeySetOptions,
+    ) -> Result<KeySet, JwtError> {
         match source {
             KeySource::Data(text) => Self::parse(&text, options),
             KeySource::File(path) => {

@@ -98,7 +98,7 @@ impl JwtVerifier {
     /// checked on every use. A key removed from a remote set keeps
     /// validating tokens cached before the removal until they leave the
     /// cache. `0` disables the cache.
-    pub fn with_cache_size(mut self, size: usize) -> JwtVerifier {
+    pub(crate) fn with_cache_size(mut self, size: usize) -> JwtVerifier {
         self.cache = (size > 0).then(|| TokenCache::new(size));
         self
     }
@@ -161,7 +161,7 @@ impl JwtVerifier {
     /// Decodes `token` without checking its signature, then checks its
     /// claims as [`verify`](Self::verify) does: Cerbos's
     /// `disableVerification: true` mode.
-    pub fn validate_unverified(&self, token: &str) -> Result<Claims, JwtError> {
+    pub(crate) fn validate_unverified(&self, token: &str) -> Result<Claims, JwtError> {
         let claims = decode_unverified(token)?;
         validate_claims(&claims, &self.rules, unix_now())?;
         Ok(claims)

@@ -286,7 +286,7 @@ impl Metrics {
 
     /// [`observe_check`](Self::observe_check) for a check in shadow mode: its denials
     /// are counted with effect `would_deny` (the request was let through).
-    pub fn observe_shadow_check<'a>(
+    pub(crate) fn observe_shadow_check<'a>(
         &self,
         origin: Origin,
         elapsed: Duration,
@@ -296,7 +296,7 @@ impl Metrics {
     }
 
     /// Counts one decision on which the candidate policy set disagrees with the live one.
-    pub fn count_candidate_disagreement(&self, kind: &str, action: &str) {
+    pub(crate) fn count_candidate_disagreement(&self, kind: &str, action: &str) {
         self.inner
             .candidate_disagreements
             .with([kind, action], |c| c.add(1));
@@ -322,7 +322,7 @@ impl Metrics {
 
     /// Records one plan: its duration in `gatehouse_plan_duration_seconds` and each
     /// action's filter kind in `gatehouse_plans_total`.
-    pub fn observe_plan<'a>(
+    pub(crate) fn observe_plan<'a>(
         &self,
         origin: Origin,
         elapsed: Duration,
@@ -339,21 +339,21 @@ impl Metrics {
     }
 
     /// Counts one attribute lookup.
-    pub fn count_attribute_fetch(&self, result: AttributeFetch) {
+    pub(crate) fn count_attribute_fetch(&self, result: AttributeFetch) {
         self.inner
             .attribute_fetches
             .with([result.as_str()], |c| c.add(1));
     }
 
     /// Counts one audit record that was not written.
-    pub fn count_audit_dropped(&self, reason: AuditDrop) {
+    pub(crate) fn count_audit_dropped(&self, reason: AuditDrop) {
         self.inner
             .audit_dropped
             .with([reason.as_str()], |c| c.add(1));
     }
 
     /// Counts `n` trace spans that met `result`.
-    pub fn count_trace_spans(&self, result: SpanExport, n: u64) {
+    pub(crate) fn count_trace_spans(&self, result: SpanExport, n: u64) {
         self.inner.trace_spans.with([result.as_str()], |c| c.add(n));
     }
 

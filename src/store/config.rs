@@ -113,7 +113,7 @@ pub struct CerbosGitStorage {
 
 /// A resolved policy source.
 #[derive(Clone, Debug)]
-pub enum SourceConfig {
+pub(crate) enum SourceConfig {
     /// A local directory.
     Directory {
         /// The directory.
@@ -152,7 +152,7 @@ fn default_git_timeout() -> u64 {
 
 /// Resolves the configured source; relative paths are taken from `base` (the
 /// configuration file's directory).
-pub fn source_config(
+pub(crate) fn source_config(
     policies: Option<&PoliciesSection>,
     storage: Option<&StorageSection>,
     base: &Path,
@@ -253,7 +253,7 @@ pub fn source_config(
 
 /// A Go duration (`1h30m`, `60s`, `500ms`, `0`), as Cerbos's configuration writes them;
 /// read by the same parser as CEL's `duration()`. Negative durations are refused.
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
     crate::cel::functions::std_lib_format::parse_duration(text.trim())
         .ok()?
         .to_std()

@@ -84,12 +84,12 @@ impl GitSource {
     }
 
     /// The URL without any password or token in it, for logs.
-    pub fn redacted_url(&self) -> String {
+    pub(crate) fn redacted_url(&self) -> String {
         redact(&self.url)
     }
 
     /// The directory the policies are loaded from.
-    pub fn policy_dir(&self) -> PathBuf {
+    pub(crate) fn policy_dir(&self) -> PathBuf {
         self.checkout_dir.join(&self.sub_dir)
     }
 
@@ -113,7 +113,7 @@ impl GitSource {
     }
 
     /// Checks out `commit` (detached) and removes every file not in it.
-    pub fn switch_to(&self, commit: &str) -> Result<(), GitError> {
+    pub(crate) fn switch_to(&self, commit: &str) -> Result<(), GitError> {
         self.git(&["checkout", "--quiet", "--force", "--detach", commit])?;
         self.git(&["clean", "-ffdxq"])?;
         Ok(())

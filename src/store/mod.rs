@@ -65,7 +65,7 @@ pub struct PolicyStore {
 /// A fingerprint of a policy directory: every policy file's path, resolved path, size and
 /// modification time, under the rules of [`crate::policy::load::tree`] (links followed only
 /// inside the directory, loops detected). Nothing is read.
-pub fn fingerprint(dir: &Path) -> u64 {
+pub(crate) fn fingerprint(dir: &Path) -> u64 {
     crate::policy::load::tree::scan(dir).fingerprint()
 }
 
@@ -104,7 +104,10 @@ impl PolicyStore {
 
     /// Clones (or updates) a git repository, checks out its branch and compiles the
     /// policies in its sub-directory. The revision is the commit.
-    pub fn load_git(source: GitSource, config: EngineConfig) -> Result<PolicyStore, ReloadError> {
+    pub(crate) fn load_git(
+        source: GitSource,
+        config: EngineConfig,
+    ) -> Result<PolicyStore, ReloadError> {
         let commit = source.checkout()?;
         let directory = source.policy_dir();
         let set = load_and_compile(&directory)?;

@@ -57,12 +57,14 @@ impl TraceContext {
 
     /// Reads `traceparent` and `tracestate` through `header` (HTTP headers, gRPC
     /// metadata).
-    pub fn from_headers<'h>(header: impl Fn(&str) -> Option<&'h str>) -> Option<TraceContext> {
+    pub(crate) fn from_headers<'h>(
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> Option<TraceContext> {
         TraceContext::parse(header("traceparent")?, header("tracestate"))
     }
 
     /// A new root context: fresh trace and span ids.
-    pub fn new_root(sampled: bool) -> TraceContext {
+    pub(crate) fn new_root(sampled: bool) -> TraceContext {
         TraceContext {
             trace_id: new_trace_id(),
             span_id: new_span_id(),
@@ -90,7 +92,7 @@ impl TraceContext {
     }
 
     /// The trace id as 32 lowercase hex digits.
-    pub fn trace_id_hex(&self) -> String {
+    pub(crate) fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
 }

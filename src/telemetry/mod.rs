@@ -151,7 +151,7 @@ fn default_interval() -> u64 {
 
 impl OtlpConfig {
     /// Defaults for `endpoint`.
-    pub fn with_endpoint(endpoint: impl Into<String>) -> OtlpConfig {
+    pub(crate) fn with_endpoint(endpoint: impl Into<String>) -> OtlpConfig {
         OtlpConfig {
             endpoint: endpoint.into(),
             service_name: default_service_name(),
@@ -168,7 +168,7 @@ impl OtlpConfig {
 impl TracingConfig {
     /// The OTLP settings in force: the configuration file's, adjusted by the standard
     /// `OTEL_*` variables read through `env`.
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Option<OtlpConfig> {
+    pub(crate) fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Option<OtlpConfig> {
         if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return None;
         }
@@ -325,7 +325,7 @@ fn cut(mut s: String) -> String {
 }
 
 /// A URL fit for a span: no user info, query or fragment (they may carry secrets).
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let end = url.find(['?', '#']).unwrap_or(url.len());
     let url = &url[..end];
     match url.split_once("://") {
@@ -384,7 +384,7 @@ impl TraceSpan {
     }
 
     /// Marks the span as failed.
-    pub fn set_error(&mut self, message: impl Into<String>) {
+    pub(crate) fn set_error(&mut self, message: impl Into<String>) {
         self.error = Some(message.into());
     }
 
@@ -461,13 +461,13 @@ impl Tracer {
     }
 
     /// Whether spans are recorded at all.
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.inner.is_some()
     }
 
     /// Starts a span continuing `parent` (a remote caller's context), or a new trace
     /// when there is none. `None` when tracing is off or the trace is not sampled.
-    pub fn start_span(
+    pub(crate) fn start_span(
         &self,
         name: &'static str,
         kind: SpanKind,

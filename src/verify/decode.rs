@@ -57,7 +57,7 @@ impl<'a> Msg<'a> {
     }
 
     /// The path of a field.
-    pub fn field_path(&self, name: &str) -> String {
+    pub(crate) fn field_path(&self, name: &str) -> String {
         if self.path.is_empty() {
             name.to_owned()
         } else {
@@ -69,7 +69,7 @@ impl<'a> Msg<'a> {
 impl Dec {
     /// The problems, or nothing: parse problems first (validation is not reported when
     /// the file does not parse).
-    pub fn finish(mut self) -> Result<(), Vec<Problem>> {
+    pub(crate) fn finish(mut self) -> Result<(), Vec<Problem>> {
         if !self.parse.is_empty() {
             self.parse.sort_by_key(|p| p.pos);
             return Err(self.parse);
@@ -81,7 +81,7 @@ impl Dec {
     }
 
     /// Records a parse problem at a node.
-    pub fn parse_error(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn parse_error(&mut self, pos: Pos, message: impl Into<String>) {
         self.parse.push(Problem {
             pos: Some(pos),
             path: None,
@@ -212,7 +212,7 @@ impl Dec {
     }
 
     /// A `google.protobuf.Struct`-like map of values.
-    pub fn struct_value(&mut self, node: Option<&Node>) -> Map<String, Json> {
+    pub(crate) fn struct_value(&mut self, node: Option<&Node>) -> Map<String, Json> {
         self.map(node)
             .into_iter()
             .map(|(k, v)| (k, v.to_json()))
@@ -222,7 +222,7 @@ impl Dec {
     // === protovalidate rules ===
 
     /// `required` on a string.
-    pub fn require_string(&mut self, msg: &Msg<'_>, name: &str, value: &str) {
+    pub(crate) fn require_string(&mut self, msg: &Msg<'_>, name: &str, value: &str) {
         if value.is_empty() {
             self.violation(
                 msg.get(name).map(|n| n.pos),
@@ -233,7 +233,7 @@ impl Dec {
     }
 
     /// `required` on a repeated or map field.
-    pub fn require_items(&mut self, msg: &Msg<'_>, name: &str, len: usize) {
+    pub(crate) fn require_items(&mut self, msg: &Msg<'_>, name: &str, len: usize) {
         if len == 0 {
             self.violation(
                 msg.get(name).map(|n| n.pos),
@@ -244,7 +244,7 @@ impl Dec {
     }
 
     /// `repeated {unique, items {string {min_len: 1}}}`.
-    pub fn unique_non_empty(&mut self, msg: &Msg<'_>, name: &str, items: &[(String, Pos)]) {
+    pub(crate) fn unique_non_empty(&mut self, msg: &Msg<'_>, name: &str, items: &[(String, Pos)]) {
         let path = msg.field_path(name);
         for (i, (item, pos)) in items.iter().enumerate() {
             if item.is_empty() {
@@ -269,7 +269,7 @@ impl Dec {
     }
 
     /// `string {pattern}`.
-    pub fn pattern(&mut self, msg: &Msg<'_>, name: &str, value: &str, re: &regex::Regex) {
+    pub(crate) fn pattern(&mut self, msg: &Msg<'_>, name: &str, value: &str, re: &regex::Regex) {
         if !re.is_match(value) {
             self.violation(
                 msg.get(name).map(|n| n.pos),

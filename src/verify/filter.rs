@@ -6,18 +6,18 @@
 use regex::Regex;
 
 /// Why a test (or one of its actions) was left out by the filter, in Cerbos's words.
-pub const SKIP_SUITE: &str = "Suite did not match the test filter";
+pub(crate) const SKIP_SUITE: &str = "Suite did not match the test filter";
 /// See [`SKIP_SUITE`].
-pub const SKIP_TEST: &str = "Test did not match the test filter";
+pub(crate) const SKIP_TEST: &str = "Test did not match the test filter";
 /// See [`SKIP_SUITE`].
-pub const SKIP_PRINCIPAL: &str = "Principal did not match the test filter";
+pub(crate) const SKIP_PRINCIPAL: &str = "Principal did not match the test filter";
 /// See [`SKIP_SUITE`].
-pub const SKIP_RESOURCE: &str = "Resource did not match the test filter";
+pub(crate) const SKIP_RESOURCE: &str = "Resource did not match the test filter";
 /// See [`SKIP_SUITE`].
-pub const SKIP_ACTION: &str = "No actions matched the test filter";
+pub(crate) const SKIP_ACTION: &str = "No actions matched the test filter";
 
 /// Whether `reason` is one of the skip reasons above.
-pub fn is_filter_reason(reason: &str) -> bool {
+pub(crate) fn is_filter_reason(reason: &str) -> bool {
     [
         SKIP_SUITE,
         SKIP_TEST,
@@ -94,7 +94,7 @@ impl TestFilter {
 
     /// Why a test is left out, checking the suite, test, principal and resource in
     /// Cerbos's order; `None` when it runs (perhaps for some of its actions only).
-    pub fn skip_reason(
+    pub(crate) fn skip_reason(
         &self,
         suite: &str,
         test: &str,
@@ -115,7 +115,7 @@ impl TestFilter {
     }
 
     /// Whether an action of a running test runs.
-    pub fn runs_action(&self, action: &str) -> bool {
+    pub(crate) fn runs_action(&self, action: &str) -> bool {
         any(&self.action, action)
     }
 }

@@ -107,12 +107,12 @@ impl TestFixture {
     }
 
     /// The members of a principal group.
-    pub fn principal_group(&self, name: &str) -> Option<&[String]> {
+    pub(crate) fn principal_group(&self, name: &str) -> Option<&[String]> {
         lookup(&self.principal_groups, name).map(Vec::as_slice)
     }
 
     /// The members of a resource group.
-    pub fn resource_group(&self, name: &str) -> Option<&[String]> {
+    pub(crate) fn resource_group(&self, name: &str) -> Option<&[String]> {
         lookup(&self.resource_groups, name).map(Vec::as_slice)
     }
 }

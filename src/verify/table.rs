@@ -25,7 +25,7 @@ pub struct TestName {
 impl TestName {
     /// The name in protobuf text form, which test-name filters (`--run`) match against
     /// (after the suite name and a `/`).
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         format!(
             "test_table_name:{} principal_key:{} resource_key:{}",
             go_quote(&self.test_table_name),

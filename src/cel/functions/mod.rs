@@ -32,11 +32,11 @@ mod time;
 pub(crate) use strings::format_check;
 
 /// A native function implementation.
-pub type NativeFn = fn(&[Value], &Activation) -> Result<Value, EvalError>;
+pub(crate) type NativeFn = fn(&[Value], &Activation) -> Result<Value, EvalError>;
 
 /// How a function may be called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CallStyle {
+pub(crate) enum CallStyle {
     /// `f(x, y)`, including namespaced names like `math.greatest(x, y)`.
     Global,
     /// `x.f(y)`.
@@ -45,7 +45,7 @@ pub enum CallStyle {
 
 /// All functions known to the compiler, by name and call style.
 #[derive(Default)]
-pub struct FunctionRegistry {
+pub(crate) struct FunctionRegistry {
     entries: HashMap<&'static str, [Option<NativeFn>; 2]>,
 }
 
@@ -58,12 +58,12 @@ impl FunctionRegistry {
     }
 
     /// Registers a function for global calls.
-    pub fn global(&mut self, name: &'static str, f: NativeFn) {
+    pub(crate) fn global(&mut self, name: &'static str, f: NativeFn) {
         self.entries.entry(name).or_default()[0] = Some(f);
     }
 
     /// Registers a function for receiver-style calls.
-    pub fn receiver(&mut self, name: &'static str, f: NativeFn) {
+    pub(crate) fn receiver(&mut self, name: &'static str, f: NativeFn) {
         self.entries.entry(name).or_default()[1] = Some(f);
     }
 
@@ -77,15 +77,10 @@ impl FunctionRegistry {
     pub fn get(&self, name: &str, style: CallStyle) -> Option<NativeFn> {
         self.entries.get(name).and_then(|e| e[Self::slot(style)])
     }
-
-    /// Whether any function of this name exists (in either style).
-    pub fn has_name(&self, name: &str) -> bool {
-        self.entries.contains_key(name)
-    }
 }
 
 /// The registry with every library Gatehouse provides, built once.
-pub fn registry() -> &'static FunctionRegistry {
+pub(crate) fn registry() -> &'static FunctionRegistry {
     static REGISTRY: OnceLock<FunctionRegistry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let mut r = FunctionRegistry::default();
@@ -105,7 +100,7 @@ pub fn registry() -> &'static FunctionRegistry {
 }
 
 /// The error for a call whose argument types match no overload.
-pub fn no_overload(name: &str, args: &[Value]) -> EvalError {
+pub(crate) fn no_overload(name: &str, args: &[Value]) -> EvalError {
     let types: Vec<&str> = args.iter().map(Value::type_name).collect();
     EvalError::new(format!("no such overload: {name}({})", types.join(", ")))
 }
@@ -120,7 +115,7 @@ pub fn arity(name: &str, args: &[Value], n: usize) -> Result<(), EvalError> {
 }
 
 /// The string argument at `i`.
-pub fn arg_str<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a str, EvalError> {
+pub(crate) fn arg_str<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a str, EvalError> {
     match args.get(i) {
         Some(Value::String(s)) => Ok(s),
         _ => Err(no_overload(name, args)),
@@ -128,7 +123,7 @@ pub fn arg_str<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a str, E
 }
 
 /// The int argument at `i` (an integral double is accepted, as JSON numbers are doubles).
-pub fn arg_int(name: &str, args: &[Value], i: usize) -> Result<i64, EvalError> {
+pub(crate) fn arg_int(name: &str, args: &[Value], i: usize) -> Result<i64, EvalError> {
     match args.get(i) {
         Some(Value::Int(v)) => Ok(*v),
         Some(Value::Uint(v)) => i64::try_from(*v).map_err(|_| no_overload(name, args)),
@@ -137,7 +132,11 @@ pub fn arg_int(name: &str, args: &[Value], i: usize) -> Result<i64, EvalError> {
 }
 
 /// The list argument at `i`.
-pub fn arg_list<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a [Value], EvalError> {
+pub(crate) fn arg_list<'a>(
+    name: &str,
+    args: &'a [Value],
+    i: usize,
+) -> Result<&'a [Value], EvalError> {
     match args.get(i) {
         Some(Value::List(l)) => Ok(l),
         _ => Err(no_overload(name, args)),
@@ -145,7 +144,7 @@ pub fn arg_list<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a [Valu
 }
 
 /// The optional int argument at `i`: `Ok(None)` when absent.
-pub fn arg_opt_int(name: &str, args: &[Value], i: usize) -> Result<Option<i64>, EvalError> {
+pub(crate) fn arg_opt_int(name: &str, args: &[Value], i: usize) -> Result<Option<i64>, EvalError> {
     if args.len() <= i {
         Ok(None)
     } else {

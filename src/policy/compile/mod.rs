@@ -730,7 +730,7 @@ pub fn compile_policies(
 /// unit there (its rules and the remaining ancestors are not compiled), and the first
 /// missing ancestor ends the unit with one `missing policy definition` error for each
 /// missing ancestor. Export and derived roles definitions compile to an empty set.
-pub fn compile_unit(
+pub(crate) fn compile_unit(
     policies: &[Policy],
     main_file: &str,
     schemas: SchemaStore,

@@ -6,7 +6,7 @@ use regex::Regex;
 
 /// A compiled glob (or literal) pattern.
 #[derive(Clone, Debug)]
-pub enum Glob {
+pub(crate) enum Glob {
     /// Matches everything (`*` or `**`).
     Any,
     /// A pattern without wildcards: plain string equality.
@@ -23,7 +23,7 @@ pub enum Glob {
 /// An invalid glob pattern.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("invalid glob pattern {pattern:?}: {reason}")]
-pub struct GlobError {
+pub(crate) struct GlobError {
     /// The pattern.
     pub pattern: String,
     /// Why it is invalid.

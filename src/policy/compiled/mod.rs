@@ -93,7 +93,7 @@ impl Effect {
     }
 
     /// Cerbos's name without its `EFFECT_` prefix: `ALLOW` or `DENY`.
-    pub fn short_name(self) -> &'static str {
+    pub(crate) fn short_name(self) -> &'static str {
         match self {
             Effect::Allow => "ALLOW",
             Effect::Deny => "DENY",
@@ -103,7 +103,7 @@ impl Effect {
 
 /// How a scoped policy combines with its parent scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ScopePermissions {
+pub(crate) enum ScopePermissions {
     /// Not set (role policies).
     #[default]
     Unspecified,
@@ -191,7 +191,7 @@ pub(crate) struct Row {
 
 impl Row {
     /// Whether this row's action pattern matches.
-    pub fn matches_action(&self, action: &str) -> bool {
+    pub(crate) fn matches_action(&self, action: &str) -> bool {
         match &self.actions {
             ActionSet::Action(g) => g.matches(action),
             ActionSet::AllowActions(gs) => gs.iter().any(|g| g.matches(action)),
@@ -215,7 +215,7 @@ pub(crate) struct SchemaRef {
 
 impl SchemaRef {
     /// Whether `ignoreWhen.actions` covers every requested action (then nothing is validated).
-    pub fn ignored_for<'a>(&self, mut actions: impl Iterator<Item = &'a str>) -> bool {
+    pub(crate) fn ignored_for<'a>(&self, mut actions: impl Iterator<Item = &'a str>) -> bool {
         !self.ignore_actions.is_empty()
             && actions.all(|a| self.ignore_actions.iter().any(|g| g.matches(a)))
     }
@@ -380,7 +380,7 @@ impl CompiledPolicySet {
     }
 
     /// Number of executable policies (resource, principal and role policies).
-    pub fn executable_policies(&self) -> usize {
+    pub(crate) fn executable_policies(&self) -> usize {
         self.counts.resource + self.counts.principal + self.counts.role
     }
 

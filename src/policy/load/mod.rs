@@ -80,7 +80,7 @@ pub struct LoadErrors(Vec<LoadError>);
 
 impl LoadErrors {
     /// Wraps a list of errors; `None` when it is empty.
-    pub fn from_vec(errors: Vec<LoadError>) -> Option<Self> {
+    pub(crate) fn from_vec(errors: Vec<LoadError>) -> Option<Self> {
         (!errors.is_empty()).then_some(Self(errors))
     }
 
@@ -290,7 +290,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadedStore, LoadErrors> {
 /// indexes a store (rules without roles, duplicate rule or definition names, top-level
 /// variables in exports). This is what Cerbos's compiler sees when it is handed files
 /// directly; [`super::compile::compile_unit`] reports what it needs itself.
-pub fn load_dir_without_store_checks(dir: &Path) -> Result<LoadedStore, LoadErrors> {
+pub(crate) fn load_dir_without_store_checks(dir: &Path) -> Result<LoadedStore, LoadErrors> {
     load(dir, false)
 }
 

@@ -20,13 +20,13 @@ use super::{LoadError, LoadErrorKind};
 use crate::policy::Span;
 
 /// Largest policy or schema file read, in bytes.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Largest total of the files of one tree, in bytes.
-pub const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
 /// Most files in one tree.
-pub const MAX_FILES: usize = 10_000;
+pub(crate) const MAX_FILES: usize = 10_000;
 /// Deepest directory nesting followed.
-pub const MAX_DIR_DEPTH: usize = 64;
+pub(crate) const MAX_DIR_DEPTH: usize = 64;
 
 /// What a file of the tree is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

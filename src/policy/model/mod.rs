@@ -25,10 +25,10 @@ use super::yaml::span::{Span, Spanned, deserialize_spanned, error_at};
 mod validate;
 
 /// The only `apiVersion` Cerbos accepts.
-pub const API_VERSION: &str = "api.cerbos.dev/v1";
+pub(crate) const API_VERSION: &str = "api.cerbos.dev/v1";
 
 /// The version a role policy gets when it does not declare one.
-pub const DEFAULT_VERSION: &str = "default";
+pub(crate) const DEFAULT_VERSION: &str = "default";
 
 // === Policy ===
 
@@ -91,7 +91,7 @@ impl PolicyKind {
 impl Policy {
     /// Cerbos's fully qualified policy id, e.g. `cerbos.resource.leave_request.v20210210/acme.hr`
     /// (the scope suffix only when the scope is not empty), `cerbos.derived_roles.common_roles`.
-    pub fn fqn(&self) -> String {
+    pub(crate) fn fqn(&self) -> String {
         use super::id::{ScopedKind, definition_fqn, policy_fqn};
         match &self.kind {
             PolicyKind::Resource(p) => {
@@ -109,7 +109,7 @@ impl Policy {
 
     /// Whether the policy makes decisions by itself (resource, principal and role policies),
     /// as opposed to the definitions that those policies import.
-    pub fn is_executable(&self) -> bool {
+    pub(crate) fn is_executable(&self) -> bool {
         matches!(
             self.kind,
             PolicyKind::Resource(_) | PolicyKind::Principal(_) | PolicyKind::Role(_)
@@ -739,7 +739,7 @@ impl<T> Definitions<T> {
     }
 
     /// The definitions with their positions.
-    pub fn iter_spanned(&self) -> impl Iterator<Item = (&str, &T, &DefinitionSpan)> {
+    pub(crate) fn iter_spanned(&self) -> impl Iterator<Item = (&str, &T, &DefinitionSpan)> {
         self.entries
             .iter()
             .zip(&self.spans)

@@ -80,7 +80,7 @@ pub(crate) enum ScalarValue {
 
 impl Node {
     /// The type name Cerbos uses in messages.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match &self.kind {
             NodeKind::Scalar(s) => match s.value {
                 ScalarValue::Null => "Null",
@@ -109,7 +109,7 @@ impl Node {
     }
 
     /// The text of a string key, `None` for other keys.
-    pub fn key_text(&self) -> Option<&str> {
+    pub(crate) fn key_text(&self) -> Option<&str> {
         match &self.kind {
             NodeKind::Scalar(s) if s.value == ScalarValue::Str => Some(&s.text),
             _ => None,
@@ -554,7 +554,7 @@ impl<'a> TreeBuilder<'a> {
 impl Node {
     /// The text of any scalar (keys that are numbers or booleans too); `None` for
     /// collections.
-    pub fn scalar_text(&self) -> Option<&str> {
+    pub(crate) fn scalar_text(&self) -> Option<&str> {
         match &self.kind {
             NodeKind::Scalar(s) => Some(&s.text),
             _ => None,
