@@ -55,6 +55,12 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
          (storage/index/builder.go; not generated)",
     ),
     (
+        "order of the outputs one rule emits for one action through several role bindings",
+        "a rule naming roles and derived roles that match together is evaluated once per \
+         binding, in an order that changes from call to call in Cerbos (compared as a set \
+         within such a run; the order of different rules is compared)",
+    ),
+    (
         "order of validation errors within one source",
         "Cerbos walks the schema's properties in Go map order: the same request gets its \
          errors in different orders from call to call (compared as a set; the order of \
@@ -602,6 +608,22 @@ fn comparable(status: u16, body: &Value) -> Value {
     for r in body["results"].as_array_mut().into_iter().flatten() {
         if let Some(outputs) = r.get_mut("outputs") {
             mask_times(outputs);
+            // Outputs of one rule for one action (one per matching role binding) in any
+            // order; the order of different rules is compared.
+            if let Value::Array(items) = outputs {
+                let mut start = 0;
+                while start < items.len() {
+                    let key = (items[start]["src"].clone(), items[start]["action"].clone());
+                    let mut end = start + 1;
+                    while end < items.len()
+                        && (items[end]["src"].clone(), items[end]["action"].clone()) == key
+                    {
+                        end += 1;
+                    }
+                    items[start..end].sort_by_key(Value::to_string);
+                    start = end;
+                }
+            }
         }
         if let Some(Value::Array(roles)) = r.pointer_mut("/meta/effectiveDerivedRoles") {
             roles.sort_by_key(Value::to_string);
