@@ -226,6 +226,7 @@ sets.equivalent: (list(A), list(A)) -> bool
 sets.intersects: (list(A), list(A)) -> bool
 base64.decode: (string) -> bytes
 base64.encode: (bytes) -> string
+json.encode: (A) -> string
 regex.extract: (string, string) -> optional(string)
 regex.extractAll: (string, string) -> list(string)
 regex.replace: (string, string, string) -> string; (string, string, string, int) -> string
@@ -1369,6 +1370,14 @@ mod tests {
             ),
             ("foo(1)", "undeclared reference to 'foo' (in container '')"),
             (
+                "json.encode(1, 2) == \"1\"",
+                "found no matching overload for 'json.encode' applied to '(int, int)'",
+            ),
+            (
+                "json.encode(\"a\") == 1",
+                "found no matching overload for '_==_' applied to '(string, int)'",
+            ),
+            (
                 "1 + \"a\" == 1",
                 "found no matching overload for '_+_' applied to '(int, string)'",
             ),
@@ -1516,6 +1525,13 @@ mod tests {
                 ],
             ),
             (
+                "json.parse(\"{}\") == {}",
+                &[
+                    "undeclared reference to 'json' (in container '')",
+                    "undeclared reference to 'parse' (in container '')",
+                ],
+            ),
+            (
                 "[1].existsOne(x, 1)",
                 &[
                     "undeclared reference to 'existsOne' (in container '')",
@@ -1538,6 +1554,7 @@ mod tests {
             "matches(\"a\", \"(\") || \"%s\".format([R.attr.x]) == \"\" || \"%d\".format([R.attr.x]) == \"\"",
             "1 < 1.0 && [] == [1]",
             "R.id",
+            "json.encode(P.attr) == \"x\" && json.encode(1) == \"1\"",
             "[1].all(i, v, v > 0) && {\"a\": 1}.transformMap(k, v, v + 1) == {} && P.roles.sortBy(r, r) == []",
         ] {
             let got = problems(ok);
