@@ -116,6 +116,19 @@ def test_workloads_are_hardened(name, doc):
     assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/path"] == "/metrics"
     ports = {p["containerPort"] for p in gatehouse["ports"]}
     assert int(ann["prometheus.io/port"]) in ports
+    # /metrics is served on the admin listener only: the scrape port is the admin port of
+    # the configuration this container runs, and only the monitoring namespace reaches it.
+    config_key = Path(gatehouse["args"][gatehouse["args"].index("--config") + 1]).name
+    cfg = yaml.safe_load(_config_map("gatehouse-config")["data"][config_key])
+    admin_port = int(cfg["server"]["adminListenAddr"].rsplit(":", 1)[1])
+    assert int(ann["prometheus.io/port"]) == admin_port, name
+    pod_labels = pod["metadata"]["labels"]
+    (netpol,) = [d for _, d in _k8s_docs() if d["kind"] == "NetworkPolicy"
+                 and d["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()]
+    monitoring = [r for r in netpol["spec"]["ingress"]
+                  if any(f.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "monitoring"
+                         for f in r.get("from", []))]
+    assert [p["port"] for r in monitoring for p in r["ports"]] == [admin_port], name
     # Policies and configuration from ConfigMaps, mounted read-only.
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["mountPath"]: m for m in gatehouse["volumeMounts"]}
