@@ -18,7 +18,7 @@ from helpers import Client, assert_allowed, assert_denied, create
 
 
 def _metrics(gh: stack.Gatehouse) -> str:
-    return httpx.get(f"http://127.0.0.1:{gh.http_port}/metrics", timeout=5).text
+    return httpx.get(f"http://127.0.0.1:{gh.admin_port}/metrics", timeout=5).text
 
 
 def _samples(text: str, name: str) -> dict[str, float]:

@@ -354,7 +354,7 @@ async fn candidate_from_git_disagrees_and_the_live_answer_stands() {
     // Forward-auth is off in this configuration.
     let (code, _) = http(s.http, "GET", "/_gatehouse/forward-auth", None).await;
     assert_eq!(code, 404);
-    let (_, metrics) = http(s.http, "GET", "/metrics", None).await;
+    let (_, metrics) = http(s.admin, "GET", "/metrics", None).await;
     let lines: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("gatehouse_candidate_disagreements_total{"))
