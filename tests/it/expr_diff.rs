@@ -29,26 +29,11 @@ use gatehouse::store::PolicyStore;
 
 use crate::api_diff::{Rng, TempDir, cerbos_bin, reqwest_like, start_cerbos_with};
 use crate::api_server::{prune, start};
-use crate::expr_gen::{Gen, RESOURCE_ATTR, T};
+use crate::expr_gen::{ALL, Gen, RESOURCE_ATTR, T};
 
 /// Expressions Gatehouse deliberately evaluates differently from Cerbos 0.55, with the
 /// reason: `(expression, reason)`. The generator does not produce them.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
-
-const TYPES: &[T] = &[
-    T::Int,
-    T::Uint,
-    T::Double,
-    T::Str,
-    T::Bool,
-    T::Bytes,
-    T::ListInt,
-    T::ListStr,
-    T::Map,
-    T::Ts,
-    T::Dur,
-    T::Dyn,
-];
 
 /// Per policy file, the compile errors' descriptions (empty when it compiles).
 fn compile_errors(bin: &Path, dir: &Path) -> BTreeMap<String, Vec<String>> {
@@ -115,7 +100,7 @@ async fn expr_diff() {
     let mut exprs = Vec::new();
     for i in 0..count {
         let mut g = Gen { rng: &mut rng };
-        let t = *g.rng.pick(TYPES);
+        let t = *g.rng.pick(ALL);
         let output = g.typed(t, 3);
         let condition = g.typed(T::Bool, 3);
         if KNOWN_DIFFERENCES

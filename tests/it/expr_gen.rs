@@ -24,7 +24,8 @@ pub(crate) enum T {
     Dyn,
 }
 
-const ALL: &[T] = &[
+/// Every type the generator produces.
+pub(crate) const ALL: &[T] = &[
     T::Int,
     T::Uint,
     T::Double,
