@@ -20,4 +20,6 @@ pub mod policy;
 pub mod store;
 mod suggest;
 pub mod telemetry;
+#[cfg(test)]
+mod testing;
 pub mod verify;

@@ -917,4 +917,112 @@ mod tests {
         );
         assert_eq!(fill_template("{id}", &p, false), "a b/c");
     }
+
+    /// Pieces request paths are made of: ordinary segments, dot segments in every
+    /// spelling, encoded and raw separators, NUL, backslashes, broken escapes, UTF-8 (raw,
+    /// encoded, truncated), query and fragment markers.
+    const PIECES: &[&str] = &[
+        "documents",
+        "1",
+        "a",
+        "admin",
+        ".",
+        "..",
+        "",
+        "%2e",
+        "%2E%2e",
+        ".%2e",
+        "%2f",
+        "%2F",
+        "%00",
+        "%5c",
+        "\\",
+        "%",
+        "%z",
+        "%4",
+        "%ff",
+        "%C3%A9",
+        "é",
+        "%C3",
+        "?",
+        "#",
+        "x=1",
+        ";",
+        "//",
+        "%25",
+        "%252e",
+        "+",
+        " ",
+        "%20",
+        "~",
+        "\u{0}",
+    ];
+
+    fn target() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        (
+            any::<bool>(),
+            proptest::collection::vec(proptest::sample::select(PIECES), 0..8),
+            any::<bool>(),
+        )
+            .prop_map(|(absolute, segments, slash)| {
+                let mut t = if absolute {
+                    "/".to_string()
+                } else {
+                    String::new()
+                };
+                t.push_str(&segments.join("/"));
+                if slash {
+                    t.push('/');
+                }
+                t
+            })
+    }
+
+    fn check_normalised(target: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        use proptest::prop_assert;
+        use proptest::prop_assert_eq;
+        let Ok(n) = normalize(target) else {
+            return Ok(());
+        };
+        let p = &n.path;
+        prop_assert!(p.starts_with('/'), "{target:?} -> {p:?}");
+        prop_assert!(
+            !p.contains('\0') && !p.contains('\\'),
+            "{target:?} -> {p:?}"
+        );
+        if p != "/" {
+            prop_assert!(!p.ends_with('/'), "{target:?} -> {p:?}");
+            prop_assert!(
+                p[1..]
+                    .split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != ".."),
+                "{target:?} -> {p:?} has an empty or dot segment"
+            );
+        }
+        // Idempotent: the normalised path, each segment encoded again, normalises to
+        // itself (what the app routes on is what Gatehouse decided on).
+        let encoded: Vec<String> = p.split('/').map(percent_encode_segment).collect();
+        let again = normalize(&encoded.join("/"));
+        prop_assert_eq!(again.map(|a| a.path), Ok(p.clone()), "{:?}", target);
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::testing::proptest_config(2000))]
+
+        /// Normalised paths are absolute, have no `.`, `..` or empty segments, no NUL or
+        /// backslash, and normalise to themselves; nothing panics.
+        #[test]
+        fn issue_12_property_normalised_paths_are_unambiguous_and_idempotent(t in target()) {
+            check_normalised(&t)?;
+        }
+
+        /// Arbitrary text: no panic, and whatever is accepted keeps the invariants.
+        #[test]
+        fn issue_12_property_any_target_normalises_or_is_refused(t in ".{0,64}") {
+            check_normalised(&t)?;
+            let _ = query_params(&t);
+        }
+    }
 }

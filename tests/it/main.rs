@@ -25,6 +25,7 @@ mod parser_cases;
 mod planner_api;
 mod planner_cases;
 mod planner_property;
+mod property;
 mod reload;
 mod robustness;
 mod schema_cases;
