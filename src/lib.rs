@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod extauthz;
+mod fault;
 mod http_client;
 pub mod jsonschema;
 pub mod jwt;

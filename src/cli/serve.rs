@@ -134,6 +134,13 @@ where
 pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     init_logging(args.log_format, args.log_level);
     super::catch_panic::install_hook();
+    if crate::fault::init()? {
+        tracing::warn!(
+            "fault injection is on ({}): requests with the secret in {} panic; for tests only",
+            crate::fault::ENV,
+            crate::fault::HEADER
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

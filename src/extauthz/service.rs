@@ -345,6 +345,7 @@ impl ExtAuthz {
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
         let headers = http.map_or(&empty, |h| &h.headers);
+        crate::fault::panic_if_requested(headers.get(crate::fault::HEADER).map(String::as_str));
         let mut trail = Trail {
             mode: self.mode,
             ..Trail::default()

@@ -20,6 +20,7 @@ mod index_cases;
 mod jwks_https;
 mod jwt;
 mod listeners;
+mod panics;
 mod parity_cases;
 mod parser_cases;
 mod planner_api;
