@@ -31,6 +31,8 @@ use std::sync::Arc;
 
 pub use error::ApiError;
 pub use plan::encode_plan_resources;
+/// Plans are recorded alike wherever they are made (the API, ext_authz plan routes).
+pub(crate) use plan::{PlanFacts, record_plan};
 pub use protojson::{
     decode_check_resources, decode_plan_resources, encode_check_resources, encode_server_info,
     json_to_value, value_to_json,

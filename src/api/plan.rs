@@ -138,6 +138,7 @@ impl CerbosApi {
             },
             input,
             output,
+            |_| {},
         );
     }
 }
@@ -153,7 +154,8 @@ pub(crate) struct PlanFacts<'a> {
 }
 
 /// Counts one plan in `gatehouse_plans_total` / `gatehouse_plan_duration_seconds` and
-/// writes its decision-log line (shared by the API and the ext_authz plan routes).
+/// writes its decision-log line (shared by the API and the ext_authz plan routes);
+/// `amend` adds what the caller knows besides the plan (an ext_authz request's outcome).
 pub(crate) fn record_plan(
     metrics: &crate::metrics::Metrics,
     audit: &crate::audit::AuditSink,
@@ -161,6 +163,7 @@ pub(crate) fn record_plan(
     facts: PlanFacts<'_>,
     input: &PlanInput,
     output: &PlanOutput,
+    amend: impl FnOnce(&mut crate::audit::DecisionRecord),
 ) {
     use crate::audit::{DecisionRecord, PlanRecord, PrincipalRecord, ResourceRecord};
     let filter = match output.filter.kind {
@@ -209,6 +212,7 @@ pub(crate) fn record_plan(
         });
         r.policy_revision = facts.revision.to_string();
         r.request_id = (!input.request_id.is_empty()).then(|| input.request_id.clone());
+        amend(&mut r);
         r
     });
 }

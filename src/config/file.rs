@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{ConfigError, ConfigErrors, Positions};
+use super::{ConfigError, ConfigErrors, Positions, Step};
 use crate::cel::{Value, from_json};
 use crate::engine::{EngineConfig, SchemaEnforcement};
 use crate::extauthz::ExtAuthzConfig;
@@ -549,6 +549,12 @@ impl ServeConfig {
         if let Err(errors) = crate::extauthz::RouteMapper::new(&config.ext_authz.routes) {
             return Err(super::route_errors(errors, &positions).with_lines(text));
         }
+        if let Err(message) = crate::extauthz::check_max_filter(config.ext_authz.max_filter_bytes) {
+            let path = [Step::Key("extAuthz"), Step::Key("maxFilterBytes")];
+            return Err(
+                ConfigErrors::one(ConfigError::new(positions.at(&path), message)).with_lines(text),
+            );
+        }
         Ok((config, positions))
     }
 
@@ -668,6 +674,49 @@ mod tests {
         let hub = ServeConfig::parse("storage: {driver: hub}\n", "cerbos.yaml").unwrap();
         let e = source_config(hub.policies.as_ref(), hub.storage.as_ref(), Path::new("."));
         assert!(e.unwrap_err().contains("not supported"));
+    }
+
+    #[test]
+    fn issue_14_bad_plan_routes_and_filter_bounds_name_file_line_col() {
+        let text = "policies: {directory: p}\n\
+                    extAuthz:\n\
+                    \x20 routes:\n\
+                    \x20   - path: /documents\n\
+                    \x20     resource: {kind: document, id: \"*\"}\n\
+                    \x20     plan: {action: read}\n\
+                    \x20     action: list\n";
+        let e = ServeConfig::parse(text, "g.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("g.yaml:5:38: route /documents: a plan route covers every resource"),
+            "{e}"
+        );
+        assert!(
+            e.contains("g.yaml:7:15: route /documents: a plan route decides nothing"),
+            "{e}"
+        );
+        let e = ServeConfig::parse(
+            "policies: {directory: p}\nextAuthz:\n  routes: [{path: /d, resource: {kind: d}, plan: {verb: read}}]\n",
+            "g.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("g.yaml:3:"), "{e}");
+        let e = ServeConfig::parse(
+            "policies: {directory: p}\nextAuthz:\n  maxFilterBytes: 10\n",
+            "g.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("g.yaml:3:19: maxFilterBytes 10 must be 64 to 49152"),
+            "{e}"
+        );
+        let c = ServeConfig::parse(
+            "policies: {directory: p}\nextAuthz:\n  routes: [{path: /d, resource: {kind: d}, plan: {action: read}}]\n",
+            "g.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.ext_authz.max_filter_bytes, 8192);
     }
 
     #[test]

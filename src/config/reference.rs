@@ -542,6 +542,12 @@ pub(crate) const KEYS: &[Key] = &[
         "Largest request body read for `attributes.body`; larger bodies are denied (413).",
     ),
     k(
+        "extAuthz.maxFilterBytes",
+        Int,
+        "8192",
+        "Largest filter header (bytes, 64 to 49152) a `plan` route hands the backend; a larger filter is answered 503 with a log line naming the route's kind, action and principal, never shortened.",
+    ),
+    k(
         "extAuthz.httpService",
         Bool,
         "false",
@@ -876,6 +882,18 @@ pub(crate) const KEYS: &[Key] = &[
         Enum(&["enforce", "shadow"]),
         "none",
         "This route's enforcement mode; absent: `extAuthz.mode`.",
+    ),
+    k(
+        "extAuthz.routes[].plan",
+        Object,
+        "none",
+        "Ask for a query plan instead of a decision (a list route): Gatehouse plans `plan.action` on the route's resource kind for the principal (Cerbos's `PlanResources`, with the route's `policyVersion`, `scope` and attributes as known attributes). `KIND_ALWAYS_DENIED` is a 403 and the app is not asked; any other filter is allowed and handed to the backend in `<headerPrefix>filter` as compact JSON in Cerbos's filter shape (`{\"kind\": \"KIND_CONDITIONAL\", \"condition\": {...}}`, `KIND_ALWAYS_ALLOWED` too), for `cerbos-sqlalchemy` (examples/fastapi/gatehouse_filter.py). A filter larger than `extAuthz.maxFilterBytes` is a 503. Such a route has no `action`, `actions` or `resource.id`, and is not `public`.",
+    ),
+    k(
+        "extAuthz.routes[].plan.action",
+        Str,
+        "required",
+        "The action planned (`read`): the filter selects the resources of the kind the principal may do it to.",
     ),
     k(
         "extAuthz.routes[].resource",

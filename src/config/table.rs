@@ -74,6 +74,13 @@ pub fn route_table(routes: &[RouteConfig], positions: &Positions) -> Vec<String>
                     action.to_string(),
                     format!("action at {}", at(&[Step::Key("action")])),
                 ),
+                Some((action, ActionSource::Plan)) => (
+                    action.to_string(),
+                    format!(
+                        "plan.action at {}: planned, the filter goes to the backend",
+                        at(&[Step::Key("plan"), Step::Key("action")])
+                    ),
+                ),
                 Some((action, ActionSource::Default(shape))) => (
                     action.to_string(),
                     format!("default for {method} on {}", shape.describe()),

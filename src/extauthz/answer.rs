@@ -79,6 +79,7 @@ impl Answer {
                     401 => 16,
                     400 | 413 => 3,
                     404 => 5,
+                    503 => 14,
                     _ => 7,
                 };
                 let mut meta = Struct::default();

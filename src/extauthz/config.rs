@@ -51,6 +51,10 @@ pub struct ExtAuthzConfig {
     /// `routes` (off when absent).
     #[serde(default)]
     pub openapi: Option<OpenApiConfig>,
+    /// Largest `<prefix>filter` header (bytes) a plan route hands the backend; a larger
+    /// filter is answered 503, never shortened.
+    #[serde(default = "default_max_filter")]
+    pub max_filter_bytes: usize,
 }
 
 /// `extAuthz.openapi`: where the app's OpenAPI document is read from (exactly one of
@@ -142,6 +146,11 @@ fn default_max_body() -> usize {
     1024 * 1024
 }
 
+/// Default of `maxFilterBytes`: 8 KiB.
+pub(crate) fn default_max_filter() -> usize {
+    8 * 1024
+}
+
 impl Default for ExtAuthzConfig {
     fn default() -> Self {
         ExtAuthzConfig {
@@ -157,6 +166,7 @@ impl Default for ExtAuthzConfig {
             mode: Mode::default(),
             candidate: None,
             openapi: None,
+            max_filter_bytes: default_max_filter(),
         }
     }
 }
@@ -365,6 +375,19 @@ pub struct RouteConfig {
     /// Enforcement mode of this route (absent: `extAuthz.mode`).
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Ask for a query plan instead of a decision (list routes): the backend gets the
+    /// filter of the resources the principal may act on.
+    #[serde(default)]
+    pub plan: Option<PlanConfig>,
+}
+
+/// A plan route's `plan`: which resources of the route's kind the principal may act on,
+/// as a filter for the backend's query (Cerbos's `PlanResources`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlanConfig {
+    /// The action planned (`read`).
+    pub action: String,
 }
 
 /// A route's resource.

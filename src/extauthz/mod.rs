@@ -32,6 +32,22 @@ use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySource};
 use crate::store::PolicyStore;
 use crate::telemetry::Sinks;
 
+/// Smallest `maxFilterBytes`: room for `{"kind":"KIND_ALWAYS_ALLOWED"}` and a little more.
+const MIN_FILTER_BYTES: usize = 64;
+/// Largest `maxFilterBytes`: under Envoy's default 60 KiB limit on a request's headers.
+const MAX_FILTER_BYTES: usize = 48 * 1024;
+
+/// Checks `maxFilterBytes`: room for the smallest filter, and under Envoy's limit.
+pub(crate) fn check_max_filter(bytes: usize) -> Result<(), String> {
+    if (MIN_FILTER_BYTES..=MAX_FILTER_BYTES).contains(&bytes) {
+        return Ok(());
+    }
+    Err(format!(
+        "maxFilterBytes {bytes} must be {MIN_FILTER_BYTES} to {MAX_FILTER_BYTES} (the smallest \
+         filter header is 29 bytes; Envoy refuses requests whose headers exceed 60 KiB)"
+    ))
+}
+
 /// An invalid `extAuthz` configuration.
 #[derive(Debug, thiserror::Error)]
 #[error("extAuthz: {0}")]
@@ -113,6 +129,7 @@ pub async fn build_after(
                 .join("; "),
         )
     })?;
+    check_max_filter(config.max_filter_bytes).map_err(ConfigError)?;
     let prefix = config.header_prefix.to_ascii_lowercase();
     if prefix.is_empty()
         || !prefix
@@ -215,6 +232,7 @@ pub async fn build_after(
         deny_body: config.deny_body,
         deny_details: config.deny_details,
         max_body: config.max_body_bytes,
+        max_filter: config.max_filter_bytes,
         fetcher: attributes::AttributeFetcher::new(),
         tracer: sinks.tracer,
         metrics: sinks.metrics,

@@ -193,6 +193,7 @@ fn route(
         actions: Default::default(),
         attributes: AttributesConfig::default(),
         mode: None,
+        plan: None,
     }
 }
 

@@ -224,6 +224,8 @@ pub(crate) enum ActionSource {
     Route,
     /// The method's default, allowed on collection and item paths only.
     Default(PathShape),
+    /// The route's `plan.action`: planned, not decided.
+    Plan,
 }
 
 /// Placeholders filled from the request besides path parameters. There are none: every
@@ -284,6 +286,8 @@ pub struct Route {
     pub mode: Option<super::config::Mode>,
     shape: PathShape,
     template: String,
+    /// The action planned, on a plan route.
+    plan: Option<String>,
 }
 
 impl Route {
@@ -294,6 +298,9 @@ impl Route {
 
     /// The action for an HTTP method and where it comes from.
     pub(crate) fn action_with_source(&self, method: &str) -> Option<(&str, ActionSource)> {
+        if let Some(a) = &self.plan {
+            return Some((a, ActionSource::Plan));
+        }
         if let Some(a) = self.actions.get(method) {
             return Some((a, ActionSource::PerMethod));
         }
@@ -319,6 +326,11 @@ impl Route {
     /// What the path names.
     pub fn shape(&self) -> PathShape {
         self.shape
+    }
+
+    /// The action planned, when the route asks for a plan instead of a decision.
+    pub fn plan(&self) -> Option<&str> {
+        self.plan.as_deref()
     }
 }
 
@@ -531,13 +543,16 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         }
         Matcher::Prefix(_) => PathShape::Beyond,
     };
+    if let Some(plan) = &c.plan {
+        check_plan(&mut errors, &err, c, plan);
+    }
     let methods: Vec<String> = c.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
     let actions: BTreeMap<String, String> = c
         .actions
         .iter()
         .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
         .collect();
-    if !c.public && c.action.is_none() {
+    if !c.public && c.action.is_none() && c.plan.is_none() {
         if shape == PathShape::Beyond {
             let covered = !methods.is_empty() && methods.iter().all(|m| actions.contains_key(m));
             if !covered {
@@ -579,7 +594,57 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         mode: c.mode,
         shape,
         template,
+        plan: c.plan.as_ref().map(|p| p.action.clone()),
     })
+}
+
+/// A plan route names its one action in `plan` and covers every resource of its kind:
+/// no principal-free `public`, no decided `action`/`actions`, no resource `id`.
+fn check_plan(
+    errors: &mut Vec<RouteError>,
+    err: &dyn Fn(&'static [&'static str], Option<usize>, String) -> RouteError,
+    c: &RouteConfig,
+    plan: &super::config::PlanConfig,
+) {
+    if c.public {
+        errors.push(err(
+            &["plan"],
+            None,
+            "a public route has no principal to plan for: drop `public` or `plan`".into(),
+        ));
+    }
+    if c.action.is_some() {
+        errors.push(err(
+            &["action"],
+            None,
+            "a plan route decides nothing: its action is `plan.action`; drop `action`".into(),
+        ));
+    }
+    if !c.actions.is_empty() {
+        errors.push(err(
+            &["actions"],
+            None,
+            "a plan route decides nothing: its action is `plan.action`; drop `actions`".into(),
+        ));
+    }
+    if let Some(r) = &c.resource
+        && !r.id.is_empty()
+    {
+        errors.push(err(
+            &["resource", "id"],
+            None,
+            "a plan route covers every resource of its kind: drop `id` (the filter says which)"
+                .into(),
+        ));
+    }
+    if plan.action.trim().is_empty() {
+        errors.push(err(
+            &["plan", "action"],
+            None,
+            "the action planned must not be empty".into(),
+        ));
+    }
+    check_literal(errors, err, &["plan", "action"], &plan.action);
 }
 
 fn match_template(segs: &[Segment], path: &str) -> Option<Vec<(String, String)>> {
@@ -753,6 +818,7 @@ mod tests {
             actions: BTreeMap::new(),
             attributes: AttributesConfig::default(),
             mode: None,
+            plan: None,
         }
     }
 
@@ -895,6 +961,84 @@ mod tests {
         let mut r = route("/documents/{id}", &[]);
         r.resource.as_mut().unwrap().id = "{id".into();
         assert!(errors(r)[0].contains("without its `}`"));
+    }
+
+    fn plan_route() -> RouteConfig {
+        let mut r = route("/documents", &["GET"]);
+        r.resource.as_mut().unwrap().id = String::new();
+        r.plan = Some(super::super::config::PlanConfig {
+            action: "read".into(),
+        });
+        r
+    }
+
+    #[test]
+    fn issue_14_a_plan_route_plans_its_action() {
+        let m = RouteMapper::new(&[plan_route()]).unwrap();
+        let hit = m.find("/documents", "GET").unwrap();
+        assert_eq!(hit.route.plan(), Some("read"));
+        assert_eq!(
+            hit.route.action_with_source("GET"),
+            Some(("read", ActionSource::Plan))
+        );
+        // A path beyond the id needs no other action when it plans one.
+        let mut nested = plan_route();
+        nested.path = Some("/orgs/{org}/documents".into());
+        nested.resource.as_mut().unwrap().scope = "{org}".into();
+        let m = RouteMapper::new(&[nested]).unwrap();
+        assert_eq!(
+            m.find("/orgs/acme/documents", "GET").unwrap().route.plan(),
+            Some("read")
+        );
+        // Other routes plan nothing.
+        let m = RouteMapper::new(&[route("/documents/{id}", &[])]).unwrap();
+        assert_eq!(m.find("/documents/1", "GET").unwrap().route.plan(), None);
+    }
+
+    #[test]
+    fn issue_14_bad_plan_entries_are_rejected_at_their_key() {
+        let fields = |r: RouteConfig| -> Vec<(&'static [&'static str], String)> {
+            RouteMapper::new(&[r])
+                .unwrap_err()
+                .into_iter()
+                .map(|e| (e.field, e.to_string()))
+                .collect()
+        };
+        let mut r = plan_route();
+        r.action = Some("list".into());
+        let e = fields(r);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, &["action"]);
+        assert_eq!(
+            e[0].1,
+            "route GET /documents: a plan route decides nothing: its action is `plan.action`; drop `action`"
+        );
+        let mut r = plan_route();
+        r.actions.insert("GET".into(), "list".into());
+        assert_eq!(fields(r)[0].0, &["actions"]);
+        let mut r = plan_route();
+        r.resource.as_mut().unwrap().id = "*".into();
+        let e = fields(r);
+        assert_eq!(e[0].0, &["resource", "id"]);
+        assert!(
+            e[0].1.contains("covers every resource of its kind"),
+            "{e:?}"
+        );
+        let mut r = plan_route();
+        r.public = true;
+        assert_eq!(fields(r)[0].0, &["plan"]);
+        let mut r = plan_route();
+        r.plan.as_mut().unwrap().action = " ".into();
+        assert_eq!(fields(r)[0].0, &["plan", "action"]);
+        let mut r = plan_route();
+        r.plan.as_mut().unwrap().action = "{verb}".into();
+        let e = fields(r);
+        assert_eq!(e[0].0, &["plan", "action"]);
+        assert!(e[0].1.contains("used literally"), "{e:?}");
+        // A plan route still needs its resource kind.
+        let mut r = plan_route();
+        r.resource = None;
+        assert!(RouteMapper::new(&[r]).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::audit::{ActionRecord, AuditSink, DecisionRecord, PrincipalRecord, Res
 use crate::cel::{Key, MapValue, Value, from_json, to_json};
 use crate::engine::{CheckInput, CheckOutput, Principal, Resource};
 use crate::metrics::{ActionOutcome, AttributeFetch, Metrics, Origin};
+use crate::planner::{FilterKind, PlanError, PlanInput, PlanOutput, PlanResource};
 use crate::policy::compiled::Effect;
 use crate::store::PolicyStore;
 use crate::telemetry::{SpanKind, TraceContext, TraceSpan, Tracer};
@@ -64,6 +65,8 @@ pub struct ExtAuthz {
     pub candidate: Option<Arc<PolicyStore>>,
     /// Routes imported from the app's OpenAPI document, when configured.
     pub imported: Option<super::openapi::ImportState>,
+    /// Largest filter header a plan route hands the backend.
+    pub max_filter: usize,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -121,6 +124,12 @@ impl Denial {
             audit_reason: None,
         }
     }
+
+    /// A denial that shadow mode does not turn into an allow: Gatehouse could not give
+    /// the backend what the route promises (a plan route's filter).
+    fn always_enforced(&self) -> bool {
+        self.status == 503
+    }
 }
 
 /// Step 1's result: the engine's question, or none (a public route).
@@ -129,6 +138,14 @@ enum Mapped {
     Public,
     /// Principal, resource and action for the engine.
     Check(Box<CheckInput>),
+    /// A plan route: principal, resource kind and action for the planner.
+    Plan(Box<PlanInput>),
+}
+
+/// A plan route's plan, kept for the metrics and the decision log.
+struct Planned {
+    input: PlanInput,
+    output: PlanOutput,
 }
 
 /// What a decision got to, kept for the metrics and the audit log.
@@ -157,6 +174,10 @@ struct Trail<'a> {
     mode: Mode,
     /// The live and the candidate set's answers, when a candidate is configured.
     comparison: Option<Comparison>,
+    /// A plan route's filter header value (Cerbos's filter as compact ASCII JSON).
+    filter: Option<String>,
+    /// A plan route's plan, once made.
+    planned: Option<Box<Planned>>,
 }
 
 impl ExtAuthz {
@@ -221,6 +242,9 @@ impl ExtAuthz {
                 ));
             }
         }
+        if let Some(filter) = &a.filter {
+            set.push((format!("{p}filter"), filter.clone()));
+        }
         if let (Some(signer), Some(principal), Some((method, path))) =
             (&self.assertion, &a.principal, &a.request_line)
         {
@@ -246,6 +270,7 @@ impl ExtAuthz {
             400 => "Bad Request",
             413 => "Payload Too Large",
             404 => "Not Found",
+            503 => "Service Unavailable",
             _ => "Forbidden",
         };
         // Reasons can name internals (an OS error, a JWKS URL, an attribute source's
@@ -259,6 +284,7 @@ impl ExtAuthz {
                 400 => "bad request",
                 413 => "request body too large",
                 404 => "not found",
+                503 => "service unavailable",
                 _ => "forbidden",
             }
         };
@@ -360,9 +386,11 @@ impl ExtAuthz {
         let result = match self.map_request(req, &mut trail).await {
             Ok(Mapped::Public) => Ok(()),
             Ok(Mapped::Check(input)) => self.decide_input(*input, &mut trail),
+            Ok(Mapped::Plan(input)) => self.decide_plan(&id, *input, &mut trail),
             Err(d) => Err(d),
         };
-        let shadowed = result.is_err() && trail.mode == Mode::Shadow;
+        let shadowed =
+            trail.mode == Mode::Shadow && matches!(&result, Err(d) if !d.always_enforced());
         let response = match &result {
             Ok(()) => {
                 tracing::debug!(decision_id = %id, "allow");
@@ -377,6 +405,19 @@ impl ExtAuthz {
                 self.deny(&id, d)
             }
         };
+        if let Some(planned) = trail.planned.take() {
+            // A plan route's plan is counted and logged as plans are (not as a check).
+            if let Some(mut span) = trail.span.take() {
+                let method = http.map(|h| h.method.as_str());
+                span_attributes(&mut span, &id, method, &trail, &result);
+                trail.span = Some(span);
+            }
+            self.record_planned(&id, started, http, &trail, &result, shadowed, &planned);
+            if let Some(span) = trail.span.take() {
+                self.tracer.end(span);
+            }
+            return response;
+        }
         // Label values come from the policy set in force, never from the request.
         let snapshot = self.store.snapshot();
         let policies = snapshot.engine.policies();
@@ -748,6 +789,23 @@ impl ExtAuthz {
             }
         }
 
+        if route.plan().is_some() {
+            // The principal stays on the trail: the backend headers name it.
+            let principal = trail.principal.clone().unwrap_or_default();
+            return Ok(Mapped::Plan(Box::new(PlanInput {
+                request_id: http.id.clone(),
+                principal,
+                resource: PlanResource {
+                    kind: resource_cfg.kind.clone(),
+                    attr: Arc::new(attr),
+                    policy_version: resource_cfg.policy_version.clone(),
+                    scope: fill_template(&resource_cfg.scope, &hit.params, false),
+                },
+                actions: vec![action],
+                aux_data: Default::default(),
+                explain: false,
+            })));
+        }
         let input = CheckInput {
             request_id: http.id.clone(),
             principal: trail.principal.take().unwrap_or_default(),
@@ -762,6 +820,120 @@ impl ExtAuthz {
             aux_data: Default::default(),
         };
         Ok(Mapped::Check(Box::new(input)))
+    }
+
+    /// Step 2 on a plan route: the planner's filter for the principal, kind and action.
+    /// `KIND_ALWAYS_DENIED` is a 403 (the backend is not asked); any other filter goes to
+    /// the backend in the filter header, unless it is larger than `maxFilterBytes`: then
+    /// 503, never a shortened filter.
+    fn decide_plan(&self, id: &str, input: PlanInput, trail: &mut Trail<'_>) -> Result<(), Denial> {
+        let snapshot = self.store.snapshot();
+        trail.revision = Some(snapshot.revision.clone());
+        let action = input.actions.first().map_or("", String::as_str);
+        let output = match snapshot.engine.plan(&input) {
+            Ok(output) => output,
+            Err(e) => {
+                tracing::error!(decision_id = %id, kind = ?input.resource.kind, action = ?action, error = %e, "plan failed: denying");
+                if let Some(span) = &mut trail.span {
+                    span.set_error(format!("plan failed: {e}"));
+                }
+                return Err(match e {
+                    PlanError::TooLarge { .. } => Denial::status(503, format!("plan failed: {e}")),
+                    _ => Denial::forbidden(format!("plan failed: {e}")),
+                });
+            }
+        };
+        let header = super::encoding::ascii_json(&output.filter.to_json());
+        let denial = if header.len() > self.max_filter {
+            tracing::error!(
+                decision_id = %id,
+                kind = ?input.resource.kind,
+                action = ?action,
+                principal = ?input.principal.id,
+                bytes = header.len(),
+                limit = self.max_filter,
+                "plan filter larger than extAuthz.maxFilterBytes: answering 503 (a filter is never shortened)"
+            );
+            Some(Denial::status(
+                503,
+                format!(
+                    "plan filter of {} bytes exceeds extAuthz.maxFilterBytes ({})",
+                    header.len(),
+                    self.max_filter
+                ),
+            ))
+        } else {
+            let denied = output.filter.kind == FilterKind::AlwaysDenied;
+            // Also on a denial: shadow mode lets it through with the filter that allows
+            // nothing.
+            trail.filter = Some(header);
+            denied.then(|| {
+                Denial::forbidden(format!(
+                    "{:?} may not {action} any {:?} (KIND_ALWAYS_DENIED)",
+                    input.principal.id, input.resource.kind
+                ))
+            })
+        };
+        trail.planned = Some(Box::new(Planned { input, output }));
+        denial.map_or(Ok(()), Err)
+    }
+
+    /// A plan route's decision in the metrics and the decision log, as API plans are
+    /// recorded, with the request's outcome (allowed, status, reason).
+    #[allow(clippy::too_many_arguments)]
+    fn record_planned(
+        &self,
+        id: &str,
+        started: Instant,
+        http: Option<&envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest>,
+        trail: &Trail<'_>,
+        result: &Result<(), Denial>,
+        shadowed: bool,
+        planned: &Planned,
+    ) {
+        let revision = trail.revision.as_deref().map_or_else(
+            || self.store.snapshot().revision.to_string(),
+            str::to_string,
+        );
+        crate::api::record_plan(
+            &self.metrics,
+            &self.audit,
+            Origin::ExtAuthz,
+            crate::api::PlanFacts {
+                decision_id: id,
+                revision: &revision,
+                elapsed: started.elapsed(),
+            },
+            &planned.input,
+            &planned.output,
+            |r| {
+                // As the check's record: the verdict, shadow mode in the reason.
+                r.allowed = Some(result.is_ok());
+                if let Err(d) = result {
+                    r.status = Some(d.status);
+                    let reason = d
+                        .audit_reason
+                        .map_or_else(|| d.reason.clone(), str::to_string);
+                    r.reason = Some(if shadowed {
+                        format!("shadow mode, allowed: {reason}")
+                    } else {
+                        reason
+                    });
+                }
+                if let Some(h) = http {
+                    r.request_id = Some(h.id.as_str())
+                        .filter(|i| !i.is_empty())
+                        .or_else(|| h.headers.get("x-request-id").map(String::as_str))
+                        .map(str::to_string);
+                }
+                r.trace_id = trail
+                    .span
+                    .as_ref()
+                    .map(|s| &s.context)
+                    .or(trail.caller.as_ref())
+                    .map(TraceContext::trace_id_hex);
+            },
+        );
     }
 
     /// Step 2: the engine's decision on the mapped question, on one policy snapshot.

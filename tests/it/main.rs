@@ -23,6 +23,7 @@ mod listeners;
 mod panics;
 mod parity_cases;
 mod parser_cases;
+mod plan_route;
 mod planner_api;
 mod planner_cases;
 mod planner_property;
