@@ -5,7 +5,8 @@
 # (127.0.0.1 and localhost, signed by ca), client.pem/.key (signed by ca), and
 # other-ca.pem/.key with wrong-client.pem/.key (a client certificate from a CA Gatehouse
 # does not trust). Each extra NAME adds NAME.pem/NAME.key, a server certificate signed by ca
-# (a rotated certificate).
+# (a rotated certificate); a NAME starting with `untrusted-` is signed by other-ca instead
+# (a server certificate its clients do not trust).
 set -euo pipefail
 dir="$1"
 shift
@@ -37,5 +38,8 @@ leaf() { # name cn ca usage
 [ -f other-ca.pem ] || ca other-ca untrusted-ca
 [ -f wrong-client.pem ] || leaf wrong-client intruder other-ca clientAuth
 for name in "$@"; do
-  leaf "$name" "gatehouse-test-$name" ca serverAuth
+  case "$name" in
+    untrusted-*) leaf "$name" "gatehouse-test-$name" other-ca serverAuth ;;
+    *) leaf "$name" "gatehouse-test-$name" ca serverAuth ;;
+  esac
 done
