@@ -10,6 +10,7 @@ pub mod cel;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod errors;
 pub mod extauthz;
 mod fault;
 mod http_client;

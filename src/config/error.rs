@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde_saphyr::MessageFormatter;
 
+use crate::errors::{Errors, Report};
 use crate::policy::Span;
 
 /// One problem in a configuration file.
@@ -57,60 +58,38 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Every problem found in a configuration file (never empty).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(Vec<ConfigError>);
+/// Every problem found in a configuration file (never empty), in file order.
+pub type ConfigErrors = Errors<ConfigError>;
 
-impl ConfigErrors {
-    /// A list of errors.
-    pub fn new(errors: Vec<ConfigError>) -> Self {
-        ConfigErrors(errors)
-    }
-
-    /// A single error.
-    pub fn one(error: ConfigError) -> Self {
-        ConfigErrors(vec![error])
-    }
-
-    /// The errors, in file order.
-    pub fn errors(&self) -> &[ConfigError] {
-        &self.0
-    }
-
+impl Errors<ConfigError> {
     /// Adds each error's source line from `text`, for the caret display.
     pub(crate) fn with_lines(self, text: &str) -> Self {
-        ConfigErrors(self.0.into_iter().map(|e| e.with_line(text)).collect())
+        self.map(|e| e.with_line(text))
     }
 
     /// The errors on one line each, without source excerpts (for logs and status).
     pub fn summary(&self) -> String {
-        self.0
-            .iter()
+        self.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ")
     }
 }
 
-impl fmt::Display for ConfigErrors {
-    /// Each error as `file:line:col: message`, then its line with a caret under the
-    /// column, as policy errors are shown.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-            if let (Some(span), Some(line)) = (&e.span, &e.line) {
-                let gutter = span.line.to_string();
-                let pad = " ".repeat(gutter.len());
-                let caret: String = line
-                    .chars()
-                    .take(span.col.saturating_sub(1) as usize)
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                write!(f, "\n{gutter} | {}\n{pad} | {caret}^", printable(line))?;
-            }
+impl Report for ConfigError {
+    /// `file:line:col: message`, then its line with a caret under the column, as policy
+    /// errors are shown.
+    fn report(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        if let (Some(span), Some(line)) = (&self.span, &self.line) {
+            let gutter = span.line.to_string();
+            let pad = " ".repeat(gutter.len());
+            let caret: String = line
+                .chars()
+                .take(span.col.saturating_sub(1) as usize)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(f, "\n{gutter} | {}\n{pad} | {caret}^", printable(line))?;
         }
         Ok(())
     }

@@ -546,8 +546,10 @@ impl ServeConfig {
     ) -> Result<(ServeConfig, Positions), ConfigErrors> {
         let (config, positions) =
             super::parse::<ServeConfig>(text, origin).map_err(|e| e.with_lines(text))?;
-        if let Err(errors) = crate::extauthz::RouteMapper::new(&config.ext_authz.routes) {
-            return Err(super::route_errors(errors, &positions).with_lines(text));
+        if let Err(errors) = crate::extauthz::RouteMapper::new(&config.ext_authz.routes)
+            && let Some(errors) = super::route_errors(errors, &positions)
+        {
+            return Err(errors.with_lines(text));
         }
         if let Err(message) = crate::extauthz::check_max_filter(config.ext_authz.max_filter_bytes) {
             let path = [Step::Key("extAuthz"), Step::Key("maxFilterBytes")];

@@ -30,8 +30,8 @@ pub fn parse<T: DeserializeOwned>(text: &str, file: &str) -> Result<(T, Position
 }
 
 /// Turns route errors into configuration errors at the route's line, or at the
-/// offending text for problems inside one key.
-pub(crate) fn route_errors(errors: Vec<RouteError>, positions: &Positions) -> ConfigErrors {
+/// offending text for problems inside one key; `None` when there are none.
+pub(crate) fn route_errors(errors: Vec<RouteError>, positions: &Positions) -> Option<ConfigErrors> {
     let mut list: Vec<ConfigError> = errors
         .into_iter()
         .map(|e| {
@@ -52,5 +52,5 @@ pub(crate) fn route_errors(errors: Vec<RouteError>, positions: &Positions) -> Co
         })
         .collect();
     list.sort_by_key(|e| e.span().map(|s| (s.line, s.col)));
-    ConfigErrors::new(list)
+    ConfigErrors::from_vec(list)
 }

@@ -10,6 +10,7 @@ use regex::Regex;
 use serde_json::Value as Json;
 
 use crate::cel::{Key, MapValue, Value};
+use crate::errors::{Errors, Report};
 
 /// How deeply subschemas may nest in a document.
 const MAX_SCHEMA_DEPTH: usize = 256;
@@ -115,58 +116,13 @@ impl SchemaError {
     }
 }
 
-/// Every schema of a store that failed to compile; never empty.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SchemaErrors {
-    errors: Vec<SchemaError>,
-}
+/// Every schema of a store that failed to compile, ordered by store path; never empty.
+pub type SchemaErrors = Errors<SchemaError>;
 
-impl SchemaErrors {
-    /// The errors, ordered by store path.
-    pub fn iter(&self) -> std::slice::Iter<'_, SchemaError> {
-        self.errors.iter()
-    }
-
-    /// Number of errors (at least one).
-    pub fn len(&self) -> usize {
-        self.errors.len()
-    }
-
-    /// Always `false`: the list is never empty.
-    pub fn is_empty(&self) -> bool {
-        self.errors.is_empty()
-    }
-}
-
-impl fmt::Display for SchemaErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.errors.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}: {}", e.schema, e.kind)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for SchemaErrors {}
-
-impl<'a> IntoIterator for &'a SchemaErrors {
-    type Item = &'a SchemaError;
-    type IntoIter = std::slice::Iter<'a, SchemaError>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.errors.iter()
-    }
-}
-
-impl IntoIterator for SchemaErrors {
-    type Item = SchemaError;
-    type IntoIter = std::vec::IntoIter<SchemaError>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.errors.into_iter()
+impl Report for SchemaError {
+    /// `resources/leave_request.json: <what is wrong>`.
+    fn report(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.schema, self.kind)
     }
 }
 
@@ -184,11 +140,9 @@ impl SchemaStore {
     /// `resources/leave_request.json`).
     pub fn new(schemas: Vec<(String, Json)>) -> Result<SchemaStore, SchemaErrors> {
         let store = SchemaStore::new_lenient(schemas);
-        let errors: Vec<SchemaError> = store.errors().cloned().collect();
-        if errors.is_empty() {
-            Ok(store)
-        } else {
-            Err(SchemaErrors { errors })
+        match Errors::from_vec(store.errors().cloned().collect()) {
+            None => Ok(store),
+            Some(errors) => Err(errors),
         }
     }
 

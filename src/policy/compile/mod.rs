@@ -234,7 +234,7 @@ fn finish(c: Compiler<'_>, mut set: CompiledPolicySet) -> Result<CompiledPolicyS
     set.evaluation_keys = c.evaluation_keys.len() as u32;
     set.uses_request = c.uses_request.get();
     set.index_metric_labels();
-    match CompileErrors::collect(c.errors) {
+    match errors::collect(c.errors) {
         Some(errors) => Err(errors),
         None => Ok(set),
     }

@@ -24,6 +24,8 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor,
 };
 
+use crate::errors::{Errors, Report};
+
 use super::model::{Policy, PolicyKind, RawPolicy};
 use super::yaml::span::{self, SPAN_FIELD, SPANNED_STRUCT, Span, VALUE_FIELD, VALUE_SPAN_FIELD};
 use super::yaml::{Node, NodeKind, Pos, Scalar, ScalarValue, build_documents};
@@ -81,44 +83,11 @@ impl LoadError {
     }
 }
 
-/// Every problem found while loading (never empty).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadErrors(Vec<LoadError>);
+/// Every problem found while loading (never empty), in the order they were found (files
+/// in path order, positions in order).
+pub type LoadErrors = Errors<LoadError>;
 
-impl LoadErrors {
-    /// Wraps a list of errors; `None` when it is empty.
-    pub(crate) fn from_vec(errors: Vec<LoadError>) -> Option<Self> {
-        (!errors.is_empty()).then_some(Self(errors))
-    }
-
-    /// The errors, in the order they were found (files in path order, positions in order).
-    pub fn errors(&self) -> &[LoadError] {
-        &self.0
-    }
-}
-
-impl fmt::Display for LoadErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for LoadErrors {}
-
-impl IntoIterator for LoadErrors {
-    type Item = LoadError;
-    type IntoIter = std::vec::IntoIter<LoadError>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
-    }
-}
+impl Report for LoadError {}
 
 // === Parsing one file ===
 
@@ -128,7 +97,7 @@ impl IntoIterator for LoadErrors {
 /// Fails with every problem of every document when any document is invalid.
 pub fn parse_policies(text: &str, file: &str) -> Result<Vec<Policy>, LoadErrors> {
     let parsed = parse_file(text, &Arc::from(file), true);
-    match LoadErrors::from_vec(parsed.errors) {
+    match Errors::from_vec(parsed.errors) {
         Some(errors) => Err(errors),
         None => Ok(parsed.policies),
     }

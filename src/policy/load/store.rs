@@ -64,7 +64,7 @@ fn load(dir: &Path, store_checks: bool) -> Result<LoadedStore, LoadErrors> {
             },
         }
     }
-    match LoadErrors::from_vec(loader.errors) {
+    match Errors::from_vec(loader.errors) {
         Some(errors) => Err(errors),
         None => Ok(loader.store),
     }
