@@ -35,21 +35,39 @@ fn commit() -> String {
     if let Ok(c) = std::env::var("GATEHOUSE_COMMIT") {
         return c;
     }
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD")
-        && let Some(r) = head.trim().strip_prefix("ref: ")
-    {
-        println!("cargo:rerun-if-changed=.git/{r}");
+    // Watch HEAD and the branch it names where they really are: in a linked worktree
+    // `.git` is a file, and a watched path that does not exist reruns this script (and so
+    // recompiles the crate, the build date having changed) on every build.
+    if let (Some(git_dir), Some(common_dir)) = (
+        git(&["rev-parse", "--git-dir"]),
+        git(&["rev-parse", "--git-common-dir"]),
+    ) {
+        let head = format!("{git_dir}/HEAD");
+        println!("cargo:rerun-if-changed={head}");
+        if let Ok(text) = std::fs::read_to_string(&head)
+            && let Some(r) = text.trim().strip_prefix("ref: ")
+        {
+            let loose = format!("{common_dir}/{r}");
+            if std::path::Path::new(&loose).exists() {
+                println!("cargo:rerun-if-changed={loose}");
+            } else {
+                println!("cargo:rerun-if-changed={common_dir}/packed-refs");
+            }
+        }
     }
+    git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The trimmed output of a successful `git` command, if any.
+fn git(args: &[&str]) -> Option<String> {
     Command::new("git")
-        .args(["rev-parse", "HEAD"])
+        .args(args)
         .output()
         .ok()
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// The build time as RFC 3339 UTC (`SOURCE_DATE_EPOCH` wins, for reproducible builds).
