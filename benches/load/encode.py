@@ -3,11 +3,13 @@ with h2load:
 
 - check_resources.bin: the CheckResourcesRequest in ../shared/bench/check_resources.json,
   encoded with the official Cerbos SDK's generated messages;
+- plan_resources.bin: the PlanResourcesRequest in benches/load/plan_resources.json (the
+  same policies; a principal whose `read` plan is conditional);
 - ext_authz_check.bin: an Envoy CheckRequest for `GET /documents/<id>` of the same
   resource, with a bearer token and the resource attributes as `x-doc-*` headers, encoded
   by hand (envoy.service.auth.v3; field numbers below).
 
-Usage: encode.py <check_resources.json> <bearer token> <out dir>
+Usage: encode.py <check_resources.json> <bearer token> <out dir> [<plan_resources.json>]
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def main() -> None:
         headers[f"x-doc-{name}"] = resource.attr[name].string_value
     check = envoy_check_request("GET", f"/documents/{resource.id}", headers)
     (out / "ext_authz_check.bin").write_bytes(grpc_frame(check))
+    if len(sys.argv) > 4:
+        plan = json_format.Parse(Path(sys.argv[4]).read_text(), request_pb2.PlanResourcesRequest())
+        (out / "plan_resources.bin").write_bytes(grpc_frame(plan.SerializeToString()))
 
 
 if __name__ == "__main__":
