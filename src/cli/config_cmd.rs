@@ -35,7 +35,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<u8> {
 mod tests {
     use std::path::Path;
 
-    use super::super::serve::ServeConfig;
+    use crate::config::ServeConfig;
     use crate::config::reference::{self, KEYS, Type, children, name};
 
     /// A document putting `probe` at `path` (`a.b[].c`), as JSON (which is YAML).
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn issue_18_bundled_and_example_configs_pass_the_schema() {
-        let bundled = super::super::serve::BUNDLED_CONFIG;
+        let bundled = crate::config::BUNDLED_CONFIG;
         assert!(
             bundled.starts_with("# yaml-language-server: $schema=docs/gatehouse.schema.json\n"),
             "the bundled gatehouse.yaml names its schema on its first line"

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::serve::ServeConfig;
 use crate::audit::{AuditConfig, AuditSink};
+use crate::config::ServeConfig;
 use crate::extauthz::LiveExtAuthz;
 use crate::store::PolicyStore;
 use crate::telemetry::Sinks;

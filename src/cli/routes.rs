@@ -186,8 +186,9 @@ fn check(
     let mut uncovered = 0usize;
     for ((kind, action), sources) in &produced {
         let covered = actions.get(kind).is_some_and(|list| {
-            list.iter()
-                .any(|a| crate::policy::glob::Glob::new(a).is_ok_and(|g| g.matches(action)))
+            list.iter().any(|a| {
+                crate::policy::compiled::glob::Glob::new(a).is_ok_and(|g| g.matches(action))
+            })
         });
         if !covered {
             uncovered += 1;

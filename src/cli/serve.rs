@@ -11,12 +11,7 @@ use clap::{Args, ValueEnum};
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::sync::watch;
 
-pub use crate::config::file::{
-    AuxDataSection, AuxJwtSection, ConnectionsSection, EngineSection, InsecureKeySet,
-    KeySetSection, LocalKeySet, RemoteKeySet, RequestLimits, SchemaSection, ServerSection,
-    TelemetrySection,
-};
-pub use crate::config::{BUNDLED_CONFIG, ServeConfig};
+use crate::config::{BUNDLED_CONFIG, ServeConfig};
 use crate::extauthz::{self, ExtAuthz};
 use crate::store::PolicyStore;
 use crate::store::config::{SourceConfig, source_config};

@@ -1183,7 +1183,7 @@ mod tests {
             ));
         }
         yaml.push_str(&auditor);
-        let policies = crate::policy::loader::parse_policies(&yaml, "store.yaml").unwrap();
+        let policies = crate::policy::load::parse_policies(&yaml, "store.yaml").unwrap();
         crate::policy::compile_policies(&policies, Default::default()).unwrap()
     }
 
@@ -1247,7 +1247,7 @@ mod tests {
     #[test]
     fn the_deciding_rule_is_named() {
         use crate::engine::{Engine, EngineConfig, Principal, Resource};
-        let policies = crate::policy::loader::parse_policies(
+        let policies = crate::policy::load::parse_policies(
             "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n\
              \x20   - {name: readers, actions: [read, edit], effect: EFFECT_ALLOW, roles: [user]}\n\
              \x20   - {actions: [edit], effect: EFFECT_DENY, roles: [user], condition: {match: {expr: R.attr.locked}}}\n",
@@ -1306,14 +1306,14 @@ mod tests {
     #[test]
     fn the_deciding_rule_of_a_parental_consent_allow_is_the_parents() {
         use crate::engine::{Engine, EngineConfig, Principal, Resource};
-        let mut policies = crate::policy::loader::parse_policies(
+        let mut policies = crate::policy::load::parse_policies(
             "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n\
              \x20   - {name: parent-allow, actions: [read], effect: EFFECT_ALLOW, roles: [user]}\n",
             "parent.yaml",
         )
         .unwrap();
         policies.extend(
-            crate::policy::loader::parse_policies(
+            crate::policy::load::parse_policies(
                 "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  scope: acme\n\
                  \x20 scopePermissions: SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS\n  rules:\n\
                  \x20   - {name: child-allow, actions: [read], effect: EFFECT_ALLOW, roles: [user]}\n",

@@ -773,7 +773,7 @@ mod tests {
              \x20   - actions: [a]\n      effect: EFFECT_ALLOW\n      roles: ['*']\n      condition:\n        match:\n          expr: {}\n",
             serde_json::to_string(expr).unwrap()
         );
-        let policies = crate::policy::loader::parse_policies(&yaml, "doc.yaml").unwrap();
+        let policies = crate::policy::load::parse_policies(&yaml, "doc.yaml").unwrap();
         let set = crate::policy::compile_policies(&policies, Default::default()).unwrap();
         let engine = Engine::new(Arc::new(set), EngineConfig::default());
         let attr =

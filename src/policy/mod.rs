@@ -14,14 +14,6 @@ pub mod load;
 pub mod model;
 pub(crate) mod yaml;
 
-// The paths before the split into stage folders (issue 13), kept while work in flight
-// moves over; new code names the stage folders.
-pub use compile as compiler;
-pub use compiled::glob;
-pub use load as loader;
-pub use load::tree;
-pub use yaml::span;
-
 use std::path::Path;
 
 pub use crate::jsonschema::{SchemaErrors, SchemaStore};
