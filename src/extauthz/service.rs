@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use tonic::{Request, Response, Status};
 
 use super::answer::{Allowed, Answer, Denied};
 use super::attributes::{AttributeFetcher, Provenance};
-use super::config::{AnonymousConfig, ClaimsConfig, DenyBody, Mode};
+use super::config::{AnonymousConfig, AttributesConfig, ClaimsConfig, DenyBody, FetchConfig, Mode};
 use super::principal::{Identity, RequestFacts, Source, resolve};
-use super::route::{RouteMapper, fill_template, normalize, query_params};
+use super::route::{RequestPath, RouteMapper, RouteMatch, fill_template, normalize, query_params};
 use super::shadow::Comparison;
 use crate::audit::{ActionRecord, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord};
 use crate::cel::{Key, MapValue, Value, from_json, to_json};
@@ -586,15 +588,7 @@ impl ExtAuthz {
         req: &CheckRequest,
         trail: &mut Trail<'s>,
     ) -> Result<Mapped, Denial> {
-        let attrs = req
-            .attributes
-            .as_ref()
-            .ok_or_else(|| Denial::status(400, "check request without attributes"))?;
-        let http = attrs
-            .request
-            .as_ref()
-            .and_then(|r| r.http.as_ref())
-            .ok_or_else(|| Denial::status(400, "check request without an HTTP request"))?;
+        let (attrs, http) = request_parts(req)?;
         let path = normalize(&http.path)
             .map_err(|e| Denial::status(400, format!("rejected path: {e}")))?;
         let method = http.method.to_ascii_uppercase();
@@ -611,54 +605,8 @@ impl ExtAuthz {
         if route.public {
             return Ok(Mapped::Public);
         }
-        if self.assertion.is_some() {
-            trail.request_line = Some((method.clone(), path.path.clone()));
-        }
-        if let Some(r) = &route.resource {
-            trail.kind = &r.kind;
-            trail.resource_id = fill_template(&r.id, &hit.params, false);
-        }
-        trail.action = route.action_for(&method);
-        trail.header_attrs = route
-            .attributes
-            .headers
-            .keys()
-            .map(String::as_str)
-            .collect();
-
-        let facts = RequestFacts {
-            headers: &http.headers,
-            filter_metadata: attrs.metadata_context.as_ref().map(|m| &m.filter_metadata),
-            peer_principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
-        };
-        trail.principal = Some(match resolve(&self.sources, &facts, &self.claims).await {
-            Identity::Known(p, _) => p,
-            Identity::Invalid(reason) => {
-                return Err(Denial {
-                    status: 401,
-                    reason: format!("invalid credentials: {reason}"),
-                    policy: None,
-                    authenticate: Some("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
-                    audit_reason: Some("invalid credentials"),
-                });
-            }
-            Identity::Missing => match &self.anonymous {
-                Some(a) => Principal {
-                    id: a.id.clone(),
-                    roles: a.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
-                    ..Default::default()
-                },
-                None => {
-                    return Err(Denial {
-                        status: 401,
-                        reason: "authentication required".into(),
-                        policy: None,
-                        authenticate: Some("Bearer realm=\"gatehouse\""),
-                        audit_reason: None,
-                    });
-                }
-            },
-        });
+        self.record_route(trail, &hit, &method, &path);
+        trail.principal = Some(self.principal(attrs, http).await?);
 
         let Some(resource_cfg) = &route.resource else {
             return Err(Denial::forbidden("route has no resource"));
@@ -666,127 +614,10 @@ impl ExtAuthz {
         let Some(action) = trail.action.clone() else {
             return Err(Denial::forbidden(format!("no action for method {method}")));
         };
-        let mut attr = MapValue::new();
-        let a = &route.attributes;
-        if a.path_params {
-            for (k, v) in &hit.params {
-                attr.insert(Self::attr_key(k), Value::from(v.as_str()));
-            }
-        }
-        if !a.query.is_empty() {
-            let q = query_params(&path.query);
-            for (name, param) in &a.query {
-                if let Some((_, v)) = q.iter().find(|(k, _)| k == param) {
-                    attr.insert(Self::attr_key(name), Value::from(v.as_str()));
-                }
-            }
-        }
-        for (name, h) in &a.headers {
-            if let Some(v) = http.headers.get(&h.to_ascii_lowercase()) {
-                attr.insert(Self::attr_key(name), Value::from(v.as_str()));
-            }
-        }
-        for key in &a.context_extensions {
-            if let Some(v) = attrs.context_extensions.get(key) {
-                attr.insert(Self::attr_key(key), Value::from(v.as_str()));
-            }
-        }
-        if !a.route_metadata.is_empty()
-            && let Some(md) = &attrs.route_metadata_context
-        {
-            let mut namespaces: Vec<&String> = md.filter_metadata.keys().collect();
-            namespaces.sort();
-            for ns in namespaces {
-                let fields = &md.filter_metadata[ns].fields;
-                for key in &a.route_metadata {
-                    if let Some(v) = fields.get(key) {
-                        attr.insert(
-                            Self::attr_key(key),
-                            from_json(&super::principal::pb_value_to_json(v)),
-                        );
-                    }
-                }
-            }
-        }
-        if !a.body.is_empty() {
-            if http
-                .headers
-                .get("x-envoy-auth-partial-body")
-                .is_some_and(|v| v == "true")
-            {
-                return Err(Denial::status(413, "request body too large to authorize"));
-            }
-            let raw: &[u8] = if http.raw_body.is_empty() {
-                http.body.as_bytes()
-            } else {
-                &http.raw_body
-            };
-            if raw.len() > self.max_body {
-                return Err(Denial::status(413, "request body too large to authorize"));
-            }
-            if !raw.is_empty() {
-                let json: serde_json::Value = serde_json::from_slice(raw)
-                    .map_err(|_| Denial::status(400, "request body is not JSON"))?;
-                let serde_json::Value::Object(obj) = &json else {
-                    return Err(Denial::status(400, "request body is not a JSON object"));
-                };
-                for field in &a.body {
-                    if let Some(v) = obj.get(field) {
-                        attr.insert(Self::attr_key(field), from_json(v));
-                    }
-                }
-            }
-        }
-        if let Some(fetch) = &a.fetch {
-            let url = fill_template(&fetch.url, &hit.params, true);
-            let mut span = trail
-                .span
-                .as_ref()
-                .map(|s| s.child("attributes.fetch", SpanKind::Client));
-            // The trace goes on to the attribute source: under the fetch span when the
-            // trace is recorded, else as the caller sent it (sampled or not).
-            let context = span.as_ref().map(|s| &s.context).or(trail.caller.as_ref());
-            let (fetched, provenance) = self
-                .fetcher
-                .fetch_with_provenance(
-                    &url,
-                    Duration::from_millis(fetch.timeout_ms),
-                    Duration::from_millis(fetch.cache_ttl_ms),
-                    context,
-                )
-                .await;
-            if let Some(mut span) = span.take() {
-                span.set("http.request.method", "GET");
-                span.set("url.full", crate::telemetry::redact_url(&url));
-                span.set(
-                    "gatehouse.attributes.cached",
-                    matches!(provenance, Provenance::Shared) && fetched.is_ok(),
-                );
-                if let Err(e) = &fetched {
-                    span.set_error(e.to_string());
-                }
-                self.tracer.end(span);
-            }
-            self.metrics
-                .count_attribute_fetch(match (&fetched, provenance) {
-                    (Err(_), _) => AttributeFetch::Error,
-                    (Ok(_), Provenance::Fetched) => AttributeFetch::Ok,
-                    (Ok(_), _) => AttributeFetch::CacheHit,
-                });
-            let fetched = fetched.map_err(|e| {
-                if fetch.answer_not_found && e == super::attributes::FetchError::Status(404) {
-                    // The route opted in: the record does not exist, and says so.
-                    return Denial::status(
-                        404,
-                        "resource not found (the attribute source answered HTTP 404)",
-                    );
-                }
-                tracing::warn!(url = %url, error = %e, "attribute source failed: denying");
-                Denial::forbidden(format!("resource attributes unavailable: {e}"))
-            })?;
-            for (k, v) in fetched.iter() {
-                attr.insert(k.clone(), v.clone());
-            }
+        let mut attr = request_attributes(&route.attributes, attrs, http, &hit, &path);
+        self.body_attributes(&route.attributes, http, &mut attr)?;
+        if let Some(fetch) = &route.attributes.fetch {
+            self.fetch_attributes(fetch, &hit, trail, &mut attr).await?;
         }
 
         if route.plan().is_some() {
@@ -936,6 +767,172 @@ impl ExtAuthz {
         );
     }
 
+    /// Notes what the matched route names for the audit record and the assertion: the
+    /// request line, the resource kind and id, the action, the header attributes.
+    fn record_route<'s>(
+        &self,
+        trail: &mut Trail<'s>,
+        hit: &RouteMatch<'s>,
+        method: &str,
+        path: &RequestPath,
+    ) {
+        let route = hit.route;
+        if self.assertion.is_some() {
+            trail.request_line = Some((method.to_owned(), path.path.clone()));
+        }
+        if let Some(r) = &route.resource {
+            trail.kind = &r.kind;
+            trail.resource_id = fill_template(&r.id, &hit.params, false);
+        }
+        trail.action = route.action_for(method);
+        trail.header_attrs = route
+            .attributes
+            .headers
+            .keys()
+            .map(String::as_str)
+            .collect();
+    }
+
+    /// The principal: from the first source that knows it, else the anonymous principal
+    /// when admitted; invalid or missing credentials are a 401.
+    async fn principal(
+        &self,
+        attrs: &AttributeContext,
+        http: &HttpRequest,
+    ) -> Result<Principal, Denial> {
+        let facts = RequestFacts {
+            headers: &http.headers,
+            filter_metadata: attrs.metadata_context.as_ref().map(|m| &m.filter_metadata),
+            peer_principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
+        };
+        match resolve(&self.sources, &facts, &self.claims).await {
+            Identity::Known(p, _) => Ok(p),
+            Identity::Invalid(reason) => Err(Denial {
+                status: 401,
+                reason: format!("invalid credentials: {reason}"),
+                policy: None,
+                authenticate: Some("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
+                audit_reason: Some("invalid credentials"),
+            }),
+            Identity::Missing => match &self.anonymous {
+                Some(a) => Ok(Principal {
+                    id: a.id.clone(),
+                    roles: a.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
+                    ..Default::default()
+                }),
+                None => Err(Denial {
+                    status: 401,
+                    reason: "authentication required".into(),
+                    policy: None,
+                    authenticate: Some("Bearer realm=\"gatehouse\""),
+                    audit_reason: None,
+                }),
+            },
+        }
+    }
+
+    /// Adds the JSON body's named fields; a partial, oversized or non-object body is
+    /// refused before any field is read.
+    fn body_attributes(
+        &self,
+        a: &AttributesConfig,
+        http: &HttpRequest,
+        attr: &mut MapValue,
+    ) -> Result<(), Denial> {
+        if a.body.is_empty() {
+            return Ok(());
+        }
+        if http
+            .headers
+            .get("x-envoy-auth-partial-body")
+            .is_some_and(|v| v == "true")
+        {
+            return Err(Denial::status(413, "request body too large to authorize"));
+        }
+        let raw: &[u8] = if http.raw_body.is_empty() {
+            http.body.as_bytes()
+        } else {
+            &http.raw_body
+        };
+        if raw.len() > self.max_body {
+            return Err(Denial::status(413, "request body too large to authorize"));
+        }
+        if !raw.is_empty() {
+            let json: serde_json::Value = serde_json::from_slice(raw)
+                .map_err(|_| Denial::status(400, "request body is not JSON"))?;
+            let serde_json::Value::Object(obj) = &json else {
+                return Err(Denial::status(400, "request body is not a JSON object"));
+            };
+            for field in &a.body {
+                if let Some(v) = obj.get(field) {
+                    attr.insert(Self::attr_key(field), from_json(v));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the attributes the route's HTTP source answers (traced, counted, cached);
+    /// a failing source denies, or answers 404 when the route opted in.
+    async fn fetch_attributes(
+        &self,
+        fetch: &FetchConfig,
+        hit: &RouteMatch<'_>,
+        trail: &Trail<'_>,
+        attr: &mut MapValue,
+    ) -> Result<(), Denial> {
+        let url = fill_template(&fetch.url, &hit.params, true);
+        let mut span = trail
+            .span
+            .as_ref()
+            .map(|s| s.child("attributes.fetch", SpanKind::Client));
+        // The trace goes on to the attribute source: under the fetch span when the
+        // trace is recorded, else as the caller sent it (sampled or not).
+        let context = span.as_ref().map(|s| &s.context).or(trail.caller.as_ref());
+        let (fetched, provenance) = self
+            .fetcher
+            .fetch_with_provenance(
+                &url,
+                Duration::from_millis(fetch.timeout_ms),
+                Duration::from_millis(fetch.cache_ttl_ms),
+                context,
+            )
+            .await;
+        if let Some(mut span) = span.take() {
+            span.set("http.request.method", "GET");
+            span.set("url.full", crate::telemetry::redact_url(&url));
+            span.set(
+                "gatehouse.attributes.cached",
+                matches!(provenance, Provenance::Shared) && fetched.is_ok(),
+            );
+            if let Err(e) = &fetched {
+                span.set_error(e.to_string());
+            }
+            self.tracer.end(span);
+        }
+        self.metrics
+            .count_attribute_fetch(match (&fetched, provenance) {
+                (Err(_), _) => AttributeFetch::Error,
+                (Ok(_), Provenance::Fetched) => AttributeFetch::Ok,
+                (Ok(_), _) => AttributeFetch::CacheHit,
+            });
+        let fetched = fetched.map_err(|e| {
+            if fetch.answer_not_found && e == super::attributes::FetchError::Status(404) {
+                // The route opted in: the record does not exist, and says so.
+                return Denial::status(
+                    404,
+                    "resource not found (the attribute source answered HTTP 404)",
+                );
+            }
+            tracing::warn!(url = %url, error = %e, "attribute source failed: denying");
+            Denial::forbidden(format!("resource attributes unavailable: {e}"))
+        })?;
+        for (k, v) in fetched.iter() {
+            attr.insert(k.clone(), v.clone());
+        }
+        Ok(())
+    }
+
     /// Step 2: the engine's decision on the mapped question, on one policy snapshot.
     fn decide_input(&self, input: CheckInput, trail: &mut Trail<'_>) -> Result<(), Denial> {
         let action = input.actions.first().cloned().unwrap_or_default();
@@ -983,6 +980,73 @@ impl ExtAuthz {
         trail.output = Some(out?);
         denial.map_or(Ok(()), Err)
     }
+}
+
+/// The attributes and the HTTP request of a CheckRequest; without them it is a 400.
+fn request_parts(req: &CheckRequest) -> Result<(&AttributeContext, &HttpRequest), Denial> {
+    let attrs = req
+        .attributes
+        .as_ref()
+        .ok_or_else(|| Denial::status(400, "check request without attributes"))?;
+    let http = attrs
+        .request
+        .as_ref()
+        .and_then(|r| r.http.as_ref())
+        .ok_or_else(|| Denial::status(400, "check request without an HTTP request"))?;
+    Ok((attrs, http))
+}
+
+/// The resource attributes read from the request itself: path parameters, query
+/// parameters, headers, context extensions and route metadata, as the route names them.
+fn request_attributes(
+    a: &AttributesConfig,
+    attrs: &AttributeContext,
+    http: &HttpRequest,
+    hit: &RouteMatch<'_>,
+    path: &RequestPath,
+) -> MapValue {
+    let mut attr = MapValue::new();
+    if a.path_params {
+        for (k, v) in &hit.params {
+            attr.insert(ExtAuthz::attr_key(k), Value::from(v.as_str()));
+        }
+    }
+    if !a.query.is_empty() {
+        let q = query_params(&path.query);
+        for (name, param) in &a.query {
+            if let Some((_, v)) = q.iter().find(|(k, _)| k == param) {
+                attr.insert(ExtAuthz::attr_key(name), Value::from(v.as_str()));
+            }
+        }
+    }
+    for (name, h) in &a.headers {
+        if let Some(v) = http.headers.get(&h.to_ascii_lowercase()) {
+            attr.insert(ExtAuthz::attr_key(name), Value::from(v.as_str()));
+        }
+    }
+    for key in &a.context_extensions {
+        if let Some(v) = attrs.context_extensions.get(key) {
+            attr.insert(ExtAuthz::attr_key(key), Value::from(v.as_str()));
+        }
+    }
+    if !a.route_metadata.is_empty()
+        && let Some(md) = &attrs.route_metadata_context
+    {
+        let mut namespaces: Vec<&String> = md.filter_metadata.keys().collect();
+        namespaces.sort();
+        for ns in namespaces {
+            let fields = &md.filter_metadata[ns].fields;
+            for key in &a.route_metadata {
+                if let Some(v) = fields.get(key) {
+                    attr.insert(
+                        ExtAuthz::attr_key(key),
+                        from_json(&super::principal::pb_value_to_json(v)),
+                    );
+                }
+            }
+        }
+    }
+    attr
 }
 
 /// The decision's outcome on its span: who asked for what, the verdict and why.
