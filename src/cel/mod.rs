@@ -10,6 +10,7 @@ pub mod ast;
 pub(crate) mod check;
 mod compile;
 mod eval;
+pub(crate) mod fold;
 pub mod functions;
 pub(crate) mod inline;
 mod json;

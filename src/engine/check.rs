@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::cel::{Activation, Key, MapValue, Timestamp, Value, to_output_json};
+use crate::cel::{Activation, EvalError, Key, MapValue, Timestamp, Value, to_output_json};
 use crate::policy::compiled::{
     ActionSet, ByRole, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS,
     Row, RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
@@ -221,6 +221,9 @@ struct Evaluation<'a> {
     errors: Vec<EvaluationError>,
     /// Cached condition results by evaluation key: (key, satisfied, errored).
     cache: Vec<(u32, bool, bool)>,
+    /// Conditions met so far whose program Cerbos cannot build (`CompiledExpr::plan_error`):
+    /// such a condition is an evaluation error, not false.
+    plan_failures: usize,
     trace: Option<&'a mut Trace>,
 }
 
@@ -230,7 +233,13 @@ impl Evaluation<'_> {
     }
 
     fn eval_expr(&mut self, e: &CompiledExpr) -> bool {
-        let result = e.program.eval(&self.activation());
+        let result = match &e.plan_error {
+            Some(msg) => {
+                self.plan_failures += 1;
+                Err(EvalError::new(Arc::clone(msg)))
+            }
+            None => e.program.eval(&self.activation()),
+        };
         match result {
             Ok(Value::Bool(b)) => {
                 if let Some(t) = self.trace.as_deref_mut() {
@@ -269,12 +278,16 @@ impl Evaluation<'_> {
         }
     }
 
+    /// Whether the condition holds; an item whose program cannot be built stops `all`,
+    /// `any` and `none` (as an error does in Cerbos: see [`Self::plan_failures`]).
     fn satisfies(&mut self, c: &Condition) -> bool {
+        let failures = self.plan_failures;
+        let failed = |ev: &Self| ev.plan_failures > failures;
         match c {
             Condition::Expr(e) => self.eval_expr(e),
-            Condition::All(items) => items.iter().all(|i| self.satisfies(i)),
-            Condition::Any(items) => items.iter().any(|i| self.satisfies(i)),
-            Condition::None(items) => !items.iter().any(|i| self.satisfies(i)),
+            Condition::All(items) => items.iter().all(|i| self.satisfies(i) && !failed(self)),
+            Condition::Any(items) => items.iter().any(|i| self.satisfies(i) || failed(self)),
+            Condition::None(items) => !items.iter().any(|i| self.satisfies(i) || failed(self)),
         }
     }
 
@@ -283,11 +296,11 @@ impl Evaluation<'_> {
     }
 
     fn output(&mut self, e: &CompiledExpr, src: &str, action: &str) -> OutputEntry {
-        let value = match e
-            .program
-            .eval(&self.activation())
-            .and_then(|v| to_output_json(&v))
-        {
+        let result = match &e.plan_error {
+            Some(msg) => Err(EvalError::new(Arc::clone(msg))),
+            None => e.program.eval(&self.activation()),
+        };
+        let value = match result.and_then(|v| to_output_json(&v)) {
             Ok(v) => Ok(v),
             Err(err) => Err(err.message().to_string()),
         };
@@ -393,6 +406,7 @@ pub(crate) fn check(
         now,
         errors: Vec::new(),
         cache: Vec::new(),
+        plan_failures: 0,
         trace,
     };
     let mut effects: Vec<Option<EffectInfo>> = vec![None; req.actions.len()];
@@ -832,10 +846,16 @@ impl<'s> Decider<'s, '_, '_> {
             return Some(v);
         }
         let before = ev.errors.len();
+        let plan_failures = ev.plan_failures;
         let dr_ok = match &row.derived_role {
             Some(dr) => ev.satisfies_opt(dr.condition.as_deref()),
             None => true,
         };
+        if ev.plan_failures > plan_failures {
+            // A condition whose program cannot be built is an error in Cerbos: the rule is
+            // skipped (nothing cached, no output), or denies under strict evaluation.
+            return self.cfg.strict_evaluation.then_some((false, true));
+        }
         if !dr_ok {
             // As Cerbos: the rule does not apply and emits nothing (a later reuse of the
             // cached result does).
@@ -844,6 +864,9 @@ impl<'s> Decider<'s, '_, '_> {
             return (errored && self.cfg.strict_evaluation).then_some((false, true));
         }
         let v = ev.satisfies_opt(row.condition.as_deref());
+        if ev.plan_failures > plan_failures {
+            return self.cfg.strict_evaluation.then_some((false, true));
+        }
         let errored = ev.errors.len() > before;
         ev.cache.push((row.evaluation_key, v, errored));
         Some((v, errored))

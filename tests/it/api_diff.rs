@@ -127,7 +127,9 @@ pub(crate) async fn start_cerbos_with(store: &Path, sections: Value) -> CerbosSe
         _dir: TempDir(dir.clone()),
     };
     let client = reqwest_like::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Generous: Cerbos compiles thousands of generated policies before it is healthy, and
+    // the machine may be shared.
+    let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
         if let Ok((200, _)) = client
             .get(&format!("{}/_cerbos/health", server.http_base))

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `GATEHOUSE_EXPR_DIFF_COUNT` (default 400) and `GATEHOUSE_EXPR_DIFF_SEED` (default 11);
-//! `GATEHOUSE_DIFF_ALLOW_MISMATCHES=1` reports without failing. Compile differences fail
+//! `GATEHOUSE_DIFF_ALLOW_MISMATCHES=1` reports without failing;
+//! `GATEHOUSE_EXPR_DIFF_DUMP=<file>` writes every difference there (the output shows 60). Compile differences fail
 //! the test; evaluation differences (still open: outputs of conditions that fail other
 //! than on a missing key, NaN and infinite outputs failing Cerbos's HTTP response, Go's
 //! base64 error offsets) are printed, and fail it only with
@@ -197,6 +198,9 @@ async fn expr_diff() {
         }
     }
     drop(cerbos);
+    if let Ok(path) = std::env::var("GATEHOUSE_EXPR_DIFF_DUMP") {
+        std::fs::write(&path, mismatches.join("\n")).expect("dump written");
+    }
     for m in mismatches.iter().take(60) {
         println!("MISMATCH {m}");
     }

@@ -214,3 +214,12 @@ async fn issue_11_matched_policy_with_several_role_policies() {
 async fn issue_11_failing_conditions_emit_condition_not_met_outputs() {
     replay("condition_errors").await;
 }
+
+/// A condition whose program Cerbos cannot build (a type conversion of a constant that
+/// fails, after cel-go's constant folding) is an evaluation error: the rule is skipped
+/// without its `conditionNotMet` output, even when the failing conversion sits in a branch
+/// that is not taken; an output with one is that error (`cel::fold`).
+#[tokio::test]
+async fn issue_11_conditions_cerbos_cannot_plan_are_errors() {
+    replay("plan_errors").await;
+}

@@ -75,6 +75,7 @@ impl Compiler<'_> {
         Some(CompiledExpr {
             program,
             plan: Arc::new(crate::cel::inline::inline_host(&parsed, env)),
+            plan_error: cel::fold::plan_error(&parsed).map(Arc::from),
             source: Arc::from(text.text.as_str()),
             span: text.span.clone(),
         })

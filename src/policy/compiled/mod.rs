@@ -128,6 +128,10 @@ pub(crate) struct CompiledExpr {
     pub program: Program,
     /// The parsed expression with variables and constants inlined, for the planner.
     pub plan: Arc<crate::cel::ast::Expr>,
+    /// Why Cerbos 0.55 cannot build this expression's program (a type conversion of a
+    /// constant that fails, `cel::fold`): a condition with one is an evaluation error, an
+    /// output is this error.
+    pub plan_error: Option<Arc<str>>,
     pub source: Arc<str>,
     pub span: Span,
 }
