@@ -415,12 +415,14 @@ class PolicyEditor:
         self.n += 1
         before = self.status()["revision"]
         step = self.n % 4
-        if step == 1:  # good: document.yaml gets a rule for an action no request uses
+        if step == 1:  # good: document.yaml gets a rule for an action no request uses,
+            # and the extra policy the last (broken) edit left is made whole again
+            self.extra.write_text(GOOD_EXTRA.replace("{n}", str(self.n)))
             self.document.write_text(self.original + (
                 f"\n    # soak edit {self.n}\n    - name: soak-{self.n}\n"
                 f"      actions: [\"soak_unused_{self.n}\"]\n      effect: EFFECT_ALLOW\n"
                 f"      roles: [\"user\"]\n"))
-            kind, good = "document.yaml rule added", True
+            kind, good = "document.yaml rule added, extra policy fixed", True
         elif step == 2:
             self.extra.write_text(BROKEN_YAML.replace("{n}", str(self.n)))
             kind, good = "broken YAML", False
@@ -566,7 +568,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=1800.0, help="seconds (default 1800)")
     ap.add_argument("--rps", type=float, default=20.0, help="requests per second (default 20)")
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=16,
+                    help="client threads (default 16: enough to hold --rps when answers are slow)")
     ap.add_argument("--warmup", type=float, default=None, help="seconds (default: 10%% of the run, at least 60)")
     ap.add_argument("--out", type=Path, default=REPO / "target" / "soak" / time.strftime("%Y%m%d-%H%M%S"))
     args = ap.parse_args()
