@@ -9,6 +9,9 @@ and injects who the caller is:
     x-gatehouse-derived-roles  comma-separated derived roles that applied
     x-gatehouse-outputs        JSON outputs of the matched rules
     x-gatehouse-decision-id    id of the decision in Gatehouse's audit log
+    x-gatehouse-filter         on list routes with `plan` (gatehouse.yaml): which documents
+                               the caller may read, Cerbos's PlanResources filter as JSON
+                               (gatehouse_filter.py turns it into the WHERE clause)
 
 The app trusts these headers and nothing else about the caller (Envoy + Gatehouse strip
 client-sent copies). It never decides *whether* a caller may do something; it only uses
@@ -38,6 +41,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+import gatehouse_filter
 from gatehouse_assertion import AssertionInvalid, AssertionVerifier
 from gatehouse_fastapi import Gatehouse, GatehousePrincipal
 
@@ -248,6 +252,7 @@ async def echo_and_record(request: Request, call_next):
             "outputs": request.headers.get(OUTPUTS),
             "decision_id": request.headers.get(DECISION_ID),
             "assertion": request.headers.get("x-gatehouse-assertion"),
+            "filter": request.headers.get(gatehouse_filter.HEADER),
             "authorization": request.headers.get("authorization") is not None,
             # Envoy's router adds the first to every request it proxies; nginx (the
             # forward-auth tests) the second. Gatehouse's attribute fetches have neither.
@@ -282,12 +287,25 @@ GATEHOUSE_API_URL = os.environ.get("GATEHOUSE_API_URL", "http://127.0.0.1:3592")
 ATTRS = ("owner", "department", "status", "classification", "amount", "archived")
 
 
+COLUMNS = {f"request.resource.attr.{k}": DOCUMENTS.c[k] for k in ATTRS}
+
+
 @app.get("/documents", tags=["document"], openapi_extra={"x-gatehouse-action": "list"})
-def list_documents(principal: Annotated[GatehousePrincipal, Depends(gatehouse)],
+def list_documents(request: Request, principal: Annotated[GatehousePrincipal, Depends(gatehouse)],
                    who: Caller) -> dict[str, Any]:
-    # Gatehouse decided `list` for the collection; which documents the caller may read is
-    # one PlanResources call to Gatehouse's Cerbos API (the official SDK), turned into the
-    # query's WHERE clause by the official cerbos-sqlalchemy adapter.
+    if gatehouse_filter.HEADER in request.headers:
+        # Behind the bundled gatehouse.yaml (`plan: {action: read}` on this route):
+        # Gatehouse planned `read` for the caller and sent the filter; no call, no
+        # authorization code, one helper call for the WHERE clause.
+        try:
+            where = gatehouse_filter.condition(request.headers, DOCUMENTS, COLUMNS)
+        except gatehouse_filter.FilterError as e:
+            raise HTTPException(status_code=503, detail=str(e)) from e
+        return {"documents": store.select(sa.select(DOCUMENTS).where(where)), "seen_by": who}
+    # A route that decides `list` instead (routes imported from this app's OpenAPI
+    # document): which documents the caller may read is one PlanResources call to
+    # Gatehouse's Cerbos API (the official SDK), turned into the query's WHERE clause by
+    # the official cerbos-sqlalchemy adapter.
     from cerbos.sdk.client import CerbosClient
     from cerbos.sdk.model import Principal, ResourceDesc
 
@@ -304,7 +322,7 @@ def readable_query(plan: Any) -> sa.Select:
     """The documents a PlanResources answer allows, as a SQLAlchemy query."""
     from cerbos_sqlalchemy import get_query
 
-    return get_query(plan, DOCUMENTS, {f"request.resource.attr.{k}": DOCUMENTS.c[k] for k in ATTRS})
+    return get_query(plan, DOCUMENTS, COLUMNS)
 
 
 # What Gatehouse reads for each operation's resource attributes, as gatehouse.yaml's
@@ -377,6 +395,22 @@ if TEST_HOOKS:
         else:
             attributes_down.clear()
         return {"down": attributes_down.is_set()}
+
+    @app.get("/internal/test/documents", include_in_schema=False)
+    def test_documents() -> list[dict[str, Any]]:
+        return store.list()
+
+    @app.post("/internal/test/documents", include_in_schema=False)
+    def test_add_documents(rows: list[dict[str, Any]]) -> dict[str, int]:
+        with store._lock, store.engine.begin() as c:
+            c.execute(DOCUMENTS.insert(), [{"body": "", **d} for d in rows])
+        return {"added": len(rows)}
+
+    @app.delete("/internal/test/documents", include_in_schema=False)
+    def test_remove_documents(prefix: str) -> dict[str, int]:
+        with store._lock, store.engine.begin() as c:
+            done = c.execute(DOCUMENTS.delete().where(DOCUMENTS.c.id.startswith(prefix, autoescape=True)))
+        return {"removed": done.rowcount}
 
     @app.post("/internal/test/reset", include_in_schema=False)
     def test_reset() -> dict[str, bool]:

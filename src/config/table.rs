@@ -32,7 +32,11 @@ pub fn route_table(routes: &[RouteConfig], positions: &Positions) -> Vec<String>
         let resource = route
             .resource
             .as_ref()
-            .map_or(String::new(), |r| format!("{} {}", r.kind, r.id));
+            .map_or(String::new(), |r| match route.plan() {
+                // A plan route has no id: it covers every resource of its kind.
+                Some(_) => format!("{} (all)", r.kind),
+                None => format!("{} {}", r.kind, r.id),
+            });
         if route.public {
             let methods = if route.methods().is_empty() {
                 "*".to_string()

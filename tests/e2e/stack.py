@@ -440,7 +440,7 @@ def raw_request(port: int, method: str, path: str, headers: dict[str, str] | Non
 # The headers Gatehouse sets for the backend (extAuthz.headerPrefix x-gatehouse-): nginx
 # copies each from the auth answer, which also replaces any a client sent.
 GATEHOUSE_BACKEND_HEADERS = ["decision-id", "principal", "roles", "principal-attr",
-                             "derived-roles", "outputs", "assertion"]
+                             "derived-roles", "outputs", "assertion", "filter"]
 
 
 def nginx_binary() -> str | None:

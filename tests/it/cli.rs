@@ -562,6 +562,10 @@ fn issue_18_routes_prints_each_action_and_where_it_came_from() {
       methods: [GET, PATCH]
       resource: {kind: document, id: \"{id}\"}
       actions: {PATCH: edit}
+    - path: /documents
+      methods: [GET]
+      resource: {kind: document}
+      plan: {action: read}
 ",
     );
     let out = gatehouse()
@@ -625,6 +629,14 @@ fn issue_18_routes_prints_each_action_and_where_it_came_from() {
             "document {id}".into(),
             "edit".into(),
             format!("actions.PATCH at {f}:15:24"),
+        ],
+        vec![
+            format!("{f}:16:7"),
+            "GET".into(),
+            "/documents".into(),
+            "document (all)".into(),
+            "read".into(),
+            format!("plan.action at {f}:19:22: planned, the filter goes to the backend"),
         ],
     ];
     assert_eq!(rows.len(), expect.len(), "{table}");
