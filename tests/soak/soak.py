@@ -219,7 +219,7 @@ def scenarios() -> list[Scenario]:
         Scenario("bot reads 2", "allowed", "GET", "/documents/2", ALLOW, _t("bot"),
                  needs_attributes=True),
         Scenario("root lists", "allowed", "GET", "/documents", ALLOW, _t("root")),
-        Scenario("carol lists (filtered with the Cerbos API)", "allowed", "GET", "/documents",
+        Scenario("carol lists (a plan route: Gatehouse's filter)", "allowed", "GET", "/documents",
                  ALLOW, _t("carol")),
         Scenario("health (public)", "allowed", "GET", "/health", ALLOW),
         # denied
