@@ -10,7 +10,7 @@
 #   GATEHOUSE_BIN=target/release/gatehouse bash benches/scale.sh  # no build
 #   SCALE_CERBOS_MAX=1000 bash benches/scale.sh # skip Cerbos above 1,000 policies (its
 #                                               # startup at 10,000 takes minutes)
-#   SCALE_START_TIMEOUT=600 bash benches/scale.sh # seconds to become healthy (300)
+#   SCALE_START_TIMEOUT=600 bash benches/scale.sh # seconds to become healthy (600)
 #
 # Needs h2load (Debian: nghttp2-client) and the Cerbos binary in .tools/cerbos (installed
 # from npm when missing). Listens on 127.0.0.1 only; stops what it started. A benchmark,
@@ -22,7 +22,7 @@ sizes="${SCALE_SIZES:-1 100 1000 10000}"
 seconds="${SCALE_SECONDS:-5}"
 cerbos_max="${SCALE_CERBOS_MAX:-100000}"
 clients="${SCALE_CLIENTS:-16}"
-start_timeout="${SCALE_START_TIMEOUT:-300}"  # seconds; Cerbos 0.55 took 91 s at 10,000
+start_timeout="${SCALE_START_TIMEOUT:-600}"  # seconds; Cerbos 0.55 took 91 s at 10,000
 command -v h2load >/dev/null || { echo "h2load not found (apt-get install nghttp2-client)" >&2; exit 2; }
 cerbos="$root/.tools/cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"
 if [ ! -x "$cerbos" ]; then

@@ -580,6 +580,9 @@ def main() -> None:
     log(f"all {len(checks)} answers as expected; timing")
 
     idle_rss = {p.name: p.status_kib("VmRSS") for p in PROCS}
+    # The commit the binary was built from, as it reports it (ServerInfo).
+    info = json.loads(http_json(f"http://127.0.0.1:{ports['gh_off_http']}/api/server_info")[1])
+    gatehouse_info = f"{info.get('version', '?')} (commit {info.get('commit', '?')[:12]}, built {info.get('buildDate', '?')})"
 
     def grpc_t(port: int, path: str, body: str) -> Target:
         return Target("grpc", f"http://127.0.0.1:{port}{path}", work / body)
@@ -660,11 +663,10 @@ def main() -> None:
         "load_average_max_before_a_run": max(r["load_average"] for rs in runs.values() for r in rs),
         "settings": {"seconds": SECONDS, "warmup_seconds": WARMUP, "rounds": ROUNDS, "rows": ROWS or "all"},
         "versions": {
-            "gatehouse": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                                        text=True).stdout.strip(),
+            "gatehouse": gatehouse_info,
             "cerbos": "Cerbos " + version([cerbos, "--version"]),
             "envoy": "Envoy " + re.sub(r".*version: [0-9a-f]+/([^/ ]+).*", r"\1", version([envoy, "--version"])),
-            "h2load": version(["h2load", "--version"]), "wrk": version(["wrk", "-v"]),
+            "h2load": version(["h2load", "--version"]), "wrk": re.sub(r" \[.*", "", version(["wrk", "-v"])),
         },
         "checks": checks,
         "rows": rows,
