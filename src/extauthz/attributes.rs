@@ -161,22 +161,27 @@ impl AttributeFetcher {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
             return Err(FetchError::BadUrl(url.to_string()));
         }
-        let mut request = hyper::Request::get(uri).header("accept", "application/json");
-        if let Some(t) = trace {
-            request = request.header("traceparent", t.traceparent());
-            if let Some(state) = &t.trace_state {
-                request = request.header("tracestate", state.as_str());
+        let request = || {
+            let mut request = hyper::Request::get(uri.clone()).header("accept", "application/json");
+            if let Some(t) = trace {
+                request = request.header("traceparent", t.traceparent());
+                if let Some(state) = &t.trace_state {
+                    request = request.header("tracestate", state.as_str());
+                }
             }
-        }
-        let request = request
-            .body(Empty::new())
-            .map_err(|_| FetchError::BadUrl(url.to_string()))?;
+            request
+                .body(Empty::new())
+                .map_err(|_| FetchError::BadUrl(url.to_string()))
+        };
         let work = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| FetchError::Unreachable(crate::http_client::error_chain(&e)))?;
+            let response = match self.client.request(request()?).await {
+                // A pooled keep-alive connection the source closed just as it was reused
+                // (uvicorn closes idle ones after 5 s): the GET never reached the app, so
+                // it is sent once more, on a new connection (found by the soak test).
+                Err(e) if closed_before_answer(&e) => self.client.request(request()?).await,
+                other => other,
+            }
+            .map_err(|e| FetchError::Unreachable(crate::http_client::error_chain(&e)))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(FetchError::Status(status.as_u16()));
@@ -198,6 +203,19 @@ impl AttributeFetcher {
             Err(_) => Err(FetchError::Timeout(timeout.as_millis() as u64)),
         }
     }
+}
+
+/// Whether the connection ended before any byte of an answer came (a reused connection
+/// closed by the server): the request may be sent again.
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = s.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -239,6 +257,41 @@ mod tests {
             }
         });
         (format!("http://{addr}/attrs"), hits)
+    }
+
+    #[tokio::test]
+    async fn issue_12_a_keep_alive_connection_closed_on_reuse_is_retried() {
+        // Each connection answers its first request (keeping the connection open), then
+        // reads the next request and closes without answering: what a server whose
+        // keep-alive timeout fires as the pooled connection is reused looks like.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = sock.read(&mut buf).await;
+                    let body = r#"{"owner":"alice"}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.read(&mut buf).await;
+                });
+            }
+        });
+        let url = format!("http://{addr}/attrs");
+        let f = AttributeFetcher::new();
+        let t = Duration::from_secs(2);
+        for _ in 0..3 {
+            let got = f.fetch(&url, t, Duration::ZERO).await;
+            assert!(got.is_ok(), "{got:?}");
+        }
+        assert!(connections.load(Ordering::SeqCst) >= 3);
     }
 
     #[tokio::test]
