@@ -104,6 +104,17 @@ fn undeclared(pos: usize, name: &str) -> ProgramError {
     }
 }
 
+/// Functions whose global overloads Cerbos 0.55 declares non-strict (its set functions):
+/// a failed argument makes them fail with `no such overload`, not with the argument's error.
+const NON_STRICT: [&str; 6] = [
+    "except",
+    "hasIntersection",
+    "has_intersection",
+    "intersect",
+    "isSubset",
+    "is_subset",
+];
+
 /// The names of the extension types that expressions can name.
 const EXTENSION_TYPES: [&str; 6] = [
     "net.IP",
@@ -439,6 +450,9 @@ impl Compiler<'_> {
             all.push(self.expr(t)?);
         }
         all.extend(self.args(args)?);
+        if target.is_none() && NON_STRICT.contains(&func) {
+            return Ok(Node::NonStrictCall(f, all));
+        }
         Ok(Node::Call(f, all))
     }
 

@@ -105,6 +105,9 @@ pub(crate) enum Node {
     Or(Box<Node>, Box<Node>),
     Ternary(Box<Node>, Box<Node>, Box<Node>),
     Call(NativeFn, Vec<Node>),
+    /// A call of a non-strict overload (Cerbos's global `intersect`, `hasIntersection`,
+    /// ...): the function sees failed arguments and answers `no such overload` for them.
+    NonStrictCall(NativeFn, Vec<Node>),
     Matches(Box<Node>, Arc<Regex>),
     Comprehension(Box<Comprehension>),
     Bind(u16, Box<Node>, Box<Node>),
@@ -333,6 +336,16 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
             locals.slots[i] = saved;
             locals.failed[i] = saved_failed;
             out
+        }
+        Node::NonStrictCall(f, args) => {
+            let mut vals = Vec::with_capacity(args.len());
+            for a in args {
+                match eval(a, act, locals) {
+                    Ok(v) => vals.push(v),
+                    Err(_) => return Err(EvalError::new("no such overload")),
+                }
+            }
+            f(&vals, act)
         }
         Node::OptOr(opt, alt, or_value) => match eval(opt, act, locals)? {
             Value::Optional(Some(v)) => {

@@ -98,6 +98,50 @@ const CASES: &[(&str, &str)] = &[
     ("[1, 2][5]", "error: index out of bounds: 5"),
     ("'abc'.substring(5)", "error: index out of range: 5"),
     ("1 % 0", "error: modulus by zero"),
+    // Go's base64 error offsets (of the unpadded decoder cel-go falls back to).
+    (
+        "base64.decode('a')",
+        "error: illegal base64 data at input byte 0",
+    ),
+    (
+        "base64.decode('ünï')",
+        "error: illegal base64 data at input byte 0",
+    ),
+    (
+        "base64.decode('1h30m')",
+        "error: illegal base64 data at input byte 4",
+    ),
+    (
+        "base64.decode('YQ=')",
+        "error: illegal base64 data at input byte 2",
+    ),
+    (
+        "base64.decode('YWJj\\nZ')",
+        "error: illegal base64 data at input byte 5",
+    ),
+    (
+        "base64.decode('YW=j')",
+        "error: illegal base64 data at input byte 2",
+    ),
+    (
+        "base64.decode('YWJjZA==x')",
+        "error: illegal base64 data at input byte 6",
+    ),
+    // The global set functions are non-strict: a failed argument is `no such overload`;
+    // their receiver forms are strict.
+    (
+        "intersect([1, 2].slice(2, 1), [1])",
+        "error: no such overload",
+    ),
+    (
+        "[1].intersect([1, 2].slice(2, 1))",
+        "error: cannot slice(2, 1), start index must be less than or equal to end index",
+    ),
+    ("hasIntersection([1], [[1][5]])", "error: no such overload"),
+    ("except([1], [[1][5]])", "error: no such overload"),
+    ("isSubset([1 / 0], [1])", "error: no such overload"),
+    ("is_subset([1], [1 / 0])", "error: no such overload"),
+    ("[1].isSubset([1 / 0])", "error: division by zero"),
     // Path functions.
     ("pathHasPrefix('/a/b.txt', '/a/b.txt')", "value: true"),
     (

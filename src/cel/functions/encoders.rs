@@ -83,15 +83,37 @@ fn decode_base64(s: &str, url: bool) -> Result<Vec<u8>, EvalError> {
     padded
         .decode(input)
         .or_else(|_| raw.decode(input))
-        .map_err(|e| {
-            let at = match e {
-                base64::DecodeError::InvalidByte(i, _)
-                | base64::DecodeError::InvalidLastSymbol(i, _) => i,
-                base64::DecodeError::InvalidLength(n) => n,
-                base64::DecodeError::InvalidPadding => input.len(),
-            };
+        .map_err(|_| {
+            let at = go_raw_error_offset(s.as_bytes(), url);
             EvalError::new(format!("illegal base64 data at input byte {at}"))
         })
+}
+
+/// The offset Go's unpadded decoder (`RawStdEncoding` / `RawURLEncoding`, the error
+/// cel-go reports) names for input that does not decode: the first byte outside the
+/// alphabet (line breaks are skipped, `=` is outside it), or the start of a final quantum
+/// of a single symbol.
+fn go_raw_error_offset(s: &[u8], url: bool) -> usize {
+    let symbol = |c: u8| {
+        c.is_ascii_alphanumeric()
+            || if url {
+                c == b'-' || c == b'_'
+            } else {
+                c == b'+' || c == b'/'
+            }
+    };
+    let (mut si, mut j) = (0, 0);
+    while si < s.len() {
+        let c = s[si];
+        si += 1;
+        if symbol(c) {
+            j = (j + 1) % 4;
+        } else if c != b'\n' && c != b'\r' {
+            return si - 1;
+        }
+    }
+    // Only a final quantum of one symbol fails (the caller knows decoding failed).
+    if j == 1 { si - 1 } else { si }
 }
 
 fn base64_decode(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
