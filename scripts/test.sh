@@ -51,7 +51,7 @@ GATEHOUSE_BIN="$target_dir/debug/gatehouse" .venv/bin/python -m pytest -q tests/
 # (extAuthz.openapi) instead of gatehouse.yaml's hand-written ones: same expectations
 # (the gRPC mode only, to keep CI short: the route table is the same in both modes).
 GATEHOUSE_E2E_ROUTES=openapi GATEHOUSE_BIN="$target_dir/debug/gatehouse" \
-  .venv/bin/python -m pytest -q -k grpc tests/e2e/test_authz.py
+  .venv/bin/python -m pytest -q -k grpc tests/e2e/test_authz.py tests/e2e/test_plan_route.py
 
 echo "== the corpus's oracle (shared/conformance/oracle.py) against gatehouse (tests/oracle)"
 GATEHOUSE_BIN="$target_dir/debug/gatehouse" bash tests/oracle/run.sh

@@ -290,7 +290,7 @@ ATTRS = ("owner", "department", "status", "classification", "amount", "archived"
 COLUMNS = {f"request.resource.attr.{k}": DOCUMENTS.c[k] for k in ATTRS}
 
 
-@app.get("/documents", tags=["document"], openapi_extra={"x-gatehouse-action": "list"})
+@app.get("/documents", tags=["document"], openapi_extra={"x-gatehouse-plan": {"action": "read"}})
 def list_documents(request: Request, principal: Annotated[GatehousePrincipal, Depends(gatehouse)],
                    who: Caller) -> dict[str, Any]:
     if gatehouse_filter.HEADER in request.headers:
@@ -302,8 +302,9 @@ def list_documents(request: Request, principal: Annotated[GatehousePrincipal, De
         except gatehouse_filter.FilterError as e:
             raise HTTPException(status_code=503, detail=str(e)) from e
         return {"documents": store.select(sa.select(DOCUMENTS).where(where)), "seen_by": who}
-    # A route that decides `list` instead (routes imported from this app's OpenAPI
-    # document): which documents the caller may read is one PlanResources call to
+    # Behind a route that decides `list` instead (deploy/kubernetes's gatehouse.yaml, or
+    # a Gatehouse without plan routes): which documents the caller may read is one
+    # PlanResources call to
     # Gatehouse's Cerbos API (the official SDK), turned into the query's WHERE clause by
     # the official cerbos-sqlalchemy adapter.
     from cerbos.sdk.client import CerbosClient

@@ -617,7 +617,7 @@ pub(crate) const KEYS: &[Key] = &[
         "extAuthz.openapi",
         Object,
         "none",
-        "Routes imported from the app's OpenAPI document (as `gatehouse routes import` prints them; `x-gatehouse-attributes` gives an operation's attribute sources), read with the configuration (at start, on change, on SIGHUP). They come after `routes`: a hand-written route of the same method and path template overrides an imported one, and an operation no route covers is denied. A document that cannot be read or fetched, or gives no valid routes, keeps the routes imported last (at start: the hand-written routes alone); the error is logged and shown in `openapi.lastError` of `GET /_gatehouse/status`.",
+        "Routes imported from the app's OpenAPI document (as `gatehouse routes import` prints them; `x-gatehouse-attributes` gives an operation's attribute sources, `x-gatehouse-plan: {action: read}` makes it a `plan` route), read with the configuration (at start, on change, on SIGHUP). They come after `routes`: a hand-written route of the same method and path template overrides an imported one, and an operation no route covers is denied. A document that cannot be read or fetched, or gives no valid routes, keeps the routes imported last (at start: the hand-written routes alone); the error is logged and shown in `openapi.lastError` of `GET /_gatehouse/status`.",
     ),
     k(
         "extAuthz.openapi.file",

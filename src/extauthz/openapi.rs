@@ -5,7 +5,9 @@
 //! * the path template, with each path parameter typed where the document types it
 //!   (`integer` is `{id:int}`, `number` `{x:float}`, a `uuid` string `{x:uuid}`);
 //! * the action from the operation's `x-gatehouse-action`, else the method's default
-//!   (GET `read`, POST `create`, PUT and PATCH `update`, DELETE `delete`);
+//!   (GET `read`, POST `create`, PUT and PATCH `update`, DELETE `delete`); or, with
+//!   `x-gatehouse-plan: {action: read}` (a list operation), a plan route: the backend gets
+//!   the filter instead of a decision (no resource id);
 //! * the resource kind from `x-gatehouse-resource`, else the first tag, else the
 //!   collection segment (the last literal segment before the last parameter, or the last
 //!   literal segment); the resource id from `x-gatehouse-id`, else the last path parameter,
@@ -24,7 +26,7 @@ use serde_json::Value as Json;
 use std::path::Path;
 use std::time::Duration;
 
-use super::config::{AttributesConfig, OpenApiConfig, ResourceConfig, RouteConfig};
+use super::config::{AttributesConfig, OpenApiConfig, PlanConfig, ResourceConfig, RouteConfig};
 use super::route::default_action;
 
 /// Operations read at most (a document with more is refused).
@@ -44,6 +46,8 @@ pub enum ActionOrigin {
     Extension,
     /// The method's default.
     Default,
+    /// The operation's `x-gatehouse-plan`: planned, not decided.
+    Plan,
 }
 
 /// One operation turned into a route.
@@ -131,9 +135,22 @@ pub fn routes_from_openapi(
                 });
                 continue;
             }
-            let (action, origin) = match text("x-gatehouse-action")? {
-                Some(a) => (a, ActionOrigin::Extension),
-                None => match default_action(&method) {
+            let plan = match op.get("x-gatehouse-plan") {
+                None => None,
+                Some(v) => Some(
+                    serde_json::from_value::<PlanConfig>(v.clone())
+                        .map_err(|e| err(format!("{method} {path}: x-gatehouse-plan: {e}")))?,
+                ),
+            };
+            let (action, origin) = match (&plan, text("x-gatehouse-action")?) {
+                (Some(_), Some(_)) => {
+                    return Err(err(format!(
+                        "{method} {path}: x-gatehouse-plan and x-gatehouse-action exclude each other"
+                    )));
+                }
+                (Some(p), None) => (p.action.clone(), ActionOrigin::Plan),
+                (None, Some(a)) => (a, ActionOrigin::Extension),
+                (None, None) => match default_action(&method) {
                     Some(a) => (a.to_string(), ActionOrigin::Default),
                     None => continue,
                 },
@@ -155,6 +172,8 @@ pub fn routes_from_openapi(
             };
             let id = match text("x-gatehouse-id")? {
                 Some(id) => id,
+                // A plan covers every resource of the kind: no id.
+                None if plan.is_some() => String::new(),
                 None => last_param(path).map_or_else(|| "*".to_string(), |p| format!("{{{p}}}")),
             };
             let resource = ResourceConfig {
@@ -163,8 +182,10 @@ pub fn routes_from_openapi(
                 policy_version: String::new(),
                 scope: String::new(),
             };
-            let mut config = route(template, &method, false, Some(resource), Some(action));
+            let decided = plan.is_none().then_some(action);
+            let mut config = route(template, &method, false, Some(resource), decided);
             config.attributes = attributes;
+            config.plan = plan;
             out.push(ImportedRoute {
                 config,
                 method,
@@ -289,17 +310,25 @@ pub fn import_table(routes: &[ImportedRoute]) -> Vec<String> {
             let resource = c
                 .resource
                 .as_ref()
-                .map_or(String::new(), |res| format!("{} {}", res.kind, res.id));
+                .map_or(String::new(), |res| match &c.plan {
+                    Some(_) => format!("{} (all)", res.kind),
+                    None => format!("{} {}", res.kind, res.id),
+                });
             let (action, origin) = match r.action_origin {
                 None => (
                     "-".to_string(),
                     "public: allowed without a decision".to_string(),
                 ),
                 Some(o) => (
-                    c.action.clone().unwrap_or_default(),
+                    c.plan
+                        .as_ref()
+                        .map(|p| p.action.clone())
+                        .or_else(|| c.action.clone())
+                        .unwrap_or_default(),
                     match o {
                         ActionOrigin::Extension => "x-gatehouse-action".to_string(),
                         ActionOrigin::Default => format!("default for {}", r.method),
+                        ActionOrigin::Plan => "x-gatehouse-plan: planned".to_string(),
                     },
                 ),
             };
@@ -642,6 +671,37 @@ mod tests {
             import_table(&routes_from_openapi(&doc(), true).unwrap())[1]
                 .contains("x-gatehouse-action")
         );
+    }
+
+    #[test]
+    fn issue_14_x_gatehouse_plan_makes_a_plan_route() {
+        let doc = json!({"openapi": "3.1.0", "paths": {"/documents": {"get": {
+            "tags": ["document"], "x-gatehouse-plan": {"action": "read"}}}}});
+        let routes = routes_from_openapi(&doc, false).unwrap();
+        let c = &routes[0].config;
+        assert_eq!(c.plan.as_ref().map(|p| p.action.as_str()), Some("read"));
+        assert_eq!(c.action, None);
+        assert_eq!(c.resource.as_ref().unwrap().id, "");
+        assert_eq!(routes[0].action_origin, Some(ActionOrigin::Plan));
+        let configs = [c.clone()];
+        let m = super::super::RouteMapper::new(&configs).unwrap();
+        assert_eq!(
+            m.find("/documents", "GET").unwrap().route.plan(),
+            Some("read")
+        );
+        let table = import_table(&routes);
+        assert!(
+            table[0].contains("document (all)") && table[0].contains("x-gatehouse-plan"),
+            "{table:?}"
+        );
+        for bad in [json!({"action": 7}), json!({"verb": "read"}), json!("read")] {
+            let doc =
+                json!({"openapi": "3.1.0", "paths": {"/d": {"get": {"x-gatehouse-plan": bad}}}});
+            assert!(routes_from_openapi(&doc, false).is_err(), "{bad}");
+        }
+        let both = json!({"openapi": "3.1.0", "paths": {"/d": {"get": {
+            "x-gatehouse-plan": {"action": "read"}, "x-gatehouse-action": "list"}}}});
+        assert!(routes_from_openapi(&both, false).is_err());
     }
 
     #[test]

@@ -57,12 +57,10 @@ def test_import_gives_the_hand_written_routes(openapi):
         if "public:" in line:
             written.add(("GET", _param_free(path), "public", "-"))
         elif "plan.action" in line:
-            # A list route with `plan` (issue 14): a filter for the app, not a decision.
-            # The OpenAPI import has no plan extension: the app declares `list` there and,
-            # behind such a route, asks PlanResources itself.
+            # A list route with `plan` (issue 14), imported from `x-gatehouse-plan`.
             assert (method, path, cols[3], cols[4], cols[5]) == ("GET", "/documents", "document",
                                                                  "(all)", "read"), line
-            written.add((method, path, "document", "list"))
+            written.add((method, path, "document", "read"))
         elif cols[-1] != "denied" and method not in ("HEAD", "(other)"):
             written.add((method, _param_free(path), cols[3], cols[5]))
     # Every operation of the app is routed as gatehouse.yaml routes it by hand; the hand-written
