@@ -15,6 +15,7 @@ mod plan;
 mod reload;
 mod routes;
 pub mod serve;
+mod servers;
 mod tls;
 
 use std::process::ExitCode;

@@ -6,18 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::response::IntoResponse as _;
 use clap::{Args, ValueEnum};
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::sync::watch;
 
+use super::reload::ConfigReloader;
+use super::servers::{Addresses, Services};
+use super::tls::ListenerTls;
 use crate::config::{BUNDLED_CONFIG, ServeConfig};
+use crate::engine::EngineConfig;
 use crate::extauthz::{self, ExtAuthz};
 use crate::store::PolicyStore;
 use crate::store::config::{SourceConfig, source_config};
-
-/// How long in-flight requests may take to finish after SIGTERM.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+use crate::telemetry::Sinks;
 
 /// How often a `--config` file is checked for changes when policies come from git.
 const CONFIG_POLL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -171,6 +171,60 @@ pub(crate) fn read_config(
 
 async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let (mut config, positions, base) = read_config(args.config.as_deref())?;
+    apply_flags(&mut config, &args)?;
+    let source = policy_source(&config, &args, &base)?;
+    // gatehouse.yaml is followed as the policy directory is (its interval; not at all
+    // with `watchForChanges: false`, leaving SIGHUP), and every 500 ms beside git.
+    let config_watch = match &source {
+        SourceConfig::Directory { watch, .. } => *watch,
+        SourceConfig::Git { .. } => Some(CONFIG_POLL),
+    };
+    let addrs = Addresses {
+        grpc: args.grpc_addr.unwrap_or(config.server.grpc_listen_addr),
+        http: args.http_addr.unwrap_or(config.server.http_listen_addr),
+        admin: args.admin_addr.unwrap_or(config.server.admin_listen_addr),
+    };
+    let tls = listener_tls(&config, &base)?;
+    let (store, poll) = load_store(source, config.engine_config()?, &args).await?;
+    let sinks = start_sinks(&config, &base)?;
+    let ext: ExtAuthz =
+        extauthz::build_with_sinks(&config.ext_authz, store.clone(), &base, sinks.clone()).await?;
+    let ext = extauthz::LiveExtAuthz::new(ext);
+    // The file is followed (bundled configuration: nothing to follow).
+    let reloader = args.config.as_ref().map(|path| {
+        Arc::new(super::reload::ConfigReloader::new(
+            path.clone(),
+            base.clone(),
+            positions.text(),
+            config.audit.clone().resolve_paths(&base),
+            ext.clone(),
+            store.clone(),
+            sinks.clone(),
+        ))
+    });
+    drop(positions);
+    let api_settings = config.api_settings(&base).await?.with_sinks(sinks.clone());
+    tracing::info!(revision = %store.status().revision, "policy revision in force");
+    follow_changes(&store, reloader.as_ref(), poll, config_watch);
+    let shutdown = shutdown_on_signal();
+
+    let services = Services {
+        store,
+        ext,
+        api_settings,
+        cerbos_api: config.server.cerbos_api,
+        reloader,
+        sinks: sinks.clone(),
+        metrics: config.metrics.enabled,
+    };
+    super::servers::run(services, addrs, tls, &config.server.connections, shutdown).await?;
+    sinks.shutdown(std::time::Duration::from_secs(5)).await;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+/// The command-line flags that override the configuration file.
+fn apply_flags(config: &mut ServeConfig, args: &ServeArgs) -> anyhow::Result<()> {
     if args.lenient_scope_search {
         config.engine.lenient_scope_search = true;
     }
@@ -186,48 +240,60 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             _ => anyhow::bail!("--globals must be a JSON object"),
         }
     }
-    let mut source = source_config(config.policies.as_ref(), config.storage.as_ref(), &base)
+    Ok(())
+}
+
+/// Where policies come from: the configuration's source, or `--policies` (a directory,
+/// followed as the configured directory is, or every 500 ms in place of git).
+fn policy_source(
+    config: &ServeConfig,
+    args: &ServeArgs,
+    base: &Path,
+) -> anyhow::Result<SourceConfig> {
+    let source = source_config(config.policies.as_ref(), config.storage.as_ref(), base)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(dir) = &args.policies {
-        source = SourceConfig::Directory {
+    Ok(match &args.policies {
+        Some(dir) => SourceConfig::Directory {
             path: dir.clone(),
             watch: match source {
                 SourceConfig::Directory { watch, .. } => watch,
                 SourceConfig::Git { .. } => Some(std::time::Duration::from_millis(500)),
             },
-        };
-    }
-    // gatehouse.yaml is followed as the policy directory is (its interval; not at all
-    // with `watchForChanges: false`, leaving SIGHUP), and every 500 ms beside git.
-    let config_watch = match &source {
-        SourceConfig::Directory { watch, .. } => *watch,
-        SourceConfig::Git { .. } => Some(CONFIG_POLL),
-    };
-    let grpc_addr = args.grpc_addr.unwrap_or(config.server.grpc_listen_addr);
-    let http_addr = args.http_addr.unwrap_or(config.server.http_listen_addr);
-    let admin_addr = args.admin_addr.unwrap_or(config.server.admin_listen_addr);
-    let cerbos_api = config.server.cerbos_api;
-    let tls = match config.server.tls.clone() {
-        None => None,
-        Some(section) => {
-            let section = section.resolve(&base);
-            section.validate().map_err(|e| anyhow::anyhow!(e))?;
-            let load = |alpn, name| {
-                super::tls::ListenerTls::load(&section, alpn, name)
-                    .map_err(|e| anyhow::anyhow!("server.tls: {e}"))
-            };
-            Some((
-                load(super::tls::ALPN_GRPC, "grpc")?,
-                load(super::tls::ALPN_HTTP, "http")?,
-            ))
-        }
-    };
+        },
+        None => source,
+    })
+}
 
-    let engine_config = config.engine_config()?;
+/// The gRPC and HTTP listeners' TLS, when `server.tls` is configured.
+fn listener_tls(
+    config: &ServeConfig,
+    base: &Path,
+) -> anyhow::Result<Option<(ListenerTls, ListenerTls)>> {
+    let Some(section) = config.server.tls.clone() else {
+        return Ok(None);
+    };
+    let section = section.resolve(base);
+    section.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let load = |alpn, name| {
+        ListenerTls::load(&section, alpn, name).map_err(|e| anyhow::anyhow!("server.tls: {e}"))
+    };
+    Ok(Some((
+        load(super::tls::ALPN_GRPC, "grpc")?,
+        load(super::tls::ALPN_HTTP, "http")?,
+    )))
+}
+
+/// Loads and compiles the policies (a git checkout off the async threads); fails when
+/// they do not compile. Also gives how often the source is polled.
+async fn load_store(
+    source: SourceConfig,
+    engine_config: EngineConfig,
+    args: &ServeArgs,
+) -> anyhow::Result<(Arc<PolicyStore>, Option<std::time::Duration>)> {
     let (store, poll) = match source {
         SourceConfig::Directory { path, watch } => {
             if !path.is_dir() {
-                anyhow::bail!("{}", missing_policies(&path, &args));
+                anyhow::bail!("{}", missing_policies(&path, args));
             }
             let store = PolicyStore::load(&path, engine_config).map_err(|e| {
                 anyhow::anyhow!("policies in {} do not compile:\n{e}", path.display())
@@ -248,7 +314,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             (store, poll)
         }
     };
-    let store = Arc::new(store);
     let counts = store.snapshot().engine.policies().counts();
     tracing::info!(
         directory = %store.directory().display(),
@@ -257,9 +322,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         role = counts.role,
         "policies loaded"
     );
+    Ok((Arc::new(store), poll))
+}
+
+/// The metrics registry, the audit sink and the tracer, as one handle.
+fn start_sinks(config: &ServeConfig, base: &Path) -> anyhow::Result<Sinks> {
     let metrics = crate::metrics::Metrics::new(&config.metrics);
     let audit =
-        crate::audit::AuditSink::new(&config.audit.clone().resolve_paths(&base), metrics.clone())
+        crate::audit::AuditSink::new(&config.audit.clone().resolve_paths(base), metrics.clone())
             .map_err(|e| anyhow::anyhow!("audit: {e}"))?;
     let tracer = match config.tracing.resolve(|k| std::env::var(k).ok()) {
         Some(otlp) => {
@@ -269,263 +339,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         }
         None => crate::telemetry::Tracer::disabled(),
     };
-    let sinks = crate::telemetry::Sinks::new(metrics, audit, tracer);
-    let ext: ExtAuthz =
-        extauthz::build_with_sinks(&config.ext_authz, store.clone(), &base, sinks.clone()).await?;
-    let ext = extauthz::LiveExtAuthz::new(ext);
-    let jwks_ext = ext.clone();
-    let http_ext = ext.clone();
-    let status_ext = ext.clone();
-    // The file is followed (bundled configuration: nothing to follow).
-    let reloader = args.config.as_ref().map(|path| {
-        Arc::new(super::reload::ConfigReloader::new(
-            path.clone(),
-            base.clone(),
-            positions.text(),
-            config.audit.clone().resolve_paths(&base),
-            ext.clone(),
-            store.clone(),
-            sinks.clone(),
-        ))
-    });
-    drop(positions);
-    let api_settings = config.api_settings(&base).await?.with_sinks(sinks.clone());
-    tracing::info!(revision = %store.status().revision, "policy revision in force");
+    Ok(Sinks::new(metrics, audit, tracer))
+}
+
+/// Follows the policy source (every `poll`) and the `--config` file (every
+/// `config_watch`), and reloads both on SIGHUP.
+fn follow_changes(
+    store: &Arc<PolicyStore>,
+    reloader: Option<&Arc<ConfigReloader>>,
+    poll: Option<std::time::Duration>,
+    config_watch: Option<std::time::Duration>,
+) {
     if let Some(interval) = poll {
         tokio::spawn(store.clone().watch(interval));
     }
-    if let Some(r) = &reloader {
+    if let Some(r) = reloader {
         tracing::info!(file = %r.path().display(), watched = config_watch.is_some(), "gatehouse.yaml: extAuthz and audit reload on change and on SIGHUP; other sections need a restart");
         if let Some(interval) = config_watch {
             tokio::spawn(r.clone().watch(interval));
         }
     }
-
     #[cfg(unix)]
-    {
-        let store = store.clone();
-        let reloader = reloader.clone();
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    match &reloader {
-                        Some(r) => {
-                            tracing::info!(file = %r.path().display(), "SIGHUP: reloading policies and gatehouse.yaml")
-                        }
-                        None => tracing::info!(
-                            "SIGHUP: reloading policies (the bundled gatehouse.yaml does not change)"
-                        ),
-                    }
-                    let s = store.clone();
-                    let _ = tokio::task::spawn_blocking(move || s.reload()).await;
-                    if let Some(r) = &reloader {
-                        let _ = r.reload().await;
-                    }
-                }
-            });
-        }
-    }
+    reload_on_sighup(store.clone(), reloader.cloned());
+}
 
+/// On SIGHUP: reloads the policies, then the `--config` file.
+#[cfg(unix)]
+fn reload_on_sighup(store: Arc<PolicyStore>, reloader: Option<Arc<ConfigReloader>>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match &reloader {
+                Some(r) => {
+                    tracing::info!(file = %r.path().display(), "SIGHUP: reloading policies and gatehouse.yaml")
+                }
+                None => tracing::info!(
+                    "SIGHUP: reloading policies (the bundled gatehouse.yaml does not change)"
+                ),
+            }
+            let s = store.clone();
+            let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            if let Some(r) = &reloader {
+                let _ = r.reload().await;
+            }
+        }
+    });
+}
+
+/// A shutdown flag that turns true on SIGTERM or Ctrl-C.
+fn shutdown_on_signal() -> watch::Receiver<bool> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = shutdown_tx.send(true);
     });
-
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AuthorizationServer<extauthz::LiveExtAuthz>>()
-        .await;
-    health_reporter
-        .set_serving::<crate::api::pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer<
-            crate::api::CerbosApi,
-        >>()
-        .await;
-
-    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {grpc_addr}"))?;
-    let http_listener = tokio::net::TcpListener::bind(http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {http_addr}"))?;
-    let admin_listener = tokio::net::TcpListener::bind(admin_addr)
-        .await
-        .with_context(|| format!("cannot listen on {admin_addr}"))?;
-    tracing::info!(grpc = %grpc_listener.local_addr()?, http = %http_listener.local_addr()?, admin = %admin_listener.local_addr()?, tls = tls.is_some(), cerbos_api = ?cerbos_api, "listening");
-    let conns = &config.server.connections;
-    let limits = super::listener::ConnectionLimits {
-        max_connections: super::listener::effective_max_connections(conns.max_connections),
-        idle_timeout: std::time::Duration::from_millis(conns.idle_timeout_ms.max(1)),
-        header_read_timeout: std::time::Duration::from_millis(conns.header_read_timeout_ms.max(1)),
-    };
-    tracing::info!(
-        max_connections = limits.max_connections,
-        idle_timeout_ms = conns.idle_timeout_ms,
-        "connection limits per listener"
-    );
-    let (grpc_tls, http_tls) = match tls {
-        Some((g, h)) => {
-            tokio::spawn(g.clone().watch());
-            tokio::spawn(h.clone().watch());
-            (Some(g), Some(h))
-        }
-        None => (None, None),
-    };
-    let grpc_listener =
-        super::listener::LimitedListener::new(grpc_listener, limits).with_tls(grpc_tls);
-    let http_listener =
-        super::listener::LimitedListener::new(http_listener, limits).with_tls(http_tls);
-    let admin_listener = super::listener::LimitedListener::new(admin_listener, limits);
-
-    let mut grpc_shutdown = shutdown_rx.clone();
-    let grpc = tonic::transport::Server::builder()
-        .max_concurrent_streams(Some(conns.max_concurrent_streams))
-        .http2_keepalive_interval(Some(std::time::Duration::from_millis(
-            conns.keep_alive_interval_ms.max(1),
-        )))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_millis(
-            conns.keep_alive_timeout_ms.max(1),
-        )))
-        .max_connection_age(std::time::Duration::from_millis(
-            conns.max_connection_age_ms.max(1),
-        ))
-        .add_service(health_service)
-        .add_service(super::catch_panic::CatchPanic::new(
-            AuthorizationServer::new(ext),
-            super::catch_panic::grpc_internal,
-        ))
-        .add_optional_service(
-            (cerbos_api != super::admin::CerbosApiMode::Disabled).then(|| {
-                tonic::service::interceptor::InterceptedService::new(
-                    super::catch_panic::CatchPanic::new(
-                        crate::api::grpc_service(store.clone(), api_settings.clone()),
-                        super::catch_panic::grpc_internal,
-                    ),
-                    super::admin::grpc_guard(cerbos_api),
-                )
-            }),
-        )
-        .serve_with_incoming_shutdown(grpc_listener.into_stream(), async move {
-            let _ = grpc_shutdown.wait_for(|v| *v).await;
-        });
-
-    let status_store = store.clone();
-    let status_config = reloader.clone();
-    // The admin listener: status, metrics, the assertion JWKS (and health).
-    let mut admin_router = axum::Router::new()
-        .route("/health", axum::routing::get(health))
-        .route(
-            "/_gatehouse/jwks.json",
-            axum::routing::get(move || {
-                // The key of the configuration in force (it follows reloads).
-                let jwks = jwks_ext
-                    .current()
-                    .assertion
-                    .as_ref()
-                    .map(|s| s.jwks().clone());
-                async move {
-                    match jwks {
-                        Some(j) => axum::Json(j).into_response(),
-                        None => axum::http::StatusCode::NOT_FOUND.into_response(),
-                    }
-                }
-            }),
-        )
-        .route(
-            "/_gatehouse/status",
-            axum::routing::get(move || {
-                let st = status_store.status();
-                let config = status_config.as_ref().map(|r| r.status_json());
-                let openapi = status_ext
-                    .current()
-                    .imported
-                    .as_ref()
-                    .map(crate::extauthz::openapi::ImportState::status_json);
-                async move {
-                    axum::Json(serde_json::json!({
-                        "revision": st.revision,
-                        "reloadsOk": st.reloads_ok,
-                        "reloadsFailed": st.reloads_failed,
-                        "lastError": st.last_error,
-                        "panics": super::catch_panic::panics(),
-                        "config": config,
-                        "openapi": openapi,
-                    }))
-                }
-            }),
-        );
-    // The HTTP listener: health for probes, and the Cerbos HTTP API unless it is off.
-    let router = axum::Router::new().route("/health", axum::routing::get(health));
-    let router = match cerbos_api {
-        super::admin::CerbosApiMode::Disabled => {
-            router.route("/_cerbos/health", axum::routing::get(health))
-        }
-        super::admin::CerbosApiMode::Enabled => {
-            router.merge(crate::api::http_router(store.clone(), api_settings))
-        }
-        super::admin::CerbosApiMode::Loopback => router
-            .merge(crate::api::http_router(store.clone(), api_settings))
-            .layer(axum::middleware::from_fn(super::admin::loopback_only)),
-    };
-    let router = router.merge(extauthz::http_router(http_ext));
-    if config.metrics.enabled {
-        let s = store.clone();
-        admin_router = admin_router.merge(crate::metrics::metrics_router(
-            sinks.metrics.clone(),
-            move || {
-                let st = s.status();
-                let c = s.snapshot().engine.policies().counts();
-                Some(crate::metrics::PolicyStats {
-                    revision: st.revision,
-                    source: if s.git().is_some() {
-                        "git"
-                    } else {
-                        "directory"
-                    }
-                    .into(),
-                    reloads_ok: st.reloads_ok,
-                    reloads_failed: st.reloads_failed,
-                    loaded: vec![
-                        ("resource".into(), c.resource as u64),
-                        ("principal".into(), c.principal as u64),
-                        ("role".into(), c.role as u64),
-                        ("derived_roles".into(), c.derived_roles as u64),
-                        ("export_variables".into(), c.export_variables as u64),
-                        ("export_constants".into(), c.export_constants as u64),
-                    ],
-                })
-            },
-        ));
-    }
-    let mut http_shutdown = shutdown_rx.clone();
-    let http = super::listener::serve_http(http_listener, router, async move {
-        let _ = http_shutdown.wait_for(|v| *v).await;
-    });
-    let mut admin_shutdown = shutdown_rx.clone();
-    let admin = super::listener::serve_http(admin_listener, admin_router, async move {
-        let _ = admin_shutdown.wait_for(|v| *v).await;
-    });
-
-    // In-flight requests drain after the signal, but an idle client holding its
-    // connection open must not keep the process alive: the drain is bounded.
-    let mut drain_rx = shutdown_rx.clone();
-    let drain_deadline = async move {
-        let _ = drain_rx.wait_for(|v| *v).await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        (g, (), ()) = async { tokio::join!(grpc, http, admin) } => {
-            g.context("gRPC server failed")?;
-        }
-        _ = drain_deadline => {
-            tracing::warn!("drain timeout reached; closing remaining connections");
-        }
-    }
-    sinks.shutdown(std::time::Duration::from_secs(5)).await;
-    tracing::info!("stopped");
-    Ok(0)
+    shutdown_rx
 }
 
 /// Why there is no policy directory: the path tried, made absolute, and which setting
@@ -548,10 +419,6 @@ fn missing_policies(path: &Path, args: &ServeArgs) -> String {
         cwd.join(path).display(),
         cwd.display()
     )
-}
-
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "SERVING"}))
 }
 
 async fn wait_for_signal() {
