@@ -19,7 +19,7 @@ use crate::policy::id::{ScopedKind, policy_key, sanitize, scope_parents};
 use super::trace::{Trace, TraceEvent};
 use super::types::{
     ActionEffect, CheckInput, CheckOutput, EngineConfig, EvaluationError, OutputEntry,
-    SchemaEnforcement, ValidationError, ValidationSource,
+    SchemaEnforcement,
 };
 
 /// The policy name reported when nothing matched.
@@ -501,35 +501,16 @@ fn validate_schemas(
     let Some(schemas) = schemas else {
         return Ok(false);
     };
-    let checks = [
-        (
-            &schemas.principal,
-            &input.principal.attr,
-            ValidationSource::Principal,
-        ),
-        (
-            &schemas.resource,
-            &input.resource.attr,
-            ValidationSource::Resource,
-        ),
-    ];
-    for (sref, attr, source) in checks {
-        let Some(sref) = sref else { continue };
-        if sref.ignored_for(req.actions.iter().copied()) {
-            continue;
-        }
-        let schema = set
-            .schema_store
-            .get(&sref.url)
-            .ok_or_else(|| CheckError::SchemaNotFound(sref.url.to_string()))?;
-        for v in schema.validate(&Value::Map(attr.clone())) {
-            out.validation_errors.push(ValidationError {
-                path: v.cerbos_path().to_string(),
-                message: v.message,
-                source,
-            });
-        }
-    }
+    super::schemas::violations(
+        set,
+        schemas,
+        &input.principal.attr,
+        &input.resource.attr,
+        req.actions.iter().copied(),
+        false,
+        &mut out.validation_errors,
+    )
+    .map_err(|url| CheckError::SchemaNotFound(url.to_string()))?;
     Ok(!out.validation_errors.is_empty() && cfg.schema_enforcement == SchemaEnforcement::Reject)
 }
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod check;
 pub mod json;
+pub(crate) mod schemas;
 mod trace;
 mod types;
 

@@ -3,6 +3,7 @@
 //! specific to the root; ALLOW rules OR-ed, DENY rules negated and AND-ed on top,
 //! scope permissions and role policies applied as Cerbos applies them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -12,8 +13,7 @@ use crate::engine::check::{
     Binding, all_scopes, effective_scope, effective_version, query, request_values,
 };
 use crate::engine::{
-    CheckInput, Engine, EngineConfig, EvaluationError, Resource, SchemaEnforcement,
-    ValidationError, ValidationSource,
+    CheckInput, Engine, EngineConfig, EvaluationError, Resource, SchemaEnforcement, ValidationError,
 };
 use crate::policy::compiled::{
     CompiledPolicySet, Condition, DerivedRole, Effect, RowKind, ScopePermissions,
@@ -289,22 +289,7 @@ pub(crate) fn plan(
     input: &PlanInput,
     now: Timestamp,
 ) -> Result<PlanOutput, PlanError> {
-    let mut output = PlanOutput {
-        request_id: input.request_id.clone(),
-        kind: input.resource.kind.clone(),
-        policy_version: input.resource.policy_version.clone(),
-        scope: input.resource.scope.clone(),
-        actions: input.actions.clone(),
-        filter: Filter {
-            kind: FilterKind::AlwaysDenied,
-            condition: None,
-        },
-        filter_debug: NO_MATCH.to_string(),
-        matched_scopes: BTreeMap::new(),
-        validation_errors: Vec::new(),
-        evaluation_errors: Vec::new(),
-        steps: Vec::new(),
-    };
+    let mut output = empty_output(input);
     let principal_scope = effective_scope(&input.principal.scope, &cfg.default_scope);
     let resource_scope = effective_scope(&input.resource.scope, &cfg.default_scope);
     let version = effective_version(&input.resource.policy_version, &cfg.default_policy_version);
@@ -331,20 +316,109 @@ pub(crate) fn plan(
     if principal_scopes.is_empty() && resource_scopes.is_empty() {
         return Ok(output);
     }
-
-    // Schema validation, as Cerbos validates plan inputs: against the schemas of the first
-    // resource policy in scope, with missing (required) resource attributes allowed.
-    if cfg.schema_enforcement != SchemaEnforcement::None {
-        output.validation_errors = validate(set, &resource_scopes, version, kind, input)?;
-        if !output.validation_errors.is_empty()
-            && cfg.schema_enforcement == SchemaEnforcement::Reject
-        {
-            output.filter_debug = "(false)".to_string();
-            return Ok(output);
-        }
+    if rejected_by_schemas(
+        set,
+        cfg,
+        &resource_scopes,
+        version,
+        kind,
+        input,
+        &mut output,
+    )? {
+        return Ok(output);
     }
 
-    let check_input = CheckInput {
+    let (request, principal, _) = request_values(&check_input(input), true);
+    let globals = Value::Map(cfg.globals.clone());
+    let mut walk = Walk {
+        set,
+        input,
+        version,
+        kind,
+        resource_scope,
+        all_roles: set.with_parent_roles(resource_scope, &input.principal.roles),
+        principal_scopes,
+        resource_scopes,
+        empty_edr: derived_roles_list(&[]),
+        scoped_edr: Vec::new(),
+        bindings: Vec::new(),
+        planner: Planner {
+            req: KnownRequest {
+                request: &request,
+                principal: &principal,
+                globals: &globals,
+                kind: Value::from(input.resource.kind.as_str()),
+                scope: Value::from(resource_scope),
+                attr: &input.resource.attr,
+                now,
+            },
+            strict: cfg.strict_evaluation,
+            errors: Vec::new(),
+            failure: None,
+        },
+    };
+    let mut filters = Vec::with_capacity(input.actions.len());
+    let mut policy_match = false;
+    for action in &input.actions {
+        output.matched_scopes.insert(action.clone(), String::new());
+        let node = match walk.action(action, &mut output) {
+            // A condition failed under strict evaluation: the action is denied.
+            Err(StrictError) => Some(Node::bool(false)),
+            Ok(root) => root,
+        };
+        policy_match |= node.is_some();
+        filters.push(to_filter(&node.unwrap_or_else(|| Node::bool(false))));
+    }
+    finish(output, filters, policy_match, walk.planner)
+}
+
+/// The answer before any policy is walked: every action always denied, no match.
+fn empty_output(input: &PlanInput) -> PlanOutput {
+    PlanOutput {
+        request_id: input.request_id.clone(),
+        kind: input.resource.kind.clone(),
+        policy_version: input.resource.policy_version.clone(),
+        scope: input.resource.scope.clone(),
+        actions: input.actions.clone(),
+        filter: Filter {
+            kind: FilterKind::AlwaysDenied,
+            condition: None,
+        },
+        filter_debug: NO_MATCH.to_string(),
+        matched_scopes: BTreeMap::new(),
+        validation_errors: Vec::new(),
+        evaluation_errors: Vec::new(),
+        steps: Vec::new(),
+    }
+}
+
+/// Schema validation, as Cerbos validates plan inputs: against the schemas of the first
+/// resource policy in scope, with missing (required) resource attributes allowed.
+/// Whether enforcement rejects the plan (then its filter is `(false)`).
+fn rejected_by_schemas(
+    set: &CompiledPolicySet,
+    cfg: &EngineConfig,
+    resource_scopes: &[&Arc<str>],
+    version: &str,
+    kind: &str,
+    input: &PlanInput,
+    output: &mut PlanOutput,
+) -> Result<bool, PlanError> {
+    if cfg.schema_enforcement == SchemaEnforcement::None {
+        return Ok(false);
+    }
+    output.validation_errors = validate(set, resource_scopes, version, kind, input)?;
+    if !output.validation_errors.is_empty() && cfg.schema_enforcement == SchemaEnforcement::Reject {
+        output.filter_debug = "(false)".to_string();
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// The check input whose `request`, `P` and `R` values the planner knows (the resource
+/// has no id, its attributes are the known ones).
+fn check_input(input: &PlanInput) -> CheckInput {
+    CheckInput {
         request_id: input.request_id.clone(),
         principal: input.principal.clone(),
         resource: Resource {
@@ -356,265 +430,17 @@ pub(crate) fn plan(
         },
         actions: Vec::new(),
         aux_data: input.aux_data.clone(),
-    };
-    let (request, principal, _) = request_values(&check_input, true);
-    let globals = Value::Map(cfg.globals.clone());
-    let mut planner = Planner {
-        req: KnownRequest {
-            request: &request,
-            principal: &principal,
-            globals: &globals,
-            kind: Value::from(input.resource.kind.as_str()),
-            scope: Value::from(resource_scope),
-            attr: &input.resource.attr,
-            now,
-        },
-        strict: cfg.strict_evaluation,
-        errors: Vec::new(),
-        failure: None,
-    };
-
-    let all_roles = set.with_parent_roles(resource_scope, &input.principal.roles);
-    let empty_edr = derived_roles_list(&[]);
-    let perms = |scope: &str| {
-        set.scope_permissions
-            .get(scope)
-            .copied()
-            .unwrap_or_default()
-    };
-    let mut scoped_edr: Vec<(Arc<str>, Result<Expr, StrictError>)> = Vec::new();
-    let mut filters = Vec::with_capacity(input.actions.len());
-    let mut policy_match = false;
-    let mut bindings: Vec<Binding> = Vec::new();
-
-    for action in &input.actions {
-        output.matched_scopes.insert(action.clone(), String::new());
-        let mut has_allow = false;
-        let mut root: Option<Node> = None;
-        let mut strict_failed = false;
-
-        'kinds: for pass in [RowKind::Resource, RowKind::Principal] {
-            let mut type_allow: Option<Node> = None;
-            let mut type_deny: Option<Node> = None;
-            let scopes = match pass {
-                RowKind::Principal => &principal_scopes,
-                RowKind::Resource => &resource_scopes,
-            };
-            for (i, role) in input.principal.roles.iter().enumerate() {
-                if i > 0 && pass == RowKind::Principal {
-                    break;
-                }
-                let mut role_allow: Option<Node> = None;
-                let mut role_deny: Option<Node> = None;
-                let mut role_deny_rp: Option<Node> = None;
-                let mut pending_allow = false;
-                let mut child_override_allow: Option<Node> = None;
-                let roles = set.with_parent_roles(resource_scope, std::slice::from_ref(role));
-
-                for scope in scopes.iter() {
-                    if is_const(&child_override_allow, true) {
-                        break;
-                    }
-                    let mut scope_allow: Option<Node> = None;
-                    let mut scope_deny: Option<Node> = None;
-                    let mut scope_deny_rp: Option<Node> = None;
-
-                    let edr: Result<Expr, ()> = if pass == RowKind::Resource {
-                        if !scoped_edr.iter().any(|(s, _)| s == *scope) {
-                            let list = derived_roles_for_scope(
-                                set,
-                                &mut planner,
-                                version,
-                                scope,
-                                kind,
-                                &all_roles,
-                                &empty_edr,
-                            );
-                            scoped_edr.push(((*scope).clone(), list));
-                        }
-                        match scoped_edr.iter().find(|(s, _)| s == *scope) {
-                            Some((_, Ok(e))) => Ok(e.clone()),
-                            _ => Err(()),
-                        }
-                    } else {
-                        Ok(empty_edr.clone())
-                    };
-
-                    query(
-                        set,
-                        version,
-                        kind,
-                        scope,
-                        action,
-                        &roles,
-                        pass,
-                        &input.principal.id,
-                        &mut bindings,
-                    );
-                    for b in bindings.drain(..) {
-                        let origin = input.explain.then(|| step_origin(&b));
-                        let edr = match &edr {
-                            Ok(e) => e,
-                            Err(()) => {
-                                strict_failed = true;
-                                break 'kinds;
-                            }
-                        };
-                        let evaluated = match b {
-                            Binding::RoleNoMatch(_) => Ok((Effect::Deny, Node::bool(true), true)),
-                            Binding::RoleRule(row) => match row.condition.as_deref() {
-                                None => continue,
-                                Some(c) => planner.negated(c, edr).map(|n| (Effect::Deny, n, true)),
-                            },
-                            Binding::Row(row) => {
-                                let consent = row.effect == Effect::Allow
-                                    && row.condition.is_some()
-                                    && perms(&row.scope)
-                                        == ScopePermissions::RequireParentalConsentForAllows;
-                                let node = if consent {
-                                    row.condition
-                                        .as_deref()
-                                        .map(|c| planner.negated(c, edr))
-                                        .unwrap_or(Ok(Node::bool(true)))
-                                } else {
-                                    planner.condition(row.condition.as_deref(), edr)
-                                };
-                                let effect = if consent { Effect::Deny } else { row.effect };
-                                node.and_then(|node| {
-                                    match row.derived_role.as_deref() {
-                                        Some(DerivedRole {
-                                            condition: Some(dc),
-                                            ..
-                                        }) => {
-                                            let dr = planner.condition(Some(dc), edr)?;
-                                            Ok(if row.condition.is_none() {
-                                                dr
-                                            } else {
-                                                Node::And(vec![node, dr])
-                                            })
-                                        }
-                                        _ => Ok(node),
-                                    }
-                                    .map(|n| (effect, n, false))
-                                })
-                            }
-                        };
-                        let Ok((effect, node, from_role_policy)) = evaluated else {
-                            strict_failed = true;
-                            break 'kinds;
-                        };
-                        if let Some((policy, rule, location)) = origin {
-                            output.steps.push(PlanStep {
-                                action: action.clone(),
-                                role: role.to_string(),
-                                policy,
-                                rule,
-                                effect: effect.as_str(),
-                                condition: to_filter(&node).debug_string(),
-                                location,
-                            });
-                        }
-                        match effect {
-                            Effect::Allow => scope_allow = add(scope_allow, Some(node), true),
-                            Effect::Deny => {
-                                if node.const_bool() == Some(false) {
-                                    continue;
-                                }
-                                if from_role_policy {
-                                    scope_deny_rp = add(scope_deny_rp, Some(node), true);
-                                } else {
-                                    scope_deny = add(scope_deny, Some(node), true);
-                                }
-                            }
-                        }
-                    }
-
-                    let scope_deny = gate(&child_override_allow, scope_deny);
-                    let scope_deny_rp = gate(&child_override_allow, scope_deny_rp);
-                    let any_node =
-                        scope_deny.is_some() || scope_deny_rp.is_some() || scope_allow.is_some();
-                    role_deny = add(role_deny, scope_deny, true);
-                    role_deny_rp = add(role_deny_rp, scope_deny_rp, true);
-
-                    let perm = perms(scope);
-                    if let Some(sa) = &scope_allow {
-                        role_allow = match role_allow {
-                            None => Some(sa.clone()),
-                            Some(ra) => {
-                                if pending_allow {
-                                    pending_allow = false;
-                                    and_node(vec![ra, sa.clone()])
-                                } else {
-                                    or_node(vec![ra, sa.clone()])
-                                }
-                            }
-                        };
-                        if perm == ScopePermissions::RequireParentalConsentForAllows {
-                            pending_allow = true;
-                        }
-                    }
-                    if any_node && perm == ScopePermissions::OverrideParent {
-                        output
-                            .matched_scopes
-                            .insert(action.clone(), scope.to_string());
-                    }
-                    if scope_allow.is_some() && perm == ScopePermissions::OverrideParent {
-                        child_override_allow = add(child_override_allow, scope_allow, true);
-                    }
-                }
-
-                if pending_allow {
-                    role_allow = None;
-                }
-                if is_const(&role_deny, true) || is_const(&role_deny_rp, true) {
-                    role_allow = Some(Node::bool(false));
-                    role_deny = None;
-                    role_deny_rp = None;
-                } else if role_deny.is_none()
-                    && role_deny_rp.is_none()
-                    && is_const(&role_allow, true)
-                {
-                    type_allow = role_allow;
-                    type_deny = None;
-                    break;
-                }
-                if let (Some(rp), Some(ra)) = (&role_deny_rp, &role_allow) {
-                    role_allow = and_node(vec![ra.clone(), rp.clone().invert()]);
-                }
-                type_allow = add(type_allow, role_allow, true);
-                type_deny = add(type_deny, role_deny, true);
-            }
-
-            if type_allow.is_some() {
-                has_allow = true;
-            }
-            if let Some(ta) = type_allow {
-                root = match root {
-                    None => Some(ta),
-                    Some(r) => or_node(vec![ta, r]),
-                };
-            }
-            if let Some(td) = type_deny {
-                let inv = td.invert();
-                root = match root {
-                    None => Some(inv),
-                    Some(r) => and_node(vec![inv, r]),
-                };
-            }
-        }
-
-        let node = if strict_failed {
-            policy_match = true;
-            Node::bool(false)
-        } else if let Some(r) = root {
-            policy_match = true;
-            if has_allow { r } else { Node::bool(false) }
-        } else {
-            Node::bool(false)
-        };
-        filters.push(to_filter(&node));
     }
+}
 
+/// The actions' filters AND-ed into the plan's, bounded in size, with the evaluation
+/// errors; the plan fails when an expression could not be planned.
+fn finish(
+    mut output: PlanOutput,
+    filters: Vec<Filter>,
+    policy_match: bool,
+    planner: Planner<'_>,
+) -> Result<PlanOutput, PlanError> {
     let (filter, debug) = merge_with_and(filters);
     if let Some(c) = &filter.condition {
         let (mut nodes, mut depth) = (0, 0);
@@ -633,6 +459,313 @@ pub(crate) fn plan(
     match planner.failure {
         Some(e) => Err(e),
         None => Ok(output),
+    }
+}
+
+/// The ALLOW and DENY nodes of one scope or one role: DENY from role policies apart.
+#[derive(Default)]
+struct Nodes {
+    allow: Option<Node>,
+    deny: Option<Node>,
+    deny_rp: Option<Node>,
+}
+
+/// One plan's rule walk: per action, the resource then the principal pass; per role,
+/// the scopes from the most specific to the root; per scope, the rules that bind.
+struct Walk<'w> {
+    set: &'w CompiledPolicySet,
+    input: &'w PlanInput,
+    version: &'w str,
+    kind: &'w str,
+    resource_scope: &'w str,
+    /// The principal's roles with their parent roles (for derived roles).
+    all_roles: Cow<'w, [Arc<str>]>,
+    principal_scopes: Vec<&'w Arc<str>>,
+    resource_scopes: Vec<&'w Arc<str>>,
+    /// `runtime.effectiveDerivedRoles` where no derived role applies.
+    empty_edr: Expr,
+    /// `runtime.effectiveDerivedRoles` per resource scope, made once.
+    scoped_edr: Vec<(Arc<str>, Result<Expr, StrictError>)>,
+    /// The rules bound in one scope (reused).
+    bindings: Vec<Binding<'w>>,
+    planner: Planner<'w>,
+}
+
+impl<'w> Walk<'w> {
+    /// One action's node: `None` when no policy has a rule for it; Err when a condition
+    /// failed under strict evaluation.
+    fn action(
+        &mut self,
+        action: &str,
+        output: &mut PlanOutput,
+    ) -> Result<Option<Node>, StrictError> {
+        let mut has_allow = false;
+        let mut root: Option<Node> = None;
+        for pass in [RowKind::Resource, RowKind::Principal] {
+            let (type_allow, type_deny) = self.pass(pass, action, output)?;
+            if let Some(ta) = type_allow {
+                has_allow = true;
+                root = match root {
+                    None => Some(ta),
+                    Some(r) => or_node(vec![ta, r]),
+                };
+            }
+            if let Some(td) = type_deny {
+                let inv = td.invert();
+                root = match root {
+                    None => Some(inv),
+                    Some(r) => and_node(vec![inv, r]),
+                };
+            }
+        }
+        Ok(root.map(|r| if has_allow { r } else { Node::bool(false) }))
+    }
+
+    /// One pass (resource or principal policies): the roles' nodes combined; a role
+    /// allowed unconditionally with no DENY decides the pass.
+    fn pass(
+        &mut self,
+        pass: RowKind,
+        action: &str,
+        output: &mut PlanOutput,
+    ) -> Result<(Option<Node>, Option<Node>), StrictError> {
+        let (mut type_allow, mut type_deny) = (None, None);
+        let input = self.input;
+        for (i, role) in input.principal.roles.iter().enumerate() {
+            if i > 0 && pass == RowKind::Principal {
+                break;
+            }
+            let Nodes {
+                mut allow,
+                mut deny,
+                mut deny_rp,
+            } = self.role(pass, action, role, output)?;
+            if is_const(&deny, true) || is_const(&deny_rp, true) {
+                allow = Some(Node::bool(false));
+                deny = None;
+                deny_rp = None;
+            } else if deny.is_none() && deny_rp.is_none() && is_const(&allow, true) {
+                type_allow = allow;
+                type_deny = None;
+                break;
+            }
+            if let (Some(rp), Some(ra)) = (&deny_rp, &allow) {
+                allow = and_node(vec![ra.clone(), rp.clone().invert()]);
+            }
+            type_allow = add(type_allow, allow, true);
+            type_deny = add(type_deny, deny, true);
+        }
+        Ok((type_allow, type_deny))
+    }
+
+    /// One role across the scopes, most specific first, with the scope permissions:
+    /// OVERRIDE_PARENT allows stop the walk and gate parent DENYs, parental consent
+    /// requires the parent's ALLOW as well.
+    fn role(
+        &mut self,
+        pass: RowKind,
+        action: &str,
+        role: &Arc<str>,
+        output: &mut PlanOutput,
+    ) -> Result<Nodes, StrictError> {
+        let mut n = Nodes::default();
+        let mut pending_allow = false;
+        let mut child_override_allow: Option<Node> = None;
+        let roles = self
+            .set
+            .with_parent_roles(self.resource_scope, std::slice::from_ref(role));
+        let count = self.scopes(pass).len();
+        for i in 0..count {
+            let scope = self.scopes(pass)[i];
+            if is_const(&child_override_allow, true) {
+                break;
+            }
+            let s = self.scope(pass, action, role, scope, &roles, output)?;
+            let scope_deny = gate(&child_override_allow, s.deny);
+            let scope_deny_rp = gate(&child_override_allow, s.deny_rp);
+            let any_node = scope_deny.is_some() || scope_deny_rp.is_some() || s.allow.is_some();
+            n.deny = add(n.deny, scope_deny, true);
+            n.deny_rp = add(n.deny_rp, scope_deny_rp, true);
+            let perm = self.perms(scope);
+            if let Some(sa) = &s.allow {
+                n.allow = match n.allow {
+                    None => Some(sa.clone()),
+                    Some(ra) if pending_allow => {
+                        pending_allow = false;
+                        and_node(vec![ra, sa.clone()])
+                    }
+                    Some(ra) => or_node(vec![ra, sa.clone()]),
+                };
+                if perm == ScopePermissions::RequireParentalConsentForAllows {
+                    pending_allow = true;
+                }
+            }
+            if any_node && perm == ScopePermissions::OverrideParent {
+                output
+                    .matched_scopes
+                    .insert(action.to_owned(), scope.to_string());
+            }
+            if s.allow.is_some() && perm == ScopePermissions::OverrideParent {
+                child_override_allow = add(child_override_allow, s.allow, true);
+            }
+        }
+        if pending_allow {
+            n.allow = None;
+        }
+        Ok(n)
+    }
+
+    fn scopes(&self, pass: RowKind) -> &[&'w Arc<str>] {
+        match pass {
+            RowKind::Principal => &self.principal_scopes,
+            RowKind::Resource => &self.resource_scopes,
+        }
+    }
+
+    fn perms(&self, scope: &str) -> ScopePermissions {
+        self.set
+            .scope_permissions
+            .get(scope)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The rules of one scope that bind the role and action, as nodes (and as steps
+    /// when explaining).
+    fn scope(
+        &mut self,
+        pass: RowKind,
+        action: &str,
+        role: &Arc<str>,
+        scope: &'w Arc<str>,
+        roles: &[Arc<str>],
+        output: &mut PlanOutput,
+    ) -> Result<Nodes, StrictError> {
+        let edr = match pass {
+            RowKind::Resource => self.scope_derived_roles(scope),
+            RowKind::Principal => Ok(self.empty_edr.clone()),
+        };
+        let mut bindings = std::mem::take(&mut self.bindings);
+        let id = &self.input.principal.id;
+        query(
+            self.set,
+            self.version,
+            self.kind,
+            scope,
+            action,
+            roles,
+            pass,
+            id,
+            &mut bindings,
+        );
+        let mut nodes = Nodes::default();
+        let mut result = Ok(());
+        for b in bindings.drain(..) {
+            let origin = self.input.explain.then(|| step_origin(&b));
+            let Ok(edr) = &edr else {
+                result = Err(StrictError);
+                break;
+            };
+            let evaluated = match self.binding_node(b, edr) {
+                None => continue,
+                Some(Ok(evaluated)) => evaluated,
+                Some(Err(e)) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let (effect, node, from_role_policy) = evaluated;
+            if let Some((policy, rule, location)) = origin {
+                output.steps.push(PlanStep {
+                    action: action.to_owned(),
+                    role: role.to_string(),
+                    policy,
+                    rule,
+                    effect: effect.as_str(),
+                    condition: to_filter(&node).debug_string(),
+                    location,
+                });
+            }
+            match effect {
+                Effect::Allow => nodes.allow = add(nodes.allow, Some(node), true),
+                Effect::Deny if node.const_bool() == Some(false) => {}
+                Effect::Deny if from_role_policy => {
+                    nodes.deny_rp = add(nodes.deny_rp, Some(node), true);
+                }
+                Effect::Deny => nodes.deny = add(nodes.deny, Some(node), true),
+            }
+        }
+        self.bindings = bindings;
+        result.map(|()| nodes)
+    }
+
+    /// `runtime.effectiveDerivedRoles` in a resource scope, made once per scope.
+    fn scope_derived_roles(&mut self, scope: &Arc<str>) -> Result<Expr, ()> {
+        if !self.scoped_edr.iter().any(|(s, _)| s == scope) {
+            let list = derived_roles_for_scope(
+                self.set,
+                &mut self.planner,
+                self.version,
+                scope,
+                self.kind,
+                &self.all_roles,
+                &self.empty_edr,
+            );
+            self.scoped_edr.push((scope.clone(), list));
+        }
+        match self.scoped_edr.iter().find(|(s, _)| s == scope) {
+            Some((_, Ok(e))) => Ok(e.clone()),
+            _ => Err(()),
+        }
+    }
+
+    /// A bound rule as (effect, node, from a role policy); `None` for a role policy
+    /// rule without a condition (it only allows, which the role's pass already knows).
+    fn binding_node(
+        &mut self,
+        b: Binding<'_>,
+        edr: &Expr,
+    ) -> Option<Result<(Effect, Node, bool), StrictError>> {
+        let row = match b {
+            Binding::RoleNoMatch(_) => return Some(Ok((Effect::Deny, Node::bool(true), true))),
+            Binding::RoleRule(row) => {
+                let c = row.condition.as_deref()?;
+                return Some(
+                    self.planner
+                        .negated(c, edr)
+                        .map(|n| (Effect::Deny, n, true)),
+                );
+            }
+            Binding::Row(row) => row,
+        };
+        // A conditional ALLOW under parental consent is a DENY when its condition fails.
+        let consent = row.effect == Effect::Allow
+            && row.condition.is_some()
+            && self.perms(&row.scope) == ScopePermissions::RequireParentalConsentForAllows;
+        let node = if consent {
+            row.condition
+                .as_deref()
+                .map(|c| self.planner.negated(c, edr))
+                .unwrap_or(Ok(Node::bool(true)))
+        } else {
+            self.planner.condition(row.condition.as_deref(), edr)
+        };
+        let effect = if consent { Effect::Deny } else { row.effect };
+        let node = node.and_then(|node| match row.derived_role.as_deref() {
+            Some(DerivedRole {
+                condition: Some(dc),
+                ..
+            }) => {
+                let dr = self.planner.condition(Some(dc), edr)?;
+                Ok(if row.condition.is_none() {
+                    dr
+                } else {
+                    Node::And(vec![node, dr])
+                })
+            }
+            _ => Ok(node),
+        });
+        Some(node.map(|n| (effect, n, false)))
     }
 }
 
@@ -669,39 +802,17 @@ fn validate(
     else {
         return Ok(out);
     };
-    let checks = [
-        (
-            &schemas.principal,
-            &input.principal.attr,
-            ValidationSource::Principal,
-        ),
-        (
-            &schemas.resource,
-            &input.resource.attr,
-            ValidationSource::Resource,
-        ),
-    ];
-    for (sref, attr, source) in checks {
-        let Some(sref) = sref else { continue };
-        if sref.ignored_for(input.actions.iter().map(String::as_str)) {
-            continue;
-        }
-        let schema = set
-            .schema_store
-            .get(&sref.url)
-            .ok_or_else(|| PlanError::SchemaNotFound(sref.url.to_string()))?;
-        for v in schema.validate(&Value::Map(attr.clone())) {
-            // Resource attributes are optional when planning: no `required` errors.
-            if source == ValidationSource::Resource && v.message.starts_with("missing properties") {
-                continue;
-            }
-            out.push(ValidationError {
-                path: v.cerbos_path().to_string(),
-                message: v.message,
-                source,
-            });
-        }
-    }
+    // Resource attributes are optional when planning: no `required` errors.
+    crate::engine::schemas::violations(
+        set,
+        schemas,
+        &input.principal.attr,
+        &input.resource.attr,
+        input.actions.iter().map(String::as_str),
+        true,
+        &mut out,
+    )
+    .map_err(|url| PlanError::SchemaNotFound(url.to_string()))?;
     Ok(out)
 }
 
