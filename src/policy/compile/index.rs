@@ -322,6 +322,55 @@ fn effective_permissions(p: Option<model::ScopePermissions>) -> model::ScopePerm
 /// of that scope has a rule for the resource and the resource policy's version is
 /// `default`.
 pub fn index_policies(policies: &[Policy]) -> PolicyIndex<'_> {
+    let (mut index, disabled_fqns) = first_definitions(policies);
+    let role_rules = role_rule_globs(&index);
+    let mut references = References {
+        by_fqn: &index.by_fqn,
+        disabled_fqns: &disabled_fqns,
+        role_rules: &role_rules,
+        needed_disabled: HashMap::new(),
+        errors: Vec::new(),
+    };
+    let mut scope_perms: HashMap<&str, (model::ScopePermissions, String)> = HashMap::new();
+    let mut conflicting: HashSet<&str> = HashSet::new();
+    for &i in &index.first {
+        let p = &policies[i];
+        let key = id::key_of_fqn(&p.fqn()).to_owned();
+        references.check(p, &key);
+        let (scope, perms) = match &p.kind {
+            PolicyKind::Resource(rp) => (rp.scope.as_str(), rp.scope_permissions),
+            PolicyKind::Principal(pp) => (pp.scope.as_str(), pp.scope_permissions),
+            _ => continue,
+        };
+        let perms = effective_permissions(perms);
+        match scope_perms.get(scope) {
+            None => {
+                scope_perms.insert(scope, (perms, key));
+            }
+            Some((first, other)) => {
+                if *first != perms && conflicting.insert(scope) {
+                    references
+                        .errors
+                        .push(IndexError::ScopePermissionsConflict {
+                            span: p.root_span.clone(),
+                            scope: scope.to_owned(),
+                            policy: key.clone(),
+                            other: other.clone(),
+                        });
+                }
+            }
+        }
+    }
+    let mut needed: Vec<(usize, String)> = references.needed_disabled.into_iter().collect();
+    needed.sort();
+    index.errors.extend(references.errors);
+    index.needed_disabled = needed;
+    index
+}
+
+/// The index of the enabled definitions (the first of duplicates, a duplicate in
+/// another file reported), and the disabled ones by fully qualified id.
+fn first_definitions(policies: &[Policy]) -> (PolicyIndex<'_>, HashMap<String, usize>) {
     let mut index = PolicyIndex {
         policies,
         by_fqn: HashMap::new(),
@@ -358,9 +407,13 @@ pub fn index_policies(policies: &[Policy]) -> PolicyIndex<'_> {
             }
         }
     }
+    (index, disabled_fqns)
+}
 
-    // Role policy rules, for the ancestors they stand in for: (scope, resource glob).
-    let role_rules: Vec<(&str, Glob)> = index
+/// Role policy rules, for the ancestors they stand in for: (scope, resource glob).
+fn role_rule_globs<'p>(index: &PolicyIndex<'p>) -> Vec<(&'p str, Glob)> {
+    let policies = index.policies;
+    index
         .first
         .iter()
         .filter_map(|&i| match &policies[i].kind {
@@ -373,25 +426,32 @@ pub fn index_policies(policies: &[Policy]) -> PolicyIndex<'_> {
                 .filter_map(|r| Glob::new(&r.resource).ok())
                 .map(|g| (rp.scope.as_str(), g))
         })
-        .collect();
+        .collect()
+}
 
-    let mut needed_disabled: HashMap<usize, String> = HashMap::new();
-    let mut scope_perms: HashMap<&str, (model::ScopePermissions, String)> = HashMap::new();
-    let mut conflicting: HashSet<&str> = HashSet::new();
-    for &i in &index.first {
-        let p = &policies[i];
-        let key = id::key_of_fqn(&p.fqn()).to_owned();
+/// Checks that what each definition refers to exists: imports and scope ancestors.
+struct References<'i, 'p> {
+    by_fqn: &'i HashMap<String, usize>,
+    disabled_fqns: &'i HashMap<String, usize>,
+    role_rules: &'i [(&'p str, Glob)],
+    /// Disabled definitions something needs, with the first policy that needs each.
+    needed_disabled: HashMap<usize, String>,
+    errors: Vec<IndexError>,
+}
+
+impl References<'_, '_> {
+    /// Reports the missing imports and scope ancestors of `p` (named `key`); a missing
+    /// ancestor a role policy rule stands in for is not missing.
+    fn check(&mut self, p: &Policy, key: &str) {
         for (kind, import) in imports(p) {
             let dep = kind.fqn(&import.value);
-            if index.by_fqn.contains_key(&dep) {
+            if self.by_fqn.contains_key(&dep) {
                 continue;
             }
-            if let Some(&d) = disabled_fqns.get(&dep) {
-                needed_disabled.entry(d).or_insert_with(|| key.clone());
-            }
-            index.errors.push(IndexError::MissingImport {
+            self.note_disabled(&dep, key);
+            self.errors.push(IndexError::MissingImport {
                 span: import.span.clone(),
-                policy: key.clone(),
+                policy: key.to_owned(),
                 kind,
                 name: import.value.clone(),
             });
@@ -401,51 +461,33 @@ pub fn index_policies(policies: &[Policy]) -> PolicyIndex<'_> {
             _ => None,
         };
         for (ancestor_scope, ancestor) in ancestors(p) {
-            if index.by_fqn.contains_key(&ancestor) {
+            if self.by_fqn.contains_key(&ancestor) {
                 continue;
             }
             let stands_in = resource.is_some_and(|rp| {
                 rp.version == model::DEFAULT_VERSION
-                    && role_rules
+                    && self
+                        .role_rules
                         .iter()
                         .any(|(scope, g)| *scope == ancestor_scope && g.matches(&rp.resource))
             });
             if stands_in {
                 continue;
             }
-            if let Some(&d) = disabled_fqns.get(&ancestor) {
-                needed_disabled.entry(d).or_insert_with(|| key.clone());
-            }
-            index.errors.push(IndexError::MissingAncestor {
+            self.note_disabled(&ancestor, key);
+            self.errors.push(IndexError::MissingAncestor {
                 span: p.root_span.clone(),
-                policy: key.clone(),
+                policy: key.to_owned(),
                 ancestor: id::key_of_fqn(&ancestor).to_owned(),
             });
         }
-        let (scope, perms) = match &p.kind {
-            PolicyKind::Resource(rp) => (rp.scope.as_str(), rp.scope_permissions),
-            PolicyKind::Principal(pp) => (pp.scope.as_str(), pp.scope_permissions),
-            _ => continue,
-        };
-        let perms = effective_permissions(perms);
-        match scope_perms.get(scope) {
-            None => {
-                scope_perms.insert(scope, (perms, key));
-            }
-            Some((first, other)) => {
-                if *first != perms && conflicting.insert(scope) {
-                    index.errors.push(IndexError::ScopePermissionsConflict {
-                        span: p.root_span.clone(),
-                        scope: scope.to_owned(),
-                        policy: key.clone(),
-                        other: other.clone(),
-                    });
-                }
-            }
+    }
+
+    fn note_disabled(&mut self, fqn: &str, key: &str) {
+        if let Some(&d) = self.disabled_fqns.get(fqn) {
+            self.needed_disabled
+                .entry(d)
+                .or_insert_with(|| key.to_owned());
         }
     }
-    let mut needed: Vec<(usize, String)> = needed_disabled.into_iter().collect();
-    needed.sort();
-    index.needed_disabled = needed;
-    index
 }

@@ -94,6 +94,20 @@ impl<'a> Compiler<'a> {
             ..Env::default()
         };
 
+        self.env_constants(policy, constants, &mut env);
+        self.env_variables(policy, variables, &mut env);
+        self.resolve_variables(&mut env);
+        env
+    }
+
+    /// The constants of a policy's environment: imported then local, in definition
+    /// order, redefinitions reported.
+    fn env_constants(
+        &mut self,
+        policy: &'a Policy,
+        constants: Option<&'a model::Constants>,
+        env: &mut Env,
+    ) {
         // Constants: (name, value, where, origin) in definition order.
         let mut consts: Vec<(String, ConstDef, String)> = Vec::new();
         if let Some(c) = constants {
@@ -130,8 +144,16 @@ impl<'a> Compiler<'a> {
         for (name, def, _) in consts {
             env.constants.insert(name, def.value);
         }
+    }
 
-        // Variables.
+    /// The variables of a policy's environment: imported, local, then the deprecated
+    /// top-level ones, redefinitions reported.
+    fn env_variables(
+        &mut self,
+        policy: &'a Policy,
+        variables: Option<&'a model::Variables>,
+        env: &mut Env,
+    ) {
         let mut vars: Vec<(String, VarDef)> = Vec::new();
         if let Some(v) = variables {
             for import in &v.import {
@@ -163,8 +185,6 @@ impl<'a> Compiler<'a> {
         for (name, def) in vars {
             env.variables.insert(name, def);
         }
-        self.resolve_variables(&mut env);
-        env
     }
 
     /// Reports names defined more than once: `Variable 'x' has multiple definitions in

@@ -134,21 +134,9 @@ impl Scanner<'_> {
             );
             return;
         }
-        let read = match std::fs::read_dir(dir) {
-            Ok(r) => r,
-            Err(e) => {
-                self.error(shown, e.to_string());
-                return;
-            }
+        let Some(names) = self.list(dir, shown) else {
+            return;
         };
-        let mut names = Vec::new();
-        for entry in read {
-            match entry {
-                Ok(entry) => names.push(entry.file_name().to_string_lossy().into_owned()),
-                Err(e) => self.error(shown, e.to_string()),
-            }
-        }
-        names.sort();
         for name in names {
             if !schemas && name.starts_with('.') {
                 continue;
@@ -167,34 +155,11 @@ impl Scanner<'_> {
                 continue;
             };
             if meta.is_dir() {
-                if schemas {
-                    self.walk(&real, &child, depth + 1, true);
-                } else if name == "_schemas" {
-                    if depth == 0 {
-                        self.walk(&real, &child, 0, true);
-                    } else {
-                        self.tree.errors.push(LoadError::new(
-                            Span::new(child.as_str(), 1, 1),
-                            LoadErrorKind::Validation,
-                            "_schemas directory must be under the root of the storage directory",
-                        ));
-                    }
-                } else if name != "testdata" {
-                    self.walk(&real, &child, depth + 1, false);
-                }
+                self.subdirectory(&real, &child, &name, depth, schemas);
                 continue;
             }
-            let role = if schemas {
-                if !has_extension(&name, &["json"]) {
-                    continue;
-                }
-                FileRole::Schema
-            } else if !is_policy_file(&name) {
+            let Some(role) = file_role(&name, schemas) else {
                 continue;
-            } else if is_test_file(&name) {
-                FileRole::Test
-            } else {
-                FileRole::Policy
             };
             if !meta.is_file() {
                 self.error(&child, "not a regular file");
@@ -212,6 +177,46 @@ impl Scanner<'_> {
                 modified: meta.modified().ok(),
                 role,
             });
+        }
+    }
+
+    /// The names in `dir`, sorted; `None` after recording why it cannot be listed.
+    fn list(&mut self, dir: &Path, shown: &str) -> Option<Vec<String>> {
+        let read = match std::fs::read_dir(dir) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(shown, e.to_string());
+                return None;
+            }
+        };
+        let mut names = Vec::new();
+        for entry in read {
+            match entry {
+                Ok(entry) => names.push(entry.file_name().to_string_lossy().into_owned()),
+                Err(e) => self.error(shown, e.to_string()),
+            }
+        }
+        names.sort();
+        Some(names)
+    }
+
+    /// Walks a subdirectory: under `_schemas` every one; `_schemas` itself only at the
+    /// root; `testdata` never.
+    fn subdirectory(&mut self, real: &Path, child: &str, name: &str, depth: usize, schemas: bool) {
+        if schemas {
+            self.walk(real, child, depth + 1, true);
+        } else if name == "_schemas" {
+            if depth == 0 {
+                self.walk(real, child, 0, true);
+            } else {
+                self.tree.errors.push(LoadError::new(
+                    Span::new(child, 1, 1),
+                    LoadErrorKind::Validation,
+                    "_schemas directory must be under the root of the storage directory",
+                ));
+            }
+        } else if name != "testdata" {
+            self.walk(real, child, depth + 1, false);
         }
     }
 
@@ -332,6 +337,20 @@ pub(crate) fn is_policy_file(name: &str) -> bool {
 pub(crate) fn is_test_file(name: &str) -> bool {
     name.rsplit_once('.')
         .is_some_and(|(stem, _)| stem.ends_with("_test"))
+}
+
+/// What a file is for: a schema (JSON under `_schemas`), a test suite or a policy;
+/// `None` for a file the loader does not read.
+fn file_role(name: &str, schemas: bool) -> Option<FileRole> {
+    if schemas {
+        has_extension(name, &["json"]).then_some(FileRole::Schema)
+    } else if !is_policy_file(name) {
+        None
+    } else if is_test_file(name) {
+        Some(FileRole::Test)
+    } else {
+        Some(FileRole::Policy)
+    }
 }
 
 #[cfg(test)]
