@@ -12,11 +12,9 @@
 //!
 //! `GATEHOUSE_EXPR_DIFF_COUNT` (default 400) and `GATEHOUSE_EXPR_DIFF_SEED` (default 11);
 //! `GATEHOUSE_DIFF_ALLOW_MISMATCHES=1` reports without failing;
-//! `GATEHOUSE_EXPR_DIFF_DUMP=<file>` writes every difference there (the output shows 60). Compile differences fail
-//! the test; evaluation differences (still open: outputs of conditions that fail other
-//! than on a missing key, NaN and infinite outputs failing Cerbos's HTTP response, Go's
-//! base64 error offsets) are printed, and fail it only with
-//! `GATEHOUSE_EXPR_DIFF_EVAL_STRICT=1`.
+//! `GATEHOUSE_EXPR_DIFF_DUMP=<file>` writes every difference there (the output shows 60).
+//! Any compile or evaluation difference fails the test, apart from the listed deliberate
+//! ones ([`KNOWN_DIFFERENCES`], [`NON_FINITE`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,6 +33,14 @@ use crate::expr_gen::{ALL, Gen, RESOURCE_ATTR, T};
 /// Expressions Gatehouse deliberately evaluates differently from Cerbos 0.55, with the
 /// reason: `(expression, reason)`. The generator does not produce them.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+
+/// How Cerbos 0.55's HTTP API fails a whole CheckResources request (HTTP 500) when one
+/// output is NaN or infinite: protojson cannot write such a `google.protobuf.Value`.
+/// Deliberately not followed (README, "Known differences"): Gatehouse answers every
+/// resource and writes the number as protojson spells non-finite doubles (`"NaN"`,
+/// `"Infinity"`, `"-Infinity"`), as Cerbos's own gRPC API carries it. The test sends such a
+/// batch again resource by resource, and counts these apart.
+const NON_FINITE: &str = "proto: google.protobuf.Value.number_value: invalid ";
 
 /// Per policy file, the compile errors' descriptions (empty when it compiles).
 fn compile_errors(bin: &Path, dir: &Path) -> BTreeMap<String, Vec<String>> {
@@ -158,7 +164,10 @@ async fn expr_diff() {
     let client = reqwest_like::Client::new();
     let attr: Value = serde_json::from_str(RESOURCE_ATTR).unwrap();
     let (mut allowed, mut outputs, mut errors) = (0usize, 0usize, 0usize);
-    for batch in served.chunks(25) {
+    let mut batches: std::collections::VecDeque<Vec<_>> =
+        served.chunks(25).map(<[_]>::to_vec).collect();
+    let mut non_finite = 0usize;
+    while let Some(batch) = batches.pop_front() {
         let resources: Vec<Value> = batch
             .iter()
             .map(|(i, ..)| json!({"actions": ["a"], "resource": {"kind": format!("k{i}"), "id": "r1", "attr": attr}}))
@@ -173,6 +182,27 @@ async fn expr_diff() {
             .await
             .expect("Cerbos answers");
         let (os, ob) = server.check_http(&req).await;
+        if ts == 500
+            && tb["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(NON_FINITE))
+        {
+            // The listed difference: compare the others one by one, and this one only on
+            // Gatehouse writing the non-finite number as protojson spells it.
+            if batch.len() > 1 {
+                batches.extend(batch.iter().map(|item| vec![*item]));
+            } else if os == 200 && {
+                let outs = ob["results"][0]["outputs"].to_string();
+                outs.contains("Infinity\"") || outs.contains("\"NaN\"")
+            } {
+                non_finite += 1;
+            } else {
+                mismatches.push(format!(
+                    "REQUEST status {ts} vs {os}\n  cerbos: {tb}\n  ours:   {ob}"
+                ));
+            }
+            continue;
+        }
         let t_results = tb["results"].as_array().cloned().unwrap_or_default();
         let o_results = ob["results"].as_array().cloned().unwrap_or_default();
         if ts != os || t_results.len() != batch.len() || o_results.len() != batch.len() {
@@ -205,7 +235,7 @@ async fn expr_diff() {
         println!("MISMATCH {m}");
     }
     println!(
-        "expr-diff: seed {seed}: {} policies ({} expressions), {refused} refused by Cerbos, {compile_mismatches} compile differences; {} served: {allowed} allowed, {outputs} outputs ({errors} errors); {} evaluation differences",
+        "expr-diff: seed {seed}: {} policies ({} expressions), {refused} refused by Cerbos, {compile_mismatches} compile differences; {} served: {allowed} allowed, {outputs} outputs ({errors} errors); {} evaluation differences ({non_finite} non-finite outputs Cerbos's HTTP API cannot write, listed)",
         exprs.len(),
         exprs.len() * 2,
         served.len(),
@@ -213,10 +243,10 @@ async fn expr_diff() {
     );
     if std::env::var("GATEHOUSE_DIFF_ALLOW_MISMATCHES").as_deref() != Ok("1") {
         assert_eq!(compile_mismatches, 0, "compile acceptance or text differs");
-        // Evaluation differences remain (issue 11, class 5): reported, and failing only
-        // when asked for, until they are driven to 0.
-        if std::env::var("GATEHOUSE_EXPR_DIFF_EVAL_STRICT").as_deref() == Ok("1") {
-            assert!(mismatches.is_empty(), "{} differences", mismatches.len());
-        }
+        assert!(
+            mismatches.is_empty(),
+            "{} evaluation differences",
+            mismatches.len()
+        );
     }
 }
