@@ -290,29 +290,11 @@ pub(crate) fn plan(
     now: Timestamp,
 ) -> Result<PlanOutput, PlanError> {
     let mut output = empty_output(input);
-    let principal_scope = effective_scope(&input.principal.scope, &cfg.default_scope);
     let resource_scope = effective_scope(&input.resource.scope, &cfg.default_scope);
     let version = effective_version(&input.resource.policy_version, &cfg.default_policy_version);
-    let principal_version =
-        effective_version(&input.principal.policy_version, &cfg.default_policy_version);
     let kind_sanitized = sanitize(&input.resource.kind);
     let kind = &*kind_sanitized;
-    let (principal_scopes, _) = all_scopes(
-        &set.principal_scopes,
-        ScopedKind::Principal,
-        &input.principal.id,
-        principal_version,
-        principal_scope,
-        cfg.lenient_scope_search,
-    );
-    let (resource_scopes, _) = all_scopes(
-        &set.resource_scopes,
-        ScopedKind::Resource,
-        kind,
-        version,
-        resource_scope,
-        cfg.lenient_scope_search,
-    );
+    let (principal_scopes, resource_scopes) = scope_chains(set, cfg, input, kind, version);
     if principal_scopes.is_empty() && resource_scopes.is_empty() {
         return Ok(output);
     }
@@ -370,6 +352,36 @@ pub(crate) fn plan(
         filters.push(to_filter(&node.unwrap_or_else(|| Node::bool(false))));
     }
     finish(output, filters, policy_match, walk.planner)
+}
+
+/// The principal's and the resource's scope chains (most specific first) that have
+/// policies of their kind.
+fn scope_chains<'s>(
+    set: &'s CompiledPolicySet,
+    cfg: &EngineConfig,
+    input: &PlanInput,
+    kind: &str,
+    version: &str,
+) -> (Vec<&'s Arc<str>>, Vec<&'s Arc<str>>) {
+    let principal_version =
+        effective_version(&input.principal.policy_version, &cfg.default_policy_version);
+    let (principal_scopes, _) = all_scopes(
+        &set.principal_scopes,
+        ScopedKind::Principal,
+        &input.principal.id,
+        principal_version,
+        effective_scope(&input.principal.scope, &cfg.default_scope),
+        cfg.lenient_scope_search,
+    );
+    let (resource_scopes, _) = all_scopes(
+        &set.resource_scopes,
+        ScopedKind::Resource,
+        kind,
+        version,
+        effective_scope(&input.resource.scope, &cfg.default_scope),
+        cfg.lenient_scope_search,
+    );
+    (principal_scopes, resource_scopes)
 }
 
 /// The answer before any policy is walked: every action always denied, no match.
