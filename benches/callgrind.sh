@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Instructions per ext_authz decision, counted by valgrind's callgrind (stable on a busy
+# machine, unlike wall-clock time): the in-process decision loop of benches/extauthz.rs
+# (CheckRequest in, CheckResponse out: mapping, bearer JWT, engine, metrics, audit record,
+# response) is run twice, with N1 and N2 decisions; the difference divided by N2 - N1 is
+# the cost of one decision without the setup. Every thread is counted (the audit writer
+# included).
+#
+#   benches/callgrind.sh                 # audit off and audit on
+#   benches/callgrind.sh audit_on        # one scenario
+#   CALLGRIND_KEEP=dir benches/callgrind.sh   # keep the callgrind.out files (for
+#                                        # callgrind_annotate --inclusive=yes)
+#
+# Needs valgrind (Debian: apt-get install valgrind). Builds the bench in release mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v valgrind >/dev/null || { echo "valgrind not found (apt-get install valgrind)" >&2; exit 1; }
+n1=${N1:-500}
+n2=${N2:-2500}
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(audit_off audit_on)
+
+bin=$(cargo build --release --bench extauthz --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "extauthz" and m.get("executable"):
+        print(m["executable"])')
+[ -x "$bin" ] || { echo "bench binary not built" >&2; exit 1; }
+
+out=${CALLGRIND_KEEP:-$(mktemp -d)}
+mkdir -p "$out"
+count() { # scenario decisions -> total instructions
+  GATEHOUSE_BENCH_LOOP=$2 GATEHOUSE_BENCH_SCENARIO=$1 valgrind --tool=callgrind \
+    --callgrind-out-file="$out/callgrind.out.$1.$2" "$bin" 2>"$out/valgrind.$1.$2.log" >/dev/null
+  sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out/valgrind.$1.$2.log"
+}
+for s in "${scenarios[@]}"; do
+  a=$(count "$s" "$n1")
+  b=$(count "$s" "$n2")
+  echo "$s: $(( (b - a) / (n2 - n1) )) instructions per decision ($n1 decisions: $a, $n2: $b)"
+done
+[ -n "${CALLGRIND_KEEP:-}" ] || rm -rf "$out"
