@@ -189,9 +189,11 @@ pub async fn build_after(
                     require_exp: true,
                 })
                 .map_err(|e| ConfigError(format!("jwt: {e}")))?
-                // Verified tokens are remembered (claims are still checked on every use),
-                // so a client's repeated requests pay for one signature check.
-                .with_cache_size(10_000);
+                // Verified tokens are remembered (time claims are still checked on every
+                // use, entries end at `exp`, a key set refetch invalidates them), so a
+                // client's repeated requests pay for one signature check.
+                .with_cache_size(10_000)
+                .with_metrics(sinks.metrics.clone());
                 principal::Source::Jwt {
                     header: c.header.to_ascii_lowercase(),
                     verifier: Arc::new(verifier),

@@ -116,12 +116,10 @@ pub(crate) fn principal_from_claims(
     })
 }
 
-fn bearer(headers: &HashMap<String, String>, header: &str) -> Option<String> {
+fn bearer<'h>(headers: &'h HashMap<String, String>, header: &str) -> Option<&'h str> {
     let v = headers.get(header)?;
     let (scheme, token) = v.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The SPIFFE ID in an `x-forwarded-client-cert` header (first element's `URI=`).
@@ -184,7 +182,7 @@ pub(crate) async fn resolve(
                     }
                     continue;
                 };
-                return match verifier.verify(&token, None).await {
+                return match verifier.verify_shared(token, None).await {
                     Ok(map) => match principal_from_claims(&map, claims) {
                         Ok(p) => Identity::Known(p, "jwt"),
                         Err(e) => Identity::Invalid(e),

@@ -1,9 +1,10 @@
 //! Key sets: loaded once from a file or inline data, or fetched from a URL
 //! and kept fresh.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -91,8 +92,66 @@ pub struct KeySet {
 }
 
 struct Inner {
-    keys: ArcSwap<Vec<Key>>,
+    keys: ArcSwap<Keys>,
     remote: Option<Remote>,
+}
+
+/// One version of a key set's keys, indexed by `kid` so that choosing a token's key costs
+/// the same whatever the number of keys.
+pub(crate) struct Keys {
+    list: Vec<Key>,
+    /// Positions in `list` of the keys with each `kid`, in order.
+    by_kid: HashMap<String, Vec<usize>>,
+    /// Positions of the keys without a `kid` (PEM keys), in order.
+    anonymous: Vec<usize>,
+    /// Unique to this version: a key set that changes (a remote set refetched) gets a new one.
+    generation: u64,
+}
+
+impl Keys {
+    fn new(list: Vec<Key>) -> Keys {
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
+        let mut by_kid: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut anonymous = Vec::new();
+        for (i, key) in list.iter().enumerate() {
+            match &key.kid {
+                Some(kid) => by_kid.entry(kid.clone()).or_default().push(i),
+                None => anonymous.push(i),
+            }
+        }
+        Keys {
+            list,
+            by_kid,
+            anonymous,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Every key, in the set's order.
+    pub(crate) fn all(&self) -> &[Key] {
+        &self.list
+    }
+
+    /// The keys declaring `kid`, in order (a hash lookup).
+    pub(crate) fn with_kid(&self, kid: &str) -> impl Iterator<Item = &Key> {
+        let found = self.by_kid.get(kid).map_or(&[][..], Vec::as_slice);
+        found.iter().map(|&i| &self.list[i])
+    }
+
+    /// Whether some key declares `kid`.
+    pub(crate) fn has_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
+    /// The keys without a `kid`, in order.
+    pub(crate) fn anonymous(&self) -> impl Iterator<Item = &Key> {
+        self.anonymous.iter().map(|&i| &self.list[i])
+    }
+
+    /// This version's identity (see [`KeySet::generation`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 struct Remote {
@@ -120,7 +179,7 @@ impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeySet")
             .field("url", &self.url())
-            .field("keys", &self.inner.keys.load().as_slice())
+            .field("keys", &self.inner.keys.load().all())
             .finish()
     }
 }
@@ -170,7 +229,7 @@ impl KeySet {
         let keys = parse_keys(text, options)?;
         Ok(KeySet {
             inner: Arc::new(Inner {
-                keys: ArcSwap::from_pointee(keys),
+                keys: ArcSwap::from_pointee(Keys::new(keys)),
                 remote: None,
             }),
         })
@@ -195,7 +254,7 @@ impl KeySet {
             .max(Duration::from_secs(1));
         Ok(KeySet {
             inner: Arc::new(Inner {
-                keys: ArcSwap::from_pointee(Vec::new()),
+                keys: ArcSwap::from_pointee(Keys::new(Vec::new())),
                 remote: Some(Remote {
                     url: url.to_string(),
                     uri,
@@ -212,7 +271,7 @@ impl KeySet {
 
     /// Number of keys currently held.
     pub fn len(&self) -> usize {
-        self.inner.keys.load().len()
+        self.inner.keys.load().all().len()
     }
 
     /// Whether no keys are held (a remote set not fetched yet).
@@ -225,9 +284,16 @@ impl KeySet {
         self.inner
             .keys
             .load()
+            .all()
             .iter()
             .filter_map(|k| k.kid.clone())
             .collect()
+    }
+
+    /// The identity of the keys in service now: it changes whenever they are replaced
+    /// (a remote set refetched), so what was verified with older keys can be told apart.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.keys.load().generation()
     }
 
     /// The URL of a remote set.
@@ -249,7 +315,7 @@ impl KeySet {
 
     /// The keys to verify with now: fetches a remote set never fetched, and
     /// starts a background refetch of a stale one.
-    pub(crate) async fn keys(&self) -> Result<Arc<Vec<Key>>, JwtError> {
+    pub(crate) async fn keys(&self) -> Result<Arc<Keys>, JwtError> {
         let Some(remote) = &self.inner.remote else {
             return Ok(self.inner.keys.load_full());
         };
@@ -350,7 +416,7 @@ impl Inner {
         match result {
             Ok(keys) => {
                 tracing::debug!(url = %remote.url, keys = keys.len(), "fetched JWT key set");
-                self.keys.store(Arc::new(keys));
+                self.keys.store(Arc::new(Keys::new(keys)));
                 st.fetched_at = Some(Instant::now());
                 st.last_error = None;
                 Ok(())
@@ -464,7 +530,7 @@ mod tests {
         let p521 = r#"{"kty":"EC","crv":"P-521","x":"AA","y":"AA","kid":"p","alg":"ES512"}"#;
         let set = KeySet::parse(p521, KeySetOptions::new()).unwrap();
         let keys = set.inner.keys.load();
-        let reason = keys[0]
+        let reason = keys.all()[0]
             .verifier_for(jsonwebtoken::Algorithm::ES256)
             .unwrap_err();
         assert!(reason.contains("ES512"), "{reason}");

@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 
 use super::JwtError;
 use super::key::{Key, signature_algorithm};
-use super::keyset::KeySet;
+use super::keyset::{KeySet, Keys};
+use crate::metrics::Metrics;
 
 /// Largest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -68,6 +69,7 @@ pub struct JwtVerifier {
     algorithms: Vec<Algorithm>,
     rules: ClaimRules,
     cache: Option<TokenCache>,
+    metrics: Option<Metrics>,
 }
 
 impl JwtVerifier {
@@ -90,17 +92,35 @@ impl JwtVerifier {
                 require_exp: config.require_exp,
             },
             cache: None,
+            metrics: None,
         })
     }
 
-    /// Remembers up to `size` verified tokens (Cerbos `cacheSize`), so a
-    /// repeated token skips signature checking; its time claims are still
-    /// checked on every use. A key removed from a remote set keeps
-    /// validating tokens cached before the removal until they leave the
-    /// cache. `0` disables the cache.
-    pub(crate) fn with_cache_size(mut self, size: usize) -> JwtVerifier {
-        self.cache = (size > 0).then(|| TokenCache::new(size));
+    /// Remembers up to `size` verified tokens (Cerbos `cacheSize`) for at most
+    /// [`TOKEN_CACHE_TTL`], so a repeated token skips signature checking; its time
+    /// claims are still checked on every use, an entry is dropped at the token's `exp`,
+    /// and entries verified with keys since replaced (a remote set refetched) are not
+    /// used. `0` disables the cache.
+    pub(crate) fn with_cache_size(self, size: usize) -> JwtVerifier {
+        self.with_cache(size, TOKEN_CACHE_TTL)
+    }
+
+    /// [`with_cache_size`](Self::with_cache_size) with a chosen time to live.
+    pub(crate) fn with_cache(mut self, size: usize, ttl: Duration) -> JwtVerifier {
+        self.cache = (size > 0).then(|| TokenCache::new(size, ttl, self.key_sets.len()));
         self
+    }
+
+    /// Counts cache hits and misses in `metrics` (`gatehouse_jwt_cache_lookups_total`).
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> JwtVerifier {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The number of tokens cached now.
+    #[cfg(test)]
+    pub(crate) fn cached_tokens(&self) -> usize {
+        self.cache.as_ref().map_or(0, TokenCache::len)
     }
 
     /// The key set with this id.
@@ -122,6 +142,18 @@ impl JwtVerifier {
     /// if configured), `nbf`, `iat`, `iss` and `aud` are checked with the
     /// configured leeway.
     pub async fn verify(&self, token: &str, key_set_id: Option<&str>) -> Result<Claims, JwtError> {
+        self.verify_at(token, key_set_id, unix_now())
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`verify`](Self::verify), sharing the claims (with the cache when it is on)
+    /// instead of copying them.
+    pub(crate) async fn verify_shared(
+        &self,
+        token: &str,
+        key_set_id: Option<&str>,
+    ) -> Result<Arc<Claims>, JwtError> {
         self.verify_at(token, key_set_id, unix_now()).await
     }
 
@@ -130,30 +162,48 @@ impl JwtVerifier {
         token: &str,
         key_set_id: Option<&str>,
         now: f64,
-    ) -> Result<Claims, JwtError> {
-        // A cached token passed every check below with this same configuration: only
-        // its time-dependent claims need checking again.
+    ) -> Result<Arc<Claims>, JwtError> {
+        // A cached token passed every check below with this same configuration and the
+        // keys still in service: only its time-dependent claims need checking again.
         if let Some(cache) = &self.cache
-            && let Ok((set_id, _)) = self.select(key_set_id)
-            && let Some(claims) = cache.get(set_id, token)
+            && let Ok((index, _, set)) = self.select(key_set_id)
         {
-            validate_claims(&claims, &self.rules, now)?;
-            return Ok(Claims::clone(&claims));
+            let hit = cache.get(index, token, set.generation(), now);
+            if let Some(m) = &self.metrics {
+                m.count_jwt_cache(hit.is_some());
+            }
+            if let Some(hit) = hit {
+                hit.times.check(&self.rules, now)?;
+                return Ok(hit.claims);
+            }
         }
         let parsed = Parsed::new(token)?;
         let alg = self.token_algorithm(&parsed.alg)?;
-        let (set_id, set) = self.select(key_set_id)?;
-        let keys = set.keys().await?;
+        let (index, set_id, set) = self.select(key_set_id)?;
+        let mut keys = set.keys().await?;
         match verify_signature(&keys, &parsed, alg, set_id) {
             Err(JwtError::UnknownKid { .. }) if set.refresh_for_unknown_kid().await? => {
-                verify_signature(&set.keys().await?, &parsed, alg, set_id)?;
+                keys = set.keys().await?;
+                verify_signature(&keys, &parsed, alg, set_id)?;
             }
             other => other?,
         }
         let claims = parsed.claims()?;
         validate_claims(&claims, &self.rules, now)?;
+        let claims = Arc::new(claims);
         if let Some(cache) = &self.cache {
-            cache.insert(set_id, token, Arc::new(claims.clone()));
+            let times = TimeClaims::of(&claims)?;
+            cache.insert(
+                index,
+                token,
+                Verified {
+                    claims: claims.clone(),
+                    times,
+                    generation: keys.generation(),
+                    expires: 0.0,
+                },
+                now,
+            );
         }
         Ok(claims)
     }
@@ -182,16 +232,17 @@ impl JwtVerifier {
         Ok(alg)
     }
 
-    fn select(&self, key_set_id: Option<&str>) -> Result<(&str, &KeySet), JwtError> {
+    /// The key set `key_set_id` names (or the only one): its position, id and keys.
+    fn select(&self, key_set_id: Option<&str>) -> Result<(usize, &str, &KeySet), JwtError> {
         match key_set_id.filter(|id| !id.is_empty()) {
             Some(id) => self
                 .key_sets
                 .iter()
-                .find(|(k, _)| k == id)
-                .map(|(k, set)| (k.as_str(), set))
+                .position(|(k, _)| k == id)
+                .map(|i| (i, self.key_sets[i].0.as_str(), &self.key_sets[i].1))
                 .ok_or_else(|| JwtError::KeySetNotFound(id.to_string())),
             None => match self.key_sets.as_slice() {
-                [(k, set)] => Ok((k.as_str(), set)),
+                [(k, set)] => Ok((0, k.as_str(), set)),
                 sets => Err(JwtError::NoKeySetSelected { count: sets.len() }),
             },
         }
@@ -308,7 +359,7 @@ fn json_object(segment: &str, what: &str) -> Result<Claims, JwtError> {
 // === signature ===
 
 fn verify_signature(
-    keys: &[Key],
+    keys: &Keys,
     token: &Parsed<'_>,
     alg: Algorithm,
     set_id: &str,
@@ -319,27 +370,28 @@ fn verify_signature(
     if signature.is_empty() {
         return Err(JwtError::Malformed("empty signature".to_string()));
     }
-    let candidates: Vec<&Key> = match &token.kid {
-        Some(kid) => {
-            let named: Vec<&Key> = keys
-                .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
-                .collect();
-            if named.is_empty() {
-                // Keys without a kid (PEM) may verify any token.
-                let anonymous: Vec<&Key> = keys.iter().filter(|k| k.kid.is_none()).collect();
-                if anonymous.is_empty() {
-                    return Err(JwtError::UnknownKid {
-                        kid: kid.clone(),
-                        key_set: set_id.to_string(),
-                    });
-                }
-                anonymous
-            } else {
-                named
-            }
+    // The key is looked up by `kid` (a hash lookup, whatever the number of keys).
+    let (mut named, mut anonymous, mut every);
+    let candidates: &mut dyn Iterator<Item = &Key> = match &token.kid {
+        Some(kid) if keys.has_kid(kid) => {
+            named = keys.with_kid(kid);
+            &mut named
         }
-        None => keys.iter().collect(),
+        Some(kid) => {
+            // Keys without a kid (PEM) may verify any token.
+            anonymous = keys.anonymous().peekable();
+            if anonymous.peek().is_none() {
+                return Err(JwtError::UnknownKid {
+                    kid: kid.clone(),
+                    key_set: set_id.to_string(),
+                });
+            }
+            &mut anonymous
+        }
+        None => {
+            every = keys.all().iter();
+            &mut every
+        }
     };
     let mut tried = 0;
     let mut refusal = None;
@@ -396,6 +448,40 @@ fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<f64>, JwtE
     }
 }
 
+/// A token's time claims (`exp`, `nbf`, `iat`), read once.
+#[derive(Clone, Copy, Debug)]
+struct TimeClaims {
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    iat: Option<f64>,
+}
+
+impl TimeClaims {
+    fn of(claims: &Claims) -> Result<TimeClaims, JwtError> {
+        Ok(TimeClaims {
+            exp: numeric_date(claims, "exp")?,
+            nbf: numeric_date(claims, "nbf")?,
+            iat: numeric_date(claims, "iat")?,
+        })
+    }
+
+    /// `exp` (required if configured), `nbf` and `iat` at `now`, with the leeway.
+    fn check(&self, rules: &ClaimRules, now: f64) -> Result<(), JwtError> {
+        match self.exp {
+            Some(exp) if now >= exp + rules.leeway => return Err(JwtError::Expired),
+            None if rules.require_exp => return Err(JwtError::MissingClaim("exp")),
+            _ => {}
+        }
+        if self.nbf.is_some_and(|nbf| now + rules.leeway < nbf) {
+            return Err(JwtError::NotYetValid);
+        }
+        if self.iat.is_some_and(|iat| now + rules.leeway < iat) {
+            return Err(JwtError::IssuedInFuture);
+        }
+        Ok(())
+    }
+}
+
 fn validate_claims(claims: &Claims, rules: &ClaimRules, now: f64) -> Result<(), JwtError> {
     match numeric_date(claims, "exp")? {
         Some(exp) if now >= exp + rules.leeway => return Err(JwtError::Expired),
@@ -432,46 +518,100 @@ fn validate_claims(claims: &Claims, rules: &ClaimRules, now: f64) -> Result<(), 
 
 // === cache ===
 
-/// Verified tokens by key set and token text, first in first out.
+/// How long a verified token is remembered at most (its `exp` may end it sooner).
+pub(crate) const TOKEN_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// A verified token.
+#[derive(Clone, Debug)]
+struct Verified {
+    claims: Arc<Claims>,
+    times: TimeClaims,
+    /// [`KeySet::generation`] of the keys that verified it.
+    generation: u64,
+    /// Unix time at which the entry stops being used: `min(exp, cached + TTL)`.
+    expires: f64,
+}
+
+/// Verified tokens by key set and full token text (compared in full on lookup), at
+/// most `capacity` of them, the oldest evicted first.
 #[derive(Debug)]
 struct TokenCache {
     capacity: usize,
+    ttl: f64,
     entries: Mutex<CacheEntries>,
 }
 
 #[derive(Debug, Default)]
 struct CacheEntries {
-    /// Claims by key set, then token (looked up without copying the token).
-    map: HashMap<String, HashMap<String, Arc<Claims>>>,
-    order: VecDeque<(String, String)>,
+    /// Per key set (by position), verified tokens by their text.
+    sets: Vec<HashMap<Arc<str>, Verified>>,
+    /// Insertion order, for eviction: key set and token.
+    order: VecDeque<(usize, Arc<str>)>,
 }
 
 impl TokenCache {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, ttl: Duration, sets: usize) -> Self {
         TokenCache {
             capacity,
-            entries: Mutex::new(CacheEntries::default()),
+            ttl: ttl.as_secs_f64(),
+            entries: Mutex::new(CacheEntries {
+                sets: (0..sets).map(|_| HashMap::new()).collect(),
+                order: VecDeque::new(),
+            }),
         }
     }
 
-    fn get(&self, set: &str, token: &str) -> Option<Arc<Claims>> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.map.get(set)?.get(token).cloned()
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheEntries> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert(&self, set: &str, token: &str, claims: Arc<Claims>) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let tokens = entries.map.entry(set.to_string()).or_default();
-        if tokens.insert(token.to_string(), claims).is_none() {
-            entries
-                .order
-                .push_back((set.to_string(), token.to_string()));
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().sets.iter().map(HashMap::len).sum()
+    }
+
+    /// The entry for `token` in key set `set`, unless it has expired at `now` or was
+    /// verified with keys other than those of `generation` (then it is dropped).
+    fn get(&self, set: usize, token: &str, generation: u64, now: f64) -> Option<Verified> {
+        let mut entries = self.lock();
+        let tokens = entries.sets.get_mut(set)?;
+        let entry = tokens.get(token)?;
+        if entry.generation == generation && now < entry.expires {
+            return Some(entry.clone());
+        }
+        tokens.remove(token);
+        None
+    }
+
+    fn insert(&self, set: usize, token: &str, mut verified: Verified, now: f64) {
+        verified.expires = verified
+            .times
+            .exp
+            .map_or(f64::INFINITY, |exp| exp)
+            .min(now + self.ttl);
+        if now >= verified.expires {
+            return;
+        }
+        let token: Arc<str> = Arc::from(token);
+        let mut entries = self.lock();
+        let entries = &mut *entries;
+        let Some(tokens) = entries.sets.get_mut(set) else {
+            return;
+        };
+        if tokens.insert(token.clone(), verified).is_none() {
+            entries.order.push_back((set, token));
         }
         while entries.order.len() > self.capacity {
-            if let Some((set, token)) = entries.order.pop_front()
-                && let Some(tokens) = entries.map.get_mut(&set)
+            let Some((set, token)) = entries.order.pop_front() else {
+                break;
+            };
+            // An entry dropped early and cached again has a newer place in the order.
+            if let Some(tokens) = entries.sets.get_mut(set)
+                && tokens
+                    .get_key_value(&*token)
+                    .is_some_and(|(k, _)| Arc::ptr_eq(k, &token))
             {
-                tokens.remove(&token);
+                tokens.remove(&*token);
             }
         }
     }
@@ -511,6 +651,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(v.verify_at(token, None, NOW))
+            .map(Arc::unwrap_or_clone)
     }
 
     const HS: &str = r#"{"alg":"HS256","kid":"h"}"#;
@@ -658,23 +799,183 @@ mod tests {
         );
     }
 
-    #[test]
-    fn cache_still_checks_time() {
-        let v = verifier(JwtConfig::default()).with_cache_size(1);
-        let token = sign(HS, r#"{"exp":1800000010}"#);
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
-            .unwrap();
-        assert!(rt.block_on(v.verify_at(&token, None, NOW)).is_ok());
-        assert!(v.cache.as_ref().unwrap().get("hmac", &token).is_some());
-        let later = rt.block_on(v.verify_at(&token, None, NOW + 20.0));
-        assert!(matches!(later, Err(JwtError::Expired)));
-        let other = sign(HS, r#"{"exp":1900000000}"#);
-        assert!(rt.block_on(v.verify_at(&other, None, NOW)).is_ok());
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// (hits, misses) of the verifier's cache.
+    fn lookups(v: &JwtVerifier) -> (u64, u64) {
+        v.metrics.as_ref().unwrap().jwt_cache_lookups()
+    }
+
+    #[test]
+    fn cached_token_is_rejected_after_exp() {
+        let v = verifier(JwtConfig::default())
+            .with_cache_size(10)
+            .with_metrics(Metrics::default());
+        let token = sign(HS, r#"{"exp":1800000010}"#);
+        assert!(block_on(v.verify_at(&token, None, NOW)).is_ok());
+        assert_eq!(v.cached_tokens(), 1);
+        assert!(block_on(v.verify_at(&token, None, NOW + 5.0)).is_ok());
+        assert_eq!(lookups(&v), (1, 1));
+        let later = block_on(v.verify_at(&token, None, NOW + 20.0));
+        assert!(matches!(later, Err(JwtError::Expired)), "{later:?}");
+        assert_eq!(lookups(&v), (1, 2), "the entry ends at exp: a miss");
+        assert_eq!(v.cached_tokens(), 0, "and is dropped");
+
+        // Within the leeway a token past exp is still accepted (as without the cache),
+        // but never cached.
+        let lenient = verifier(JwtConfig {
+            leeway: Duration::from_secs(60),
+            ..JwtConfig::default()
+        })
+        .with_cache_size(10);
+        assert!(block_on(lenient.verify_at(&token, None, NOW + 20.0)).is_ok());
+        assert_eq!(lenient.cached_tokens(), 0);
+        // Time claims are checked again on a hit: a clock set back sees nbf again.
+        let early = sign(HS, r#"{"exp":1900000000,"nbf":1800000050}"#);
+        assert!(block_on(lenient.verify_at(&early, None, NOW)).is_ok());
+        assert_eq!(lenient.cached_tokens(), 1);
+        let before = block_on(lenient.verify_at(&early, None, NOW - 20.0));
+        assert!(matches!(before, Err(JwtError::NotYetValid)), "{before:?}");
+    }
+
+    #[test]
+    fn cache_entries_live_at_most_the_ttl() {
+        let v = verifier(JwtConfig::default())
+            .with_cache(10, Duration::from_secs(5))
+            .with_metrics(Metrics::default());
+        let token = sign(HS, r#"{"exp":1900000000}"#);
+        for at in [0.0, 1.0, 6.0, 7.0] {
+            assert!(block_on(v.verify_at(&token, None, NOW + at)).is_ok());
+        }
+        // 0: miss (cached until +5), 1: hit, 6: miss (expired; cached again), 7: hit.
+        assert_eq!(lookups(&v), (2, 2));
+    }
+
+    #[test]
+    fn cache_bound_is_respected() {
+        let v = verifier(JwtConfig::default()).with_cache_size(3);
+        let tokens: Vec<String> = (0..10)
+            .map(|i| sign(HS, &format!(r#"{{"exp":1900000000,"n":{i}}}"#)))
+            .collect();
+        for t in &tokens {
+            assert!(block_on(v.verify_at(t, None, NOW)).is_ok());
+            assert!(v.cached_tokens() <= 3);
+        }
+        assert_eq!(v.cached_tokens(), 3);
+        let cache = v.cache.as_ref().unwrap();
+        let generation = v.key_sets[0].1.generation();
+        assert!(cache.get(0, &tokens[9], generation, NOW).is_some());
         assert!(
-            v.cache.as_ref().unwrap().get("hmac", &token).is_none(),
-            "evicted"
+            cache.get(0, &tokens[0], generation, NOW).is_none(),
+            "oldest evicted"
         );
+        // Same text, another key set: a different entry.
+        assert!(cache.get(1, &tokens[9], generation, NOW).is_none());
+    }
+
+    #[test]
+    fn cache_hits_and_misses_are_counted() {
+        let metrics = Metrics::default();
+        let v = verifier(JwtConfig::default())
+            .with_cache_size(10)
+            .with_metrics(metrics.clone());
+        let token = sign(HS, r#"{"exp":1900000000}"#);
+        for _ in 0..3 {
+            assert!(block_on(v.verify_at(&token, None, NOW)).is_ok());
+        }
+        let bad = sign(r#"{"alg":"HS256","kid":"zz"}"#, r#"{"exp":1900000000}"#);
+        assert!(block_on(v.verify_at(&bad, None, NOW)).is_err());
+        assert_eq!(metrics.jwt_cache_lookups(), (2, 2));
+        let text = metrics.render(None);
+        assert!(
+            text.contains("gatehouse_jwt_cache_lookups_total{result=\"hit\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatehouse_jwt_cache_lookups_total{result=\"miss\"} 2\n"),
+            "{text}"
+        );
+        let uncached = verifier(JwtConfig::default()).with_metrics(Metrics::default());
+        assert!(block_on(uncached.verify_at(&token, None, NOW)).is_ok());
+        assert_eq!(lookups(&uncached), (0, 0), "no cache, no lookups");
+    }
+
+    /// Serves `bodies[i]` (the last one from then on) to the i-th request on 127.0.0.1.
+    async fn jwks_server(bodies: Vec<String>) -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut served = 0;
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = &bodies[served.min(bodies.len() - 1)];
+                served += 1;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        (url, task)
+    }
+
+    #[test]
+    fn rotated_keys_invalidate_cached_tokens() {
+        block_on(async {
+            let rotated = SECRET_JWK.replace(r#""kid":"h""#, r#""kid":"h2""#);
+            let (url, server) = jwks_server(vec![
+                format!(r#"{{"keys":[{SECRET_JWK}]}}"#),
+                format!(r#"{{"keys":[{rotated}]}}"#),
+            ])
+            .await;
+            let set = KeySet::load(
+                crate::jwt::KeySource::Url {
+                    url,
+                    refresh_interval: Some(Duration::from_secs(3600)),
+                },
+                false,
+            )
+            .await
+            .unwrap();
+            let v = JwtVerifier::new(JwtConfig {
+                key_sets: vec![("remote".into(), set.clone())],
+                ..JwtConfig::default()
+            })
+            .unwrap()
+            .with_cache_size(10)
+            .with_metrics(Metrics::default());
+            let token = sign(HS, r#"{"exp":1900000000}"#);
+            assert!(v.verify_at(&token, None, NOW).await.is_ok());
+            assert!(v.verify_at(&token, None, NOW).await.is_ok());
+            assert_eq!(lookups(&v), (1, 1));
+            // The IdP rotates: key "h" is gone. The cached token is no longer accepted.
+            set.refresh().await.unwrap();
+            assert_eq!(set.key_ids(), vec!["h2"]);
+            let err = v.verify_at(&token, None, NOW).await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "no key with ID \"h\" in key set \"remote\""
+            );
+            assert_eq!(lookups(&v), (1, 2));
+            assert_eq!(v.cached_tokens(), 0);
+            server.abort();
+        });
     }
 
     #[test]

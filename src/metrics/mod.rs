@@ -17,6 +17,7 @@
 //! | `gatehouse_attribute_fetches_total` | counter | `result` = `ok`, `error`, `cache_hit` |
 //! | `gatehouse_audit_dropped_total` | counter | `reason` = `queue_full`, `write_error` |
 //! | `gatehouse_trace_spans_total` | counter | `result` = `exported`, `dropped`, `failed` |
+//! | `gatehouse_jwt_cache_lookups_total` | counter | `result` = `hit`, `miss` (bearer JWTs verified by ext_authz) |
 //! | `gatehouse_policy_reloads_total` | counter | `result` = `ok`, `failed` |
 //! | `gatehouse_policies_loaded` | gauge | `type` |
 //! | `gatehouse_policy_revision_info` | gauge (always 1) | `source`, `revision` |

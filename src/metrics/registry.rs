@@ -165,6 +165,9 @@ pub struct PolicyStats {
 const ENUM_LABELS_CAP: usize = 16;
 
 struct Registry {
+    /// Verified-JWT cache lookups that found the token (`result="hit"`), and that did not.
+    jwt_cache_hits: Counter,
+    jwt_cache_misses: Counter,
     decisions: Family<Counter, 4>,
     check_duration: Family<Histogram, 1>,
     plans: Family<Counter, 4>,
@@ -205,6 +208,8 @@ impl Metrics {
     pub fn with_max_series(max_series: usize) -> Self {
         let cap = max_series.max(1);
         let registry = Registry {
+            jwt_cache_hits: Counter::default(),
+            jwt_cache_misses: Counter::default(),
             decisions: Family::new(
                 "gatehouse_decisions_total",
                 "Authorization decisions, one per resource action.",
@@ -345,6 +350,23 @@ impl Metrics {
             .with([result.as_str()], |c| c.add(1));
     }
 
+    /// Counts one lookup in the verified-JWT cache: found (`hit`) or not.
+    pub(crate) fn count_jwt_cache(&self, hit: bool) {
+        if hit {
+            self.inner.jwt_cache_hits.add(1);
+        } else {
+            self.inner.jwt_cache_misses.add(1);
+        }
+    }
+
+    /// Verified-JWT cache lookups so far: hits and misses.
+    pub fn jwt_cache_lookups(&self) -> (u64, u64) {
+        (
+            self.inner.jwt_cache_hits.get(),
+            self.inner.jwt_cache_misses.get(),
+        )
+    }
+
     /// Counts one audit record that was not written.
     pub(crate) fn count_audit_dropped(&self, reason: AuditDrop) {
         self.inner
@@ -375,6 +397,20 @@ impl Metrics {
         r.audit_dropped.render(&mut out);
         r.trace_spans.render(&mut out);
         r.candidate_disagreements.render(&mut out);
+        let name = "gatehouse_jwt_cache_lookups_total";
+        header(
+            &mut out,
+            name,
+            "Bearer JWTs looked up in the verified-token cache: hit (signature not checked again) or miss.",
+            "counter",
+        );
+        plain_sample(&mut out, name, &[("result", "hit")], r.jwt_cache_hits.get());
+        plain_sample(
+            &mut out,
+            name,
+            &[("result", "miss")],
+            r.jwt_cache_misses.get(),
+        );
         if let Some(p) = policies {
             let name = "gatehouse_policy_reloads_total";
             header(

@@ -428,6 +428,32 @@ async fn attributes_are_left_out_unless_configured() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[tokio::test]
+async fn jwt_cache_hits_and_misses_are_in_the_metrics() {
+    let metrics = Metrics::default();
+    let svc = service(store(), metrics.clone(), AuditSink::disabled()).await;
+    let bearer = format!("Bearer {}", alice_token());
+    for _ in 0..3 {
+        let resp = svc
+            .decide(&request(
+                "POST",
+                "/documents",
+                &[("authorization", &bearer)],
+            ))
+            .await;
+        assert!(decision_id(&resp).len() > 8);
+    }
+    let text = metrics.render(None);
+    assert!(
+        text.contains("gatehouse_jwt_cache_lookups_total{result=\"miss\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gatehouse_jwt_cache_lookups_total{result=\"hit\"} 2\n"),
+        "{text}"
+    );
+}
+
 /// A writer that blocks until its gate opens, collecting what it is given.
 #[derive(Clone, Default)]
 struct Gated {
