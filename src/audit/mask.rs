@@ -39,6 +39,12 @@ impl MaskPath {
         Ok(MaskPath { root, keys })
     }
 
+    /// Whether the path can change a line: not when it reaches below `attr` and the
+    /// attributes are left out (`attr` is then always null).
+    pub(crate) fn can_change(&self, include_attributes: bool) -> bool {
+        include_attributes || !(self.keys.len() > 1 && self.keys[0] == "attr")
+    }
+
     /// Masks the path in one audit line (every resource for `resource.` paths).
     pub(crate) fn apply(&self, line: &mut Map<String, Value>) {
         let node = match self.root {

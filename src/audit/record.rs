@@ -2,7 +2,8 @@
 
 use std::time::SystemTime;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::mask::MaskPath;
 use crate::metrics::Origin;
@@ -125,82 +126,133 @@ impl DecisionRecord {
         }
     }
 
-    /// The JSON line (without the newline).
+    /// The JSON line (without the newline): serialised straight from the record, or
+    /// through a JSON tree when a mask can change it.
     pub(crate) fn to_line(&self, opts: &LineOptions) -> String {
-        let attr = |a: &Option<Value>| {
-            if opts.include_attributes {
-                a.clone().unwrap_or(Value::Null)
-            } else {
-                Value::Null
-            }
-        };
+        let with_attrs = opts.include_attributes;
+        fn attr(a: &Option<Value>, with_attrs: bool) -> Option<&Value> {
+            a.as_ref().filter(|_| with_attrs)
+        }
         let effect = |allowed: bool| if allowed { "allow" } else { "deny" };
-        let principal = self.principal.as_ref().map_or(
-            Value::Null,
-            |p| json!({"id": p.id, "roles": p.roles, "attr": attr(&p.attr)}),
-        );
-        let resources: Vec<Value> = self
-            .resources
-            .iter()
-            .map(|r| {
-                let actions: Vec<Value> = r
-                    .actions
-                    .iter()
-                    .map(|a| {
-                        json!({
-                            "action": a.action,
-                            "effect": effect(a.allowed),
-                            "policy": a.policy,
-                            "scope": a.scope,
-                            "rule": a.rule,
+        let line = Line {
+            time: chrono::DateTime::<chrono::Utc>::from(self.time)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            decision_id: &self.decision_id,
+            origin: self.origin.as_str(),
+            effect: self.allowed.map(effect),
+            status: self.status,
+            reason: self.reason.as_deref(),
+            principal: self.principal.as_ref().map(|p| PrincipalLine {
+                id: &p.id,
+                roles: &p.roles,
+                attr: attr(&p.attr, with_attrs),
+            }),
+            resources: self
+                .resources
+                .iter()
+                .map(|r| ResourceLine {
+                    kind: &r.kind,
+                    id: &r.id,
+                    policy_version: &r.policy_version,
+                    scope: &r.scope,
+                    attr: attr(&r.attr, with_attrs),
+                    actions: r
+                        .actions
+                        .iter()
+                        .map(|a| ActionLine {
+                            action: &a.action,
+                            effect: effect(a.allowed),
+                            policy: a.policy.as_deref(),
+                            scope: a.scope.as_deref(),
+                            rule: a.rule.as_deref(),
                         })
-                    })
-                    .collect();
-                json!({
-                    "kind": r.kind,
-                    "id": r.id,
-                    "policyVersion": r.policy_version,
-                    "scope": r.scope,
-                    "attr": attr(&r.attr),
-                    "actions": actions,
+                        .collect(),
                 })
-            })
+                .collect(),
+            policy_revision: &self.policy_revision,
+            request_id: self.request_id.as_deref().and_then(request_id),
+            trace_id: self.trace_id.as_deref().filter(|t| is_trace_id(t)),
+            plan: self.plan.as_ref().map(|p| PlanLine {
+                actions: &p.actions,
+                filter: &p.filter,
+                condition: if with_attrs {
+                    p.condition.as_deref()
+                } else {
+                    None
+                },
+            }),
+        };
+        let masks: Vec<&MaskPath> = opts
+            .masks
+            .iter()
+            .filter(|m| m.can_change(with_attrs))
             .collect();
-        let time = chrono::DateTime::<chrono::Utc>::from(self.time)
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let mut line = Map::new();
-        line.insert("time".into(), Value::String(time));
-        line.insert("decisionId".into(), json!(self.decision_id));
-        line.insert("origin".into(), json!(self.origin.as_str()));
-        line.insert("effect".into(), json!(self.allowed.map(effect)));
-        line.insert("status".into(), json!(self.status));
-        line.insert("reason".into(), json!(self.reason));
-        line.insert("principal".into(), principal);
-        line.insert("resources".into(), Value::Array(resources));
-        line.insert("policyRevision".into(), json!(self.policy_revision));
-        line.insert(
-            "requestId".into(),
-            json!(self.request_id.as_deref().and_then(request_id)),
-        );
-        line.insert(
-            "traceId".into(),
-            json!(self.trace_id.as_deref().filter(|t| is_trace_id(t))),
-        );
-        if let Some(p) = &self.plan {
-            line.insert(
-                "plan".into(),
-                json!({
-                    "actions": p.actions,
-                    "filter": p.filter,
-                    "condition": if opts.include_attributes { p.condition.clone() } else { None },
-                }),
-            );
+        if masks.is_empty() {
+            return serde_json::to_string(&line).unwrap_or_default();
         }
-        for m in &opts.masks {
-            m.apply(&mut line);
+        match serde_json::to_value(&line) {
+            Ok(Value::Object(mut map)) => {
+                for m in masks {
+                    m.apply(&mut map);
+                }
+                Value::Object(map).to_string()
+            }
+            _ => String::new(),
         }
-        Value::Object(line).to_string()
     }
+}
+
+/// A record as its JSON line has it (field order is the line's).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Line<'a> {
+    time: String,
+    decision_id: &'a str,
+    origin: &'static str,
+    effect: Option<&'static str>,
+    status: Option<u16>,
+    reason: Option<&'a str>,
+    principal: Option<PrincipalLine<'a>>,
+    resources: Vec<ResourceLine<'a>>,
+    policy_revision: &'a str,
+    request_id: Option<&'a str>,
+    trace_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<PlanLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct PrincipalLine<'a> {
+    id: &'a str,
+    roles: &'a [String],
+    attr: Option<&'a Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceLine<'a> {
+    kind: &'a str,
+    id: &'a str,
+    policy_version: &'a str,
+    scope: &'a str,
+    attr: Option<&'a Value>,
+    actions: Vec<ActionLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct ActionLine<'a> {
+    action: &'a str,
+    effect: &'static str,
+    policy: Option<&'a str>,
+    scope: Option<&'a str>,
+    rule: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PlanLine<'a> {
+    actions: &'a [String],
+    filter: &'a str,
+    condition: Option<&'a str>,
 }
 
 /// The request id if it looks like one (printable, no spaces, at most 128 bytes), so a
@@ -223,6 +275,8 @@ fn is_trace_id(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
+
+    use serde_json::json;
 
     use super::*;
 
@@ -282,6 +336,46 @@ mod tests {
         assert_eq!(v["principal"]["attr"]["email"], "***");
         assert_eq!(v["principal"]["attr"]["dept"], "eng");
         assert_eq!(v["resources"][0]["attr"]["owner"], "alice");
+    }
+
+    #[test]
+    fn line_text_is_exact() {
+        let mut r = record();
+        r.allowed = Some(false);
+        r.status = Some(403);
+        r.reason = Some("say \"no\"".into());
+        r.plan = Some(PlanRecord {
+            actions: vec!["read".into()],
+            filter: "KIND_CONDITIONAL".into(),
+            condition: Some("(eq request.resource.attr.owner \"alice\")".into()),
+        });
+        let plain = r.to_line(&LineOptions::default());
+        assert_eq!(
+            plain,
+            r#"{"time":"2023-11-14T22:13:20.123000Z","decisionId":"call-1","origin":"api","effect":"deny","status":403,"reason":"say \"no\"","principal":{"id":"alice","roles":["user"],"attr":null},"resources":[{"kind":"document","id":"1","policyVersion":"","scope":"","attr":null,"actions":[{"action":"read","effect":"allow","policy":"resource.document.vdefault","scope":null,"rule":null}]}],"policyRevision":"rev","requestId":null,"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","plan":{"actions":["read"],"filter":"KIND_CONDITIONAL","condition":null}}"#
+        );
+        // Masks below `attr` cannot change a line without attributes; others still apply.
+        let masked = |path: &str, include_attributes: bool| {
+            r.to_line(&LineOptions {
+                include_attributes,
+                masks: vec![MaskPath::parse(path).unwrap()],
+            })
+        };
+        assert_eq!(masked("principal.attr.email", false), plain);
+        assert_eq!(
+            masked("principal.attr", false),
+            plain.replacen(r#""attr":null"#, r#""attr":"***""#, 1)
+        );
+        assert_eq!(
+            masked("resource.id", false),
+            plain.replace(r#""id":"1""#, r#""id":"***""#)
+        );
+        let full = masked("principal.attr.email", true);
+        assert!(
+            full.contains(r#""attr":{"email":"***","dept":"eng"}"#),
+            "{full}"
+        );
+        assert!(full.contains(r#""condition":"(eq request.resource.attr.owner \"alice\")""#));
     }
 
     #[test]
