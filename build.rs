@@ -1,32 +1,14 @@
-//! Compiles the Cerbos-compatible API definitions and the OTLP trace export messages in
-//! `proto/` with protox (a pure-Rust
-//! protobuf compiler, so no `protoc` is needed) into prost messages and the tonic service,
-//! and records the commit and build time that `ServerInfo` reports.
+//! Records the commit and build time that `ServerInfo` reports. (The protobuf code
+//! generated from `proto/` is checked in under `src/generated/`; the `proto_gen`
+//! integration test keeps it in step and regenerates it.)
 
-use std::error::Error;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const PROTOS: &[&str] = &[
-    "cerbos/svc/v1/svc.proto",
-    "buf/validate/validate.proto",
-    "google/rpc/status.proto",
-    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
-];
-
-fn main() -> Result<(), Box<dyn Error>> {
-    println!("cargo:rerun-if-changed=proto");
+fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let descriptors = protox::compile(PROTOS, ["proto"])?;
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .btree_map(".")
-        .compile_fds(descriptors)?;
-
     println!("cargo:rustc-env=GATEHOUSE_COMMIT={}", commit());
     println!("cargo:rustc-env=GATEHOUSE_BUILD_DATE={}", build_date());
-    Ok(())
 }
 
 /// The checked-out commit (`GATEHOUSE_COMMIT` wins; `unknown` outside a git checkout).

@@ -1,5 +1,6 @@
 //! Generated protobuf messages and the tonic service of the Cerbos-compatible API
-//! (`proto/`, compiled by `build.rs`). Package paths mirror the proto packages:
+//! (`proto/`, generated into `src/generated/`, see `proto/README.md`). Package paths
+//! mirror the proto packages:
 //! `pb::cerbos::request::v1::CheckResourcesRequest` is `cerbos.request.v1.CheckResourcesRequest`.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -10,49 +11,49 @@ pub mod cerbos {
     pub mod audit {
         /// Version 1.
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/cerbos.audit.v1.rs"));
+            include!("../generated/cerbos.audit.v1.rs");
         }
     }
     /// `cerbos.effect.v1`.
     pub mod effect {
         /// Version 1.
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/cerbos.effect.v1.rs"));
+            include!("../generated/cerbos.effect.v1.rs");
         }
     }
     /// `cerbos.engine.v1`.
     pub mod engine {
         /// Version 1.
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/cerbos.engine.v1.rs"));
+            include!("../generated/cerbos.engine.v1.rs");
         }
     }
     /// `cerbos.request.v1`.
     pub mod request {
         /// Version 1.
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/cerbos.request.v1.rs"));
+            include!("../generated/cerbos.request.v1.rs");
         }
     }
     /// `cerbos.response.v1`.
     pub mod response {
         /// Version 1.
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/cerbos.response.v1.rs"));
+            include!("../generated/cerbos.response.v1.rs");
         }
     }
     /// `cerbos.schema.v1`.
     pub mod schema {
         /// Version 1.
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/cerbos.schema.v1.rs"));
+            include!("../generated/cerbos.schema.v1.rs");
         }
     }
     /// `cerbos.svc.v1`: the `CerbosService` server and client.
     pub mod svc {
         /// Version 1.
         pub mod v1 {
-            include!(concat!(env!("OUT_DIR"), "/cerbos.svc.v1.rs"));
+            include!("../generated/cerbos.svc.v1.rs");
         }
     }
 }
@@ -61,7 +62,7 @@ pub mod cerbos {
 pub mod buf {
     /// The `buf.validate` package.
     pub mod validate {
-        include!(concat!(env!("OUT_DIR"), "/buf.validate.rs"));
+        include!("../generated/buf.validate.rs");
     }
 }
 
@@ -69,6 +70,6 @@ pub mod buf {
 pub mod google {
     /// The `google.rpc` package.
     pub mod rpc {
-        include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+        include!("../generated/google.rpc.rs");
     }
 }

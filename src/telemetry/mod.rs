@@ -44,27 +44,21 @@ pub mod pb {
             pub mod common {
                 /// Version 1.
                 pub mod v1 {
-                    include!(concat!(
-                        env!("OUT_DIR"),
-                        "/opentelemetry.proto.common.v1.rs"
-                    ));
+                    include!("../generated/opentelemetry.proto.common.v1.rs");
                 }
             }
             /// `opentelemetry.proto.resource.v1`.
             pub mod resource {
                 /// Version 1.
                 pub mod v1 {
-                    include!(concat!(
-                        env!("OUT_DIR"),
-                        "/opentelemetry.proto.resource.v1.rs"
-                    ));
+                    include!("../generated/opentelemetry.proto.resource.v1.rs");
                 }
             }
             /// `opentelemetry.proto.trace.v1`.
             pub mod trace {
                 /// Version 1.
                 pub mod v1 {
-                    include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.trace.v1.rs"));
+                    include!("../generated/opentelemetry.proto.trace.v1.rs");
                 }
             }
             /// `opentelemetry.proto.collector.*`.
@@ -73,10 +67,7 @@ pub mod pb {
                 pub mod trace {
                     /// Version 1.
                     pub mod v1 {
-                        include!(concat!(
-                            env!("OUT_DIR"),
-                            "/opentelemetry.proto.collector.trace.v1.rs"
-                        ));
+                        include!("../generated/opentelemetry.proto.collector.trace.v1.rs");
                     }
                 }
             }

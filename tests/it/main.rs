@@ -28,6 +28,7 @@ mod planner_api;
 mod planner_cases;
 mod planner_property;
 mod property;
+mod proto_gen;
 mod reload;
 mod robustness;
 mod schema_cases;
