@@ -76,7 +76,14 @@ impl CerbosApi {
             kind = %input.resource.kind,
             "planned"
         );
-        self.record_plan(&call_id, &snapshot.revision, elapsed, &input, &output);
+        self.record_plan(
+            &call_id,
+            &snapshot.revision,
+            snapshot.engine.policies(),
+            elapsed,
+            &input,
+            &output,
+        );
         let meta = req.include_meta.then(|| plan_resources_response::Meta {
             filter_debug: output.filter_debug.clone(),
             matched_scope: match &one_action {
@@ -122,6 +129,7 @@ impl CerbosApi {
         &self,
         call_id: &str,
         revision: &str,
+        policies: &crate::policy::compiled::CompiledPolicySet,
         elapsed: std::time::Duration,
         input: &PlanInput,
         output: &PlanOutput,
@@ -134,6 +142,7 @@ impl CerbosApi {
             PlanFacts {
                 decision_id: call_id,
                 revision,
+                policies,
                 elapsed,
             },
             input,
@@ -149,6 +158,9 @@ pub(crate) struct PlanFacts<'a> {
     pub(crate) decision_id: &'a str,
     /// Revision of the policy snapshot that planned.
     pub(crate) revision: &'a str,
+    /// The policy set in force: metric labels come from it (kinds and actions it does not
+    /// name count as `other`), so callers cannot create label values.
+    pub(crate) policies: &'a crate::policy::compiled::CompiledPolicySet,
     /// Time taken.
     pub(crate) elapsed: std::time::Duration,
 }
@@ -174,10 +186,13 @@ pub(crate) fn record_plan(
     metrics.observe_plan(
         origin,
         facts.elapsed,
-        input.actions.iter().map(|a| PlanOutcome {
-            kind: &input.resource.kind,
-            action: a,
-            filter,
+        input.actions.iter().map(|a| {
+            let (kind, action) = facts.policies.metric_labels(&input.resource.kind, a);
+            PlanOutcome {
+                kind,
+                action,
+                filter,
+            }
         }),
     );
     audit.record_with(|| {

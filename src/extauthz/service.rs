@@ -722,10 +722,12 @@ impl ExtAuthz {
         shadowed: bool,
         planned: &Planned,
     ) {
-        let revision = trail.revision.as_deref().map_or_else(
-            || self.store.snapshot().revision.to_string(),
-            str::to_string,
-        );
+        // Label values come from the policy set in force, never from the request.
+        let snapshot = self.store.snapshot();
+        let revision = trail
+            .revision
+            .as_deref()
+            .map_or_else(|| snapshot.revision.to_string(), str::to_string);
         crate::api::record_plan(
             &self.metrics,
             &self.audit,
@@ -733,6 +735,7 @@ impl ExtAuthz {
             crate::api::PlanFacts {
                 decision_id: id,
                 revision: &revision,
+                policies: snapshot.engine.policies(),
                 elapsed: started.elapsed(),
             },
             &planned.input,

@@ -1083,3 +1083,47 @@ async fn cerbos_api_plans_are_counted_and_logged() {
         }
     }
 }
+
+/// Issue 12, item 7: PlanResources callers cannot create label values either; kinds and
+/// actions the policy set does not name are counted under `other`.
+#[tokio::test]
+async fn plan_metric_labels_come_from_the_policy_set() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let store = PolicyStore::load(&root.join("policies"), EngineConfig::default()).unwrap();
+    let metrics = Metrics::default();
+    let settings =
+        gatehouse::api::ApiSettings::default().with_sinks(gatehouse::telemetry::Sinks::new(
+            metrics.clone(),
+            AuditSink::disabled(),
+            Default::default(),
+        ));
+    let servers = crate::api_server::start(store, settings).await;
+    for (kind, action) in [
+        ("invented-kind-1", "read"),
+        ("document", "invented-action-2"),
+    ] {
+        let (status, body) = servers
+            .http(
+                "POST",
+                "/api/plan/resources",
+                serde_json::json!({
+                    "requestId": "p-8",
+                    "action": action,
+                    "principal": {"id": "bob", "roles": ["manager"]},
+                    "resource": {"kind": kind}
+                })
+                .to_string()
+                .into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let rendered = metrics.render(None);
+    assert!(!rendered.contains("invented"), "{rendered}");
+    for want in [
+        "gatehouse_plans_total{filter=\"always_denied\",kind=\"other\",action=\"other\",origin=\"api\"} 1",
+        "gatehouse_plans_total{filter=\"always_denied\",kind=\"document\",action=\"other\",origin=\"api\"} 1",
+    ] {
+        assert!(rendered.contains(want), "{want} missing:\n{rendered}");
+    }
+}
