@@ -110,6 +110,9 @@ struct Denial {
     authenticate: Option<&'static str>,
     /// What the audit log says instead of `reason`, when `reason` may echo credentials.
     audit_reason: Option<&'static str>,
+    /// Shadow mode does not turn this denial into an allow: Gatehouse could not give the
+    /// backend what the route promises (a plan route's filter).
+    always_enforced: bool,
 }
 
 impl Denial {
@@ -124,13 +127,16 @@ impl Denial {
             policy: None,
             authenticate: None,
             audit_reason: None,
+            always_enforced: false,
         }
     }
 
-    /// A denial that shadow mode does not turn into an allow: Gatehouse could not give
-    /// the backend what the route promises (a plan route's filter).
-    fn always_enforced(&self) -> bool {
-        self.status == 503
+    /// A 503 that shadow mode enforces too: the route's filter cannot be handed over.
+    fn filter_unavailable(reason: impl Into<String>) -> Self {
+        Denial {
+            always_enforced: true,
+            ..Denial::status(503, reason)
+        }
     }
 }
 
@@ -392,7 +398,7 @@ impl ExtAuthz {
             Err(d) => Err(d),
         };
         let shadowed =
-            trail.mode == Mode::Shadow && matches!(&result, Err(d) if !d.always_enforced());
+            trail.mode == Mode::Shadow && matches!(&result, Err(d) if !d.always_enforced);
         let response = match &result {
             Ok(()) => {
                 tracing::debug!(decision_id = %id, "allow");
@@ -669,7 +675,9 @@ impl ExtAuthz {
                     span.set_error(format!("plan failed: {e}"));
                 }
                 return Err(match e {
-                    PlanError::TooLarge { .. } => Denial::status(503, format!("plan failed: {e}")),
+                    PlanError::TooLarge { .. } => {
+                        Denial::filter_unavailable(format!("plan failed: {e}"))
+                    }
                     _ => Denial::forbidden(format!("plan failed: {e}")),
                 });
             }
@@ -685,14 +693,11 @@ impl ExtAuthz {
                 limit = self.max_filter,
                 "plan filter larger than extAuthz.maxFilterBytes: answering 503 (a filter is never shortened)"
             );
-            Some(Denial::status(
-                503,
-                format!(
-                    "plan filter of {} bytes exceeds extAuthz.maxFilterBytes ({})",
-                    header.len(),
-                    self.max_filter
-                ),
-            ))
+            Some(Denial::filter_unavailable(format!(
+                "plan filter of {} bytes exceeds extAuthz.maxFilterBytes ({})",
+                header.len(),
+                self.max_filter
+            )))
         } else {
             let denied = output.filter.kind == FilterKind::AlwaysDenied;
             // Also on a denial: shadow mode lets it through with the filter that allows
@@ -816,6 +821,7 @@ impl ExtAuthz {
                 policy: None,
                 authenticate: Some("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
                 audit_reason: Some("invalid credentials"),
+                always_enforced: false,
             }),
             Identity::Missing => match &self.anonymous {
                 Some(a) => Ok(Principal {
@@ -829,6 +835,7 @@ impl ExtAuthz {
                     policy: None,
                     authenticate: Some("Bearer realm=\"gatehouse\""),
                     audit_reason: None,
+                    always_enforced: false,
                 }),
             },
         }
@@ -974,6 +981,7 @@ impl ExtAuthz {
                     policy: Some(e.policy.clone()),
                     authenticate: None,
                     audit_reason: None,
+                    always_enforced: false,
                 }),
                 None => Some(Denial::forbidden("no decision")),
             },
