@@ -246,12 +246,17 @@ fn go_join(elems: &[&str]) -> String {
 fn go_rel(base_path: &str, targ_path: &str) -> Result<String, String> {
     let cant = || format!("Rel: can't make {targ_path} relative to {base_path}");
     let mut base = go_clean(base_path);
-    let targ = go_clean(targ_path);
+    let mut targ = go_clean(targ_path);
     if targ == base {
         return Ok(".".into());
     }
+    // As Go 1.26 (Cerbos 0.55's): `.` on either side is the empty path, so
+    // `Rel("a", ".")` is `..`, not `../.`.
     if base == "." {
         base.clear();
+    }
+    if targ == "." {
+        targ.clear();
     }
     if base.starts_with('/') != targ.starts_with('/') {
         return Err(cant());
@@ -563,11 +568,11 @@ fn encode_path(path: &str) -> Result<Encoded, EvalError> {
 }
 
 /// The encoded value up to its last `/` (Go's `value[:strings.LastIndex(value, "/")]`).
-fn cut_last(e: &mut Encoded, path: &str) -> Result<(), EvalError> {
-    let idx = e
-        .value
-        .rfind('/')
-        .ok_or_else(|| EvalError::new(format!("failed to find the directory of {path}")))?;
+/// Without a `/` (`dirPath("a\\")`) Go's slice panics and cel-go reports the panic.
+fn cut_last(e: &mut Encoded) -> Result<(), EvalError> {
+    let idx = e.value.rfind('/').ok_or_else(|| {
+        EvalError::new("internal error: runtime error: slice bounds out of range [:-1]")
+    })?;
     e.value.truncate(idx);
     Ok(())
 }
@@ -579,11 +584,11 @@ fn cross_dir(path: &str) -> Result<String, EvalError> {
         PathKind::Unc if e.root => Ok(decode(&e)),
         PathKind::Drive if e.root => Ok(decode(&e) + "\\"),
         PathKind::Unc | PathKind::Drive => {
-            cut_last(&mut e, path)?;
+            cut_last(&mut e)?;
             Ok(decode(&e))
         }
         PathKind::Unknown if e.win32 => {
-            cut_last(&mut e, path)?;
+            cut_last(&mut e)?;
             Ok(decode(&e))
         }
         PathKind::Unknown => {
