@@ -162,80 +162,12 @@ fn fold(e: &Expr, in_comprehension: bool) -> Expr {
         ExprKind::Literal(_) | ExprKind::Ident(_) | ExprKind::Struct { .. } => {
             return e.clone();
         }
-        ExprKind::Select {
-            operand,
-            field,
-            optional,
-        } => ExprKind::Select {
-            operand: boxed(operand, in_comprehension),
-            field: field.clone(),
-            optional: *optional,
-        },
-        ExprKind::Index {
-            operand,
-            index,
-            optional,
-        } => ExprKind::Index {
-            operand: boxed(operand, in_comprehension),
-            index: boxed(index, in_comprehension),
-            optional: *optional,
-        },
         ExprKind::Call { target, func, args } => {
-            let comprehension = is_comprehension(target.as_deref(), func, args);
-            let namespaced = target.as_deref().is_some_and(|t| is_namespaced(t, func));
-            let inner = in_comprehension || comprehension;
-            let folded = Expr {
-                kind: ExprKind::Call {
-                    target: target.as_deref().map(|t| {
-                        if namespaced || (comprehension && t.as_ident() == Some("cel")) {
-                            Box::new(t.clone())
-                        } else {
-                            boxed(t, inner)
-                        }
-                    }),
-                    func: func.clone(),
-                    args: args.iter().map(|a| fold(a, inner)).collect(),
-                },
-                pos,
-            };
-            let ExprKind::Call { target, args, .. } = &folded.kind else {
-                unreachable!("built as a call")
-            };
-            if comprehension {
-                return if in_comprehension {
-                    folded
-                } else {
-                    try_fold(folded)
-                };
-            }
-            if func == "has" && target.is_none() {
-                // has(x.f) is a selection: folded when x is constant.
-                let constant = matches!(&args[..], [Expr { kind: ExprKind::Select { operand, .. }, .. }] if is_constant(operand));
-                return if constant { try_fold(folded) } else { folded };
-            }
-            let receiver_constant = namespaced || target.as_deref().is_none_or(is_constant);
-            return if receiver_constant && args.iter().all(is_constant) {
-                try_fold(folded)
-            } else {
-                folded
-            };
+            return fold_call(target.as_deref(), func, args, pos, in_comprehension);
         }
-        ExprKind::List(items) => ExprKind::List(
-            items
-                .iter()
-                .map(|(x, opt)| (fold(x, in_comprehension), *opt))
-                .collect(),
-        ),
-        ExprKind::Map(entries) => ExprKind::Map(
-            entries
-                .iter()
-                .map(|(k, v, opt)| (fold(k, in_comprehension), fold(v, in_comprehension), *opt))
-                .collect(),
-        ),
-        ExprKind::Unary(op, x) => ExprKind::Unary(*op, boxed(x, in_comprehension)),
-        ExprKind::Binary(op, l, r) => {
-            let (l, r) = (boxed(l, in_comprehension), boxed(r, in_comprehension));
-            if *op == BinaryOp::In
+        ExprKind::Binary(BinaryOp::In, ..) => {
+            let kind = e.kind.map_children(|x| fold(x, in_comprehension));
+            if let ExprKind::Binary(_, l, r) = &kind
                 && let ExprKind::List(items) = &r.kind
             {
                 // `x in []` is false; a literal found among the list's literals is in it.
@@ -246,7 +178,7 @@ fn fold(e: &Expr, in_comprehension: bool) -> Expr {
                     return literal(Value::Bool(found), pos);
                 }
             }
-            ExprKind::Binary(*op, l, r)
+            kind
         }
         ExprKind::And(l, r) => {
             return logic(
@@ -276,6 +208,12 @@ fn fold(e: &Expr, in_comprehension: bool) -> Expr {
                 ),
             }
         }
+        ExprKind::Select { .. }
+        | ExprKind::Index { .. }
+        | ExprKind::List(_)
+        | ExprKind::Map(_)
+        | ExprKind::Unary(..)
+        | ExprKind::Binary(..) => e.kind.map_children(|x| fold(x, in_comprehension)),
     };
     let folded = Expr { kind, pos };
     let constant = match &folded.kind {
@@ -287,6 +225,56 @@ fn fold(e: &Expr, in_comprehension: bool) -> Expr {
         _ => false,
     };
     if constant { try_fold(folded) } else { folded }
+}
+
+/// A folded call: its receiver and arguments folded (a namespace or `cel` receiver kept),
+/// then the call itself evaluated when they are constant (a comprehension when it is not
+/// nested in another one, `has` when its operand is constant).
+fn fold_call(
+    target: Option<&Expr>,
+    func: &str,
+    args: &[Expr],
+    pos: usize,
+    in_comprehension: bool,
+) -> Expr {
+    let comprehension = is_comprehension(target, func, args);
+    let namespaced = target.is_some_and(|t| is_namespaced(t, func));
+    let inner = in_comprehension || comprehension;
+    let folded = Expr {
+        kind: ExprKind::Call {
+            target: target.map(|t| {
+                if namespaced || (comprehension && t.as_ident() == Some("cel")) {
+                    Box::new(t.clone())
+                } else {
+                    boxed(t, inner)
+                }
+            }),
+            func: func.to_string(),
+            args: args.iter().map(|a| fold(a, inner)).collect(),
+        },
+        pos,
+    };
+    let ExprKind::Call { target, args, .. } = &folded.kind else {
+        unreachable!("built as a call")
+    };
+    if comprehension {
+        return if in_comprehension {
+            folded
+        } else {
+            try_fold(folded)
+        };
+    }
+    if func == "has" && target.is_none() {
+        // has(x.f) is a selection: folded when x is constant.
+        let constant = matches!(&args[..], [Expr { kind: ExprKind::Select { operand, .. }, .. }] if is_constant(operand));
+        return if constant { try_fold(folded) } else { folded };
+    }
+    let receiver_constant = namespaced || target.as_deref().is_none_or(is_constant);
+    if receiver_constant && args.iter().all(is_constant) {
+        try_fold(folded)
+    } else {
+        folded
+    }
 }
 
 /// cel-go's pruning of `&&` (`short == false`) and `||` (`short == true`) with a literal
@@ -334,35 +322,8 @@ fn fold_final(e: &Expr) -> Expr {
 }
 
 fn fold_final_in(e: &mut Expr) {
-    match &mut e.kind {
-        ExprKind::Literal(_) | ExprKind::Ident(_) => {}
-        ExprKind::Select { operand, .. } => fold_final_in(operand),
-        ExprKind::Index { operand, index, .. } => {
-            fold_final_in(operand);
-            fold_final_in(index);
-        }
-        ExprKind::Call { target, args, .. } => {
-            if let Some(t) = target {
-                fold_final_in(t);
-            }
-            args.iter_mut().for_each(fold_final_in);
-        }
-        ExprKind::List(items) => items.iter_mut().for_each(|(x, _)| fold_final_in(x)),
-        ExprKind::Map(entries) => entries.iter_mut().for_each(|(k, v, _)| {
-            fold_final_in(k);
-            fold_final_in(v);
-        }),
-        ExprKind::Struct { fields, .. } => fields.iter_mut().for_each(|(_, v, _)| fold_final_in(v)),
-        ExprKind::Unary(_, x) => fold_final_in(x),
-        ExprKind::Binary(_, l, r) | ExprKind::And(l, r) | ExprKind::Or(l, r) => {
-            fold_final_in(l);
-            fold_final_in(r);
-        }
-        ExprKind::Ternary(c, a, b) => {
-            fold_final_in(c);
-            fold_final_in(a);
-            fold_final_in(b);
-        }
+    for child in e.children_mut() {
+        fold_final_in(child);
     }
     if let ExprKind::Call { target, func, args } = &e.kind
         && is_comprehension(target.as_deref(), func, args)

@@ -64,25 +64,6 @@ fn inline(e: &Expr, host: &dyn HostScope, locals: &mut Vec<String>, depth: usize
                 None => e.kind.clone(),
             }
         }
-        ExprKind::Literal(_) | ExprKind::Ident(_) => e.kind.clone(),
-        ExprKind::Select {
-            operand,
-            field,
-            optional,
-        } => ExprKind::Select {
-            operand: Box::new(inline(operand, host, locals, depth)),
-            field: field.clone(),
-            optional: *optional,
-        },
-        ExprKind::Index {
-            operand,
-            index,
-            optional,
-        } => ExprKind::Index {
-            operand: Box::new(inline(operand, host, locals, depth)),
-            index: Box::new(inline(index, host, locals, depth)),
-            optional: *optional,
-        },
         ExprKind::Call { target, func, args } => {
             let target = target
                 .as_ref()
@@ -110,50 +91,7 @@ fn inline(e: &Expr, host: &dyn HostScope, locals: &mut Vec<String>, depth: usize
                 args,
             }
         }
-        ExprKind::List(items) => ExprKind::List(
-            items
-                .iter()
-                .map(|(x, o)| (inline(x, host, locals, depth), *o))
-                .collect(),
-        ),
-        ExprKind::Map(entries) => ExprKind::Map(
-            entries
-                .iter()
-                .map(|(k, v, o)| {
-                    (
-                        inline(k, host, locals, depth),
-                        inline(v, host, locals, depth),
-                        *o,
-                    )
-                })
-                .collect(),
-        ),
-        ExprKind::Struct { type_name, fields } => ExprKind::Struct {
-            type_name: type_name.clone(),
-            fields: fields
-                .iter()
-                .map(|(n, v, o)| (n.clone(), inline(v, host, locals, depth), *o))
-                .collect(),
-        },
-        ExprKind::Unary(op, x) => ExprKind::Unary(*op, Box::new(inline(x, host, locals, depth))),
-        ExprKind::Binary(op, l, r) => ExprKind::Binary(
-            *op,
-            Box::new(inline(l, host, locals, depth)),
-            Box::new(inline(r, host, locals, depth)),
-        ),
-        ExprKind::And(l, r) => ExprKind::And(
-            Box::new(inline(l, host, locals, depth)),
-            Box::new(inline(r, host, locals, depth)),
-        ),
-        ExprKind::Or(l, r) => ExprKind::Or(
-            Box::new(inline(l, host, locals, depth)),
-            Box::new(inline(r, host, locals, depth)),
-        ),
-        ExprKind::Ternary(c, a, b) => ExprKind::Ternary(
-            Box::new(inline(c, host, locals, depth)),
-            Box::new(inline(a, host, locals, depth)),
-            Box::new(inline(b, host, locals, depth)),
-        ),
+        other => other.map_children(|x| inline(x, host, locals, depth)),
     };
     Expr { kind, pos: e.pos }
 }

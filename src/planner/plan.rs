@@ -99,58 +99,10 @@ fn replace_runtime(e: &Expr, with: &Expr) -> Expr {
     if is_runtime_edr(e) {
         return with.clone();
     }
-    let r = |x: &Expr| Box::new(replace_runtime(x, with));
-    let kind = match &e.kind {
-        ExprKind::Select {
-            operand,
-            field,
-            optional,
-        } => ExprKind::Select {
-            operand: r(operand),
-            field: field.clone(),
-            optional: *optional,
-        },
-        ExprKind::Index {
-            operand,
-            index,
-            optional,
-        } => ExprKind::Index {
-            operand: r(operand),
-            index: r(index),
-            optional: *optional,
-        },
-        ExprKind::Call { target, func, args } => ExprKind::Call {
-            target: target.as_deref().map(r),
-            func: func.clone(),
-            args: args.iter().map(|a| replace_runtime(a, with)).collect(),
-        },
-        ExprKind::List(items) => ExprKind::List(
-            items
-                .iter()
-                .map(|(x, o)| (replace_runtime(x, with), *o))
-                .collect(),
-        ),
-        ExprKind::Map(entries) => ExprKind::Map(
-            entries
-                .iter()
-                .map(|(k, v, o)| (replace_runtime(k, with), replace_runtime(v, with), *o))
-                .collect(),
-        ),
-        ExprKind::Struct { type_name, fields } => ExprKind::Struct {
-            type_name: type_name.clone(),
-            fields: fields
-                .iter()
-                .map(|(n, v, o)| (n.clone(), replace_runtime(v, with), *o))
-                .collect(),
-        },
-        ExprKind::Unary(op, x) => ExprKind::Unary(*op, r(x)),
-        ExprKind::Binary(op, a, b) => ExprKind::Binary(*op, r(a), r(b)),
-        ExprKind::And(a, b) => ExprKind::And(r(a), r(b)),
-        ExprKind::Or(a, b) => ExprKind::Or(r(a), r(b)),
-        ExprKind::Ternary(c, a, b) => ExprKind::Ternary(r(c), r(a), r(b)),
-        other => other.clone(),
-    };
-    Expr { kind, pos: e.pos }
+    Expr {
+        kind: e.kind.map_children(|x| replace_runtime(x, with)),
+        pos: e.pos,
+    }
 }
 
 /// The derived roles of a scope as the CEL list Cerbos substitutes for

@@ -822,113 +822,67 @@ impl<'a> Evaluator<'a> {
         {
             return l;
         }
-        let evaluated = st.is_some();
+        if let Some(pruned) = self.prune_here(e, st.is_some()) {
+            return pruned;
+        }
         let kind = match &e.kind {
-            ExprKind::Literal(_) | ExprKind::Ident(_) | ExprKind::Struct { .. } => e.kind.clone(),
-            ExprKind::Select {
-                operand,
-                field,
-                optional,
-            } => ExprKind::Select {
-                operand: Box::new(self.prune(operand)),
-                field: field.clone(),
-                optional: *optional,
-            },
-            ExprKind::Index {
-                operand,
-                index,
-                optional,
-            } => ExprKind::Index {
-                operand: Box::new(self.prune(operand)),
-                index: Box::new(self.prune(index)),
-                optional: *optional,
-            },
-            ExprKind::Call { target, func, args } => {
-                if target.is_some() && is_macro(func, true, args.len()) {
-                    // Only the range of a comprehension is pruned.
-                    ExprKind::Call {
-                        target: target.as_ref().map(|t| Box::new(self.prune(t))),
-                        func: func.clone(),
-                        args: args.clone(),
-                    }
-                } else {
-                    ExprKind::Call {
-                        target: target.as_ref().map(|t| Box::new(self.prune(t))),
-                        func: func.clone(),
-                        args: args.iter().map(|a| self.prune(a)).collect(),
-                    }
+            ExprKind::Struct { .. } => e.kind.clone(),
+            ExprKind::Call { target, func, args }
+                if target.is_some() && is_macro(func, true, args.len()) =>
+            {
+                // Only the range of a comprehension is pruned.
+                ExprKind::Call {
+                    target: target.as_ref().map(|t| Box::new(self.prune(t))),
+                    func: func.clone(),
+                    args: args.clone(),
                 }
             }
-            ExprKind::List(items) => {
-                ExprKind::List(items.iter().map(|(x, o)| (self.prune(x), *o)).collect())
-            }
-            ExprKind::Map(entries) => ExprKind::Map(
-                entries
-                    .iter()
-                    .map(|(k, v, o)| (self.prune(k), self.prune(v), *o))
-                    .collect(),
-            ),
-            ExprKind::Unary(UnaryOp::Not, x) => {
-                if evaluated && let Some(b) = self.known_bool(x) {
-                    return lit(Value::Bool(!b), e.pos);
-                }
-                ExprKind::Unary(UnaryOp::Not, Box::new(self.prune(x)))
-            }
-            ExprKind::Unary(op, x) => ExprKind::Unary(*op, Box::new(self.prune(x))),
-            ExprKind::Binary(BinaryOp::In, l, r) => {
-                if evaluated && let Some(Val::Known(v)) = self.state.get(&(&**r as *const Expr)) {
-                    let empty = match v {
-                        Value::List(l) => l.is_empty(),
-                        Value::Map(m) => m.is_empty(),
-                        Value::String(s) => s.is_empty(),
-                        Value::Bytes(b) => b.is_empty(),
-                        _ => false,
-                    };
-                    if empty {
-                        return lit(Value::Bool(false), e.pos);
-                    }
-                }
-                ExprKind::Binary(
-                    BinaryOp::In,
-                    Box::new(self.prune(l)),
-                    Box::new(self.prune(r)),
-                )
-            }
-            ExprKind::Binary(op, l, r) => {
-                ExprKind::Binary(*op, Box::new(self.prune(l)), Box::new(self.prune(r)))
-            }
-            ExprKind::And(l, r) | ExprKind::Or(l, r) => {
-                let is_and = matches!(e.kind, ExprKind::And(..));
-                let absorbing = !is_and;
-                if evaluated {
-                    for (known, other) in [(l, r), (r, l)] {
-                        if self.is_known(known) {
-                            if self.known_bool(known) == Some(absorbing) {
-                                return lit(Value::Bool(absorbing), e.pos);
-                            }
-                            return self.prune(other);
-                        }
-                    }
-                }
-                let (pl, pr) = (Box::new(self.prune(l)), Box::new(self.prune(r)));
-                if is_and {
-                    ExprKind::And(pl, pr)
-                } else {
-                    ExprKind::Or(pl, pr)
-                }
-            }
-            ExprKind::Ternary(c, a, b) => {
-                if evaluated && let Some(cv) = self.known_bool(c) {
-                    return self.prune(if cv { a } else { b });
-                }
-                ExprKind::Ternary(
-                    Box::new(self.prune(c)),
-                    Box::new(self.prune(a)),
-                    Box::new(self.prune(b)),
-                )
-            }
+            other => other.map_children(|x| self.prune(x)),
         };
         mk(kind, e.pos)
+    }
+
+    /// The residual of an evaluated (`evaluated`) `!`, `in`, `&&`, `||` or `? :` that a
+    /// known operand decides or reduces to one of its operands; `None` otherwise.
+    fn prune_here(&self, e: &Expr, evaluated: bool) -> Option<Expr> {
+        if !evaluated {
+            return None;
+        }
+        match &e.kind {
+            ExprKind::Unary(UnaryOp::Not, x) => {
+                let b = self.known_bool(x)?;
+                Some(lit(Value::Bool(!b), e.pos))
+            }
+            ExprKind::Binary(BinaryOp::In, _, r) => {
+                let Some(Val::Known(v)) = self.state.get(&(&**r as *const Expr)) else {
+                    return None;
+                };
+                let empty = match v {
+                    Value::List(l) => l.is_empty(),
+                    Value::Map(m) => m.is_empty(),
+                    Value::String(s) => s.is_empty(),
+                    Value::Bytes(b) => b.is_empty(),
+                    _ => false,
+                };
+                empty.then(|| lit(Value::Bool(false), e.pos))
+            }
+            ExprKind::And(l, r) | ExprKind::Or(l, r) => {
+                let absorbing = matches!(e.kind, ExprKind::Or(..));
+                let (known, other) = [(l, r), (r, l)]
+                    .into_iter()
+                    .find(|(known, _)| self.is_known(known))?;
+                Some(if self.known_bool(known) == Some(absorbing) {
+                    lit(Value::Bool(absorbing), e.pos)
+                } else {
+                    self.prune(other)
+                })
+            }
+            ExprKind::Ternary(c, a, b) => {
+                let cv = self.known_bool(c)?;
+                Some(self.prune(if cv { a } else { b }))
+            }
+            _ => None,
+        }
     }
 
     /// Evaluates `e` in a fresh state with the current locals and returns its residual.
@@ -943,7 +897,6 @@ impl<'a> Evaluator<'a> {
     /// Re-evaluates the bodies of comprehensions in a residual with their variables
     /// unknown (Cerbos's `evalComprehensionBody`).
     pub(crate) fn comprehension_bodies(&mut self, e: &Expr) -> Expr {
-        let rec = |me: &mut Self, x: &Expr| Box::new(me.comprehension_bodies(x));
         let kind = match &e.kind {
             ExprKind::Call {
                 target: Some(t),
@@ -972,60 +925,13 @@ impl<'a> Evaluator<'a> {
                 let mut new_args = args.clone();
                 new_args[idx] = body;
                 ExprKind::Call {
-                    target: Some(rec(self, t)),
+                    target: Some(Box::new(self.comprehension_bodies(t))),
                     func: func.clone(),
                     args: new_args,
                 }
             }
-            ExprKind::Select {
-                operand,
-                field,
-                optional,
-            } => ExprKind::Select {
-                operand: rec(self, operand),
-                field: field.clone(),
-                optional: *optional,
-            },
-            ExprKind::Index {
-                operand,
-                index,
-                optional,
-            } => ExprKind::Index {
-                operand: rec(self, operand),
-                index: rec(self, index),
-                optional: *optional,
-            },
-            ExprKind::Call { target, func, args } => ExprKind::Call {
-                target: target.as_ref().map(|t| rec(self, t)),
-                func: func.clone(),
-                args: args.iter().map(|a| self.comprehension_bodies(a)).collect(),
-            },
-            ExprKind::List(items) => ExprKind::List(
-                items
-                    .iter()
-                    .map(|(x, o)| (self.comprehension_bodies(x), *o))
-                    .collect(),
-            ),
-            ExprKind::Map(entries) => ExprKind::Map(
-                entries
-                    .iter()
-                    .map(|(k, v, o)| {
-                        (
-                            self.comprehension_bodies(k),
-                            self.comprehension_bodies(v),
-                            *o,
-                        )
-                    })
-                    .collect(),
-            ),
-            ExprKind::Unary(op, x) => ExprKind::Unary(*op, rec(self, x)),
-            ExprKind::Binary(op, l, r) => ExprKind::Binary(*op, rec(self, l), rec(self, r)),
-            ExprKind::And(l, r) => ExprKind::And(rec(self, l), rec(self, r)),
-            ExprKind::Or(l, r) => ExprKind::Or(rec(self, l), rec(self, r)),
-            ExprKind::Ternary(c, a, b) => {
-                ExprKind::Ternary(rec(self, c), rec(self, a), rec(self, b))
-            }
-            _ => e.kind.clone(),
+            ExprKind::Struct { .. } => e.kind.clone(),
+            other => other.map_children(|x| self.comprehension_bodies(x)),
         };
         mk(kind, e.pos)
     }
