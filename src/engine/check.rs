@@ -227,7 +227,19 @@ struct Evaluation<'a> {
     trace: Option<&'a mut Trace>,
 }
 
-impl Evaluation<'_> {
+impl<'a> Evaluation<'a> {
+    /// A fresh evaluation: empty host slots, no errors or cached results.
+    fn new(now: Timestamp, trace: Option<&'a mut Trace>) -> Self {
+        Evaluation {
+            host: Default::default(),
+            now,
+            errors: Vec::new(),
+            cache: Vec::new(),
+            plan_failures: 0,
+            trace,
+        }
+    }
+
     fn activation(&self) -> Activation<'_> {
         Activation::new(&self.host, self.now)
     }
@@ -401,14 +413,7 @@ pub(crate) fn check(
         resource_id: input.resource.id.clone(),
         ..Default::default()
     };
-    let mut ev = Evaluation {
-        host: Default::default(),
-        now,
-        errors: Vec::new(),
-        cache: Vec::new(),
-        plan_failures: 0,
-        trace,
-    };
+    let mut ev = Evaluation::new(now, trace);
     let mut effects: Vec<Option<EffectInfo>> = vec![None; req.actions.len()];
     if req.principal_scopes.is_empty() && req.resource_scopes.is_empty() {
         if let Some(t) = ev.trace.as_deref_mut() {
@@ -420,16 +425,7 @@ pub(crate) fn check(
         return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
     if validate_schemas(set, cfg, input, &req, &mut out)? {
-        // Schema enforcement `reject`: every action is denied by the resource policy.
-        let policy: Arc<str> = Arc::from(req.resource_key.as_deref().unwrap_or(NO_MATCH));
-        for e in effects.iter_mut() {
-            *e = Some(EffectInfo {
-                outcome: Outcome::Deny,
-                policy: policy.clone(),
-                scope: keys().empty_scope.clone(),
-                rule: None,
-            });
-        }
+        let effects = rejected(&req);
         return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
     bind_request(&mut ev, set, cfg, input);
@@ -469,6 +465,18 @@ pub(crate) fn check(
         &d.effective_derived_roles,
         errors,
     ))
+}
+
+/// Schema enforcement `reject`: every action is denied by the resource policy.
+fn rejected(req: &Request<'_, '_>) -> Vec<Option<EffectInfo>> {
+    let policy: Arc<str> = Arc::from(req.resource_key.as_deref().unwrap_or(NO_MATCH));
+    let deny = EffectInfo {
+        outcome: Outcome::Deny,
+        policy,
+        scope: keys().empty_scope.clone(),
+        rule: None,
+    };
+    vec![Some(deny); req.actions.len()]
 }
 
 /// Step 2, schema validation, as Cerbos: the schemas in effect are those of the resource
@@ -656,7 +664,7 @@ impl<'s> Decider<'s, '_, '_> {
     /// Step 5, one (action, pass, role): the scopes from the most specific to the root. A
     /// deny decides at once; an allow decides where the scope overrides its parent.
     fn walk_scopes(&mut self, action: &str, pass: RowKind, role: &Arc<str>) -> EffectInfo {
-        let (set, req, input) = (self.set, self.req, self.input);
+        let (set, req) = (self.set, self.req);
         let (scopes, policy) = match pass {
             RowKind::Principal if self.principal_exists => {
                 (&req.principal_scopes, &self.principal_key)
@@ -681,38 +689,14 @@ impl<'s> Decider<'s, '_, '_> {
                     scope: scope.to_string(),
                 });
             }
-            let mut bindings = std::mem::take(&mut self.bindings);
-            query(
-                set,
-                req.resource_version,
-                &req.kind,
-                scope,
+            if let Some(e) = self.scope_bindings(
                 action,
-                &parent_roles,
                 pass,
-                &input.principal.id,
-                &mut bindings,
-            );
-            let mut decided = None;
-            for b in bindings.drain(..) {
-                let step = match b {
-                    Binding::RoleNoMatch(policy) => self.role_no_match(action, scope, policy),
-                    Binding::RoleRule(row) => self.role_rule(action, scope, row),
-                    Binding::Row(row) => self.rule(action, scope, row, &policy),
-                };
-                match step {
-                    Step::Next => {}
-                    Step::Allow(name) => {
-                        allowing_rule.get_or_insert(name);
-                    }
-                    Step::Decided(e) => {
-                        decided = Some(e);
-                        break;
-                    }
-                }
-            }
-            self.bindings = bindings;
-            if let Some(e) = decided {
+                scope,
+                &parent_roles,
+                &policy,
+                &mut allowing_rule,
+            ) {
                 return e;
             }
             if allowing_rule.is_some() {
@@ -741,6 +725,52 @@ impl<'s> Decider<'s, '_, '_> {
             scope: keys().empty_scope.clone(),
             rule: None,
         }
+    }
+
+    /// Step 5 in one scope: the rows the (action, pass, role) query finds there, in order,
+    /// until one decides; an allowing rule is noted in `allowing_rule` (the first one wins).
+    fn scope_bindings(
+        &mut self,
+        action: &str,
+        pass: RowKind,
+        scope: &'s Arc<str>,
+        parent_roles: &[Arc<str>],
+        policy: &Arc<str>,
+        allowing_rule: &mut Option<&'s Arc<str>>,
+    ) -> Option<EffectInfo> {
+        let (set, req, input) = (self.set, self.req, self.input);
+        let mut bindings = std::mem::take(&mut self.bindings);
+        query(
+            set,
+            req.resource_version,
+            &req.kind,
+            scope,
+            action,
+            parent_roles,
+            pass,
+            &input.principal.id,
+            &mut bindings,
+        );
+        let mut decided = None;
+        for b in bindings.drain(..) {
+            let step = match b {
+                Binding::RoleNoMatch(policy) => self.role_no_match(action, scope, policy),
+                Binding::RoleRule(row) => self.role_rule(action, scope, row),
+                Binding::Row(row) => self.rule(action, scope, row, policy),
+            };
+            match step {
+                Step::Next => {}
+                Step::Allow(name) => {
+                    allowing_rule.get_or_insert(name);
+                }
+                Step::Decided(e) => {
+                    decided = Some(e);
+                    break;
+                }
+            }
+        }
+        self.bindings = bindings;
+        decided
     }
 
     /// Activates the derived roles of the resource policy in `scope` (once per scope).

@@ -380,6 +380,50 @@ impl ExtAuthz {
             .and_then(|r| r.http.as_ref());
         let headers = http.map_or(&empty, |h| &h.headers);
         crate::fault::panic_if_requested(headers.get(crate::fault::HEADER).map(String::as_str));
+        let mut trail = self.start_trail(caller, headers);
+        let result = match self.map_request(req, &mut trail).await {
+            Ok(Mapped::Public) => Ok(()),
+            Ok(Mapped::Check(input)) => self.decide_input(*input, &mut trail),
+            Ok(Mapped::Plan(input)) => self.decide_plan(&id, *input, &mut trail),
+            Err(d) => Err(d),
+        };
+        let shadowed =
+            trail.mode == Mode::Shadow && matches!(&result, Err(d) if !d.always_enforced);
+        let response = self.answer(&id, headers, &trail, &result, shadowed);
+        let method = http.map(|h| h.method.as_str());
+        if let Some(mut span) = trail.span.take() {
+            span_attributes(&mut span, &id, method, &trail, &result);
+            trail.span = Some(span);
+        }
+        if let Some(planned) = trail.planned.take() {
+            // A plan route's plan is counted and logged as plans are (not as a check).
+            self.record_planned(&id, started, http, &trail, &result, shadowed, &planned);
+        } else {
+            self.observe_check(&id, started, &trail, &result, shadowed);
+            self.audit.record_with(|| {
+                let mut r =
+                    self.audit_record(id, http.map(|h| (h.id.as_str(), headers)), &trail, &result);
+                if shadowed {
+                    r.reason = r
+                        .reason
+                        .map(|reason| format!("shadow mode, allowed: {reason}"));
+                }
+                r
+            });
+        }
+        if let Some(span) = trail.span.take() {
+            self.tracer.end(span);
+        }
+        response
+    }
+
+    /// The trail of one decision, with its server span started under `caller` (else the
+    /// request's `traceparent`).
+    fn start_trail(
+        &self,
+        caller: Option<TraceContext>,
+        headers: &HashMap<String, String>,
+    ) -> Trail<'_> {
         let mut trail = Trail {
             mode: self.mode,
             ..Trail::default()
@@ -391,42 +435,47 @@ impl ExtAuthz {
             SpanKind::Server,
             trail.caller.as_ref(),
         );
-        let result = match self.map_request(req, &mut trail).await {
-            Ok(Mapped::Public) => Ok(()),
-            Ok(Mapped::Check(input)) => self.decide_input(*input, &mut trail),
-            Ok(Mapped::Plan(input)) => self.decide_plan(&id, *input, &mut trail),
-            Err(d) => Err(d),
-        };
-        let shadowed =
-            trail.mode == Mode::Shadow && matches!(&result, Err(d) if !d.always_enforced);
-        let response = match &result {
+        trail
+    }
+
+    /// Step 3: the proxy-neutral answer (a denial in shadow mode is allowed and logged as
+    /// what it would have been).
+    fn answer(
+        &self,
+        id: &str,
+        headers: &HashMap<String, String>,
+        trail: &Trail<'_>,
+        result: &Result<(), Denial>,
+        shadowed: bool,
+    ) -> Answer {
+        match result {
             Ok(()) => {
                 tracing::debug!(decision_id = %id, "allow");
-                self.allow(&id, headers, &trail)
+                self.allow(id, headers, trail)
             }
             Err(d) if shadowed => {
                 tracing::warn!(decision_id = %id, status = d.status, reason = %d.reason, "would deny (shadow mode): allowed");
-                self.allow(&id, headers, &trail)
+                self.allow(id, headers, trail)
             }
             Err(d) => {
                 tracing::info!(decision_id = %id, status = d.status, reason = %d.reason, "deny");
-                self.deny(&id, d)
+                self.deny(id, d)
             }
-        };
-        if let Some(planned) = trail.planned.take() {
-            // A plan route's plan is counted and logged as plans are (not as a check).
-            if let Some(mut span) = trail.span.take() {
-                let method = http.map(|h| h.method.as_str());
-                span_attributes(&mut span, &id, method, &trail, &result);
-                trail.span = Some(span);
-            }
-            self.record_planned(&id, started, http, &trail, &result, shadowed, &planned);
-            if let Some(span) = trail.span.take() {
-                self.tracer.end(span);
-            }
-            return response;
         }
-        // Label values come from the policy set in force, never from the request.
+    }
+
+    /// A check's metrics: the candidate set's disagreement, then each decided action's
+    /// outcome (or the request's own outcome, once, without an engine decision), as a
+    /// check or a shadow check. Label values come from the policy set in force, never
+    /// from the request.
+    fn observe_check(
+        &self,
+        id: &str,
+        started: Instant,
+        trail: &Trail<'_>,
+        result: &Result<(), Denial>,
+        shadowed: bool,
+    ) {
         let snapshot = self.store.snapshot();
         let policies = snapshot.engine.policies();
         if let Some(c) = &trail.comparison
@@ -437,7 +486,7 @@ impl ExtAuthz {
             self.metrics
                 .count_candidate_disagreement(kind_label, action_label);
             let principal = trail.principal.as_ref().map_or("", |p| p.id.as_str());
-            c.log(&id, principal, trail.kind, action);
+            c.log(id, principal, trail.kind, action);
         }
         let decided = trail.output.iter().flat_map(|out| &out.actions);
         let outcomes = decided.map(|a| {
@@ -448,7 +497,6 @@ impl ExtAuthz {
                 allowed: a.effect == Effect::Allow,
             }
         });
-        // Without an engine decision the request's own outcome is counted once.
         let undecided = trail.output.is_none().then(|| {
             let (kind, action) =
                 policies.metric_labels(trail.kind, trail.action.as_deref().unwrap_or_default());
@@ -471,30 +519,6 @@ impl ExtAuthz {
                 outcomes.chain(undecided),
             );
         }
-        if let Some(mut span) = trail.span.take() {
-            span_attributes(
-                &mut span,
-                &id,
-                http.map(|h| h.method.as_str()),
-                &trail,
-                &result,
-            );
-            trail.span = Some(span);
-        }
-        self.audit.record_with(|| {
-            let mut r =
-                self.audit_record(id, http.map(|h| (h.id.as_str(), headers)), &trail, &result);
-            if shadowed {
-                r.reason = r
-                    .reason
-                    .map(|reason| format!("shadow mode, allowed: {reason}"));
-            }
-            r
-        });
-        if let Some(span) = trail.span.take() {
-            self.tracer.end(span);
-        }
-        response
     }
 
     /// The audit record of one decision: no header values besides the request and trace
@@ -507,15 +531,6 @@ impl ExtAuthz {
         result: &Result<(), Denial>,
     ) -> DecisionRecord {
         let with_attrs = self.audit.wants_attributes();
-        let attrs = |m: &MapValue, skip: &[&str]| {
-            serde_json::Value::Object(
-                m.iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .filter(|(k, _)| !skip.contains(&k.as_str()))
-                    .map(|(k, v)| (k, to_json(v)))
-                    .collect(),
-            )
-        };
         let mut r = DecisionRecord::new(Origin::ExtAuthz, id);
         r.allowed = Some(result.is_ok());
         if let Err(d) = result {
@@ -528,44 +543,10 @@ impl ExtAuthz {
         r.principal = trail.principal.as_ref().map(|p| PrincipalRecord {
             id: p.id.clone(),
             roles: p.roles.iter().map(|r| r.to_string()).collect(),
-            attr: with_attrs.then(|| attrs(&p.attr, &[])),
+            attr: with_attrs.then(|| attrs_json(&p.attr, &[])),
         });
         if !trail.kind.is_empty() {
-            let actions = match &trail.output {
-                Some(out) => out
-                    .actions
-                    .iter()
-                    .map(|a| ActionRecord {
-                        action: a.action.clone(),
-                        allowed: a.effect == Effect::Allow,
-                        policy: Some(a.policy.clone()),
-                        scope: Some(a.scope.clone()),
-                        rule: a.rule.as_deref().map(str::to_string),
-                    })
-                    .collect(),
-                None => trail
-                    .action
-                    .iter()
-                    .map(|a| ActionRecord {
-                        action: a.clone(),
-                        allowed: result.is_ok(),
-                        ..Default::default()
-                    })
-                    .collect(),
-            };
-            let mut resource = ResourceRecord {
-                kind: trail.kind.to_string(),
-                id: trail.resource_id.clone(),
-                actions,
-                ..Default::default()
-            };
-            if let Some(res) = &trail.resource {
-                resource.id = res.id.clone();
-                resource.policy_version = res.policy_version.clone();
-                resource.scope = res.scope.clone();
-                resource.attr = with_attrs.then(|| attrs(&res.attr, &trail.header_attrs));
-            }
-            r.resources.push(resource);
+            r.resources.push(resource_record(trail, result, with_attrs));
         }
         r.policy_revision = match &trail.revision {
             Some(rev) => rev.to_string(),
@@ -1058,6 +1039,62 @@ fn request_attributes(
         }
     }
     attr
+}
+
+/// Attributes as a JSON object for the audit log, without the names in `skip`.
+fn attrs_json(m: &MapValue, skip: &[&str]) -> serde_json::Value {
+    serde_json::Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .map(|(k, v)| (k, to_json(v)))
+            .collect(),
+    )
+}
+
+/// The audit record of the decision's resource: the engine's per-action answers (or the
+/// request's action with its outcome), attributes (never those from headers) only when
+/// the sink wants them.
+fn resource_record(
+    trail: &Trail<'_>,
+    result: &Result<(), Denial>,
+    with_attrs: bool,
+) -> ResourceRecord {
+    let actions = match &trail.output {
+        Some(out) => out
+            .actions
+            .iter()
+            .map(|a| ActionRecord {
+                action: a.action.clone(),
+                allowed: a.effect == Effect::Allow,
+                policy: Some(a.policy.clone()),
+                scope: Some(a.scope.clone()),
+                rule: a.rule.as_deref().map(str::to_string),
+            })
+            .collect(),
+        None => trail
+            .action
+            .iter()
+            .map(|a| ActionRecord {
+                action: a.clone(),
+                allowed: result.is_ok(),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let mut resource = ResourceRecord {
+        kind: trail.kind.to_string(),
+        id: trail.resource_id.clone(),
+        actions,
+        ..Default::default()
+    };
+    if let Some(res) = &trail.resource {
+        resource.id = res.id.clone();
+        resource.policy_version = res.policy_version.clone();
+        resource.scope = res.scope.clone();
+        resource.attr = with_attrs.then(|| attrs_json(&res.attr, &trail.header_attrs));
+    }
+    resource
 }
 
 /// The decision's outcome on its span: who asked for what, the verdict and why.
