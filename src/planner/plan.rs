@@ -16,7 +16,7 @@ use crate::engine::{
     CheckInput, Engine, EngineConfig, EvaluationError, Resource, SchemaEnforcement, ValidationError,
 };
 use crate::policy::compiled::{
-    CompiledPolicySet, Condition, DerivedRole, Effect, RowKind, ScopePermissions,
+    CompiledExpr, CompiledPolicySet, Condition, DerivedRole, Effect, RowKind, ScopePermissions,
 };
 use crate::policy::id::{ScopedKind, sanitize};
 
@@ -129,6 +129,30 @@ fn derived_roles_list(roles: &[(Arc<str>, Node)]) -> Expr {
     acc
 }
 
+/// How a list of conditions combines.
+#[derive(Clone, Copy)]
+enum Junction {
+    /// `any`: true when one item is.
+    Any,
+    /// `all`: true when every item is.
+    All,
+    /// `none`: true when no item is.
+    None,
+}
+
+impl Junction {
+    /// The constant value of an item that decides the whole list.
+    fn decisive(self) -> bool {
+        !matches!(self, Junction::All)
+    }
+
+    /// The list's value when an item decides it (and the opposite when every item
+    /// drops out).
+    fn decided(self) -> bool {
+        matches!(self, Junction::Any)
+    }
+}
+
 struct Planner<'a> {
     req: KnownRequest<'a>,
     strict: bool,
@@ -143,84 +167,70 @@ impl Planner<'_> {
         let Some(c) = c else {
             return Ok(Node::bool(true));
         };
-        Ok(match c {
-            Condition::Expr(ce) => {
-                let replaced;
-                let expr: &Expr = if reads_runtime(&ce.plan) {
-                    replaced = replace_runtime(&ce.plan, edr);
-                    &replaced
-                } else {
-                    &ce.plan
-                };
-                match plan_expr(&self.req, expr) {
-                    Residual::Expr(e) => Node::Expr(e),
-                    Residual::Failed(err) => {
-                        self.failure.get_or_insert(PlanError::Unplannable {
-                            expression: ce.source.to_string(),
-                            message: err.message().to_string(),
-                        });
-                        Node::bool(false)
-                    }
-                    Residual::Error(err) => {
-                        self.errors.push(EvaluationError {
-                            expression: ce.source.to_string(),
-                            message: err.message().to_string(),
-                        });
-                        if self.strict {
-                            return Err(StrictError);
-                        }
-                        Node::bool(false)
-                    }
-                }
+        match c {
+            Condition::Expr(ce) => self.expression(ce, edr),
+            Condition::Any(items) => self.junction(Junction::Any, items, edr),
+            Condition::All(items) => self.junction(Junction::All, items, edr),
+            Condition::None(items) => self.junction(Junction::None, items, edr),
+        }
+    }
+
+    /// One condition expression as a plan node (`runtime.effectiveDerivedRoles` replaced
+    /// by `edr`): its residual, or false when it cannot be planned (the plan fails) or
+    /// fails (an evaluation error; in strict mode the plan stops).
+    fn expression(&mut self, ce: &CompiledExpr, edr: &Expr) -> Result<Node, StrictError> {
+        let replaced;
+        let expr: &Expr = if reads_runtime(&ce.plan) {
+            replaced = replace_runtime(&ce.plan, edr);
+            &replaced
+        } else {
+            &ce.plan
+        };
+        Ok(match plan_expr(&self.req, expr) {
+            Residual::Expr(e) => Node::Expr(e),
+            Residual::Failed(err) => {
+                self.failure.get_or_insert(PlanError::Unplannable {
+                    expression: ce.source.to_string(),
+                    message: err.message().to_string(),
+                });
+                Node::bool(false)
             }
-            Condition::Any(items) => {
-                let mut nodes = Vec::new();
-                for i in items {
-                    let n = self.condition(Some(i), edr)?;
-                    match n.const_bool() {
-                        Some(true) => return Ok(Node::bool(true)),
-                        Some(false) => {}
-                        None => nodes.push(n),
-                    }
+            Residual::Error(err) => {
+                self.errors.push(EvaluationError {
+                    expression: ce.source.to_string(),
+                    message: err.message().to_string(),
+                });
+                if self.strict {
+                    return Err(StrictError);
                 }
-                match nodes.len() {
-                    0 => Node::bool(false),
-                    1 => nodes.remove(0),
-                    _ => Node::Or(nodes),
-                }
+                Node::bool(false)
             }
-            Condition::All(items) => {
-                let mut nodes = Vec::new();
-                for i in items {
-                    let n = self.condition(Some(i), edr)?;
-                    match n.const_bool() {
-                        Some(false) => return Ok(Node::bool(false)),
-                        Some(true) => {}
-                        None => nodes.push(n),
-                    }
-                }
-                match nodes.len() {
-                    0 => Node::bool(true),
-                    1 => nodes.remove(0),
-                    _ => Node::And(nodes),
-                }
+        })
+    }
+
+    /// `any`, `all` or `none` of conditions: an item whose constant decides the list
+    /// ends it; items that are constant otherwise drop out; the rest are combined.
+    fn junction(
+        &mut self,
+        j: Junction,
+        items: &[Condition],
+        edr: &Expr,
+    ) -> Result<Node, StrictError> {
+        let mut nodes = Vec::new();
+        for i in items {
+            let n = self.condition(Some(i), edr)?;
+            match n.const_bool() {
+                Some(b) if b == j.decisive() => return Ok(Node::bool(j.decided())),
+                Some(_) => {}
+                None if matches!(j, Junction::None) => nodes.push(n.invert()),
+                None => nodes.push(n),
             }
-            Condition::None(items) => {
-                let mut nodes = Vec::new();
-                for i in items {
-                    let n = self.condition(Some(i), edr)?;
-                    match n.const_bool() {
-                        Some(true) => return Ok(Node::bool(false)),
-                        Some(false) => {}
-                        None => nodes.push(n.invert()),
-                    }
-                }
-                match nodes.len() {
-                    0 => Node::bool(true),
-                    1 => nodes.remove(0),
-                    _ => Node::And(nodes),
-                }
-            }
+        }
+        Ok(match nodes.len() {
+            0 => Node::bool(!j.decided()),
+            1 => nodes.remove(0),
+            _ if matches!(j, Junction::Any) => Node::Or(nodes),
+            _ => Node::And(nodes),
         })
     }
 

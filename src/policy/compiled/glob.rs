@@ -34,6 +34,81 @@ fn is_special(c: char) -> bool {
     matches!(c, '*' | '?' | '[' | '{' | '\\')
 }
 
+/// The anchored regular expression of a glob pattern: `*` within a `:`-separated
+/// segment, `**` across them, `?`, `\` escapes, `[...]` and `[!...]` classes, `{a,b}`
+/// alternatives; `Err` with the reason when the pattern is malformed.
+fn translate(pattern: &str) -> Result<String, &'static str> {
+    let mut re = String::with_capacity(pattern.len() * 2 + 8);
+    re.push_str("^(?s:");
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    let mut brace_depth = 0usize;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '*' => {
+                if chars.get(i + 1) == Some(&'*') {
+                    re.push_str(".*");
+                    i += 1;
+                } else {
+                    re.push_str("[^:]*");
+                }
+            }
+            '?' => re.push_str("[^:]"),
+            '\\' => {
+                i += 1;
+                let Some(n) = chars.get(i) else {
+                    return Err("trailing escape");
+                };
+                re.push_str(&regex::escape(&n.to_string()));
+            }
+            '[' => i += char_class(&chars[i + 1..], &mut re)? + 1,
+            '{' => {
+                brace_depth += 1;
+                re.push_str("(?:");
+            }
+            '}' if brace_depth > 0 => {
+                brace_depth -= 1;
+                re.push(')');
+            }
+            ',' if brace_depth > 0 => re.push('|'),
+            other => re.push_str(&regex::escape(&other.to_string())),
+        }
+        i += 1;
+    }
+    if brace_depth > 0 {
+        return Err("unclosed '{'");
+    }
+    re.push_str(")$");
+    Ok(re)
+}
+
+/// A character class (`rest` follows its `[`) as a regex class pushed onto `re`;
+/// returns the position of its `]` in `rest`.
+fn char_class(rest: &[char], re: &mut String) -> Result<usize, &'static str> {
+    let end = rest.iter().position(|&x| x == ']').ok_or("unclosed '['")?;
+    let body: String = rest[..end].iter().collect();
+    if body.is_empty() {
+        return Err("empty character class");
+    }
+    re.push('[');
+    let body = match body.strip_prefix('!') {
+        Some(rest) => {
+            re.push('^');
+            rest.to_string()
+        }
+        None => body,
+    };
+    for ch in body.chars() {
+        if matches!(ch, '\\' | '[' | ']' | '^' | '&' | '~') {
+            re.push('\\');
+        }
+        re.push(ch);
+    }
+    re.push(']');
+    Ok(end)
+}
+
 impl Glob {
     /// Compiles a pattern.
     pub fn new(pattern: &str) -> Result<Glob, GlobError> {
@@ -47,73 +122,7 @@ impl Glob {
             pattern: pattern.to_string(),
             reason: reason.to_string(),
         };
-        let mut re = String::with_capacity(pattern.len() * 2 + 8);
-        re.push_str("^(?s:");
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut i = 0;
-        let mut brace_depth = 0usize;
-        while i < chars.len() {
-            let c = chars[i];
-            match c {
-                '*' => {
-                    if chars.get(i + 1) == Some(&'*') {
-                        re.push_str(".*");
-                        i += 1;
-                    } else {
-                        re.push_str("[^:]*");
-                    }
-                }
-                '?' => re.push_str("[^:]"),
-                '\\' => {
-                    i += 1;
-                    let Some(n) = chars.get(i) else {
-                        return Err(err("trailing escape"));
-                    };
-                    re.push_str(&regex::escape(&n.to_string()));
-                }
-                '[' => {
-                    let end = chars[i + 1..]
-                        .iter()
-                        .position(|&x| x == ']')
-                        .ok_or_else(|| err("unclosed '['"))?;
-                    let body: String = chars[i + 1..i + 1 + end].iter().collect();
-                    if body.is_empty() {
-                        return Err(err("empty character class"));
-                    }
-                    re.push('[');
-                    let body = match body.strip_prefix('!') {
-                        Some(rest) => {
-                            re.push('^');
-                            rest.to_string()
-                        }
-                        None => body,
-                    };
-                    for ch in body.chars() {
-                        if matches!(ch, '\\' | '[' | ']' | '^' | '&' | '~') {
-                            re.push('\\');
-                        }
-                        re.push(ch);
-                    }
-                    re.push(']');
-                    i += end + 1;
-                }
-                '{' => {
-                    brace_depth += 1;
-                    re.push_str("(?:");
-                }
-                '}' if brace_depth > 0 => {
-                    brace_depth -= 1;
-                    re.push(')');
-                }
-                ',' if brace_depth > 0 => re.push('|'),
-                other => re.push_str(&regex::escape(&other.to_string())),
-            }
-            i += 1;
-        }
-        if brace_depth > 0 {
-            return Err(err("unclosed '{'"));
-        }
-        re.push_str(")$");
+        let re = translate(pattern).map_err(err)?;
         let regex = Regex::new(&re).map_err(|e| err(&e.to_string()))?;
         Ok(Glob::Pattern {
             source: pattern.into(),
