@@ -164,44 +164,13 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
         Node::Const(v) => Ok(v.clone()),
         Node::Host(i) => Ok(act.host[*i as usize].clone()),
         Node::Local(i) => locals.read(*i).cloned(),
-        Node::Path(root, fields) => {
-            let mut cur: &Value = match root {
-                Root::Host(i) => &act.host[*i as usize],
-                Root::Local(i) => locals.read(*i)?,
-            };
-            for (n, f) in fields.iter().enumerate() {
-                if let Value::Optional(_) = cur {
-                    // Selection on an optional value chains: the rest is optional too.
-                    let mut v = cur.clone();
-                    for f in &fields[n..] {
-                        v = opt_select(v, f)?;
-                    }
-                    return Ok(v);
-                }
-                cur = select_ref(cur, f)?;
-            }
-            Ok(cur.clone())
-        }
+        Node::Path(root, fields) => path(root, fields, act, locals),
         Node::Select(operand, field) => match eval(operand, act, locals)? {
             v @ Value::Optional(_) => opt_select(v, field),
             v => select_ref(&v, field).cloned(),
         },
         Node::OptSelect(operand, field) => opt_select(eval(operand, act, locals)?, field),
-        Node::Has(operand, field) => {
-            let v = match eval(operand, act, locals)? {
-                // `has(opt.f)`: false when `opt` is empty, else whether its value has `f`.
-                Value::Optional(None) => return Ok(Value::Bool(false)),
-                Value::Optional(Some(inner)) => (*inner).clone(),
-                v => v,
-            };
-            match v {
-                Value::Map(m) => Ok(Value::Bool(m.get_str(field).is_some())),
-                other => Err(EvalError::new(format!(
-                    "invalid type for field selection: {}",
-                    other.type_name()
-                ))),
-            }
-        }
+        Node::Has(operand, field) => has(eval(operand, act, locals)?, field),
         Node::Index(operand, index) => {
             let v = eval(operand, act, locals)?;
             let i = eval(index, act, locals)?;
@@ -215,43 +184,8 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
             let i = eval(index, act, locals)?;
             opt_index(v, &i)
         }
-        Node::List(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (item, optional) in items {
-                let v = eval(item, act, locals)?;
-                if *optional {
-                    match v {
-                        Value::Optional(Some(x)) => out.push((*x).clone()),
-                        Value::Optional(None) => {}
-                        _ => return Err(no_such_overload()),
-                    }
-                } else {
-                    out.push(v);
-                }
-            }
-            Ok(Value::list(out))
-        }
-        Node::Map(entries) => {
-            let mut m = MapValue::with_capacity(entries.len());
-            for (k, v, optional) in entries {
-                let kv = eval(k, act, locals)?;
-                let key = map_key(&kv)?;
-                let vv = eval(v, act, locals)?;
-                let vv = if *optional {
-                    match vv {
-                        Value::Optional(Some(x)) => (*x).clone(),
-                        Value::Optional(None) => continue,
-                        _ => return Err(no_such_overload()),
-                    }
-                } else {
-                    vv
-                };
-                // A repeated key keeps the last value, as in Cerbos (cel-go without its
-                // checker's duplicate-key error).
-                m.insert(key, vv);
-            }
-            Ok(Value::map(m))
-        }
+        Node::List(items) => list(items, act, locals),
+        Node::Map(entries) => map(entries, act, locals),
         Node::Not(e) => match eval(e, act, locals)? {
             Value::Bool(b) => Ok(Value::Bool(!b)),
             _ => Err(no_such_overload()),
@@ -270,100 +204,236 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
             let rv = eval(r, act, locals)?;
             binary(*op, &lv, &rv)
         }
-        Node::And(l, r) => {
-            let lv = eval(l, act, locals);
-            if let Ok(Value::Bool(false)) = lv {
-                return Ok(Value::Bool(false));
-            }
-            let rv = eval(r, act, locals);
-            match (lv, rv) {
-                (_, Ok(Value::Bool(false))) => Ok(Value::Bool(false)),
-                (Ok(Value::Bool(true)), Ok(Value::Bool(true))) => Ok(Value::Bool(true)),
-                (Err(e), _) => Err(e),
-                (_, Err(e)) => Err(e),
-                _ => Err(no_such_overload()),
-            }
-        }
-        Node::Or(l, r) => {
-            let lv = eval(l, act, locals);
-            if let Ok(Value::Bool(true)) = lv {
-                return Ok(Value::Bool(true));
-            }
-            let rv = eval(r, act, locals);
-            match (lv, rv) {
-                (_, Ok(Value::Bool(true))) => Ok(Value::Bool(true)),
-                (Ok(Value::Bool(false)), Ok(Value::Bool(false))) => Ok(Value::Bool(false)),
-                (Err(e), _) => Err(e),
-                (_, Err(e)) => Err(e),
-                _ => Err(no_such_overload()),
-            }
-        }
+        Node::And(l, r) => and(l, r, act, locals),
+        Node::Or(l, r) => or(l, r, act, locals),
         Node::Ternary(c, a, b) => match eval(c, act, locals)? {
             Value::Bool(true) => eval(a, act, locals),
             Value::Bool(false) => eval(b, act, locals),
             _ => Err(no_such_overload()),
         },
-        Node::Call(f, args) => {
-            // Most calls have at most three arguments: avoid a heap allocation for them.
-            let mut buf: [Value; 4] = Default::default();
-            if args.len() <= buf.len() {
-                for (slot, a) in buf.iter_mut().zip(args.iter()) {
-                    *slot = eval(a, act, locals)?;
-                }
-                f(&buf[..args.len()], act)
-            } else {
-                let vals = args
-                    .iter()
-                    .map(|a| eval(a, act, locals))
-                    .collect::<Result<Vec<_>, _>>()?;
-                f(&vals, act)
-            }
-        }
+        Node::Call(f, args) => call(*f, args, act, locals),
         Node::Matches(target, re) => match eval(target, act, locals)? {
             Value::String(s) => Ok(Value::Bool(re.is_match(&s))),
             _ => Err(no_such_overload()),
         },
         Node::Comprehension(c) => comprehension(c, act, locals),
-        Node::Bind(slot, init, body) => {
-            let i = *slot as usize;
-            let (v, failed) = match eval(init, act, locals) {
-                Ok(v) => (v, None),
-                Err(e) => (Value::Null, Some(e)),
-            };
-            let saved = std::mem::replace(&mut locals.slots[i], v);
-            let saved_failed = std::mem::replace(&mut locals.failed[i], failed);
-            let out = eval(body, act, locals);
-            locals.slots[i] = saved;
-            locals.failed[i] = saved_failed;
-            out
+        Node::Bind(slot, init, body) => bind(*slot as usize, init, body, act, locals),
+        Node::NonStrictCall(f, args) => non_strict_call(*f, args, act, locals),
+        Node::OptOr(opt, alt, or_value) => {
+            opt_or(eval(opt, act, locals)?, alt, *or_value, act, locals)
         }
-        Node::NonStrictCall(f, args) => {
-            let mut vals = Vec::with_capacity(args.len());
-            for a in args {
-                match eval(a, act, locals) {
-                    Ok(v) => vals.push(v),
-                    Err(_) => return Err(EvalError::new("no such overload")),
-                }
+    }
+}
+
+/// A path of selections from a host slot or local, by reference until a value is
+/// optional (then the rest of the path is optional too).
+#[inline]
+fn path(
+    root: &Root,
+    fields: &[Arc<str>],
+    act: &Activation,
+    locals: &Locals,
+) -> Result<Value, EvalError> {
+    let mut cur: &Value = match root {
+        Root::Host(i) => &act.host[*i as usize],
+        Root::Local(i) => locals.read(*i)?,
+    };
+    for (n, f) in fields.iter().enumerate() {
+        if let Value::Optional(_) = cur {
+            // Selection on an optional value chains: the rest is optional too.
+            let mut v = cur.clone();
+            for f in &fields[n..] {
+                v = opt_select(v, f)?;
             }
-            f(&vals, act)
+            return Ok(v);
         }
-        Node::OptOr(opt, alt, or_value) => match eval(opt, act, locals)? {
-            Value::Optional(Some(v)) => {
-                if *or_value {
-                    Ok((*v).clone())
-                } else {
-                    Ok(Value::Optional(Some(v)))
-                }
+        cur = select_ref(cur, f)?;
+    }
+    Ok(cur.clone())
+}
+
+/// `has(v.field)`.
+fn has(v: Value, field: &str) -> Result<Value, EvalError> {
+    let v = match v {
+        // `has(opt.f)`: false when `opt` is empty, else whether its value has `f`.
+        Value::Optional(None) => return Ok(Value::Bool(false)),
+        Value::Optional(Some(inner)) => (*inner).clone(),
+        v => v,
+    };
+    match v {
+        Value::Map(m) => Ok(Value::Bool(m.get_str(field).is_some())),
+        other => Err(EvalError::new(format!(
+            "invalid type for field selection: {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// A list literal; an optional element (`?x`) is left out when empty.
+fn list(items: &[(Node, bool)], act: &Activation, locals: &mut Locals) -> Result<Value, EvalError> {
+    let mut out = Vec::with_capacity(items.len());
+    for (item, optional) in items {
+        let v = eval(item, act, locals)?;
+        if *optional {
+            match v {
+                Value::Optional(Some(x)) => out.push((*x).clone()),
+                Value::Optional(None) => {}
+                _ => return Err(no_such_overload()),
             }
-            Value::Optional(None) => {
-                let a = eval(alt, act, locals)?;
-                if !*or_value && !matches!(a, Value::Optional(_)) {
-                    return Err(no_such_overload());
-                }
-                Ok(a)
+        } else {
+            out.push(v);
+        }
+    }
+    Ok(Value::list(out))
+}
+
+/// A map literal; an optional entry (`?k: v`) is left out when its value is empty.
+fn map(
+    entries: &[(Node, Node, bool)],
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let mut m = MapValue::with_capacity(entries.len());
+    for (k, v, optional) in entries {
+        let kv = eval(k, act, locals)?;
+        let key = map_key(&kv)?;
+        let vv = eval(v, act, locals)?;
+        let vv = if *optional {
+            match vv {
+                Value::Optional(Some(x)) => (*x).clone(),
+                Value::Optional(None) => continue,
+                _ => return Err(no_such_overload()),
             }
-            _ => Err(no_such_overload()),
-        },
+        } else {
+            vv
+        };
+        // A repeated key keeps the last value, as in Cerbos (cel-go without its
+        // checker's duplicate-key error).
+        m.insert(key, vv);
+    }
+    Ok(Value::map(m))
+}
+
+/// `l && r`, commutative over errors as in cel-go: a false operand wins.
+#[inline]
+fn and(l: &Node, r: &Node, act: &Activation, locals: &mut Locals) -> Result<Value, EvalError> {
+    let lv = eval(l, act, locals);
+    if let Ok(Value::Bool(false)) = lv {
+        return Ok(Value::Bool(false));
+    }
+    let rv = eval(r, act, locals);
+    match (lv, rv) {
+        (_, Ok(Value::Bool(false))) => Ok(Value::Bool(false)),
+        (Ok(Value::Bool(true)), Ok(Value::Bool(true))) => Ok(Value::Bool(true)),
+        (Err(e), _) => Err(e),
+        (_, Err(e)) => Err(e),
+        _ => Err(no_such_overload()),
+    }
+}
+
+/// `l || r`, commutative over errors as in cel-go: a true operand wins.
+#[inline]
+fn or(l: &Node, r: &Node, act: &Activation, locals: &mut Locals) -> Result<Value, EvalError> {
+    let lv = eval(l, act, locals);
+    if let Ok(Value::Bool(true)) = lv {
+        return Ok(Value::Bool(true));
+    }
+    let rv = eval(r, act, locals);
+    match (lv, rv) {
+        (_, Ok(Value::Bool(true))) => Ok(Value::Bool(true)),
+        (Ok(Value::Bool(false)), Ok(Value::Bool(false))) => Ok(Value::Bool(false)),
+        (Err(e), _) => Err(e),
+        (_, Err(e)) => Err(e),
+        _ => Err(no_such_overload()),
+    }
+}
+
+/// A strict call: the arguments evaluated in order (the first error wins).
+#[inline]
+fn call(
+    f: NativeFn,
+    args: &[Node],
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    // Most calls have at most three arguments: avoid a heap allocation for them.
+    let mut buf: [Value; 4] = Default::default();
+    if args.len() <= buf.len() {
+        for (slot, a) in buf.iter_mut().zip(args.iter()) {
+            *slot = eval(a, act, locals)?;
+        }
+        f(&buf[..args.len()], act)
+    } else {
+        let vals = args
+            .iter()
+            .map(|a| eval(a, act, locals))
+            .collect::<Result<Vec<_>, _>>()?;
+        f(&vals, act)
+    }
+}
+
+/// `cel.bind(x, init, body)`: `body` with local slot `i` bound to `init` (or to its
+/// error, raised where `x` is read).
+fn bind(
+    i: usize,
+    init: &Node,
+    body: &Node,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let (v, failed) = match eval(init, act, locals) {
+        Ok(v) => (v, None),
+        Err(e) => (Value::Null, Some(e)),
+    };
+    let saved = std::mem::replace(&mut locals.slots[i], v);
+    let saved_failed = std::mem::replace(&mut locals.failed[i], failed);
+    let out = eval(body, act, locals);
+    locals.slots[i] = saved;
+    locals.failed[i] = saved_failed;
+    out
+}
+
+/// A call whose failing argument makes it "no such overload".
+fn non_strict_call(
+    f: NativeFn,
+    args: &[Node],
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let mut vals = Vec::with_capacity(args.len());
+    for a in args {
+        match eval(a, act, locals) {
+            Ok(v) => vals.push(v),
+            Err(_) => return Err(EvalError::new("no such overload")),
+        }
+    }
+    f(&vals, act)
+}
+
+/// `opt.or(alt)` (`or_value == false`) and `opt.orValue(alt)` over the value of `opt`.
+fn opt_or(
+    opt: Value,
+    alt: &Node,
+    or_value: bool,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    match opt {
+        Value::Optional(Some(v)) => {
+            if or_value {
+                Ok((*v).clone())
+            } else {
+                Ok(Value::Optional(Some(v)))
+            }
+        }
+        Value::Optional(None) => {
+            let a = eval(alt, act, locals)?;
+            if !or_value && !matches!(a, Value::Optional(_)) {
+                return Err(no_such_overload());
+            }
+            Ok(a)
+        }
+        _ => Err(no_such_overload()),
     }
 }
 
@@ -589,6 +659,8 @@ fn comprehension(
     out
 }
 
+/// A comprehension over its range's items, by kind (the variables' slots are restored
+/// by the caller).
 fn run_comprehension(
     c: &Comprehension,
     range: &Value,
@@ -596,119 +668,170 @@ fn run_comprehension(
     act: &Activation,
     locals: &mut Locals,
 ) -> Result<Value, EvalError> {
-    let v1 = c.var1 as usize;
-    let bind = |locals: &mut Locals, a: Value, b: Value| {
-        locals.slots[v1] = a;
-        if let Some(s) = c.var2 {
-            locals.slots[s as usize] = b;
-        }
-    };
     match c.kind {
-        CompKind::All | CompKind::Exists => {
-            let decisive = c.kind == CompKind::Exists;
-            let mut err = None;
-            for (a, b) in items {
-                bind(locals, a, b);
-                match eval(&c.body, act, locals) {
-                    Ok(Value::Bool(x)) if x == decisive => return Ok(Value::Bool(decisive)),
-                    Ok(Value::Bool(_)) => {}
-                    Ok(_) => {
-                        err.get_or_insert_with(no_such_overload);
-                    }
-                    Err(e) => {
-                        err.get_or_insert(e);
-                    }
-                }
-            }
-            match err {
-                Some(e) => Err(e),
-                None => Ok(Value::Bool(!decisive)),
-            }
-        }
-        CompKind::ExistsOne => {
-            let mut n = 0usize;
-            for (a, b) in items {
-                bind(locals, a, b);
-                match eval(&c.body, act, locals)? {
-                    Value::Bool(true) => n += 1,
-                    Value::Bool(false) => {}
-                    _ => return Err(no_such_overload()),
-                }
-            }
-            Ok(Value::Bool(n == 1))
-        }
+        CompKind::All | CompKind::Exists => quantifier(c, items, act, locals),
+        CompKind::ExistsOne => exists_one(c, items, act, locals),
         CompKind::Map | CompKind::Filter | CompKind::TransformList => {
-            let mut out = Vec::new();
-            for (a, b) in items {
-                let elem = if c.kind == CompKind::Filter {
-                    a.clone()
-                } else {
-                    Value::Null
-                };
-                bind(locals, a, b);
-                if let Some(f) = &c.filter {
-                    match eval(f, act, locals)? {
-                        Value::Bool(true) => {}
-                        Value::Bool(false) => continue,
-                        _ => return Err(no_such_overload()),
-                    }
-                }
-                if c.kind == CompKind::Filter {
-                    match eval(&c.body, act, locals)? {
-                        Value::Bool(true) => out.push(elem),
-                        Value::Bool(false) => {}
-                        _ => return Err(no_such_overload()),
-                    }
-                } else {
-                    out.push(eval(&c.body, act, locals)?);
-                }
-            }
-            Ok(Value::list(out))
+            to_list(c, items, act, locals)
         }
-        CompKind::TransformMap | CompKind::TransformMapEntry => {
-            let mut out = MapValue::new();
-            for (a, b) in items {
-                let key = a.clone();
-                bind(locals, a, b);
-                if let Some(f) = &c.filter {
-                    match eval(f, act, locals)? {
-                        Value::Bool(true) => {}
-                        Value::Bool(false) => continue,
-                        _ => return Err(no_such_overload()),
-                    }
-                }
-                let v = eval(&c.body, act, locals)?;
-                if c.kind == CompKind::TransformMap {
-                    out.insert(map_key(&key)?, v);
-                } else {
-                    let Value::Map(entry) = v else {
-                        return Err(no_such_overload());
-                    };
-                    for (k, v) in entry.iter() {
-                        if out.insert(k.clone(), v.clone()).is_some() {
-                            return Err(EvalError::new(format!(
-                                "insert failed: key {k} already exists"
-                            )));
-                        }
-                    }
-                }
+        CompKind::TransformMap | CompKind::TransformMapEntry => to_map(c, items, act, locals),
+        CompKind::SortBy => sort_by(c, range, items, act, locals),
+    }
+}
+
+/// Binds one item to the comprehension's variables.
+fn bind_vars(c: &Comprehension, locals: &mut Locals, a: Value, b: Value) {
+    locals.slots[c.var1 as usize] = a;
+    if let Some(s) = c.var2 {
+        locals.slots[s as usize] = b;
+    }
+}
+
+/// Whether the comprehension's filter (`map(x, filter, body)`, `transform*`) keeps the
+/// bound item; true without a filter.
+fn kept(c: &Comprehension, act: &Activation, locals: &mut Locals) -> Result<bool, EvalError> {
+    match &c.filter {
+        None => Ok(true),
+        Some(f) => match eval(f, act, locals)? {
+            Value::Bool(b) => Ok(b),
+            _ => Err(no_such_overload()),
+        },
+    }
+}
+
+/// `all` and `exists`: the decisive value ends the loop; otherwise the first error (or a
+/// non-boolean body) is the answer.
+fn quantifier(
+    c: &Comprehension,
+    items: Vec<(Value, Value)>,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let decisive = c.kind == CompKind::Exists;
+    let mut err = None;
+    for (a, b) in items {
+        bind_vars(c, locals, a, b);
+        match eval(&c.body, act, locals) {
+            Ok(Value::Bool(x)) if x == decisive => return Ok(Value::Bool(decisive)),
+            Ok(Value::Bool(_)) => {}
+            Ok(_) => {
+                err.get_or_insert_with(no_such_overload);
             }
-            Ok(Value::map(out))
-        }
-        CompKind::SortBy => {
-            let Value::List(list) = range else {
-                return Err(no_such_overload());
-            };
-            let mut keyed = Vec::with_capacity(list.len());
-            for (a, _) in items {
-                let elem = a.clone();
-                bind(locals, a, Value::Null);
-                keyed.push((eval(&c.body, act, locals)?, elem));
+            Err(e) => {
+                err.get_or_insert(e);
             }
-            sort_values_by_key(&mut keyed)?;
-            Ok(Value::list(keyed.into_iter().map(|(_, v)| v).collect()))
         }
     }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(Value::Bool(!decisive)),
+    }
+}
+
+/// `exists_one`: exactly one item satisfies the body.
+fn exists_one(
+    c: &Comprehension,
+    items: Vec<(Value, Value)>,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let mut n = 0usize;
+    for (a, b) in items {
+        bind_vars(c, locals, a, b);
+        match eval(&c.body, act, locals)? {
+            Value::Bool(true) => n += 1,
+            Value::Bool(false) => {}
+            _ => return Err(no_such_overload()),
+        }
+    }
+    Ok(Value::Bool(n == 1))
+}
+
+/// `map`, `filter` and `transformList`: a list of the body's values (of the items the
+/// body keeps, for `filter`).
+fn to_list(
+    c: &Comprehension,
+    items: Vec<(Value, Value)>,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let mut out = Vec::new();
+    for (a, b) in items {
+        let elem = if c.kind == CompKind::Filter {
+            a.clone()
+        } else {
+            Value::Null
+        };
+        bind_vars(c, locals, a, b);
+        if !kept(c, act, locals)? {
+            continue;
+        }
+        if c.kind == CompKind::Filter {
+            match eval(&c.body, act, locals)? {
+                Value::Bool(true) => out.push(elem),
+                Value::Bool(false) => {}
+                _ => return Err(no_such_overload()),
+            }
+        } else {
+            out.push(eval(&c.body, act, locals)?);
+        }
+    }
+    Ok(Value::list(out))
+}
+
+/// `transformMap` (the key to the body's value) and `transformMapEntry` (the body's
+/// one-entry maps merged; a repeated key fails).
+fn to_map(
+    c: &Comprehension,
+    items: Vec<(Value, Value)>,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let mut out = MapValue::new();
+    for (a, b) in items {
+        let key = a.clone();
+        bind_vars(c, locals, a, b);
+        if !kept(c, act, locals)? {
+            continue;
+        }
+        let v = eval(&c.body, act, locals)?;
+        if c.kind == CompKind::TransformMap {
+            out.insert(map_key(&key)?, v);
+        } else {
+            let Value::Map(entry) = v else {
+                return Err(no_such_overload());
+            };
+            for (k, v) in entry.iter() {
+                if out.insert(k.clone(), v.clone()).is_some() {
+                    return Err(EvalError::new(format!(
+                        "insert failed: key {k} already exists"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(Value::map(out))
+}
+
+/// `sortBy`: the list's elements ordered by the body's keys.
+fn sort_by(
+    c: &Comprehension,
+    range: &Value,
+    items: Vec<(Value, Value)>,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
+    let Value::List(list) = range else {
+        return Err(no_such_overload());
+    };
+    let mut keyed = Vec::with_capacity(list.len());
+    for (a, _) in items {
+        let elem = a.clone();
+        bind_vars(c, locals, a, Value::Null);
+        keyed.push((eval(&c.body, act, locals)?, elem));
+    }
+    sort_values_by_key(&mut keyed)?;
+    Ok(Value::list(keyed.into_iter().map(|(_, v)| v).collect()))
 }
 
 /// Sorts (key, value) pairs by key; every key must be of one orderable type.
