@@ -7,7 +7,7 @@
 //! built: a condition is then an evaluation *error* (the rule is skipped, no
 //! `conditionNotMet` output), where a run-time failure only makes the condition false; an
 //! output is that error, even when the failing conversion sits in a branch that is never
-//! taken. [`plan_error`] finds that error (observed against the real Cerbos 0.55:
+//! taken. [`plan_error_of`] finds that error (observed against the real Cerbos 0.55:
 //! `tests/it/cel_corners.rs`, `tests/data/parity_answers/plan_errors.json`).
 //!
 //! The folder, as Cerbos runs it: skipped entirely when the expression calls `now` or
@@ -18,6 +18,9 @@
 //! `cel.bind`) are evaluated. The folded expression is used only when it is still valid:
 //! every `duration`, `timestamp` and `matches` literal argument parses, and no folded value
 //! is of a kind a literal cannot hold (IP addresses, CIDRs, hierarchies, SPIFFE values).
+//! Gatehouse then evaluates the folded expression too ([`folded`]), as Cerbos does: folding
+//! can decide where evaluation would fail (`7 in [[0][1], 7]` is `true`,
+//! `tests/data/parity_answers/folded_conditions.json`).
 
 use chrono::DateTime;
 
@@ -58,16 +61,23 @@ const COMPREHENSIONS: [&str; 12] = [
     "optFlatMap",
 ];
 
-/// The error Cerbos 0.55 reports when it builds the program of `expr`, if any: the
+/// The error Cerbos 0.55 reports when it builds the program of `program_expr` (the
+/// expression as [`folded`] gives it, or the original when that is `None`), if any: the
 /// message of the first type conversion of a constant that fails (see the module docs).
-pub(crate) fn plan_error(expr: &Expr) -> Option<String> {
-    let folded = if calls_clock(expr) {
-        None
-    } else {
-        let f = fold_final(&fold(expr, false));
-        valid(&f).then_some(f)
-    };
-    plan(folded.as_ref().unwrap_or(expr)).err()
+pub(crate) fn plan_error_of(program_expr: &Expr) -> Option<String> {
+    plan(program_expr).err()
+}
+
+/// The expression Cerbos 0.55 builds its program from when that is not `expr` itself: the
+/// folded form, when the folder runs and its result is valid (see the module docs). Its
+/// answers differ from `expr`'s where folding decides before a failure could: `7 in
+/// [[0][1], 7]` is `true` and `(1/0) in []` is `false`, where `expr` fails.
+pub(crate) fn folded(expr: &Expr) -> Option<Expr> {
+    if calls_clock(expr) {
+        return None;
+    }
+    let f = fold_final(&fold(expr, false));
+    valid(&f).then_some(f)
 }
 
 /// No host names: a folded sub-expression refers to none.
@@ -435,7 +445,8 @@ mod tests {
     use crate::cel::parse;
 
     fn err(src: &str) -> Option<String> {
-        plan_error(&parse(src).expect("parses"))
+        let expr = parse(src).expect("parses");
+        plan_error_of(folded(&expr).as_ref().unwrap_or(&expr))
     }
 
     /// Each answer is the real Cerbos 0.55's: a condition that fails to plan is skipped

@@ -223,3 +223,11 @@ async fn issue_11_failing_conditions_emit_condition_not_met_outputs() {
 async fn issue_11_conditions_cerbos_cannot_plan_are_errors() {
     replay("plan_errors").await;
 }
+
+/// Cerbos evaluates the program of its constant-folded expression: `x in [...]` with a
+/// literal needle found among the list's literals is `true` even when another element
+/// fails, and `x in []` is `false` even when `x` fails (`cel::fold::folded`).
+#[tokio::test]
+async fn issue_11_folded_membership_as_cerbos() {
+    replay("folded_conditions").await;
+}

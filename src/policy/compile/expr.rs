@@ -26,6 +26,12 @@ impl Compiler<'_> {
                 return None;
             }
         };
+        // Cerbos evaluates the program of the constant-folded expression.
+        let folded = cel::fold::folded(&parsed);
+        let program = folded
+            .as_ref()
+            .and_then(|f| cel::compile(f, env).ok())
+            .unwrap_or(program);
         let (mut variables, mut constants) = (Vec::new(), Vec::new());
         host_refs(&parsed, &mut variables, &mut constants);
         let mut used: Vec<&str> = Vec::new();
@@ -75,7 +81,7 @@ impl Compiler<'_> {
         Some(CompiledExpr {
             program,
             plan: Arc::new(crate::cel::inline::inline_host(&parsed, env)),
-            plan_error: cel::fold::plan_error(&parsed).map(Arc::from),
+            plan_error: cel::fold::plan_error_of(folded.as_ref().unwrap_or(&parsed)).map(Arc::from),
             source: Arc::from(text.text.as_str()),
             span: text.span.clone(),
         })
