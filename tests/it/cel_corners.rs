@@ -151,6 +151,151 @@ const CASES: &[(&str, &str)] = &[
     ("joinPath(['', ''])", "value: '.'"),
     (r"basePath('C:\\a\\b.txt')", "value: 'b.txt'"),
     (r"volumeName('C:\\a')", "value: 'C:'"),
+    // timestamp(string): RFC 3339's grammar, then Go's stricter time.Parse.
+    (
+        "timestamp('2021-04-20T10:00:20Z'.lowerAscii())",
+        "error: type conversion error from 'string' to 'google.protobuf.Timestamp'",
+    ),
+    (
+        "timestamp('2021-04-20t10:00:20Z' + '')",
+        "error: type conversion error from 'string' to 'google.protobuf.Timestamp'",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20z' + '')",
+        "error: type conversion error from 'string' to 'google.protobuf.Timestamp'",
+    ),
+    (
+        "timestamp('2021-04-20 10:00:20Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20 10:00:20Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20+00:00' + '')",
+        "value: timestamp(\"2021-04-20T10:00:20Z\")",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20-00:00' + '')",
+        "value: timestamp(\"2021-04-20T10:00:20Z\")",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20.5Z' + '')",
+        "value: timestamp(\"2021-04-20T10:00:20.5Z\")",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20,5Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20,5Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20.123456789123Z' + '')",
+        "value: timestamp(\"2021-04-20T10:00:20.123456789Z\")",
+    ),
+    (
+        "timestamp('2021-04-20T24:00:00Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T24:00:00Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:60Z' + '')",
+        "error: type conversion error from 'string' to 'google.protobuf.Timestamp'",
+    ),
+    (
+        "timestamp('2021-04-20T10:60:00Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:60:00Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20+24:00' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20+24:00\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20+23:59' + '')",
+        "value: timestamp(\"2021-04-20T10:00:20+23:59\")",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20+01:60' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20+01:60\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20+0100' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20+0100\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20+01' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20+01\"",
+    ),
+    (
+        "timestamp('2021-4-20T10:00:20Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-4-20T10:00:20Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20.Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20.Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00Z\"",
+    ),
+    (
+        "timestamp('2021-02-30T10:00:20Z' + '')",
+        "error: type conversion error from 'string' to 'google.protobuf.Timestamp'",
+    ),
+    (
+        "timestamp('2020-02-29T10:00:20Z' + '')",
+        "value: timestamp(\"2020-02-29T10:00:20Z\")",
+    ),
+    (
+        "timestamp('0000-01-01T00:00:00Z' + '')",
+        "error: timestamp overflow",
+    ),
+    (
+        "timestamp('+2021-04-20T10:00:20Z' + '')",
+        "error: invalid RFC 3339 timestamp \"+2021-04-20T10:00:20Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20Z ' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20Z \"",
+    ),
+    (
+        "timestamp(' 2021-04-20T10:00:20Z' + '')",
+        "error: invalid RFC 3339 timestamp \" 2021-04-20T10:00:20Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T1:00:20Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T1:00:20Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20ZZ' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20ZZ\"",
+    ),
+    (
+        "timestamp('20210-04-20T10:00:20Z' + '')",
+        "error: invalid RFC 3339 timestamp \"20210-04-20T10:00:20Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20.1234567891Z' + '')",
+        "value: timestamp(\"2021-04-20T10:00:20.123456789Z\")",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20+05:30' + '')",
+        "value: timestamp(\"2021-04-20T10:00:20+05:30\")",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20-23:59' + '')",
+        "value: timestamp(\"2021-04-20T10:00:20-23:59\")",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20+99:00' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20+99:00\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20.٣Z' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20.٣Z\"",
+    ),
+    (
+        "timestamp('2021-04-20T10:00:20Ｚ' + '')",
+        "error: invalid RFC 3339 timestamp \"2021-04-20T10:00:20Ｚ\"",
+    ),
+    (
+        "timestamp('' + '')",
+        "error: invalid RFC 3339 timestamp \"\"",
+    ),
     // Type names.
     (
         "type(hierarchy('a.b')) == cerbos.lib.hierarchy",

@@ -273,10 +273,61 @@ fn type_of(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
     Ok(Value::Type(args[0].cel_type()))
 }
 
-/// Parses an RFC 3339 timestamp, as cel-go's `timestamp(string)`.
+/// Parses an RFC 3339 timestamp, as Cerbos 0.55's `timestamp(string)`: text outside RFC
+/// 3339's grammar is `invalid RFC 3339 timestamp "..."`; text in it that Go's
+/// `time.Parse(time.RFC3339, ..)` refuses (a lower-case `t` or `z`, a leap second, a day the
+/// month does not have) is cel-go's conversion error.
 pub(crate) fn parse_timestamp(s: &str) -> Result<crate::cel::value::Timestamp, EvalError> {
-    DateTime::parse_from_rfc3339(s)
-        .map_err(|_| EvalError::new(format!("invalid RFC 3339 timestamp {s:?}")))
+    let b = s.as_bytes();
+    let syntax = || EvalError::new(format!("invalid RFC 3339 timestamp {s:?}"));
+    let num = |at: usize, len: usize, max: u32| -> Option<u32> {
+        let digits = b.get(at..at + len)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0'));
+        (n <= max).then_some(n)
+    };
+    let sep = |at: usize, c: u8| b.get(at) == Some(&c);
+    let date_time = num(0, 4, 9999).is_some()
+        && sep(4, b'-')
+        && num(5, 2, 12).is_some_and(|m| m >= 1)
+        && sep(7, b'-')
+        && num(8, 2, 31).is_some_and(|d| d >= 1)
+        && matches!(b.get(10), Some(b'T' | b't'))
+        && num(11, 2, 23).is_some()
+        && sep(13, b':')
+        && num(14, 2, 59).is_some()
+        && sep(16, b':')
+        && num(17, 2, 60).is_some();
+    if !date_time {
+        return Err(syntax());
+    }
+    let mut i = 19;
+    if sep(i, b'.') {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(syntax());
+        }
+        i += 1 + digits;
+    }
+    let zone_ok = match b.get(i) {
+        Some(b'Z' | b'z') => b.len() == i + 1,
+        Some(b'+' | b'-') => {
+            b.len() == i + 6
+                && num(i + 1, 2, 23).is_some()
+                && sep(i + 3, b':')
+                && num(i + 4, 2, 59).is_some()
+        }
+        _ => false,
+    };
+    if !zone_ok {
+        return Err(syntax());
+    }
+    if b[10] != b'T' || b[i] == b'z' || num(17, 2, 59).is_none() {
+        return Err(conversion_err("google.protobuf.Timestamp"));
+    }
+    DateTime::parse_from_rfc3339(s).map_err(|_| conversion_err("google.protobuf.Timestamp"))
 }
 
 fn to_timestamp(args: &[Value], _: &Activation) -> Result<Value, EvalError> {
