@@ -614,85 +614,16 @@ fn expr_operand(e: &Expr, in_rhs: bool) -> Operand {
             func,
             args,
         } if is_macro(func, true, args.len()) => lambda_operand(t, func, args),
-        ExprKind::Call { target, func, args } => {
-            let (name, target) = match target.as_deref().and_then(Expr::qualified_name) {
-                Some(ns)
-                    if crate::cel::functions::registry()
-                        .get(
-                            &format!("{ns}.{func}"),
-                            crate::cel::functions::CallStyle::Global,
-                        )
-                        .is_some() =>
-                {
-                    (format!("{ns}.{func}"), None)
-                }
-                _ => (func.clone(), target.as_deref()),
-            };
-            let mut ops: Vec<Operand> =
-                target.map(|t| expr_operand(t, false)).into_iter().collect();
-            ops.extend(args.iter().map(|a| expr_operand(a, false)));
-            expression(&name, ops)
-        }
-        ExprKind::List(items) => {
-            if items.iter().all(|(x, _)| is_primitive_literal(x)) {
-                Operand::Value(Json::Array(
-                    items
-                        .iter()
-                        .map(|(x, _)| match &x.kind {
-                            ExprKind::Literal(v) => value_json(v),
-                            _ => Json::Null,
-                        })
-                        .collect(),
-                ))
-            } else {
-                expression(
-                    "list",
-                    items.iter().map(|(x, _)| expr_operand(x, false)).collect(),
-                )
-            }
-        }
+        ExprKind::Call { target, func, args } => call_operand(target.as_deref(), func, args),
+        ExprKind::List(items) => list_operand(items),
+        ExprKind::Map(entries) if in_rhs => map_keys_operand(entries, e.pos),
         ExprKind::Map(entries) => {
-            if in_rhs {
-                let mut keys: Vec<(String, &Expr)> = entries
-                    .iter()
-                    .map(|(k, _, _)| (format!("{:?}", operand_json(&expr_operand(k, false))), k))
-                    .collect();
-                keys.sort_by(|a, b| a.0.cmp(&b.0));
-                let list = Expr {
-                    kind: ExprKind::List(
-                        keys.into_iter().map(|(_, k)| (k.clone(), false)).collect(),
-                    ),
-                    pos: e.pos,
-                };
-                return expr_operand(&list, false);
-            }
-            expression(
-                "struct",
-                entries
-                    .iter()
-                    .map(|(k, v, _)| {
-                        expression(
-                            "set-field",
-                            vec![expr_operand(k, false), expr_operand(v, false)],
-                        )
-                    })
-                    .collect(),
-            )
+            struct_operand(entries.iter().map(|(k, v, _)| (expr_operand(k, false), v)))
         }
-        ExprKind::Struct { fields, .. } => expression(
-            "struct",
+        ExprKind::Struct { fields, .. } => struct_operand(
             fields
                 .iter()
-                .map(|(n, v, _)| {
-                    expression(
-                        "set-field",
-                        vec![
-                            Operand::Value(Json::String(n.clone())),
-                            expr_operand(v, false),
-                        ],
-                    )
-                })
-                .collect(),
+                .map(|(n, v, _)| (Operand::Value(Json::String(n.clone())), v)),
         ),
         ExprKind::Unary(UnaryOp::Not, x) => expression("not", vec![expr_operand(x, false)]),
         ExprKind::Unary(UnaryOp::Neg, x) => expression("-_", vec![expr_operand(x, false)]),
@@ -715,6 +646,71 @@ fn expr_operand(e: &Expr, in_rhs: bool) -> Operand {
             ],
         ),
     }
+}
+
+/// A call as an expression operand: a namespaced global function (`math.greatest`) by
+/// its full name, otherwise the function over its receiver and arguments.
+fn call_operand(target: Option<&Expr>, func: &str, args: &[Expr]) -> Operand {
+    let (name, target) = match target.and_then(Expr::qualified_name) {
+        Some(ns)
+            if crate::cel::functions::registry()
+                .get(
+                    &format!("{ns}.{func}"),
+                    crate::cel::functions::CallStyle::Global,
+                )
+                .is_some() =>
+        {
+            (format!("{ns}.{func}"), None)
+        }
+        _ => (func.to_string(), target),
+    };
+    let mut ops: Vec<Operand> = target.map(|t| expr_operand(t, false)).into_iter().collect();
+    ops.extend(args.iter().map(|a| expr_operand(a, false)));
+    expression(&name, ops)
+}
+
+/// A map or message literal as Cerbos's `(struct (set-field key value)...)`.
+fn struct_operand<'e>(fields: impl Iterator<Item = (Operand, &'e Expr)>) -> Operand {
+    expression(
+        "struct",
+        fields
+            .map(|(k, v)| expression("set-field", vec![k, expr_operand(v, false)]))
+            .collect(),
+    )
+}
+
+/// A list: a value when every element is a primitive literal, else a `list` expression.
+fn list_operand(items: &[(Expr, bool)]) -> Operand {
+    if items.iter().all(|(x, _)| is_primitive_literal(x)) {
+        Operand::Value(Json::Array(
+            items
+                .iter()
+                .map(|(x, _)| match &x.kind {
+                    ExprKind::Literal(v) => value_json(v),
+                    _ => Json::Null,
+                })
+                .collect(),
+        ))
+    } else {
+        expression(
+            "list",
+            items.iter().map(|(x, _)| expr_operand(x, false)).collect(),
+        )
+    }
+}
+
+/// A map on the right of `in`: the list of its keys, in the order of their operands.
+fn map_keys_operand(entries: &[(Expr, Expr, bool)], pos: usize) -> Operand {
+    let mut keys: Vec<(String, &Expr)> = entries
+        .iter()
+        .map(|(k, _, _)| (format!("{:?}", operand_json(&expr_operand(k, false))), k))
+        .collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    let list = Expr {
+        kind: ExprKind::List(keys.into_iter().map(|(_, k)| (k.clone(), false)).collect()),
+        pos,
+    };
+    expr_operand(&list, false)
 }
 
 /// A comprehension as Cerbos's `(op range (lambda body var...))`.

@@ -289,144 +289,19 @@ impl<'a> Evaluator<'a> {
                 operand,
                 field,
                 optional,
-            } => {
-                if !*optional {
-                    let mut path = Vec::new();
-                    if self.resource_path(e, &mut path) {
-                        return match path.as_slice() {
-                            ["kind"] => Val::Known(self.req.kind.clone()),
-                            ["scope"] => Val::Known(self.req.scope.clone()),
-                            ["attr", name] => match self.req.attr.get_str(name) {
-                                Some(v) => Val::Known(v.clone()),
-                                None => Val::Unknown,
-                            },
-                            _ => Val::Unknown,
-                        };
-                    }
-                    if operand.as_ident() == Some("request") && !self.is_local("request") {
-                        return select_value(self.req.request, field);
-                    }
-                }
-                let o = self.eval(operand);
-                let Val::Known(v) = o else { return o };
-                if !*optional {
-                    return select_value(&v, field);
-                }
-                let inner = match v {
-                    Value::Optional(None) => return Val::Known(Value::Optional(None)),
-                    Value::Optional(Some(x)) => (*x).clone(),
-                    other => other,
-                };
-                match inner {
-                    Value::Map(m) => {
-                        Val::Known(Value::Optional(m.get_str(field).cloned().map(Arc::new)))
-                    }
-                    _ => no_overload(),
-                }
-            }
+            } => self.select(e, operand, field, *optional),
             ExprKind::Index {
                 operand,
                 index,
                 optional,
-            } => {
-                // An unknown operand is not indexed: the index is not evaluated.
-                let o = self.eval(operand);
-                let Val::Known(o) = &o else { return o };
-                let i = self.eval(index);
-                let Val::Known(i) = &i else { return i };
-                if !*optional {
-                    return match index_value(o, i) {
-                        Ok(v) => Val::Known(v),
-                        Err(e) => Val::Error(e),
-                    };
-                }
-                let target = match o {
-                    Value::Optional(None) => return Val::Known(Value::Optional(None)),
-                    Value::Optional(Some(x)) => (**x).clone(),
-                    other => other.clone(),
-                };
-                match index_value(&target, i) {
-                    Ok(v) => Val::Known(Value::Optional(Some(Arc::new(v)))),
-                    Err(_) if matches!(target, Value::Map(_) | Value::List(_)) => {
-                        Val::Known(Value::Optional(None))
-                    }
-                    Err(e) => Val::Error(e),
-                }
-            }
+            } => self.index(operand, index, *optional),
             ExprKind::Call { target, func, args } => self.call(target.as_deref(), func, args),
-            ExprKind::List(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                let mut bad: Option<Val> = None;
-                for (x, _) in items {
-                    let v = self.eval(x);
-                    if v.known().is_none() {
-                        bad = Some(match bad {
-                            None => v,
-                            Some(b) => strict_first(b, v),
-                        });
-                    }
-                }
-                if let Some(b) = bad {
-                    return b;
-                }
-                for (x, optional) in items {
-                    let Some(Val::Known(v)) = self.state.get(&(x as *const Expr)).cloned() else {
-                        return no_overload();
-                    };
-                    if *optional {
-                        match v {
-                            Value::Optional(Some(x)) => out.push((*x).clone()),
-                            Value::Optional(None) => {}
-                            _ => return no_overload(),
-                        }
-                    } else {
-                        out.push(v);
-                    }
-                }
-                Val::Known(Value::list(out))
-            }
-            ExprKind::Map(entries) => {
-                let mut m = MapValue::with_capacity(entries.len());
-                for (k, v, optional) in entries {
-                    let kv = self.eval(k);
-                    let Val::Known(kv) = kv else { return kv };
-                    let vv = self.eval(v);
-                    let Val::Known(vv) = vv else { return vv };
-                    let Some(key) = Key::from_value(&kv) else {
-                        return err(format!("unsupported key type: {}", kv.type_name()));
-                    };
-                    let vv = if *optional {
-                        match vv {
-                            Value::Optional(Some(x)) => (*x).clone(),
-                            Value::Optional(None) => continue,
-                            _ => return no_overload(),
-                        }
-                    } else {
-                        vv
-                    };
-                    if m.insert(key, vv).is_some() {
-                        return err(format!("Failed with repeated key: {kv:?}"));
-                    }
-                }
-                Val::Known(Value::map(m))
-            }
+            ExprKind::List(items) => self.list(items),
+            ExprKind::Map(entries) => self.map(entries),
             ExprKind::Struct { type_name, .. } => err(format!(
                 "undeclared reference to '{type_name}' (in container '')"
             )),
-            ExprKind::Unary(op, x) => {
-                let v = self.eval(x);
-                let Val::Known(v) = v else { return v };
-                match (op, v) {
-                    (UnaryOp::Not, Value::Bool(b)) => Val::Known(Value::Bool(!b)),
-                    (UnaryOp::Neg, Value::Int(i)) => match i.checked_neg() {
-                        Some(n) => Val::Known(Value::Int(n)),
-                        None => err("integer overflow"),
-                    },
-                    (UnaryOp::Neg, Value::Double(d)) => Val::Known(Value::Double(-d)),
-                    (UnaryOp::Neg, Value::Duration(d)) => Val::Known(Value::Duration(-d)),
-                    _ => no_overload(),
-                }
-            }
+            ExprKind::Unary(op, x) => self.unary(*op, x),
             ExprKind::Binary(op, l, r) => {
                 let lv = self.eval(l);
                 let rv = self.eval(r);
@@ -446,6 +321,148 @@ impl<'a> Evaluator<'a> {
                 Val::Known(_) => no_overload(),
                 other => other,
             },
+        }
+    }
+
+    /// `operand.field` (`e`), or `operand.?field` when `optional`: the resource's kind,
+    /// scope and attributes as the request knows them (unknown otherwise), `request.x`
+    /// from the request, else a selection from the operand's value.
+    fn select(&mut self, e: &Expr, operand: &Expr, field: &str, optional: bool) -> Val {
+        if !optional {
+            let mut path = Vec::new();
+            if self.resource_path(e, &mut path) {
+                return match path.as_slice() {
+                    ["kind"] => Val::Known(self.req.kind.clone()),
+                    ["scope"] => Val::Known(self.req.scope.clone()),
+                    ["attr", name] => match self.req.attr.get_str(name) {
+                        Some(v) => Val::Known(v.clone()),
+                        None => Val::Unknown,
+                    },
+                    _ => Val::Unknown,
+                };
+            }
+            if operand.as_ident() == Some("request") && !self.is_local("request") {
+                return select_value(self.req.request, field);
+            }
+        }
+        let o = self.eval(operand);
+        let Val::Known(v) = o else { return o };
+        if !optional {
+            return select_value(&v, field);
+        }
+        let inner = match v {
+            Value::Optional(None) => return Val::Known(Value::Optional(None)),
+            Value::Optional(Some(x)) => (*x).clone(),
+            other => other,
+        };
+        match inner {
+            Value::Map(m) => Val::Known(Value::Optional(m.get_str(field).cloned().map(Arc::new))),
+            _ => no_overload(),
+        }
+    }
+
+    /// `operand[index]`, or `operand[?index]` when `optional`.
+    fn index(&mut self, operand: &Expr, index: &Expr, optional: bool) -> Val {
+        // An unknown operand is not indexed: the index is not evaluated.
+        let o = self.eval(operand);
+        let Val::Known(o) = &o else { return o };
+        let i = self.eval(index);
+        let Val::Known(i) = &i else { return i };
+        if !optional {
+            return match index_value(o, i) {
+                Ok(v) => Val::Known(v),
+                Err(e) => Val::Error(e),
+            };
+        }
+        let target = match o {
+            Value::Optional(None) => return Val::Known(Value::Optional(None)),
+            Value::Optional(Some(x)) => (**x).clone(),
+            other => other.clone(),
+        };
+        match index_value(&target, i) {
+            Ok(v) => Val::Known(Value::Optional(Some(Arc::new(v)))),
+            Err(_) if matches!(target, Value::Map(_) | Value::List(_)) => {
+                Val::Known(Value::Optional(None))
+            }
+            Err(e) => Val::Error(e),
+        }
+    }
+
+    /// A list literal: every element is evaluated; any element not known makes the list
+    /// unknown (or an error, the strict first of them).
+    fn list(&mut self, items: &[(Expr, bool)]) -> Val {
+        let mut out = Vec::with_capacity(items.len());
+        let mut bad: Option<Val> = None;
+        for (x, _) in items {
+            let v = self.eval(x);
+            if v.known().is_none() {
+                bad = Some(match bad {
+                    None => v,
+                    Some(b) => strict_first(b, v),
+                });
+            }
+        }
+        if let Some(b) = bad {
+            return b;
+        }
+        for (x, optional) in items {
+            let Some(Val::Known(v)) = self.state.get(&(x as *const Expr)).cloned() else {
+                return no_overload();
+            };
+            if *optional {
+                match v {
+                    Value::Optional(Some(x)) => out.push((*x).clone()),
+                    Value::Optional(None) => {}
+                    _ => return no_overload(),
+                }
+            } else {
+                out.push(v);
+            }
+        }
+        Val::Known(Value::list(out))
+    }
+
+    /// A map literal, entry by entry (the first entry not known is the answer); a
+    /// repeated key fails as in Cerbos's planner.
+    fn map(&mut self, entries: &[(Expr, Expr, bool)]) -> Val {
+        let mut m = MapValue::with_capacity(entries.len());
+        for (k, v, optional) in entries {
+            let kv = self.eval(k);
+            let Val::Known(kv) = kv else { return kv };
+            let vv = self.eval(v);
+            let Val::Known(vv) = vv else { return vv };
+            let Some(key) = Key::from_value(&kv) else {
+                return err(format!("unsupported key type: {}", kv.type_name()));
+            };
+            let vv = if *optional {
+                match vv {
+                    Value::Optional(Some(x)) => (*x).clone(),
+                    Value::Optional(None) => continue,
+                    _ => return no_overload(),
+                }
+            } else {
+                vv
+            };
+            if m.insert(key, vv).is_some() {
+                return err(format!("Failed with repeated key: {kv:?}"));
+            }
+        }
+        Val::Known(Value::map(m))
+    }
+
+    /// `!x` and `-x`.
+    fn unary(&mut self, op: UnaryOp, x: &Expr) -> Val {
+        let v = self.eval(x);
+        let Val::Known(v) = v else { return v };
+        match (op, v) {
+            (UnaryOp::Not, Value::Bool(b)) => Val::Known(Value::Bool(!b)),
+            (UnaryOp::Neg, Value::Int(i)) => match i.checked_neg() {
+                Some(n) => Val::Known(Value::Int(n)),
+                None => err("integer overflow"),
+            },
+            (UnaryOp::Neg, Value::Double(d)) => Val::Known(Value::Double(-d)),
+            (UnaryOp::Neg, Value::Duration(d)) => Val::Known(Value::Duration(-d)),
+            _ => no_overload(),
         }
     }
 
@@ -653,154 +670,177 @@ impl<'a> Evaluator<'a> {
         for n in &names {
             self.locals.push((n.clone(), Local::Unknown));
         }
-        let out = self.fold(func, &rv, items, &names, filter, body, base);
+        let l = Loop {
+            base,
+            two,
+            filter,
+            body,
+        };
+        let out = self.fold(func, &rv, items, &l);
         self.locals.truncate(base);
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn fold(
-        &mut self,
-        func: &str,
-        range: &Value,
-        items: Vec<(Value, Value)>,
-        names: &[Arc<str>],
-        filter: Option<&Expr>,
-        body: &Expr,
-        base: usize,
-    ) -> Val {
-        let bind = |me: &mut Self, a: Value, b: Value| {
-            me.locals[base].1 = Local::Known(a);
-            if names.len() == 2 {
-                me.locals[base + 1].1 = Local::Known(b);
-            }
-        };
+    /// A comprehension over its range's items, by macro (an unknown body makes the
+    /// quantifiers unknown; elsewhere the first value not known is the answer).
+    fn fold(&mut self, func: &str, range: &Value, items: Vec<(Value, Value)>, l: &Loop) -> Val {
         match func {
-            "all" | "exists" => {
-                let decisive = func == "exists";
-                let mut unknown = false;
-                let mut error = None;
-                for (a, b) in items {
-                    bind(self, a, b);
-                    match self.eval(body) {
-                        Val::Known(Value::Bool(x)) if x == decisive => {
-                            return Val::Known(Value::Bool(decisive));
-                        }
-                        Val::Known(Value::Bool(_)) => {}
-                        Val::Unknown => unknown = true,
-                        Val::Known(_) => {
-                            error.get_or_insert(EvalError::new("no such overload"));
-                        }
-                        Val::Error(e) => {
-                            error.get_or_insert(e);
-                        }
-                    }
-                }
-                if unknown {
-                    Val::Unknown
-                } else if let Some(e) = error {
-                    Val::Error(e)
-                } else {
-                    Val::Known(Value::Bool(!decisive))
-                }
-            }
-            "exists_one" | "existsOne" => {
-                let mut n = 0usize;
-                let mut unknown = false;
-                for (a, b) in items {
-                    bind(self, a, b);
-                    match self.eval(body) {
-                        Val::Known(Value::Bool(true)) => n += 1,
-                        Val::Known(Value::Bool(false)) => {}
-                        Val::Unknown => unknown = true,
-                        Val::Known(_) => return no_overload(),
-                        e @ Val::Error(_) => return e,
-                    }
-                }
-                if unknown {
-                    Val::Unknown
-                } else {
-                    Val::Known(Value::Bool(n == 1))
-                }
-            }
-            "map" | "filter" | "transformList" => {
-                let mut out = Vec::new();
-                for (a, b) in items {
-                    let elem = a.clone();
-                    bind(self, a, b);
-                    if let Some(f) = filter {
-                        match self.eval(f) {
-                            Val::Known(Value::Bool(true)) => {}
-                            Val::Known(Value::Bool(false)) => continue,
-                            Val::Known(_) => return no_overload(),
-                            other => return other,
-                        }
-                    }
-                    match (func, self.eval(body)) {
-                        ("filter", Val::Known(Value::Bool(true))) => out.push(elem),
-                        ("filter", Val::Known(Value::Bool(false))) => {}
-                        ("filter", Val::Known(_)) => return no_overload(),
-                        (_, Val::Known(v)) => out.push(v),
-                        (_, other) => return other,
-                    }
-                }
-                Val::Known(Value::list(out))
-            }
-            "transformMap" | "transformMapEntry" => {
-                let mut out = MapValue::new();
-                for (a, b) in items {
-                    let key = a.clone();
-                    bind(self, a, b);
-                    if let Some(f) = filter {
-                        match self.eval(f) {
-                            Val::Known(Value::Bool(true)) => {}
-                            Val::Known(Value::Bool(false)) => continue,
-                            Val::Known(_) => return no_overload(),
-                            other => return other,
-                        }
-                    }
-                    let v = match self.eval(body) {
-                        Val::Known(v) => v,
-                        other => return other,
-                    };
-                    if func == "transformMap" {
-                        let Some(k) = Key::from_value(&key) else {
-                            return no_overload();
-                        };
-                        out.insert(k, v);
-                    } else {
-                        let Value::Map(entry) = v else {
-                            return no_overload();
-                        };
-                        for (k, v) in entry.iter() {
-                            if out.insert(k.clone(), v.clone()).is_some() {
-                                return err(format!("insert failed: key {k} already exists"));
-                            }
-                        }
-                    }
-                }
-                Val::Known(Value::map(out))
-            }
+            "all" | "exists" => self.fold_quantifier(func == "exists", items, l),
+            "exists_one" | "existsOne" => self.fold_exists_one(items, l),
+            "map" | "filter" | "transformList" => self.fold_list(func == "filter", items, l),
+            "transformMap" | "transformMapEntry" => self.fold_map(func == "transformMap", items, l),
             "sortBy" => {
                 let Value::List(_) = range else {
                     return no_overload();
                 };
-                let mut keyed = Vec::with_capacity(items.len());
-                for (a, b) in items {
-                    let elem = a.clone();
-                    bind(self, a, b);
-                    match self.eval(body) {
-                        Val::Known(k) => keyed.push((k, elem)),
-                        other => return other,
-                    }
-                }
-                if let Err(e) = sort_values_by_key(&mut keyed) {
-                    return Val::Error(e);
-                }
-                Val::Known(Value::list(keyed.into_iter().map(|(_, v)| v).collect()))
+                self.fold_sort(items, l)
             }
             _ => err("invalid macro"),
         }
+    }
+
+    /// Binds one item to the comprehension's variables.
+    fn bind_item(&mut self, l: &Loop, a: Value, b: Value) {
+        self.locals[l.base].1 = Local::Known(a);
+        if l.two {
+            self.locals[l.base + 1].1 = Local::Known(b);
+        }
+    }
+
+    /// Whether the filter (if any) keeps the bound item; `Err` with the answer when the
+    /// filter is not a known boolean.
+    fn kept(&mut self, l: &Loop) -> Result<bool, Val> {
+        let Some(f) = l.filter else {
+            return Ok(true);
+        };
+        match self.eval(f) {
+            Val::Known(Value::Bool(b)) => Ok(b),
+            Val::Known(_) => Err(no_overload()),
+            other => Err(other),
+        }
+    }
+
+    /// `all` (`decisive` false) and `exists` (`decisive` true).
+    fn fold_quantifier(&mut self, decisive: bool, items: Vec<(Value, Value)>, l: &Loop) -> Val {
+        let mut unknown = false;
+        let mut error = None;
+        for (a, b) in items {
+            self.bind_item(l, a, b);
+            match self.eval(l.body) {
+                Val::Known(Value::Bool(x)) if x == decisive => {
+                    return Val::Known(Value::Bool(decisive));
+                }
+                Val::Known(Value::Bool(_)) => {}
+                Val::Unknown => unknown = true,
+                Val::Known(_) => {
+                    error.get_or_insert(EvalError::new("no such overload"));
+                }
+                Val::Error(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        if unknown {
+            Val::Unknown
+        } else if let Some(e) = error {
+            Val::Error(e)
+        } else {
+            Val::Known(Value::Bool(!decisive))
+        }
+    }
+
+    /// `exists_one`.
+    fn fold_exists_one(&mut self, items: Vec<(Value, Value)>, l: &Loop) -> Val {
+        let mut n = 0usize;
+        let mut unknown = false;
+        for (a, b) in items {
+            self.bind_item(l, a, b);
+            match self.eval(l.body) {
+                Val::Known(Value::Bool(true)) => n += 1,
+                Val::Known(Value::Bool(false)) => {}
+                Val::Unknown => unknown = true,
+                Val::Known(_) => return no_overload(),
+                e @ Val::Error(_) => return e,
+            }
+        }
+        if unknown {
+            Val::Unknown
+        } else {
+            Val::Known(Value::Bool(n == 1))
+        }
+    }
+
+    /// `map`, `transformList` and (`filter`) `filter`.
+    fn fold_list(&mut self, filter: bool, items: Vec<(Value, Value)>, l: &Loop) -> Val {
+        let mut out = Vec::new();
+        for (a, b) in items {
+            let elem = a.clone();
+            self.bind_item(l, a, b);
+            match self.kept(l) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(answer) => return answer,
+            }
+            match (filter, self.eval(l.body)) {
+                (true, Val::Known(Value::Bool(true))) => out.push(elem),
+                (true, Val::Known(Value::Bool(false))) => {}
+                (true, Val::Known(_)) => return no_overload(),
+                (_, Val::Known(v)) => out.push(v),
+                (_, other) => return other,
+            }
+        }
+        Val::Known(Value::list(out))
+    }
+
+    /// `transformMap` (`by_key`) and `transformMapEntry`.
+    fn fold_map(&mut self, by_key: bool, items: Vec<(Value, Value)>, l: &Loop) -> Val {
+        let mut out = MapValue::new();
+        for (a, b) in items {
+            let key = a.clone();
+            self.bind_item(l, a, b);
+            match self.kept(l) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(answer) => return answer,
+            }
+            let v = match self.eval(l.body) {
+                Val::Known(v) => v,
+                other => return other,
+            };
+            if by_key {
+                let Some(k) = Key::from_value(&key) else {
+                    return no_overload();
+                };
+                out.insert(k, v);
+            } else {
+                let Value::Map(entry) = v else {
+                    return no_overload();
+                };
+                for (k, v) in entry.iter() {
+                    if out.insert(k.clone(), v.clone()).is_some() {
+                        return err(format!("insert failed: key {k} already exists"));
+                    }
+                }
+            }
+        }
+        Val::Known(Value::map(out))
+    }
+
+    /// `sortBy` over a list.
+    fn fold_sort(&mut self, items: Vec<(Value, Value)>, l: &Loop) -> Val {
+        let mut keyed = Vec::with_capacity(items.len());
+        for (a, b) in items {
+            let elem = a.clone();
+            self.bind_item(l, a, b);
+            match self.eval(l.body) {
+                Val::Known(k) => keyed.push((k, elem)),
+                other => return other,
+            }
+        }
+        if let Err(e) = sort_values_by_key(&mut keyed) {
+            return Val::Error(e);
+        }
+        Val::Known(Value::list(keyed.into_iter().map(|(_, v)| v).collect()))
     }
 
     fn known_bool(&self, e: &Expr) -> Option<bool> {
@@ -935,6 +975,15 @@ impl<'a> Evaluator<'a> {
         };
         mk(kind, e.pos)
     }
+}
+
+/// One comprehension being planned: where its variables sit among the locals (one, or
+/// two when `two`), its filter and its body.
+struct Loop<'e> {
+    base: usize,
+    two: bool,
+    filter: Option<&'e Expr>,
+    body: &'e Expr,
 }
 
 fn right_nested(mut items: Vec<Expr>, and: bool) -> Option<Expr> {
