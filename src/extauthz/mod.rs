@@ -197,6 +197,9 @@ pub async fn build_after(
                 principal::Source::Jwt {
                     header: c.header.to_ascii_lowercase(),
                     verifier: Arc::new(verifier),
+                    // As many mapped principals as cached tokens: a repeated token is
+                    // mapped once.
+                    mapped: principal::MappedCache::new(10_000),
                 }
             }
         });

@@ -2,7 +2,7 @@
 //! Gatehouse verifies, the mTLS peer, or (for development) plain headers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
 use serde_json::{Map, Value as Json};
@@ -10,7 +10,7 @@ use serde_json::{Map, Value as Json};
 use super::config::{ClaimsConfig, HeadersSource, JwtAuthnSource, MtlsSource};
 use crate::cel::{MapValue, Value, from_json};
 use crate::engine::Principal;
-use crate::jwt::JwtVerifier;
+use crate::jwt::{Claims, JwtVerifier};
 
 /// A compiled principal source.
 pub enum Source {
@@ -22,6 +22,8 @@ pub enum Source {
         header: String,
         /// The verifier.
         verifier: Arc<JwtVerifier>,
+        /// Principals mapped from the verifier's cached claims.
+        mapped: MappedCache,
     },
     /// mTLS peer.
     Mtls(MtlsSource),
@@ -43,11 +45,127 @@ impl std::fmt::Debug for Source {
     }
 }
 
+/// A principal, with the backend headers derived from it alone (built on first use).
+#[derive(Debug)]
+pub struct MappedPrincipal {
+    /// The principal.
+    pub principal: Principal,
+    headers: OnceLock<PrincipalHeaders>,
+}
+
+/// The values of the principal headers the backend gets on allow.
+#[derive(Debug)]
+pub struct PrincipalHeaders {
+    /// The principal id, percent-encoded.
+    pub id: String,
+    /// The roles, each percent-encoded, joined with `,`.
+    pub roles: String,
+    /// The attributes as ASCII-only JSON.
+    pub attr: String,
+}
+
+impl MappedPrincipal {
+    /// `principal`, its headers not built yet.
+    pub(crate) fn new(principal: Principal) -> Arc<MappedPrincipal> {
+        Arc::new(MappedPrincipal {
+            principal,
+            headers: OnceLock::new(),
+        })
+    }
+
+    /// The principal's header values, built once.
+    pub(crate) fn headers(&self) -> &PrincipalHeaders {
+        self.headers.get_or_init(|| {
+            let p = &self.principal;
+            // Percent-encoded names and ASCII-only JSON (see `encoding`): a role with a
+            // comma stays one role, and accented names arrive intact.
+            PrincipalHeaders {
+                id: super::encoding::percent_encode(&p.id).into_owned(),
+                roles: super::encoding::encode_list(p.roles.iter().map(|r| &**r)),
+                attr: super::encoding::ascii_json(&crate::cel::to_json(&Value::Map(
+                    p.attr.clone(),
+                ))),
+            }
+        })
+    }
+}
+
+/// Principals mapped from verified claims, by the claims' identity: the JWT verifier's
+/// cache hands out the same `Arc<Claims>` for every use of one cached token, so a repeated
+/// token is mapped (and its headers built) once. An entry holds its claims, so their
+/// address is never reused by other claims while the entry exists. The mapping reads the
+/// claims and the claim mapping of the same configuration only (never the request's
+/// headers), and the token is verified (signature, `exp`, `nbf`) before every look-up.
+/// At most `capacity` entries: when full, entries whose claims the verifier no longer
+/// holds are dropped, and if none are, all.
+pub struct MappedCache {
+    capacity: usize,
+    entries: Mutex<MappedEntries>,
+}
+
+/// Mapped principals by the address of their claims (held, so never reused meanwhile).
+type MappedEntries = HashMap<usize, (Arc<Claims>, Arc<MappedPrincipal>)>;
+
+impl std::fmt::Debug for MappedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedCache")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MappedCache {
+    /// An empty cache of at most `capacity` principals (`0`: nothing is cached).
+    pub(crate) fn new(capacity: usize) -> MappedCache {
+        MappedCache {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MappedEntries> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The number of principals cached now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The principal of `claims` under `mapping`: cached when the verifier shares the
+    /// claims (they are in its cache), mapped afresh otherwise. Mapping errors are not
+    /// cached.
+    pub(crate) fn get_or_map(
+        &self,
+        claims: &Arc<Claims>,
+        mapping: &ClaimsConfig,
+    ) -> Result<Arc<MappedPrincipal>, String> {
+        let key = Arc::as_ptr(claims) as usize;
+        if let Some((_, hit)) = self.lock().get(&key) {
+            return Ok(hit.clone());
+        }
+        let mapped = MappedPrincipal::new(principal_from_claims(claims, mapping)?);
+        // Only claims the verifier keeps (its cache holds another reference) come again.
+        if self.capacity > 0 && Arc::strong_count(claims) > 1 {
+            let mut entries = self.lock();
+            if entries.len() >= self.capacity {
+                entries.retain(|_, (c, _)| Arc::strong_count(c) > 1);
+                if entries.len() >= self.capacity {
+                    entries.clear();
+                }
+            }
+            entries.insert(key, (claims.clone(), mapped.clone()));
+        }
+        Ok(mapped)
+    }
+}
+
 /// What the request says about who is asking.
 #[derive(Clone, Debug)]
 pub enum Identity {
     /// An identified principal, and the source that identified it.
-    Known(Principal, &'static str),
+    Known(Arc<MappedPrincipal>, &'static str),
     /// Credentials were presented but are invalid: never fall back to anonymous.
     Invalid(String),
     /// No credentials at all.
@@ -169,11 +287,15 @@ pub(crate) async fn resolve(
                     continue;
                 };
                 return match principal_from_claims(&map, claims) {
-                    Ok(p) => Identity::Known(p, "jwt_authn"),
+                    Ok(p) => Identity::Known(MappedPrincipal::new(p), "jwt_authn"),
                     Err(e) => Identity::Invalid(e),
                 };
             }
-            Source::Jwt { header, verifier } => {
+            Source::Jwt {
+                header,
+                verifier,
+                mapped,
+            } => {
                 let Some(token) = bearer(facts.headers, header) else {
                     if facts.headers.contains_key(header) {
                         return Identity::Invalid(
@@ -183,7 +305,7 @@ pub(crate) async fn resolve(
                     continue;
                 };
                 return match verifier.verify_shared(token, None).await {
-                    Ok(map) => match principal_from_claims(&map, claims) {
+                    Ok(map) => match mapped.get_or_map(&map, claims) {
                         Ok(p) => Identity::Known(p, "jwt"),
                         Err(e) => Identity::Invalid(e),
                     },
@@ -208,13 +330,13 @@ pub(crate) async fn resolve(
                     Value::from(id.as_str()),
                 );
                 return Identity::Known(
-                    Principal {
+                    MappedPrincipal::new(Principal {
                         id,
                         roles: cfg.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
                         attr: Arc::new(attr),
                         policy_version: String::new(),
                         scope: String::new(),
-                    },
+                    }),
                     "mtls",
                 );
             }
@@ -235,13 +357,13 @@ pub(crate) async fn resolve(
                     })
                     .unwrap_or_default();
                 return Identity::Known(
-                    Principal {
+                    MappedPrincipal::new(Principal {
                         id: id.clone(),
                         roles,
                         attr: Arc::new(MapValue::new()),
                         policy_version: String::new(),
                         scope: String::new(),
-                    },
+                    }),
                     "headers",
                 );
             }
@@ -302,7 +424,7 @@ mod tests {
             }),
         ];
         match resolve(&sources, &facts, &ClaimsConfig::default()).await {
-            Identity::Known(p, "mtls") => assert_eq!(p.id, "spiffe://td/ns/a/sa/b"),
+            Identity::Known(p, "mtls") => assert_eq!(p.principal.id, "spiffe://td/ns/a/sa/b"),
             other => panic!("{other:?}"),
         }
         let facts = RequestFacts {
@@ -310,7 +432,7 @@ mod tests {
             ..facts
         };
         match resolve(&sources, &facts, &ClaimsConfig::default()).await {
-            Identity::Known(p, "headers") => assert_eq!(p.roles.len(), 2),
+            Identity::Known(p, "headers") => assert_eq!(p.principal.roles.len(), 2),
             other => panic!("{other:?}"),
         }
         let mut md = HashMap::new();
@@ -340,8 +462,169 @@ mod tests {
             payload_key: String::new(),
         })];
         match resolve(&sources, &facts, &ClaimsConfig::default()).await {
-            Identity::Known(p, "jwt_authn") => assert_eq!(p.id, "bob"),
+            Identity::Known(p, "jwt_authn") => assert_eq!(p.principal.id, "bob"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    mod cached {
+        use std::time::{SystemTime, UNIX_EPOCH};
+
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+        use super::*;
+        use crate::jwt::{JwtConfig, KeySet, KeySetOptions};
+
+        const SECRET_JWK: &str =
+            r#"{"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ","kid":"h","alg":"HS256"}"#;
+
+        fn sign(payload: &serde_json::Value) -> String {
+            let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
+            let input = format!(
+                "{}.{}",
+                b64(r#"{"alg":"HS256","kid":"h"}"#),
+                b64(&payload.to_string())
+            );
+            let key = jsonwebtoken::EncodingKey::from_secret(b"secret-secret-secret-secret!");
+            let sig =
+                jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+                    .unwrap();
+            format!("{input}.{sig}")
+        }
+
+        fn now() -> u64 {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        }
+
+        /// A token for `sub` with `roles` and a department, valid for `ttl` seconds.
+        fn token(sub: &str, roles: &[&str], department: &str, ttl: u64) -> String {
+            sign(&serde_json::json!({
+                "sub": sub, "roles": roles, "department": department, "exp": now() + ttl,
+            }))
+        }
+
+        /// A JWT source whose verifier caches `tokens` and whose mapping caches
+        /// `principals`.
+        fn source(tokens: usize, principals: usize) -> Source {
+            let set = KeySet::parse(SECRET_JWK, KeySetOptions::new()).unwrap();
+            let verifier = JwtVerifier::new(JwtConfig {
+                key_sets: vec![("hmac".into(), set)],
+                ..JwtConfig::default()
+            })
+            .unwrap()
+            .with_cache_size(tokens);
+            Source::Jwt {
+                header: "authorization".into(),
+                verifier: Arc::new(verifier),
+                mapped: MappedCache::new(principals),
+            }
+        }
+
+        fn mapping() -> ClaimsConfig {
+            ClaimsConfig {
+                id: "sub".into(),
+                roles: "roles".into(),
+                attr: vec!["department".into()],
+            }
+        }
+
+        fn identify(source: &Source, token: &str) -> Identity {
+            let headers: HashMap<String, String> =
+                [("authorization".to_string(), format!("Bearer {token}"))].into();
+            let facts = RequestFacts {
+                headers: &headers,
+                filter_metadata: None,
+                peer_principal: "",
+            };
+            let sources = std::slice::from_ref(source);
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(resolve(sources, &facts, &mapping()))
+        }
+
+        fn known(identity: Identity) -> Arc<MappedPrincipal> {
+            match identity {
+                Identity::Known(p, "jwt") => p,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn cached(source: &Source) -> usize {
+            match source {
+                Source::Jwt { mapped, .. } => mapped.len(),
+                _ => unreachable!(),
+            }
+        }
+
+        #[test]
+        fn a_repeated_token_is_mapped_once_and_never_lent_to_another() {
+            let s = source(10, 10);
+            let alice = token("alice", &["user"], "eng", 600);
+            let bob = token("bob", &["admin", "a,b"], "sales", 600);
+            let first = known(identify(&s, &alice));
+            let again = known(identify(&s, &alice));
+            assert!(Arc::ptr_eq(&first, &again), "the second use is a cache hit");
+            assert_eq!(cached(&s), 1);
+            let b = known(identify(&s, &bob));
+            assert!(!Arc::ptr_eq(&first, &b));
+            assert_eq!(b.principal.id, "bob");
+            assert_eq!(b.headers().roles, "admin,a%2Cb");
+            assert_eq!(b.headers().attr, r#"{"department":"sales"}"#);
+            let a = known(identify(&s, &alice));
+            assert_eq!(a.principal.id, "alice");
+            assert_eq!(&*a.principal.roles[0], "user");
+            assert_eq!(a.headers().id, "alice");
+            assert_eq!(a.headers().attr, r#"{"department":"eng"}"#);
+            // Same subject, other claims: another token, another principal.
+            let alice_sales = known(identify(&s, &token("alice", &["user"], "sales", 600)));
+            assert_eq!(alice_sales.headers().attr, r#"{"department":"sales"}"#);
+            assert_eq!(cached(&s), 3);
+        }
+
+        #[test]
+        fn the_cache_is_bounded_and_mapping_errors_are_not_cached() {
+            let s = source(100, 3);
+            for i in 0..10 {
+                let sub = format!("user-{i}");
+                let p = known(identify(&s, &token(&sub, &[], "eng", 600)));
+                assert_eq!(p.principal.id, sub);
+                assert!(cached(&s) <= 3, "{}", cached(&s));
+            }
+            let s = source(10, 10);
+            let no_sub = sign(&serde_json::json!({"roles": ["x"], "exp": now() + 600}));
+            for _ in 0..2 {
+                assert!(matches!(identify(&s, &no_sub), Identity::Invalid(_)));
+            }
+            assert_eq!(cached(&s), 0);
+        }
+
+        #[test]
+        fn without_the_verifier_cache_nothing_is_kept() {
+            let s = source(0, 10);
+            let alice = token("alice", &["user"], "eng", 600);
+            let first = known(identify(&s, &alice));
+            let again = known(identify(&s, &alice));
+            assert!(!Arc::ptr_eq(&first, &again));
+            assert_eq!(again.principal.id, "alice");
+            assert_eq!(cached(&s), 0);
+        }
+
+        #[test]
+        fn an_expired_token_gets_no_cached_principal() {
+            let s = source(10, 10);
+            let short = token("alice", &["user"], "eng", 1);
+            assert_eq!(known(identify(&s, &short)).principal.id, "alice");
+            assert_eq!(cached(&s), 1);
+            std::thread::sleep(std::time::Duration::from_millis(2100));
+            match identify(&s, &short) {
+                Identity::Invalid(reason) => assert!(reason.contains("expired"), "{reason}"),
+                other => panic!("{other:?}"),
+            }
         }
     }
 }

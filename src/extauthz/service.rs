@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use super::answer::{Allowed, Answer, Denied};
 use super::attributes::{AttributeFetcher, Provenance};
 use super::config::{AnonymousConfig, AttributesConfig, ClaimsConfig, DenyBody, FetchConfig, Mode};
-use super::principal::{Identity, RequestFacts, Source, resolve};
+use super::principal::{Identity, MappedPrincipal, RequestFacts, Source, resolve};
 use super::route::{RequestPath, RouteMapper, RouteMatch, fill_template, normalize, query_params};
 use super::shadow::Comparison;
 use crate::audit::{ActionRecord, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord};
@@ -168,6 +168,8 @@ struct Trail<'a> {
     /// Names of attributes copied from request headers: never logged.
     header_attrs: Vec<&'a str>,
     principal: Option<Principal>,
+    /// The principal as mapped, with its backend headers (built once per principal).
+    mapped: Option<Arc<MappedPrincipal>>,
     resource: Option<Resource>,
     output: Option<CheckOutput>,
     /// Revision of the policy set that decided.
@@ -209,24 +211,22 @@ impl ExtAuthz {
         let p = &self.prefix;
         let mut set = vec![(format!("{p}decision-id"), id.to_string())];
         if let Some(principal) = &a.principal {
-            // Percent-encoded names and ASCII-only JSON (see `encoding`): a role with a
-            // comma stays one role, and accented names arrive intact.
-            set.push((
-                format!("{p}principal"),
-                super::encoding::percent_encode(&principal.id).into_owned(),
-            ));
-            set.push((
-                format!("{p}roles"),
-                super::encoding::encode_list(principal.roles.iter().map(|r| &**r)),
-            ));
+            // The mapped principal's headers are built once (cached with a verified
+            // token's claims); `trail.principal` is a copy of that principal.
+            let fresh;
+            let mapped = match &a.mapped {
+                Some(m) => m,
+                None => {
+                    fresh = MappedPrincipal::new(principal.clone());
+                    &fresh
+                }
+            };
+            let h = mapped.headers();
+            set.push((format!("{p}principal"), h.id.clone()));
+            set.push((format!("{p}roles"), h.roles.clone()));
             // The principal's attributes (from verified claims), so the backend can ask the
             // Cerbos API about many resources for the same principal.
-            set.push((
-                format!("{p}principal-attr"),
-                super::encoding::ascii_json(&crate::cel::to_json(&crate::cel::Value::Map(
-                    principal.attr.clone(),
-                ))),
-            ));
+            set.push((format!("{p}principal-attr"), h.attr.clone()));
         }
         if let Some(out) = &a.output {
             if !out.effective_derived_roles.is_empty() {
@@ -593,7 +593,9 @@ impl ExtAuthz {
             return Ok(Mapped::Public);
         }
         self.record_route(trail, &hit, &method, &path);
-        trail.principal = Some(self.principal(attrs, http).await?);
+        let mapped = self.principal(attrs, http).await?;
+        trail.principal = Some(mapped.principal.clone());
+        trail.mapped = Some(mapped);
 
         let Some(resource_cfg) = &route.resource else {
             return Err(Denial::forbidden("route has no resource"));
@@ -788,7 +790,7 @@ impl ExtAuthz {
         &self,
         attrs: &AttributeContext,
         http: &HttpRequest,
-    ) -> Result<Principal, Denial> {
+    ) -> Result<Arc<MappedPrincipal>, Denial> {
         let facts = RequestFacts {
             headers: &http.headers,
             filter_metadata: attrs.metadata_context.as_ref().map(|m| &m.filter_metadata),
@@ -805,11 +807,11 @@ impl ExtAuthz {
                 always_enforced: false,
             }),
             Identity::Missing => match &self.anonymous {
-                Some(a) => Ok(Principal {
+                Some(a) => Ok(MappedPrincipal::new(Principal {
                     id: a.id.clone(),
                     roles: a.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
                     ..Default::default()
-                }),
+                })),
                 None => Err(Denial {
                     status: 401,
                     reason: "authentication required".into(),
