@@ -102,99 +102,129 @@ pub fn routes_from_openapi(
                 return Err(err(format!("more than {MAX_OPERATIONS} operations")));
             }
             let method = method.to_ascii_uppercase();
-            let text = |key: &str| -> Result<Option<String>, OpenApiError> {
-                match op.get(key) {
-                    None => Ok(None),
-                    Some(Json::String(s)) if !s.is_empty() && s.len() <= MAX_TEXT => {
-                        Ok(Some(s.clone()))
-                    }
-                    Some(_) => Err(err(format!(
-                        "{method} {path}: {key} must be a non-empty string"
-                    ))),
-                }
-            };
-            let attributes = match op.get("x-gatehouse-attributes") {
-                None => AttributesConfig::default(),
-                Some(v) => serde_json::from_value::<AttributesConfig>(v.clone())
-                    .map_err(|e| err(format!("{method} {path}: x-gatehouse-attributes: {e}")))?,
-            };
-            let params = path_params(path, item.get("parameters"), op.get("parameters"));
-            let template = typed_template(path, &params);
-            let public = op.get("x-gatehouse-public").and_then(Json::as_bool) == Some(true)
-                || op
-                    .get("security")
-                    .and_then(Json::as_array)
-                    .is_some_and(Vec::is_empty);
-            let operation_id = text("operationId")?;
-            if public && pass_public {
-                out.push(ImportedRoute {
-                    config: route(template, &method, true, None, None),
-                    method,
-                    action_origin: None,
-                    operation_id,
-                });
-                continue;
+            if let Some(r) = import_operation(path, item, method, op, pass_public)? {
+                out.push(r);
             }
-            let plan = match op.get("x-gatehouse-plan") {
-                None => None,
-                Some(v) => Some(
-                    serde_json::from_value::<PlanConfig>(v.clone())
-                        .map_err(|e| err(format!("{method} {path}: x-gatehouse-plan: {e}")))?,
-                ),
-            };
-            let (action, origin) = match (&plan, text("x-gatehouse-action")?) {
-                (Some(_), Some(_)) => {
-                    return Err(err(format!(
-                        "{method} {path}: x-gatehouse-plan and x-gatehouse-action exclude each other"
-                    )));
-                }
-                (Some(p), None) => (p.action.clone(), ActionOrigin::Plan),
-                (None, Some(a)) => (a, ActionOrigin::Extension),
-                (None, None) => match default_action(&method) {
-                    Some(a) => (a.to_string(), ActionOrigin::Default),
-                    None => continue,
-                },
-            };
-            let tag = op
-                .get("tags")
-                .and_then(Json::as_array)
-                .and_then(|t| t.first())
-                .and_then(Json::as_str)
-                .filter(|t| !t.is_empty() && t.len() <= MAX_TEXT)
-                .map(str::to_string);
-            let kind = match text("x-gatehouse-resource")?.or(tag) {
-                Some(k) => k,
-                None => collection_segment(path).ok_or_else(|| {
-                    err(format!(
-                        "{method} {path}: no resource kind (add x-gatehouse-resource)"
-                    ))
-                })?,
-            };
-            let id = match text("x-gatehouse-id")? {
-                Some(id) => id,
-                // A plan covers every resource of the kind: no id.
-                None if plan.is_some() => String::new(),
-                None => last_param(path).map_or_else(|| "*".to_string(), |p| format!("{{{p}}}")),
-            };
-            let resource = ResourceConfig {
-                kind,
-                id,
-                policy_version: String::new(),
-                scope: String::new(),
-            };
-            let decided = plan.is_none().then_some(action);
-            let mut config = route(template, &method, false, Some(resource), decided);
-            config.attributes = attributes;
-            config.plan = plan;
-            out.push(ImportedRoute {
-                config,
-                method,
-                action_origin: Some(origin),
-                operation_id,
-            });
         }
     }
     Ok(out)
+}
+
+/// A JSON object of the document.
+type Object = serde_json::Map<String, Json>;
+
+/// The optional text field `key` of operation `op`: a non-empty string of bounded size.
+fn text(op: &Object, key: &str, method: &str, path: &str) -> Result<Option<String>, OpenApiError> {
+    match op.get(key) {
+        None => Ok(None),
+        Some(Json::String(s)) if !s.is_empty() && s.len() <= MAX_TEXT => Ok(Some(s.clone())),
+        Some(_) => Err(OpenApiError(format!(
+            "{method} {path}: {key} must be a non-empty string"
+        ))),
+    }
+}
+
+/// One operation (`method` upper case) of path item `item` as a route: public, a plan
+/// route, or decided with its action; `None` when it names no action and its method
+/// has no default one.
+fn import_operation(
+    path: &str,
+    item: &Object,
+    method: String,
+    op: &Object,
+    pass_public: bool,
+) -> Result<Option<ImportedRoute>, OpenApiError> {
+    let err = |m: String| OpenApiError(m);
+    let attributes = match op.get("x-gatehouse-attributes") {
+        None => AttributesConfig::default(),
+        Some(v) => serde_json::from_value::<AttributesConfig>(v.clone())
+            .map_err(|e| err(format!("{method} {path}: x-gatehouse-attributes: {e}")))?,
+    };
+    let params = path_params(path, item.get("parameters"), op.get("parameters"));
+    let template = typed_template(path, &params);
+    let public = op.get("x-gatehouse-public").and_then(Json::as_bool) == Some(true)
+        || op
+            .get("security")
+            .and_then(Json::as_array)
+            .is_some_and(Vec::is_empty);
+    let operation_id = text(op, "operationId", &method, path)?;
+    if public && pass_public {
+        return Ok(Some(ImportedRoute {
+            config: route(template, &method, true, None, None),
+            method,
+            action_origin: None,
+            operation_id,
+        }));
+    }
+    let plan = match op.get("x-gatehouse-plan") {
+        None => None,
+        Some(v) => Some(
+            serde_json::from_value::<PlanConfig>(v.clone())
+                .map_err(|e| err(format!("{method} {path}: x-gatehouse-plan: {e}")))?,
+        ),
+    };
+    let (action, origin) = match (&plan, text(op, "x-gatehouse-action", &method, path)?) {
+        (Some(_), Some(_)) => {
+            return Err(err(format!(
+                "{method} {path}: x-gatehouse-plan and x-gatehouse-action exclude each other"
+            )));
+        }
+        (Some(p), None) => (p.action.clone(), ActionOrigin::Plan),
+        (None, Some(a)) => (a, ActionOrigin::Extension),
+        (None, None) => match default_action(&method) {
+            Some(a) => (a.to_string(), ActionOrigin::Default),
+            None => return Ok(None),
+        },
+    };
+    let resource = operation_resource(path, &method, op, plan.is_some())?;
+    let decided = plan.is_none().then_some(action);
+    let mut config = route(template, &method, false, Some(resource), decided);
+    config.attributes = attributes;
+    config.plan = plan;
+    Ok(Some(ImportedRoute {
+        config,
+        method,
+        action_origin: Some(origin),
+        operation_id,
+    }))
+}
+
+/// The resource an operation decides on: its kind from `x-gatehouse-resource`, the
+/// first tag or the path's collection segment; its id from `x-gatehouse-id`, none for a
+/// plan, else the path's last parameter (`*` without one).
+fn operation_resource(
+    path: &str,
+    method: &str,
+    op: &Object,
+    plan: bool,
+) -> Result<ResourceConfig, OpenApiError> {
+    let tag = op
+        .get("tags")
+        .and_then(Json::as_array)
+        .and_then(|t| t.first())
+        .and_then(Json::as_str)
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TEXT)
+        .map(str::to_string);
+    let kind = match text(op, "x-gatehouse-resource", method, path)?.or(tag) {
+        Some(k) => k,
+        None => collection_segment(path).ok_or_else(|| {
+            OpenApiError(format!(
+                "{method} {path}: no resource kind (add x-gatehouse-resource)"
+            ))
+        })?,
+    };
+    let id = match text(op, "x-gatehouse-id", method, path)? {
+        Some(id) => id,
+        // A plan covers every resource of the kind: no id.
+        None if plan => String::new(),
+        None => last_param(path).map_or_else(|| "*".to_string(), |p| format!("{{{p}}}")),
+    };
+    Ok(ResourceConfig {
+        kind,
+        id,
+        policy_version: String::new(),
+        scope: String::new(),
+    })
 }
 
 fn route(

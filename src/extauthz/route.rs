@@ -508,35 +508,7 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         Matcher::Prefix(_) => Vec::new(),
     };
     let mut errors = Vec::new();
-    if let Some(r) = &c.resource {
-        check_template(&mut errors, &err, &["resource", "id"], &r.id, &params);
-        check_template(&mut errors, &err, &["resource", "scope"], &r.scope, &params);
-        check_literal(&mut errors, &err, &["resource", "kind"], &r.kind);
-        check_literal(
-            &mut errors,
-            &err,
-            &["resource", "policyVersion"],
-            &r.policy_version,
-        );
-    }
-    let a = &c.attributes;
-    if let Some(fetch) = &a.fetch {
-        check_template(
-            &mut errors,
-            &err,
-            &["attributes", "fetch", "url"],
-            &fetch.url,
-            &params,
-        );
-    }
-    for (attr, header) in &a.headers {
-        check_literal(&mut errors, &err, &["attributes", "headers"], attr);
-        check_literal(&mut errors, &err, &["attributes", "headers"], header);
-    }
-    for (attr, param) in &a.query {
-        check_literal(&mut errors, &err, &["attributes", "query"], attr);
-        check_literal(&mut errors, &err, &["attributes", "query"], param);
-    }
+    check_fields(&mut errors, &err, c, &params);
     let shape = match &matcher {
         Matcher::Template(segs) => {
             path_shape(segs, c.resource.as_ref().map_or("", |r| r.id.as_str()))
@@ -553,31 +525,7 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
         .collect();
     if !c.public && c.action.is_none() && c.plan.is_none() {
-        if shape == PathShape::Beyond {
-            let covered = !methods.is_empty() && methods.iter().all(|m| actions.contains_key(m));
-            if !covered {
-                errors.push(err(
-                    &[],
-                    None,
-                    "the path goes beyond the resource id (a sub-resource or verb segment), so \
-                     the HTTP method does not say what is being done: name it with \
-                     `action: <name>` (or `actions` for every listed method)"
-                        .into(),
-                ));
-            }
-        } else {
-            let uncovered: Vec<&String> = methods
-                .iter()
-                .filter(|m| default_action(m).is_none() && !actions.contains_key(*m))
-                .collect();
-            if !uncovered.is_empty() {
-                errors.push(err(
-                    &[],
-                    None,
-                    format!("no action for methods {uncovered:?}"),
-                ));
-            }
-        }
+        check_actions(&mut errors, &err, shape, &methods, &actions);
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -596,6 +544,82 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         template,
         plan: c.plan.as_ref().map(|p| p.action.clone()),
     })
+}
+
+/// The resource's and attributes' fields: templates name only the path's parameters,
+/// literals have no placeholders.
+fn check_fields(
+    errors: &mut Vec<RouteError>,
+    err: &dyn Fn(&'static [&'static str], Option<usize>, String) -> RouteError,
+    c: &RouteConfig,
+    params: &[&str],
+) {
+    if let Some(r) = &c.resource {
+        check_template(errors, err, &["resource", "id"], &r.id, params);
+        check_template(errors, err, &["resource", "scope"], &r.scope, params);
+        check_literal(errors, err, &["resource", "kind"], &r.kind);
+        check_literal(
+            errors,
+            err,
+            &["resource", "policyVersion"],
+            &r.policy_version,
+        );
+    }
+    let a = &c.attributes;
+    if let Some(fetch) = &a.fetch {
+        check_template(
+            errors,
+            err,
+            &["attributes", "fetch", "url"],
+            &fetch.url,
+            params,
+        );
+    }
+    for (attr, header) in &a.headers {
+        check_literal(errors, err, &["attributes", "headers"], attr);
+        check_literal(errors, err, &["attributes", "headers"], header);
+    }
+    for (attr, param) in &a.query {
+        check_literal(errors, err, &["attributes", "query"], attr);
+        check_literal(errors, err, &["attributes", "query"], param);
+    }
+}
+
+/// A route without `action` (not public, not a plan route) takes its action from the
+/// method: every method needs one (`actions`, or the default for a path that ends at
+/// the resource id).
+fn check_actions(
+    errors: &mut Vec<RouteError>,
+    err: &dyn Fn(&'static [&'static str], Option<usize>, String) -> RouteError,
+    shape: PathShape,
+    methods: &[String],
+    actions: &BTreeMap<String, String>,
+) {
+    if shape == PathShape::Beyond {
+        let covered = !methods.is_empty() && methods.iter().all(|m| actions.contains_key(m));
+        if !covered {
+            errors.push(err(
+                &[],
+                None,
+                "the path goes beyond the resource id (a sub-resource or verb segment), so \
+                 the HTTP method does not say what is being done: name it with \
+                 `action: <name>` (or `actions` for every listed method)"
+                    .into(),
+            ));
+        }
+    } else {
+        let uncovered: Vec<&String> = methods
+            .iter()
+            .filter(|m| default_action(m).is_none() && !actions.contains_key(*m))
+            .collect();
+        if !uncovered.is_empty() {
+            errors.push(err(
+                &[],
+                None,
+                format!("no action for methods {uncovered:?}"),
+            ));
+        }
+    }
 }
 
 /// A plan route names its one action in `plan` and covers every resource of its kind:
