@@ -129,12 +129,14 @@ impl Keys {
 
     /// Every key, in the set's order.
     pub(crate) fn all(&self) -> &[Key] {
+        count_read(self.list.len());
         &self.list
     }
 
     /// The keys declaring `kid`, in order (a hash lookup).
     pub(crate) fn with_kid(&self, kid: &str) -> impl Iterator<Item = &Key> {
         let found = self.by_kid.get(kid).map_or(&[][..], Vec::as_slice);
+        count_read(found.len());
         found.iter().map(|&i| &self.list[i])
     }
 
@@ -145,6 +147,7 @@ impl Keys {
 
     /// The keys without a `kid`, in order.
     pub(crate) fn anonymous(&self) -> impl Iterator<Item = &Key> {
+        count_read(self.anonymous.len());
         self.anonymous.iter().map(|&i| &self.list[i])
     }
 
@@ -152,6 +155,35 @@ impl Keys {
     pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
+}
+
+/// Keys handed out by [`Keys`] on this thread, for the test that choosing a token's key
+/// does not grow with the number of keys in the set.
+#[cfg(test)]
+pub(crate) mod work {
+    use std::cell::Cell;
+
+    thread_local! {
+        static KEYS_READ: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Adds `n` keys read.
+    pub(crate) fn add(n: usize) {
+        KEYS_READ.with(|c| c.set(c.get() + n));
+    }
+
+    /// Keys read since the last call (and resets the count).
+    pub(crate) fn take() -> usize {
+        KEYS_READ.with(|c| c.replace(0))
+    }
+}
+
+/// Counts keys read (for the test of [`work`]; nothing outside tests).
+fn count_read(n: usize) {
+    #[cfg(test)]
+    work::add(n);
+    #[cfg(not(test))]
+    let _ = n;
 }
 
 struct Remote {

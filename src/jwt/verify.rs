@@ -799,6 +799,57 @@ mod tests {
         );
     }
 
+    #[test]
+    fn choosing_the_key_does_not_grow_with_the_key_set() {
+        use crate::jwt::keyset::work;
+        // A JWKS of `n` HMAC keys k0..k{n-1}, each with its own secret; the token names the
+        // last one (where a scan of the list would read every key).
+        let keys_read = |n: usize| {
+            let secret = |i: usize| format!("secret-{i:02}-secret-secret-secret-secret");
+            let jwks = (0..n)
+                .map(|i| {
+                    format!(
+                        r#"{{"kty":"oct","k":"{}","kid":"k{i}","alg":"HS256"}}"#,
+                        b64(&secret(i))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let set =
+                KeySet::parse(&format!(r#"{{"keys":[{jwks}]}}"#), KeySetOptions::new()).unwrap();
+            assert_eq!(set.len(), n);
+            let v = JwtVerifier::new(JwtConfig {
+                key_sets: vec![("jwks".into(), set)],
+                ..JwtConfig::default()
+            })
+            .unwrap();
+            let last = n - 1;
+            let input = format!(
+                "{}.{}",
+                b64(&format!(r#"{{"alg":"HS256","kid":"k{last}"}}"#)),
+                b64(r#"{"exp":1900000000,"sub":"alice"}"#)
+            );
+            let sign_with = |i: usize| {
+                let key = jsonwebtoken::EncodingKey::from_secret(secret(i).as_bytes());
+                let sig =
+                    jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+                format!("{input}.{sig}")
+            };
+            work::take();
+            let claims = run(&v, &sign_with(last)).unwrap();
+            assert_eq!(claims["sub"], "alice");
+            let good = work::take();
+            // Signed with a secret outside the set: refused, after reading the same keys.
+            assert!(matches!(
+                run(&v, &sign_with(n)),
+                Err(JwtError::BadSignature)
+            ));
+            (good, work::take())
+        };
+        assert_eq!(keys_read(1), (1, 1));
+        assert_eq!(keys_read(50), (1, 1));
+    }
+
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
