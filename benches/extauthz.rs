@@ -22,9 +22,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::Criterion;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
+use gatehouse::extauthz::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use gatehouse::extauthz::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::{
+    AttributeContext, CheckRequest, CheckResponse,
+};
 
 use gatehouse::audit::{AuditConfig, AuditSink};
 use gatehouse::engine::EngineConfig;

@@ -5,8 +5,8 @@
 //!
 //!     cargo run --release --example empty_authz -- 127.0.0.1:9191
 
-use envoy_types::ext_authz::v3::CheckResponseExt;
-use envoy_types::ext_authz::v3::pb::{
+use gatehouse::extauthz::pb::google::rpc::Status as RpcStatus;
+use gatehouse::extauthz::pb::v3::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse,
 };
 use tonic::{Request, Response, Status};
@@ -20,7 +20,11 @@ impl Authorization for AlwaysOk {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         std::hint::black_box(request.into_inner());
-        Ok(Response::new(CheckResponse::with_status(Status::ok(""))))
+        // Status code 0 (OK), no message: Envoy lets the request through.
+        Ok(Response::new(CheckResponse {
+            status: Some(RpcStatus::default()),
+            ..Default::default()
+        }))
     }
 }
 

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::extauthz::pb::v3::AuthorizationServer;
 use anyhow::Context;
 use axum::response::IntoResponse as _;
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::sync::watch;
 
 use super::admin::CerbosApiMode;

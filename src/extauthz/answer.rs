@@ -3,12 +3,12 @@
 //! Envoy's gRPC `CheckResponse`. The HTTP ext_authz and forward-auth modes render the
 //! same answer as an HTTP response (see `http_mode`).
 
-use envoy_types::ext_authz::v3::pb::{
+use crate::extauthz::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
+use crate::extauthz::pb::google::rpc::Status as RpcStatus;
+use crate::extauthz::pb::v3::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
     HttpResponse, HttpStatus, OkHttpResponse,
 };
-use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
-use envoy_types::pb::google::rpc::Status as RpcStatus;
 
 /// What the proxy is told about one request.
 #[derive(Debug)]

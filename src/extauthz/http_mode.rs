@@ -9,17 +9,17 @@
 
 use std::collections::HashMap;
 
+use crate::extauthz::pb::envoy::service::auth::v3::AttributeContext;
+use crate::extauthz::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as AttrRequest,
+};
+use crate::extauthz::pb::v3::CheckRequest;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use envoy_types::ext_authz::v3::pb::CheckRequest;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
-    HttpRequest, Request as AttrRequest,
-};
 
 use super::LiveExtAuthz;
 use super::answer::Answer;

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::extauthz::pb::v3::{Authorization, CheckRequest, CheckResponse};
 use arc_swap::ArcSwap;
-use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
 use super::ExtAuthz;

@@ -13,6 +13,7 @@ pub mod forward_auth;
 pub mod http_mode;
 pub mod live;
 pub mod openapi;
+pub mod pb;
 pub mod principal;
 pub mod route;
 pub mod service;

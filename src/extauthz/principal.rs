@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
+use crate::extauthz::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
 use serde_json::{Map, Value as Json};
 
 use super::config::{ClaimsConfig, HeadersSource, JwtAuthnSource, MtlsSource};

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use crate::extauthz::pb::envoy::service::auth::v3::AttributeContext;
+use crate::extauthz::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use crate::extauthz::pb::v3::{Authorization, CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
 use super::answer::{Allowed, Answer, Denied};
@@ -704,7 +704,9 @@ impl ExtAuthz {
         &self,
         id: &str,
         started: Instant,
-        http: Option<&envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest>,
+        http: Option<
+            &crate::extauthz::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
+        >,
         trail: &Trail<'_>,
         result: &Result<(), Denial>,
         shadowed: bool,

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::config::core::v3::Metadata;
-use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
-use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
+use gatehouse::extauthz::pb::envoy::config::core::v3::Metadata;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use gatehouse::extauthz::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
-use envoy_types::pb::envoy::config::core::v3::Metadata;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
-use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
-use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
-use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
+use gatehouse::extauthz::pb::envoy::config::core::v3::Metadata;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::attribute_context::Peer;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use gatehouse::extauthz::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
+use gatehouse::extauthz::pb::v3::AuthorizationServer;
 use tokio::net::TcpListener;
 
 use gatehouse::engine::EngineConfig;
@@ -242,7 +242,7 @@ async fn manager_approves_only_in_own_department() {
                 "roles".to_string(),
                 PbValue {
                     kind: Some(Kind::ListValue(
-                        envoy_types::pb::google::protobuf::ListValue {
+                        gatehouse::extauthz::pb::google::protobuf::ListValue {
                             values: vec![s("manager")],
                         },
                     )),

@@ -63,7 +63,7 @@ async fn issue_12_idle_and_slow_connections_do_not_stop_ext_authz() {
     // every attribute fetch (an outbound socket) failed, denying every request.
     let s = Served::start_with_fd_limit(&dir.join("gatehouse.yaml"), true, 256);
     let mut c = s.ext_authz().await;
-    let check = |c: &mut envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<tonic::transport::Channel>| {
+    let check = |c: &mut gatehouse::extauthz::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<tonic::transport::Channel>| {
         let mut c = c.clone();
         async move {
             let r = c

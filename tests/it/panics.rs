@@ -27,7 +27,7 @@ const USER: [(&str, &str); 2] = [("x-user", "u"), ("x-roles", "user")];
 
 /// The gRPC status code of an ext_authz check, or the transport error's code.
 async fn grpc_check(
-    c: &mut envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
+    c: &mut gatehouse::extauthz::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
         tonic::transport::Channel,
     >,
     fault: Option<&str>,

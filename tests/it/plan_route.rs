@@ -9,8 +9,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use envoy_types::pb::envoy::service::auth::v3::CheckResponse;
-use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::CheckResponse;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use serde_json::{Value, json};
 
 use gatehouse::audit::{AuditConfig, AuditSink};

@@ -291,7 +291,7 @@ fn reference(r: &Request) -> Option<(Option<Json>, String, String)> {
     Some((input, action.to_string(), id.to_string()))
 }
 
-fn check_request(r: &Request) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+fn check_request(r: &Request) -> gatehouse::extauthz::pb::envoy::service::auth::v3::CheckRequest {
     let mut headers: Vec<(&str, &str)> = Vec::new();
     if let Some(u) = &r.user {
         headers.push(("x-dev-user", u));
@@ -308,9 +308,9 @@ fn check_request(r: &Request) -> envoy_types::pb::envoy::service::auth::v3::Chec
 
 /// What Gatehouse decided: allowed, and the principal header it set.
 fn allowed(
-    resp: &envoy_types::pb::envoy::service::auth::v3::CheckResponse,
+    resp: &gatehouse::extauthz::pb::envoy::service::auth::v3::CheckResponse,
 ) -> Option<BTreeMap<String, String>> {
-    use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+    use gatehouse::extauthz::pb::envoy::service::auth::v3::check_response::HttpResponse;
     match (&resp.status, &resp.http_response) {
         (Some(s), Some(HttpResponse::OkResponse(ok))) if s.code == 0 => Some(
             ok.headers

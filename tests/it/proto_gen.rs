@@ -9,18 +9,38 @@ const PROTOS: &[&str] = &[
     "buf/validate/validate.proto",
     "google/rpc/status.proto",
     "opentelemetry/proto/collector/trace/v1/trace_service.proto",
+    "envoy/service/auth/v3/external_auth.proto",
 ];
+
+/// Packages that only declare options (validation and versioning annotations of Envoy's
+/// files): imported by the files above, but no generated code uses them.
+const ANNOTATIONS: &[&str] = &[
+    "validate",
+    "udpa.annotations",
+    "xds.annotations.v3",
+    "envoy.annotations",
+];
+
+/// Packages whose maps are `BTreeMap`s (Envoy's, as Envoy's own Rust types, keep
+/// `HashMap`).
+const BTREE_MAP_PACKAGES: &[&str] = &[".cerbos", ".buf", ".google", ".opentelemetry"];
 
 /// The command that rewrites `src/generated/` from `proto/`.
 const REGENERATE: &str = "GATEHOUSE_REGENERATE_PROTO=1 cargo test --test it proto_gen";
 
 /// Compiles `proto/` into `out` the way `src/api/pb.rs` and `src/telemetry` expect.
 fn generate(root: &Path, out: &Path) {
-    let descriptors = protox::compile(PROTOS, [root.join("proto")]).expect("proto/ compiles");
-    tonic_prost_build::configure()
+    let mut descriptors = protox::compile(PROTOS, [root.join("proto")]).expect("proto/ compiles");
+    descriptors
+        .file
+        .retain(|f| !ANNOTATIONS.contains(&f.package()));
+    let mut builder = tonic_prost_build::configure()
         .build_server(true)
-        .build_client(true)
-        .btree_map(".")
+        .build_client(true);
+    for package in BTREE_MAP_PACKAGES {
+        builder = builder.btree_map(package);
+    }
+    builder
         .out_dir(out)
         .compile_fds(descriptors)
         .expect("code generation");

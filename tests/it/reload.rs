@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::util::{Served, get_request, within};
-use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
-use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::CheckRequest;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 
 const ALLOW: &str = "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n    - actions: [read]\n      effect: EFFECT_ALLOW\n      roles: [user]\n";
 

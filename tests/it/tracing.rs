@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
-use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::CheckRequest;
+use gatehouse::extauthz::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use gatehouse::telemetry::hex;
 use gatehouse::telemetry::pb::opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest;
 use gatehouse::telemetry::pb::opentelemetry::proto::common::v1::{KeyValue, any_value};
@@ -159,7 +159,7 @@ fn check(path: &str, traceparent: Option<&str>) -> CheckRequest {
 }
 
 /// The decision id Gatehouse sent to the backend.
-fn decision_id(r: &envoy_types::pb::envoy::service::auth::v3::CheckResponse) -> String {
+fn decision_id(r: &gatehouse::extauthz::pb::envoy::service::auth::v3::CheckResponse) -> String {
     let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
         panic!("not allowed: {r:?}");
     };

@@ -279,10 +279,10 @@ impl Served {
     /// An ext_authz client, once the server accepts connections (10 s at most).
     pub async fn ext_authz(
         &self,
-    ) -> envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
+    ) -> gatehouse::extauthz::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
         tonic::transport::Channel,
-    > {
-        use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    >{
+        use gatehouse::extauthz::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
         for _ in 0..200 {
             if let Ok(c) =
                 AuthorizationClient::connect(format!("http://127.0.0.1:{}", self.grpc)).await
@@ -353,7 +353,7 @@ impl Drop for Served {
 pub fn get_request(
     path: &str,
     headers: &[(&str, &str)],
-) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+) -> gatehouse::extauthz::pb::envoy::service::auth::v3::CheckRequest {
     check_request("GET", path, headers)
 }
 
@@ -362,9 +362,11 @@ pub fn check_request(
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
-    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
-    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+) -> gatehouse::extauthz::pb::envoy::service::auth::v3::CheckRequest {
+    use gatehouse::extauthz::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Request,
+    };
+    use gatehouse::extauthz::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
     CheckRequest {
         attributes: Some(AttributeContext {
             request: Some(Request {
@@ -386,9 +388,9 @@ pub fn check_request(
 
 /// `r` with Envoy's request id set to `id`.
 pub fn with_request_id(
-    mut r: envoy_types::pb::envoy::service::auth::v3::CheckRequest,
+    mut r: gatehouse::extauthz::pb::envoy::service::auth::v3::CheckRequest,
     id: &str,
-) -> envoy_types::pb::envoy::service::auth::v3::CheckRequest {
+) -> gatehouse::extauthz::pb::envoy::service::auth::v3::CheckRequest {
     if let Some(http) = r
         .attributes
         .as_mut()
