@@ -853,22 +853,7 @@ impl Parser<'_> {
                     }
                     _ => {}
                 }
-                if self.is("(") {
-                    self.advance()?;
-                    let args = self.args(")")?;
-                    return Ok(Expr {
-                        kind: ExprKind::Call {
-                            target: None,
-                            func: name,
-                            args,
-                        },
-                        pos,
-                    });
-                }
-                Ok(Expr {
-                    kind: ExprKind::Ident(name),
-                    pos,
-                })
+                self.ident_or_call(name, pos)
             }
             Tok::Punct(".") => {
                 // Leading-dot identifier: `.a.b` resolves from the root scope.
@@ -877,22 +862,7 @@ impl Parser<'_> {
                     return Err(self.unexpected());
                 };
                 self.advance()?;
-                if self.is("(") {
-                    self.advance()?;
-                    let args = self.args(")")?;
-                    return Ok(Expr {
-                        kind: ExprKind::Call {
-                            target: None,
-                            func: name,
-                            args,
-                        },
-                        pos,
-                    });
-                }
-                Ok(Expr {
-                    kind: ExprKind::Ident(name),
-                    pos,
-                })
+                self.ident_or_call(name, pos)
             }
             Tok::Punct("(") => {
                 self.advance()?;
@@ -900,47 +870,74 @@ impl Parser<'_> {
                 self.expect(")")?;
                 Ok(e)
             }
-            Tok::Punct("[") => {
-                self.enter()?;
-                self.advance()?;
-                let mut items = Vec::new();
-                while !self.is("]") {
-                    let optional = self.eat("?")?;
-                    items.push((self.expr()?, optional));
-                    if !self.eat(",")? {
-                        break;
-                    }
-                }
-                self.expect("]")?;
-                self.leave();
-                Ok(Expr {
-                    kind: ExprKind::List(items),
-                    pos,
-                })
-            }
-            Tok::Punct("{") => {
-                self.enter()?;
-                self.advance()?;
-                let mut entries = Vec::new();
-                while !self.is("}") {
-                    let optional = self.eat("?")?;
-                    let k = self.expr()?;
-                    self.expect(":")?;
-                    let v = self.expr()?;
-                    entries.push((k, v, optional));
-                    if !self.eat(",")? {
-                        break;
-                    }
-                }
-                self.expect("}")?;
-                self.leave();
-                Ok(Expr {
-                    kind: ExprKind::Map(entries),
-                    pos,
-                })
-            }
+            Tok::Punct("[") => self.list_literal(pos),
+            Tok::Punct("{") => self.map_literal(pos),
             _ => Err(self.unexpected()),
         }
+    }
+
+    /// After an identifier `name` (at `pos`): a global call when `(` follows, else the
+    /// identifier.
+    fn ident_or_call(&mut self, name: String, pos: usize) -> Result<Expr, ParseError> {
+        if self.is("(") {
+            self.advance()?;
+            let args = self.args(")")?;
+            return Ok(Expr {
+                kind: ExprKind::Call {
+                    target: None,
+                    func: name,
+                    args,
+                },
+                pos,
+            });
+        }
+        Ok(Expr {
+            kind: ExprKind::Ident(name),
+            pos,
+        })
+    }
+
+    /// `[a, ?b, ...]` (at `[`).
+    fn list_literal(&mut self, pos: usize) -> Result<Expr, ParseError> {
+        self.enter()?;
+        self.advance()?;
+        let mut items = Vec::new();
+        while !self.is("]") {
+            let optional = self.eat("?")?;
+            items.push((self.expr()?, optional));
+            if !self.eat(",")? {
+                break;
+            }
+        }
+        self.expect("]")?;
+        self.leave();
+        Ok(Expr {
+            kind: ExprKind::List(items),
+            pos,
+        })
+    }
+
+    /// `{k: v, ?k2: v2, ...}` (at `{`).
+    fn map_literal(&mut self, pos: usize) -> Result<Expr, ParseError> {
+        self.enter()?;
+        self.advance()?;
+        let mut entries = Vec::new();
+        while !self.is("}") {
+            let optional = self.eat("?")?;
+            let k = self.expr()?;
+            self.expect(":")?;
+            let v = self.expr()?;
+            entries.push((k, v, optional));
+            if !self.eat(",")? {
+                break;
+            }
+        }
+        self.expect("}")?;
+        self.leave();
+        Ok(Expr {
+            kind: ExprKind::Map(entries),
+            pos,
+        })
     }
 }
 
