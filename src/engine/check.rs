@@ -155,11 +155,20 @@ pub(crate) fn effective_version<'a>(version: &'a str, default: &'a str) -> &'a s
     if version.is_empty() { default } else { version }
 }
 
+/// `s` as a CEL string; the empty string (the usual version and scope) is shared.
+fn str_value(s: &str) -> Value {
+    if s.is_empty() {
+        Value::String(keys().empty_scope.clone())
+    } else {
+        Value::from(s)
+    }
+}
+
 /// Builds the `request`, `P` and `R` values once per check.
 pub(crate) fn request_values(input: &CheckInput, with_request: bool) -> (Value, Value, Value) {
     let k = keys();
     let p = &input.principal;
-    let version = Value::from(p.policy_version.as_str());
+    let version = str_value(&p.policy_version);
     // Entries in key order: attr < id < policyVersion < policy_version < roles < scope.
     let principal = Value::map(MapValue::from_sorted(vec![
         (k.attr.clone(), Value::Map(p.attr.clone())),
@@ -170,11 +179,11 @@ pub(crate) fn request_values(input: &CheckInput, with_request: bool) -> (Value, 
             k.roles.clone(),
             Value::list(p.roles.iter().map(|r| Value::String(r.clone())).collect()),
         ),
-        (k.scope.clone(), Value::from(effective_scope(&p.scope, ""))),
+        (k.scope.clone(), str_value(effective_scope(&p.scope, ""))),
     ]));
 
     let r = &input.resource;
-    let version = Value::from(r.policy_version.as_str());
+    let version = str_value(&r.policy_version);
     // Entries in key order: attr < id < kind < policyVersion < policy_version < scope.
     let resource = Value::map(MapValue::from_sorted(vec![
         (k.attr.clone(), Value::Map(r.attr.clone())),
@@ -182,7 +191,7 @@ pub(crate) fn request_values(input: &CheckInput, with_request: bool) -> (Value, 
         (k.kind.clone(), Value::from(r.kind.as_str())),
         (k.policy_version.clone(), version.clone()),
         (k.policy_version_snake.clone(), version),
-        (k.scope.clone(), Value::from(effective_scope(&r.scope, ""))),
+        (k.scope.clone(), str_value(effective_scope(&r.scope, ""))),
     ]));
 
     if !with_request {

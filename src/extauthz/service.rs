@@ -80,6 +80,14 @@ impl std::fmt::Debug for ExtAuthz {
     }
 }
 
+/// `prefix` + `name`, a header name.
+fn header_name(prefix: &str, name: &str) -> String {
+    let mut n = String::with_capacity(prefix.len() + name.len());
+    n.push_str(prefix);
+    n.push_str(name);
+    n
+}
+
 /// A new decision id: time-ordered and unique within the process.
 pub fn decision_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -95,10 +103,19 @@ pub fn decision_id() -> String {
         .unwrap_or_default()
         .as_millis() as u64;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{millis:012x}{:016x}",
-        n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt
-    )
+    let mut id = String::with_capacity(28);
+    push_hex(&mut id, millis, 12);
+    push_hex(&mut id, n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt, 16);
+    id
+}
+
+/// The last `digits` lower-case hex digits of `v` (as `{v:0digits$x}` for values that fit).
+fn push_hex(out: &mut String, v: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        let nibble = v.checked_shr(4 * i).unwrap_or(0) & 0xf;
+        out.push(char::from(HEX[nibble as usize]));
+    }
 }
 
 /// Why a request was not allowed, and how to say so.
@@ -209,7 +226,7 @@ impl ExtAuthz {
     /// outputs, assertion) and the client-sent ones under our prefix to remove.
     fn allow(&self, id: &str, headers: &HashMap<String, String>, a: &Trail<'_>) -> Answer {
         let p = &self.prefix;
-        let mut set = vec![(format!("{p}decision-id"), id.to_string())];
+        let mut set = vec![(header_name(p, "decision-id"), id.to_string())];
         if let Some(principal) = &a.principal {
             // The mapped principal's headers are built once (cached with a verified
             // token's claims); `trail.principal` is a copy of that principal.
@@ -222,16 +239,16 @@ impl ExtAuthz {
                 }
             };
             let h = mapped.headers();
-            set.push((format!("{p}principal"), h.id.clone()));
-            set.push((format!("{p}roles"), h.roles.clone()));
+            set.push((header_name(p, "principal"), h.id.clone()));
+            set.push((header_name(p, "roles"), h.roles.clone()));
             // The principal's attributes (from verified claims), so the backend can ask the
             // Cerbos API about many resources for the same principal.
-            set.push((format!("{p}principal-attr"), h.attr.clone()));
+            set.push((header_name(p, "principal-attr"), h.attr.clone()));
         }
         if let Some(out) = &a.output {
             if !out.effective_derived_roles.is_empty() {
                 set.push((
-                    format!("{p}derived-roles"),
+                    header_name(p, "derived-roles"),
                     out.effective_derived_roles.join(","),
                 ));
             }
@@ -245,20 +262,20 @@ impl ExtAuthz {
                     })
                     .collect();
                 set.push((
-                    format!("{p}outputs"),
+                    header_name(p, "outputs"),
                     super::encoding::ascii_json(&serde_json::Value::Array(outputs)),
                 ));
             }
         }
         if let Some(filter) = &a.filter {
-            set.push((format!("{p}filter"), filter.clone()));
+            set.push((header_name(p, "filter"), filter.clone()));
         }
         if let (Some(signer), Some(principal), Some((method, path))) =
             (&self.assertion, &a.principal, &a.request_line)
         {
             let roles: Vec<&str> = principal.roles.iter().map(|r| &**r).collect();
             set.push((
-                format!("{p}assertion"),
+                header_name(p, "assertion"),
                 signer.sign(&principal.id, &roles, id, method, path),
             ));
         }
@@ -308,7 +325,7 @@ impl ExtAuthz {
         };
         let mut headers = vec![
             ("content-type".to_string(), content_type.to_string()),
-            (format!("{}decision-id", self.prefix), id.to_string()),
+            (header_name(&self.prefix, "decision-id"), id.to_string()),
         ];
         if let Some(challenge) = d.authenticate {
             headers.push(("www-authenticate".to_string(), challenge.to_string()));
@@ -1016,7 +1033,12 @@ fn request_attributes(
         }
     }
     for (name, h) in &a.headers {
-        if let Some(v) = http.headers.get(&h.to_ascii_lowercase()) {
+        let header = if h.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(h.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(h.as_str())
+        };
+        if let Some(v) = http.headers.get(header.as_ref()) {
             attr.insert(ExtAuthz::attr_key(name), Value::from(v.as_str()));
         }
     }
@@ -1157,5 +1179,31 @@ impl Authorization for ExtAuthz {
         Ok(Response::new(
             self.decide_traced(request.get_ref(), caller).await,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_ids_are_28_hex_digits_and_unique() {
+        for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut s = String::new();
+            push_hex(&mut s, v, 16);
+            assert_eq!(s, format!("{v:016x}"));
+        }
+        let mut s = String::new();
+        push_hex(&mut s, 0x0193_a5b6_c7d8, 12);
+        assert_eq!(s, "0193a5b6c7d8");
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| decision_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| {
+            id.len() == 28
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
+        assert_eq!(header_name("x-gatehouse-", "roles"), "x-gatehouse-roles");
     }
 }
