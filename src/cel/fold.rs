@@ -177,14 +177,29 @@ fn fold(e: &Expr, in_comprehension: bool) -> Expr {
         }
         ExprKind::Binary(BinaryOp::In, ..) => {
             let kind = e.kind.map_children(|x| fold(x, in_comprehension));
-            if let ExprKind::Binary(_, l, r) = &kind
-                && let ExprKind::List(items) = &r.kind
-            {
+            if let ExprKind::Binary(_, l, r) = &kind {
                 // `x in []` is false; a literal found among the list's literals is in it.
-                let found = matches!(&l.kind, ExprKind::Literal(needle) if items.iter().any(
-                    |(x, _)| matches!(&x.kind, ExprKind::Literal(v) if v.cel_eq(needle))
-                ));
-                if items.is_empty() || found {
+                // A folded list value (`intersect([1], [0])`) is a list of literals.
+                let needle = match &l.kind {
+                    ExprKind::Literal(v) => Some(v),
+                    _ => None,
+                };
+                let (empty, found) = match &r.kind {
+                    ExprKind::List(items) => (
+                        items.is_empty(),
+                        needle.is_some_and(|n| {
+                            items.iter().any(
+                                |(x, _)| matches!(&x.kind, ExprKind::Literal(v) if v.cel_eq(n)),
+                            )
+                        }),
+                    ),
+                    ExprKind::Literal(Value::List(items)) => (
+                        items.is_empty(),
+                        needle.is_some_and(|n| items.iter().any(|v| v.cel_eq(n))),
+                    ),
+                    _ => (false, false),
+                };
+                if empty || found {
                     return literal(Value::Bool(found), pos);
                 }
             }
