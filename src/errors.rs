@@ -6,7 +6,7 @@ use std::fmt;
 
 /// One problem as it is printed in an [`Errors`] report. By default its `Display`;
 /// a kind overrides it when the report shows more (a source excerpt, the schema's name).
-pub trait Report: fmt::Display {
+pub(crate) trait Report: fmt::Display {
     /// Writes this problem as one entry of a report.
     fn report(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -20,12 +20,12 @@ pub struct Errors<E>(Vec<E>);
 
 impl<E> Errors<E> {
     /// The problems of `errors`; `None` when there are none.
-    pub fn from_vec(errors: Vec<E>) -> Option<Self> {
+    pub(crate) fn from_vec(errors: Vec<E>) -> Option<Self> {
         (!errors.is_empty()).then_some(Self(errors))
     }
 
     /// A single problem.
-    pub fn one(error: E) -> Self {
+    pub(crate) fn one(error: E) -> Self {
         Self(vec![error])
     }
 
@@ -39,18 +39,20 @@ impl<E> Errors<E> {
         self.0.iter()
     }
 
+    #[cfg(test)]
     /// How many problems (at least one).
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.0.len()
     }
 
+    #[cfg(test)]
     /// Always `false`: the list is never empty.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Each problem changed by `f` (the list stays non-empty).
-    pub fn map<F>(self, f: impl FnMut(E) -> F) -> Errors<F> {
+    pub(crate) fn map<F>(self, f: impl FnMut(E) -> F) -> Errors<F> {
         Errors(self.0.into_iter().map(f).collect())
     }
 }

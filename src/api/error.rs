@@ -22,7 +22,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a gRPC code and message.
-    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: tonic::Code, message: impl Into<String>) -> Self {
         ApiError {
             code,
             message: message.into(),

@@ -29,7 +29,6 @@ mod validate;
 
 use std::sync::Arc;
 
-pub use error::ApiError;
 pub use plan::encode_plan_resources;
 /// Plans are recorded alike wherever they are made (the API, ext_authz plan routes).
 pub(crate) use plan::{PlanFacts, record_plan};

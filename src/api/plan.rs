@@ -27,7 +27,7 @@ use pb_engine::plan_resources_filter::expression::{Operand as PbOperand, operand
 
 impl CerbosApi {
     /// `PlanResources`: which resources of a kind the principal may act on.
-    pub async fn plan_resources(
+    pub(crate) async fn plan_resources(
         &self,
         req: PlanResourcesRequest,
     ) -> Result<PlanResourcesResponse, ApiError> {

@@ -56,12 +56,12 @@ impl CerbosApi {
     }
 
     /// The settings in use.
-    pub fn settings(&self) -> &ApiSettings {
+    pub(crate) fn settings(&self) -> &ApiSettings {
         &self.settings
     }
 
     /// `ServerInfo`.
-    pub fn server_info(&self) -> ServerInfoResponse {
+    pub(crate) fn server_info(&self) -> ServerInfoResponse {
         let info = &self.settings.server_info;
         ServerInfoResponse {
             version: info.version.clone(),

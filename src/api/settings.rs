@@ -56,28 +56,28 @@ pub struct ApiSettings {
     /// Most actions per resource (Cerbos `maxActionsPerResource`).
     pub max_actions: usize,
     /// Largest HTTP request body and gRPC message accepted, in bytes.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// Most principal roles per request.
-    pub max_roles: usize,
+    pub(crate) max_roles: usize,
     /// Most attribute values per request (nested values count).
-    pub max_attribute_values: usize,
+    pub(crate) max_attribute_values: usize,
     /// Most `auxData` tokens per request.
-    pub max_aux_tokens: usize,
+    pub(crate) max_aux_tokens: usize,
     /// Verifies `auxData.jwt` and `auxData.jwts` tokens (Cerbos `auxData.jwt.keySets`).
     /// Without a verifier every request carrying a token is refused, unless
     /// `disable_jwt_verification` is set.
-    pub jwt: Option<Arc<JwtVerifier>>,
+    pub(crate) jwt: Option<Arc<JwtVerifier>>,
     /// Read token claims without checking signatures (Cerbos
     /// `auxData.jwt.disableVerification`); for development only.
-    pub disable_jwt_verification: bool,
+    pub(crate) disable_jwt_verification: bool,
     /// Reported by `ServerInfo`.
-    pub server_info: ServerInfo,
+    pub(crate) server_info: ServerInfo,
     /// Where check latencies and decisions are counted (origin `api`).
-    pub metrics: crate::metrics::Metrics,
+    pub(crate) metrics: crate::metrics::Metrics,
     /// Where decisions are logged (origin `api`).
-    pub audit: crate::audit::AuditSink,
+    pub(crate) audit: crate::audit::AuditSink,
     /// Where call spans go (off unless tracing is configured).
-    pub tracer: crate::telemetry::Tracer,
+    pub(crate) tracer: crate::telemetry::Tracer,
 }
 
 impl Default for ApiSettings {

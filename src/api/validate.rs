@@ -20,7 +20,7 @@ mod ty {
     pub(crate) const STRING: i32 = 9;
     pub(crate) const MESSAGE: i32 = 11;
 
-    pub fn name(t: i32) -> &'static str {
+    pub(crate) fn name(t: i32) -> &'static str {
         match t {
             UINT64 => "TYPE_UINT64",
             BOOL => "TYPE_BOOL",

@@ -28,33 +28,33 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub struct AuditConfig {
     /// Which decisions are logged.
     #[serde(default)]
-    pub mode: AuditMode,
+    pub(crate) mode: AuditMode,
     /// Cerbos's switch: `true` logs every decision unless `mode` says otherwise,
     /// `false` turns the log off.
     #[serde(default)]
-    pub enabled: Option<bool>,
+    enabled: Option<bool>,
     /// Fraction of decisions logged in `sampled` mode, 0 to 1.
     #[serde(default)]
-    pub sample_rate: Option<f64>,
+    sample_rate: Option<f64>,
     /// Where lines go.
     #[serde(default)]
-    pub output: AuditOutput,
+    pub(crate) output: AuditOutput,
     /// The file output (required with `output: file`).
     #[serde(default)]
-    pub file: Option<AuditFileConfig>,
+    pub(crate) file: Option<AuditFileConfig>,
     /// Dotted paths (rooted at `principal` or `resource`) whose values are replaced by
     /// `"***"`; a `*` segment matches any key.
     #[serde(default)]
-    pub mask_paths: Vec<String>,
+    mask_paths: Vec<String>,
     /// Log principal and resource attributes (masked by `maskPaths`).
     #[serde(default)]
-    pub include_attributes: bool,
+    pub(crate) include_attributes: bool,
     /// Records waiting for the writer; when full, `whenFull` applies.
     #[serde(default = "default_queue_capacity")]
-    pub queue_capacity: usize,
+    pub(crate) queue_capacity: usize,
     /// What recording does when the queue is full.
     #[serde(default)]
-    pub when_full: WhenFull,
+    pub(crate) when_full: WhenFull,
 }
 
 /// What recording a decision does when the writer's queue is full.
@@ -123,13 +123,13 @@ pub enum AuditOutput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditFileConfig {
     /// The file.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Size at which the file is rotated, bytes.
     #[serde(default = "default_max_bytes")]
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
     /// Rotated files kept.
     #[serde(default = "default_keep")]
-    pub keep: usize,
+    pub(crate) keep: usize,
 }
 
 fn default_max_bytes() -> u64 {

@@ -33,7 +33,7 @@ mod sink;
 pub use config::{
     AuditConfig, AuditFileConfig, AuditMode, AuditOutput, DEFAULT_QUEUE_CAPACITY, WhenFull,
 };
-pub use record::{ActionRecord, DecisionRecord, PlanRecord, PrincipalRecord, ResourceRecord};
+pub(crate) use record::{
+    ActionRecord, DecisionRecord, PlanRecord, PrincipalRecord, ResourceRecord,
+};
 pub use sink::{AuditError, AuditSink};
-
-pub use crate::metrics::Origin;

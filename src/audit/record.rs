@@ -17,87 +17,87 @@ const MAX_REQUEST_ID: usize = 128;
 /// header values or tokens: only the fields below are written, attributes only when the
 /// sink is configured with `includeAttributes` (see `AuditSink::wants_attributes`).
 #[derive(Clone, Debug)]
-pub struct DecisionRecord {
+pub(crate) struct DecisionRecord {
     /// When the decision was made.
-    pub time: SystemTime,
+    time: SystemTime,
     /// Decision id (ext_authz decision id, Cerbos call id).
-    pub decision_id: String,
+    decision_id: String,
     /// Which adapter decided.
-    pub origin: Origin,
+    origin: Origin,
     /// Overall outcome, when the adapter has one (ext_authz: allow or deny the request).
-    pub allowed: Option<bool>,
+    pub(crate) allowed: Option<bool>,
     /// HTTP status of a denial (ext_authz).
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Why the request was denied (no credentials, tokens or header values in it).
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The principal, when one was identified.
-    pub principal: Option<PrincipalRecord>,
+    pub(crate) principal: Option<PrincipalRecord>,
     /// The resources decided (one for ext_authz, one per entry for `CheckResources`).
-    pub resources: Vec<ResourceRecord>,
+    pub(crate) resources: Vec<ResourceRecord>,
     /// Revision of the policies in force.
-    pub policy_revision: String,
+    pub(crate) policy_revision: String,
     /// Envoy's request id (`x-request-id`), or the API request id.
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// W3C trace id of the decision (its span, or the caller's `traceparent`).
-    pub trace_id: Option<String>,
+    pub(crate) trace_id: Option<String>,
     /// The query plan, for a `PlanResources` call or a plan route (its resource is the
     /// only entry of `resources`, without actions).
-    pub plan: Option<PlanRecord>,
+    pub(crate) plan: Option<PlanRecord>,
 }
 
 /// A query plan's outcome.
 #[derive(Clone, Debug, Default)]
-pub struct PlanRecord {
+pub(crate) struct PlanRecord {
     /// The actions planned.
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// The filter's kind (`KIND_ALWAYS_ALLOWED`, `KIND_ALWAYS_DENIED`, `KIND_CONDITIONAL`).
-    pub filter: String,
+    pub(crate) filter: String,
     /// The condition as Cerbos's `filterDebug` renders it (written only with
     /// `includeAttributes`: it holds principal attribute values).
-    pub condition: Option<String>,
+    pub(crate) condition: Option<String>,
 }
 
 /// The principal of a decision.
 #[derive(Clone, Debug, Default)]
-pub struct PrincipalRecord {
+pub(crate) struct PrincipalRecord {
     /// Principal id.
-    pub id: String,
+    pub(crate) id: String,
     /// Roles.
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     /// Attributes as JSON (written only with `includeAttributes`).
-    pub attr: Option<Value>,
+    pub(crate) attr: Option<Value>,
 }
 
 /// One resource of a decision, with its actions.
 #[derive(Clone, Debug, Default)]
-pub struct ResourceRecord {
+pub(crate) struct ResourceRecord {
     /// Resource kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Resource id.
-    pub id: String,
+    pub(crate) id: String,
     /// Policy version asked for (empty: the default).
-    pub policy_version: String,
+    pub(crate) policy_version: String,
     /// Scope asked for (empty: the root scope).
-    pub scope: String,
+    pub(crate) scope: String,
     /// Attributes as JSON (written only with `includeAttributes`).
-    pub attr: Option<Value>,
+    pub(crate) attr: Option<Value>,
     /// The actions and their effects.
-    pub actions: Vec<ActionRecord>,
+    pub(crate) actions: Vec<ActionRecord>,
 }
 
 /// One action's effect and what decided it.
 #[derive(Clone, Debug, Default)]
-pub struct ActionRecord {
+pub(crate) struct ActionRecord {
     /// The action.
-    pub action: String,
+    pub(crate) action: String,
     /// Allowed or denied.
-    pub allowed: bool,
+    pub(crate) allowed: bool,
     /// The deciding policy (`resource.kind.vdefault`, `NO_MATCH`), when the engine decided.
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
     /// The scope of the deciding rule.
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// The deciding rule, when known.
-    pub rule: Option<String>,
+    pub(crate) rule: Option<String>,
 }
 
 /// How the writer shapes lines.
@@ -109,7 +109,7 @@ pub(crate) struct LineOptions {
 
 impl DecisionRecord {
     /// A record made now, with everything else empty.
-    pub fn new(origin: Origin, decision_id: impl Into<String>) -> Self {
+    pub(crate) fn new(origin: Origin, decision_id: impl Into<String>) -> Self {
         DecisionRecord {
             time: SystemTime::now(),
             decision_id: decision_id.into(),

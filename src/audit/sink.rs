@@ -241,8 +241,9 @@ impl AuditSink {
         self.shared.store(other.shared.load_full());
     }
 
+    #[cfg(test)]
     /// Whether any decision is logged at all.
-    pub fn is_enabled(&self) -> bool {
+    fn is_enabled(&self) -> bool {
         self.shared.load().is_some()
     }
 
@@ -255,10 +256,11 @@ impl AuditSink {
             .is_some_and(|s| s.include_attributes)
     }
 
+    #[cfg(test)]
     /// Records a decision (subject to sampling). With the queue full, the record is dropped
     /// and `gatehouse_audit_dropped_total{reason="queue_full"}` grows, or (`whenFull:
     /// block`) the caller waits for room.
-    pub fn record(&self, record: DecisionRecord) {
+    fn record(&self, record: DecisionRecord) {
         self.record_with(|| record);
     }
 

@@ -6,14 +6,14 @@ use super::value::Value;
 #[derive(Clone, Debug)]
 pub struct Expr {
     /// What the expression is.
-    pub kind: ExprKind,
+    pub(crate) kind: ExprKind,
     /// Byte offset into the source text.
-    pub pos: usize,
+    pub(crate) pos: usize,
 }
 
 /// Unary operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnaryOp {
+pub(crate) enum UnaryOp {
     /// `!x`
     Not,
     /// `-x`
@@ -22,7 +22,7 @@ pub enum UnaryOp {
 
 /// Binary operators other than the short-circuiting `&&` and `||`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryOp {
+pub(crate) enum BinaryOp {
     /// `+`
     Add,
     /// `-`
@@ -49,29 +49,11 @@ pub enum BinaryOp {
     In,
 }
 
-impl BinaryOp {
-    /// The operator as written.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "+",
-            BinaryOp::Sub => "-",
-            BinaryOp::Mul => "*",
-            BinaryOp::Div => "/",
-            BinaryOp::Rem => "%",
-            BinaryOp::Eq => "==",
-            BinaryOp::Ne => "!=",
-            BinaryOp::Lt => "<",
-            BinaryOp::Le => "<=",
-            BinaryOp::Gt => ">",
-            BinaryOp::Ge => ">=",
-            BinaryOp::In => "in",
-        }
-    }
-}
+impl BinaryOp {}
 
 /// The kinds of expression.
 #[derive(Clone, Debug)]
-pub enum ExprKind {
+pub(crate) enum ExprKind {
     /// A literal.
     Literal(Value),
     /// An identifier (a leading `.` is dropped).
@@ -199,7 +181,7 @@ impl ExprKind {
 
 impl Expr {
     /// The direct sub-expressions, in source order.
-    pub fn children(&self) -> Vec<&Expr> {
+    pub(crate) fn children(&self) -> Vec<&Expr> {
         match &self.kind {
             ExprKind::Literal(_) | ExprKind::Ident(_) => Vec::new(),
             ExprKind::Select { operand, .. } => vec![operand],

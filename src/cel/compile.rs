@@ -17,9 +17,9 @@ use super::value::{CelType, Value};
 #[error("{message}")]
 pub struct ProgramError {
     /// What is wrong.
-    pub message: String,
+    pub(crate) message: String,
     /// Byte offset in the source.
-    pub pos: usize,
+    pos: usize,
 }
 
 /// What a host namespace member (`V.x`, `C.x`) stands for.
@@ -52,14 +52,6 @@ impl Program {
     pub fn eval(&self, act: &Activation) -> Result<Value, EvalError> {
         let mut locals = Locals::new(self.locals);
         eval(&self.node, act, &mut locals)
-    }
-
-    /// The constant value, when the whole program is a literal.
-    pub fn as_constant(&self) -> Option<&Value> {
-        match &self.node {
-            Node::Const(v) => Some(v),
-            _ => None,
-        }
     }
 }
 

@@ -20,7 +20,7 @@ pub struct EvalError(Arc<str>);
 
 impl EvalError {
     /// An error with this message.
-    pub fn new(msg: impl Into<Arc<str>>) -> Self {
+    pub(crate) fn new(msg: impl Into<Arc<str>>) -> Self {
         EvalError(msg.into())
     }
 
@@ -44,7 +44,7 @@ impl<'a> Activation<'a> {
     }
 
     /// The request's `now()`, fixed for the whole decision.
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.now
     }
 }
@@ -66,14 +66,14 @@ pub(crate) enum CompKind {
 /// A comprehension: iterate `range`, binding one or two local slots.
 #[derive(Clone, Debug)]
 pub(crate) struct Comprehension {
-    pub kind: CompKind,
-    pub range: Node,
+    pub(crate) kind: CompKind,
+    pub(crate) range: Node,
     /// First variable: the element (one-variable form) or the index/key (two-variable form).
-    pub var1: u16,
+    pub(crate) var1: u16,
     /// Second variable (the value) in the two-variable form.
-    pub var2: Option<u16>,
-    pub filter: Option<Node>,
-    pub body: Node,
+    pub(crate) var2: Option<u16>,
+    pub(crate) filter: Option<Node>,
+    pub(crate) body: Node,
 }
 
 /// The root of a select path.

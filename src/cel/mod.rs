@@ -6,16 +6,16 @@
 //! source --parse--> ast::Expr --compile(HostScope)--> Program --eval(Activation)--> Value
 //! ```
 
-pub mod ast;
+pub(crate) mod ast;
 pub(crate) mod check;
 mod compile;
 mod eval;
 pub(crate) mod fold;
-pub mod functions;
+pub(crate) mod functions;
 pub(crate) mod inline;
 mod json;
-pub mod parser;
-pub mod value;
+mod parser;
+mod value;
 
 /// Evaluator pieces the query planner's partial evaluator reuses.
 pub(crate) use compile::type_ident;

@@ -14,9 +14,9 @@ use super::value::Value;
 #[error("{message}")]
 pub struct ParseError {
     /// What is wrong.
-    pub message: String,
+    pub(crate) message: String,
     /// Byte offset in the source.
-    pub pos: usize,
+    pub(crate) pos: usize,
 }
 
 /// Maximum nesting of the parser's recursion (parentheses, literals, unary operators),

@@ -123,7 +123,7 @@ pub enum CelType {
 
 impl CelType {
     /// The CEL name of the type.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             CelType::Null => "null_type",
             CelType::Bool => "bool",
@@ -175,7 +175,7 @@ impl Key {
     }
 
     /// The key as a value.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         match self {
             Key::Bool(b) => Value::Bool(*b),
             Key::Int(i) => Value::Int(*i),
@@ -256,7 +256,7 @@ impl MapValue {
     }
 
     /// Looks up a key given as a value, with cel-go's heterogeneous numeric matching.
-    pub fn get(&self, key: &Value) -> Option<&Value> {
+    pub(crate) fn get(&self, key: &Value) -> Option<&Value> {
         match key {
             Value::String(s) => self.get_str(s),
             Value::Bool(b) => self.get_key(&Key::Bool(*b)),
@@ -290,7 +290,7 @@ impl MapValue {
     }
 
     /// Whether the key is present.
-    pub fn contains(&self, key: &Value) -> bool {
+    pub(crate) fn contains(&self, key: &Value) -> bool {
         self.get(key).is_some()
     }
 
@@ -307,11 +307,6 @@ impl MapValue {
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &Value)> {
         self.entries.iter().map(|(k, v)| (k, v))
-    }
-
-    /// Keys in order.
-    pub fn keys(&self) -> impl Iterator<Item = &Key> {
-        self.entries.iter().map(|(k, _)| k)
     }
 }
 
@@ -374,31 +369,25 @@ impl Value {
     }
 
     /// The string slice, if this is a string.
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
             _ => None,
         }
     }
 
+    #[cfg(test)]
     /// The boolean, if this is a bool.
-    pub fn as_bool(&self) -> Option<bool> {
+    pub(crate) fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
             _ => None,
         }
     }
 
-    /// The list items, if this is a list.
-    pub fn as_list(&self) -> Option<&[Value]> {
-        match self {
-            Value::List(l) => Some(l),
-            _ => None,
-        }
-    }
-
+    #[cfg(test)]
     /// The map, if this is a map.
-    pub fn as_map(&self) -> Option<&MapValue> {
+    pub(crate) fn as_map(&self) -> Option<&MapValue> {
         match self {
             Value::Map(m) => Some(m),
             _ => None,

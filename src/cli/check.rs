@@ -16,7 +16,7 @@ use crate::policy::{CompiledPolicySet, load_and_compile};
 
 /// Output format of `check`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum CheckFormat {
+enum CheckFormat {
     /// Decisions and the explain trace, for people.
     #[default]
     Text,
@@ -26,7 +26,7 @@ pub enum CheckFormat {
 
 /// Schema enforcement level, as a flag.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum EnforcementArg {
+enum EnforcementArg {
     /// Do not validate attributes.
     #[default]
     None,
@@ -38,19 +38,19 @@ pub enum EnforcementArg {
 
 /// The engine flags `check` and `plan` share: settings and a fixed clock.
 #[derive(Debug, Args)]
-pub struct EngineFlags {
+pub(crate) struct EngineFlags {
     /// Fix `now()` (RFC 3339), for reproducible answers.
     #[arg(long)]
-    pub now: Option<String>,
+    now: Option<String>,
     /// Fall back to the nearest existing ancestor scope.
     #[arg(long)]
-    pub lenient_scope_search: bool,
+    lenient_scope_search: bool,
     /// Schema enforcement.
     #[arg(long, value_enum, default_value_t = EnforcementArg::None)]
-    pub schema_enforcement: EnforcementArg,
+    schema_enforcement: EnforcementArg,
     /// Globals (`G.x`) as a JSON object.
     #[arg(long)]
-    pub globals: Option<String>,
+    globals: Option<String>,
 }
 
 impl EngineFlags {
@@ -85,52 +85,52 @@ gatehouse check --principal bob --role manager --principal-attr '{\"department\"
 --action read --action approve\n  \
 gatehouse check --input request.json -o json\n\n\
 The input file holds a Cerbos CheckInput: {principal, resource, actions, auxData} (JSON or YAML).")]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Policy directory.
     #[arg(long, default_value = "policies")]
-    pub policies: PathBuf,
+    policies: PathBuf,
     /// A CheckInput as JSON or YAML (instead of the flags below).
     #[arg(long, conflicts_with_all = ["principal", "kind"])]
-    pub input: Option<PathBuf>,
+    input: Option<PathBuf>,
     /// Principal id.
     #[arg(long)]
-    pub principal: Option<String>,
+    principal: Option<String>,
     /// Principal role (repeatable).
     #[arg(long = "role")]
-    pub roles: Vec<String>,
+    roles: Vec<String>,
     /// Principal attributes as a JSON object.
     #[arg(long)]
-    pub principal_attr: Option<String>,
+    principal_attr: Option<String>,
     /// Principal scope.
     #[arg(long, default_value = "")]
-    pub principal_scope: String,
+    principal_scope: String,
     /// Principal policy version.
     #[arg(long, default_value = "")]
-    pub principal_version: String,
+    principal_version: String,
     /// Resource kind.
     #[arg(long)]
-    pub kind: Option<String>,
+    kind: Option<String>,
     /// Resource id.
     #[arg(long, default_value = "")]
-    pub resource_id: String,
+    resource_id: String,
     /// Resource attributes as a JSON object.
     #[arg(long)]
-    pub resource_attr: Option<String>,
+    resource_attr: Option<String>,
     /// Resource scope.
     #[arg(long, default_value = "")]
-    pub resource_scope: String,
+    resource_scope: String,
     /// Resource policy version.
     #[arg(long, default_value = "")]
-    pub resource_version: String,
+    resource_version: String,
     /// Action to decide (repeatable).
     #[arg(long = "action")]
-    pub actions: Vec<String>,
+    actions: Vec<String>,
     /// Engine settings and the clock.
     #[command(flatten)]
-    pub engine: EngineFlags,
+    engine: EngineFlags,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
-    pub output: CheckFormat,
+    output: CheckFormat,
 }
 
 /// A JSON object flag as a CEL map (an absent flag is an empty map).
@@ -185,7 +185,7 @@ fn input(args: &CheckArgs) -> anyhow::Result<CheckInput> {
 }
 
 /// Runs `gatehouse check`.
-pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: CheckArgs) -> anyhow::Result<u8> {
     let input = input(&args)?;
     let policies = load_and_compile(&args.policies)
         .with_context(|| format!("policies in {} do not compile", args.policies.display()))?;

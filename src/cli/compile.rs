@@ -16,7 +16,7 @@ use crate::verify::{self, VerifyOptions};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+enum OutputFormat {
     /// Human-readable.
     #[default]
     Tree,
@@ -30,7 +30,7 @@ pub enum OutputFormat {
 
 /// When to colour the output (Cerbos's `--color` levels; `true`/`false` also read).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum ColorLevel {
+enum ColorLevel {
     /// Only on a terminal.
     #[default]
     Auto,
@@ -49,50 +49,50 @@ pub enum ColorLevel {
     after_long_help = "Examples:\n  gatehouse compile policies/\n  gatehouse compile -o json policies/ | jq .\n\n\
 Exit codes (as cerbos compile): 0 compiled and tests passed, 3 compile errors, 4 test failures, 2 bad usage."
 )]
-pub struct CompileArgs {
+pub(crate) struct CompileArgs {
     /// Policy directory (a Cerbos disk store).
-    pub dir: PathBuf,
+    dir: PathBuf,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Tree)]
-    pub output: OutputFormat,
+    output: OutputFormat,
     /// Test output format (default: the `--output` format).
     #[arg(long, value_enum)]
-    pub test_output: Option<OutputFormat>,
+    test_output: Option<OutputFormat>,
     /// Colour the output.
     #[arg(long, value_enum, default_value_t = ColorLevel::Auto)]
-    pub color: ColorLevel,
+    color: ColorLevel,
     /// Do not colour the output.
     #[arg(long)]
-    pub no_color: bool,
+    no_color: bool,
     /// Directory with the test suites (default: the policy directory).
     #[arg(long)]
-    pub tests: Option<PathBuf>,
+    tests: Option<PathBuf>,
     /// Filter tests by dimension (suite, test, principal, resource, action):
     /// `dimension=glob1,glob2;...`; may be given more than once.
     #[arg(long)]
-    pub test_filter: Vec<String>,
+    test_filter: Vec<String>,
     /// Run only tests whose name matches this regular expression (older Cerbos flag).
     #[arg(long)]
-    pub run: Option<String>,
+    run: Option<String>,
     /// Only compile; do not run tests.
     #[arg(long)]
-    pub skip_tests: bool,
+    skip_tests: bool,
     /// Accepted for Cerbos compatibility: Gatehouse does not batch tests.
     #[arg(long)]
-    pub skip_batching: bool,
+    skip_batching: bool,
     /// Run tests with strict evaluation (a condition that fails to evaluate denies).
     #[arg(long)]
-    pub strict_evaluation: bool,
+    strict_evaluation: bool,
     /// Do not validate attributes against schemas while testing.
     #[arg(long)]
-    pub ignore_schemas: bool,
+    ignore_schemas: bool,
     /// Show passing tests and engine traces of failures.
     #[arg(long)]
-    pub verbose: bool,
+    verbose: bool,
 }
 
 /// Runs `gatehouse compile`.
-pub fn run(args: CompileArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: CompileArgs) -> anyhow::Result<u8> {
     let color = !args.no_color
         && match args.color {
             ColorLevel::Auto => std::io::stdout().is_terminal(),

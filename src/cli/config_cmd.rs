@@ -4,15 +4,15 @@ use clap::{Args, Subcommand};
 
 /// Arguments of `gatehouse config`.
 #[derive(Debug, Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// What to print.
     #[command(subcommand)]
-    pub what: ConfigCommand,
+    what: ConfigCommand,
 }
 
 /// What `gatehouse config` prints.
 #[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
+enum ConfigCommand {
     /// The JSON Schema of gatehouse.yaml (for editors: `# yaml-language-server: $schema=...`).
     Schema,
     /// The reference of gatehouse.yaml as Markdown (docs/configuration.md).
@@ -20,7 +20,7 @@ pub enum ConfigCommand {
 }
 
 /// Prints the schema or the reference.
-pub fn run(args: ConfigArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: ConfigArgs) -> anyhow::Result<u8> {
     match args.what {
         ConfigCommand::Schema => println!(
             "{}",

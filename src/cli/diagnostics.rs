@@ -12,13 +12,13 @@ use crate::policy::{LoadErrors, Span, StoreError};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Diagnostic {
     /// Where, when known.
-    pub span: Option<Span>,
+    span: Option<Span>,
     /// Short kind, e.g. `unknown derived role`.
-    pub kind: String,
+    kind: String,
     /// What is wrong.
-    pub message: String,
+    message: String,
     /// A suggestion shown under the excerpt (`did you mean "condition"?`).
-    pub help: Option<String>,
+    help: Option<String>,
 }
 
 /// Flattens a store error into diagnostics, in source order.
@@ -55,7 +55,7 @@ pub(crate) fn diagnostics(err: &StoreError) -> Vec<Diagnostic> {
 }
 
 /// Renders a diagnostic: `file:line:col: kind: message`, then the source line with a caret.
-pub fn render(d: &Diagnostic, root: &Path, color: bool) -> String {
+pub(crate) fn render(d: &Diagnostic, root: &Path, color: bool) -> String {
     let (red, bold, dim, reset) = if color {
         ("\x1b[31m", "\x1b[1m", "\x1b[2m", "\x1b[0m")
     } else {

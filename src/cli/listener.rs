@@ -27,11 +27,11 @@ use super::tls::ListenerTls;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ConnectionLimits {
     /// Most open connections.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A connection with no byte read or written for this long is closed.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// Longest TLS handshake, and longest wait for a whole HTTP/1 request head.
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
 }
 
 /// A quarter of the soft `RLIMIT_NOFILE` per listener (the two listeners together use at
@@ -62,7 +62,7 @@ pub(crate) struct LimitedListener {
 
 impl LimitedListener {
     /// Wraps `inner`.
-    pub fn new(inner: TcpListener, limits: ConnectionLimits) -> Self {
+    pub(crate) fn new(inner: TcpListener, limits: ConnectionLimits) -> Self {
         LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
@@ -73,14 +73,14 @@ impl LimitedListener {
     }
 
     /// Serves TLS with `tls` (its files followed for rotation).
-    pub fn with_tls(mut self, tls: Option<ListenerTls>) -> Self {
+    pub(crate) fn with_tls(mut self, tls: Option<ListenerTls>) -> Self {
         self.tls = tls;
         self
     }
 
     /// The next connection, once there is room for it. Accept errors (such as running
     /// out of descriptors) are retried after a short pause.
-    pub async fn next(&mut self) -> GuardedStream {
+    async fn next(&mut self) -> GuardedStream {
         let permit = self
             .permits
             .clone()
@@ -104,7 +104,7 @@ impl LimitedListener {
     /// The connections as a stream, for `tonic`'s `serve_with_incoming_shutdown`. TLS
     /// handshakes run beside the accept loop, each bounded by the header-read timeout; a
     /// failed one (a wrong client certificate, plaintext) closes its connection.
-    pub fn into_stream(
+    pub(crate) fn into_stream(
         mut self,
     ) -> tokio_stream::wrappers::ReceiverStream<Result<Conn, io::Error>> {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -231,7 +231,7 @@ impl Conn {
     }
 
     /// The client's address.
-    pub fn peer_addr(&self) -> SocketAddr {
+    fn peer_addr(&self) -> SocketAddr {
         self.tcp().peer_addr()
     }
 }

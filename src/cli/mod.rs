@@ -8,13 +8,13 @@ mod catch_panic;
 mod check;
 mod compile;
 mod config_cmd;
-pub mod diagnostics;
+mod diagnostics;
 mod listener;
 mod log_escape;
 mod plan;
 mod reload;
 mod routes;
-pub mod serve;
+mod serve;
 mod servers;
 mod tls;
 
@@ -35,12 +35,12 @@ pub(crate) const EXIT_TEST_FAILURES: u8 = 4;
 pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Compile a policy directory and run its policy tests (like `cerbos compile`).
     Compile(compile::CompileArgs),
     /// Decide one request from the command line and explain the decision.

@@ -14,7 +14,7 @@ use crate::policy::load_and_compile;
 
 /// Output format of `plan`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
+enum PlanFormat {
     /// The filter as Cerbos's `filterDebug`, for people.
     #[default]
     Text,
@@ -27,54 +27,54 @@ pub enum PlanFormat {
 #[command(after_long_help = "Example:\n  \
 gatehouse plan --principal bob --role manager --principal-attr '{\"department\":\"engineering\"}' \\\n    \
 --kind document --action read")]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// Policy directory.
     #[arg(long, default_value = "policies")]
-    pub policies: PathBuf,
+    policies: PathBuf,
     /// Principal id.
     #[arg(long)]
-    pub principal: String,
+    principal: String,
     /// Principal role (repeatable).
     #[arg(long = "role")]
-    pub roles: Vec<String>,
+    roles: Vec<String>,
     /// Principal attributes as a JSON object.
     #[arg(long)]
-    pub principal_attr: Option<String>,
+    principal_attr: Option<String>,
     /// Principal scope.
     #[arg(long, default_value = "")]
-    pub principal_scope: String,
+    principal_scope: String,
     /// Principal policy version.
     #[arg(long, default_value = "")]
-    pub principal_version: String,
+    principal_version: String,
     /// Resource kind.
     #[arg(long)]
-    pub kind: String,
+    kind: String,
     /// Resource attributes known in advance, as a JSON object.
     #[arg(long)]
-    pub resource_attr: Option<String>,
+    resource_attr: Option<String>,
     /// Resource scope.
     #[arg(long, default_value = "")]
-    pub resource_scope: String,
+    resource_scope: String,
     /// Resource policy version.
     #[arg(long, default_value = "")]
-    pub resource_version: String,
+    resource_version: String,
     /// Action to plan (repeatable: the filter allows a resource for all of them).
     #[arg(long = "action")]
-    pub actions: Vec<String>,
+    actions: Vec<String>,
     /// Engine settings and the clock.
     #[command(flatten)]
-    pub engine: EngineFlags,
+    engine: EngineFlags,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = PlanFormat::Text)]
-    pub output: PlanFormat,
+    output: PlanFormat,
     /// Also print which rules contributed to the filter: for each action and role, each
     /// matching rule's policy, name, effect, planned condition and `file:line:col`.
     #[arg(long)]
-    pub explain: bool,
+    explain: bool,
 }
 
 /// Runs `gatehouse plan`.
-pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: PlanArgs) -> anyhow::Result<u8> {
     if args.actions.is_empty() {
         bail!("give at least one --action");
     }

@@ -27,13 +27,13 @@ pub(crate) const RELOADED_SECTIONS: &[&str] = &["extAuthz", "audit"];
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ConfigStatus {
     /// Successful loads (including the first).
-    pub reloads_ok: u64,
+    reloads_ok: u64,
     /// Failed reloads.
-    pub reloads_failed: u64,
+    reloads_failed: u64,
     /// The errors of the last failed reload, when it failed after the last success.
-    pub last_error: Option<String>,
+    last_error: Option<String>,
     /// Sections changed in the file that take effect only after a restart.
-    pub restart_needed: Vec<String>,
+    restart_needed: Vec<String>,
 }
 
 /// What is in force: the file's sections as JSON (to see what changed) and the audit

@@ -17,18 +17,18 @@ gatehouse routes import openapi.json\n  gatehouse routes check --openapi openapi
 Columns: where the route is, method, path, resource (kind id), action, where the action\n\
 comes from. Methods without an action are denied."
 )]
-pub struct RoutesArgs {
+pub(crate) struct RoutesArgs {
     /// Configuration file (default: the bundled gatehouse.yaml).
     #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
     /// What to do (default: print the configuration's route table).
     #[command(subcommand)]
-    pub command: Option<RoutesCommand>,
+    command: Option<RoutesCommand>,
 }
 
 /// `gatehouse routes` subcommands.
 #[derive(Debug, Subcommand)]
-pub enum RoutesCommand {
+enum RoutesCommand {
     /// Prints the routes a FastAPI app's OpenAPI document gives (x-gatehouse-action,
     /// x-gatehouse-resource, x-gatehouse-id, x-gatehouse-public; else the defaults).
     Import {
@@ -53,7 +53,7 @@ pub enum RoutesCommand {
 }
 
 /// Runs the subcommand; a configuration or document that does not load is an error (exit 2).
-pub fn run(args: RoutesArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: RoutesArgs) -> anyhow::Result<u8> {
     match args.command {
         None => {
             let (config, positions, _) = super::serve::read_config(args.config.as_deref())?;

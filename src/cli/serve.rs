@@ -24,7 +24,7 @@ const CONFIG_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Log format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -34,7 +34,7 @@ pub enum LogFormat {
 
 /// Log level (Cerbos's `--log-level`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
+enum LogLevel {
     /// Everything, for debugging.
     Debug,
     /// Start, reloads, denials.
@@ -53,40 +53,40 @@ pub enum LogLevel {
 With no --config the bundled gatehouse.yaml is used, with paths relative to the working directory.\n\
 Flags override the configuration file."
 )]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Configuration file (gatehouse.yaml).
     #[arg(long)]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
     /// Policy directory.
     #[arg(long)]
-    pub policies: Option<PathBuf>,
+    policies: Option<PathBuf>,
     /// gRPC listen address (ext_authz, health).
     #[arg(long)]
-    pub grpc_addr: Option<SocketAddr>,
+    grpc_addr: Option<SocketAddr>,
     /// HTTP listen address (Cerbos HTTP API, health).
     #[arg(long)]
-    pub http_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     /// Admin listen address (status, metrics, the assertion JWKS, health).
     #[arg(long)]
-    pub admin_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    log_format: LogFormat,
     /// Least severe level logged (Cerbos's flag); `RUST_LOG` wins when set.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
-    pub log_level: LogLevel,
+    log_level: LogLevel,
     /// Fall back to the nearest existing ancestor scope (engine.lenientScopeSearch).
     #[arg(long)]
-    pub lenient_scope_search: bool,
+    lenient_scope_search: bool,
     /// Schema enforcement (schema.enforcement): none, warn or reject.
     #[arg(long)]
-    pub schema_enforcement: Option<String>,
+    schema_enforcement: Option<String>,
     /// Policy version used when a request gives none (engine.defaultPolicyVersion).
     #[arg(long)]
-    pub default_policy_version: Option<String>,
+    default_policy_version: Option<String>,
     /// Globals (`G.x`) as a JSON object (engine.globals).
     #[arg(long)]
-    pub globals: Option<String>,
+    globals: Option<String>,
 }
 
 fn init_logging(format: LogFormat, level: LogLevel) {
@@ -126,7 +126,7 @@ where
 }
 
 /// Runs `gatehouse serve` until SIGTERM or Ctrl-C.
-pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
     init_logging(args.log_format, args.log_level);
     super::catch_panic::install_hook();
     if crate::fault::init()? {

@@ -28,29 +28,29 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where the listeners bind.
 pub(super) struct Addresses {
     /// ext_authz gRPC, the Cerbos gRPC API, health.
-    pub grpc: SocketAddr,
+    pub(crate) grpc: SocketAddr,
     /// Envoy's HTTP ext_authz, forward-auth, the Cerbos HTTP API, health.
-    pub http: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// Status, metrics, the assertion JWKS, health.
-    pub admin: SocketAddr,
+    pub(crate) admin: SocketAddr,
 }
 
 /// Everything the listeners serve, built by `serve`.
 pub(super) struct Services {
     /// The policies in force.
-    pub store: Arc<PolicyStore>,
+    pub(crate) store: Arc<PolicyStore>,
     /// The ext_authz service (follows configuration reloads).
-    pub ext: LiveExtAuthz,
+    pub(crate) ext: LiveExtAuthz,
     /// The Cerbos API's settings.
-    pub api_settings: ApiSettings,
+    pub(crate) api_settings: ApiSettings,
     /// Whether and to whom the Cerbos API answers.
-    pub cerbos_api: CerbosApiMode,
+    pub(crate) cerbos_api: CerbosApiMode,
     /// The `--config` file follower, for the status page.
-    pub reloader: Option<Arc<ConfigReloader>>,
+    pub(crate) reloader: Option<Arc<ConfigReloader>>,
     /// Metrics, audit and tracing.
-    pub sinks: Sinks,
+    pub(crate) sinks: Sinks,
     /// Whether `/metrics` is served.
-    pub metrics: bool,
+    pub(crate) metrics: bool,
 }
 
 /// Binds the three listeners and serves until `shutdown` turns true, then drains

@@ -9,7 +9,7 @@ use crate::policy::Span;
 
 /// One problem in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     span: Option<Span>,
     message: String,
     line: Option<String>,
@@ -18,7 +18,7 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error at `span` (when known); the source line is added by [`ConfigErrors`]'
     /// constructors that know the text.
-    pub fn new(span: Option<Span>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(span: Option<Span>, message: impl Into<String>) -> Self {
         ConfigError {
             span,
             message: message.into(),
@@ -27,12 +27,13 @@ impl ConfigError {
     }
 
     /// Where the problem is.
-    pub fn span(&self) -> Option<&Span> {
+    pub(crate) fn span(&self) -> Option<&Span> {
         self.span.as_ref()
     }
 
+    #[cfg(test)]
     /// What is wrong.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         &self.message
     }
 
@@ -59,7 +60,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Every problem found in a configuration file (never empty), in file order.
-pub type ConfigErrors = Errors<ConfigError>;
+pub(crate) type ConfigErrors = Errors<ConfigError>;
 
 impl Errors<ConfigError> {
     /// Adds each error's source line from `text`, for the caret display.
@@ -68,7 +69,7 @@ impl Errors<ConfigError> {
     }
 
     /// The errors on one line each, without source excerpts (for logs and status).
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         self.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()

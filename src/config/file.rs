@@ -19,97 +19,99 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 }
 
 /// The bundled configuration, used when `--config` is not given.
-pub const BUNDLED_CONFIG: &str = include_str!("../../gatehouse.yaml");
+pub(crate) const BUNDLED_CONFIG: &str = include_str!("../../gatehouse.yaml");
 
 /// `gatehouse.yaml`. Cerbos's own key names are accepted where Cerbos has them
 /// (`server.requestLimits`, `storage.disk`, `auxData.jwt`, `engine`, `schema`), so a
 /// Cerbos configuration file works unchanged.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServeConfig {
+pub(crate) struct ServeConfig {
     /// Listeners.
     #[serde(default)]
-    pub server: ServerSection,
+    pub(crate) server: ServerSection,
     /// Policy source.
     #[serde(default)]
-    pub policies: Option<crate::store::config::PoliciesSection>,
+    pub(crate) policies: Option<crate::store::config::PoliciesSection>,
     /// Cerbos's name for the policy source (`storage.driver: disk` or `git`).
     #[serde(default)]
-    pub storage: Option<crate::store::config::StorageSection>,
+    pub(crate) storage: Option<crate::store::config::StorageSection>,
     /// JWT key sets for `auxData` in the Cerbos API.
     #[serde(default)]
-    pub aux_data: AuxDataSection,
+    aux_data: AuxDataSection,
     /// Engine settings.
     #[serde(default)]
-    pub engine: EngineSection,
+    pub(crate) engine: EngineSection,
     /// Schema enforcement.
     #[serde(default)]
-    pub schema: SchemaSection,
+    pub(crate) schema: SchemaSection,
     /// The Envoy adapter.
     #[serde(default)]
-    pub ext_authz: ExtAuthzConfig,
+    pub(crate) ext_authz: ExtAuthzConfig,
     /// The decision (audit) log.
     #[serde(default)]
-    pub audit: crate::audit::AuditConfig,
+    pub(crate) audit: crate::audit::AuditConfig,
     /// Prometheus metrics on the HTTP listener.
     #[serde(default)]
-    pub metrics: crate::metrics::MetricsConfig,
+    pub(crate) metrics: crate::metrics::MetricsConfig,
     /// OpenTelemetry spans over OTLP/HTTP (off by default).
     #[serde(default)]
-    pub tracing: crate::telemetry::TracingConfig,
+    pub(crate) tracing: crate::telemetry::TracingConfig,
     /// Cerbos's usage telemetry settings: accepted so a Cerbos file works; Gatehouse
     /// sends no usage telemetry.
     #[serde(default)]
-    pub telemetry: Option<TelemetrySection>,
+    #[expect(dead_code, reason = "accepted and checked, never read")]
+    telemetry: Option<TelemetrySection>,
 }
 
 /// Cerbos's `telemetry` section (`disabled`, `reportInterval`, `stateDir`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TelemetrySection {
+#[expect(dead_code, reason = "accepted and checked, never read")]
+struct TelemetrySection {
     /// Turns Cerbos's usage reports off (Gatehouse never sends any).
     #[serde(default)]
-    pub disabled: bool,
+    disabled: bool,
     /// How often Cerbos reports.
     #[serde(default)]
-    pub report_interval: Option<String>,
+    report_interval: Option<String>,
     /// Where Cerbos keeps its telemetry state.
     #[serde(default)]
-    pub state_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
 }
 
 /// `server`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServerSection {
+pub(crate) struct ServerSection {
     /// gRPC listener (`host:port`, or Cerbos's `:port` for every interface).
     #[serde(default = "default_grpc", deserialize_with = "listen_addr")]
-    pub grpc_listen_addr: SocketAddr,
+    pub(crate) grpc_listen_addr: SocketAddr,
     /// HTTP listener (`host:port`, or Cerbos's `:port` for every interface).
     #[serde(default = "default_http", deserialize_with = "listen_addr")]
-    pub http_listen_addr: SocketAddr,
+    pub(crate) http_listen_addr: SocketAddr,
     /// Cerbos API request limits.
     #[serde(default)]
-    pub request_limits: RequestLimits,
+    request_limits: RequestLimits,
     /// Bounds of both listeners' connections (Gatehouse's keys).
     #[serde(default)]
-    pub connections: ConnectionsSection,
+    pub(crate) connections: ConnectionsSection,
     /// Admin listener: `/metrics`, `/_gatehouse/status`, `/_gatehouse/jwks.json`,
     /// `/health` (Gatehouse's key).
     #[serde(default = "default_admin", deserialize_with = "listen_addr")]
-    pub admin_listen_addr: SocketAddr,
+    pub(crate) admin_listen_addr: SocketAddr,
     /// Whether the Cerbos API is served, and to whom (Gatehouse's key).
     #[serde(default)]
-    pub cerbos_api: CerbosApiMode,
+    pub(crate) cerbos_api: CerbosApiMode,
     /// TLS on the gRPC and HTTP listeners (Cerbos's keys, plus Gatehouse's own).
     #[serde(default)]
-    pub tls: Option<TlsSection>,
+    pub(crate) tls: Option<TlsSection>,
 }
 
 /// `server.cerbosApi`: whether the Cerbos API is served, and to whom.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum CerbosApiMode {
+pub(crate) enum CerbosApiMode {
     /// Served on both listeners to every client that reaches them.
     #[default]
     Enabled,
@@ -122,22 +124,22 @@ pub enum CerbosApiMode {
 /// `server.tls`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TlsSection {
+pub(crate) struct TlsSection {
     /// Certificate chain, PEM (Cerbos's key).
-    pub cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// Private key, PEM (Cerbos's key).
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
     /// CA certificates that sign client certificates, PEM (Cerbos's key). Given, a
     /// client certificate is verified against them.
     #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
     /// With `caCert`: `optional` (Cerbos's behaviour: a certificate is verified when the
     /// client sends one) or `required` (mutual TLS: no certificate, no connection).
     #[serde(default)]
-    pub client_auth: ClientAuth,
+    pub(crate) client_auth: ClientAuth,
     /// How often the files are checked for changes (milliseconds).
     #[serde(default = "default_reload_interval_ms")]
-    pub reload_interval_ms: u64,
+    pub(crate) reload_interval_ms: u64,
 }
 
 fn default_reload_interval_ms() -> u64 {
@@ -147,7 +149,7 @@ fn default_reload_interval_ms() -> u64 {
 /// Whether clients must present a certificate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     /// Verified when sent (Cerbos's `VerifyClientCertIfGiven`).
     #[default]
     Optional,
@@ -158,29 +160,29 @@ pub enum ClientAuth {
 /// `server.connections`: how many connections the listeners keep, and for how long.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConnectionsSection {
+pub(crate) struct ConnectionsSection {
     /// Most open connections per listener (never more than a quarter of the descriptor
     /// limit each).
     #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// A connection with no traffic for this long is closed.
     #[serde(default = "default_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
+    pub(crate) idle_timeout_ms: u64,
     /// Longest TLS handshake, and longest wait for a whole HTTP/1 request head.
     #[serde(default = "default_header_read_timeout_ms")]
-    pub header_read_timeout_ms: u64,
+    pub(crate) header_read_timeout_ms: u64,
     /// Most concurrent HTTP/2 streams per gRPC connection.
     #[serde(default = "default_max_concurrent_streams")]
-    pub max_concurrent_streams: u32,
+    pub(crate) max_concurrent_streams: u32,
     /// HTTP/2 keep-alive ping interval on gRPC connections.
     #[serde(default = "default_keep_alive_interval_ms")]
-    pub keep_alive_interval_ms: u64,
+    pub(crate) keep_alive_interval_ms: u64,
     /// A keep-alive ping unanswered for this long closes the connection.
     #[serde(default = "default_keep_alive_timeout_ms")]
-    pub keep_alive_timeout_ms: u64,
+    pub(crate) keep_alive_timeout_ms: u64,
     /// gRPC connections are closed gracefully (GOAWAY) after this long.
     #[serde(default = "default_max_connection_age_ms")]
-    pub max_connection_age_ms: u64,
+    pub(crate) max_connection_age_ms: u64,
 }
 
 fn default_max_connections() -> usize {
@@ -228,22 +230,22 @@ impl Default for ConnectionsSection {
 /// `server.requestLimits` (Cerbos's keys).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RequestLimits {
+struct RequestLimits {
     /// Most actions per resource in one CheckResources request.
     #[serde(default = "default_limit")]
-    pub max_actions_per_resource: usize,
+    max_actions_per_resource: usize,
     /// Most resources in one CheckResources request.
     #[serde(default = "default_limit")]
-    pub max_resources_per_request: usize,
+    max_resources_per_request: usize,
     /// Most principal roles in one request (Gatehouse's key; Cerbos has no such limit).
     #[serde(default = "default_max_roles")]
-    pub max_roles_per_principal: usize,
+    max_roles_per_principal: usize,
     /// Most attribute values, nested values included, in one request (Gatehouse's key).
     #[serde(default = "default_max_attribute_values")]
-    pub max_attribute_values_per_request: usize,
+    max_attribute_values_per_request: usize,
     /// Most `auxData` tokens in one request (Gatehouse's key).
     #[serde(default = "default_max_aux_tokens")]
-    pub max_aux_data_tokens: usize,
+    max_aux_data_tokens: usize,
 }
 
 fn default_max_roles() -> usize {
@@ -277,83 +279,83 @@ impl Default for RequestLimits {
 /// `auxData` (Cerbos's keys).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AuxDataSection {
+struct AuxDataSection {
     /// `auxData.jwt`.
     #[serde(default)]
-    pub jwt: Option<AuxJwtSection>,
+    jwt: Option<AuxJwtSection>,
 }
 
 /// `auxData.jwt`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AuxJwtSection {
+struct AuxJwtSection {
     /// Key sets by id.
     #[serde(default)]
-    pub key_sets: Vec<KeySetSection>,
+    key_sets: Vec<KeySetSection>,
     /// Accept tokens without verifying them (development only).
     #[serde(default)]
-    pub disable_verification: bool,
+    disable_verification: bool,
     /// Allowed clock skew, a Go duration (`2s`).
     #[serde(default)]
-    pub acceptable_time_skew: Option<String>,
+    acceptable_time_skew: Option<String>,
     /// Verified tokens remembered.
     #[serde(default)]
-    pub cache_size: usize,
+    cache_size: usize,
 }
 
 /// One key set.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KeySetSection {
+struct KeySetSection {
     /// Id that requests name in `keySetId`.
-    pub id: String,
+    id: String,
     /// A local key set.
     #[serde(default)]
-    pub local: Option<LocalKeySet>,
+    local: Option<LocalKeySet>,
     /// A remote JWKS.
     #[serde(default)]
-    pub remote: Option<RemoteKeySet>,
+    remote: Option<RemoteKeySet>,
     /// Relaxed key checks.
     #[serde(default)]
-    pub insecure: Option<InsecureKeySet>,
+    insecure: Option<InsecureKeySet>,
 }
 
 /// `local`: a file, or base64 data; `pem: true` for PEM keys.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LocalKeySet {
+struct LocalKeySet {
     /// Key file.
     #[serde(default)]
-    pub file: Option<PathBuf>,
+    file: Option<PathBuf>,
     /// Base64-encoded key data.
     #[serde(default)]
-    pub data: Option<String>,
+    data: Option<String>,
     /// The keys are PEM.
     #[serde(default)]
-    pub pem: bool,
+    pem: bool,
 }
 
 /// `remote`: a JWKS URL.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RemoteKeySet {
+struct RemoteKeySet {
     /// URL.
-    pub url: String,
+    url: String,
     /// Refresh interval, a Go duration.
     #[serde(default)]
-    pub refresh_interval: Option<String>,
+    refresh_interval: Option<String>,
 }
 
 /// `insecure`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct InsecureKeySet {
+struct InsecureKeySet {
     /// Keys without `alg`.
     #[serde(default)]
-    pub optional_alg: bool,
+    optional_alg: bool,
     /// Keys without `kid`.
     #[serde(default)]
-    pub optional_kid: bool,
+    optional_kid: bool,
 }
 
 /// Reads a listen address; Cerbos's `:3593` means every interface, an explicit choice.
@@ -398,28 +400,28 @@ impl Default for ServerSection {
 /// `engine`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct EngineSection {
+pub(crate) struct EngineSection {
     /// Default policy version.
     #[serde(default)]
-    pub default_policy_version: Option<String>,
+    pub(crate) default_policy_version: Option<String>,
     /// Lenient scope search.
     #[serde(default)]
-    pub lenient_scope_search: bool,
+    pub(crate) lenient_scope_search: bool,
     /// Globals.
     #[serde(default)]
-    pub globals: serde_json::Map<String, serde_json::Value>,
+    pub(crate) globals: serde_json::Map<String, serde_json::Value>,
     /// A rule whose condition fails to evaluate denies (instead of being skipped).
     #[serde(default)]
-    pub strict_evaluation: bool,
+    strict_evaluation: bool,
 }
 
 /// `schema`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SchemaSection {
+pub(crate) struct SchemaSection {
     /// none | warn | reject.
     #[serde(default)]
-    pub enforcement: Option<String>,
+    pub(crate) enforcement: Option<String>,
 }
 
 impl ServeConfig {
@@ -561,7 +563,7 @@ impl ServeConfig {
     }
 
     /// The engine settings.
-    pub fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
+    pub(crate) fn engine_config(&self) -> Result<EngineConfig, ConfigError> {
         let schema_enforcement = match self.schema.enforcement.as_deref() {
             None | Some("none") => SchemaEnforcement::None,
             Some("warn") => SchemaEnforcement::Warn,

@@ -4,16 +4,16 @@
 //! policy errors have, with "did you mean" hints for misspelled keys.
 
 mod error;
-pub mod file;
+pub(crate) mod file;
 mod positions;
-pub mod reference;
+pub(crate) mod reference;
 mod table;
 
-pub use error::{ConfigError, ConfigErrors};
-pub use file::{BUNDLED_CONFIG, CerbosApiMode, ClientAuth, ServeConfig, TlsSection};
-pub use positions::Positions;
+use error::{ConfigError, ConfigErrors};
+pub(crate) use file::{BUNDLED_CONFIG, CerbosApiMode, ClientAuth, ServeConfig, TlsSection};
+pub(crate) use positions::Positions;
 pub(crate) use positions::Step;
-pub use table::route_table;
+pub(crate) use table::route_table;
 
 use serde::de::DeserializeOwned;
 

@@ -16,7 +16,7 @@ pub(crate) enum Step<'a> {
 
 /// The nodes of a configuration document with their positions.
 #[derive(Clone, Debug)]
-pub struct Positions {
+pub(crate) struct Positions {
     file: Arc<str>,
     text: Arc<str>,
     root: Option<Node>,
@@ -35,7 +35,7 @@ impl Positions {
     }
 
     /// The name of the file in errors.
-    pub fn file(&self) -> &str {
+    pub(crate) fn file(&self) -> &str {
         &self.file
     }
 

@@ -62,14 +62,14 @@ impl Type {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Key {
     /// Dotted path; `[]` marks the items of a list (`extAuthz.routes[].path`).
-    pub path: &'static str,
+    pub(crate) path: &'static str,
     /// Its type.
-    pub ty: Type,
+    pub(crate) ty: Type,
     /// The default when left out (`required` when it must be given; `none` when absent
     /// means off or unset, and `null` is accepted).
-    pub default: &'static str,
+    default: &'static str,
     /// What it does.
-    pub doc: &'static str,
+    doc: &'static str,
 }
 
 const fn k(path: &'static str, ty: Type, default: &'static str, doc: &'static str) -> Key {
@@ -1235,7 +1235,7 @@ fn key_schema(key: &Key) -> Value {
 }
 
 /// The JSON Schema (draft 2020-12) of `gatehouse.yaml`.
-pub fn schema() -> Value {
+pub(crate) fn schema() -> Value {
     let mut root = object_schema("", false);
     let mut out = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",

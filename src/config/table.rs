@@ -11,7 +11,7 @@ const DEFAULTED: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
 
 /// One line per route and method: `file:line:col  METHOD  path  resource  action  source`.
 /// `routes` must already have been checked ([`RouteMapper::new`] succeeded).
-pub fn route_table(routes: &[RouteConfig], positions: &Positions) -> Vec<String> {
+pub(crate) fn route_table(routes: &[RouteConfig], positions: &Positions) -> Vec<String> {
     let Ok(mapper) = RouteMapper::new(routes) else {
         return Vec::new();
     };

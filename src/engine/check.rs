@@ -23,7 +23,7 @@ use super::types::{
 };
 
 /// The policy name reported when nothing matched.
-pub const NO_MATCH: &str = "NO_MATCH";
+pub(crate) const NO_MATCH: &str = "NO_MATCH";
 
 /// An error that stops a check (as opposed to a CEL error, which only fails a condition).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

@@ -14,7 +14,7 @@ use crate::cel::{MapValue, Value, from_json};
 pub struct InputError(pub String);
 
 /// Looks a field up by its JSON name or its proto (snake_case) name.
-pub fn field<'a>(obj: &'a Map<String, Json>, json_name: &str) -> Option<&'a Json> {
+fn field<'a>(obj: &'a Map<String, Json>, json_name: &str) -> Option<&'a Json> {
     if let Some(v) = obj.get(json_name) {
         return Some(v);
     }

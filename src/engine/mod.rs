@@ -4,7 +4,7 @@
 //! resolved when the policies were compiled.
 
 pub(crate) mod check;
-pub mod json;
+pub(crate) mod json;
 pub(crate) mod schemas;
 mod trace;
 mod types;
@@ -14,9 +14,9 @@ use std::sync::Arc;
 use crate::cel::Timestamp;
 use crate::policy::compiled::CompiledPolicySet;
 
-pub use check::{CheckError, NO_MATCH};
+use check::CheckError;
 pub use json::{InputError, input_from_json, output_to_json};
-pub use trace::{Trace, TraceEvent};
+pub(crate) use trace::{Trace, TraceEvent};
 pub use types::{
     ActionEffect, AuxData, CheckInput, CheckOutput, EngineConfig, EvaluationError, OutputEntry,
     Principal, Resource, SchemaEnforcement, ValidationError, ValidationSource,
@@ -44,7 +44,7 @@ impl Engine {
     }
 
     /// The engine settings.
-    pub fn config(&self) -> &EngineConfig {
+    pub(crate) fn config(&self) -> &EngineConfig {
         &self.config
     }
 

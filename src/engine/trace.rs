@@ -7,7 +7,7 @@ use crate::policy::compiled::{Effect, RowKind};
 /// One step of a decision.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum TraceEvent {
+pub(crate) enum TraceEvent {
     /// No principal or resource policy exists in the requested scopes.
     NoPolicies {
         /// Principal scope asked for.
@@ -83,13 +83,13 @@ pub enum TraceEvent {
 
 /// A recorded trace.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Trace {
+pub(crate) struct Trace {
     events: Vec<TraceEvent>,
 }
 
 impl Trace {
     /// An empty trace.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 

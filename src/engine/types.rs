@@ -39,9 +39,9 @@ pub struct Resource {
 #[derive(Clone, Debug, Default)]
 pub struct AuxData {
     /// Claims of `auxData.jwt` (a map), or null.
-    pub jwt: Value,
+    pub(crate) jwt: Value,
     /// Named tokens of `auxData.jwts`: name -> `{claims: {...}}` (a map), or null.
-    pub jwts: Value,
+    pub(crate) jwts: Value,
 }
 
 /// One check: a principal, a resource and the actions to decide.
@@ -67,9 +67,9 @@ pub struct ActionEffect {
     /// Allow or deny.
     pub effect: Effect,
     /// The deciding policy (`resource.kind.vversion[/scope]`), or `NO_MATCH`.
-    pub policy: String,
+    pub(crate) policy: String,
     /// The scope of the deciding rule.
-    pub scope: String,
+    pub(crate) scope: String,
     /// The name of the deciding rule (Cerbos generates `rule-NNN` for unnamed rules);
     /// `None` when no rule decided (no match, schema rejection).
     pub rule: Option<Arc<str>>,
@@ -79,11 +79,11 @@ pub struct ActionEffect {
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutputEntry {
     /// `policy_key#rule_name`.
-    pub src: String,
+    pub(crate) src: String,
     /// The action being decided when the output was produced.
-    pub action: String,
+    pub(crate) action: String,
     /// The value as JSON, or the evaluation error message.
-    pub value: Result<serde_json::Value, String>,
+    pub(crate) value: Result<serde_json::Value, String>,
 }
 
 /// Where a schema violation was found.
@@ -120,26 +120,26 @@ pub struct ValidationError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvaluationError {
     /// The expression's source.
-    pub expression: String,
+    pub(crate) expression: String,
     /// The error.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The result of one check.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CheckOutput {
     /// The input's request id.
-    pub request_id: String,
+    pub(crate) request_id: String,
     /// The resource id.
-    pub resource_id: String,
+    pub(crate) resource_id: String,
     /// One entry per distinct action, in input order.
     pub actions: Vec<ActionEffect>,
     /// Derived roles that were activated.
-    pub effective_derived_roles: Vec<String>,
+    pub(crate) effective_derived_roles: Vec<String>,
     /// Outputs of matched rules.
-    pub outputs: Vec<OutputEntry>,
+    pub(crate) outputs: Vec<OutputEntry>,
     /// Schema violations.
-    pub validation_errors: Vec<ValidationError>,
+    pub(crate) validation_errors: Vec<ValidationError>,
     /// CEL errors met (conditions counted as not satisfied).
     pub evaluation_errors: Vec<EvaluationError>,
 }

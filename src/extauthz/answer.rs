@@ -23,31 +23,31 @@ pub(crate) enum Answer {
 #[derive(Debug)]
 pub(crate) struct Allowed {
     /// The decision id (also among `headers`).
-    pub decision_id: String,
+    pub(crate) decision_id: String,
     /// The principal's id, when one was resolved.
-    pub principal: Option<String>,
+    pub(crate) principal: Option<String>,
     /// Headers set on the request to the backend (lower-case names).
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// Client-sent headers under our prefix, removed before the backend sees them.
-    pub remove: Vec<String>,
+    pub(crate) remove: Vec<String>,
 }
 
 /// A denied request.
 #[derive(Debug)]
 pub(crate) struct Denied {
     /// The decision id (also among `headers` and in `body`).
-    pub decision_id: String,
+    pub(crate) decision_id: String,
     /// HTTP status for the client.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Response headers (lower-case names): content type, decision id, challenge.
-    pub headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
     /// Response body (JSON).
-    pub body: String,
+    pub(crate) body: String,
     /// The detailed reason (for Envoy's metadata and gRPC status, never the body unless
     /// `denyDetails` is on).
-    pub reason: String,
+    pub(crate) reason: String,
     /// The policy that denied, when one did.
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
 }
 
 impl Answer {

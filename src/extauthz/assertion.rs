@@ -21,18 +21,18 @@ use super::ConfigError;
 /// `extAuthz.assertion`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AssertionConfig {
+pub(crate) struct AssertionConfig {
     /// Ed25519 private key, PKCS#8 PEM (`openssl genpkey -algorithm ed25519`), relative
     /// to the configuration file.
-    pub key_file: String,
+    key_file: String,
     /// `iss` of the tokens.
     #[serde(default = "default_issuer")]
-    pub issuer: String,
+    issuer: String,
     /// `aud` of the tokens: the app that checks them.
-    pub audience: String,
+    audience: String,
     /// Lifetime of a token, seconds.
     #[serde(default = "default_ttl")]
-    pub ttl_seconds: u64,
+    ttl_seconds: u64,
 }
 
 fn default_issuer() -> String {
@@ -52,7 +52,7 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
 const MAX_KEY_FILE: u64 = 16 * 1024;
 
 /// Signs assertions with one key.
-pub struct AssertionSigner {
+pub(crate) struct AssertionSigner {
     key: SigningKey,
     kid: String,
     /// `base64url(header).` with the `iss` and `aud` parts of the claims prepared once.
@@ -100,7 +100,10 @@ fn seed_from_pem(text: &str) -> Result<[u8; 32], String> {
 
 impl AssertionSigner {
     /// Loads the key named by `config` (relative to `base`).
-    pub fn load(config: &AssertionConfig, base: &Path) -> Result<AssertionSigner, ConfigError> {
+    pub(crate) fn load(
+        config: &AssertionConfig,
+        base: &Path,
+    ) -> Result<AssertionSigner, ConfigError> {
         let path = base.join(&config.key_file);
         let err = |m: String| ConfigError(format!("assertion.keyFile {}: {m}", path.display()));
         let len = std::fs::metadata(&path)
@@ -143,12 +146,12 @@ impl AssertionSigner {
     }
 
     /// The public key as a JWKS document.
-    pub fn jwks(&self) -> &serde_json::Value {
+    pub(crate) fn jwks(&self) -> &serde_json::Value {
         &self.jwks
     }
 
     /// A token for one allowed request.
-    pub fn sign(
+    pub(crate) fn sign(
         &self,
         principal: &str,
         roles: &[&str],

@@ -24,7 +24,7 @@ const MAX_ENTRIES: usize = 10_000;
 /// Why attributes could not be fetched.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum FetchError {
+pub(crate) enum FetchError {
     /// The URL is not a valid `http://` URL.
     #[error("invalid attribute source URL {0:?}")]
     BadUrl(String),
@@ -60,7 +60,7 @@ struct Slot {
 }
 
 /// Fetches and caches attribute documents.
-pub struct AttributeFetcher {
+pub(crate) struct AttributeFetcher {
     client: Client<HttpsConnector<crate::http_client::ProxyConnector>, Empty<Bytes>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
@@ -79,7 +79,7 @@ impl Default for AttributeFetcher {
 
 impl AttributeFetcher {
     /// A fetcher with its own connection pool.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         AttributeFetcher {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
@@ -88,8 +88,9 @@ impl AttributeFetcher {
         }
     }
 
+    #[cfg(test)]
     /// Fetches `url` (or reuses a fresh cached answer, or joins a fetch in flight).
-    pub async fn fetch(&self, url: &str, timeout: Duration, ttl: Duration) -> Outcome {
+    async fn fetch(&self, url: &str, timeout: Duration, ttl: Duration) -> Outcome {
         self.fetch_with_provenance(url, timeout, ttl, None).await.0
     }
 

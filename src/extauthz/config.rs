@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub struct ExtAuthzConfig {
     /// Prefix of the headers injected for the backend (and stripped from clients).
     #[serde(default = "default_prefix")]
-    pub header_prefix: String,
+    pub(crate) header_prefix: String,
     /// Shape of denial bodies.
     #[serde(default)]
     pub deny_body: DenyBody,
@@ -22,62 +22,62 @@ pub struct ExtAuthzConfig {
     pub deny_details: bool,
     /// Where principals come from.
     #[serde(default)]
-    pub principal: PrincipalConfig,
+    pub(crate) principal: PrincipalConfig,
     /// Request to resource mapping.
     #[serde(default)]
-    pub routes: Vec<RouteConfig>,
+    pub(crate) routes: Vec<RouteConfig>,
     /// Largest request body (bytes) read for attributes; larger bodies are denied.
     #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// A signed assertion added on allow (off when absent).
     #[serde(default)]
-    pub assertion: Option<super::assertion::AssertionConfig>,
+    pub(crate) assertion: Option<super::assertion::AssertionConfig>,
     /// Envoy's HTTP ext_authz (`http_service` with `path_prefix: /_gatehouse/authz`),
     /// served on the HTTP listener.
     #[serde(default)]
-    pub http_service: bool,
+    pub(crate) http_service: bool,
     /// Forward-auth for nginx `auth_request` and Traefik/Caddy `forward_auth`, served on
     /// the HTTP listener at `/_gatehouse/forward-auth` (off when absent).
     #[serde(default)]
-    pub forward_auth: Option<ForwardAuthConfig>,
+    pub(crate) forward_auth: Option<ForwardAuthConfig>,
     /// What a denial does on routes that do not say: enforce it, or only log and count it
     /// (`shadow`).
     #[serde(default)]
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// A candidate policy set decided beside the live one (off when absent).
     #[serde(default)]
-    pub candidate: Option<CandidateConfig>,
+    pub(crate) candidate: Option<CandidateConfig>,
     /// Routes imported at start from the app's OpenAPI document, after the hand-written
     /// `routes` (off when absent).
     #[serde(default)]
-    pub openapi: Option<OpenApiConfig>,
+    pub(crate) openapi: Option<OpenApiConfig>,
     /// Largest `<prefix>filter` header (bytes) a plan route hands the backend; a larger
     /// filter is answered 503, never shortened.
     #[serde(default = "default_max_filter")]
-    pub max_filter_bytes: usize,
+    pub(crate) max_filter_bytes: usize,
 }
 
 /// `extAuthz.openapi`: where the app's OpenAPI document is read from (exactly one of
 /// `file` and `url`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OpenApiConfig {
+pub(crate) struct OpenApiConfig {
     /// The document saved to a file (relative to the configuration file).
     #[serde(default)]
-    pub file: Option<std::path::PathBuf>,
+    pub(crate) file: Option<std::path::PathBuf>,
     /// The app's `/openapi.json` URL.
     #[serde(default)]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Timeout of the fetch from `url`, milliseconds.
     #[serde(default = "default_openapi_timeout")]
-    pub timeout_ms: u64,
+    pub(crate) timeout_ms: u64,
     /// Pass operations marked public through without a decision.
     #[serde(default)]
-    pub public_passthrough: bool,
+    pub(crate) public_passthrough: bool,
     /// Base of relative fetch URLs in `x-gatehouse-attributes` (default: the origin of
     /// `url`).
     #[serde(default)]
-    pub base_url: Option<String>,
+    pub(crate) base_url: Option<String>,
 }
 
 fn default_openapi_timeout() -> u64 {
@@ -87,7 +87,7 @@ fn default_openapi_timeout() -> u64 {
 /// Enforcement mode of a route (or of all routes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Denials are answered.
     #[default]
     Enforce,
@@ -98,27 +98,27 @@ pub enum Mode {
 /// The `candidate` section: a second policy source, a directory or a git branch.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CandidateConfig {
+pub(crate) struct CandidateConfig {
     /// A policy directory (relative to the configuration file).
     #[serde(default)]
-    pub directory: Option<std::path::PathBuf>,
+    pub(crate) directory: Option<std::path::PathBuf>,
     /// A git branch instead of a directory.
     #[serde(default)]
-    pub git: Option<CandidateGit>,
+    pub(crate) git: Option<CandidateGit>,
 }
 
 /// `candidate.git`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CandidateGit {
+pub(crate) struct CandidateGit {
     /// Repository URL (credentials from git's own configuration).
-    pub url: String,
+    pub(crate) url: String,
     /// Branch (or tag) to check out.
     #[serde(default = "default_candidate_branch")]
-    pub branch: String,
+    pub(crate) branch: String,
     /// Directory of the policies inside the repository.
     #[serde(default)]
-    pub sub_dir: std::path::PathBuf,
+    pub(crate) sub_dir: std::path::PathBuf,
 }
 
 fn default_candidate_branch() -> String {
@@ -128,14 +128,14 @@ fn default_candidate_branch() -> String {
 /// The `forwardAuth` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ForwardAuthConfig {
+pub(crate) struct ForwardAuthConfig {
     /// Addresses or CIDR blocks of the proxies whose `X-Forwarded-*`/`X-Original-*`
     /// headers are believed; requests from anywhere else are denied.
-    pub trusted_proxies: Vec<String>,
+    pub(crate) trusted_proxies: Vec<String>,
     /// Status of every denial but 401 (nginx passes only 401 and 403 on); absent: the
     /// denial's own status (403, 400, 404, 413).
     #[serde(default)]
-    pub deny_status: Option<u16>,
+    pub(crate) deny_status: Option<u16>,
 }
 
 fn default_prefix() -> String {
@@ -185,22 +185,22 @@ pub enum DenyBody {
 /// Principal sources and claim mapping.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PrincipalConfig {
+pub(crate) struct PrincipalConfig {
     /// Sources, tried in order.
     #[serde(default)]
-    pub sources: Vec<PrincipalSourceConfig>,
+    pub(crate) sources: Vec<PrincipalSourceConfig>,
     /// How claims become the principal.
     #[serde(default)]
-    pub claims: ClaimsConfig,
+    pub(crate) claims: ClaimsConfig,
     /// The principal used when no source yields an identity (absent: 401).
     #[serde(default)]
-    pub anonymous: Option<AnonymousConfig>,
+    pub(crate) anonymous: Option<AnonymousConfig>,
 }
 
 /// One principal source.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum PrincipalSourceConfig {
+pub(crate) enum PrincipalSourceConfig {
     /// Claims verified by Envoy's `jwt_authn` filter, from the CheckRequest's metadata.
     JwtAuthn(JwtAuthnSource),
     /// A bearer JWT verified by Gatehouse.
@@ -214,13 +214,13 @@ pub enum PrincipalSourceConfig {
 /// `jwtAuthn` source.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwtAuthnSource {
+pub(crate) struct JwtAuthnSource {
     /// Metadata namespace of the jwt_authn filter.
     #[serde(default = "default_jwt_authn_ns")]
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Key of the payload (`payload_in_metadata`); empty takes the first entry.
     #[serde(default)]
-    pub payload_key: String,
+    pub(crate) payload_key: String,
 }
 
 fn default_jwt_authn_ns() -> String {
@@ -230,23 +230,23 @@ fn default_jwt_authn_ns() -> String {
 /// `jwt` source.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwtSource {
+pub(crate) struct JwtSource {
     /// Header carrying `Bearer <token>`.
     #[serde(default = "default_auth_header")]
-    pub header: String,
+    pub(crate) header: String,
     /// Where the verification keys are.
-    pub jwks: JwksConfig,
+    pub(crate) jwks: JwksConfig,
     /// Accepted algorithms (pinned).
-    pub algorithms: Vec<String>,
+    pub(crate) algorithms: Vec<String>,
     /// Required issuer.
     #[serde(default)]
-    pub issuer: Option<String>,
+    pub(crate) issuer: Option<String>,
     /// Accepted audiences (any one must be present).
     #[serde(default)]
-    pub audiences: Vec<String>,
+    pub(crate) audiences: Vec<String>,
     /// Allowed clock skew, seconds.
     #[serde(default = "default_leeway")]
-    pub leeway_seconds: u64,
+    pub(crate) leeway_seconds: u64,
 }
 
 fn default_auth_header() -> String {
@@ -260,16 +260,16 @@ fn default_leeway() -> u64 {
 /// A JWKS location.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JwksConfig {
+pub(crate) struct JwksConfig {
     /// A local JWKS (or PEM) file.
     #[serde(default)]
-    pub file: Option<String>,
+    pub(crate) file: Option<String>,
     /// A remote JWKS URL.
     #[serde(default)]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Refresh interval for remote sets, seconds.
     #[serde(default = "default_refresh")]
-    pub refresh_seconds: u64,
+    pub(crate) refresh_seconds: u64,
 }
 
 fn default_refresh() -> u64 {
@@ -279,39 +279,39 @@ fn default_refresh() -> u64 {
 /// `mtls` source.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MtlsSource {
+pub(crate) struct MtlsSource {
     /// Also trust `x-forwarded-client-cert` (only behind an Envoy that sanitises it).
     #[serde(default)]
-    pub trust_xfcc: bool,
+    pub(crate) trust_xfcc: bool,
     /// Roles given to mTLS peers.
     #[serde(default)]
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
 }
 
 /// `headers` source (development only).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeadersSource {
+pub(crate) struct HeadersSource {
     /// Header with the principal id.
-    pub id: String,
+    pub(crate) id: String,
     /// Header with comma-separated roles.
     #[serde(default)]
-    pub roles: Option<String>,
+    pub(crate) roles: Option<String>,
 }
 
 /// Claim to principal mapping.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClaimsConfig {
+pub(crate) struct ClaimsConfig {
     /// Claim holding the principal id.
     #[serde(default = "default_sub")]
-    pub id: String,
+    pub(crate) id: String,
     /// Claim holding the roles (a list, or a space/comma separated string).
     #[serde(default = "default_roles_claim")]
-    pub roles: String,
+    pub(crate) roles: String,
     /// Claims copied into `P.attr` (`["*"]` copies all).
     #[serde(default)]
-    pub attr: Vec<String>,
+    pub(crate) attr: Vec<String>,
 }
 
 fn default_sub() -> String {
@@ -335,122 +335,122 @@ impl Default for ClaimsConfig {
 /// The anonymous principal.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AnonymousConfig {
+pub(crate) struct AnonymousConfig {
     /// Principal id.
-    pub id: String,
+    pub(crate) id: String,
     /// Roles.
     #[serde(default)]
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
 }
 
 /// One route.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RouteConfig {
+pub(crate) struct RouteConfig {
     /// Path template (`/documents/{id}`, `{rest:path}` for the remainder).
     #[serde(default)]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     /// Path prefix (instead of a template).
     #[serde(default)]
-    pub prefix: Option<String>,
+    pub(crate) prefix: Option<String>,
     /// Methods (empty: all).
     #[serde(default)]
-    pub methods: Vec<String>,
+    pub(crate) methods: Vec<String>,
     /// Allowed without a policy decision (no principal needed).
     #[serde(default)]
-    pub public: bool,
+    pub(crate) public: bool,
     /// The resource.
     #[serde(default)]
-    pub resource: Option<ResourceConfig>,
+    pub(crate) resource: Option<ResourceConfig>,
     /// The action, for every method of the route.
     #[serde(default)]
-    pub action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Per-method actions, overriding the defaults (GET/HEAD read, POST create,
     /// PUT/PATCH update, DELETE delete).
     #[serde(default)]
-    pub actions: BTreeMap<String, String>,
+    pub(crate) actions: BTreeMap<String, String>,
     /// Where resource attributes come from.
     #[serde(default)]
-    pub attributes: AttributesConfig,
+    pub(crate) attributes: AttributesConfig,
     /// Enforcement mode of this route (absent: `extAuthz.mode`).
     #[serde(default)]
-    pub mode: Option<Mode>,
+    pub(crate) mode: Option<Mode>,
     /// Ask for a query plan instead of a decision (list routes): the backend gets the
     /// filter of the resources the principal may act on.
     #[serde(default)]
-    pub plan: Option<PlanConfig>,
+    pub(crate) plan: Option<PlanConfig>,
 }
 
 /// A plan route's `plan`: which resources of the route's kind the principal may act on,
 /// as a filter for the backend's query (Cerbos's `PlanResources`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PlanConfig {
+pub(crate) struct PlanConfig {
     /// The action planned (`read`).
-    pub action: String,
+    pub(crate) action: String,
 }
 
 /// A route's resource.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ResourceConfig {
+pub(crate) struct ResourceConfig {
     /// Resource kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Resource id, a template over path parameters (`{id}`).
     #[serde(default)]
-    pub id: String,
+    pub(crate) id: String,
     /// Policy version.
     #[serde(default)]
-    pub policy_version: String,
+    pub(crate) policy_version: String,
     /// Scope (a template over path parameters).
     #[serde(default)]
-    pub scope: String,
+    pub(crate) scope: String,
 }
 
 /// A route's attribute sources.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AttributesConfig {
+pub(crate) struct AttributesConfig {
     /// Top-level JSON body fields copied into `R.attr`.
     #[serde(default)]
-    pub body: Vec<String>,
+    pub(crate) body: Vec<String>,
     /// `R.attr` name -> query parameter.
     #[serde(default)]
-    pub query: BTreeMap<String, String>,
+    pub(crate) query: BTreeMap<String, String>,
     /// `R.attr` name -> request header.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     /// Envoy `context_extensions` keys copied into `R.attr`.
     #[serde(default)]
-    pub context_extensions: Vec<String>,
+    pub(crate) context_extensions: Vec<String>,
     /// Keys of Envoy route metadata (`route_metadata_context`, any namespace Envoy sends
     /// via `route_metadata_context_namespaces`) copied into `R.attr`.
     #[serde(default)]
-    pub route_metadata: Vec<String>,
+    pub(crate) route_metadata: Vec<String>,
     /// Copy path parameters into `R.attr`.
     #[serde(default)]
-    pub path_params: bool,
+    pub(crate) path_params: bool,
     /// Fetch attributes over HTTP.
     #[serde(default)]
-    pub fetch: Option<FetchConfig>,
+    pub(crate) fetch: Option<FetchConfig>,
 }
 
 /// An HTTP attribute source.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FetchConfig {
+pub(crate) struct FetchConfig {
     /// URL template over path parameters (`http://app/internal/documents/{id}/attributes`).
-    pub url: String,
+    pub(crate) url: String,
     /// Timeout, milliseconds.
     #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
+    pub(crate) timeout_ms: u64,
     /// How long a fetched answer is reused, milliseconds (0: not cached).
     #[serde(default)]
-    pub cache_ttl_ms: u64,
+    pub(crate) cache_ttl_ms: u64,
     /// Answer 404 when the source answers 404 (the record does not exist). Off: 403,
     /// so that a denial does not reveal whether a record exists.
     #[serde(default)]
-    pub answer_not_found: bool,
+    pub(crate) answer_not_found: bool,
 }
 
 fn default_timeout() -> u64 {

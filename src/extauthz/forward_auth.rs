@@ -23,7 +23,7 @@ pub(crate) struct PeerAddr(pub SocketAddr);
 
 /// The forward-auth settings in force.
 #[derive(Debug, Clone)]
-pub struct ForwardAuth {
+pub(crate) struct ForwardAuth {
     trusted: Vec<Cidr>,
     deny_status: Option<u16>,
 }

@@ -26,12 +26,12 @@ impl LiveExtAuthz {
 
     /// Makes `ext` answer every request from now on; requests under way finish on the
     /// one they started with.
-    pub fn replace(&self, ext: ExtAuthz) {
+    pub(crate) fn replace(&self, ext: ExtAuthz) {
         self.current.store(Arc::new(ext));
     }
 
     /// The service in force.
-    pub fn current(&self) -> Arc<ExtAuthz> {
+    pub(crate) fn current(&self) -> Arc<ExtAuthz> {
         self.current.load_full()
     }
 }

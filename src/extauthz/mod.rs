@@ -5,18 +5,18 @@
 //! trust or a JSON denial.
 
 mod answer;
-pub mod assertion;
-pub mod attributes;
+mod assertion;
+mod attributes;
 pub mod config;
 mod encoding;
-pub mod forward_auth;
-pub mod http_mode;
-pub mod live;
-pub mod openapi;
+pub(crate) mod forward_auth;
+mod http_mode;
+mod live;
 pub mod pb;
-pub mod principal;
-pub mod route;
-pub mod service;
+pub(crate) mod openapi;
+mod principal;
+pub(crate) mod route;
+mod service;
 mod shadow;
 
 use std::path::Path;
@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use config::ExtAuthzConfig;
 pub use http_mode::router as http_router;
 pub use live::LiveExtAuthz;
-pub use route::RouteMapper;
+pub(crate) use route::RouteMapper;
 pub use service::ExtAuthz;
 
 use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySource};
@@ -99,7 +99,7 @@ pub async fn build_with_sinks(
 
 /// As [`build_with_sinks`], on a reload: a failed OpenAPI import keeps the routes
 /// `previous` imported.
-pub async fn build_after(
+pub(crate) async fn build_after(
     config: &ExtAuthzConfig,
     store: Arc<PolicyStore>,
     base: &Path,

@@ -37,11 +37,11 @@ const MAX_TEXT: usize = 1_024;
 /// Why an OpenAPI document gives no routes.
 #[derive(Debug, thiserror::Error)]
 #[error("OpenAPI document: {0}")]
-pub struct OpenApiError(String);
+pub(crate) struct OpenApiError(String);
 
 /// Where an imported route's action came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActionOrigin {
+enum ActionOrigin {
     /// The operation's `x-gatehouse-action`.
     Extension,
     /// The method's default.
@@ -52,20 +52,18 @@ pub enum ActionOrigin {
 
 /// One operation turned into a route.
 #[derive(Clone, Debug)]
-pub struct ImportedRoute {
+pub(crate) struct ImportedRoute {
     /// The route, as if written in `extAuthz.routes`.
-    pub config: RouteConfig,
+    pub(crate) config: RouteConfig,
     /// The HTTP method.
-    pub method: String,
+    method: String,
     /// Where the action came from (`None` for public routes).
-    pub action_origin: Option<ActionOrigin>,
-    /// The operation's `operationId`, if any.
-    pub operation_id: Option<String>,
+    action_origin: Option<ActionOrigin>,
 }
 
 /// Reads the operations of `doc` in document order. `pass_public`: operations marked
 /// public become public routes; otherwise they are decided like the others.
-pub fn routes_from_openapi(
+pub(crate) fn routes_from_openapi(
     doc: &Json,
     pass_public: bool,
 ) -> Result<Vec<ImportedRoute>, OpenApiError> {
@@ -147,13 +145,13 @@ fn import_operation(
             .get("security")
             .and_then(Json::as_array)
             .is_some_and(Vec::is_empty);
-    let operation_id = text(op, "operationId", &method, path)?;
+    // `operationId` must be a string when present; routes do not use it.
+    text(op, "operationId", &method, path)?;
     if public && pass_public {
         return Ok(Some(ImportedRoute {
             config: route(template, &method, true, None, None),
             method,
             action_origin: None,
-            operation_id,
         }));
     }
     let plan = match op.get("x-gatehouse-plan") {
@@ -185,7 +183,6 @@ fn import_operation(
         config,
         method,
         action_origin: Some(origin),
-        operation_id,
     }))
 }
 
@@ -332,7 +329,7 @@ fn typed_template(path: &str, params: &[(String, &'static str)]) -> String {
 }
 
 /// The imported routes as a table: method, path, resource, action, where it came from.
-pub fn import_table(routes: &[ImportedRoute]) -> Vec<String> {
+pub(crate) fn import_table(routes: &[ImportedRoute]) -> Vec<String> {
     let rows: Vec<[String; 5]> = routes
         .iter()
         .map(|r| {
@@ -398,18 +395,18 @@ const MAX_DOCUMENT: u64 = 16 * 1024 * 1024;
 
 /// The imported route table in force, and how its last load went.
 #[derive(Clone, Debug, Default)]
-pub struct ImportState {
+pub(crate) struct ImportState {
     /// Where the document is read from (file path or URL).
-    pub source: String,
+    source: String,
     /// The imported routes in force (the last good table; empty if none loaded yet).
-    pub routes: Vec<RouteConfig>,
+    pub(crate) routes: Vec<RouteConfig>,
     /// Why the last load failed (`None`: it succeeded).
-    pub last_error: Option<String>,
+    last_error: Option<String>,
 }
 
 impl ImportState {
     /// The state as JSON, for `/_gatehouse/status`.
-    pub fn status_json(&self) -> Json {
+    pub(crate) fn status_json(&self) -> Json {
         serde_json::json!({
             "source": self.source,
             "routes": self.routes.len(),
@@ -441,7 +438,7 @@ fn template_key(path: &str) -> String {
 
 /// The route table: the hand-written routes first, then the imported ones that no
 /// hand-written route of the same path template and method overrides.
-pub fn merge(hand: &[RouteConfig], imported: &[RouteConfig]) -> Vec<RouteConfig> {
+pub(crate) fn merge(hand: &[RouteConfig], imported: &[RouteConfig]) -> Vec<RouteConfig> {
     let overridden = |r: &RouteConfig| {
         let Some(path) = r.path.as_deref().map(template_key) else {
             return false;
@@ -467,7 +464,7 @@ fn origin(url: &str) -> Option<String> {
 }
 
 /// Routes of an OpenAPI document's text, with relative fetch URLs made absolute on `base`.
-pub fn parse_document(
+fn parse_document(
     text: &str,
     pass_public: bool,
     base: Option<&str>,
@@ -529,7 +526,7 @@ async fn read_document(config: &OpenApiConfig, base_dir: &Path) -> Result<String
 /// (unreadable or unreachable document, bad document, a table the route mapper refuses)
 /// the `previous` table stays (none at start: the hand-written routes alone) and the
 /// error is logged and recorded.
-pub async fn load(
+pub(crate) async fn load(
     config: &OpenApiConfig,
     base_dir: &Path,
     hand: &[RouteConfig],

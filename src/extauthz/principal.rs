@@ -13,7 +13,7 @@ use crate::engine::Principal;
 use crate::jwt::{Claims, JwtVerifier};
 
 /// A compiled principal source.
-pub enum Source {
+pub(crate) enum Source {
     /// Envoy jwt_authn metadata.
     JwtAuthn(JwtAuthnSource),
     /// A bearer token verified here.
@@ -163,9 +163,14 @@ impl MappedCache {
 
 /// What the request says about who is asking.
 #[derive(Clone, Debug)]
-pub enum Identity {
-    /// An identified principal, and the source that identified it.
-    Known(Arc<MappedPrincipal>, &'static str),
+pub(crate) enum Identity {
+    /// An identified principal, and the source that identified it (which the unit
+    /// tests check).
+    Known(
+        Arc<MappedPrincipal>,
+        #[cfg_attr(not(test), expect(dead_code, reason = "read by the unit tests only"))]
+        &'static str,
+    ),
     /// Credentials were presented but are invalid: never fall back to anonymous.
     Invalid(String),
     /// No credentials at all.
@@ -253,11 +258,11 @@ pub(crate) fn xfcc_spiffe_id(xfcc: &str) -> Option<String> {
 /// The request facts principal sources read.
 pub(crate) struct RequestFacts<'a> {
     /// Lower-cased request headers.
-    pub headers: &'a HashMap<String, String>,
+    pub(crate) headers: &'a HashMap<String, String>,
     /// `metadata_context.filter_metadata`.
-    pub filter_metadata: Option<&'a HashMap<String, Struct>>,
+    pub(crate) filter_metadata: Option<&'a HashMap<String, Struct>>,
     /// `source.principal` (the verified mTLS peer identity).
-    pub peer_principal: &'a str,
+    pub(crate) peer_principal: &'a str,
 }
 
 /// Resolves the identity: sources in order, the first that yields an identity wins.

@@ -31,9 +31,9 @@ pub(crate) enum PathError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RequestPath {
     /// Percent-decoded path, trailing slash removed (except for `/`).
-    pub path: String,
+    pub(crate) path: String,
     /// The raw query string (without `?`).
-    pub query: String,
+    pub(crate) query: String,
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -174,25 +174,25 @@ enum Matcher {
 /// Invalid route configuration.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("route {route}: {message}")]
-pub struct RouteError {
+pub(crate) struct RouteError {
     /// Index of the route in the configuration (0-based; the configuration loader turns
     /// it into the route's line).
-    pub index: usize,
+    pub(crate) index: usize,
     /// The route as a reader knows it: its methods and path (`POST /documents/{id}/share`).
-    pub route: String,
+    route: String,
     /// The key of the route the problem is in (`["resource", "id"]`); empty for the route
     /// itself.
-    pub field: &'static [&'static str],
+    pub(crate) field: &'static [&'static str],
     /// Where in that key's text the problem starts, in characters.
-    pub offset: Option<usize>,
+    pub(crate) offset: Option<usize>,
     /// What is wrong.
-    pub message: String,
+    message: String,
 }
 
 /// What a route's path names, which decides whether the HTTP method may supply the
 /// action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathShape {
+pub(crate) enum PathShape {
     /// A collection: the path has no parameter (`/documents`).
     Collection,
     /// One item: the path's only parameter is its last segment and is the whole resource
@@ -206,7 +206,7 @@ pub enum PathShape {
 
 impl PathShape {
     /// How the shape reads in the route table and in errors.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             PathShape::Collection => "a collection path",
             PathShape::Item => "an item path",
@@ -269,21 +269,21 @@ pub(crate) fn placeholders(template: &str) -> Result<Vec<(usize, &str)>, (usize,
 
 /// A compiled route.
 #[derive(Clone, Debug)]
-pub struct Route {
+pub(crate) struct Route {
     matcher: Matcher,
     methods: Vec<String>,
     /// Public routes are allowed without a decision.
-    pub public: bool,
+    pub(crate) public: bool,
     /// The resource.
-    pub resource: Option<ResourceConfig>,
+    pub(crate) resource: Option<ResourceConfig>,
     action: Option<String>,
     actions: BTreeMap<String, String>,
     /// Attribute sources.
-    pub attributes: AttributesConfig,
+    pub(crate) attributes: AttributesConfig,
     /// Index in the configuration (for logs).
-    pub index: usize,
+    pub(crate) index: usize,
     /// Enforcement mode, when the route sets one.
-    pub mode: Option<super::config::Mode>,
+    pub(crate) mode: Option<super::config::Mode>,
     shape: PathShape,
     template: String,
     /// The action planned, on a plan route.
@@ -314,22 +314,17 @@ impl Route {
     }
 
     /// The methods the route is limited to (empty: every method).
-    pub fn methods(&self) -> &[String] {
+    pub(crate) fn methods(&self) -> &[String] {
         &self.methods
     }
 
     /// The path template or prefix as configured (a prefix ends in `/**`).
-    pub fn template(&self) -> &str {
+    pub(crate) fn template(&self) -> &str {
         &self.template
     }
 
-    /// What the path names.
-    pub fn shape(&self) -> PathShape {
-        self.shape
-    }
-
     /// The action planned, when the route asks for a plan instead of a decision.
-    pub fn plan(&self) -> Option<&str> {
+    pub(crate) fn plan(&self) -> Option<&str> {
         self.plan.as_deref()
     }
 }
@@ -706,22 +701,22 @@ fn match_template(segs: &[Segment], path: &str) -> Option<Vec<(String, String)>>
 
 /// Maps normalised paths and methods to routes; first match wins.
 #[derive(Clone, Debug, Default)]
-pub struct RouteMapper {
+pub(crate) struct RouteMapper {
     routes: Vec<Route>,
 }
 
 /// A matched route with its path parameters.
 #[derive(Clone, Debug)]
-pub struct RouteMatch<'r> {
+pub(crate) struct RouteMatch<'r> {
     /// The route.
-    pub route: &'r Route,
+    pub(crate) route: &'r Route,
     /// Path parameters, in template order.
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 impl RouteMapper {
     /// Compiles and validates routes: every error of every route is reported.
-    pub fn new(configs: &[RouteConfig]) -> Result<RouteMapper, Vec<RouteError>> {
+    pub(crate) fn new(configs: &[RouteConfig]) -> Result<RouteMapper, Vec<RouteError>> {
         let mut routes = Vec::new();
         let mut errors = Vec::new();
         for (index, c) in configs.iter().enumerate() {
@@ -738,12 +733,12 @@ impl RouteMapper {
     }
 
     /// The routes, in matching order.
-    pub fn routes(&self) -> &[Route] {
+    pub(crate) fn routes(&self) -> &[Route] {
         &self.routes
     }
 
     /// Finds the route for a normalised path and method.
-    pub fn find(&self, path: &str, method: &str) -> Option<RouteMatch<'_>> {
+    pub(crate) fn find(&self, path: &str, method: &str) -> Option<RouteMatch<'_>> {
         self.routes.iter().find_map(|r| {
             if !r.methods.is_empty() && !r.methods.iter().any(|m| m == method) {
                 return None;

@@ -30,45 +30,45 @@ use crate::telemetry::{SpanKind, TraceContext, TraceSpan, Tracer};
 /// Everything the service needs, built once at start.
 pub struct ExtAuthz {
     /// The policies in force.
-    pub store: Arc<PolicyStore>,
+    pub(crate) store: Arc<PolicyStore>,
     /// Routes.
-    pub routes: RouteMapper,
+    pub(crate) routes: RouteMapper,
     /// Principal sources, in order.
-    pub sources: Vec<Source>,
+    pub(crate) sources: Vec<Source>,
     /// Claim mapping.
-    pub claims: ClaimsConfig,
+    pub(crate) claims: ClaimsConfig,
     /// Anonymous principal, if admitted.
-    pub anonymous: Option<AnonymousConfig>,
+    pub(crate) anonymous: Option<AnonymousConfig>,
     /// Header prefix (lower case).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// Denial body format.
-    pub deny_body: DenyBody,
+    pub(crate) deny_body: DenyBody,
     /// Detailed reasons in denial bodies (development); otherwise generic ones.
-    pub deny_details: bool,
+    pub(crate) deny_details: bool,
     /// Largest body read.
-    pub max_body: usize,
+    pub(crate) max_body: usize,
     /// HTTP attribute sources.
-    pub fetcher: AttributeFetcher,
+    pub(crate) fetcher: AttributeFetcher,
     /// Where decisions are counted and timed.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Where decisions are logged.
     pub audit: AuditSink,
     /// Where decision spans go (off unless tracing is configured).
-    pub tracer: Tracer,
+    pub(crate) tracer: Tracer,
     /// Signs the assertion added on allow, when configured.
-    pub assertion: Option<Arc<super::assertion::AssertionSigner>>,
+    pub(crate) assertion: Option<Arc<super::assertion::AssertionSigner>>,
     /// Envoy's HTTP ext_authz served on the HTTP listener.
-    pub http_service: bool,
+    pub(crate) http_service: bool,
     /// Forward-auth served on the HTTP listener, when configured.
-    pub forward_auth: Option<super::forward_auth::ForwardAuth>,
+    pub(crate) forward_auth: Option<super::forward_auth::ForwardAuth>,
     /// What denials do on routes that do not say.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// The candidate policy set, decided beside the live one.
-    pub candidate: Option<Arc<PolicyStore>>,
+    pub(crate) candidate: Option<Arc<PolicyStore>>,
     /// Routes imported from the app's OpenAPI document, when configured.
-    pub imported: Option<super::openapi::ImportState>,
+    pub(crate) imported: Option<super::openapi::ImportState>,
     /// Largest filter header a plan route hands the backend.
-    pub max_filter: usize,
+    pub(crate) max_filter: usize,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -89,7 +89,7 @@ fn header_name(prefix: &str, name: &str) -> String {
 }
 
 /// A new decision id: time-ordered and unique within the process.
-pub fn decision_id() -> String {
+fn decision_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let salt = *SALT.get_or_init(|| {

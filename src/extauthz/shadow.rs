@@ -87,9 +87,9 @@ pub(crate) fn decide(candidate: &PolicyStore, input: &CheckInput, action: &str) 
 #[derive(Debug, Clone)]
 pub(crate) struct Comparison {
     /// The live set allowed the action.
-    pub live_allowed: bool,
+    pub(crate) live_allowed: bool,
     /// The candidate's answer.
-    pub candidate: CandidateAnswer,
+    pub(crate) candidate: CandidateAnswer,
 }
 
 impl Comparison {

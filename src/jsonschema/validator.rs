@@ -32,7 +32,7 @@ const SCHEMA_DIR: &str = "_schemas";
 pub struct SchemaViolation {
     /// Location of the offending value, as the validator writes it: a JSON pointer whose
     /// segments are also URL-path escaped (`/department`, `/a%20b`), or `""` for the root.
-    pub path: String,
+    path: String,
     /// What is wrong, in the validator's words (`expected string, but got number`).
     pub message: String,
 }
@@ -233,7 +233,7 @@ impl SchemaStore {
     }
 
     /// The error of every document that did not compile, ordered by path.
-    pub fn errors(&self) -> impl Iterator<Item = &SchemaError> {
+    fn errors(&self) -> impl Iterator<Item = &SchemaError> {
         self.schemas.values().filter_map(|r| r.as_ref().err())
     }
 
@@ -292,8 +292,9 @@ impl CompiledSchema {
         run.out
     }
 
+    #[cfg(test)]
     /// Whether the value satisfies the schema.
-    pub fn is_valid(&self, attrs: &Value) -> bool {
+    fn is_valid(&self, attrs: &Value) -> bool {
         self.validate(attrs).is_empty()
     }
 }

@@ -72,11 +72,6 @@ impl KeySetOptions {
         self.optional_kid = yes;
         self
     }
-
-    /// Whether the text is PEM.
-    pub fn is_pem(&self) -> bool {
-        self.pem
-    }
 }
 
 /// Verification keys, shared cheaply by cloning.
@@ -329,7 +324,7 @@ impl KeySet {
     }
 
     /// The URL of a remote set.
-    pub fn url(&self) -> Option<&str> {
+    fn url(&self) -> Option<&str> {
         self.inner.remote.as_ref().map(|r| r.url.as_str())
     }
 

@@ -123,13 +123,6 @@ impl JwtVerifier {
         self.cache.as_ref().map_or(0, TokenCache::len)
     }
 
-    /// The key set with this id.
-    pub fn key_set(&self, id: &str) -> Option<&KeySet> {
-        self.key_sets
-            .iter()
-            .find_map(|(k, set)| (k == id).then_some(set))
-    }
-
     /// Verifies `token` and returns its claims.
     ///
     /// `key_set_id` picks the key set; without one (or with an empty one, as

@@ -17,11 +17,11 @@ pub const DEFAULT_MAX_SERIES: usize = 1000;
 pub struct MetricsConfig {
     /// Serve `GET /metrics` on the HTTP listener.
     #[serde(default = "default_enabled")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Most distinct label combinations kept per metric; further ones are counted
     /// under labels `other`.
     #[serde(default = "default_max_series")]
-    pub max_series_per_metric: usize,
+    max_series_per_metric: usize,
 }
 
 fn default_enabled() -> bool {
@@ -53,7 +53,7 @@ pub enum Origin {
 
 impl Origin {
     /// The label and audit value: `ext_authz` or `api`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Origin::ExtAuthz => "ext_authz",
             Origin::Api => "api",
@@ -139,11 +139,11 @@ pub struct ActionOutcome<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanOutcome<'a> {
     /// Resource kind.
-    pub kind: &'a str,
+    pub(crate) kind: &'a str,
     /// Action.
-    pub action: &'a str,
+    pub(crate) action: &'a str,
     /// The filter's kind: `always_allowed`, `always_denied` or `conditional`.
-    pub filter: &'a str,
+    pub(crate) filter: &'a str,
 }
 
 /// The policy store's state, read at scrape time.
@@ -199,7 +199,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A registry configured by the `metrics` section.
-    pub fn new(config: &MetricsConfig) -> Self {
+    pub(crate) fn new(config: &MetricsConfig) -> Self {
         Metrics::with_max_series(config.max_series_per_metric)
     }
 
@@ -359,8 +359,9 @@ impl Metrics {
         }
     }
 
+    #[cfg(test)]
     /// Verified-JWT cache lookups so far: hits and misses.
-    pub fn jwt_cache_lookups(&self) -> (u64, u64) {
+    pub(crate) fn jwt_cache_lookups(&self) -> (u64, u64) {
         (
             self.inner.jwt_cache_hits.get(),
             self.inner.jwt_cache_misses.get(),

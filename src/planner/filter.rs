@@ -225,7 +225,7 @@ pub enum FilterKind {
 
 impl FilterKind {
     /// Cerbos's enum name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FilterKind::AlwaysAllowed => "KIND_ALWAYS_ALLOWED",
             FilterKind::AlwaysDenied => "KIND_ALWAYS_DENIED",

@@ -53,49 +53,43 @@ pub struct PlanInput {
 
 /// One rule that took part in a plan, with what it contributed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlanStep {
+pub(crate) struct PlanStep {
     /// The action planned.
-    pub action: String,
+    pub(crate) action: String,
     /// The principal's role the rule was found for.
-    pub role: String,
+    pub(crate) role: String,
     /// The policy (its key, e.g. `resource.document.vdefault`, or the role policy's).
-    pub policy: String,
+    pub(crate) policy: String,
     /// The rule's name, or what stood in for a rule (a role policy allowing nothing).
-    pub rule: String,
+    pub(crate) rule: String,
     /// `EFFECT_ALLOW` or `EFFECT_DENY` (a negated condition, for parental consent and
     /// role policies, counts as a DENY).
-    pub effect: &'static str,
+    pub(crate) effect: &'static str,
     /// The rule's condition as planned, rendered as `filterDebug` renders filters.
-    pub condition: String,
+    pub(crate) condition: String,
     /// Where the rule is: `file:line:col`, when known.
-    pub location: String,
+    pub(crate) location: String,
 }
 
 /// The answer to a plan request.
 #[derive(Clone, Debug)]
 pub struct PlanOutput {
-    /// The input's request id.
-    pub request_id: String,
     /// Resource kind.
-    pub kind: String,
-    /// Policy version as requested.
-    pub policy_version: String,
-    /// Resource scope as requested.
-    pub scope: String,
+    pub(crate) kind: String,
     /// The actions planned.
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// The filter.
     pub filter: Filter,
     /// The filter as Cerbos renders it (`NO_MATCH` when no policy applied).
     pub filter_debug: String,
     /// Action -> the OVERRIDE_PARENT scope whose rules decided it (or "").
-    pub matched_scopes: BTreeMap<String, String>,
+    pub(crate) matched_scopes: BTreeMap<String, String>,
     /// Schema violations.
     pub validation_errors: Vec<ValidationError>,
     /// CEL errors met (the conditions counted as not satisfied).
     pub evaluation_errors: Vec<EvaluationError>,
     /// With [`PlanInput::explain`]: the rules that took part, in the order walked.
-    pub steps: Vec<PlanStep>,
+    pub(crate) steps: Vec<PlanStep>,
 }
 
 /// A plan that cannot be made (Cerbos answers these with an internal error).

@@ -349,10 +349,7 @@ fn scope_chains<'s>(
 /// The answer before any policy is walked: every action always denied, no match.
 fn empty_output(input: &PlanInput) -> PlanOutput {
     PlanOutput {
-        request_id: input.request_id.clone(),
         kind: input.resource.kind.clone(),
-        policy_version: input.resource.policy_version.clone(),
-        scope: input.resource.scope.clone(),
         actions: input.actions.clone(),
         filter: Filter {
             kind: FilterKind::AlwaysDenied,

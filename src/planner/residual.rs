@@ -48,19 +48,19 @@ impl Val {
 /// What is known of the request while planning.
 pub(crate) struct KnownRequest<'a> {
     /// `request` (its `resource` member is never read).
-    pub request: &'a Value,
+    pub(crate) request: &'a Value,
     /// `P`.
-    pub principal: &'a Value,
+    pub(crate) principal: &'a Value,
     /// `G` / `globals`.
-    pub globals: &'a Value,
+    pub(crate) globals: &'a Value,
     /// `R.kind`.
-    pub kind: Value,
+    pub(crate) kind: Value,
     /// `R.scope`.
-    pub scope: Value,
+    pub(crate) scope: Value,
     /// The resource attributes given in the request (known).
-    pub attr: &'a MapValue,
+    pub(crate) attr: &'a MapValue,
     /// The request's `now()`.
-    pub now: Timestamp,
+    pub(crate) now: Timestamp,
 }
 
 #[derive(Clone)]

@@ -20,7 +20,7 @@ pub use crate::jsonschema::{SchemaErrors, SchemaStore};
 pub use compile::{CompileError, CompileErrorKind, CompileErrors, compile_policies};
 pub use compiled::CompiledPolicySet;
 pub use load::{LoadError, LoadErrors, LoadedStore, load_dir};
-pub use yaml::span::Span;
+pub(crate) use yaml::span::Span;
 
 /// Why a policy store could not be turned into a policy set.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ impl StoreError {
     /// never the message: what the unauthenticated status shows. Read errors keep their
     /// message, which names the problem (`symbolic link resolves outside the policy
     /// directory`), not the content of a file.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let lines: Vec<String> = match self {
             StoreError::Load(errors) => errors
                 .errors()

@@ -12,103 +12,103 @@ use super::GitSource;
 /// `policies`: a directory or a git repository.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PoliciesSection {
+pub(crate) struct PoliciesSection {
     /// The policy directory.
     #[serde(default)]
-    pub directory: Option<PathBuf>,
+    pub(crate) directory: Option<PathBuf>,
     /// A git repository instead of a directory.
     #[serde(default)]
-    pub git: Option<GitSection>,
+    git: Option<GitSection>,
     /// Reload when files change (directory source).
     #[serde(default = "default_true")]
-    pub watch_for_changes: bool,
+    watch_for_changes: bool,
     /// How often the directory is checked for changes, milliseconds.
     #[serde(default = "default_watch_interval")]
-    pub watch_interval_ms: u64,
+    watch_interval_ms: u64,
 }
 
 /// `policies.git`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GitSection {
+struct GitSection {
     /// Repository URL. Credentials come from git's own configuration (credential
     /// helpers, ssh-agent, `~/.ssh/config`), never from this file.
-    pub url: String,
+    url: String,
     /// Branch to follow.
     #[serde(default = "default_branch")]
-    pub branch: String,
+    branch: String,
     /// Directory of the policies inside the repository.
     #[serde(default)]
-    pub sub_dir: PathBuf,
+    sub_dir: PathBuf,
     /// Where the repository is checked out (Gatehouse owns it). Default: a directory
     /// under the system temp directory named after the URL and branch.
     #[serde(default)]
-    pub checkout_dir: Option<PathBuf>,
+    checkout_dir: Option<PathBuf>,
     /// How often the branch is fetched, milliseconds; 0 turns polling off (SIGHUP still
     /// fetches).
     #[serde(default = "default_git_poll")]
-    pub poll_interval_ms: u64,
+    poll_interval_ms: u64,
     /// Bound on each git operation, milliseconds.
     #[serde(default = "default_git_timeout")]
-    pub operation_timeout_ms: u64,
+    operation_timeout_ms: u64,
 }
 
 /// `storage` (Cerbos's keys): the `disk` and `git` drivers.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StorageSection {
+pub(crate) struct StorageSection {
     /// Storage driver: `disk` or `git`.
-    pub driver: String,
+    driver: String,
     /// The disk driver's settings.
     #[serde(default)]
-    pub disk: Option<DiskStorage>,
+    disk: Option<DiskStorage>,
     /// The git driver's settings.
     #[serde(default)]
-    pub git: Option<CerbosGitStorage>,
+    git: Option<CerbosGitStorage>,
 }
 
 /// `storage.disk`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DiskStorage {
+struct DiskStorage {
     /// Policy directory.
-    pub directory: PathBuf,
+    directory: PathBuf,
     /// Reload on change.
     #[serde(default)]
-    pub watch_for_changes: bool,
+    watch_for_changes: bool,
 }
 
 /// `storage.git`, with Cerbos's keys and defaults (branch `master`, durations as Go
 /// duration strings such as `60s`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CerbosGitStorage {
+struct CerbosGitStorage {
     /// `file`, `https` or `ssh`: only checked against the URL's form.
     #[serde(default)]
-    pub protocol: Option<String>,
+    protocol: Option<String>,
     /// Repository URL.
-    pub url: String,
+    url: String,
     /// Branch.
     #[serde(default)]
-    pub branch: Option<String>,
+    branch: Option<String>,
     /// Policy directory inside the repository.
     #[serde(default)]
-    pub sub_dir: Option<PathBuf>,
+    sub_dir: Option<PathBuf>,
     /// Checkout directory.
     #[serde(default)]
-    pub checkout_dir: Option<PathBuf>,
+    checkout_dir: Option<PathBuf>,
     /// Poll interval (`60s`; `0` turns polling off).
     #[serde(default)]
-    pub update_poll_interval: Option<String>,
+    update_poll_interval: Option<String>,
     /// Bound on each git operation (`60s`).
     #[serde(default)]
-    pub operation_timeout: Option<String>,
+    operation_timeout: Option<String>,
     /// Cerbos's inline https credentials: refused (use a git credential helper).
     #[serde(default)]
-    pub https: Option<serde_json::Value>,
+    https: Option<serde_json::Value>,
     /// Cerbos's inline ssh key settings: refused (use ssh-agent or `~/.ssh/config`).
     #[serde(default)]
-    pub ssh: Option<serde_json::Value>,
+    ssh: Option<serde_json::Value>,
 }
 
 /// A resolved policy source.

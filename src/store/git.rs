@@ -48,11 +48,11 @@ pub enum GitError {
 #[derive(Clone, Debug)]
 pub struct GitSource {
     /// Repository URL (`https://`, `ssh://`, `git@host:path`, `file://` or a path).
-    pub url: String,
+    url: String,
     /// Branch to follow.
-    pub branch: String,
+    pub(crate) branch: String,
     /// Directory of the policies inside the repository (relative; empty for the root).
-    pub sub_dir: PathBuf,
+    pub(crate) sub_dir: PathBuf,
     /// Where the repository is checked out; Gatehouse owns this directory.
     pub checkout_dir: PathBuf,
     /// Bound on each git operation.
@@ -104,7 +104,7 @@ impl GitSource {
     }
 
     /// Fetches the branch and returns the commit at its head (nothing is checked out).
-    pub fn fetch(&self) -> Result<String, GitError> {
+    pub(crate) fn fetch(&self) -> Result<String, GitError> {
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
         self.git(&["fetch", "--quiet", "--depth", "1", "origin", &refspec])?;
         let tip = format!("refs/remotes/origin/{}^{{commit}}", self.branch);

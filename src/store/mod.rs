@@ -7,7 +7,7 @@
 //! Sources: a local directory (revision: a content hash) or a git repository
 //! ([`GitSource`], revision: the commit).
 
-pub mod config;
+pub(crate) mod config;
 mod git;
 
 pub use git::{GitError, GitSource};
@@ -36,7 +36,7 @@ pub struct StoreStatus {
     /// The errors of the last failed reload, when it failed after the last success: for
     /// policy errors only `file:line:col` and the error kind (see [`StoreError::summary`]),
     /// since the status is served without authentication.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 /// One loaded policy set: the engine and the revision it was compiled from.
@@ -45,7 +45,7 @@ pub struct PolicySnapshot {
     /// The engine over this set.
     pub engine: Engine,
     /// Content hash (directory) or commit (git) of this set.
-    pub revision: Arc<str>,
+    pub(crate) revision: Arc<str>,
 }
 
 /// The policy set in force, with the source it was loaded from.
@@ -148,12 +148,12 @@ impl PolicyStore {
     }
 
     /// The policy directory (for a git source: the sub-directory of the checkout).
-    pub fn directory(&self) -> &Path {
+    pub(crate) fn directory(&self) -> &Path {
         &self.directory
     }
 
     /// The git source, when policies come from a repository.
-    pub fn git(&self) -> Option<&GitSource> {
+    pub(crate) fn git(&self) -> Option<&GitSource> {
         self.git.as_ref()
     }
 
@@ -174,7 +174,7 @@ impl PolicyStore {
     /// Reloads from the source (a git source fetches its branch first) and swaps the
     /// new set in. On error the old set stays in force, and the error is recorded and
     /// returned.
-    pub fn reload(&self) -> Result<String, ReloadError> {
+    pub(crate) fn reload(&self) -> Result<String, ReloadError> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         match &self.git {
             None => self
@@ -229,7 +229,7 @@ impl PolicyStore {
     /// Watches the directory (polling every `interval`) and reloads once a change has
     /// been quiet for one more interval, so half-written saves are not compiled. Runs
     /// until the task is dropped.
-    pub async fn watch(self: Arc<Self>, interval: Duration) {
+    pub(crate) async fn watch(self: Arc<Self>, interval: Duration) {
         if self.git.is_some() {
             return self.watch_git(interval).await;
         }
@@ -303,7 +303,7 @@ impl PolicyStore {
 
 /// Why a load or reload failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     /// The policies do not load or compile.
     #[error("{0}")]
     Policies(#[from] StoreError),

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceContext {
     /// 16-byte trace id (never all zero).
-    pub trace_id: [u8; 16],
+    pub(crate) trace_id: [u8; 16],
     /// 8-byte span id (never all zero).
-    pub span_id: [u8; 8],
+    pub(crate) span_id: [u8; 8],
     /// The `sampled` trace flag.
-    pub sampled: bool,
+    pub(crate) sampled: bool,
     /// The `tracestate` header, passed on unchanged.
-    pub trace_state: Option<String>,
+    pub(crate) trace_state: Option<String>,
 }
 
 impl TraceContext {
@@ -74,7 +74,7 @@ impl TraceContext {
     }
 
     /// A context for a child span in the same trace.
-    pub fn child(&self) -> TraceContext {
+    pub(crate) fn child(&self) -> TraceContext {
         TraceContext {
             span_id: new_span_id(),
             ..self.clone()
@@ -82,7 +82,7 @@ impl TraceContext {
     }
 
     /// The `traceparent` header naming this span as the parent.
-    pub fn traceparent(&self) -> String {
+    pub(crate) fn traceparent(&self) -> String {
         format!(
             "00-{}-{}-{:02x}",
             hex(&self.trace_id),

@@ -212,7 +212,6 @@ fn to_proto(s: TraceSpan) -> super::pb::opentelemetry::proto::trace::v1::Span {
     let kind = match s.kind {
         SpanKind::Server => span::SpanKind::Server,
         SpanKind::Client => span::SpanKind::Client,
-        SpanKind::Internal => span::SpanKind::Internal,
     };
     super::pb::opentelemetry::proto::trace::v1::Span {
         trace_id: s.context.trace_id.to_vec(),

@@ -78,47 +78,47 @@ pub mod pb {
 /// A tracing configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("tracing: {0}")]
-pub struct TelemetryError(pub String);
+pub(crate) struct TelemetryError(pub String);
 
 /// The `tracing` section of `gatehouse.yaml`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TracingConfig {
+pub(crate) struct TracingConfig {
     /// Export spans over OTLP/HTTP; absent means off (unless the `OTEL_*` variables say
     /// otherwise).
     #[serde(default)]
-    pub otlp: Option<OtlpConfig>,
+    otlp: Option<OtlpConfig>,
 }
 
 /// `tracing.otlp`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OtlpConfig {
+pub(crate) struct OtlpConfig {
     /// Collector base URL (`http://host:4318` or `https://...`); a URL with a path is
     /// used as is.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     /// `service.name` of the spans.
     #[serde(default = "default_service_name")]
-    pub service_name: String,
+    pub(crate) service_name: String,
     /// Fraction of new traces (requests without a `traceparent`) that are recorded. A
     /// request with a `traceparent` follows its sampled flag.
     #[serde(default = "default_ratio")]
-    pub sample_ratio: f64,
+    sample_ratio: f64,
     /// Headers sent with every export (for example a collector's API key).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, String>,
     /// Bound on one export request, milliseconds.
     #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
+    timeout_ms: u64,
     /// Spans waiting for export; when full, new spans are dropped and counted.
     #[serde(default = "default_queue")]
-    pub queue_capacity: usize,
+    queue_capacity: usize,
     /// Most spans in one export request.
     #[serde(default = "default_batch")]
-    pub batch_size: usize,
+    batch_size: usize,
     /// Longest a span waits before its batch is sent, milliseconds.
     #[serde(default = "default_interval")]
-    pub export_interval_ms: u64,
+    export_interval_ms: u64,
 }
 
 fn default_service_name() -> String {
@@ -235,18 +235,16 @@ fn url_decode(s: &str) -> Option<String> {
 /// What a span stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SpanKind {
+pub(crate) enum SpanKind {
     /// Handling a request from a caller.
     Server,
     /// A request to another service.
     Client,
-    /// Work inside the process.
-    Internal,
 }
 
 /// A span attribute value.
 #[derive(Clone, Debug, PartialEq)]
-pub enum AttrValue {
+pub(crate) enum AttrValue {
     /// A string.
     Str(String),
     /// An integer.
@@ -285,9 +283,9 @@ impl From<Vec<String>> for AttrValue {
 
 /// A span being recorded. Spans exist only when tracing is on and the trace is sampled.
 #[derive(Clone, Debug)]
-pub struct TraceSpan {
+pub(crate) struct TraceSpan {
     /// This span's place in the trace (its id is the parent of child spans).
-    pub context: TraceContext,
+    pub(crate) context: TraceContext,
     parent_span_id: Option<[u8; 8]>,
     name: &'static str,
     kind: SpanKind,
@@ -359,7 +357,7 @@ impl TraceSpan {
     /// Sets an attribute (a later value for the same key replaces the earlier one).
     /// Strings are cut at 256 bytes and lists at 32 items, so no request can make a
     /// span large.
-    pub fn set(&mut self, key: &'static str, value: impl Into<AttrValue>) {
+    pub(crate) fn set(&mut self, key: &'static str, value: impl Into<AttrValue>) {
         let value = match value.into() {
             AttrValue::Str(s) => AttrValue::Str(cut(s)),
             AttrValue::StrList(v) => {
@@ -380,17 +378,13 @@ impl TraceSpan {
     }
 
     /// A child span in the same trace, starting now.
-    pub fn child(&self, name: &'static str, kind: SpanKind) -> TraceSpan {
+    pub(crate) fn child(&self, name: &'static str, kind: SpanKind) -> TraceSpan {
         TraceSpan::start(name, kind, self.context.child(), Some(self.context.span_id))
     }
 
-    /// The `traceparent` header that makes a callee's spans children of this one.
-    pub fn traceparent(&self) -> String {
-        self.context.traceparent()
-    }
-
+    #[cfg(test)]
     /// The attribute set under `key`.
-    pub fn attribute(&self, key: &str) -> Option<&AttrValue> {
+    fn attribute(&self, key: &str) -> Option<&AttrValue> {
         self.attributes
             .iter()
             .find(|(k, _)| *k == key)
@@ -429,7 +423,7 @@ impl Tracer {
 
     /// A tracer exporting to `config`'s collector, counting spans in `metrics`. Starts
     /// the exporter task: call inside a Tokio runtime.
-    pub fn start(config: &OtlpConfig, metrics: Metrics) -> Result<Tracer, TelemetryError> {
+    pub(crate) fn start(config: &OtlpConfig, metrics: Metrics) -> Result<Tracer, TelemetryError> {
         let exporter = export::Exporter::new(config)?;
         let (queue, rx) = tokio::sync::mpsc::channel(config.queue_capacity.max(1));
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -481,7 +475,7 @@ impl Tracer {
     }
 
     /// Ends `span` now and queues it for export; never waits (a full queue drops it).
-    pub fn end(&self, mut span: TraceSpan) {
+    pub(crate) fn end(&self, mut span: TraceSpan) {
         let Some(inner) = &self.inner else { return };
         span.end_unix_nano = now_unix_nano().max(span.start_unix_nano);
         if inner.queue.try_send(span).is_err() {
@@ -492,7 +486,7 @@ impl Tracer {
     }
 
     /// Sends the spans still queued and stops the exporter, waiting at most `timeout`.
-    pub async fn shutdown(&self, timeout: Duration) {
+    async fn shutdown(&self, timeout: Duration) {
         let Some(inner) = &self.inner else { return };
         let _ = inner.shutdown.send(true);
         let task = inner
@@ -601,7 +595,7 @@ mod tests {
 
     #[test]
     fn long_values_are_cut() {
-        let mut s = TraceSpan::start("x", SpanKind::Internal, TraceContext::new_root(true), None);
+        let mut s = TraceSpan::start("x", SpanKind::Server, TraceContext::new_root(true), None);
         s.set("s", "é".repeat(300));
         let AttrValue::Str(v) = s.attribute("s").unwrap() else {
             panic!()
@@ -615,7 +609,7 @@ mod tests {
 
     #[test]
     fn attributes_replace_and_are_capped() {
-        let mut s = TraceSpan::start("x", SpanKind::Internal, TraceContext::new_root(true), None);
+        let mut s = TraceSpan::start("x", SpanKind::Server, TraceContext::new_root(true), None);
         s.set("a", "1");
         s.set("a", 2);
         assert_eq!(s.attribute("a"), Some(&AttrValue::Int(2)));

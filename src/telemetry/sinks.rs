@@ -12,11 +12,11 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct Sinks {
     /// Prometheus metrics.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// The decision log.
-    pub audit: AuditSink,
+    pub(crate) audit: AuditSink,
     /// OpenTelemetry spans (a no-op when tracing is off).
-    pub tracer: Tracer,
+    pub(crate) tracer: Tracer,
 }
 
 impl Sinks {
@@ -30,7 +30,7 @@ impl Sinks {
     }
 
     /// Nothing recorded: fresh metrics, no audit log, no spans.
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Sinks::new(
             Metrics::default(),
             AuditSink::disabled(),
@@ -40,7 +40,7 @@ impl Sinks {
 
     /// Flushes the audit log and sends the spans still queued, waiting at most `timeout`
     /// for the exporter.
-    pub async fn shutdown(&self, timeout: Duration) {
+    pub(crate) async fn shutdown(&self, timeout: Duration) {
         self.audit.flush();
         self.tracer.shutdown(timeout).await;
     }

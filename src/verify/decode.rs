@@ -42,13 +42,13 @@ pub(crate) struct Dec {
 
 /// The fields of a message node, by canonical (protojson) name.
 pub(crate) struct Msg<'a> {
-    pub path: String,
+    pub(crate) path: String,
     fields: Vec<(&'static str, &'a Node)>,
 }
 
 impl<'a> Msg<'a> {
     /// A field's value; `None` when absent or null.
-    pub fn get(&self, name: &str) -> Option<&'a Node> {
+    pub(crate) fn get(&self, name: &str) -> Option<&'a Node> {
         self.fields
             .iter()
             .rev()
@@ -90,7 +90,7 @@ impl Dec {
     }
 
     /// Records a validation problem.
-    pub fn violation(&mut self, pos: Option<Pos>, path: &str, message: impl Into<String>) {
+    pub(crate) fn violation(&mut self, pos: Option<Pos>, path: &str, message: impl Into<String>) {
         self.invalid.push(Problem {
             pos,
             path: Some(path.to_owned()),
@@ -107,7 +107,7 @@ impl Dec {
 
     /// Reads a message: `known` lists the field names (protojson names; the snake_case
     /// proto names are accepted too). Unknown fields are parse problems.
-    pub fn message<'a>(
+    pub(crate) fn message<'a>(
         &mut self,
         node: &'a Node,
         path: String,
@@ -135,7 +135,7 @@ impl Dec {
     }
 
     /// A string field: scalars as written, null as empty.
-    pub fn string(&mut self, node: Option<&Node>) -> String {
+    pub(crate) fn string(&mut self, node: Option<&Node>) -> String {
         let Some(node) = node else {
             return String::new();
         };
@@ -156,7 +156,7 @@ impl Dec {
     }
 
     /// A bool field.
-    pub fn boolean(&mut self, node: Option<&Node>) -> bool {
+    pub(crate) fn boolean(&mut self, node: Option<&Node>) -> bool {
         let Some(node) = node else { return false };
         match &node.kind {
             NodeKind::Scalar(s) => match s.value {
@@ -175,7 +175,7 @@ impl Dec {
     }
 
     /// A repeated string field, with each item's position.
-    pub fn strings(&mut self, node: Option<&Node>) -> Vec<(String, Pos)> {
+    pub(crate) fn strings(&mut self, node: Option<&Node>) -> Vec<(String, Pos)> {
         let Some(node) = node else { return Vec::new() };
         match &node.kind {
             NodeKind::Seq(items) => items
@@ -190,7 +190,7 @@ impl Dec {
     }
 
     /// The entries of a map field: key, key position and value.
-    pub fn map<'a>(&mut self, node: Option<&'a Node>) -> Vec<(String, &'a Node)> {
+    pub(crate) fn map<'a>(&mut self, node: Option<&'a Node>) -> Vec<(String, &'a Node)> {
         let Some(node) = node else { return Vec::new() };
         match &node.kind {
             NodeKind::Map(entries) => {

@@ -30,7 +30,7 @@ pub(crate) fn is_filter_reason(reason: &str) -> bool {
 
 /// The merged `--test-filter` flags; the default matches everything.
 #[derive(Clone, Debug, Default)]
-pub struct TestFilter {
+pub(crate) struct TestFilter {
     suite: Vec<Regex>,
     test: Vec<Regex>,
     principal: Vec<Regex>,

@@ -34,7 +34,7 @@ pub struct TestFixture {
 impl TestFixture {
     /// Loads the fixtures of a `testdata` directory. Missing files mean no fixtures of
     /// that kind.
-    pub fn load(dir: &Path) -> Result<TestFixture, FixtureError> {
+    pub(crate) fn load(dir: &Path) -> Result<TestFixture, FixtureError> {
         let read = |names: &[&str]| -> Result<Option<String>, FixtureError> {
             for name in names {
                 for ext in EXTENSIONS {
@@ -92,17 +92,17 @@ impl TestFixture {
     }
 
     /// A principal fixture.
-    pub fn principal(&self, name: &str) -> Option<&Json> {
+    pub(crate) fn principal(&self, name: &str) -> Option<&Json> {
         lookup(&self.principals, name)
     }
 
     /// A resource fixture.
-    pub fn resource(&self, name: &str) -> Option<&Json> {
+    pub(crate) fn resource(&self, name: &str) -> Option<&Json> {
         lookup(&self.resources, name)
     }
 
     /// An aux data fixture.
-    pub fn aux_data(&self, name: &str) -> Option<&Json> {
+    pub(crate) fn aux_data(&self, name: &str) -> Option<&Json> {
         lookup(&self.aux_data, name)
     }
 

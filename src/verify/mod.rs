@@ -25,7 +25,7 @@ mod run;
 mod suite;
 mod table;
 
-pub use filter::TestFilter;
+pub(crate) use filter::TestFilter;
 pub use fixture::{FixtureError, TestFixture};
 pub use junit::render_junit;
 pub use report::{render_json, render_list, render_tree};

@@ -25,7 +25,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Cerbos's enum name, e.g. `RESULT_PASSED`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Unspecified => "RESULT_UNSPECIFIED",
             Verdict::Skipped => "RESULT_SKIPPED",
@@ -46,9 +46,9 @@ impl Verdict {
 #[non_exhaustive]
 pub struct Tally {
     /// The result.
-    pub result: Verdict,
+    pub(crate) result: Verdict,
     /// The count.
-    pub count: u32,
+    pub(crate) count: u32,
 }
 
 /// Counts of a suite or a run.
@@ -60,7 +60,7 @@ pub struct Summary {
     /// Number of tests (one per action).
     pub tests_count: u32,
     /// Counts per result, in result order.
-    pub result_counts: Vec<Tally>,
+    pub(crate) result_counts: Vec<Tally>,
 }
 
 impl Summary {
@@ -76,7 +76,7 @@ impl Summary {
     }
 
     /// The count of one result.
-    pub fn count(&self, result: Verdict) -> u32 {
+    pub(crate) fn count(&self, result: Verdict) -> u32 {
         self.result_counts
             .iter()
             .find(|t| t.result == result)
@@ -89,11 +89,11 @@ impl Summary {
 #[non_exhaustive]
 pub struct OutputValue {
     /// The rule (`resource.kind.vdefault#rule`).
-    pub src: String,
+    pub(crate) src: String,
     /// The action.
-    pub action: String,
+    pub(crate) action: String,
     /// The value, or the evaluation error.
-    pub value: Result<Json, String>,
+    pub(crate) value: Result<Json, String>,
 }
 
 /// Why an expected output was not met.
@@ -126,9 +126,9 @@ pub enum OutputFailureKind {
 #[non_exhaustive]
 pub struct OutputFailure {
     /// The rule.
-    pub src: String,
+    pub(crate) src: String,
     /// What went wrong.
-    pub kind: OutputFailureKind,
+    pub(crate) kind: OutputFailureKind,
 }
 
 /// The outcome of one test.
@@ -162,11 +162,11 @@ pub enum Outcome {
 #[non_exhaustive]
 pub struct Details {
     /// The result.
-    pub result: Verdict,
+    pub(crate) result: Verdict,
     /// The outcome.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// The engine's explanation, one line per step (only when tracing was asked for).
-    pub engine_trace: Vec<String>,
+    pub(crate) engine_trace: Vec<String>,
 }
 
 impl Details {
@@ -185,9 +185,9 @@ impl Details {
 #[non_exhaustive]
 pub struct ActionResult {
     /// The action.
-    pub name: String,
+    pub(crate) name: String,
     /// The details.
-    pub details: Details,
+    pub(crate) details: Details,
 }
 
 /// The results for one resource.
@@ -195,9 +195,9 @@ pub struct ActionResult {
 #[non_exhaustive]
 pub struct ResourceResult {
     /// The resource fixture's name.
-    pub name: String,
+    pub(crate) name: String,
     /// The actions.
-    pub actions: Vec<ActionResult>,
+    pub(crate) actions: Vec<ActionResult>,
 }
 
 /// The results for one principal.
@@ -205,9 +205,9 @@ pub struct ResourceResult {
 #[non_exhaustive]
 pub struct PrincipalResult {
     /// The principal fixture's name.
-    pub name: String,
+    pub(crate) name: String,
     /// The resources.
-    pub resources: Vec<ResourceResult>,
+    pub(crate) resources: Vec<ResourceResult>,
 }
 
 /// The results of one test table.
@@ -215,9 +215,9 @@ pub struct PrincipalResult {
 #[non_exhaustive]
 pub struct TestCaseResult {
     /// The table's name.
-    pub name: String,
+    pub(crate) name: String,
     /// The principals.
-    pub principals: Vec<PrincipalResult>,
+    pub(crate) principals: Vec<PrincipalResult>,
 }
 
 /// The results of one suite file.
@@ -227,17 +227,17 @@ pub struct SuiteResult {
     /// The file, relative to the tests directory, with `/` separators.
     pub file: String,
     /// The suite's name (`Unknown` when the file could not be read).
-    pub name: String,
+    pub(crate) name: String,
     /// The counts.
     pub summary: Summary,
     /// Why the suite could not run.
-    pub error: String,
+    pub(crate) error: String,
     /// The test tables.
-    pub test_cases: Vec<TestCaseResult>,
+    pub(crate) test_cases: Vec<TestCaseResult>,
     /// The suite's description.
-    pub description: String,
+    pub(crate) description: String,
     /// Why the suite was skipped.
-    pub skip_reason: String,
+    pub(crate) skip_reason: String,
 }
 
 impl SuiteResult {
@@ -354,7 +354,7 @@ impl TestResults {
     }
 
     /// Whether the run failed (a test failed or errored, or a suite errored).
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.summary.overall_result.is_failure()
     }
 }

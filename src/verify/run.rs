@@ -51,7 +51,7 @@ const TESTDATA: &str = "testdata";
 pub struct VerifyOptions {
     /// Cerbos's `--run`: only tests whose name matches this regex run; the name is
     /// `<suite name>/test_table_name:"<table>" principal_key:"<p>" resource_key:"<r>"`.
-    pub run: Option<String>,
+    pub(crate) run: Option<String>,
     /// Cerbos's `includedTestNamesRegexp`, applied like `run` (both must match when both are set).
     pub included_test_names_regexp: Option<String>,
     /// Resource policies left out (`cerbos.resource.<kind>.v<version>[/<scope>]`): tests
@@ -62,14 +62,14 @@ pub struct VerifyOptions {
     /// Cerbos's `--ignore-schemas`: schema enforcement `none` instead of `reject`.
     pub ignore_schemas: bool,
     /// Record the engine's explanation of every test (Cerbos's `--verbose`).
-    pub trace: bool,
+    pub(crate) trace: bool,
     /// Cerbos's `--test-filter` flags, merged.
-    pub test_filter: super::filter::TestFilter,
+    pub(crate) test_filter: super::filter::TestFilter,
     /// Cerbos's `--strict-evaluation`: every test runs with strict evaluation.
-    pub strict_evaluation: bool,
+    pub(crate) strict_evaluation: bool,
     /// The clock for tests whose options do not set `now`. `None` (the default) is
     /// Cerbos's behaviour: such a test errors when a policy reads the clock.
-    pub now: Option<Timestamp>,
+    pub(crate) now: Option<Timestamp>,
 }
 
 /// A run that could not start.

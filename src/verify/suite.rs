@@ -33,8 +33,9 @@ impl FileError {
         FileError(render_problems(problems))
     }
 
+    #[cfg(test)]
     /// The rendered problems.
-    pub fn message(&self) -> &str {
+    fn message(&self) -> &str {
         &self.0
     }
 }
@@ -52,17 +53,17 @@ pub(crate) fn lookup<'a, T>(items: &'a Named<T>, name: &str) -> Option<&'a T> {
 #[non_exhaustive]
 pub struct TestOptions {
     /// The clock (`now`).
-    pub now: Option<Timestamp>,
+    pub(crate) now: Option<Timestamp>,
     /// `lenientScopeSearch`.
-    pub lenient_scope_search: bool,
+    pub(crate) lenient_scope_search: bool,
     /// `globals`.
-    pub globals: Map<String, Json>,
+    pub(crate) globals: Map<String, Json>,
     /// `defaultPolicyVersion`.
-    pub default_policy_version: String,
+    pub(crate) default_policy_version: String,
     /// `defaultScope`.
-    pub default_scope: String,
+    pub(crate) default_scope: String,
     /// `strictEvaluation`.
-    pub strict_evaluation: bool,
+    pub(crate) strict_evaluation: bool,
 }
 
 impl TestOptions {
@@ -99,17 +100,17 @@ impl TestOptions {
 #[non_exhaustive]
 pub struct TableInput {
     /// Principal fixture names.
-    pub principals: Vec<String>,
+    pub(crate) principals: Vec<String>,
     /// Resource fixture names.
-    pub resources: Vec<String>,
+    pub(crate) resources: Vec<String>,
     /// Actions.
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// Aux data fixture name (empty: none).
-    pub aux_data: String,
+    pub(crate) aux_data: String,
     /// Principal group names.
-    pub principal_groups: Vec<String>,
+    pub(crate) principal_groups: Vec<String>,
     /// Resource group names.
-    pub resource_groups: Vec<String>,
+    pub(crate) resource_groups: Vec<String>,
 }
 
 /// One expected output value (`cerbos.engine.v1.OutputEntry` with `src` and `val`).
@@ -117,9 +118,9 @@ pub struct TableInput {
 #[non_exhaustive]
 pub struct ExpectedOutput {
     /// The rule that produces it (`resource.kind.vdefault#rule`).
-    pub src: String,
+    pub(crate) src: String,
     /// The value.
-    pub val: Json,
+    pub(crate) val: Json,
 }
 
 /// `cerbos.policy.v1.TestTable.OutputExpectations`.
@@ -127,9 +128,9 @@ pub struct ExpectedOutput {
 #[non_exhaustive]
 pub struct OutputExpectations {
     /// The action.
-    pub action: String,
+    pub(crate) action: String,
     /// The expected outputs.
-    pub expected: Vec<ExpectedOutput>,
+    pub(crate) expected: Vec<ExpectedOutput>,
 }
 
 /// `cerbos.policy.v1.TestTable.Expectation`.
@@ -137,21 +138,21 @@ pub struct OutputExpectations {
 #[non_exhaustive]
 pub struct Expectation {
     /// One principal.
-    pub principal: String,
+    pub(crate) principal: String,
     /// One resource.
-    pub resource: String,
+    pub(crate) resource: String,
     /// Expected effects by action, in file order.
-    pub actions: Named<Effect>,
+    pub(crate) actions: Named<Effect>,
     /// Expected outputs.
-    pub outputs: Vec<OutputExpectations>,
+    pub(crate) outputs: Vec<OutputExpectations>,
     /// Several principals.
-    pub principals: Vec<String>,
+    pub(crate) principals: Vec<String>,
     /// Several resources.
-    pub resources: Vec<String>,
+    pub(crate) resources: Vec<String>,
     /// Principal groups.
-    pub principal_groups: Vec<String>,
+    pub(crate) principal_groups: Vec<String>,
     /// Resource groups.
-    pub resource_groups: Vec<String>,
+    pub(crate) resource_groups: Vec<String>,
 }
 
 /// `cerbos.policy.v1.TestTable`: a table of tests (principals x resources x actions).
@@ -159,19 +160,19 @@ pub struct Expectation {
 #[non_exhaustive]
 pub struct TestTable {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Description.
-    pub description: String,
+    pub(crate) description: String,
     /// Whether the table is skipped.
-    pub skip: bool,
+    pub(crate) skip: bool,
     /// Why.
-    pub skip_reason: String,
+    pub(crate) skip_reason: String,
     /// The input.
-    pub input: TableInput,
+    pub(crate) input: TableInput,
     /// The expectations.
-    pub expected: Vec<Expectation>,
+    pub(crate) expected: Vec<Expectation>,
     /// Options (replacing the suite's).
-    pub options: Option<TestOptions>,
+    pub(crate) options: Option<TestOptions>,
 }
 
 /// `cerbos.policy.v1.TestSuite`.
@@ -179,27 +180,27 @@ pub struct TestTable {
 #[non_exhaustive]
 pub struct TestSuite {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Description.
-    pub description: String,
+    pub(crate) description: String,
     /// Whether the suite is skipped.
-    pub skip: bool,
+    pub(crate) skip: bool,
     /// Why.
-    pub skip_reason: String,
+    pub(crate) skip_reason: String,
     /// The test tables.
-    pub tests: Vec<TestTable>,
+    pub(crate) tests: Vec<TestTable>,
     /// Inline principals (protojson `cerbos.engine.v1.Principal`).
-    pub principals: Named<Json>,
+    pub(crate) principals: Named<Json>,
     /// Inline resources (protojson `cerbos.engine.v1.Resource`).
-    pub resources: Named<Json>,
+    pub(crate) resources: Named<Json>,
     /// Inline aux data (protojson `cerbos.engine.v1.AuxData`).
-    pub aux_data: Named<Json>,
+    pub(crate) aux_data: Named<Json>,
     /// Options.
-    pub options: Option<TestOptions>,
+    pub(crate) options: Option<TestOptions>,
     /// Principal groups.
-    pub principal_groups: Named<Vec<String>>,
+    pub(crate) principal_groups: Named<Vec<String>>,
     /// Resource groups.
-    pub resource_groups: Named<Vec<String>>,
+    pub(crate) resource_groups: Named<Vec<String>>,
 }
 
 /// Parses and validates a test suite (YAML or JSON).
@@ -212,14 +213,14 @@ pub fn parse_suite(text: &str) -> Result<TestSuite, FileError> {
 
 /// The fixtures of a `testdata/principals.*` file.
 pub(crate) struct PrincipalsFile {
-    pub principals: Named<Json>,
-    pub groups: Named<Vec<String>>,
+    pub(crate) principals: Named<Json>,
+    pub(crate) groups: Named<Vec<String>>,
 }
 
 /// The fixtures of a `testdata/resources.*` file.
 pub(crate) struct ResourcesFile {
-    pub resources: Named<Json>,
-    pub groups: Named<Vec<String>>,
+    pub(crate) resources: Named<Json>,
+    pub(crate) groups: Named<Vec<String>>,
 }
 
 /// Parses a principals fixture file.

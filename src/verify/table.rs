@@ -15,11 +15,11 @@ use crate::policy::compiled::Effect;
 #[non_exhaustive]
 pub struct TestName {
     /// The table's name.
-    pub test_table_name: String,
+    pub(crate) test_table_name: String,
     /// The principal fixture's name.
-    pub principal_key: String,
+    pub(crate) principal_key: String,
     /// The resource fixture's name.
-    pub resource_key: String,
+    pub(crate) resource_key: String,
 }
 
 impl TestName {
@@ -40,27 +40,27 @@ impl TestName {
 #[non_exhaustive]
 pub struct Test {
     /// The name.
-    pub name: TestName,
+    pub(crate) name: TestName,
     /// The table's description.
-    pub description: String,
+    description: String,
     /// Whether the table is skipped.
-    pub skip: bool,
+    pub(crate) skip: bool,
     /// Why.
-    pub skip_reason: String,
+    pub(crate) skip_reason: String,
     /// The principal (protojson `cerbos.engine.v1.Principal`).
-    pub principal: Json,
+    pub(crate) principal: Json,
     /// The resource (protojson `cerbos.engine.v1.Resource`).
-    pub resource: Json,
+    pub(crate) resource: Json,
     /// The actions.
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// The aux data (protojson `cerbos.engine.v1.AuxData`), if any.
-    pub aux_data: Option<Json>,
+    pub(crate) aux_data: Option<Json>,
     /// Expected effects by action (an action left out expects `EFFECT_DENY`).
-    pub expected: Named<Effect>,
+    pub(crate) expected: Named<Effect>,
     /// Expected outputs: by action, the values by `src`.
-    pub expected_outputs: Named<Named<Json>>,
+    pub(crate) expected_outputs: Named<Named<Json>>,
     /// The options in force (the table's, else the suite's).
-    pub options: Option<TestOptions>,
+    pub(crate) options: Option<TestOptions>,
 }
 
 impl Test {
@@ -127,18 +127,18 @@ pub struct ExpandError {
 /// Where fixtures are looked up: the suite first, then the shared `testdata` fixtures.
 #[derive(Clone, Copy)]
 pub(crate) struct Fixtures<'a> {
-    pub suite: &'a TestSuite,
-    pub shared: Option<&'a TestFixture>,
+    pub(crate) suite: &'a TestSuite,
+    pub(crate) shared: Option<&'a TestFixture>,
 }
 
 impl<'a> Fixtures<'a> {
-    pub fn principal(&self, name: &str) -> Result<&'a Json, String> {
+    pub(crate) fn principal(&self, name: &str) -> Result<&'a Json, String> {
         lookup(&self.suite.principals, name)
             .or_else(|| self.shared.and_then(|f| f.principal(name)))
             .ok_or_else(|| format!("principal {} not found", go_quote(name)))
     }
 
-    pub fn resource(&self, name: &str) -> Result<&'a Json, String> {
+    pub(crate) fn resource(&self, name: &str) -> Result<&'a Json, String> {
         lookup(&self.suite.resources, name)
             .or_else(|| self.shared.and_then(|f| f.resource(name)))
             .ok_or_else(|| format!("resource {} not found", go_quote(name)))

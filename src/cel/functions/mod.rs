@@ -68,13 +68,13 @@ impl FunctionRegistry {
     }
 
     /// Registers a function under both call styles (`size(x)` and `x.size()`).
-    pub fn both(&mut self, name: &'static str, f: NativeFn) {
+    fn both(&mut self, name: &'static str, f: NativeFn) {
         self.global(name, f);
         self.receiver(name, f);
     }
 
     /// Finds a function.
-    pub fn get(&self, name: &str, style: CallStyle) -> Option<NativeFn> {
+    pub(crate) fn get(&self, name: &str, style: CallStyle) -> Option<NativeFn> {
         self.entries.get(name).and_then(|e| e[Self::slot(style)])
     }
 }
@@ -106,7 +106,7 @@ pub(crate) fn no_overload(name: &str, args: &[Value]) -> EvalError {
 }
 
 /// Checks the argument count.
-pub fn arity(name: &str, args: &[Value], n: usize) -> Result<(), EvalError> {
+fn arity(name: &str, args: &[Value], n: usize) -> Result<(), EvalError> {
     if args.len() == n {
         Ok(())
     } else {

@@ -64,7 +64,7 @@ pub enum CompileErrorKind {
 
 impl CompileErrorKind {
     /// Cerbos's short name, e.g. `unknown derived role`.
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Self::AmbiguousDerivedRole => "ambiguous derived role",
             Self::ConstantRedefined => "constant redefined",

@@ -94,7 +94,7 @@ pub enum IndexError {
 
 impl IndexError {
     /// Where the problem is reported.
-    pub fn span(&self) -> &Span {
+    fn span(&self) -> &Span {
         match self {
             Self::DuplicateDefinition { span, .. }
             | Self::MissingImport { span, .. }
@@ -172,7 +172,7 @@ pub struct DisabledPolicy {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CompilationUnit {
     /// The policy's fully qualified id.
-    pub main: String,
+    main: String,
     /// Every definition of the unit: the policy, its ancestors and what they import
     /// (directly or through other imports).
     pub definitions: Vec<String>,

@@ -25,9 +25,9 @@ pub(crate) enum Glob {
 #[error("invalid glob pattern {pattern:?}: {reason}")]
 pub(crate) struct GlobError {
     /// The pattern.
-    pub pattern: String,
+    pattern: String,
     /// Why it is invalid.
-    pub reason: String,
+    reason: String,
 }
 
 fn is_special(c: char) -> bool {
@@ -111,7 +111,7 @@ fn char_class(rest: &[char], re: &mut String) -> Result<usize, &'static str> {
 
 impl Glob {
     /// Compiles a pattern.
-    pub fn new(pattern: &str) -> Result<Glob, GlobError> {
+    pub(crate) fn new(pattern: &str) -> Result<Glob, GlobError> {
         if pattern == "*" || pattern == "**" {
             return Ok(Glob::Any);
         }
@@ -131,7 +131,7 @@ impl Glob {
     }
 
     /// Whether the pattern matches `value`.
-    pub fn matches(&self, value: &str) -> bool {
+    pub(crate) fn matches(&self, value: &str) -> bool {
         match self {
             Glob::Any => true,
             Glob::Literal(l) => &**l == value,
@@ -140,7 +140,7 @@ impl Glob {
     }
 
     /// The pattern as written.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Glob::Any => "*",
             Glob::Literal(l) => l,
@@ -149,7 +149,7 @@ impl Glob {
     }
 
     /// The literal value when the pattern has no wildcards.
-    pub fn literal(&self) -> Option<&str> {
+    pub(crate) fn literal(&self) -> Option<&str> {
         match self {
             Glob::Literal(l) => Some(l),
             _ => None,

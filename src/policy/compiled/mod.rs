@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-pub mod glob;
+pub(crate) mod glob;
 
 use super::Span;
 use crate::cel::Program;
@@ -85,7 +85,7 @@ pub enum Effect {
 
 impl Effect {
     /// Cerbos's name: `EFFECT_ALLOW` or `EFFECT_DENY`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Effect::Allow => "EFFECT_ALLOW",
             Effect::Deny => "EFFECT_DENY",
@@ -115,7 +115,7 @@ pub(crate) enum ScopePermissions {
 
 /// Which kind of policy a rule row came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RowKind {
+pub(crate) enum RowKind {
     /// A principal policy.
     Principal,
     /// A resource or role policy.
@@ -125,15 +125,15 @@ pub enum RowKind {
 /// A compiled CEL expression with its source, for traces and errors.
 #[derive(Clone, Debug)]
 pub(crate) struct CompiledExpr {
-    pub program: Program,
+    pub(crate) program: Program,
     /// The parsed expression with variables and constants inlined, for the planner.
-    pub plan: Arc<crate::cel::ast::Expr>,
+    pub(crate) plan: Arc<crate::cel::ast::Expr>,
     /// Why Cerbos 0.55 cannot build this expression's program (a type conversion of a
     /// constant that fails, `cel::fold`): a condition with one is an evaluation error, an
     /// output is this error.
-    pub plan_error: Option<Arc<str>>,
-    pub source: Arc<str>,
-    pub span: Span,
+    pub(crate) plan_error: Option<Arc<str>>,
+    pub(crate) source: Arc<str>,
+    pub(crate) span: Span,
 }
 
 /// A compiled `match` block.
@@ -148,16 +148,16 @@ pub(crate) enum Condition {
 /// A rule's outputs.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CompiledOutput {
-    pub rule_activated: Option<CompiledExpr>,
-    pub condition_not_met: Option<CompiledExpr>,
+    pub(crate) rule_activated: Option<CompiledExpr>,
+    pub(crate) condition_not_met: Option<CompiledExpr>,
 }
 
 /// A derived role as imported by a resource policy.
 #[derive(Clone, Debug)]
 pub(crate) struct DerivedRole {
-    pub name: Arc<str>,
-    pub parent_roles: Vec<Arc<str>>,
-    pub condition: Option<Arc<Condition>>,
+    pub(crate) name: Arc<str>,
+    pub(crate) parent_roles: Vec<Arc<str>>,
+    pub(crate) condition: Option<Arc<Condition>>,
 }
 
 /// What actions a row covers.
@@ -172,25 +172,25 @@ pub(crate) enum ActionSet {
 /// One row of the rule table: a (rule, role, action) combination.
 #[derive(Clone, Debug)]
 pub(crate) struct Row {
-    pub kind: RowKind,
+    pub(crate) kind: RowKind,
     /// Policy key of the origin, e.g. `resource.leave_request.vdefault/acme`.
-    pub policy_key: Arc<str>,
-    pub resource: Glob,
-    pub role: Glob,
-    pub actions: ActionSet,
-    pub condition: Option<Arc<Condition>>,
-    pub derived_role: Option<Arc<DerivedRole>>,
-    pub effect: Effect,
-    pub scope: Arc<str>,
-    pub principal: Option<Arc<str>>,
-    pub output: Option<Arc<CompiledOutput>>,
+    pub(crate) policy_key: Arc<str>,
+    pub(crate) resource: Glob,
+    pub(crate) role: Glob,
+    pub(crate) actions: ActionSet,
+    pub(crate) condition: Option<Arc<Condition>>,
+    pub(crate) derived_role: Option<Arc<DerivedRole>>,
+    pub(crate) effect: Effect,
+    pub(crate) scope: Arc<str>,
+    pub(crate) principal: Option<Arc<str>>,
+    pub(crate) output: Option<Arc<CompiledOutput>>,
     /// `policy_key#rule_name`, the `src` of outputs.
-    pub output_src: Arc<str>,
+    pub(crate) output_src: Arc<str>,
     /// Rule name (generated as `rule-NNN` when absent).
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// Identifies the (rule, derived role) combination whose condition result can be reused.
-    pub evaluation_key: u32,
-    pub span: Span,
+    pub(crate) evaluation_key: u32,
+    pub(crate) span: Span,
 }
 
 impl Row {
@@ -206,15 +206,15 @@ impl Row {
 /// Schema references of a resource policy.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PolicySchemas {
-    pub principal: Option<SchemaRef>,
-    pub resource: Option<SchemaRef>,
+    pub(crate) principal: Option<SchemaRef>,
+    pub(crate) resource: Option<SchemaRef>,
 }
 
 /// One schema reference with its `ignoreWhen.actions`.
 #[derive(Clone, Debug)]
 pub(crate) struct SchemaRef {
-    pub url: Arc<str>,
-    pub ignore_actions: Vec<Glob>,
+    pub(crate) url: Arc<str>,
+    pub(crate) ignore_actions: Vec<Glob>,
 }
 
 impl SchemaRef {
@@ -229,15 +229,15 @@ impl SchemaRef {
 /// wildcard roles apart.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ByRole {
-    pub literal: FastMap<Arc<str>, Vec<u32>>,
-    pub wildcard: Vec<u32>,
+    pub(crate) literal: FastMap<Arc<str>, Vec<u32>>,
+    pub(crate) wildcard: Vec<u32>,
 }
 
 /// Entries by resource kind: exact kinds by hash, wildcard kinds apart.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ByKind<T> {
-    pub exact: FastMap<Arc<str>, T>,
-    pub wildcard: T,
+    pub(crate) exact: FastMap<Arc<str>, T>,
+    pub(crate) wildcard: T,
 }
 
 impl<T: Default> ByKind<T> {
@@ -261,22 +261,22 @@ impl<T: Default> ByKind<T> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ScopeRows {
     /// Principal policy rows by principal id.
-    pub principal: FastMap<Arc<str>, Vec<u32>>,
+    pub(crate) principal: FastMap<Arc<str>, Vec<u32>>,
     /// Resource policy rows by kind, then role.
-    pub resource: ByKind<ByRole>,
+    pub(crate) resource: ByKind<ByRole>,
     /// Role policy rows by role (a role policy's role is a literal), then kind.
-    pub role: FastMap<Arc<str>, ByKind<Vec<u32>>>,
+    pub(crate) role: FastMap<Arc<str>, ByKind<Vec<u32>>>,
     /// Exact kinds with resource or role policy rows here.
-    pub kinds: FastSet<Arc<str>>,
+    kinds: FastSet<Arc<str>>,
     /// Resource and role policy rows whose resource is a wildcard pattern.
-    pub wildcard_kind_rows: Vec<u32>,
+    wildcard_kind_rows: Vec<u32>,
     /// Whether any principal policy exists here.
-    pub has_principal: bool,
+    pub(crate) has_principal: bool,
     /// Resource kind -> derived roles its policy here imports (and refers to).
-    pub derived_roles: FastMap<Arc<str>, Vec<Arc<DerivedRole>>>,
+    pub(crate) derived_roles: FastMap<Arc<str>, Vec<Arc<DerivedRole>>>,
     /// Resource kind -> schemas of its policy here (empty when it declares none); a kind
     /// is present exactly when it has a resource policy in this scope and version.
-    pub schemas: FastMap<Arc<str>, PolicySchemas>,
+    pub(crate) schemas: FastMap<Arc<str>, PolicySchemas>,
 }
 
 impl ScopeRows {
@@ -341,13 +341,13 @@ pub struct PolicyCounts {
     /// Principal policies.
     pub principal: usize,
     /// Role policies.
-    pub role: usize,
+    pub(crate) role: usize,
     /// Derived roles sets.
     pub derived_roles: usize,
     /// Exported variables.
-    pub export_variables: usize,
+    pub(crate) export_variables: usize,
     /// Exported constants.
-    pub export_constants: usize,
+    pub(crate) export_constants: usize,
 }
 
 /// Role -> all its (transitive) parent roles, within one scope.
@@ -391,7 +391,11 @@ impl CompiledPolicySet {
     /// The metric labels of a decision about `action` on `kind`: each value as the policy
     /// set names it, or [`OTHER_LABEL`] when no rule names it literally, so that callers
     /// cannot create label values (the series of a metric stay bounded by the policies).
-    pub fn metric_labels<'a>(&'a self, kind: &'a str, action: &'a str) -> (&'a str, &'a str) {
+    pub(crate) fn metric_labels<'a>(
+        &'a self,
+        kind: &'a str,
+        action: &'a str,
+    ) -> (&'a str, &'a str) {
         match self.metric_labels.get(kind) {
             None => (OTHER_LABEL, OTHER_LABEL),
             Some(actions) if actions.contains(action) => (kind, action),

@@ -10,7 +10,7 @@
 mod deserializer;
 mod quoted;
 mod store;
-pub mod tree;
+pub(crate) mod tree;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -60,16 +60,16 @@ pub struct LoadError {
     /// What is wrong, in Cerbos's words where Cerbos reports the same problem.
     pub message: String,
     /// For an unknown key: the key and the keys that were valid in its place (for a hint).
-    pub unknown_key: Option<UnknownKey>,
+    pub(crate) unknown_key: Option<UnknownKey>,
 }
 
 /// A key the policy format does not have, and the keys it has at that place.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownKey {
+pub(crate) struct UnknownKey {
     /// The key as written.
-    pub key: String,
+    pub(crate) key: String,
     /// The keys valid where it stands.
-    pub expected: &'static [&'static str],
+    pub(crate) expected: &'static [&'static str],
 }
 
 impl LoadError {

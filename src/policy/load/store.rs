@@ -12,7 +12,7 @@ pub struct LoadedStore {
     /// separators (e.g. `resources/leave_request.json`) and the parsed document.
     pub schemas: Vec<(String, serde_json::Value)>,
     /// The test suite files (`*_test.yaml`, `*_test.yml`, `*_test.json`), in path order.
-    pub test_files: Vec<PathBuf>,
+    test_files: Vec<PathBuf>,
 }
 
 /// Loads a Cerbos disk store: every `.yaml`, `.yml` and `.json` file under `dir` at any

@@ -43,25 +43,25 @@ pub(crate) enum FileRole {
 #[derive(Clone, Debug)]
 pub(crate) struct TreeFile {
     /// Path relative to the root with `/` separators, as spans name it.
-    pub rel: String,
+    pub(crate) rel: String,
     /// The path under the root as given (links not resolved).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The resolved path, inside the root.
     real: PathBuf,
     /// Size and modification time when scanned.
     len: u64,
     modified: Option<SystemTime>,
     /// What the file is.
-    pub role: FileRole,
+    pub(crate) role: FileRole,
 }
 
 /// The files of a tree and the problems found while listing them.
 #[derive(Debug, Default)]
 pub(crate) struct Tree {
     /// Files in path order.
-    pub files: Vec<TreeFile>,
+    pub(crate) files: Vec<TreeFile>,
     /// Problems, each naming the file or directory (never its content).
-    pub errors: Vec<LoadError>,
+    pub(crate) errors: Vec<LoadError>,
     /// Bytes that may still be read from this tree.
     budget: u64,
 }

@@ -36,30 +36,30 @@ pub(crate) const DEFAULT_VERSION: &str = "default";
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     /// `apiVersion`; always [`API_VERSION`] once validated.
-    pub api_version: String,
+    api_version: String,
     /// `$schema`, the optional JSON Schema reference of editors.
-    pub json_schema: String,
+    json_schema: String,
     /// `disabled`: a disabled policy is loaded but not compiled.
-    pub disabled: bool,
+    pub(crate) disabled: bool,
     /// `description`.
-    pub description: String,
+    description: String,
     /// `metadata`.
-    pub metadata: Option<Metadata>,
+    metadata: Option<Metadata>,
     /// `variables`: the deprecated top-level variable definitions (name to CEL expression).
-    pub variables: Definitions<ExprText>,
+    pub(crate) variables: Definitions<ExprText>,
     /// The policy itself: exactly one of the policy keys.
-    pub kind: PolicyKind,
+    pub(crate) kind: PolicyKind,
     /// Where the document starts (its first key).
-    pub span: Span,
+    pub(crate) span: Span,
     /// Where Cerbos reports the policy as a whole (duplicate or disabled definitions): the
     /// document's root mapping, which for a block mapping is its first `:`.
-    pub root_span: Span,
+    pub(crate) root_span: Span,
 }
 
 /// The policy carried by a document: which of the policy keys is present.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum PolicyKind {
+pub(crate) enum PolicyKind {
     /// `resourcePolicy`.
     Resource(ResourcePolicy),
     /// `principalPolicy`.
@@ -76,7 +76,7 @@ pub enum PolicyKind {
 
 impl PolicyKind {
     /// The document key of this kind, e.g. `resourcePolicy`.
-    pub fn key(&self) -> &'static str {
+    fn key(&self) -> &'static str {
         match self {
             Self::Resource(_) => "resourcePolicy",
             Self::Principal(_) => "principalPolicy",
@@ -268,36 +268,36 @@ impl Serialize for Policy {
 /// `metadata` of a policy.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Metadata {
+struct Metadata {
     /// `sourceFile`.
     #[serde(alias = "source_file", skip_serializing_if = "String::is_empty")]
-    pub source_file: String,
+    source_file: String,
     /// `annotations`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
     /// `hash`, written as a number or a decimal string.
     #[serde(
         deserialize_with = "de_opt_hash",
         skip_serializing_if = "Option::is_none"
     )]
-    pub hash: Option<u64>,
+    hash: Option<u64>,
     /// `storeIdentifier`.
     #[serde(alias = "store_identifier", skip_serializing_if = "String::is_empty")]
-    pub store_identifier: String,
+    store_identifier: String,
     /// `storeIdentifer`: the misspelt field Cerbos keeps for compatibility.
     #[serde(alias = "store_identifer", skip_serializing_if = "String::is_empty")]
-    pub store_identifer: String,
+    store_identifer: String,
     /// `sourceAttributes`.
     #[serde(alias = "source_attributes", skip_serializing_if = "Option::is_none")]
-    pub source_attributes: Option<SourceAttributes>,
+    source_attributes: Option<SourceAttributes>,
 }
 
 /// `metadata.sourceAttributes`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SourceAttributes {
+struct SourceAttributes {
     /// `attributes`: any JSON values.
-    pub attributes: serde_json::Map<String, serde_json::Value>,
+    attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 // === Resource policies ===
@@ -305,55 +305,55 @@ pub struct SourceAttributes {
 /// `resourcePolicy`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct ResourcePolicy {
+pub(crate) struct ResourcePolicy {
     /// `resource`: the resource kind.
-    pub resource: String,
+    pub(crate) resource: String,
     /// `version`.
-    pub version: String,
+    pub(crate) version: String,
     /// `importDerivedRoles`: names of derived-roles sets, each with its position.
     #[serde(alias = "import_derived_roles", skip_serializing_if = "Vec::is_empty")]
-    pub import_derived_roles: Vec<Spanned<String>>,
+    pub(crate) import_derived_roles: Vec<Spanned<String>>,
     /// `rules`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<ResourceRule>,
+    pub(crate) rules: Vec<ResourceRule>,
     /// `scope`, empty when unscoped.
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub scope: String,
+    pub(crate) scope: String,
     /// `schemas`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub schemas: Option<Schemas>,
+    pub(crate) schemas: Option<Schemas>,
     /// `variables`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub variables: Option<Variables>,
+    pub(crate) variables: Option<Variables>,
     /// `constants`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub constants: Option<Constants>,
+    pub(crate) constants: Option<Constants>,
     /// `scopePermissions`; `None` when unspecified.
     #[serde(
         alias = "scope_permissions",
         deserialize_with = "de_scope_permissions",
         skip_serializing_if = "Option::is_none"
     )]
-    pub scope_permissions: Option<ScopePermissions>,
+    pub(crate) scope_permissions: Option<ScopePermissions>,
 }
 
 /// One rule of a resource policy.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ResourceRule {
+pub(crate) struct ResourceRule {
     /// `actions`: action names or globs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// `derivedRoles`: names of imported derived roles, each with its position.
     #[serde(
         default,
         alias = "derived_roles",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub derived_roles: Vec<Spanned<String>>,
+    pub(crate) derived_roles: Vec<Spanned<String>>,
     /// `roles`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     /// `condition`.
     #[serde(
         default,
@@ -361,49 +361,49 @@ pub struct ResourceRule {
         serialize_with = "ser_condition",
         skip_serializing_if = "Option::is_none"
     )]
-    pub condition: Option<Condition>,
+    pub(crate) condition: Option<Condition>,
     /// `effect`.
-    pub effect: Effect,
+    pub(crate) effect: Effect,
     /// `name`; `None` when absent or empty.
     #[serde(
         default,
         deserialize_with = "de_opt_name",
         skip_serializing_if = "Option::is_none"
     )]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `output`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Output>,
+    pub(crate) output: Option<Output>,
     /// Where the rule is (the list item).
     #[serde(rename = "$span", default, skip_serializing)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// `schemas` of a resource policy.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Schemas {
+pub(crate) struct Schemas {
     /// `principalSchema`.
     #[serde(alias = "principal_schema", skip_serializing_if = "Option::is_none")]
-    pub principal_schema: Option<SchemaRef>,
+    pub(crate) principal_schema: Option<SchemaRef>,
     /// `resourceSchema`.
     #[serde(alias = "resource_schema", skip_serializing_if = "Option::is_none")]
-    pub resource_schema: Option<SchemaRef>,
+    pub(crate) resource_schema: Option<SchemaRef>,
 }
 
 /// A schema reference: `{ref: "cerbos:///principal.json", ignoreWhen: {actions: [...]}}`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", from = "RawSchemaRef")]
-pub struct SchemaRef {
+pub(crate) struct SchemaRef {
     /// `ref`: the schema URL.
     #[serde(rename = "ref")]
-    pub reference: String,
+    pub(crate) reference: String,
     /// `ignoreWhen`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ignore_when: Option<IgnoreWhen>,
+    pub(crate) ignore_when: Option<IgnoreWhen>,
     /// Where `ref` is (its key), or the schema entry when `ref` is absent.
     #[serde(skip)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 #[derive(Default, Deserialize)]
@@ -434,9 +434,9 @@ impl From<RawSchemaRef> for SchemaRef {
 /// `ignoreWhen` of a schema reference.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct IgnoreWhen {
+pub(crate) struct IgnoreWhen {
     /// `actions` for which the schema is not checked.
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
 }
 
 // === Principal policies ===
@@ -444,53 +444,53 @@ pub struct IgnoreWhen {
 /// `principalPolicy`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct PrincipalPolicy {
+pub(crate) struct PrincipalPolicy {
     /// `principal`: the principal id.
-    pub principal: String,
+    pub(crate) principal: String,
     /// `version`.
-    pub version: String,
+    pub(crate) version: String,
     /// `rules`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<PrincipalRule>,
+    pub(crate) rules: Vec<PrincipalRule>,
     /// `scope`, empty when unscoped.
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub scope: String,
+    pub(crate) scope: String,
     /// `variables`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub variables: Option<Variables>,
+    pub(crate) variables: Option<Variables>,
     /// `constants`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub constants: Option<Constants>,
+    pub(crate) constants: Option<Constants>,
     /// `scopePermissions`; `None` when unspecified.
     #[serde(
         alias = "scope_permissions",
         deserialize_with = "de_scope_permissions",
         skip_serializing_if = "Option::is_none"
     )]
-    pub scope_permissions: Option<ScopePermissions>,
+    pub(crate) scope_permissions: Option<ScopePermissions>,
 }
 
 /// A rule of a principal policy: the actions on one resource kind.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct PrincipalRule {
+pub(crate) struct PrincipalRule {
     /// `resource`: the resource kind or a glob.
-    pub resource: String,
+    pub(crate) resource: String,
     /// `actions`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub actions: Vec<PrincipalAction>,
+    pub(crate) actions: Vec<PrincipalAction>,
     /// Where the rule is (the list item).
     #[serde(rename = "$span", skip_serializing)]
-    pub span: Span,
+    span: Span,
 }
 
 /// One action rule of a principal policy rule.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PrincipalAction {
+pub(crate) struct PrincipalAction {
     /// `action`: an action name or glob.
     #[serde(default)]
-    pub action: String,
+    pub(crate) action: String,
     /// `condition`.
     #[serde(
         default,
@@ -498,22 +498,22 @@ pub struct PrincipalAction {
         serialize_with = "ser_condition",
         skip_serializing_if = "Option::is_none"
     )]
-    pub condition: Option<Condition>,
+    pub(crate) condition: Option<Condition>,
     /// `effect`.
-    pub effect: Effect,
+    pub(crate) effect: Effect,
     /// `name`; `None` when absent or empty.
     #[serde(
         default,
         deserialize_with = "de_opt_name",
         skip_serializing_if = "Option::is_none"
     )]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `output`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Output>,
+    pub(crate) output: Option<Output>,
     /// Where the action rule is (the list item).
     #[serde(rename = "$span", default, skip_serializing)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 // === Role policies ===
@@ -521,66 +521,66 @@ pub struct PrincipalAction {
 /// `rolePolicy`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct RolePolicy {
+pub(crate) struct RolePolicy {
     /// `role`: the role the policy defines.
-    pub role: String,
+    pub(crate) role: String,
     /// `parentRoles`: the roles whose permissions this role narrows.
     #[serde(alias = "parent_roles", skip_serializing_if = "Vec::is_empty")]
-    pub parent_roles: Vec<String>,
+    pub(crate) parent_roles: Vec<String>,
     /// `version`; [`DEFAULT_VERSION`] when the policy does not declare one.
-    pub version: String,
+    pub(crate) version: String,
     /// Whether `version` was absent and set to [`DEFAULT_VERSION`] (Cerbos warns about it).
     #[serde(skip)]
-    pub version_defaulted: bool,
+    pub(crate) version_defaulted: bool,
     /// `scope`, empty when unscoped.
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub scope: String,
+    pub(crate) scope: String,
     /// `rules`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<RoleRule>,
+    pub(crate) rules: Vec<RoleRule>,
     /// `variables`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub variables: Option<Variables>,
+    pub(crate) variables: Option<Variables>,
     /// `constants`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub constants: Option<Constants>,
+    pub(crate) constants: Option<Constants>,
     /// `scopePermissions`; `None` when unspecified.
     #[serde(
         alias = "scope_permissions",
         deserialize_with = "de_scope_permissions",
         skip_serializing_if = "Option::is_none"
     )]
-    pub scope_permissions: Option<ScopePermissions>,
+    scope_permissions: Option<ScopePermissions>,
 }
 
 /// A rule of a role policy: the actions the role may perform on one resource kind.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct RoleRule {
+pub(crate) struct RoleRule {
     /// `resource`: the resource kind or a glob.
-    pub resource: String,
+    pub(crate) resource: String,
     /// `allowActions`.
     #[serde(alias = "allow_actions", skip_serializing_if = "Vec::is_empty")]
-    pub allow_actions: Vec<String>,
+    pub(crate) allow_actions: Vec<String>,
     /// `condition`.
     #[serde(
         deserialize_with = "de_condition",
         serialize_with = "ser_condition",
         skip_serializing_if = "Option::is_none"
     )]
-    pub condition: Option<Condition>,
+    pub(crate) condition: Option<Condition>,
     /// `name`; `None` when absent or empty.
     #[serde(
         deserialize_with = "de_opt_name",
         skip_serializing_if = "Option::is_none"
     )]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `output`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<Output>,
+    pub(crate) output: Option<Output>,
     /// Where the rule is (the list item).
     #[serde(rename = "$span", skip_serializing)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 // === Derived roles and exports ===
@@ -588,94 +588,94 @@ pub struct RoleRule {
 /// `derivedRoles`: a named set of derived role definitions.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct DerivedRoles {
+pub(crate) struct DerivedRoles {
     /// `name`: what resource policies import.
-    pub name: String,
+    name: String,
     /// `definitions`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub definitions: Vec<RoleDef>,
+    pub(crate) definitions: Vec<RoleDef>,
     /// `variables`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub variables: Option<Variables>,
+    pub(crate) variables: Option<Variables>,
     /// `constants`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub constants: Option<Constants>,
+    pub(crate) constants: Option<Constants>,
 }
 
 /// One derived role: a name, the roles it derives from and an optional condition.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct RoleDef {
+pub(crate) struct RoleDef {
     /// `name`.
-    pub name: String,
+    pub(crate) name: String,
     /// `parentRoles`.
     #[serde(alias = "parent_roles", skip_serializing_if = "Vec::is_empty")]
-    pub parent_roles: Vec<String>,
+    pub(crate) parent_roles: Vec<String>,
     /// `condition`.
     #[serde(
         deserialize_with = "de_condition",
         serialize_with = "ser_condition",
         skip_serializing_if = "Option::is_none"
     )]
-    pub condition: Option<Condition>,
+    pub(crate) condition: Option<Condition>,
     /// Where the definition is (the list item).
     #[serde(rename = "$span", skip_serializing)]
-    pub span: Span,
+    span: Span,
 }
 
 /// `exportVariables`: named variable definitions that policies import.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct ExportVariables {
+pub(crate) struct ExportVariables {
     /// `name`.
-    pub name: String,
+    name: String,
     /// `definitions`: variable name to CEL expression, in file order.
     #[serde(skip_serializing_if = "Definitions::is_empty")]
-    pub definitions: Definitions<ExprText>,
+    pub(crate) definitions: Definitions<ExprText>,
 }
 
 /// `exportConstants`: named constant definitions that policies import.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct ExportConstants {
+pub(crate) struct ExportConstants {
     /// `name`.
-    pub name: String,
+    name: String,
     /// `definitions`: constant name to JSON value, in file order.
     #[serde(skip_serializing_if = "Definitions::is_empty")]
-    pub definitions: Definitions<serde_json::Value>,
+    pub(crate) definitions: Definitions<serde_json::Value>,
 }
 
 /// `variables` of a policy: imports and local definitions.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Variables {
+pub(crate) struct Variables {
     /// `import`: names of `exportVariables` sets, each with its position.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub import: Vec<Spanned<String>>,
+    pub(crate) import: Vec<Spanned<String>>,
     /// `local`: variable name to CEL expression, in file order.
     #[serde(skip_serializing_if = "Definitions::is_empty")]
-    pub local: Definitions<ExprText>,
+    pub(crate) local: Definitions<ExprText>,
 }
 
 /// `constants` of a policy: imports and local definitions.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Constants {
+pub(crate) struct Constants {
     /// `import`: names of `exportConstants` sets, each with its position.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub import: Vec<Spanned<String>>,
+    pub(crate) import: Vec<Spanned<String>>,
     /// `local`: constant name to JSON value, in file order.
     #[serde(skip_serializing_if = "Definitions::is_empty")]
-    pub local: Definitions<serde_json::Value>,
+    pub(crate) local: Definitions<serde_json::Value>,
 }
 
 /// Where a definition of [`Definitions`] is written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct DefinitionSpan {
+pub(crate) struct DefinitionSpan {
     /// The name (the map key).
-    pub name: Span,
+    pub(crate) name: Span,
     /// The value; this is where Cerbos reports problems with the definition.
-    pub value: Span,
+    pub(crate) value: Span,
 }
 
 /// Named definitions (variables or constants) in file order.
@@ -683,7 +683,7 @@ pub struct DefinitionSpan {
 /// Dereferences to a slice of `(name, value)` pairs; [`Definitions::spans`] holds the
 /// positions of each pair, index for index. A name written twice keeps the last value.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Definitions<T> {
+pub(crate) struct Definitions<T> {
     entries: Vec<(String, T)>,
     spans: Vec<DefinitionSpan>,
     /// Index of each name in `entries`.
@@ -702,12 +702,12 @@ impl<T> Default for Definitions<T> {
 
 impl<T> Definitions<T> {
     /// No definitions.
-    pub fn new() -> Self {
+    fn new() -> Self {
         Self::default()
     }
 
     /// Adds a definition, replacing an earlier one with the same name.
-    pub fn insert(&mut self, name: String, value: T, span: DefinitionSpan) {
+    fn insert(&mut self, name: String, value: T, span: DefinitionSpan) {
         if let Some(&i) = self.index.get(&name) {
             self.entries[i].1 = value;
             self.spans[i] = span;
@@ -719,22 +719,19 @@ impl<T> Definitions<T> {
     }
 
     /// Whether there are no definitions.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// The number of definitions.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
+    #[cfg(test)]
     /// The value defined for `name`.
-    pub fn get(&self, name: &str) -> Option<&T> {
+    fn get(&self, name: &str) -> Option<&T> {
         self.index.get(name).map(|&i| &self.entries[i].1)
     }
 
+    #[cfg(test)]
     /// The positions of the definitions, in the same order as the definitions.
-    pub fn spans(&self) -> &[DefinitionSpan] {
+    pub(crate) fn spans(&self) -> &[DefinitionSpan] {
         &self.spans
     }
 
@@ -817,26 +814,17 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Definitions<T> {
 
 /// The text of a CEL expression and where it is written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ExprText {
+pub(crate) struct ExprText {
     /// The expression as written (block scalars keep their line breaks).
-    pub text: String,
+    pub(crate) text: String,
     /// Where Cerbos reports problems with the expression: the `expr:` key of a condition or
     /// output, the value of a variable definition.
-    pub span: Span,
+    pub(crate) span: Span,
     /// Where the expression text itself starts (for block scalars, the `|` or `>`).
-    pub value_span: Span,
+    pub(crate) value_span: Span,
 }
 
-impl ExprText {
-    /// An expression at a position.
-    pub fn new(text: impl Into<String>, span: Span) -> Self {
-        Self {
-            text: text.into(),
-            value_span: span.clone(),
-            span,
-        }
-    }
-}
+impl ExprText {}
 
 impl<'de> Deserialize<'de> for ExprText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -859,7 +847,7 @@ impl Serialize for ExprText {
 /// supports.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum Condition {
+pub(crate) enum Condition {
     /// `match`: the condition holds when the block holds.
     Match(Match),
     /// `script`: kept only so that the compiler can reject it as Cerbos does ("scripts in
@@ -876,7 +864,7 @@ pub enum Condition {
 /// (written `{all: {of: [...]}}`).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub enum Match {
+pub(crate) enum Match {
     /// `expr`: a CEL expression.
     Expr(ExprText),
     /// `all.of`: every block holds.
@@ -1021,39 +1009,39 @@ fn ser_condition<S: Serializer>(
 /// `output` of a rule.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Output {
+pub(crate) struct Output {
     /// `expr`: the deprecated form, evaluated when the rule activates.
     #[serde(
         deserialize_with = "de_opt_expr",
         skip_serializing_if = "Option::is_none"
     )]
-    pub expr: Option<ExprText>,
+    pub(crate) expr: Option<ExprText>,
     /// `when`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub when: Option<OutputWhen>,
+    pub(crate) when: Option<OutputWhen>,
     /// Where the output is (its `output:` key).
     #[serde(rename = "$span", skip_serializing)]
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 /// `output.when`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct OutputWhen {
+pub(crate) struct OutputWhen {
     /// `ruleActivated`: evaluated when the rule's roles and condition match.
     #[serde(
         alias = "rule_activated",
         deserialize_with = "de_opt_expr",
         skip_serializing_if = "Option::is_none"
     )]
-    pub rule_activated: Option<ExprText>,
+    pub(crate) rule_activated: Option<ExprText>,
     /// `conditionNotMet`: evaluated when the roles match but the condition does not.
     #[serde(
         alias = "condition_not_met",
         deserialize_with = "de_opt_expr",
         skip_serializing_if = "Option::is_none"
     )]
-    pub condition_not_met: Option<ExprText>,
+    pub(crate) condition_not_met: Option<ExprText>,
 }
 
 /// An expression field where empty means unset (proto3 strings).
@@ -1111,7 +1099,7 @@ fn de_opt_hash<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>
 /// A rule's effect: `EFFECT_ALLOW` or `EFFECT_DENY`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Effect {
+pub(crate) enum Effect {
     /// `EFFECT_ALLOW`.
     Allow,
     /// `EFFECT_DENY`.
@@ -1120,7 +1108,7 @@ pub enum Effect {
 
 impl Effect {
     /// The Cerbos name, e.g. `EFFECT_ALLOW`.
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Self::Allow => "EFFECT_ALLOW",
             Self::Deny => "EFFECT_DENY",
@@ -1182,7 +1170,7 @@ impl<'de> Deserialize<'de> for Effect {
 /// How a scoped policy combines with the policies of its parent scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ScopePermissions {
+pub(crate) enum ScopePermissions {
     /// `SCOPE_PERMISSIONS_OVERRIDE_PARENT`: the most specific decision wins.
     OverrideParent,
     /// `SCOPE_PERMISSIONS_REQUIRE_PARENTAL_CONSENT_FOR_ALLOWS`: an allow must also be
@@ -1192,7 +1180,7 @@ pub enum ScopePermissions {
 
 impl ScopePermissions {
     /// The Cerbos name, e.g. `SCOPE_PERMISSIONS_OVERRIDE_PARENT`.
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Self::OverrideParent => "SCOPE_PERMISSIONS_OVERRIDE_PARENT",
             Self::RequireParentalConsentForAllows => {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use serde_saphyr::granit_parser::{Event, ScalarStyle, ScanError, StructureStyle};
 
-pub mod span;
+pub(crate) mod span;
 
 use span::Span;
 
@@ -24,13 +24,13 @@ const MAX_NODES: usize = 1_000_000;
 /// A 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Pos {
-    pub line: u32,
-    pub col: u32,
+    pub(crate) line: u32,
+    pub(crate) col: u32,
 }
 
 impl Pos {
     /// The span of this position in `file`.
-    pub fn span(self, file: &Arc<str>) -> Span {
+    pub(crate) fn span(self, file: &Arc<str>) -> Span {
         Span {
             file: file.clone(),
             line: self.line,
@@ -42,12 +42,12 @@ impl Pos {
 /// A YAML node with its positions.
 #[derive(Clone, Debug)]
 pub(crate) struct Node {
-    pub kind: NodeKind,
+    pub(crate) kind: NodeKind,
     /// Where Cerbos reports this node: its start, except for block mappings (the first
     /// `:`) and block scalars (the `|` or `>`).
-    pub pos: Pos,
+    pub(crate) pos: Pos,
     /// Where the node starts.
-    pub start: Pos,
+    pub(crate) start: Pos,
 }
 
 /// The shape of a node.
@@ -62,10 +62,10 @@ pub(crate) enum NodeKind {
 /// A scalar: its text and its YAML 1.2 core schema value.
 #[derive(Clone, Debug)]
 pub(crate) struct Scalar {
-    pub text: String,
-    pub value: ScalarValue,
+    pub(crate) text: String,
+    pub(crate) value: ScalarValue,
     /// A `|` or `>` block.
-    pub block: bool,
+    pub(crate) block: bool,
 }
 
 /// A scalar resolved with the YAML 1.2 core schema.
@@ -182,8 +182,8 @@ fn is_core_float(s: &str) -> bool {
 /// A YAML syntax error or a tree that is too big.
 #[derive(Debug)]
 pub(crate) struct BuildError {
-    pub pos: Pos,
-    pub message: String,
+    pub(crate) pos: Pos,
+    pub(crate) message: String,
 }
 
 /// Reads every document of a file. Documents without content are left out.
@@ -562,7 +562,7 @@ impl Node {
     }
 
     /// Whether the node is a null scalar.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(&self.kind, NodeKind::Scalar(s) if s.value == ScalarValue::Null)
     }
 

@@ -29,7 +29,7 @@ pub struct Span {
 
 impl Span {
     /// Creates a span.
-    pub fn new(file: impl Into<Arc<str>>, line: u32, col: u32) -> Self {
+    pub(crate) fn new(file: impl Into<Arc<str>>, line: u32, col: u32) -> Self {
         Self {
             file: file.into(),
             line,
@@ -50,16 +50,17 @@ impl fmt::Display for Span {
 /// deserializers (`serde_json`, for policies received through an API) read the value alone
 /// and leave the span at its default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Spanned<T> {
+pub(crate) struct Spanned<T> {
     /// The value.
-    pub value: T,
+    pub(crate) value: T,
     /// Where the value was written (see the module docs for which position).
-    pub span: Span,
+    pub(crate) span: Span,
 }
 
 impl<T> Spanned<T> {
+    #[cfg(test)]
     /// Wraps a value with its position.
-    pub fn new(value: T, span: Span) -> Self {
+    fn new(value: T, span: Span) -> Self {
         Self { value, span }
     }
 }
