@@ -47,21 +47,21 @@ impl std::fmt::Debug for Source {
 
 /// A principal, with the backend headers derived from it alone (built on first use).
 #[derive(Debug)]
-pub struct MappedPrincipal {
+pub(crate) struct MappedPrincipal {
     /// The principal.
-    pub principal: Principal,
+    pub(crate) principal: Principal,
     headers: OnceLock<PrincipalHeaders>,
 }
 
 /// The values of the principal headers the backend gets on allow.
 #[derive(Debug)]
-pub struct PrincipalHeaders {
+pub(crate) struct PrincipalHeaders {
     /// The principal id, percent-encoded.
-    pub id: String,
+    pub(crate) id: String,
     /// The roles, each percent-encoded, joined with `,`.
-    pub roles: String,
+    pub(crate) roles: String,
     /// The attributes as ASCII-only JSON.
-    pub attr: String,
+    pub(crate) attr: String,
 }
 
 impl MappedPrincipal {
@@ -98,7 +98,7 @@ impl MappedPrincipal {
 /// headers), and the token is verified (signature, `exp`, `nbf`) before every look-up.
 /// At most `capacity` entries: when full, entries whose claims the verifier no longer
 /// holds are dropped, and if none are, all.
-pub struct MappedCache {
+pub(crate) struct MappedCache {
     capacity: usize,
     entries: Mutex<MappedEntries>,
 }
