@@ -204,8 +204,8 @@ pub(crate) fn eval(node: &Node, act: &Activation, locals: &mut Locals) -> Result
             let rv = eval(r, act, locals)?;
             binary(*op, &lv, &rv)
         }
-        Node::And(l, r) => and(l, r, act, locals),
-        Node::Or(l, r) => or(l, r, act, locals),
+        Node::And(l, r) => logic(l, r, false, act, locals),
+        Node::Or(l, r) => logic(l, r, true, act, locals),
         Node::Ternary(c, a, b) => match eval(c, act, locals)? {
             Value::Bool(true) => eval(a, act, locals),
             Value::Bool(false) => eval(b, act, locals),
@@ -314,34 +314,24 @@ fn map(
     Ok(Value::map(m))
 }
 
-/// `l && r`, commutative over errors as in cel-go: a false operand wins.
+/// `l && r` (`decisive` false) and `l || r` (`decisive` true), commutative over errors
+/// as in cel-go: an operand equal to `decisive` wins; otherwise the left error first.
 #[inline]
-fn and(l: &Node, r: &Node, act: &Activation, locals: &mut Locals) -> Result<Value, EvalError> {
+fn logic(
+    l: &Node,
+    r: &Node,
+    decisive: bool,
+    act: &Activation,
+    locals: &mut Locals,
+) -> Result<Value, EvalError> {
     let lv = eval(l, act, locals);
-    if let Ok(Value::Bool(false)) = lv {
-        return Ok(Value::Bool(false));
+    if matches!(lv, Ok(Value::Bool(b)) if b == decisive) {
+        return Ok(Value::Bool(decisive));
     }
     let rv = eval(r, act, locals);
     match (lv, rv) {
-        (_, Ok(Value::Bool(false))) => Ok(Value::Bool(false)),
-        (Ok(Value::Bool(true)), Ok(Value::Bool(true))) => Ok(Value::Bool(true)),
-        (Err(e), _) => Err(e),
-        (_, Err(e)) => Err(e),
-        _ => Err(no_such_overload()),
-    }
-}
-
-/// `l || r`, commutative over errors as in cel-go: a true operand wins.
-#[inline]
-fn or(l: &Node, r: &Node, act: &Activation, locals: &mut Locals) -> Result<Value, EvalError> {
-    let lv = eval(l, act, locals);
-    if let Ok(Value::Bool(true)) = lv {
-        return Ok(Value::Bool(true));
-    }
-    let rv = eval(r, act, locals);
-    match (lv, rv) {
-        (_, Ok(Value::Bool(true))) => Ok(Value::Bool(true)),
-        (Ok(Value::Bool(false)), Ok(Value::Bool(false))) => Ok(Value::Bool(false)),
+        (_, Ok(Value::Bool(b))) if b == decisive => Ok(Value::Bool(decisive)),
+        (Ok(Value::Bool(_)), Ok(Value::Bool(_))) => Ok(Value::Bool(!decisive)),
         (Err(e), _) => Err(e),
         (_, Err(e)) => Err(e),
         _ => Err(no_such_overload()),

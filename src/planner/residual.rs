@@ -468,30 +468,13 @@ impl<'a> Evaluator<'a> {
 
     /// `&&` (`decisive` false) and `||` (`decisive` true): an unknown wins over an error.
     fn logic(&mut self, l: &Expr, r: &Expr, decisive: bool) -> Val {
-        let mut unknown = false;
-        let mut error = None;
+        let mut acc = Decider::new(decisive);
         for term in [l, r] {
-            match self.eval(term) {
-                Val::Known(Value::Bool(b)) if b == decisive => {
-                    return Val::Known(Value::Bool(decisive));
-                }
-                Val::Known(Value::Bool(_)) => {}
-                Val::Unknown => unknown = true,
-                Val::Known(_) => {
-                    error.get_or_insert(EvalError::new("no such overload"));
-                }
-                Val::Error(e) => {
-                    error.get_or_insert(e);
-                }
+            if let Some(v) = acc.add(self.eval(term)) {
+                return v;
             }
         }
-        if unknown {
-            Val::Unknown
-        } else if let Some(e) = error {
-            Val::Error(e)
-        } else {
-            Val::Known(Value::Bool(!decisive))
-        }
+        acc.finish()
     }
 
     fn ident(&mut self, n: &str) -> Val {
@@ -722,31 +705,14 @@ impl<'a> Evaluator<'a> {
 
     /// `all` (`decisive` false) and `exists` (`decisive` true).
     fn fold_quantifier(&mut self, decisive: bool, items: Vec<(Value, Value)>, l: &Loop) -> Val {
-        let mut unknown = false;
-        let mut error = None;
+        let mut acc = Decider::new(decisive);
         for (a, b) in items {
             self.bind_item(l, a, b);
-            match self.eval(l.body) {
-                Val::Known(Value::Bool(x)) if x == decisive => {
-                    return Val::Known(Value::Bool(decisive));
-                }
-                Val::Known(Value::Bool(_)) => {}
-                Val::Unknown => unknown = true,
-                Val::Known(_) => {
-                    error.get_or_insert(EvalError::new("no such overload"));
-                }
-                Val::Error(e) => {
-                    error.get_or_insert(e);
-                }
+            if let Some(v) = acc.add(self.eval(l.body)) {
+                return v;
             }
         }
-        if unknown {
-            Val::Unknown
-        } else if let Some(e) = error {
-            Val::Error(e)
-        } else {
-            Val::Known(Value::Bool(!decisive))
-        }
+        acc.finish()
     }
 
     /// `exists_one`.
@@ -1216,6 +1182,54 @@ pub(crate) fn plan_expr(req: &KnownRequest, e: &Expr) -> Residual {
                 }
                 None => Residual::Expr(r),
             }
+        }
+    }
+}
+
+/// The partial answer of `&&`/`all` (`decisive` false) or `||`/`exists` (`decisive`
+/// true) over its terms: a term equal to `decisive` decides; otherwise an unknown term
+/// wins over an error, the first error over the other answer.
+struct Decider {
+    decisive: bool,
+    unknown: bool,
+    error: Option<EvalError>,
+}
+
+impl Decider {
+    fn new(decisive: bool) -> Decider {
+        Decider {
+            decisive,
+            unknown: false,
+            error: None,
+        }
+    }
+
+    /// Takes one term's value; `Some` when it decides the whole.
+    fn add(&mut self, term: Val) -> Option<Val> {
+        match term {
+            Val::Known(Value::Bool(b)) if b == self.decisive => {
+                return Some(Val::Known(Value::Bool(b)));
+            }
+            Val::Known(Value::Bool(_)) => {}
+            Val::Unknown => self.unknown = true,
+            Val::Known(_) => {
+                self.error.get_or_insert(EvalError::new("no such overload"));
+            }
+            Val::Error(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        None
+    }
+
+    /// The answer when no term decided.
+    fn finish(self) -> Val {
+        if self.unknown {
+            Val::Unknown
+        } else if let Some(e) = self.error {
+            Val::Error(e)
+        } else {
+            Val::Known(Value::Bool(!self.decisive))
         }
     }
 }
