@@ -1075,39 +1075,52 @@ impl<'a> Scan<'a> {
             base = self.scan_id(id, &at, &base_before, ignore_siblings)?;
         }
         if draft >= Draft::V2019 {
-            for kw in ["$anchor", "$dynamicAnchor"] {
-                if kw == "$dynamicAnchor" && draft < Draft::V2020 {
-                    continue;
-                }
-                if let Some(a) = obj.get(kw) {
-                    let aptr = format!("{ptr}/{kw}");
-                    let aat = At {
-                        ptr: &aptr,
-                        meta,
-                        draft,
-                    };
-                    let prefix = if draft == Draft::V2020 { "/$ref" } else { "" };
-                    let kwm = draft.kw_meta(kw);
-                    self.expect(a, &aat, &format!("{kwm}{prefix}/type"), &["string"])?;
-                    let name = a.as_str().unwrap_or_default();
-                    if !is_anchor(name) {
-                        return Err(self.meta_err(
-                            &aat,
-                            &format!("{kwm}{prefix}/pattern"),
-                            format!("does not match pattern {}", quote(ANCHOR_PATTERN)),
-                        ));
-                    }
-                    self.anchors
-                        .insert((base.clone(), name.to_owned()), ptr.to_owned());
-                    if kw == "$dynamicAnchor" {
-                        self.dynamic_anchors
-                            .insert((base.clone(), name.to_owned()), ptr.to_owned());
-                    }
-                }
-            }
+            self.scan_anchors(obj, &at, &base)?;
         }
         self.record(ptr, &base, draft);
         Ok((draft, base))
+    }
+
+    /// `$anchor` and (from draft 2020-12) `$dynamicAnchor`: checks each names an anchor and
+    /// records it under `base`.
+    fn scan_anchors(
+        &mut self,
+        obj: &serde_json::Map<String, Json>,
+        at: &At<'_>,
+        base: &str,
+    ) -> Result<(), SchemaErrorKind> {
+        let (ptr, meta, draft) = (at.ptr, at.meta, at.draft);
+        for kw in ["$anchor", "$dynamicAnchor"] {
+            if kw == "$dynamicAnchor" && draft < Draft::V2020 {
+                continue;
+            }
+            if let Some(a) = obj.get(kw) {
+                let aptr = format!("{ptr}/{kw}");
+                let aat = At {
+                    ptr: &aptr,
+                    meta,
+                    draft,
+                };
+                let prefix = if draft == Draft::V2020 { "/$ref" } else { "" };
+                let kwm = draft.kw_meta(kw);
+                self.expect(a, &aat, &format!("{kwm}{prefix}/type"), &["string"])?;
+                let name = a.as_str().unwrap_or_default();
+                if !is_anchor(name) {
+                    return Err(self.meta_err(
+                        &aat,
+                        &format!("{kwm}{prefix}/pattern"),
+                        format!("does not match pattern {}", quote(ANCHOR_PATTERN)),
+                    ));
+                }
+                self.anchors
+                    .insert((base.to_owned(), name.to_owned()), ptr.to_owned());
+                if kw == "$dynamicAnchor" {
+                    self.dynamic_anchors
+                        .insert((base.to_owned(), name.to_owned()), ptr.to_owned());
+                }
+            }
+        }
+        Ok(())
     }
 
     fn record(&mut self, ptr: &str, base: &str, draft: Draft) {
@@ -1326,54 +1339,87 @@ impl<'a> Scan<'a> {
     /// Keywords that hold no subschema: their values' types and ranges.
     #[inline(never)]
     fn check_keyword(&self, k: &str, val: &Json, at: &At<'_>) -> Result<(), SchemaErrorKind> {
-        let draft = at.draft;
         let kptr = join_ptr(at.ptr, k);
         let kat = At {
             ptr: &kptr,
             meta: at.meta,
-            draft,
+            draft: at.draft,
         };
-        let kwm = draft.kw_meta(k);
+        let kwm = at.draft.kw_meta(k);
+        if !self.check_core_keyword(k, val, at, &kat, &kwm)? {
+            self.check_assertion_keyword(k, val, &kat, &kwm)?;
+        }
+        Ok(())
+    }
+
+    /// The core and annotation keywords (`$ref`, `$comment`, `title`, `format`...) at
+    /// `kat`; false if `k` is none of them in this draft.
+    fn check_core_keyword(
+        &self,
+        k: &str,
+        val: &Json,
+        at: &At<'_>,
+        kat: &At<'_>,
+        kwm: &str,
+    ) -> Result<bool, SchemaErrorKind> {
+        let draft = at.draft;
         let v2019 = draft >= Draft::V2019;
         let v2020 = draft == Draft::V2020;
         match k {
             "$ref" => {
                 let p = if v2020 { "/$ref/type" } else { "/type" };
-                self.expect(val, &kat, &format!("{kwm}{p}"), &["string"])?;
+                self.expect(val, kat, &format!("{kwm}{p}"), &["string"])?;
             }
             "$dynamicRef" if v2020 => {
-                self.expect(val, &kat, &format!("{kwm}/$ref/type"), &["string"])?;
+                self.expect(val, kat, &format!("{kwm}/$ref/type"), &["string"])?;
             }
             "$recursiveRef" if draft == Draft::V2019 => return Err(self.unsupported(k, at.ptr)),
             "$recursiveAnchor" if draft == Draft::V2019 => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["boolean"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["boolean"])?;
             }
             "$vocabulary" if v2019 => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["object"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["object"])?;
             }
             "$comment" if draft >= Draft::V7 => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["string"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["string"])?;
             }
             "title" | "description" => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["string"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["string"])?;
             }
             "examples" if draft >= Draft::V6 => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["array"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["array"])?;
             }
             "deprecated" if v2019 => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["boolean"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["boolean"])?;
             }
             "readOnly" | "writeOnly" if draft >= Draft::V7 => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["boolean"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["boolean"])?;
             }
-            "format" => self.expect(val, &kat, &format!("{kwm}/type"), &["string"])?,
+            "format" => self.expect(val, kat, &format!("{kwm}/type"), &["string"])?,
             "contentEncoding" | "contentMediaType" if draft >= Draft::V7 => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["string"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["string"])?;
             }
-            "type" => self.scan_type(val, &kat, &kwm)?,
-            "enum" => self.expect(val, &kat, &format!("{kwm}/type"), &["array"])?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The assertion keywords that hold no subschema (`type`, `enum`, numeric and length
+    /// limits, `pattern`, `required`...) at `kat`.
+    fn check_assertion_keyword(
+        &self,
+        k: &str,
+        val: &Json,
+        kat: &At<'_>,
+        kwm: &str,
+    ) -> Result<(), SchemaErrorKind> {
+        let draft = kat.draft;
+        let v2019 = draft >= Draft::V2019;
+        match k {
+            "type" => self.scan_type(val, kat, kwm)?,
+            "enum" => self.expect(val, kat, &format!("{kwm}/type"), &["array"])?,
             "multipleOf" => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["number"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["number"])?;
                 let n = val.as_f64().unwrap_or_default();
                 if n <= 0.0 {
                     let path = if draft == Draft::V4 {
@@ -1382,14 +1428,14 @@ impl<'a> Scan<'a> {
                         "/exclusiveMinimum"
                     };
                     return Err(self.meta_err(
-                        &kat,
+                        kat,
                         &format!("{kwm}{path}"),
                         format!("must be > 0 but found {}", go_float(n)),
                     ));
                 }
             }
             "maximum" | "minimum" => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["number"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["number"])?;
             }
             "exclusiveMaximum" | "exclusiveMinimum" => {
                 let want = if draft == Draft::V4 {
@@ -1397,7 +1443,7 @@ impl<'a> Scan<'a> {
                 } else {
                     "number"
                 };
-                self.expect(val, &kat, &format!("{kwm}/type"), &[want])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &[want])?;
             }
             "maxLength" | "maxItems" | "maxProperties" | "minLength" | "minItems"
             | "minProperties" => {
@@ -1407,41 +1453,46 @@ impl<'a> Scan<'a> {
                     (_, true) if draft >= Draft::V6 => "/$ref/allOf/0/$ref",
                     _ => "/$ref",
                 };
-                self.scan_non_negative(val, &kat, &format!("{kwm}{path}"))?;
+                self.scan_non_negative(val, kat, &format!("{kwm}{path}"))?;
             }
             "maxContains" | "minContains" if v2019 => {
-                self.scan_non_negative(val, &kat, &format!("{kwm}/$ref"))?;
+                self.scan_non_negative(val, kat, &format!("{kwm}/$ref"))?;
             }
             "pattern" => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["string"])?;
+                self.expect(val, kat, &format!("{kwm}/type"), &["string"])?;
                 let p = val.as_str().unwrap_or_default();
                 if compile_regex(p).is_err() {
                     return Err(self.meta_err(
-                        &kat,
+                        kat,
                         &format!("{kwm}/format"),
                         format!("{} is not valid 'regex'", quote(p)),
                     ));
                 }
             }
-            "uniqueItems" => self.expect(val, &kat, &format!("{kwm}/type"), &["boolean"])?,
-            "required" => self.scan_string_array(val, &kat, &format!("{kwm}/$ref"))?,
-            "dependentRequired" if v2019 => {
-                self.expect(val, &kat, &format!("{kwm}/type"), &["object"])?;
-                for (name, list) in val.as_object().into_iter().flatten() {
-                    let p = format!("{kptr}/{}", ptr_token(name));
-                    let lat = At {
-                        ptr: &p,
-                        meta: at.meta,
-                        draft,
-                    };
-                    self.scan_string_array(
-                        list,
-                        &lat,
-                        &format!("{kwm}/additionalProperties/$ref"),
-                    )?;
-                }
-            }
+            "uniqueItems" => self.expect(val, kat, &format!("{kwm}/type"), &["boolean"])?,
+            "required" => self.scan_string_array(val, kat, &format!("{kwm}/$ref"))?,
+            "dependentRequired" if v2019 => self.check_dependent_required(val, kat, kwm)?,
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// `dependentRequired`: an object of string arrays.
+    fn check_dependent_required(
+        &self,
+        val: &Json,
+        kat: &At<'_>,
+        kwm: &str,
+    ) -> Result<(), SchemaErrorKind> {
+        self.expect(val, kat, &format!("{kwm}/type"), &["object"])?;
+        for (name, list) in val.as_object().into_iter().flatten() {
+            let p = format!("{}/{}", kat.ptr, ptr_token(name));
+            let lat = At {
+                ptr: &p,
+                meta: kat.meta,
+                draft: kat.draft,
+            };
+            self.scan_string_array(list, &lat, &format!("{kwm}/additionalProperties/$ref"))?;
         }
         Ok(())
     }
@@ -1993,176 +2044,213 @@ impl Builder<'_> {
                 return Ok(n);
             }
         }
-        let v2019 = draft >= Draft::V2019;
-        let v2020 = draft == Draft::V2020;
-        let mut exclusive_max_flag = false;
-        let mut exclusive_min_flag = false;
+        let at = BuildAt {
+            doc,
+            ptr,
+            draft,
+            has_if: obj.contains_key("if"),
+        };
+        let mut v4_exclusive = V4Exclusive::default();
         for (k, v) in obj.iter().filter(|(k, _)| vocabularies.allows(k)) {
-            match k.as_str() {
-                "type" => {
-                    let names: Vec<&str> = match v {
-                        Json::String(s) => vec![s.as_str()],
-                        Json::Array(a) => a.iter().filter_map(Json::as_str).collect(),
-                        _ => Vec::new(),
-                    };
-                    n.types = names.iter().filter_map(|s| JType::from_name(s)).collect();
-                    n.type_names = names.join(" or ");
-                }
-                "const" if draft >= Draft::V6 => {
-                    let msg = if v.is_array() || v.is_object() {
-                        "const failed".to_owned()
-                    } else {
-                        format!("value must be {}", go_sharp_v(v))
-                    };
-                    n.constant = Some((v.clone(), msg));
-                }
-                "enum" => {
-                    let items = v.as_array().cloned().unwrap_or_default();
-                    let msg = enum_message(&items);
-                    n.enumeration = Some((items, msg));
-                }
-                "format" => {
-                    let name = v.as_str().unwrap_or_default();
-                    n.format = Format::from_name(name).map(|f| (f, quote(name)));
-                }
-                "minProperties" => n.min_properties = as_count(v),
-                "maxProperties" => n.max_properties = as_count(v),
-                "required" => {
-                    n.required = string_list(v);
-                }
-                "properties" => {
-                    for name in v.as_object().into_iter().flatten().map(|(n, _)| n) {
-                        let id = self.child(doc, ptr, &[k, name])?;
-                        n.properties.push((name.clone(), id));
-                    }
-                }
-                "patternProperties" => {
-                    for name in v.as_object().into_iter().flatten().map(|(n, _)| n) {
-                        let id = self.child(doc, ptr, &[k, name])?;
-                        let regex = compile_regex(name).map_err(|e| self.bad(doc, e))?;
-                        n.pattern_properties.push((regex, id));
-                    }
-                }
-                "additionalProperties" => {
-                    n.additional_properties = Some(self.additional(doc, ptr, k, v)?);
-                }
-                "propertyNames" if draft >= Draft::V6 => {
-                    n.property_names = Some(self.child(doc, ptr, &[k])?);
-                }
-                "dependencies" if draft <= Draft::V7 => {
-                    for (name, dep) in v.as_object().into_iter().flatten() {
-                        let d = if dep.is_array() {
-                            Dependency::Required(string_list(dep))
-                        } else {
-                            Dependency::Schema(self.child(doc, ptr, &[k, name])?)
-                        };
-                        n.dependencies.push((name.clone(), d));
-                    }
-                }
-                "dependentRequired" if v2019 => {
-                    for (name, list) in v.as_object().into_iter().flatten() {
-                        n.dependent_required.push((name.clone(), string_list(list)));
-                    }
-                }
-                "dependentSchemas" if v2019 => {
-                    for name in v.as_object().into_iter().flatten().map(|(n, _)| n) {
-                        let id = self.child(doc, ptr, &[k, name])?;
-                        n.dependent_schemas.push((name.clone(), id));
-                    }
-                }
-                "minItems" => n.min_items = as_count(v),
-                "maxItems" => n.max_items = as_count(v),
-                "uniqueItems" => n.unique_items = v.as_bool().unwrap_or(false),
-                "items" if v2020 => n.items_2020 = Some(self.child(doc, ptr, &[k])?),
-                "items" => {
-                    n.items = Some(match v {
-                        Json::Array(list) => {
-                            let mut ids = Vec::with_capacity(list.len());
-                            for i in 0..list.len() {
-                                ids.push(self.child(doc, ptr, &[k, &i.to_string()])?);
-                            }
-                            Items::Tuple(ids)
-                        }
-                        _ => Items::Single(self.child(doc, ptr, &[k])?),
-                    });
-                }
-                "additionalItems" if !v2020 => {
-                    n.additional_items = Some(self.additional(doc, ptr, k, v)?);
-                }
-                "prefixItems" if v2020 => {
-                    for i in 0..v.as_array().map_or(0, Vec::len) {
-                        let id = self.child(doc, ptr, &[k, &i.to_string()])?;
-                        n.prefix_items.push(id);
-                    }
-                }
-                "contains" if draft >= Draft::V6 => {
-                    n.contains = Some(self.child(doc, ptr, &[k])?);
-                    n.contains_eval = v2020;
-                }
-                "minContains" if v2019 => n.min_contains = as_count(v),
-                "maxContains" if v2019 => n.max_contains = as_count(v),
-                "minLength" => n.min_length = as_count(v),
-                "maxLength" => n.max_length = as_count(v),
-                "pattern" => {
-                    let source = v.as_str().unwrap_or_default().to_owned();
-                    let regex = compile_regex(&source).map_err(|e| self.bad(doc, e))?;
-                    n.pattern = Some(Pattern { source, regex });
-                }
-                "contentEncoding" if draft >= Draft::V7 => {
-                    n.content_encoding = v.as_str().map(str::to_owned);
-                }
-                "contentMediaType" if draft >= Draft::V7 => {
-                    n.content_media_type = v.as_str().map(str::to_owned);
-                }
-                "contentSchema" if v2019 => n.content_schema = Some(self.child(doc, ptr, &[k])?),
-                "minimum" => n.minimum = v.as_f64(),
-                "maximum" => n.maximum = v.as_f64(),
-                "exclusiveMinimum" if draft == Draft::V4 => {
-                    exclusive_min_flag = v.as_bool().unwrap_or(false);
-                }
-                "exclusiveMaximum" if draft == Draft::V4 => {
-                    exclusive_max_flag = v.as_bool().unwrap_or(false);
-                }
-                "exclusiveMinimum" => n.exclusive_minimum = v.as_f64(),
-                "exclusiveMaximum" => n.exclusive_maximum = v.as_f64(),
-                "multipleOf" => {
-                    n.multiple_of = v.as_f64().map(|f| (f, Decimal::from_json(v)));
-                }
-                "not" => n.not = Some(self.child(doc, ptr, &[k])?),
-                "allOf" | "anyOf" | "oneOf" => {
-                    let mut ids = Vec::new();
-                    for i in 0..v.as_array().map_or(0, Vec::len) {
-                        ids.push(self.child(doc, ptr, &[k, &i.to_string()])?);
-                    }
-                    match k.as_str() {
-                        "allOf" => n.all_of = ids,
-                        "anyOf" => n.any_of = ids,
-                        _ => n.one_of = ids,
-                    }
-                }
-                "if" if draft >= Draft::V7 => n.if_ = Some(self.child(doc, ptr, &[k])?),
-                "then" if draft >= Draft::V7 && obj.contains_key("if") => {
-                    n.then_ = Some(self.child(doc, ptr, &[k])?);
-                }
-                "else" if draft >= Draft::V7 && obj.contains_key("if") => {
-                    n.else_ = Some(self.child(doc, ptr, &[k])?);
-                }
-                "unevaluatedProperties" if v2019 => {
-                    n.unevaluated_properties = Some(self.child(doc, ptr, &[k])?);
-                }
-                "unevaluatedItems" if v2019 => {
-                    n.unevaluated_items = Some(self.child(doc, ptr, &[k])?);
-                }
-                _ => {}
-            }
+            let _known = any_type_keyword(&at, k, v, &mut n)
+                || self.object_keyword(&at, k, v, &mut n)?
+                || self.array_keyword(&at, k, v, &mut n)?
+                || self.string_keyword(&at, k, v, &mut n)?
+                || number_keyword(&at, k, v, &mut n, &mut v4_exclusive)
+                || self.applicator_keyword(&at, k, v, &mut n)?;
         }
-        if exclusive_max_flag {
+        if v4_exclusive.max {
             n.exclusive_maximum = n.maximum.take();
         }
-        if exclusive_min_flag {
+        if v4_exclusive.min {
             n.exclusive_minimum = n.minimum.take();
         }
         Ok(n)
+    }
+
+    /// The object keywords (`properties`, `required`, `dependencies`...); false if `k`
+    /// is none of them in this draft.
+    fn object_keyword(
+        &mut self,
+        at: &BuildAt<'_>,
+        k: &str,
+        v: &Json,
+        n: &mut ObjNode,
+    ) -> Result<bool, SchemaErrorKind> {
+        let (doc, ptr, draft) = (at.doc, at.ptr, at.draft);
+        let v2019 = draft >= Draft::V2019;
+        match k {
+            "minProperties" => n.min_properties = as_count(v),
+            "maxProperties" => n.max_properties = as_count(v),
+            "required" => {
+                n.required = string_list(v);
+            }
+            "properties" => {
+                for name in v.as_object().into_iter().flatten().map(|(n, _)| n) {
+                    let id = self.child(doc, ptr, &[k, name])?;
+                    n.properties.push((name.clone(), id));
+                }
+            }
+            "patternProperties" => {
+                for name in v.as_object().into_iter().flatten().map(|(n, _)| n) {
+                    let id = self.child(doc, ptr, &[k, name])?;
+                    let regex = compile_regex(name).map_err(|e| self.bad(doc, e))?;
+                    n.pattern_properties.push((regex, id));
+                }
+            }
+            "additionalProperties" => {
+                n.additional_properties = Some(self.additional(doc, ptr, k, v)?);
+            }
+            "propertyNames" if draft >= Draft::V6 => {
+                n.property_names = Some(self.child(doc, ptr, &[k])?);
+            }
+            "dependencies" if draft <= Draft::V7 => {
+                for (name, dep) in v.as_object().into_iter().flatten() {
+                    let d = if dep.is_array() {
+                        Dependency::Required(string_list(dep))
+                    } else {
+                        Dependency::Schema(self.child(doc, ptr, &[k, name])?)
+                    };
+                    n.dependencies.push((name.clone(), d));
+                }
+            }
+            "dependentRequired" if v2019 => {
+                for (name, list) in v.as_object().into_iter().flatten() {
+                    n.dependent_required.push((name.clone(), string_list(list)));
+                }
+            }
+            "dependentSchemas" if v2019 => {
+                for name in v.as_object().into_iter().flatten().map(|(n, _)| n) {
+                    let id = self.child(doc, ptr, &[k, name])?;
+                    n.dependent_schemas.push((name.clone(), id));
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The array keywords (`items`, `prefixItems`, `contains`...); false if `k` is none
+    /// of them in this draft.
+    fn array_keyword(
+        &mut self,
+        at: &BuildAt<'_>,
+        k: &str,
+        v: &Json,
+        n: &mut ObjNode,
+    ) -> Result<bool, SchemaErrorKind> {
+        let (doc, ptr, draft) = (at.doc, at.ptr, at.draft);
+        let v2019 = draft >= Draft::V2019;
+        let v2020 = draft == Draft::V2020;
+        match k {
+            "minItems" => n.min_items = as_count(v),
+            "maxItems" => n.max_items = as_count(v),
+            "uniqueItems" => n.unique_items = v.as_bool().unwrap_or(false),
+            "items" if v2020 => n.items_2020 = Some(self.child(doc, ptr, &[k])?),
+            "items" => {
+                n.items = Some(match v {
+                    Json::Array(list) => {
+                        let mut ids = Vec::with_capacity(list.len());
+                        for i in 0..list.len() {
+                            ids.push(self.child(doc, ptr, &[k, &i.to_string()])?);
+                        }
+                        Items::Tuple(ids)
+                    }
+                    _ => Items::Single(self.child(doc, ptr, &[k])?),
+                });
+            }
+            "additionalItems" if !v2020 => {
+                n.additional_items = Some(self.additional(doc, ptr, k, v)?);
+            }
+            "prefixItems" if v2020 => {
+                for i in 0..v.as_array().map_or(0, Vec::len) {
+                    let id = self.child(doc, ptr, &[k, &i.to_string()])?;
+                    n.prefix_items.push(id);
+                }
+            }
+            "contains" if draft >= Draft::V6 => {
+                n.contains = Some(self.child(doc, ptr, &[k])?);
+                n.contains_eval = v2020;
+            }
+            "minContains" if v2019 => n.min_contains = as_count(v),
+            "maxContains" if v2019 => n.max_contains = as_count(v),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The string keywords (`minLength`, `pattern`, `content*`); false if `k` is none of
+    /// them in this draft.
+    fn string_keyword(
+        &mut self,
+        at: &BuildAt<'_>,
+        k: &str,
+        v: &Json,
+        n: &mut ObjNode,
+    ) -> Result<bool, SchemaErrorKind> {
+        let (doc, ptr, draft) = (at.doc, at.ptr, at.draft);
+        match k {
+            "minLength" => n.min_length = as_count(v),
+            "maxLength" => n.max_length = as_count(v),
+            "pattern" => {
+                let source = v.as_str().unwrap_or_default().to_owned();
+                let regex = compile_regex(&source).map_err(|e| self.bad(doc, e))?;
+                n.pattern = Some(Pattern { source, regex });
+            }
+            "contentEncoding" if draft >= Draft::V7 => {
+                n.content_encoding = v.as_str().map(str::to_owned);
+            }
+            "contentMediaType" if draft >= Draft::V7 => {
+                n.content_media_type = v.as_str().map(str::to_owned);
+            }
+            "contentSchema" if draft >= Draft::V2019 => {
+                n.content_schema = Some(self.child(doc, ptr, &[k])?);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The in-place applicators (`not`, `allOf`/`anyOf`/`oneOf`, `if`/`then`/`else`,
+    /// `unevaluated*`); false if `k` is none of them in this draft.
+    fn applicator_keyword(
+        &mut self,
+        at: &BuildAt<'_>,
+        k: &str,
+        v: &Json,
+        n: &mut ObjNode,
+    ) -> Result<bool, SchemaErrorKind> {
+        let (doc, ptr, draft) = (at.doc, at.ptr, at.draft);
+        let v2019 = draft >= Draft::V2019;
+        match k {
+            "not" => n.not = Some(self.child(doc, ptr, &[k])?),
+            "allOf" | "anyOf" | "oneOf" => {
+                let mut ids = Vec::new();
+                for i in 0..v.as_array().map_or(0, Vec::len) {
+                    ids.push(self.child(doc, ptr, &[k, &i.to_string()])?);
+                }
+                match k {
+                    "allOf" => n.all_of = ids,
+                    "anyOf" => n.any_of = ids,
+                    _ => n.one_of = ids,
+                }
+            }
+            "if" if draft >= Draft::V7 => n.if_ = Some(self.child(doc, ptr, &[k])?),
+            "then" if draft >= Draft::V7 && at.has_if => {
+                n.then_ = Some(self.child(doc, ptr, &[k])?);
+            }
+            "else" if draft >= Draft::V7 && at.has_if => {
+                n.else_ = Some(self.child(doc, ptr, &[k])?);
+            }
+            "unevaluatedProperties" if v2019 => {
+                n.unevaluated_properties = Some(self.child(doc, ptr, &[k])?);
+            }
+            "unevaluatedItems" if v2019 => {
+                n.unevaluated_items = Some(self.child(doc, ptr, &[k])?);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     fn bad(&self, doc: usize, reason: String) -> SchemaErrorKind {
@@ -2285,6 +2373,83 @@ impl Builder<'_> {
             _ => Err(unresolved()),
         }
     }
+}
+
+/// Where a schema object's keywords are read: its document, JSON pointer and draft, and
+/// whether it has an `if` (without one, `then` and `else` are ignored).
+struct BuildAt<'a> {
+    doc: usize,
+    ptr: &'a str,
+    draft: Draft,
+    has_if: bool,
+}
+
+/// Draft 4's boolean `exclusiveMaximum`/`exclusiveMinimum`: they turn `maximum` and
+/// `minimum` exclusive once every keyword is read.
+#[derive(Default)]
+struct V4Exclusive {
+    max: bool,
+    min: bool,
+}
+
+/// The keywords for any instance type (`type`, `const`, `enum`, `format`); false if
+/// `k` is none of them in this draft.
+fn any_type_keyword(at: &BuildAt<'_>, k: &str, v: &Json, n: &mut ObjNode) -> bool {
+    match k {
+        "type" => {
+            let names: Vec<&str> = match v {
+                Json::String(s) => vec![s.as_str()],
+                Json::Array(a) => a.iter().filter_map(Json::as_str).collect(),
+                _ => Vec::new(),
+            };
+            n.types = names.iter().filter_map(|s| JType::from_name(s)).collect();
+            n.type_names = names.join(" or ");
+        }
+        "const" if at.draft >= Draft::V6 => {
+            let msg = if v.is_array() || v.is_object() {
+                "const failed".to_owned()
+            } else {
+                format!("value must be {}", go_sharp_v(v))
+            };
+            n.constant = Some((v.clone(), msg));
+        }
+        "enum" => {
+            let items = v.as_array().cloned().unwrap_or_default();
+            let msg = enum_message(&items);
+            n.enumeration = Some((items, msg));
+        }
+        "format" => {
+            let name = v.as_str().unwrap_or_default();
+            n.format = Format::from_name(name).map(|f| (f, quote(name)));
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// The numeric keywords (`minimum`, `exclusiveMaximum`, `multipleOf`...); false if `k`
+/// is none of them in this draft.
+fn number_keyword(
+    at: &BuildAt<'_>,
+    k: &str,
+    v: &Json,
+    n: &mut ObjNode,
+    v4_exclusive: &mut V4Exclusive,
+) -> bool {
+    let v4 = at.draft == Draft::V4;
+    match k {
+        "minimum" => n.minimum = v.as_f64(),
+        "maximum" => n.maximum = v.as_f64(),
+        "exclusiveMinimum" if v4 => v4_exclusive.min = v.as_bool().unwrap_or(false),
+        "exclusiveMaximum" if v4 => v4_exclusive.max = v.as_bool().unwrap_or(false),
+        "exclusiveMinimum" => n.exclusive_minimum = v.as_f64(),
+        "exclusiveMaximum" => n.exclusive_maximum = v.as_f64(),
+        "multipleOf" => {
+            n.multiple_of = v.as_f64().map(|f| (f, Decimal::from_json(v)));
+        }
+        _ => return false,
+    }
+    true
 }
 
 fn as_count(v: &Json) -> Option<usize> {
@@ -2611,42 +2776,10 @@ impl Run<'_> {
             self.in_place(s, v, loc, chain, eval);
         }
         if !o.any_of.is_empty() {
-            let mut matched = false;
-            let mut causes = Vec::new();
-            for &s in &o.any_of {
-                let mark = self.out.len();
-                let sub = self.apply(s, v, loc, chain);
-                if self.out.len() == mark {
-                    matched = true;
-                    eval.merge(&sub);
-                } else {
-                    causes.extend(self.out.drain(mark..));
-                }
-            }
-            if !matched {
-                self.out.extend(causes);
-            }
+            self.any_of(&o.any_of, v, loc, chain, eval);
         }
         if !o.one_of.is_empty() {
-            let mut matched: Option<usize> = None;
-            let mut causes = Vec::new();
-            for (i, &s) in o.one_of.iter().enumerate() {
-                let mark = self.out.len();
-                let sub = self.apply(s, v, loc, chain);
-                if self.out.len() == mark {
-                    eval.merge(&sub);
-                    if let Some(first) = matched {
-                        self.one_of_twice(loc, first, i);
-                        break;
-                    }
-                    matched = Some(i);
-                } else {
-                    causes.extend(self.out.drain(mark..));
-                }
-            }
-            if matched.is_none() {
-                self.out.extend(causes);
-            }
+            self.one_of(&o.one_of, v, loc, chain, eval);
         }
         if let Some(cond) = o.if_ {
             let mark = self.out.len();
@@ -2665,6 +2798,62 @@ impl Run<'_> {
     }
 
     #[inline(never)]
+    /// `anyOf`: every matching subschema's annotations count; the causes only if none matches.
+    fn any_of(
+        &mut self,
+        any_of: &[NodeId],
+        v: &Value,
+        loc: &str,
+        chain: &mut Vec<NodeId>,
+        eval: &mut Eval,
+    ) {
+        let mut matched = false;
+        let mut causes = Vec::new();
+        for &s in any_of {
+            let mark = self.out.len();
+            let sub = self.apply(s, v, loc, chain);
+            if self.out.len() == mark {
+                matched = true;
+                eval.merge(&sub);
+            } else {
+                causes.extend(self.out.drain(mark..));
+            }
+        }
+        if !matched {
+            self.out.extend(causes);
+        }
+    }
+
+    /// `oneOf`: fails at the second match, or with every cause if none matches.
+    fn one_of(
+        &mut self,
+        one_of: &[NodeId],
+        v: &Value,
+        loc: &str,
+        chain: &mut Vec<NodeId>,
+        eval: &mut Eval,
+    ) {
+        let mut matched: Option<usize> = None;
+        let mut causes = Vec::new();
+        for (i, &s) in one_of.iter().enumerate() {
+            let mark = self.out.len();
+            let sub = self.apply(s, v, loc, chain);
+            if self.out.len() == mark {
+                eval.merge(&sub);
+                if let Some(first) = matched {
+                    self.one_of_twice(loc, first, i);
+                    break;
+                }
+                matched = Some(i);
+            } else {
+                causes.extend(self.out.drain(mark..));
+            }
+        }
+        if matched.is_none() {
+            self.out.extend(causes);
+        }
+    }
+
     fn one_of_twice(&mut self, loc: &str, first: usize, second: usize) {
         let msg = format!("valid against schemas at indexes {first} and {second}");
         self.leaf(loc, msg);
@@ -3527,38 +3716,7 @@ fn translate_go_regex(p: &str) -> String {
         let c = chars[i];
         match c {
             '\\' => {
-                match chars.get(i + 1) {
-                    Some('d') => out.push_str("[0-9]"),
-                    Some('D') => out.push_str("[^0-9]"),
-                    Some('w') => out.push_str("[0-9A-Za-z_]"),
-                    Some('W') => out.push_str("[^0-9A-Za-z_]"),
-                    Some('s') => out.push_str(r"[\t\n\x0C\r ]"),
-                    Some('S') => out.push_str(r"[^\t\n\x0C\r ]"),
-                    Some('b') if !in_class => out.push_str(r"(?-u:\b)"),
-                    // A Unicode class by name (`\p{Letter}`, `\pL`), copied whole.
-                    Some(&k @ ('p' | 'P')) if chars.get(i + 2) == Some(&'{') => {
-                        match chars[i + 2..].iter().position(|&c| c == '}') {
-                            Some(len) => {
-                                out.push('\\');
-                                out.push(k);
-                                out.extend(&chars[i + 2..=i + 2 + len]);
-                                i += 3 + len;
-                            }
-                            None => {
-                                out.push_str("\\p");
-                                i += 2;
-                            }
-                        }
-                        continue;
-                    }
-                    Some('B') if !in_class => out.push_str(r"(?-u:\B)"),
-                    Some(&n) => {
-                        out.push('\\');
-                        out.push(n);
-                    }
-                    None => out.push('\\'),
-                }
-                i += 2;
+                i = translate_escape(&chars, i, in_class, &mut out);
                 continue;
             }
             '[' if !in_class => {
@@ -3603,6 +3761,42 @@ fn translate_go_regex(p: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// One escape at `chars[i]` (a backslash) in Go's syntax, written in the regex crate's;
+/// returns the index after it.
+fn translate_escape(chars: &[char], i: usize, in_class: bool, out: &mut String) -> usize {
+    match chars.get(i + 1) {
+        Some('d') => out.push_str("[0-9]"),
+        Some('D') => out.push_str("[^0-9]"),
+        Some('w') => out.push_str("[0-9A-Za-z_]"),
+        Some('W') => out.push_str("[^0-9A-Za-z_]"),
+        Some('s') => out.push_str(r"[\t\n\x0C\r ]"),
+        Some('S') => out.push_str(r"[^\t\n\x0C\r ]"),
+        Some('b') if !in_class => out.push_str(r"(?-u:\b)"),
+        // A Unicode class by name (`\p{Letter}`, `\pL`), copied whole.
+        Some(&k @ ('p' | 'P')) if chars.get(i + 2) == Some(&'{') => {
+            return match chars[i + 2..].iter().position(|&c| c == '}') {
+                Some(len) => {
+                    out.push('\\');
+                    out.push(k);
+                    out.extend(&chars[i + 2..=i + 2 + len]);
+                    i + 3 + len
+                }
+                None => {
+                    out.push_str("\\p");
+                    i + 2
+                }
+            };
+        }
+        Some('B') if !in_class => out.push_str(r"(?-u:\B)"),
+        Some(&n) => {
+            out.push('\\');
+            out.push(n);
+        }
+        None => out.push('\\'),
+    }
+    i + 2
 }
 
 /// Whether `s` starts with `{n}`, `{n,}` or `{n,m}`.
