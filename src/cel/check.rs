@@ -725,89 +725,15 @@ impl Checker {
                 operand,
                 field,
                 optional,
-            } => {
-                if !optional
-                    && let Some(q) = e.qualified_name()
-                    && !self.is_bound(q.split('.').next().unwrap_or(""))
-                    && let Some(t) = type_ident(&q)
-                {
-                    return type_value(t);
-                }
-                let t = self.infer(operand);
-                if *optional {
-                    let inner = match t {
-                        Ty::Opt(inner) => *inner,
-                        other => other,
-                    };
-                    let selected = self.select(inner, field, e.pos);
-                    return if selected == Ty::Error {
-                        Ty::Error
-                    } else {
-                        Ty::Opt(Box::new(selected))
-                    };
-                }
-                self.select(t, field, e.pos)
-            }
+            } => self.select_expr(e, operand, field, *optional),
             ExprKind::Index {
                 operand,
                 index,
                 optional,
-            } => {
-                let t = self.infer(operand);
-                let i = self.infer(index);
-                if *optional {
-                    let inner = match t {
-                        Ty::Opt(inner) => *inner,
-                        other => other,
-                    };
-                    let r = self.resolve("_[_]", false, &[inner, i], e.pos);
-                    return if r == Ty::Error {
-                        r
-                    } else {
-                        Ty::Opt(Box::new(r))
-                    };
-                }
-                self.resolve("_[_]", false, &[t, i], e.pos)
-            }
+            } => self.index_expr(operand, index, *optional, e.pos),
             ExprKind::Call { target, func, args } => self.call(target.as_deref(), func, args, e),
-            ExprKind::List(items) => {
-                let types: Vec<Ty> = items
-                    .iter()
-                    .map(|(x, opt)| {
-                        let t = self.infer(x);
-                        match (opt, t) {
-                            (true, Ty::Opt(inner)) => *inner,
-                            (true, _) => Ty::Dyn,
-                            (false, t) => t,
-                        }
-                    })
-                    .collect();
-                if types.is_empty() {
-                    return Ty::list(self.fresh());
-                }
-                Ty::list(self.join(&types))
-            }
-            ExprKind::Map(entries) => {
-                let mut keys = Vec::new();
-                let mut values = Vec::new();
-                for (k, v, opt) in entries {
-                    keys.push(self.infer(k));
-                    let t = self.infer(v);
-                    values.push(match (opt, t) {
-                        (true, Ty::Opt(inner)) => *inner,
-                        (true, _) => Ty::Dyn,
-                        (false, t) => t,
-                    });
-                }
-                if entries.is_empty() {
-                    return Ty::Map(Box::new(self.fresh()), Box::new(self.fresh()));
-                }
-                {
-                    let k = self.join(&keys);
-                    let v = self.join(&values);
-                    Ty::Map(Box::new(k), Box::new(v))
-                }
-            }
+            ExprKind::List(items) => self.list_literal(items),
+            ExprKind::Map(entries) => self.map_literal(entries),
             ExprKind::Struct { type_name, fields } => {
                 for (_, v, _) in fields {
                     self.infer(v);
@@ -824,21 +750,7 @@ impl Checker {
             }
             ExprKind::Binary(op, l, r) => {
                 let (lt, rt) = (self.infer(l), self.infer(r));
-                let func = match op {
-                    BinaryOp::Add => "_+_",
-                    BinaryOp::Sub => "_-_",
-                    BinaryOp::Mul => "_*_",
-                    BinaryOp::Div => "_/_",
-                    BinaryOp::Rem => "_%_",
-                    BinaryOp::Eq => "_==_",
-                    BinaryOp::Ne => "_!=_",
-                    BinaryOp::Lt => "_<_",
-                    BinaryOp::Le => "_<=_",
-                    BinaryOp::Gt => "_>_",
-                    BinaryOp::Ge => "_>=_",
-                    BinaryOp::In => "@in",
-                };
-                self.resolve(func, false, &[lt, rt], e.pos)
+                self.resolve(binary_function(*op), false, &[lt, rt], e.pos)
             }
             ExprKind::And(l, r) | ExprKind::Or(l, r) => self.logical(l, r),
             ExprKind::Ternary(c, a, b) => {
@@ -849,92 +761,101 @@ impl Checker {
         }
     }
 
+    /// `a.f`, `a.?f`, or a qualified type name (`google.protobuf.Timestamp`).
+    fn select_expr(&mut self, e: &Expr, operand: &Expr, field: &str, optional: bool) -> Ty {
+        if !optional
+            && let Some(q) = e.qualified_name()
+            && !self.is_bound(q.split('.').next().unwrap_or(""))
+            && let Some(t) = type_ident(&q)
+        {
+            return type_value(t);
+        }
+        let t = self.infer(operand);
+        if optional {
+            let inner = match t {
+                Ty::Opt(inner) => *inner,
+                other => other,
+            };
+            let selected = self.select(inner, field, e.pos);
+            return if selected == Ty::Error {
+                Ty::Error
+            } else {
+                Ty::Opt(Box::new(selected))
+            };
+        }
+        self.select(t, field, e.pos)
+    }
+
+    /// `a[i]` and `a[?i]`.
+    fn index_expr(&mut self, operand: &Expr, index: &Expr, optional: bool, pos: usize) -> Ty {
+        let t = self.infer(operand);
+        let i = self.infer(index);
+        if optional {
+            let inner = match t {
+                Ty::Opt(inner) => *inner,
+                other => other,
+            };
+            let r = self.resolve("_[_]", false, &[inner, i], pos);
+            return if r == Ty::Error {
+                r
+            } else {
+                Ty::Opt(Box::new(r))
+            };
+        }
+        self.resolve("_[_]", false, &[t, i], pos)
+    }
+
+    /// `[a, ?b]`: a list of the elements' joined type.
+    fn list_literal(&mut self, items: &[(Expr, bool)]) -> Ty {
+        let types: Vec<Ty> = items
+            .iter()
+            .map(|(x, opt)| {
+                let t = self.infer(x);
+                match (opt, t) {
+                    (true, Ty::Opt(inner)) => *inner,
+                    (true, _) => Ty::Dyn,
+                    (false, t) => t,
+                }
+            })
+            .collect();
+        if types.is_empty() {
+            return Ty::list(self.fresh());
+        }
+        Ty::list(self.join(&types))
+    }
+
+    /// `{k: v, ?k2: v2}`: a map of the keys' and the values' joined types.
+    fn map_literal(&mut self, entries: &[(Expr, Expr, bool)]) -> Ty {
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for (k, v, opt) in entries {
+            keys.push(self.infer(k));
+            let t = self.infer(v);
+            values.push(match (opt, t) {
+                (true, Ty::Opt(inner)) => *inner,
+                (true, _) => Ty::Dyn,
+                (false, t) => t,
+            });
+        }
+        if entries.is_empty() {
+            return Ty::Map(Box::new(self.fresh()), Box::new(self.fresh()));
+        }
+        let k = self.join(&keys);
+        let v = self.join(&values);
+        Ty::Map(Box::new(k), Box::new(v))
+    }
+
     fn call(&mut self, target: Option<&Expr>, func: &str, args: &[Expr], e: &Expr) -> Ty {
         let pos = e.pos;
         // Namespaced functions and macros: `math.greatest(..)`, `cel.bind(..)`.
         if let Some(ns) = target.and_then(Expr::qualified_name)
             && !self.is_bound(ns.split('.').next().unwrap_or(""))
+            && let Some(t) = self.namespaced_call(&format!("{ns}.{func}"), args, pos)
         {
-            let full = format!("{ns}.{func}");
-            match full.as_str() {
-                "cel.bind" if args.len() == 3 => return self.bind(args),
-                "math.greatest" | "math.least" => return self.min_max(&full, args, pos),
-                _ => {}
-            }
-            if functions().contains_key(full.as_str()) {
-                let types: Vec<Ty> = args.iter().map(|a| self.infer(a)).collect();
-                let name = functions()
-                    .get_key_value(full.as_str())
-                    .map(|(k, _)| *k)
-                    .unwrap_or_default();
-                return self.resolve(name, false, &types, pos);
-            }
+            return t;
         }
-        let is_var = |a: &Expr| a.as_ident().is_some();
-        match (target, func, args.len()) {
-            (None, "has", 1) => {
-                self.infer(&args[0]);
-                return BOOL;
-            }
-            (Some(t), "all" | "exists" | "exists_one", 2) if is_var(&args[0]) => {
-                let range = self.infer(t);
-                return self.quantifier(func, range, &args[..1], &args[1], pos);
-            }
-            (Some(t), "all" | "exists" | "exists_one" | "existsOne", 3)
-                if is_var(&args[0]) && is_var(&args[1]) =>
-            {
-                let range = self.infer(t);
-                return self.quantifier(func, range, &args[..2], &args[2], pos);
-            }
-            (Some(t), "map", 2 | 3) if is_var(&args[0]) => {
-                let range = self.infer(t);
-                return self.map_like(range, &args[..1], &args[1..], pos);
-            }
-            (Some(t), "filter", 2) if is_var(&args[0]) => {
-                let range = self.infer(t);
-                let Some(vars) = self.bind_range(&range, &args[..1], pos) else {
-                    return Ty::Error;
-                };
-                let elem = vars[0].clone();
-                let bound = self.push_vars(&args[..1], vars);
-                let f = self.infer(&args[1]);
-                self.locals.truncate(bound);
-                let acc = Ty::list(elem);
-                self.resolve("_?_:_", false, &[f, acc.clone(), acc.clone()], args[1].pos);
-                return acc;
-            }
-            (Some(t), "transformList" | "transformMap" | "transformMapEntry", 3 | 4)
-                if is_var(&args[0]) && is_var(&args[1]) =>
-            {
-                let range = self.infer(t);
-                return self.transform(func, range, args, pos);
-            }
-            (Some(t), "sortBy", 2) if is_var(&args[0]) => {
-                let range = self.infer(t);
-                let Some(vars) = self.bind_range(&range, &args[..1], pos) else {
-                    return Ty::Error;
-                };
-                let bound = self.push_vars(&args[..1], vars);
-                let key = self.infer(&args[1]);
-                self.locals.truncate(bound);
-                return self.resolve("@sortByAssociatedKeys", true, &[range, Ty::list(key)], pos);
-            }
-            (Some(t), "optMap" | "optFlatMap", 2) if is_var(&args[0]) => {
-                let o = self.infer(t);
-                let inner = match o {
-                    Ty::Opt(i) => *i,
-                    _ => Ty::Dyn,
-                };
-                let bound = self.push_vars(&args[..1], vec![inner]);
-                let body = self.infer(&args[1]);
-                self.locals.truncate(bound);
-                return if func == "optMap" {
-                    Ty::Opt(Box::new(body))
-                } else {
-                    body
-                };
-            }
-            _ => {}
+        if let Some(t) = self.macro_call(target, func, args, pos) {
+            return t;
         }
         let mut types = Vec::with_capacity(args.len() + 1);
         if let Some(t) = target {
@@ -942,6 +863,111 @@ impl Checker {
         }
         types.extend(args.iter().map(|a| self.infer(a)));
         self.resolve(func, target.is_some(), &types, pos)
+    }
+
+    /// A call by its namespaced name `full` (`cel.bind`, `math.greatest`, `strings.quote`...);
+    /// `None` if no such function or macro is declared.
+    fn namespaced_call(&mut self, full: &str, args: &[Expr], pos: usize) -> Option<Ty> {
+        match full {
+            "cel.bind" if args.len() == 3 => return Some(self.bind(args)),
+            "math.greatest" | "math.least" => return Some(self.min_max(full, args, pos)),
+            _ => {}
+        }
+        let (name, _) = functions().get_key_value(full)?;
+        let types: Vec<Ty> = args.iter().map(|a| self.infer(a)).collect();
+        Some(self.resolve(name, false, &types, pos))
+    }
+
+    /// The macros over a receiver (`has`, `all`, `exists`, `map`, `filter`, `transform*`,
+    /// `sortBy`, `optMap`...); `None` if the call is none of them.
+    fn macro_call(
+        &mut self,
+        target: Option<&Expr>,
+        func: &str,
+        args: &[Expr],
+        pos: usize,
+    ) -> Option<Ty> {
+        let is_var = |a: &Expr| a.as_ident().is_some();
+        Some(match (target, func, args.len()) {
+            (None, "has", 1) => {
+                self.infer(&args[0]);
+                BOOL
+            }
+            (Some(t), "all" | "exists" | "exists_one", 2) if is_var(&args[0]) => {
+                let range = self.infer(t);
+                self.quantifier(func, range, &args[..1], &args[1], pos)
+            }
+            (Some(t), "all" | "exists" | "exists_one" | "existsOne", 3)
+                if is_var(&args[0]) && is_var(&args[1]) =>
+            {
+                let range = self.infer(t);
+                self.quantifier(func, range, &args[..2], &args[2], pos)
+            }
+            (Some(t), "map", 2 | 3) if is_var(&args[0]) => {
+                let range = self.infer(t);
+                self.map_like(range, &args[..1], &args[1..], pos)
+            }
+            (Some(t), "filter", 2) if is_var(&args[0]) => {
+                let range = self.infer(t);
+                self.filter(range, args, pos)
+            }
+            (Some(t), "transformList" | "transformMap" | "transformMapEntry", 3 | 4)
+                if is_var(&args[0]) && is_var(&args[1]) =>
+            {
+                let range = self.infer(t);
+                self.transform(func, range, args, pos)
+            }
+            (Some(t), "sortBy", 2) if is_var(&args[0]) => {
+                let range = self.infer(t);
+                self.sort_by(range, args, pos)
+            }
+            (Some(t), "optMap" | "optFlatMap", 2) if is_var(&args[0]) => {
+                let o = self.infer(t);
+                self.opt_map(func, o, args)
+            }
+            _ => return None,
+        })
+    }
+
+    /// `range.filter(x, pred)`: a list of `range`'s elements.
+    fn filter(&mut self, range: Ty, args: &[Expr], pos: usize) -> Ty {
+        let Some(vars) = self.bind_range(&range, &args[..1], pos) else {
+            return Ty::Error;
+        };
+        let elem = vars[0].clone();
+        let bound = self.push_vars(&args[..1], vars);
+        let f = self.infer(&args[1]);
+        self.locals.truncate(bound);
+        let acc = Ty::list(elem);
+        self.resolve("_?_:_", false, &[f, acc.clone(), acc.clone()], args[1].pos);
+        acc
+    }
+
+    /// `range.sortBy(x, key)`: `range` sorted by the keys.
+    fn sort_by(&mut self, range: Ty, args: &[Expr], pos: usize) -> Ty {
+        let Some(vars) = self.bind_range(&range, &args[..1], pos) else {
+            return Ty::Error;
+        };
+        let bound = self.push_vars(&args[..1], vars);
+        let key = self.infer(&args[1]);
+        self.locals.truncate(bound);
+        self.resolve("@sortByAssociatedKeys", true, &[range, Ty::list(key)], pos)
+    }
+
+    /// `o.optMap(x, body)` and `o.optFlatMap(x, body)` over the optional type `o`.
+    fn opt_map(&mut self, func: &str, o: Ty, args: &[Expr]) -> Ty {
+        let inner = match o {
+            Ty::Opt(i) => *i,
+            _ => Ty::Dyn,
+        };
+        let bound = self.push_vars(&args[..1], vec![inner]);
+        let body = self.infer(&args[1]);
+        self.locals.truncate(bound);
+        if func == "optMap" {
+            Ty::Opt(Box::new(body))
+        } else {
+            body
+        }
     }
 
     /// The iteration variables' types over `range`, or `None` (reported) when it cannot be
@@ -1184,6 +1210,24 @@ fn cel_pos(e: &Expr) -> usize {
 
 fn undeclared(name: &str) -> String {
     format!("undeclared reference to '{name}' (in container '')")
+}
+
+/// The overload name of a binary operator (`_+_`, `@in`...).
+fn binary_function(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "_+_",
+        BinaryOp::Sub => "_-_",
+        BinaryOp::Mul => "_*_",
+        BinaryOp::Div => "_/_",
+        BinaryOp::Rem => "_%_",
+        BinaryOp::Eq => "_==_",
+        BinaryOp::Ne => "_!=_",
+        BinaryOp::Lt => "_<_",
+        BinaryOp::Le => "_<=_",
+        BinaryOp::Gt => "_>_",
+        BinaryOp::Ge => "_>=_",
+        BinaryOp::In => "@in",
+    }
 }
 
 fn literal_type(v: &Value) -> Ty {

@@ -359,76 +359,98 @@ impl Compiler<'_> {
                 return Ok(Node::Call(f, args));
             }
         }
-        match (target, func, args.len()) {
-            (None, "has", 1) => {
-                let ExprKind::Select {
-                    operand,
-                    field,
-                    optional: false,
-                } = &args[0].kind
-                else {
-                    return err(args[0].pos, "invalid argument to has() macro");
-                };
-                let o = self.expr(operand)?;
-                return Ok(Node::Has(Box::new(o), Arc::from(field.as_str())));
+        if target.is_none() && func == "has" && args.len() == 1 {
+            return self.has(&args[0]);
+        }
+        if let Some(t) = target
+            && let Some(node) = self.receiver_macro(t, func, args)?
+        {
+            return Ok(node);
+        }
+        self.registered_call(target, func, args, pos)
+    }
+
+    /// `has(a.f)`.
+    fn has(&mut self, arg: &Expr) -> Result<Node, ProgramError> {
+        let ExprKind::Select {
+            operand,
+            field,
+            optional: false,
+        } = &arg.kind
+        else {
+            return err(arg.pos, "invalid argument to has() macro");
+        };
+        let o = self.expr(operand)?;
+        Ok(Node::Has(Box::new(o), Arc::from(field.as_str())))
+    }
+
+    /// The macros and special forms on a receiver `t` (comprehensions, `optMap`, `or`,
+    /// `matches` with a literal pattern); `None` if the call is none of them.
+    fn receiver_macro(
+        &mut self,
+        t: &Expr,
+        func: &str,
+        args: &[Expr],
+    ) -> Result<Option<Node>, ProgramError> {
+        let quantifier = |func: &str| match func {
+            "all" => CompKind::All,
+            "exists" => CompKind::Exists,
+            _ => CompKind::ExistsOne,
+        };
+        let node = match (func, args.len()) {
+            ("all" | "exists" | "exists_one" | "existsOne", 2) => {
+                self.comprehension(quantifier(func), t, &args[..1], None, &args[1])?
             }
-            (Some(t), "all" | "exists" | "exists_one" | "existsOne", 2) => {
-                let kind = match func {
-                    "all" => CompKind::All,
-                    "exists" => CompKind::Exists,
-                    _ => CompKind::ExistsOne,
-                };
-                return self.comprehension(kind, t, &args[..1], None, &args[1]);
+            ("all" | "exists" | "existsOne" | "exists_one", 3) => {
+                self.comprehension(quantifier(func), t, &args[..2], None, &args[2])?
             }
-            (Some(t), "all" | "exists" | "existsOne" | "exists_one", 3) => {
-                let kind = match func {
-                    "all" => CompKind::All,
-                    "exists" => CompKind::Exists,
-                    _ => CompKind::ExistsOne,
-                };
-                return self.comprehension(kind, t, &args[..2], None, &args[2]);
+            ("map", 2) => self.comprehension(CompKind::Map, t, &args[..1], None, &args[1])?,
+            ("map", 3) => {
+                self.comprehension(CompKind::Map, t, &args[..1], Some(&args[1]), &args[2])?
             }
-            (Some(t), "map", 2) => {
-                return self.comprehension(CompKind::Map, t, &args[..1], None, &args[1]);
-            }
-            (Some(t), "map", 3) => {
-                return self.comprehension(CompKind::Map, t, &args[..1], Some(&args[1]), &args[2]);
-            }
-            (Some(t), "filter", 2) => {
-                return self.comprehension(CompKind::Filter, t, &args[..1], None, &args[1]);
-            }
-            (Some(t), "sortBy", 2) => {
-                return self.comprehension(CompKind::SortBy, t, &args[..1], None, &args[1]);
-            }
-            (Some(t), "transformList" | "transformMap" | "transformMapEntry", 3 | 4) => {
+            ("filter", 2) => self.comprehension(CompKind::Filter, t, &args[..1], None, &args[1])?,
+            ("sortBy", 2) => self.comprehension(CompKind::SortBy, t, &args[..1], None, &args[1])?,
+            ("transformList" | "transformMap" | "transformMapEntry", 3 | 4) => {
                 let kind = match func {
                     "transformList" => CompKind::TransformList,
                     "transformMap" => CompKind::TransformMap,
                     _ => CompKind::TransformMapEntry,
                 };
                 let filter = (args.len() == 4).then(|| &args[2]);
-                return self.comprehension(kind, t, &args[..2], filter, &args[args.len() - 1]);
+                self.comprehension(kind, t, &args[..2], filter, &args[args.len() - 1])?
             }
-            (Some(t), "optMap" | "optFlatMap", 2) => {
-                return self.opt_map(t, &args[0], &args[1], func == "optFlatMap");
+            ("optMap" | "optFlatMap", 2) => {
+                self.opt_map(t, &args[0], &args[1], func == "optFlatMap")?
             }
-            (Some(t), "or" | "orValue", 1) => {
+            ("or" | "orValue", 1) => {
                 let o = self.expr(t)?;
                 let a = self.expr(&args[0])?;
-                return Ok(Node::OptOr(Box::new(o), Box::new(a), func == "orValue"));
+                Node::OptOr(Box::new(o), Box::new(a), func == "orValue")
             }
-            (Some(t), "matches", 1) => {
-                if let ExprKind::Literal(Value::String(pattern)) = &args[0].kind {
-                    let re = Regex::new(pattern).map_err(|e| ProgramError {
-                        message: format!("invalid regular expression: {e}"),
-                        pos: args[0].pos,
-                    })?;
-                    let t = self.expr(t)?;
-                    return Ok(Node::Matches(Box::new(t), Arc::new(re)));
-                }
+            ("matches", 1) => {
+                let ExprKind::Literal(Value::String(pattern)) = &args[0].kind else {
+                    return Ok(None);
+                };
+                let re = Regex::new(pattern).map_err(|e| ProgramError {
+                    message: format!("invalid regular expression: {e}"),
+                    pos: args[0].pos,
+                })?;
+                let t = self.expr(t)?;
+                Node::Matches(Box::new(t), Arc::new(re))
             }
-            _ => {}
-        }
+            _ => return Ok(None),
+        };
+        Ok(Some(node))
+    }
+
+    /// A function from the registry, global (`size(x)`) or on a receiver (`x.size()`).
+    fn registered_call(
+        &mut self,
+        target: Option<&Expr>,
+        func: &str,
+        args: &[Expr],
+        pos: usize,
+    ) -> Result<Node, ProgramError> {
         let style = if target.is_some() {
             CallStyle::Receiver
         } else {

@@ -177,31 +177,8 @@ fn fold(e: &Expr, in_comprehension: bool) -> Expr {
         }
         ExprKind::Binary(BinaryOp::In, ..) => {
             let kind = e.kind.map_children(|x| fold(x, in_comprehension));
-            if let ExprKind::Binary(_, l, r) = &kind {
-                // `x in []` is false; a literal found among the list's literals is in it.
-                // A folded list value (`intersect([1], [0])`) is a list of literals.
-                let needle = match &l.kind {
-                    ExprKind::Literal(v) => Some(v),
-                    _ => None,
-                };
-                let (empty, found) = match &r.kind {
-                    ExprKind::List(items) => (
-                        items.is_empty(),
-                        needle.is_some_and(|n| {
-                            items.iter().any(
-                                |(x, _)| matches!(&x.kind, ExprKind::Literal(v) if v.cel_eq(n)),
-                            )
-                        }),
-                    ),
-                    ExprKind::Literal(Value::List(items)) => (
-                        items.is_empty(),
-                        needle.is_some_and(|n| items.iter().any(|v| v.cel_eq(n))),
-                    ),
-                    _ => (false, false),
-                };
-                if empty || found {
-                    return literal(Value::Bool(found), pos);
-                }
+            if let Some(answer) = in_list_literal(&kind) {
+                return literal(Value::Bool(answer), pos);
             }
             kind
         }
@@ -240,7 +217,41 @@ fn fold(e: &Expr, in_comprehension: bool) -> Expr {
         | ExprKind::Unary(..)
         | ExprKind::Binary(..) => e.kind.map_children(|x| fold(x, in_comprehension)),
     };
-    let folded = Expr { kind, pos };
+    fold_if_constant(Expr { kind, pos })
+}
+
+/// `x in list` with its operands folded: false when the list is empty, true when `x` is a
+/// literal found among the list's literals, `None` otherwise. A folded list value
+/// (`intersect([1], [0])`) is a list of literals.
+fn in_list_literal(kind: &ExprKind) -> Option<bool> {
+    let ExprKind::Binary(_, l, r) = kind else {
+        return None;
+    };
+    let needle = match &l.kind {
+        ExprKind::Literal(v) => Some(v),
+        _ => None,
+    };
+    let (empty, found) = match &r.kind {
+        ExprKind::List(items) => (
+            items.is_empty(),
+            needle.is_some_and(|n| {
+                items
+                    .iter()
+                    .any(|(x, _)| matches!(&x.kind, ExprKind::Literal(v) if v.cel_eq(n)))
+            }),
+        ),
+        ExprKind::Literal(Value::List(items)) => (
+            items.is_empty(),
+            needle.is_some_and(|n| items.iter().any(|v| v.cel_eq(n))),
+        ),
+        _ => (false, false),
+    };
+    (empty || found).then_some(found)
+}
+
+/// A folded select, index, operator or conditional, evaluated when its operands are
+/// constants.
+fn fold_if_constant(folded: Expr) -> Expr {
     let constant = match &folded.kind {
         ExprKind::Select { operand, .. } => is_constant(operand),
         ExprKind::Index { operand, index, .. } => is_constant(operand) && is_constant(index),
