@@ -4,6 +4,8 @@
 //! ([`policy`]), compiled once into a `CompiledPolicySet`, evaluated by the
 //! engine, and exposed through adapters (CLI, ext_authz, Cerbos API).
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod audit;
 pub mod cel;
