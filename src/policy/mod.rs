@@ -5,10 +5,12 @@
 //!     -> compile (ids, imports, CEL, rule rows) -> compiled::CompiledPolicySet
 //! ```
 //!
-//! `id` names policies and scope chains for every stage.
+//! `id` names policies and scope chains for every stage; `effect` is the rule effect the
+//! model and the compiled set share.
 
 pub mod compile;
 pub mod compiled;
+mod effect;
 pub(crate) mod id;
 pub mod load;
 pub mod model;

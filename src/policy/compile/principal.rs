@@ -1,6 +1,6 @@
 //! Principal policies into rule rows (one row per action rule).
 
-use super::rows::{effect, parental_consent, push_row, scope_permissions};
+use super::rows::{parental_consent, push_row, scope_permissions};
 use super::*;
 
 pub(super) fn compile_principal<'a>(
@@ -44,7 +44,7 @@ pub(super) fn compile_principal<'a>(
             let Ok(condition) = condition else {
                 continue;
             };
-            let (eff, cond) = parental_consent(perms, effect(action.effect), condition);
+            let (eff, cond) = parental_consent(perms, action.effect, condition);
             let evaluation_key = c.evaluation_key(format!("{key}#{name}"));
             let row = Row {
                 kind: RowKind::Principal,

@@ -2,7 +2,7 @@
 //! action and role.
 
 use super::derived_roles::referenced_derived_roles;
-use super::rows::{effect, parental_consent, push_row, scope_permissions, scope_rows};
+use super::rows::{parental_consent, push_row, scope_permissions, scope_rows};
 use super::*;
 
 /// Compiles a resource policy. With `stop_on_error` (a compilation unit), stops when
@@ -115,7 +115,7 @@ impl ResourceRows<'_> {
         };
         let output_src: Arc<str> = Arc::from(format!("{}#{name}", self.key));
         let rule_key = c.evaluation_key(format!("{}#{name}", self.key));
-        let (eff, cond) = parental_consent(self.perms, effect(rule.effect), condition);
+        let (eff, cond) = parental_consent(self.perms, rule.effect, condition);
         for action in &rule.actions {
             let action_glob = c.glob(action, &rule.span);
             // A row of this rule and action, for a role (through a derived role, if any).

@@ -1,4 +1,4 @@
-//! What every kind shares: effects, scope permissions, parental consent, and adding a
+//! What every kind shares: scope permissions, parental consent, and adding a
 //! row to the set and its (version, scope) index.
 
 use super::*;
@@ -28,13 +28,6 @@ pub(super) fn parental_consent(
             Some(Arc::new(Condition::None(vec![(*c).clone()]))),
         ),
         (_, e, c) => (e, c),
-    }
-}
-
-pub(super) fn effect(e: model::Effect) -> Effect {
-    match e {
-        model::Effect::Allow => Effect::Allow,
-        model::Effect::Deny => Effect::Deny,
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 pub(crate) mod glob;
 
 use super::Span;
+pub use super::effect::Effect;
 use crate::cel::Program;
 use crate::jsonschema::SchemaStore;
 use glob::Glob;
@@ -73,33 +74,6 @@ pub(crate) const SLOT_GLOBALS: u16 = 3;
 pub(crate) const SLOT_RUNTIME: u16 = 4;
 /// Number of host slots.
 pub(crate) const HOST_SLOTS: usize = 5;
-
-/// A rule's effect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Effect {
-    /// Allow the action.
-    Allow,
-    /// Deny the action.
-    Deny,
-}
-
-impl Effect {
-    /// Cerbos's name: `EFFECT_ALLOW` or `EFFECT_DENY`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Effect::Allow => "EFFECT_ALLOW",
-            Effect::Deny => "EFFECT_DENY",
-        }
-    }
-
-    /// Cerbos's name without its `EFFECT_` prefix: `ALLOW` or `DENY`.
-    pub(crate) fn short_name(self) -> &'static str {
-        match self {
-            Effect::Allow => "ALLOW",
-            Effect::Deny => "DENY",
-        }
-    }
-}
 
 /// How a scoped policy combines with its parent scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -20,6 +20,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub(crate) use super::effect::Effect;
 use super::yaml::span::{Span, Spanned, deserialize_spanned, error_at};
 
 mod validate;
@@ -1095,77 +1096,6 @@ fn de_opt_hash<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>
 }
 
 // === Enums ===
-
-/// A rule's effect: `EFFECT_ALLOW` or `EFFECT_DENY`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub(crate) enum Effect {
-    /// `EFFECT_ALLOW`.
-    Allow,
-    /// `EFFECT_DENY`.
-    Deny,
-}
-
-impl Effect {
-    /// The Cerbos name, e.g. `EFFECT_ALLOW`.
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "EFFECT_ALLOW",
-            Self::Deny => "EFFECT_DENY",
-        }
-    }
-}
-
-impl Serialize for Effect {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Effect {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EffectVisitor;
-
-        impl Visitor<'_> for EffectVisitor {
-            type Value = Effect;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("EFFECT_ALLOW or EFFECT_DENY")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Effect, E> {
-                match v {
-                    "EFFECT_ALLOW" => Ok(Effect::Allow),
-                    "EFFECT_DENY" => Ok(Effect::Deny),
-                    "EFFECT_UNSPECIFIED" | "EFFECT_NO_MATCH" => {
-                        Err(E::custom("effect must be EFFECT_ALLOW or EFFECT_DENY"))
-                    }
-                    _ => Err(E::custom(format_args!("invalid enum value {v:?}"))),
-                }
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Effect, E> {
-                match v {
-                    1 => Ok(Effect::Allow),
-                    2 => Ok(Effect::Deny),
-                    _ => Err(E::custom("effect must be EFFECT_ALLOW or EFFECT_DENY")),
-                }
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Effect, E> {
-                u64::try_from(v)
-                    .map_err(|_| E::custom("effect must be EFFECT_ALLOW or EFFECT_DENY"))
-                    .and_then(|v| self.visit_u64(v))
-            }
-
-            fn visit_unit<E: de::Error>(self) -> Result<Effect, E> {
-                Err(E::custom("effect must be EFFECT_ALLOW or EFFECT_DENY"))
-            }
-        }
-
-        deserializer.deserialize_any(EffectVisitor)
-    }
-}
 
 /// How a scoped policy combines with the policies of its parent scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
