@@ -19,6 +19,7 @@ mod http_client;
 pub mod jsonschema;
 pub mod jwt;
 pub mod metrics;
+mod percent;
 pub mod planner;
 pub mod policy;
 pub mod store;

@@ -19,18 +19,7 @@ fn plain(b: u8) -> bool {
 
 /// `value` percent-encoded for a header.
 pub(crate) fn percent_encode(value: &str) -> Cow<'_, str> {
-    if value.bytes().all(plain) {
-        return Cow::Borrowed(value);
-    }
-    let mut out = String::with_capacity(value.len() + 8);
-    for b in value.bytes() {
-        if plain(b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    Cow::Owned(out)
+    crate::percent::encode(value, plain)
 }
 
 /// Roles as one header value: each percent-encoded, joined with `,`.

@@ -36,35 +36,12 @@ pub(crate) struct RequestPath {
     pub(crate) query: String,
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Percent-decodes a string (no `+` handling: that is for queries).
 pub(crate) fn percent_decode(s: &str) -> Result<String, PathError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = b.get(i + 1).copied().and_then(hex);
-            let l = b.get(i + 2).copied().and_then(hex);
-            match (h, l) {
-                (Some(h), Some(l)) => out.push(h * 16 + l),
-                _ => return Err(PathError::BadEscape),
-            }
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
+    crate::percent::decode(s).map_err(|e| match e {
+        crate::percent::DecodeError::BadEscape => PathError::BadEscape,
+        crate::percent::DecodeError::NotUtf8 => PathError::NotUtf8,
+    })
 }
 
 /// Splits and normalises a request target (`/a/b?x=1`).
@@ -775,17 +752,13 @@ pub(crate) fn fill_template(template: &str, params: &[(String, String)], encode:
     out
 }
 
-/// Percent-encodes a value for use as one URL path segment.
+/// Percent-encodes a value for use as one URL path segment: everything but RFC 3986's
+/// unreserved characters (so `/` too, unlike the identity headers' encoding).
 pub(crate) fn percent_encode_segment(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::percent::encode(v, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+    })
+    .into_owned()
 }
 
 #[cfg(test)]
