@@ -8,7 +8,7 @@
 //! `conditionNotMet` output), where a run-time failure only makes the condition false; an
 //! output is that error, even when the failing conversion sits in a branch that is never
 //! taken. [`plan_error_of`] finds that error (observed against the real Cerbos 0.55:
-//! `tests/it/cel_corners.rs`, `tests/data/parity_answers/plan_errors.json`).
+//! `src/cel/corners.rs`, `tests/data/parity_answers/plan_errors.json`).
 //!
 //! The folder, as Cerbos runs it: skipped entirely when the expression calls `now` or
 //! `timeSince`; bottom-up, every call, operator, index or selection whose operands are all

@@ -26,6 +26,9 @@ pub use json::{from_json, to_json, to_output_json};
 pub use parser::{ParseError, parse};
 pub use value::{CelType, Key, MapValue, Opaque, Timestamp, Value};
 
+#[cfg(test)]
+mod corners;
+
 /// Helpers for unit tests of the CEL libraries.
 #[cfg(test)]
 pub(crate) mod testing {

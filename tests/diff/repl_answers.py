@@ -5,7 +5,7 @@ Usage: repl_answers.py EXPRESSIONS.txt > ANSWERS.json
 
 EXPRESSIONS.txt holds one expression per line; backslashes inside string literals must be
 written as `\\x5c` (the repl reads a trailing backslash as a line continuation). The output is
-a JSON list of `[expression, answer]` pairs in the form `tests/it/cel_corners.rs` replays:
+a JSON list of `[expression, answer]` pairs in the form `src/cel/corners.rs` replays:
 `value: <the repl's rendering of the value>` or `error: <message>`. Set CERBOS_BIN to use
 another binary than the one `tests/diff/run.sh` installs.
 """

@@ -6,7 +6,6 @@ mod api_http;
 mod api_server;
 mod audit_metrics;
 mod cel_cases;
-mod cel_corners;
 mod cel_spec;
 mod cli;
 mod compile_cases;

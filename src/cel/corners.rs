@@ -1,12 +1,11 @@
 //! Issue 11, class 5: CEL evaluation corners where Gatehouse differed from Cerbos 0.55.
 //! Every answer below was taken from the real Cerbos 0.55 (`cerbos repl`); Gatehouse must
-//! give the same value, or an error with the same text.
+//! give the same value, or an error with the same text. (Unit tests of the CEL library:
+//! parse, compile and evaluate, nothing else of Gatehouse.)
 
 use chrono::DateTime;
 
-use gatehouse::cel::{
-    Activation, HostBinding, HostScope, Program, Value, compile, from_json, parse,
-};
+use super::{Activation, HostBinding, HostScope, Program, Value, compile, from_json, parse};
 
 /// Corners where Gatehouse deliberately decides differently from Cerbos 0.55, with the
 /// reason: `(expression, reason)`. The test checks that each still differs.
