@@ -1064,3 +1064,6 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod properties;
