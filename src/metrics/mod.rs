@@ -30,8 +30,8 @@ mod family;
 mod registry;
 mod router;
 
-pub use registry::{
-    ActionOutcome, AttributeFetch, AuditDrop, DEFAULT_MAX_SERIES, Metrics, MetricsConfig, Origin,
-    PlanOutcome, PolicyStats, SpanExport,
+pub(crate) use registry::{
+    ActionOutcome, AttributeFetch, AuditDrop, MetricsConfig, Origin, PlanOutcome, SpanExport,
 };
+pub use registry::{Metrics, PolicyStats};
 pub use router::{CONTENT_TYPE, metrics_router};

@@ -9,12 +9,12 @@ use serde::Deserialize;
 use super::family::{Counter, Family, Histogram, header, plain_sample};
 
 /// Default cap on distinct label combinations per metric.
-pub const DEFAULT_MAX_SERIES: usize = 1000;
+pub(crate) const DEFAULT_MAX_SERIES: usize = 1000;
 
 /// The `metrics` section of `gatehouse.yaml`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct MetricsConfig {
+pub(crate) struct MetricsConfig {
     /// Serve `GET /metrics` on the HTTP listener.
     #[serde(default = "default_enabled")]
     pub(crate) enabled: bool,
@@ -44,7 +44,7 @@ impl Default for MetricsConfig {
 /// Which adapter decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Origin {
+pub(crate) enum Origin {
     /// The Envoy ext_authz service.
     ExtAuthz,
     /// The Cerbos-compatible API (`CheckResources`).
@@ -64,7 +64,7 @@ impl Origin {
 /// How one attribute lookup went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum AttributeFetch {
+pub(crate) enum AttributeFetch {
     /// Fetched from the source.
     Ok,
     /// The source failed (the check was denied).
@@ -86,7 +86,7 @@ impl AttributeFetch {
 /// Why an audit record was not written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum AuditDrop {
+pub(crate) enum AuditDrop {
     /// The writer's queue was full.
     QueueFull,
     /// The output could not be written.
@@ -105,7 +105,7 @@ impl AuditDrop {
 /// What became of finished trace spans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SpanExport {
+pub(crate) enum SpanExport {
     /// Accepted by the collector.
     Exported,
     /// Not queued: the export queue was full.
@@ -126,7 +126,7 @@ impl SpanExport {
 
 /// One action's decision, as counted by `gatehouse_decisions_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ActionOutcome<'a> {
+pub(crate) struct ActionOutcome<'a> {
     /// Resource kind (empty when the request never reached the engine).
     pub kind: &'a str,
     /// Action (empty when none applies, e.g. a public route).
@@ -137,7 +137,7 @@ pub struct ActionOutcome<'a> {
 
 /// One action's query plan, as counted by `gatehouse_plans_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PlanOutcome<'a> {
+pub(crate) struct PlanOutcome<'a> {
     /// Resource kind.
     pub(crate) kind: &'a str,
     /// Action.
@@ -205,7 +205,7 @@ impl Metrics {
 
     /// A registry keeping at most `max_series` label combinations (at least 1) for the
     /// metrics whose labels come from requests (`gatehouse_decisions_total`).
-    pub fn with_max_series(max_series: usize) -> Self {
+    pub(crate) fn with_max_series(max_series: usize) -> Self {
         let cap = max_series.max(1);
         let registry = Registry {
             jwt_cache_hits: Counter::default(),
@@ -280,7 +280,7 @@ impl Metrics {
 
     /// Records one check: its duration in `gatehouse_check_duration_seconds` and each
     /// action's decision in `gatehouse_decisions_total`.
-    pub fn observe_check<'a>(
+    pub(crate) fn observe_check<'a>(
         &self,
         origin: Origin,
         elapsed: Duration,
@@ -541,5 +541,40 @@ mod tests {
         let c: MetricsConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(c, MetricsConfig::default());
         assert!(serde_json::from_str::<MetricsConfig>(r#"{"maxSeries": 3}"#).is_err());
+    }
+
+    #[test]
+    fn the_cardinality_cap_holds_for_request_supplied_actions() {
+        let metrics = Metrics::with_max_series(10);
+        let actions: Vec<String> = (0..500).map(|i| format!("action-{i}")).collect();
+        let long = "x".repeat(10_000);
+        metrics.observe_check(
+            Origin::Api,
+            Duration::from_micros(50),
+            actions
+                .iter()
+                .map(String::as_str)
+                .chain([long.as_str()])
+                .map(|action| ActionOutcome {
+                    kind: "document",
+                    action,
+                    allowed: false,
+                }),
+        );
+        let text = metrics.render(None);
+        assert!(!text.contains(&long[..200]), "label values are clipped");
+        let series: Vec<f64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("gatehouse_decisions_total{"))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
+            .collect();
+        assert_eq!(series.len(), 11, "10 series and the overflow:\n{text}");
+        assert_eq!(series.iter().sum::<f64>(), 501.0);
+        for line in [
+            "gatehouse_decisions_total{effect=\"other\",kind=\"other\",action=\"other\",origin=\"other\"} 491",
+            "gatehouse_check_duration_seconds_count{origin=\"api\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
     }
 }
