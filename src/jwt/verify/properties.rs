@@ -9,16 +9,22 @@ use serde_json::json;
 use super::{JwtConfig, JwtVerifier, decode_unverified};
 use crate::jwt::{KeySet, KeySource};
 
-/// Runs `test` on `default_cases` inputs of `strategy` (or `PROPTEST_CASES`), failing
-/// with proptest's minimal case.
+/// Runs `test` on `default_cases` inputs of `strategy` (or `PROPTEST_CASES`), printing
+/// how many ran and failing with proptest's minimal case.
 fn run<S: Strategy>(
     name: &str,
     default_cases: u32,
     strategy: S,
     test: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) {
+    let cases = std::cell::Cell::new(0u64);
     let mut runner = TestRunner::new(crate::testing::proptest_config(default_cases));
-    if let Err(e) = runner.run(&strategy, test) {
+    let result = runner.run(&strategy, |v| {
+        cases.set(cases.get() + 1);
+        test(v)
+    });
+    println!("property {name}: {} cases", cases.get());
+    if let Err(e) = result {
         panic!("property {name} failed: {e}");
     }
 }
