@@ -27,6 +27,5 @@ pub use error::JwtError;
 pub use keyset::{
     DEFAULT_REFRESH_INTERVAL, KeySet, KeySetOptions, KeySource, MIN_REFETCH_INTERVAL,
 };
-pub use verify::{
-    Claims, JwtConfig, JwtVerifier, MAX_TOKEN_BYTES, decode_unverified, to_cerbos_claims,
-};
+pub(crate) use verify::decode_unverified;
+pub use verify::{Claims, JwtConfig, JwtVerifier, MAX_TOKEN_BYTES, to_cerbos_claims};

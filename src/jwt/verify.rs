@@ -246,7 +246,7 @@ impl JwtVerifier {
 ///
 /// Only for Cerbos's `disableVerification: true`; the token must still be a
 /// well-formed JWS within [`MAX_TOKEN_BYTES`].
-pub fn decode_unverified(token: &str) -> Result<Claims, JwtError> {
+pub(crate) fn decode_unverified(token: &str) -> Result<Claims, JwtError> {
     Parsed::new(token)?.claims()
 }
 
@@ -1066,4 +1066,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod properties;
+mod tokens;

@@ -17,20 +17,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use gatehouse::jwt::{
     JwtConfig, JwtError, JwtVerifier, KeySet, KeySetOptions, KeySource, MAX_TOKEN_BYTES,
-    decode_unverified, to_cerbos_claims,
+    to_cerbos_claims,
 };
 
 use crate::util::{corpus_dir, files_with_ext};
 
 const VERIFY_KID: &str = "19LfZatEdg83YNc5r23guMJqrn4=";
-
-/// An Ed25519 key pair made with `openssl genpkey -algorithm ed25519`.
-const ED25519_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEICGoehlvy4uHn4nXH9Vf3NKB3vCyOPltlHZmCOgTFMLd
------END PRIVATE KEY-----";
-const ED25519_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
-MCowBQYDK2VwAyEAvDKJhspHrRHFSzF7kh+YF4jgimUYbqkmUg0z8L6lVfg=
------END PUBLIC KEY-----";
 
 // === helpers ===
 
@@ -646,127 +638,6 @@ async fn corpus_pem_and_jwk_keys_sign_and_verify() {
         .await
         .expect_err("curve mismatch");
     assert!(matches!(err, JwtError::AlgorithmNotAllowed { .. }), "{err}");
-}
-
-#[tokio::test]
-async fn eddsa_hmac_and_kidless_tokens() {
-    let claims = json!({"sub": "bob", "exp": now() + 600});
-    let ed_signing = EncodingKey::from_ed_pem(ED25519_PRIVATE.as_bytes()).expect("ed pem");
-    let ed_set = KeySet::parse(ED25519_PUBLIC, KeySetOptions::new().pem(true)).expect("ed set");
-    let secret = b"a-shared-secret-of-32-bytes-long";
-    let oct = json!({"keys": [
-        {"kty": "oct", "kid": "h1", "alg": "HS256", "k": b64(b"another-secret-another-secret-xx")},
-        {"kty": "oct", "kid": "h2", "alg": "HS256", "k": b64(secret)},
-    ]});
-    let oct_no_kid = json!({"keys": [{"kty": "oct", "alg": "HS256", "k": b64(secret)}]});
-    let hmac_set = KeySet::parse(&oct.to_string(), KeySetOptions::new()).expect("oct set");
-    let anon_set = KeySet::parse(
-        &oct_no_kid.to_string(),
-        KeySetOptions::new().insecure_optional_kid(true),
-    )
-    .expect("optional kid");
-    let v = JwtVerifier::new(JwtConfig {
-        key_sets: vec![
-            ("ed".to_string(), ed_set),
-            ("hmac".to_string(), hmac_set),
-            ("anon".to_string(), anon_set),
-        ],
-        ..JwtConfig::default()
-    })
-    .expect("verifier");
-
-    let ed = sign(
-        &json!({"alg": "EdDSA"}),
-        &claims,
-        &ed_signing,
-        Algorithm::EdDSA,
-    );
-    assert_eq!(
-        v.verify(&ed, Some("ed")).await.expect("eddsa")["sub"],
-        "bob"
-    );
-    let err = v.verify(&ed, None).await.expect_err("three sets");
-    assert!(
-        matches!(err, JwtError::NoKeySetSelected { count: 3 }),
-        "{err}"
-    );
-
-    let hmac_key = EncodingKey::from_secret(secret);
-    let no_kid = sign(
-        &json!({"alg": "HS256"}),
-        &claims,
-        &hmac_key,
-        Algorithm::HS256,
-    );
-    assert!(
-        v.verify(&no_kid, Some("hmac")).await.is_ok(),
-        "tries every key"
-    );
-    assert!(v.verify(&no_kid, Some("anon")).await.is_ok());
-    let wrong_kid = sign(
-        &json!({"alg": "HS256", "kid": "h1"}),
-        &claims,
-        &hmac_key,
-        Algorithm::HS256,
-    );
-    let err = v
-        .verify(&wrong_kid, Some("hmac"))
-        .await
-        .expect_err("h1 is another key");
-    assert!(matches!(err, JwtError::BadSignature), "{err}");
-    let hs384 = sign(
-        &json!({"alg": "HS384", "kid": "h2"}),
-        &claims,
-        &hmac_key,
-        Algorithm::HS384,
-    );
-    let err = v
-        .verify(&hs384, Some("hmac"))
-        .await
-        .expect_err("key is HS256");
-    assert!(err.to_string().contains("the key is for HS256"), "{err}");
-
-    assert_eq!(decode_unverified(&ed).expect("decodes")["sub"], "bob");
-}
-
-#[tokio::test]
-async fn mangled_tokens_never_panic() {
-    let secret = b"0123456789abcdef0123456789abcdef";
-    let set = KeySet::parse(
-        &json!({"kty": "oct", "kid": "k", "alg": "HS256", "k": b64(secret)}).to_string(),
-        KeySetOptions::new(),
-    )
-    .expect("set");
-    let v = JwtVerifier::new(JwtConfig {
-        key_sets: vec![("k".to_string(), set)],
-        ..JwtConfig::default()
-    })
-    .expect("verifier");
-    let token = sign(
-        &json!({"alg": "HS256", "kid": "k"}),
-        &json!({"exp": now() + 600, "n": [1, 2, {"x": null}]}),
-        &EncodingKey::from_secret(secret),
-        Algorithm::HS256,
-    );
-    assert!(v.verify(&token, None).await.is_ok());
-    let bytes = token.as_bytes();
-    let mut rejected = 0;
-    for i in 0..bytes.len() {
-        for replacement in [b'.', b'A', b'-', b'_', b'=', 0xC3] {
-            let mut m = bytes.to_vec();
-            m[i] = replacement;
-            let mutated = String::from_utf8_lossy(&m).into_owned();
-            if mutated != token && v.verify(&mutated, None).await.is_err() {
-                rejected += 1;
-            }
-            let _ = decode_unverified(&mutated);
-        }
-        let _ = v.verify(&token[..i], None).await;
-    }
-    assert!(
-        rejected > bytes.len() * 4,
-        "most mutations are rejected ({rejected})"
-    );
 }
 
 // === (c) remote key sets ===
