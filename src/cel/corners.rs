@@ -5,7 +5,8 @@
 
 use chrono::DateTime;
 
-use super::{Activation, HostBinding, HostScope, Program, Value, compile, from_json, parse};
+use super::testing::TestHost;
+use super::{Activation, Program, Value, compile, from_json, parse};
 
 /// Corners where Gatehouse deliberately decides differently from Cerbos 0.55, with the
 /// reason: `(expression, reason)`. The test checks that each still differs.
@@ -303,27 +304,15 @@ const CASES: &[(&str, &str)] = &[
     ("type(ip('192.168.0.1')) == net.IP", "value: true"),
 ];
 
-/// `R`: `{"huge": 9007199254740993}`, a JSON number beyond 2^53.
-struct Host;
-
-impl HostScope for Host {
-    fn variable(&self, name: &str) -> Option<u16> {
-        (name == "R").then_some(0)
-    }
-
-    fn select(&self, _root: &str, _field: &str) -> Option<Result<HostBinding, String>> {
-        None
-    }
-}
-
 fn program(src: &str) -> Result<Program, String> {
     let ast = parse(src).map_err(|e| e.to_string())?;
-    compile(&ast, &Host).map_err(|e| e.to_string())
+    compile(&ast, &TestHost("R")).map_err(|e| e.to_string())
 }
 
 fn eval(src: &str) -> Result<Value, String> {
     let now = DateTime::parse_from_rfc3339("2021-04-22T10:05:20.021-05:00").expect("now");
     let r: serde_json::Value = serde_json::from_str(r#"{"huge": 9007199254740993}"#).expect("json");
+    // `R`: a JSON number beyond 2^53.
     let host = [from_json(&r)];
     program(src)?
         .eval(&Activation::new(&host, now))

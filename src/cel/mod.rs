@@ -34,11 +34,12 @@ mod corners;
 pub(crate) mod testing {
     use super::*;
 
-    struct TestHost;
+    /// A host with one variable, the name it holds, in slot 0.
+    pub(crate) struct TestHost(pub(crate) &'static str);
 
     impl HostScope for TestHost {
         fn variable(&self, name: &str) -> Option<u16> {
-            (name == "x").then_some(0)
+            (name == self.0).then_some(0)
         }
         fn select(&self, _root: &str, _field: &str) -> Option<Result<HostBinding, String>> {
             None
@@ -48,7 +49,7 @@ pub(crate) mod testing {
     /// Evaluates `src` with `x` bound to `x`, and `now()` at 2021-04-22T10:05:20.021-05:00.
     pub(crate) fn eval_with(src: &str, x: Value) -> Result<Value, String> {
         let expr = parse(src).map_err(|e| format!("parse: {e}"))?;
-        let prog = compile(&expr, &TestHost).map_err(|e| format!("compile: {e}"))?;
+        let prog = compile(&expr, &TestHost("x")).map_err(|e| format!("compile: {e}"))?;
         let now = chrono::DateTime::parse_from_rfc3339("2021-04-22T10:05:20.021-05:00")
             .map_err(|e| e.to_string())?;
         let host = [x];
