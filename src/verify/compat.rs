@@ -171,123 +171,157 @@ const RFC3339_NANO: &str = "2006-01-02T15:04:05.999999999Z07:00";
 
 /// Parses a timestamp as Go's `time.Parse(time.RFC3339Nano, value)`, with Go's error text.
 pub(crate) fn parse_rfc3339(value: &str) -> Result<Timestamp, String> {
-    let bad = |elem_value: &str, layout_elem: &str| {
-        format!(
-            "parsing time {} as {}: cannot parse {} as {}",
-            go_quote(value),
-            go_quote(RFC3339_NANO),
-            go_quote(elem_value),
-            go_quote(layout_elem)
-        )
-    };
-    let range = |what: &str| format!("parsing time {}: {what} out of range", go_quote(value));
-    let mut rest = value;
-    let skip = |rest: &mut &str, lit: &str| -> Result<(), String> {
-        for c in lit.chars() {
-            match rest.strip_prefix(c) {
-                Some(r) => *rest = r,
-                None => return Err(bad(rest, lit)),
-            }
-        }
-        Ok(())
-    };
-    let digits = |rest: &str, n: usize| -> Option<u32> {
-        let d = rest.get(..n)?;
-        d.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| d.parse().ok())?
-    };
-
-    let year = match digits(rest, 4) {
-        Some(y) => y,
-        None => return Err(bad(rest, "2006")),
-    };
-    rest = &rest[4..];
-    skip(&mut rest, "-")?;
-    let month = digits(rest, 2).ok_or_else(|| bad(rest, "01"))?;
-    rest = &rest[2..];
+    let mut p = GoTime { value, rest: value };
+    let year = p.number(4, "2006")?;
+    p.skip("-")?;
+    let month = p.number(2, "01")?;
     if !(1..=12).contains(&month) {
-        return Err(range("month"));
+        return Err(p.range("month"));
     }
-    skip(&mut rest, "-")?;
-    let day = digits(rest, 2).ok_or_else(|| bad(rest, "02"))?;
-    rest = &rest[2..];
-    skip(&mut rest, "T")?;
-    let (hour, len) = match (digits(rest, 2), digits(rest, 1)) {
-        (Some(h), _) => (h, 2),
-        (None, Some(h)) => (h, 1),
-        _ => return Err(bad(rest, "15")),
-    };
-    rest = &rest[len..];
+    p.skip("-")?;
+    let day = p.number(2, "02")?;
+    p.skip("T")?;
+    let hour = p.hour()?;
     if hour >= 24 {
-        return Err(range("hour"));
+        return Err(p.range("hour"));
     }
-    skip(&mut rest, ":")?;
-    let minute = digits(rest, 2).ok_or_else(|| bad(rest, "04"))?;
-    rest = &rest[2..];
+    p.skip(":")?;
+    let minute = p.number(2, "04")?;
     if minute >= 60 {
-        return Err(range("minute"));
+        return Err(p.range("minute"));
     }
-    skip(&mut rest, ":")?;
-    let second = digits(rest, 2).ok_or_else(|| bad(rest, "05"))?;
-    rest = &rest[2..];
+    p.skip(":")?;
+    let second = p.number(2, "05")?;
     if second >= 60 {
-        return Err(range("second"));
+        return Err(p.range("second"));
     }
-    let mut nanos = 0u32;
-    if rest.len() >= 2
-        && (rest.starts_with('.') || rest.starts_with(','))
-        && rest.as_bytes()[1].is_ascii_digit()
-    {
-        let frac: String = rest[1..].chars().take_while(char::is_ascii_digit).collect();
-        rest = &rest[1 + frac.len()..];
-        let mut scaled = frac.clone();
-        scaled.truncate(9);
-        while scaled.len() < 9 {
-            scaled.push('0');
-        }
-        nanos = scaled.parse().unwrap_or(0);
-    }
-    let offset_secs: i32 = if let Some(r) = rest.strip_prefix('Z') {
-        rest = r;
-        0
-    } else {
-        let b = rest.as_bytes();
-        if b.len() < 6 || b[3] != b':' || !(b[0] == b'+' || b[0] == b'-') {
-            return Err(bad(rest, "Z07:00"));
-        }
-        let (Some(hh), Some(mm)) = (digits(&rest[1..], 2), digits(&rest[4..], 2)) else {
-            return Err(bad(rest, "Z07:00"));
-        };
-        if hh > 24 {
-            return Err(range("time zone offset hour"));
-        }
-        if mm > 60 {
-            return Err(range("time zone offset minute"));
-        }
-        let secs = i32::try_from(hh * 3600 + mm * 60).unwrap_or(0);
-        let sign = if b[0] == b'-' { -1 } else { 1 };
-        rest = &rest[6..];
-        sign * secs
-    };
-    if !rest.is_empty() {
+    let nanos = p.fraction();
+    let offset_secs = p.offset()?;
+    if !p.rest.is_empty() {
         return Err(format!(
             "parsing time {}: extra text: {}",
             go_quote(value),
-            go_quote(rest)
+            go_quote(p.rest)
         ));
     }
     let date = NaiveDate::from_ymd_opt(i32::try_from(year).unwrap_or(0), month, day)
-        .ok_or_else(|| range("day"))?;
+        .ok_or_else(|| p.range("day"))?;
     let naive = date
         .and_hms_nano_opt(hour, minute, second, nanos)
-        .ok_or_else(|| range("second"))?;
+        .ok_or_else(|| p.range("second"))?;
     let offset =
-        FixedOffset::east_opt(offset_secs).ok_or_else(|| range("time zone offset hour"))?;
+        FixedOffset::east_opt(offset_secs).ok_or_else(|| p.range("time zone offset hour"))?;
     offset
         .from_local_datetime(&naive)
         .single()
-        .ok_or_else(|| range("day"))
+        .ok_or_else(|| p.range("day"))
+}
+
+/// Go's `time.Parse` of `value` in the RFC 3339 layout, one layout element at a time:
+/// `rest` is the text not read yet.
+struct GoTime<'a> {
+    value: &'a str,
+    rest: &'a str,
+}
+
+impl GoTime<'_> {
+    /// Go's error for `rest` not matching the layout element `layout_elem`.
+    fn bad(&self, layout_elem: &str) -> String {
+        format!(
+            "parsing time {} as {}: cannot parse {} as {}",
+            go_quote(self.value),
+            go_quote(RFC3339_NANO),
+            go_quote(self.rest),
+            go_quote(layout_elem)
+        )
+    }
+
+    /// Go's error for a field out of its range.
+    fn range(&self, what: &str) -> String {
+        format!("parsing time {}: {what} out of range", go_quote(self.value))
+    }
+
+    /// The literal `lit`, character by character.
+    fn skip(&mut self, lit: &str) -> Result<(), String> {
+        for c in lit.chars() {
+            match self.rest.strip_prefix(c) {
+                Some(r) => self.rest = r,
+                None => return Err(self.bad(lit)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` digits, for the layout element `layout_elem`.
+    fn number(&mut self, n: usize, layout_elem: &str) -> Result<u32, String> {
+        let d = digits(self.rest, n).ok_or_else(|| self.bad(layout_elem))?;
+        self.rest = &self.rest[n..];
+        Ok(d)
+    }
+
+    /// The hour: two digits, or one.
+    fn hour(&mut self) -> Result<u32, String> {
+        let (hour, len) = match (digits(self.rest, 2), digits(self.rest, 1)) {
+            (Some(h), _) => (h, 2),
+            (None, Some(h)) => (h, 1),
+            _ => return Err(self.bad("15")),
+        };
+        self.rest = &self.rest[len..];
+        Ok(hour)
+    }
+
+    /// The optional fraction of a second (after `.` or `,`), in nanoseconds.
+    fn fraction(&mut self) -> u32 {
+        let rest = self.rest;
+        if rest.len() >= 2
+            && (rest.starts_with('.') || rest.starts_with(','))
+            && rest.as_bytes()[1].is_ascii_digit()
+        {
+            let frac: String = rest[1..].chars().take_while(char::is_ascii_digit).collect();
+            self.rest = &rest[1 + frac.len()..];
+            let mut scaled = frac;
+            scaled.truncate(9);
+            while scaled.len() < 9 {
+                scaled.push('0');
+            }
+            return scaled.parse().unwrap_or(0);
+        }
+        0
+    }
+
+    /// The offset from UTC in seconds: `Z` or `±hh:mm`.
+    fn offset(&mut self) -> Result<i32, String> {
+        if let Some(r) = self.rest.strip_prefix('Z') {
+            self.rest = r;
+            return Ok(0);
+        }
+        let rest = self.rest;
+        let b = rest.as_bytes();
+        if b.len() < 6 || b[3] != b':' || !(b[0] == b'+' || b[0] == b'-') {
+            return Err(self.bad("Z07:00"));
+        }
+        let (Some(hh), Some(mm)) = (digits(&rest[1..], 2), digits(&rest[4..], 2)) else {
+            return Err(self.bad("Z07:00"));
+        };
+        if hh > 24 {
+            return Err(self.range("time zone offset hour"));
+        }
+        if mm > 60 {
+            return Err(self.range("time zone offset minute"));
+        }
+        let secs = i32::try_from(hh * 3600 + mm * 60).unwrap_or(0);
+        let sign = if b[0] == b'-' { -1 } else { 1 };
+        self.rest = &rest[6..];
+        Ok(sign * secs)
+    }
+}
+
+/// The first `n` characters of `rest` as a number, if they are all ASCII digits.
+fn digits(rest: &str, n: usize) -> Option<u32> {
+    let d = rest.get(..n)?;
+    d.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| d.parse().ok())?
 }
 
 /// A timestamp as protojson writes it: UTC, with 0, 3, 6 or 9 fractional digits.

@@ -14,7 +14,7 @@ use super::results::{
     Details, Outcome, OutputFailure, OutputFailureKind, OutputValue, SuiteResult, TestResults,
     Verdict,
 };
-use super::suite::{TestOptions, TestSuite, lookup, parse_suite};
+use super::suite::{Named, TestOptions, TestSuite, lookup, parse_suite};
 use super::table::{Fixtures, Test, expand_tests};
 use crate::cel::{self, MapValue, Timestamp};
 use crate::engine::json::{aux_data_from_json, principal_from_json, resource_from_json};
@@ -281,13 +281,7 @@ impl Runner<'_> {
             result.skip_reason = suite.skip_reason.clone();
             return result;
         }
-        let duplicates: Vec<String> = suite
-            .tests
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| suite.tests[..*i].iter().any(|u| u.name == t.name))
-            .map(|(_, t)| format!("another test named {} already exists", t.name))
-            .collect();
+        let duplicates = duplicate_test_names(suite);
         if !duplicates.is_empty() {
             return errored(format!("Invalid test suite: {}", duplicates.join("; ")));
         }
@@ -296,64 +290,70 @@ impl Runner<'_> {
             Err(e) => return errored(format!("Failed to load the test suite: {e}")),
         };
         for test in &tests {
-            let n = &test.name;
-            let filter = &self.options.test_filter;
-            let add = |result: &mut SuiteResult, action: &str, details: Details| {
-                result.add(
-                    &n.test_table_name,
-                    &n.principal_key,
-                    &n.resource_key,
-                    action,
-                    details,
-                );
-            };
-            let left_out_by = |result: &mut SuiteResult, action: &str, reason: &str| {
-                result.add_filtered(
-                    &n.test_table_name,
-                    &n.principal_key,
-                    &n.resource_key,
-                    action,
-                    reason,
-                );
-            };
-            if let Some(reason) = filter.skip_reason(
-                &suite.name,
+            self.suite_test(suite, test, &mut result);
+        }
+        result
+    }
+
+    /// Runs one test of a suite (the actions the filter keeps) and adds its actions'
+    /// results, those the filter left out last.
+    fn suite_test(&self, suite: &TestSuite, test: &Test, result: &mut SuiteResult) {
+        let n = &test.name;
+        let filter = &self.options.test_filter;
+        let add = |result: &mut SuiteResult, action: &str, details: Details| {
+            result.add(
                 &n.test_table_name,
                 &n.principal_key,
                 &n.resource_key,
-            ) {
-                for action in &test.actions {
-                    left_out_by(&mut result, action, reason);
-                }
-                continue;
+                action,
+                details,
+            );
+        };
+        let left_out_by = |result: &mut SuiteResult, action: &str, reason: &str| {
+            result.add_filtered(
+                &n.test_table_name,
+                &n.principal_key,
+                &n.resource_key,
+                action,
+                reason,
+            );
+        };
+        if let Some(reason) = filter.skip_reason(
+            &suite.name,
+            &n.test_table_name,
+            &n.principal_key,
+            &n.resource_key,
+        ) {
+            for action in &test.actions {
+                left_out_by(result, action, reason);
             }
-            // As Cerbos: the actions that run come first, then those the filter left out.
-            let (runs, left_out): (Vec<&String>, Vec<&String>) =
-                test.actions.iter().partition(|a| filter.runs_action(a));
-            let skipped = self.skip_reason(suite, test);
-            let mut ran = match (&skipped, left_out.is_empty()) {
-                (Some(_), _) => Vec::new(),
-                _ if runs.is_empty() => Vec::new(),
-                (None, true) => self.test(test),
-                (None, false) => {
-                    let mut subset = test.clone();
-                    subset.actions.retain(|a| filter.runs_action(a));
-                    self.test(&subset)
-                }
-            };
-            for action in runs {
-                if let Some(reason) = &skipped {
-                    add(&mut result, action, Details::skipped(reason));
-                } else if let Some(i) = ran.iter().position(|(a, _)| a == action) {
-                    let (_, details) = ran.swap_remove(i);
-                    add(&mut result, action, details);
-                }
+            return;
+        }
+        // As Cerbos: the actions that run come first, then those the filter left out.
+        let (runs, left_out): (Vec<&String>, Vec<&String>) =
+            test.actions.iter().partition(|a| filter.runs_action(a));
+        let skipped = self.skip_reason(suite, test);
+        let mut ran = match (&skipped, left_out.is_empty()) {
+            (Some(_), _) => Vec::new(),
+            _ if runs.is_empty() => Vec::new(),
+            (None, true) => self.test(test),
+            (None, false) => {
+                let mut subset = test.clone();
+                subset.actions.retain(|a| filter.runs_action(a));
+                self.test(&subset)
             }
-            for action in left_out {
-                left_out_by(&mut result, action, super::filter::SKIP_ACTION);
+        };
+        for action in runs {
+            if let Some(reason) = &skipped {
+                add(result, action, Details::skipped(reason));
+            } else if let Some(i) = ran.iter().position(|(a, _)| a == action) {
+                let (_, details) = ran.swap_remove(i);
+                add(result, action, details);
             }
         }
-        result
+        for action in left_out {
+            left_out_by(result, action, super::filter::SKIP_ACTION);
+        }
     }
 
     /// Why a test is skipped, if it is.
@@ -530,6 +530,17 @@ fn policy_fqn(
     crate::policy::id::policy_fqn(kind, field(name_field), version, scope)
 }
 
+/// One complaint per test named like an earlier one in the suite.
+fn duplicate_test_names(suite: &TestSuite) -> Vec<String> {
+    suite
+        .tests
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| suite.tests[..*i].iter().any(|u| u.name == t.name))
+        .map(|(_, t)| format!("another test named {} already exists", t.name))
+        .collect()
+}
+
 fn build_input(test: &Test) -> Result<CheckInput, String> {
     Ok(CheckInput {
         request_id: String::new(),
@@ -577,36 +588,7 @@ fn judge(test: &Test, action: &str, output: &CheckOutput, trace: &[String]) -> D
         })
         .collect();
     if let Some(entries) = lookup(&test.expected_outputs, action) {
-        let failures: Vec<OutputFailure> = entries
-            .iter()
-            .filter_map(|(src, want)| {
-                let kind = match outputs
-                    .iter()
-                    .rev()
-                    .find(|o| &o.src == src)
-                    .map(|o| &o.value)
-                {
-                    None => OutputFailureKind::Missing {
-                        expected: want.clone(),
-                    },
-                    Some(Err(error)) => OutputFailureKind::Errored {
-                        expected: want.clone(),
-                        error: error.clone(),
-                    },
-                    Some(Ok(have)) if !super::compat::proto_value_eq(want, have) => {
-                        OutputFailureKind::Mismatched {
-                            expected: want.clone(),
-                            actual: have.clone(),
-                        }
-                    }
-                    Some(Ok(_)) => return None,
-                };
-                Some(OutputFailure {
-                    src: src.clone(),
-                    kind,
-                })
-            })
-            .collect();
+        let failures = output_failures(entries, &outputs);
         if !failures.is_empty() {
             return details(
                 Verdict::Failed,
@@ -625,6 +607,41 @@ fn judge(test: &Test, action: &str, output: &CheckOutput, trace: &[String]) -> D
             outputs,
         },
     )
+}
+
+/// The expected outputs (`src` → value) that the action's outputs miss, got as errors,
+/// or got with another value (the last output of a `src` counts).
+fn output_failures(entries: &Named<Json>, outputs: &[OutputValue]) -> Vec<OutputFailure> {
+    entries
+        .iter()
+        .filter_map(|(src, want)| {
+            let kind = match outputs
+                .iter()
+                .rev()
+                .find(|o| &o.src == src)
+                .map(|o| &o.value)
+            {
+                None => OutputFailureKind::Missing {
+                    expected: want.clone(),
+                },
+                Some(Err(error)) => OutputFailureKind::Errored {
+                    expected: want.clone(),
+                    error: error.clone(),
+                },
+                Some(Ok(have)) if !super::compat::proto_value_eq(want, have) => {
+                    OutputFailureKind::Mismatched {
+                        expected: want.clone(),
+                        actual: have.clone(),
+                    }
+                }
+                Some(Ok(_)) => return None,
+            };
+            Some(OutputFailure {
+                src: src.clone(),
+                kind,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -698,6 +698,50 @@ fn read_expectation(dec: &mut Dec, node: &Node, path: String) -> Option<Expectat
     )?;
     let principal = dec.string(msg.get("principal"));
     let resource = dec.string(msg.get("resource"));
+    let actions = read_expected_actions(dec, &msg);
+    let outputs = read_list(dec, &msg, "outputs", read_output_expectations);
+    let principals = dec.strings(msg.get("principals"));
+    dec.unique_non_empty(&msg, "principals", &principals);
+    let resources = dec.strings(msg.get("resources"));
+    dec.unique_non_empty(&msg, "resources", &resources);
+    let principal_groups = dec.strings(msg.get("principalGroups"));
+    dec.unique_non_empty(&msg, "principalGroups", &principal_groups);
+    let resource_groups = dec.strings(msg.get("resourceGroups"));
+    dec.unique_non_empty(&msg, "resourceGroups", &resource_groups);
+    let here = Some(node.pos);
+    let principal_given = [!principal.is_empty(), !principals.is_empty()];
+    one_of_given(
+        dec,
+        here,
+        &msg.path,
+        "principal",
+        principal_given,
+        &principal_groups,
+    );
+    let resource_given = [!resource.is_empty(), !resources.is_empty()];
+    one_of_given(
+        dec,
+        here,
+        &msg.path,
+        "resource",
+        resource_given,
+        &resource_groups,
+    );
+    let names = |v: Vec<(String, Pos)>| v.into_iter().map(|(s, _)| s).collect();
+    Some(Expectation {
+        principal,
+        resource,
+        actions,
+        outputs,
+        principals: names(principals),
+        resources: names(resources),
+        principal_groups: names(principal_groups),
+        resource_groups: names(resource_groups),
+    })
+}
+
+/// An expectation's `actions`: action → effect, at least one, none named "".
+fn read_expected_actions(dec: &mut Dec, msg: &Msg<'_>) -> Named<Effect> {
     let actions_path = msg.field_path("actions");
     let mut actions = Vec::new();
     for (action, value) in dec.map(msg.get("actions")) {
@@ -719,55 +763,33 @@ fn read_expectation(dec: &mut Dec, node: &Node, path: String) -> Option<Expectat
     {
         dec.require_items(&msg, "actions", 0);
     }
-    let outputs = read_list(dec, &msg, "outputs", read_output_expectations);
-    let principals = dec.strings(msg.get("principals"));
-    dec.unique_non_empty(&msg, "principals", &principals);
-    let resources = dec.strings(msg.get("resources"));
-    dec.unique_non_empty(&msg, "resources", &resources);
-    let principal_groups = dec.strings(msg.get("principalGroups"));
-    dec.unique_non_empty(&msg, "principalGroups", &principal_groups);
-    let resource_groups = dec.strings(msg.get("resourceGroups"));
-    dec.unique_non_empty(&msg, "resourceGroups", &resource_groups);
-    let here = Some(node.pos);
-    if principal.is_empty() && principals.is_empty() && principal_groups.is_empty() {
+    actions
+}
+
+/// The `who` (`principal` or `resource`) of an expectation: one of `who`, `whos` and
+/// `whoGroups` given (`[who given, whos given]`), and not both `who` and `whos`.
+fn one_of_given(
+    dec: &mut Dec,
+    here: Option<Pos>,
+    path: &str,
+    who: &str,
+    [single, list]: [bool; 2],
+    groups: &[(String, Pos)],
+) {
+    if !single && !list && groups.is_empty() {
         dec.violation(
             here,
-            &msg.path,
-            "principal, principals, or principalGroups must be present",
+            path,
+            format!("{who}, {who}s, or {who}Groups must be present"),
         );
     }
-    if !principal.is_empty() && !principals.is_empty() {
+    if single && list {
         dec.violation(
             here,
-            &msg.path,
-            "principal and principals may not both be present",
+            path,
+            format!("{who} and {who}s may not both be present"),
         );
     }
-    if resource.is_empty() && resources.is_empty() && resource_groups.is_empty() {
-        dec.violation(
-            here,
-            &msg.path,
-            "resource, resources, or resourceGroups must be present",
-        );
-    }
-    if !resource.is_empty() && !resources.is_empty() {
-        dec.violation(
-            here,
-            &msg.path,
-            "resource and resources may not both be present",
-        );
-    }
-    let names = |v: Vec<(String, Pos)>| v.into_iter().map(|(s, _)| s).collect();
-    Some(Expectation {
-        principal,
-        resource,
-        actions,
-        outputs,
-        principals: names(principals),
-        resources: names(resources),
-        principal_groups: names(principal_groups),
-        resource_groups: names(resource_groups),
-    })
 }
 
 fn read_output_expectations(

@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::compat::{go_quote, proto_value_eq};
 use super::fixture::TestFixture;
-use super::suite::{Expectation, Named, TestOptions, TestSuite, TestTable, lookup};
+use super::suite::{Expectation, Named, TableInput, TestOptions, TestSuite, TestTable, lookup};
 use crate::policy::compiled::Effect;
 
 /// The name of a single test (`cerbos.policy.v1.Test.TestName`).
@@ -288,11 +288,55 @@ fn merge(
     Ok(())
 }
 
+/// A test table as its tests: one per (principal, resource) pair of the input, expecting
+/// what the table's expectations say for the pair and `EFFECT_DENY` otherwise.
 fn expand_table(fixtures: Fixtures<'_>, table: &TestTable) -> Result<Vec<Test>, String> {
     let input = &table.input;
-    let is_input_action = |a: &str| input.actions.iter().any(|x| x == a);
+    let expectations = pair_expectations(fixtures, table)?;
+    let matrix = expectation_matrix(fixtures, input, expectations)?;
+    let options = table
+        .options
+        .clone()
+        .or_else(|| fixtures.suite.options.clone());
+    matrix
+        .into_iter()
+        .map(|((p, r), expected)| {
+            let principal = fixtures.principal(&p)?.clone();
+            let resource = fixtures.resource(&r)?.clone();
+            let aux_data = fixtures.aux_data(&input.aux_data)?.cloned();
+            Ok(Test {
+                name: TestName {
+                    test_table_name: table.name.clone(),
+                    principal_key: p,
+                    resource_key: r,
+                },
+                description: table.description.clone(),
+                skip: table.skip,
+                skip_reason: table.skip_reason.clone(),
+                principal,
+                resource,
+                actions: input.actions.clone(),
+                aux_data,
+                expected: expected.actions,
+                expected_outputs: expected.outputs,
+                options: options.clone(),
+            })
+        })
+        .collect()
+}
 
-    let mut expectations: Vec<((String, String), PairExpectation)> = Vec::new();
+/// (Principal, resource) pair key.
+type PairKey = (String, String);
+
+/// The table's expectations, merged per (principal, resource) pair, in order of first
+/// mention; errors for actions that are not in the input.
+fn pair_expectations(
+    fixtures: Fixtures<'_>,
+    table: &TestTable,
+) -> Result<Vec<(PairKey, PairExpectation)>, String> {
+    let input = &table.input;
+    let is_input_action = |a: &str| input.actions.iter().any(|x| x == a);
+    let mut expectations: Vec<(PairKey, PairExpectation)> = Vec::new();
     for e in &table.expected {
         let outputs = output_expectations(e);
         let unreachable: Vec<&str> = outputs
@@ -339,7 +383,16 @@ fn expand_table(fixtures: Fixtures<'_>, table: &TestTable) -> Result<Vec<Test>, 
             }
         }
     }
+    Ok(expectations)
+}
 
+/// Every (principal, resource) pair of the input with its expectation (all actions denied
+/// when none is given); an error if an expectation names a pair outside the input.
+fn expectation_matrix(
+    fixtures: Fixtures<'_>,
+    input: &TableInput,
+    mut expectations: Vec<(PairKey, PairExpectation)>,
+) -> Result<Vec<(PairKey, PairExpectation)>, String> {
     let default = PairExpectation {
         actions: input
             .actions
@@ -373,36 +426,7 @@ fn expand_table(fixtures: Fixtures<'_>, table: &TestTable) -> Result<Vec<Test>, 
             go_quote(r)
         ));
     }
-
-    let options = table
-        .options
-        .clone()
-        .or_else(|| fixtures.suite.options.clone());
-    matrix
-        .into_iter()
-        .map(|((p, r), expected)| {
-            let principal = fixtures.principal(&p)?.clone();
-            let resource = fixtures.resource(&r)?.clone();
-            let aux_data = fixtures.aux_data(&input.aux_data)?.cloned();
-            Ok(Test {
-                name: TestName {
-                    test_table_name: table.name.clone(),
-                    principal_key: p,
-                    resource_key: r,
-                },
-                description: table.description.clone(),
-                skip: table.skip,
-                skip_reason: table.skip_reason.clone(),
-                principal,
-                resource,
-                actions: input.actions.clone(),
-                aux_data,
-                expected: expected.actions,
-                expected_outputs: expected.outputs,
-                options: options.clone(),
-            })
-        })
-        .collect()
+    Ok(matrix)
 }
 
 #[cfg(test)]
