@@ -424,13 +424,87 @@ pub(crate) struct SchemaSection {
     pub(crate) enforcement: Option<String>,
 }
 
+/// One of `auxData.jwt.keySets`: local (a file or inline base64 data) or remote.
+async fn key_set(ks: &KeySetSection, base: &Path) -> Result<crate::jwt::KeySet, ConfigError> {
+    use crate::jwt::{KeySet, KeySetOptions};
+    let insecure = ks.insecure.as_ref();
+    let options = KeySetOptions::new()
+        .insecure_optional_alg(insecure.is_some_and(|i| i.optional_alg))
+        .insecure_optional_kid(insecure.is_some_and(|i| i.optional_kid));
+    let what = format!("auxData.jwt.keySets[{}]", ks.id);
+    Ok(match (&ks.local, &ks.remote) {
+        (Some(local), None) => {
+            let options = options.pem(local.pem);
+            let source = local_key_source(local, base, &what)?;
+            KeySet::load_with(source, options)
+                .await
+                .map_err(|e| invalid(format!("{what}: {e}")))?
+        }
+        (None, Some(remote)) => KeySet::remote(
+            &remote.url,
+            optional_duration(
+                &format!("{what}.remote.refreshInterval"),
+                &remote.refresh_interval,
+            )?,
+            options,
+        )
+        .map_err(|e| invalid(format!("{what}: {e}")))?,
+        _ => {
+            return Err(invalid(format!(
+                "{what}: give exactly one of `local` and `remote`"
+            )));
+        }
+    })
+}
+
+/// Where a local key set is read from: its `file` (under `base`) or its base64 `data`.
+fn local_key_source(
+    local: &LocalKeySet,
+    base: &Path,
+    what: &str,
+) -> Result<crate::jwt::KeySource, ConfigError> {
+    use crate::jwt::KeySource;
+    match (&local.file, &local.data) {
+        (Some(f), None) => Ok(KeySource::File(base.join(f))),
+        (None, Some(d)) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(d.trim())
+                .map_err(|e| invalid(format!("{what}.local.data is not base64: {e}")))?;
+            Ok(KeySource::Data(String::from_utf8(bytes).map_err(|_| {
+                invalid(format!("{what}.local.data is not UTF-8"))
+            })?))
+        }
+        _ => Err(invalid(format!(
+            "{what}.local: give exactly one of `file` and `data`"
+        ))),
+    }
+}
+
+/// An optional Go duration (`what` names it in the error); negative ones are refused.
+fn optional_duration(
+    what: &str,
+    v: &Option<String>,
+) -> Result<Option<std::time::Duration>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(text) => {
+            let d = crate::cel::functions::std_lib_format::parse_duration(text)
+                .map_err(|e| invalid(format!("{what}: {e}")))?;
+            Ok(Some(d.to_std().map_err(|_| {
+                invalid(format!("{what}: negative duration"))
+            })?))
+        }
+    }
+}
+
 impl ServeConfig {
     /// The Cerbos API settings: request limits and `auxData` JWT verification.
     pub(crate) async fn api_settings(
         &self,
         base: &Path,
     ) -> Result<crate::api::ApiSettings, ConfigError> {
-        use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySetOptions, KeySource};
+        use crate::jwt::{JwtConfig, JwtVerifier};
         let limits = &self.server.request_limits;
         // Cerbos's own bounds of its two limits.
         for (key, value) in [
@@ -456,73 +530,13 @@ impl ServeConfig {
         let Some(jwt) = &self.aux_data.jwt else {
             return Ok(settings);
         };
-        let duration =
-            |what: &str, v: &Option<String>| -> Result<Option<std::time::Duration>, ConfigError> {
-                match v {
-                    None => Ok(None),
-                    Some(text) => {
-                        let d = crate::cel::functions::std_lib_format::parse_duration(text)
-                            .map_err(|e| invalid(format!("{what}: {e}")))?;
-                        Ok(Some(d.to_std().map_err(|_| {
-                            invalid(format!("{what}: negative duration"))
-                        })?))
-                    }
-                }
-            };
         let mut key_sets = Vec::new();
         for ks in &jwt.key_sets {
-            let insecure = ks.insecure.as_ref();
-            let options = KeySetOptions::new()
-                .insecure_optional_alg(insecure.is_some_and(|i| i.optional_alg))
-                .insecure_optional_kid(insecure.is_some_and(|i| i.optional_kid));
-            let what = format!("auxData.jwt.keySets[{}]", ks.id);
-            let set = match (&ks.local, &ks.remote) {
-                (Some(local), None) => {
-                    let options = options.pem(local.pem);
-                    let source =
-                        match (&local.file, &local.data) {
-                            (Some(f), None) => KeySource::File(base.join(f)),
-                            (None, Some(d)) => {
-                                use base64::Engine as _;
-                                let bytes = base64::engine::general_purpose::STANDARD
-                                    .decode(d.trim())
-                                    .map_err(|e| {
-                                        invalid(format!("{what}.local.data is not base64: {e}"))
-                                    })?;
-                                KeySource::Data(String::from_utf8(bytes).map_err(|_| {
-                                    invalid(format!("{what}.local.data is not UTF-8"))
-                                })?)
-                            }
-                            _ => {
-                                return Err(invalid(format!(
-                                    "{what}.local: give exactly one of `file` and `data`"
-                                )));
-                            }
-                        };
-                    KeySet::load_with(source, options)
-                        .await
-                        .map_err(|e| invalid(format!("{what}: {e}")))?
-                }
-                (None, Some(remote)) => KeySet::remote(
-                    &remote.url,
-                    duration(
-                        &format!("{what}.remote.refreshInterval"),
-                        &remote.refresh_interval,
-                    )?,
-                    options,
-                )
-                .map_err(|e| invalid(format!("{what}: {e}")))?,
-                _ => {
-                    return Err(invalid(format!(
-                        "{what}: give exactly one of `local` and `remote`"
-                    )));
-                }
-            };
-            key_sets.push((ks.id.clone(), set));
+            key_sets.push((ks.id.clone(), key_set(ks, base).await?));
         }
         let verifier = JwtVerifier::new(JwtConfig {
             key_sets,
-            leeway: duration("auxData.jwt.acceptableTimeSkew", &jwt.acceptable_time_skew)?
+            leeway: optional_duration("auxData.jwt.acceptableTimeSkew", &jwt.acceptable_time_skew)?
                 .unwrap_or_default(),
             require_exp: false,
             ..JwtConfig::default()

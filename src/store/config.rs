@@ -157,97 +157,123 @@ pub(crate) fn source_config(
     storage: Option<&StorageSection>,
     base: &Path,
 ) -> Result<SourceConfig, String> {
-    // (`join` keeps an absolute path as it is.)
-    let resolve = |p: &Path| base.join(p);
-    let git = |url: &str,
-               branch: &str,
-               sub_dir: &Path,
-               checkout: Option<&PathBuf>,
-               poll: Duration,
-               timeout: Duration| {
-        let mut source = GitSource::new(url, branch);
-        source.sub_dir = sub_dir.to_path_buf();
-        if let Some(dir) = checkout {
-            source.checkout_dir = resolve(dir);
-        }
-        source.operation_timeout = timeout.max(Duration::from_millis(100));
-        SourceConfig::Git {
-            source,
-            poll: (!poll.is_zero()).then_some(poll.max(Duration::from_millis(50))),
-        }
-    };
     match (policies, storage) {
-        (Some(p), None) => match (&p.directory, &p.git) {
-            (Some(dir), None) => Ok(SourceConfig::Directory {
-                path: resolve(dir),
-                watch: p
-                    .watch_for_changes
-                    .then(|| Duration::from_millis(p.watch_interval_ms.max(50))),
-            }),
-            (None, Some(g)) => Ok(git(
-                &g.url,
-                &g.branch,
-                &g.sub_dir,
-                g.checkout_dir.as_ref(),
-                Duration::from_millis(g.poll_interval_ms),
-                Duration::from_millis(g.operation_timeout_ms),
-            )),
-            (Some(_), Some(_)) => {
-                Err("give `policies.directory` or `policies.git`, not both".into())
-            }
-            (None, None) => Err("`policies` needs `directory` or `git`".into()),
-        },
-        (None, Some(s)) => match s.driver.as_str() {
-            "disk" => {
-                let disk = s
-                    .disk
-                    .as_ref()
-                    .ok_or("storage.disk.directory is required")?;
-                Ok(SourceConfig::Directory {
-                    path: resolve(&disk.directory),
-                    watch: disk
-                        .watch_for_changes
-                        .then(|| Duration::from_millis(default_watch_interval())),
-                })
-            }
-            "git" => {
-                let g = s.git.as_ref().ok_or("storage.git.url is required")?;
-                if g.https.is_some() || g.ssh.is_some() {
-                    return Err("storage.git.https and storage.git.ssh are not supported: \
-                         Gatehouse runs git, so give credentials through a git credential \
-                         helper, ssh-agent or ~/.ssh/config"
-                        .into());
-                }
-                if let Some(protocol) = &g.protocol
-                    && !["file", "https", "ssh"].contains(&protocol.as_str())
-                {
-                    return Err(format!(
-                        "storage.git.protocol {protocol:?}: expected file, https or ssh"
-                    ));
-                }
-                let duration = |key: &str, v: &Option<String>| match v {
-                    None => Ok(Duration::from_secs(60)),
-                    Some(text) => parse_go_duration(text)
-                        .ok_or_else(|| format!("storage.git.{key}: {text:?} is not a duration")),
-                };
-                Ok(git(
-                    &g.url,
-                    g.branch.as_deref().unwrap_or("master"),
-                    g.sub_dir.as_deref().unwrap_or(Path::new("")),
-                    g.checkout_dir.as_ref(),
-                    duration("updatePollInterval", &g.update_poll_interval)?,
-                    duration("operationTimeout", &g.operation_timeout)?,
-                ))
-            }
-            other => Err(format!(
-                "storage.driver {other:?} is not supported: Gatehouse reads policies from disk or git"
-            )),
-        },
+        (Some(p), None) => policies_source(p, base),
+        (None, Some(s)) => storage_source(s, base),
         (Some(_), Some(_)) => Err("give `policies` or `storage`, not both".into()),
         (None, None) => Err(
             "no policy source: give `policies.directory` (or Cerbos's `storage.disk.directory`)"
                 .into(),
         ),
+    }
+}
+
+/// Gatehouse's own `policies` section: a directory or a git repository.
+fn policies_source(p: &PoliciesSection, base: &Path) -> Result<SourceConfig, String> {
+    match (&p.directory, &p.git) {
+        // (`join` keeps an absolute path as it is.)
+        (Some(dir), None) => Ok(SourceConfig::Directory {
+            path: base.join(dir),
+            watch: p
+                .watch_for_changes
+                .then(|| Duration::from_millis(p.watch_interval_ms.max(50))),
+        }),
+        (None, Some(g)) => Ok(git_source(
+            base,
+            GitSettings {
+                url: &g.url,
+                branch: &g.branch,
+                sub_dir: &g.sub_dir,
+                checkout: g.checkout_dir.as_ref(),
+                poll: Duration::from_millis(g.poll_interval_ms),
+                timeout: Duration::from_millis(g.operation_timeout_ms),
+            },
+        )),
+        (Some(_), Some(_)) => Err("give `policies.directory` or `policies.git`, not both".into()),
+        (None, None) => Err("`policies` needs `directory` or `git`".into()),
+    }
+}
+
+/// Cerbos's `storage` section: the `disk` and `git` drivers.
+fn storage_source(s: &StorageSection, base: &Path) -> Result<SourceConfig, String> {
+    match s.driver.as_str() {
+        "disk" => {
+            let disk = s
+                .disk
+                .as_ref()
+                .ok_or("storage.disk.directory is required")?;
+            Ok(SourceConfig::Directory {
+                path: base.join(&disk.directory),
+                watch: disk
+                    .watch_for_changes
+                    .then(|| Duration::from_millis(default_watch_interval())),
+            })
+        }
+        "git" => {
+            let g = s.git.as_ref().ok_or("storage.git.url is required")?;
+            storage_git_source(g, base)
+        }
+        other => Err(format!(
+            "storage.driver {other:?} is not supported: Gatehouse reads policies from disk or git"
+        )),
+    }
+}
+
+/// `storage.git`: credentials are git's own business, so `https` and `ssh` are refused.
+fn storage_git_source(g: &CerbosGitStorage, base: &Path) -> Result<SourceConfig, String> {
+    if g.https.is_some() || g.ssh.is_some() {
+        return Err("storage.git.https and storage.git.ssh are not supported: \
+             Gatehouse runs git, so give credentials through a git credential \
+             helper, ssh-agent or ~/.ssh/config"
+            .into());
+    }
+    if let Some(protocol) = &g.protocol
+        && !["file", "https", "ssh"].contains(&protocol.as_str())
+    {
+        return Err(format!(
+            "storage.git.protocol {protocol:?}: expected file, https or ssh"
+        ));
+    }
+    let duration = |key: &str, v: &Option<String>| match v {
+        None => Ok(Duration::from_secs(60)),
+        Some(text) => parse_go_duration(text)
+            .ok_or_else(|| format!("storage.git.{key}: {text:?} is not a duration")),
+    };
+    Ok(git_source(
+        base,
+        GitSettings {
+            url: &g.url,
+            branch: g.branch.as_deref().unwrap_or("master"),
+            sub_dir: g.sub_dir.as_deref().unwrap_or(Path::new("")),
+            checkout: g.checkout_dir.as_ref(),
+            poll: duration("updatePollInterval", &g.update_poll_interval)?,
+            timeout: duration("operationTimeout", &g.operation_timeout)?,
+        },
+    ))
+}
+
+/// A git source's settings, from either section.
+struct GitSettings<'a> {
+    url: &'a str,
+    branch: &'a str,
+    sub_dir: &'a Path,
+    checkout: Option<&'a PathBuf>,
+    poll: Duration,
+    timeout: Duration,
+}
+
+/// A git source (its checkout under `base`), its timeout at least 100 ms and its polling
+/// interval at least 50 ms (none when zero).
+fn git_source(base: &Path, g: GitSettings<'_>) -> SourceConfig {
+    let mut source = GitSource::new(g.url, g.branch);
+    source.sub_dir = g.sub_dir.to_path_buf();
+    if let Some(dir) = g.checkout {
+        source.checkout_dir = base.join(dir);
+    }
+    source.operation_timeout = g.timeout.max(Duration::from_millis(100));
+    SourceConfig::Git {
+        source,
+        poll: (!g.poll.is_zero()).then_some(g.poll.max(Duration::from_millis(50))),
     }
 }
 
