@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::diagnostics::{diagnostics, index_errors_json, load_failures_json, render, to_json};
 use super::{EXIT_COMPILE_ERRORS, EXIT_TEST_FAILURES};
 use crate::policy::compile::index_policies;
+use crate::policy::compiled::CompiledPolicySet;
 use crate::policy::load_dir;
 use crate::verify::{self, VerifyOptions};
 
@@ -114,48 +115,8 @@ pub(crate) fn run(args: CompileArgs) -> anyhow::Result<u8> {
         strict_evaluation: args.strict_evaluation,
         ..VerifyOptions::default()
     };
-    let json = args.output == OutputFormat::Json;
-    // As `cerbos compile -o json`: problems found before compiling (files that do not
-    // load, a store that does not index) are `lintErrors`; the rest `compileErrors`.
-    let result = match load_dir(&args.dir) {
-        Err(errors) if json => {
-            let lint = load_failures_json(&errors, &args.dir);
-            println!("{}", serde_json::json!({"lintErrors": lint}));
-            return Ok(EXIT_COMPILE_ERRORS);
-        }
-        Ok(store) if json => {
-            let problems = index_policies(&store.policies).errors().to_vec();
-            if !problems.is_empty() {
-                let lint = index_errors_json(&problems, &args.dir);
-                println!("{}", serde_json::json!({"lintErrors": lint}));
-                return Ok(EXIT_COMPILE_ERRORS);
-            }
-            verify::compile_for_tests(store, &options)
-        }
-        loaded => loaded
-            .map_err(Into::into)
-            .and_then(|store| verify::compile_for_tests(store, &options)),
-    };
-    let set = match result {
-        Ok(set) => set,
-        Err(err) => {
-            let ds = diagnostics(&err);
-            match args.output {
-                OutputFormat::Json => {
-                    println!(
-                        "{}",
-                        serde_json::json!({"compileErrors": to_json(&ds, &args.dir)})
-                    )
-                }
-                _ => {
-                    for d in &ds {
-                        eprint!("{}", render(d, &args.dir, color));
-                    }
-                    eprintln!("{} error(s) in {}", ds.len(), args.dir.display());
-                }
-            }
-            return Ok(EXIT_COMPILE_ERRORS);
-        }
+    let Some(set) = compile(&args, &options, color) else {
+        return Ok(EXIT_COMPILE_ERRORS);
     };
     let n = set.executable_policies();
     if args.skip_tests {
@@ -185,4 +146,50 @@ pub(crate) fn run(args: CompileArgs) -> anyhow::Result<u8> {
     } else {
         0
     })
+}
+
+/// Loads and compiles the policies; `None` once their errors are printed.
+fn compile(args: &CompileArgs, options: &VerifyOptions, color: bool) -> Option<CompiledPolicySet> {
+    let json = args.output == OutputFormat::Json;
+    // As `cerbos compile -o json`: problems found before compiling (files that do not
+    // load, a store that does not index) are `lintErrors`; the rest `compileErrors`.
+    let result = match load_dir(&args.dir) {
+        Err(errors) if json => {
+            let lint = load_failures_json(&errors, &args.dir);
+            println!("{}", serde_json::json!({"lintErrors": lint}));
+            return None;
+        }
+        Ok(store) if json => {
+            let problems = index_policies(&store.policies).errors().to_vec();
+            if !problems.is_empty() {
+                let lint = index_errors_json(&problems, &args.dir);
+                println!("{}", serde_json::json!({"lintErrors": lint}));
+                return None;
+            }
+            verify::compile_for_tests(store, options)
+        }
+        loaded => loaded
+            .map_err(Into::into)
+            .and_then(|store| verify::compile_for_tests(store, options)),
+    };
+    let err = match result {
+        Ok(set) => return Some(set),
+        Err(err) => err,
+    };
+    let ds = diagnostics(&err);
+    match args.output {
+        OutputFormat::Json => {
+            println!(
+                "{}",
+                serde_json::json!({"compileErrors": to_json(&ds, &args.dir)})
+            )
+        }
+        _ => {
+            for d in &ds {
+                eprint!("{}", render(d, &args.dir, color));
+            }
+            eprintln!("{} error(s) in {}", ds.len(), args.dir.display());
+        }
+    }
+    None
 }

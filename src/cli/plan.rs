@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::check::{EngineFlags, json_object};
 use crate::engine::Principal;
-use crate::planner::{PlanInput, PlanResource};
+use crate::planner::{PlanInput, PlanOutput, PlanResource};
 use crate::policy::load_and_compile;
 
 /// Output format of `plan`.
@@ -78,7 +78,24 @@ pub(crate) fn run(args: PlanArgs) -> anyhow::Result<u8> {
     if args.actions.is_empty() {
         bail!("give at least one --action");
     }
-    let input = PlanInput {
+    let input = plan_input(&args)?;
+    let policies = load_and_compile(&args.policies)
+        .with_context(|| format!("policies in {} do not compile", args.policies.display()))?;
+    let (engine, now) = args.engine.engine(policies)?;
+    let out = engine.plan_at(&input, now)?;
+    match args.output {
+        PlanFormat::Json => {
+            let j = plan_json(&out, args.explain);
+            println!("{}", serde_json::to_string_pretty(&j)?);
+        }
+        PlanFormat::Text => print_plan(&input, &out, args.explain),
+    }
+    Ok(0)
+}
+
+/// The planner's input from the flags.
+fn plan_input(args: &PlanArgs) -> anyhow::Result<PlanInput> {
+    Ok(PlanInput {
         request_id: String::new(),
         principal: Principal {
             id: args.principal.clone(),
@@ -96,67 +113,64 @@ pub(crate) fn run(args: PlanArgs) -> anyhow::Result<u8> {
         actions: args.actions.clone(),
         aux_data: Default::default(),
         explain: args.explain,
-    };
-    let policies = load_and_compile(&args.policies)
-        .with_context(|| format!("policies in {} do not compile", args.policies.display()))?;
-    let (engine, now) = args.engine.engine(policies)?;
-    let out = engine.plan_at(&input, now)?;
-    match args.output {
-        PlanFormat::Json => {
-            let mut j = serde_json::json!({
-                "actions": out.actions,
-                "resourceKind": out.kind,
-                "filter": out.filter.to_json(),
-                "filterDebug": out.filter_debug,
-                "matchedScopes": out.matched_scopes,
-                "validationErrors": out.validation_errors.iter().map(|v| serde_json::json!({
-                    "path": v.path, "message": v.message, "source": v.source.as_str(),
-                })).collect::<Vec<_>>(),
-            });
-            if args.explain {
-                j["explain"] = out
-                    .steps
-                    .iter()
-                    .map(|s| {
-                        serde_json::json!({
-                            "action": s.action, "role": s.role, "policy": s.policy,
-                            "rule": s.rule, "effect": s.effect, "condition": s.condition,
-                            "location": s.location,
-                        })
-                    })
-                    .collect();
-            }
-            println!("{}", serde_json::to_string_pretty(&j)?);
-        }
-        PlanFormat::Text => {
-            println!(
-                "{} {:?} for principal {:?} {:?}: {}",
-                input.resource.kind,
-                input.actions,
-                input.principal.id,
-                input
-                    .principal
-                    .roles
-                    .iter()
-                    .map(|r| &**r)
-                    .collect::<Vec<_>>(),
-                out.filter.kind.as_str()
-            );
-            println!("{}", out.filter_debug);
-            for v in &out.validation_errors {
-                println!(
-                    "validation error ({}): {} {}",
-                    v.source.as_str(),
-                    v.path,
-                    v.message
-                );
-            }
-            if args.explain {
-                print_steps(&out.steps);
-            }
-        }
+    })
+}
+
+/// `--output json`: the plan as PlanResources answers it, with the steps under `--explain`.
+fn plan_json(out: &PlanOutput, explain: bool) -> serde_json::Value {
+    let mut j = serde_json::json!({
+        "actions": out.actions,
+        "resourceKind": out.kind,
+        "filter": out.filter.to_json(),
+        "filterDebug": out.filter_debug,
+        "matchedScopes": out.matched_scopes,
+        "validationErrors": out.validation_errors.iter().map(|v| serde_json::json!({
+            "path": v.path, "message": v.message, "source": v.source.as_str(),
+        })).collect::<Vec<_>>(),
+    });
+    if explain {
+        j["explain"] = out
+            .steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "action": s.action, "role": s.role, "policy": s.policy,
+                    "rule": s.rule, "effect": s.effect, "condition": s.condition,
+                    "location": s.location,
+                })
+            })
+            .collect();
     }
-    Ok(0)
+    j
+}
+
+/// `--output text`: the filter's kind and expression, validation errors and the steps.
+fn print_plan(input: &PlanInput, out: &PlanOutput, explain: bool) {
+    println!(
+        "{} {:?} for principal {:?} {:?}: {}",
+        input.resource.kind,
+        input.actions,
+        input.principal.id,
+        input
+            .principal
+            .roles
+            .iter()
+            .map(|r| &**r)
+            .collect::<Vec<_>>(),
+        out.filter.kind.as_str()
+    );
+    println!("{}", out.filter_debug);
+    for v in &out.validation_errors {
+        println!(
+            "validation error ({}): {} {}",
+            v.source.as_str(),
+            v.path,
+            v.message
+        );
+    }
+    if explain {
+        print_steps(&out.steps);
+    }
 }
 
 /// The rules that took part, grouped by action and role (`--explain`).

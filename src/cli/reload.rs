@@ -146,29 +146,9 @@ impl ConfigReloader {
     /// configuration in force stays and the error is recorded and returned.
     pub(crate) async fn reload(&self) -> Result<(), String> {
         let _one_at_a_time = self.reloading.lock().await;
-        let text = match tokio::fs::read_to_string(&self.path).await {
-            Ok(t) => t,
-            Err(e) => {
-                let m = format!("cannot read {}: {e}", self.path.display());
-                return Err(self.fail(m.clone(), m));
-            }
-        };
-        let config = match ServeConfig::parse(&text, &self.path.display().to_string()) {
-            Ok(c) => c,
-            Err(e) => return Err(self.fail(e.to_string(), e.summary())),
-        };
+        let (text, config) = self.read().await?;
         let audit_config = config.audit.clone().resolve_paths(&self.base);
-        let new_audit = {
-            let in_force = self.in_force.lock().unwrap_or_else(|p| p.into_inner());
-            (audit_config != in_force.audit).then_some(())
-        };
-        let new_audit = match new_audit {
-            None => None,
-            Some(()) => match AuditSink::new(&audit_config, self.sinks.metrics.clone()) {
-                Ok(sink) => Some(sink),
-                Err(e) => return Err(self.fail(e.to_string(), e.to_string())),
-            },
-        };
+        let new_audit = self.changed_audit_sink(&audit_config)?;
         let previous = self.ext.current();
         let ext = match crate::extauthz::build_after(
             &config.ext_authz,
@@ -191,38 +171,79 @@ impl ConfigReloader {
             self.sinks.audit.replace_with(sink);
         }
         self.ext.replace(ext);
-        let new_sections = sections(&text);
-        let restart_needed = {
-            let mut in_force = self.in_force.lock().unwrap_or_else(|p| p.into_inner());
-            let mut keys: Vec<&String> = in_force
-                .sections
-                .keys()
-                .chain(new_sections.keys())
-                .filter(|k| !RELOADED_SECTIONS.contains(&k.as_str()))
-                .collect();
-            keys.sort();
-            keys.dedup();
-            let changed: Vec<String> = keys
-                .into_iter()
-                .filter(|k| in_force.sections.get(*k) != new_sections.get(*k))
-                .cloned()
-                .collect();
-            // The sections that need a restart keep comparing against what is running.
-            for k in RELOADED_SECTIONS {
-                match new_sections.get(*k) {
-                    Some(v) => in_force.sections.insert((*k).to_string(), v.clone()),
-                    None => in_force.sections.remove(*k),
-                };
-            }
-            in_force.audit = audit_config;
-            changed
-        };
+        let restart_needed = self.put_sections_in_force(&text, audit_config);
         {
             let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
             st.reloads_ok += 1;
             st.last_error = None;
             st.restart_needed = restart_needed.clone();
         }
+        self.log_reloaded(routes, &restart_needed);
+        Ok(())
+    }
+
+    /// The file's text and its parsed configuration; an error is recorded.
+    async fn read(&self) -> Result<(String, ServeConfig), String> {
+        let text = match tokio::fs::read_to_string(&self.path).await {
+            Ok(t) => t,
+            Err(e) => {
+                let m = format!("cannot read {}: {e}", self.path.display());
+                return Err(self.fail(m.clone(), m));
+            }
+        };
+        match ServeConfig::parse(&text, &self.path.display().to_string()) {
+            Ok(c) => Ok((text, c)),
+            Err(e) => Err(self.fail(e.to_string(), e.summary())),
+        }
+    }
+
+    /// A new audit sink when the audit settings changed, `None` when they did not; an
+    /// error is recorded.
+    fn changed_audit_sink(&self, audit_config: &AuditConfig) -> Result<Option<AuditSink>, String> {
+        let changed = {
+            let in_force = self.in_force.lock().unwrap_or_else(|p| p.into_inner());
+            *audit_config != in_force.audit
+        };
+        if !changed {
+            return Ok(None);
+        }
+        match AuditSink::new(audit_config, self.sinks.metrics.clone()) {
+            Ok(sink) => Ok(Some(sink)),
+            Err(e) => Err(self.fail(e.to_string(), e.to_string())),
+        }
+    }
+
+    /// Records the reloaded sections of `text` and `audit_config` as in force; returns the
+    /// sections that changed but need a restart.
+    fn put_sections_in_force(&self, text: &str, audit_config: AuditConfig) -> Vec<String> {
+        let new_sections = sections(text);
+        let mut in_force = self.in_force.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<&String> = in_force
+            .sections
+            .keys()
+            .chain(new_sections.keys())
+            .filter(|k| !RELOADED_SECTIONS.contains(&k.as_str()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let changed: Vec<String> = keys
+            .into_iter()
+            .filter(|k| in_force.sections.get(*k) != new_sections.get(*k))
+            .cloned()
+            .collect();
+        // The sections that need a restart keep comparing against what is running.
+        for k in RELOADED_SECTIONS {
+            match new_sections.get(*k) {
+                Some(v) => in_force.sections.insert((*k).to_string(), v.clone()),
+                None => in_force.sections.remove(*k),
+            };
+        }
+        in_force.audit = audit_config;
+        changed
+    }
+
+    /// Logs a reload, and which changed sections wait for a restart.
+    fn log_reloaded(&self, routes: usize, restart_needed: &[String]) {
         if restart_needed.is_empty() {
             tracing::info!(
                 file = %self.path.display(),
@@ -238,7 +259,6 @@ impl ConfigReloader {
                 restart_needed.join(", ")
             );
         }
-        Ok(())
     }
 
     /// Polls the file's content every `interval` and reloads once a change has been

@@ -578,24 +578,8 @@ fn expr_operand(e: &Expr, in_rhs: bool) -> Operand {
         ExprKind::Select {
             operand,
             field,
-            optional: false,
-        } => match e.qualified_name() {
-            Some(q) => Operand::Variable(q),
-            None => expression(
-                "get-field",
-                vec![
-                    expr_operand(operand, false),
-                    Operand::Variable(field.clone()),
-                ],
-            ),
-        },
-        ExprKind::Select { operand, field, .. } => expression(
-            "_?._",
-            vec![
-                expr_operand(operand, false),
-                Operand::Value(Json::String(field.clone())),
-            ],
-        ),
+            optional,
+        } => select_operand(e, operand, field, *optional),
         ExprKind::Index {
             operand,
             index,
@@ -643,6 +627,29 @@ fn expr_operand(e: &Expr, in_rhs: bool) -> Operand {
                 expr_operand(c, false),
                 expr_operand(a, false),
                 expr_operand(b, false),
+            ],
+        ),
+    }
+}
+
+/// `a.b.c` as a variable when it is a qualified name, else `get-field`; `a.?f` as `_?._`.
+fn select_operand(e: &Expr, operand: &Expr, field: &str, optional: bool) -> Operand {
+    if optional {
+        return expression(
+            "_?._",
+            vec![
+                expr_operand(operand, false),
+                Operand::Value(Json::String(field.to_owned())),
+            ],
+        );
+    }
+    match e.qualified_name() {
+        Some(q) => Operand::Variable(q),
+        None => expression(
+            "get-field",
+            vec![
+                expr_operand(operand, false),
+                Operand::Variable(field.to_owned()),
             ],
         ),
     }

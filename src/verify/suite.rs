@@ -761,7 +761,7 @@ fn read_expected_actions(dec: &mut Dec, msg: &Msg<'_>) -> Named<Effect> {
         .get("actions")
         .is_none_or(|n| matches!(&n.kind, NodeKind::Map(e) if e.is_empty()))
     {
-        dec.require_items(&msg, "actions", 0);
+        dec.require_items(msg, "actions", 0);
     }
     actions
 }

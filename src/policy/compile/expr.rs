@@ -32,8 +32,21 @@ impl Compiler<'_> {
             .as_ref()
             .and_then(|f| cel::compile(f, env).ok())
             .unwrap_or(program);
+        self.undefined_host_refs(&parsed, text, env);
+        Some(CompiledExpr {
+            program,
+            plan: Arc::new(crate::cel::inline::inline_host(&parsed, env)),
+            plan_error: cel::fold::plan_error_of(folded.as_ref().unwrap_or(&parsed)).map(Arc::from),
+            source: Arc::from(text.text.as_str()),
+            span: text.span.clone(),
+        })
+    }
+
+    /// Reports the variables the expression uses that the environment does not define, and
+    /// the undefined constants used by it or by the variables it uses (at their definition).
+    fn undefined_host_refs(&mut self, parsed: &Expr, text: &model::ExprText, env: &Env) {
         let (mut variables, mut constants) = (Vec::new(), Vec::new());
-        host_refs(&parsed, &mut variables, &mut constants);
+        host_refs(parsed, &mut variables, &mut constants);
         let mut used: Vec<&str> = Vec::new();
         let mut todo: Vec<&str> = Vec::new();
         for var in &variables {
@@ -78,13 +91,6 @@ impl Compiler<'_> {
                 );
             }
         }
-        Some(CompiledExpr {
-            program,
-            plan: Arc::new(crate::cel::inline::inline_host(&parsed, env)),
-            plan_error: cel::fold::plan_error_of(folded.as_ref().unwrap_or(&parsed)).map(Arc::from),
-            source: Arc::from(text.text.as_str()),
-            span: text.span.clone(),
-        })
     }
 
     /// A rule condition; `None` (after reporting) when it does not compile. A `script`

@@ -381,47 +381,8 @@ impl<'a> TreeBuilder<'a> {
                 };
                 (node, anchor)
             }
-            Event::SequenceStart(_, anchor, _) => {
-                let mut items = Vec::new();
-                while !self.at_end_event() {
-                    items.push(self.node(depth + 1)?);
-                }
-                self.advance();
-                let node = Node {
-                    kind: NodeKind::Seq(items),
-                    pos: start,
-                    start,
-                };
-                (node, anchor)
-            }
-            Event::MappingStart(style, anchor, _) => {
-                let mut entries = Vec::new();
-                let mut pos = start;
-                let mut first_key = None;
-                while !self.at_end_event() {
-                    let key = self.node(depth + 1)?;
-                    if entries.is_empty() {
-                        first_key = Some(key.start);
-                        if style == StructureStyle::Block {
-                            pos = self.colon_after(self.last_end).unwrap_or(key.start);
-                        }
-                    }
-                    let value = self.node(depth + 1)?;
-                    entries.push((key, value));
-                }
-                self.advance();
-                let entries = self.merge(entries)?;
-                let start = match style {
-                    StructureStyle::Block => first_key.unwrap_or(start),
-                    StructureStyle::Flow => start,
-                };
-                let node = Node {
-                    kind: NodeKind::Map(entries),
-                    pos,
-                    start,
-                };
-                (node, anchor)
-            }
+            Event::SequenceStart(_, anchor, _) => (self.sequence(depth, start)?, anchor),
+            Event::MappingStart(style, anchor, _) => (self.mapping(depth, start, style)?, anchor),
             Event::Alias(id) => (self.alias(id, start)?, 0),
             Event::UnresolvedAlias(name) => match self.anchor_names.get(name.as_ref()) {
                 Some(id) => (self.alias(*id, start)?, 0),
@@ -437,6 +398,55 @@ impl<'a> TreeBuilder<'a> {
             }
         }
         Ok(node)
+    }
+
+    /// A sequence's items, up to its end event.
+    fn sequence(&mut self, depth: usize, start: Pos) -> Result<Node, BuildError> {
+        let mut items = Vec::new();
+        while !self.at_end_event() {
+            items.push(self.node(depth + 1)?);
+        }
+        self.advance();
+        Ok(Node {
+            kind: NodeKind::Seq(items),
+            pos: start,
+            start,
+        })
+    }
+
+    /// A mapping's entries (merge keys applied), up to its end event. A block mapping is
+    /// placed at its first colon and starts at its first key.
+    fn mapping(
+        &mut self,
+        depth: usize,
+        start: Pos,
+        style: StructureStyle,
+    ) -> Result<Node, BuildError> {
+        let mut entries = Vec::new();
+        let mut pos = start;
+        let mut first_key = None;
+        while !self.at_end_event() {
+            let key = self.node(depth + 1)?;
+            if entries.is_empty() {
+                first_key = Some(key.start);
+                if style == StructureStyle::Block {
+                    pos = self.colon_after(self.last_end).unwrap_or(key.start);
+                }
+            }
+            let value = self.node(depth + 1)?;
+            entries.push((key, value));
+        }
+        self.advance();
+        let entries = self.merge(entries)?;
+        let start = match style {
+            StructureStyle::Block => first_key.unwrap_or(start),
+            StructureStyle::Flow => start,
+        };
+        Ok(Node {
+            kind: NodeKind::Map(entries),
+            pos,
+            start,
+        })
     }
 
     /// The name of the anchor defined on the node just read (its event follows the node's).
