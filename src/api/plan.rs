@@ -165,6 +165,12 @@ pub(crate) struct PlanFacts<'a> {
     pub(crate) elapsed: std::time::Duration,
 }
 
+/// A CEL attribute map for the decision log, shared: the writer thread turns it into JSON.
+pub(crate) fn map_attributes(m: &Arc<crate::cel::MapValue>) -> crate::audit::Attributes {
+    let m = m.clone();
+    crate::audit::Attributes::new(move || crate::cel::to_json(&crate::cel::Value::Map(m.clone())))
+}
+
 /// Counts one plan in `gatehouse_plans_total` / `gatehouse_plan_duration_seconds` and
 /// writes its decision-log line (shared by the API and the ext_authz plan routes);
 /// `amend` adds what the caller knows besides the plan (an ext_authz request's outcome).
@@ -197,18 +203,11 @@ pub(crate) fn record_plan(
     );
     audit.record_with(|| {
         let with_attr = audit.wants_attributes();
-        let attr = |m: &Arc<crate::cel::MapValue>| {
-            with_attr.then(|| crate::cel::to_json(&crate::cel::Value::Map(m.clone())))
-        };
+        let attr = |m: &Arc<crate::cel::MapValue>| with_attr.then(|| map_attributes(m));
         let mut r = DecisionRecord::new(origin, facts.decision_id.to_string());
         r.principal = Some(PrincipalRecord {
             id: input.principal.id.clone(),
-            roles: input
-                .principal
-                .roles
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
+            roles: input.principal.roles.clone(),
             attr: attr(&input.principal.attr),
         });
         r.resources = vec![ResourceRecord {
@@ -225,7 +224,7 @@ pub(crate) fn record_plan(
             condition: (output.filter.kind == FilterKind::Conditional)
                 .then(|| output.filter_debug.clone()),
         });
-        r.policy_revision = facts.revision.to_string();
+        r.policy_revision = Some(Arc::from(facts.revision));
         r.request_id = (!input.request_id.is_empty()).then(|| input.request_id.clone());
         amend(&mut r);
         r

@@ -216,6 +216,7 @@ impl CerbosApi {
             trace_id,
             elapsed,
         } = call;
+        use super::plan::map_attributes;
         use crate::audit::{ActionRecord, DecisionRecord, PrincipalRecord, ResourceRecord};
         use crate::metrics::{ActionOutcome, Origin};
         use crate::policy::compiled::Effect;
@@ -239,9 +240,8 @@ impl CerbosApi {
             let mut r = DecisionRecord::new(Origin::Api, call_id.to_string());
             r.principal = Some(PrincipalRecord {
                 id: principal.id.clone(),
-                roles: principal.roles.iter().map(|r| r.to_string()).collect(),
-                attr: with_attr
-                    .then(|| crate::cel::to_json(&crate::cel::Value::Map(principal.attr.clone()))),
+                roles: principal.roles.clone(),
+                attr: with_attr.then(|| map_attributes(&principal.attr)),
             });
             r.resources = decided
                 .iter()
@@ -250,23 +250,23 @@ impl CerbosApi {
                     id: input.resource.id.clone(),
                     policy_version: input.resource.policy_version.clone(),
                     scope: input.resource.scope.clone(),
-                    attr: with_attr.then(|| {
-                        crate::cel::to_json(&crate::cel::Value::Map(input.resource.attr.clone()))
-                    }),
+                    attr: with_attr.then(|| map_attributes(&input.resource.attr)),
                     actions: out
                         .actions
                         .iter()
-                        .map(|a| ActionRecord {
-                            action: a.action.clone(),
-                            allowed: a.effect == Effect::Allow,
-                            policy: Some(a.policy.clone()),
-                            scope: (!a.scope.is_empty()).then(|| a.scope.clone()),
-                            rule: a.rule.as_deref().map(str::to_string),
+                        .map(|a| {
+                            ActionRecord::decided(
+                                &a.action,
+                                a.effect == Effect::Allow,
+                                &a.policy,
+                                &a.scope,
+                                a.rule.as_ref(),
+                            )
                         })
                         .collect(),
                 })
                 .collect();
-            r.policy_revision = revision.to_string();
+            r.policy_revision = Some(Arc::from(revision));
             r.trace_id = trace_id;
             r.request_id = (!request_id.is_empty()).then(|| request_id.to_string());
             r

@@ -34,6 +34,6 @@ pub use config::{
     AuditConfig, AuditFileConfig, AuditMode, AuditOutput, DEFAULT_QUEUE_CAPACITY, WhenFull,
 };
 pub(crate) use record::{
-    ActionRecord, DecisionRecord, PlanRecord, PrincipalRecord, ResourceRecord,
+    ActionRecord, Attributes, DecisionRecord, PlanRecord, PrincipalRecord, ResourceRecord,
 };
 pub use sink::{AuditError, AuditSink};

@@ -43,7 +43,7 @@ impl RotatingFile {
             .append(true)
             .open(&self.path)?;
         self.written = file.metadata().map_or(0, |m| m.len());
-        self.file = Some(BufWriter::new(file));
+        self.file = Some(BufWriter::with_capacity(64 * 1024, file));
         Ok(())
     }
 

@@ -2,11 +2,10 @@
 //! record is dropped and counted (and the drops logged), or the decision waits for room,
 //! as `whenFull` says.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -21,6 +20,13 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shortest interval between two log lines about dropped records.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the writer lets records gather once the first one is queued, unless the
+/// batch fills up first: one wake-up and one write per batch instead of per record.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// The most records a batch waits for before the writer is woken early.
+const MAX_WAKE_AT: usize = 256;
 
 /// Why the audit sink could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +48,157 @@ pub enum AuditError {
     Spawn(io::Error),
 }
 
-enum Message {
-    Record(Box<DecisionRecord>),
-    Flush(mpsc::Sender<()>),
+/// What the writer thread is doing, so that a producer wakes it (a system call) only
+/// when it waits for exactly what the producer brings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriterState {
+    /// Writing, or about to look at the queue again: nobody needs to wake it.
+    Busy,
+    /// Waiting for a first record.
+    Idle,
+    /// Waiting (at most [`LINGER`]) for the batch to fill up to `wake_at` records.
+    Lingering,
+}
+
+/// The queue's state, under one lock.
+struct State {
+    records: Vec<DecisionRecord>,
+    writer: WriterState,
+    /// No handle is left: the writer drains the queue and ends.
+    closed: bool,
+    /// Records queued so far.
+    queued: u64,
+    /// Records written and flushed (or failed) so far, counted in queue order.
+    written: u64,
+    /// Callers of [`AuditSink::flush`] waiting for `written`.
+    flush_waiters: usize,
+    /// Producers waiting for room (`whenFull: block`).
+    blocked: usize,
+}
+
+/// The bounded buffer between decisions and the writer thread. A decision pushes under
+/// a short lock and makes no system call unless the writer waits for it (the first record
+/// after a quiet spell, or a batch of `wake_at` records); the writer swaps the whole
+/// buffer out and writes it as one batch.
+struct Queue {
+    state: Mutex<State>,
+    /// The writer waits here.
+    wake_writer: Condvar,
+    /// Blocked producers wait here for room.
+    room: Condvar,
+    /// [`AuditSink::flush`] waits here for the writer.
+    flushed: Condvar,
+    capacity: usize,
+    /// Batch size at which a lingering writer is woken.
+    wake_at: usize,
+}
+
+impl Queue {
+    fn new(capacity: usize) -> Queue {
+        Queue {
+            state: Mutex::new(State {
+                records: Vec::with_capacity(capacity.min(MAX_WAKE_AT * 4)),
+                writer: WriterState::Busy,
+                closed: false,
+                queued: 0,
+                written: 0,
+                flush_waiters: 0,
+                blocked: 0,
+            }),
+            wake_writer: Condvar::new(),
+            room: Condvar::new(),
+            flushed: Condvar::new(),
+            capacity,
+            wake_at: (capacity / 2).clamp(1, MAX_WAKE_AT),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the writer if it waits (the caller notifies after unlocking, see
+    /// [`Queue::notify_writer`]): returns whether to notify.
+    fn take_writer(st: &mut State) -> bool {
+        let waiting = st.writer != WriterState::Busy;
+        st.writer = WriterState::Busy;
+        waiting
+    }
+
+    fn notify_writer(&self, wake: bool) {
+        if wake {
+            self.wake_writer.notify_one();
+        }
+    }
+
+    /// Queues `record`; false when the queue is full and `block` is off (the record is
+    /// dropped).
+    fn push(&self, record: DecisionRecord, block: bool) -> bool {
+        let mut st = self.lock();
+        while st.records.len() >= self.capacity {
+            if !block {
+                drop(st);
+                return false;
+            }
+            let wake = Self::take_writer(&mut st);
+            self.notify_writer(wake);
+            st.blocked += 1;
+            st = self.room.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st.blocked -= 1;
+        }
+        st.records.push(record);
+        st.queued += 1;
+        let wake = match st.writer {
+            WriterState::Busy => false,
+            WriterState::Idle => true,
+            WriterState::Lingering => st.records.len() >= self.wake_at,
+        };
+        if wake {
+            st.writer = WriterState::Busy;
+        }
+        drop(st);
+        self.notify_writer(wake);
+        true
+    }
+
+    /// Waits until every record queued before the call is written, or `timeout` passes.
+    fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        let target = st.queued;
+        if st.written >= target {
+            return true;
+        }
+        st.flush_waiters += 1;
+        let wake = Self::take_writer(&mut st);
+        self.notify_writer(wake);
+        while st.written < target {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .flushed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        st.flush_waiters -= 1;
+        st.written >= target
+    }
+
+    /// Ends the writer once the queue is drained.
+    fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        let wake = Self::take_writer(&mut st);
+        drop(st);
+        self.notify_writer(wake);
+    }
 }
 
 struct Shared {
-    tx: SyncSender<Message>,
+    queue: Arc<Queue>,
     /// `None`: every decision; `Some(t)`: kept when a random u64 is below `t`.
     threshold: Option<u64>,
     include_attributes: bool,
@@ -59,6 +209,14 @@ struct Shared {
     block: bool,
     /// Records dropped for a full queue and not logged yet (the writer logs them).
     unlogged_drops: Arc<AtomicU64>,
+}
+
+impl Drop for Shared {
+    /// The last handle to this configuration is gone (shutdown, or a reload replaced
+    /// it): the writer writes what is queued, flushes and ends.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 /// Counts of dropped records waiting to be logged, at most one line per interval.
@@ -84,6 +242,11 @@ impl DropLog {
         }
         self.last = Some(now);
         Some(n)
+    }
+
+    /// Whether drops wait to be logged.
+    fn pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) > 0
     }
 
     /// Logs the drops that are due.
@@ -121,22 +284,34 @@ impl Default for AuditSink {
 }
 
 enum Output {
-    Stream(BufWriter<Box<dyn Write + Send>>),
+    /// Standard output or a caller's writer: a batch is one `write_all`.
+    Stream(Box<dyn Write + Send>),
     File(RotatingFile),
 }
 
 impl Output {
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+    /// Writes `lines` (each ending in a newline) and flushes: one write for a stream, line
+    /// by line for a rotating file (it may rotate between lines). Returns how many lines
+    /// were lost and the first error.
+    fn write_batch(&mut self, lines: &[u8], count: u64) -> (u64, Option<io::Error>) {
         match self {
-            Output::Stream(w) => w.write_all(line).and_then(|()| w.write_all(b"\n")),
-            Output::File(f) => f.write_line(line),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Output::Stream(w) => w.flush(),
-            Output::File(f) => f.flush(),
+            Output::Stream(w) => match w.write_all(lines).and_then(|()| w.flush()) {
+                Ok(()) => (0, None),
+                Err(e) => (count, Some(e)),
+            },
+            Output::File(f) => {
+                let (mut lost, mut first) = (0, None);
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    if let Err(e) = f.write_line(line.strip_suffix(b"\n").unwrap_or(line)) {
+                        lost += 1;
+                        first.get_or_insert(e);
+                    }
+                }
+                if let Err(e) = f.flush() {
+                    first.get_or_insert(e);
+                }
+                (lost, first)
+            }
         }
     }
 }
@@ -173,7 +348,7 @@ impl AuditSink {
                     },
                 )?)
             }
-            _ => Output::Stream(BufWriter::new(Box::new(io::stdout()))),
+            _ => Output::Stream(Box::new(io::stdout())),
         };
         Self::start(config, checked, metrics, output)
     }
@@ -188,12 +363,7 @@ impl AuditSink {
         if config.mode == AuditMode::Off {
             return Ok(AuditSink::disabled());
         }
-        Self::start(
-            config,
-            checked,
-            metrics,
-            Output::Stream(BufWriter::new(Box::new(writer))),
-        )
+        Self::start(config, checked, metrics, Output::Stream(Box::new(writer)))
     }
 
     fn start(
@@ -202,7 +372,7 @@ impl AuditSink {
         metrics: Metrics,
         output: Output,
     ) -> Result<AuditSink, AuditError> {
-        let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
+        let queue = Arc::new(Queue::new(config.queue_capacity));
         let options = LineOptions {
             include_attributes: config.include_attributes,
             masks: checked.masks,
@@ -213,9 +383,16 @@ impl AuditSink {
             pending: unlogged_drops.clone(),
             last: None,
         };
+        // The writer logs where the sink's creator logs.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let writer_queue = queue.clone();
         std::thread::Builder::new()
             .name("gatehouse-audit".into())
-            .spawn(move || run(rx, output, options, writer_metrics, drops))
+            .spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    run(&writer_queue, output, &options, &writer_metrics, drops);
+                });
+            })
             .map_err(AuditError::Spawn)?;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -223,7 +400,7 @@ impl AuditSink {
             .as_nanos() as u64;
         Ok(AuditSink {
             shared: Arc::new(ArcSwapOption::from_pointee(Shared {
-                tx,
+                queue,
                 threshold: checked.threshold,
                 include_attributes: config.include_attributes,
                 metrics,
@@ -275,22 +452,9 @@ impl AuditSink {
                 return;
             }
         }
-        let message = Message::Record(Box::new(build()));
-        if s.block {
-            if s.tx.send(message).is_err() {
-                s.metrics.count_audit_dropped(AuditDrop::WriteError);
-            }
-            return;
-        }
-        match s.tx.try_send(message) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                s.metrics.count_audit_dropped(AuditDrop::QueueFull);
-                s.unlogged_drops.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                s.metrics.count_audit_dropped(AuditDrop::WriteError);
-            }
+        if !s.queue.push(build(), s.block) {
+            s.metrics.count_audit_dropped(AuditDrop::QueueFull);
+            s.unlogged_drops.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -302,76 +466,106 @@ impl AuditSink {
 
     /// [`flush`](Self::flush) with a chosen timeout.
     pub(crate) fn flush_timeout(&self, timeout: Duration) -> bool {
-        let shared = self.shared.load_full();
-        let Some(s) = shared.as_ref() else {
-            return true;
-        };
-        let deadline = Instant::now() + timeout;
-        let (ack_tx, ack_rx) = mpsc::channel();
-        let mut message = Message::Flush(ack_tx);
-        loop {
-            match s.tx.try_send(message) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) => {
-                    if Instant::now() >= deadline {
-                        return false;
-                    }
-                    message = m;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(TrySendError::Disconnected(_)) => return false,
-            }
+        match self.shared.load_full() {
+            Some(s) => s.queue.flush(timeout),
+            None => true,
         }
-        ack_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .is_ok()
     }
 }
 
-/// The writer thread: serialises and writes what is queued in batches, flushing when the
-/// queue runs empty, and logs the records dropped meanwhile.
+/// The writer thread: waits for a first record, lets a batch gather (up to [`LINGER`] or
+/// `wake_at` records), swaps the whole queue out, serialises it into one buffer and
+/// writes it with one write; logs the records dropped meanwhile. It never spins: every
+/// wait is on the queue's condition variable. Ends when the queue is closed and drained.
 fn run(
-    rx: Receiver<Message>,
+    queue: &Queue,
     mut out: Output,
-    options: LineOptions,
-    metrics: Metrics,
+    options: &LineOptions,
+    metrics: &Metrics,
     mut drops: DropLog,
 ) {
+    let mut batch: Vec<DecisionRecord> = Vec::new();
+    let mut lines: Vec<u8> = Vec::new();
     let mut failing = false;
-    let mut handle = |out: &mut Output, message: Message| match message {
-        Message::Record(r) => {
-            let line = r.to_line(&options);
-            match out.write_line(line.as_bytes()) {
-                Ok(()) => failing = false,
-                Err(e) => {
-                    metrics.count_audit_dropped(AuditDrop::WriteError);
-                    if !failing {
-                        tracing::warn!(error = %e, "audit log write failed; dropping records");
-                    }
-                    failing = true;
-                }
+    let mut st = queue.lock();
+    loop {
+        while st.records.is_empty() {
+            if st.closed {
+                drop(st);
+                drops.report(true);
+                return;
+            }
+            st.writer = WriterState::Idle;
+            if drops.pending() {
+                // Wake up to log the drops still pending once their interval is over.
+                st = queue
+                    .wake_writer
+                    .wait_timeout(st, DROP_LOG_INTERVAL)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                st.writer = WriterState::Busy;
+                drop(st);
+                drops.report(false);
+                st = queue.lock();
+            } else {
+                st = queue
+                    .wake_writer
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+                st.writer = WriterState::Busy;
             }
         }
-        Message::Flush(ack) => {
-            let _ = out.flush();
-            let _ = ack.send(());
+        if st.records.len() < queue.wake_at && !st.closed && st.flush_waiters == 0 {
+            st.writer = WriterState::Lingering;
+            st = queue
+                .wake_writer
+                .wait_timeout(st, LINGER)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.writer = WriterState::Busy;
         }
-    };
-    while let Ok(first) = rx.recv() {
-        handle(&mut out, first);
-        while let Ok(next) = rx.try_recv() {
-            handle(&mut out, next);
+        std::mem::swap(&mut st.records, &mut batch);
+        let upto = st.queued;
+        if st.blocked > 0 {
+            queue.room.notify_all();
         }
-        let _ = out.flush();
+        drop(st);
+
+        lines.clear();
+        let count = batch.len() as u64;
+        for record in batch.drain(..) {
+            record.write_line(options, &mut lines);
+            lines.push(b'\n');
+        }
+        let (lost, error) = out.write_batch(&lines, count);
+        for _ in 0..lost {
+            metrics.count_audit_dropped(AuditDrop::WriteError);
+        }
+        match error {
+            Some(e) if !failing => {
+                tracing::warn!(error = %e, "audit log write failed; dropping records");
+                failing = true;
+            }
+            Some(_) => {}
+            None => failing = false,
+        }
+        // Keep the buffers' memory bounded after a burst of large records.
+        if lines.capacity() > 4 << 20 {
+            lines = Vec::new();
+        }
         drops.report(false);
+
+        st = queue.lock();
+        st.written = upto;
+        if st.flush_waiters > 0 {
+            queue.flushed.notify_all();
+        }
     }
-    let _ = out.flush();
-    drops.report(true);
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Condvar, Mutex};
+    use std::sync::mpsc;
 
     use super::*;
     use crate::metrics::Origin;
@@ -430,15 +624,17 @@ mod tests {
         .unwrap();
         let started = Instant::now();
         for i in 0..200 {
-            // Each record is larger than the writer's buffer, so the writer blocks.
+            // The closed gate holds the writer in its first write.
             sink.record(DecisionRecord::new(
                 Origin::Api,
                 format!("{i}-{}", "x".repeat(9000)),
             ));
         }
         assert!(started.elapsed() < Duration::from_secs(1));
+        // The writer holds at most one batch (the 4 queued records) while it is stuck, and
+        // the queue holds 4 more.
         let dropped = metrics.audit_dropped();
-        assert!((194..=196).contains(&dropped), "dropped {dropped}");
+        assert!((192..=196).contains(&dropped), "dropped {dropped}");
         let pending = sink
             .shared
             .load()
@@ -481,6 +677,159 @@ mod tests {
         assert!(sink.flush());
         assert_eq!(w.lines().len(), 50);
         assert_eq!(metrics.audit_dropped(), 0);
+    }
+
+    /// A writer that counts its `write` calls.
+    #[derive(Clone, Default)]
+    struct Counting {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        writes: Arc<AtomicU64>,
+    }
+
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.bytes.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn records_are_written_in_batches_whole_and_in_order() {
+        let w = Counting::default();
+        let sink = AuditSink::to_writer(
+            &config(r#"{"mode":"all","whenFull":"block"}"#),
+            Metrics::default(),
+            w.clone(),
+        )
+        .unwrap();
+        let n = 5000;
+        let producers: Vec<_> = (0..2)
+            .map(|t| {
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    for i in 0..n {
+                        sink.record(DecisionRecord::new(Origin::Api, format!("{t}-{i}")));
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert!(sink.flush());
+        let text = String::from_utf8(w.bytes.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with('\n'));
+        let mut next = [0; 2];
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = v["decisionId"].as_str().unwrap();
+            let (t, i) = id.split_once('-').unwrap();
+            let t: usize = t.parse().unwrap();
+            assert_eq!(i, next[t].to_string(), "each producer's records in order");
+            next[t] += 1;
+        }
+        assert_eq!(next, [n, n]);
+        // One write per batch: batches close at 256 records or after 5 ms.
+        let writes = w.writes.load(Ordering::Relaxed);
+        assert!(
+            writes <= 2 * n / 50,
+            "{writes} writes for {} records",
+            2 * n
+        );
+    }
+
+    #[test]
+    fn an_idle_writer_waits_without_spinning() {
+        let w = Counting::default();
+        let sink =
+            AuditSink::to_writer(&config(r#"{"mode":"all"}"#), Metrics::default(), w.clone())
+                .unwrap();
+        sink.record(DecisionRecord::new(Origin::Api, "one"));
+        assert!(sink.flush());
+        std::thread::sleep(Duration::from_millis(30));
+        let shared = sink.shared.load_full().unwrap();
+        let st = shared.queue.lock();
+        assert_eq!(
+            st.writer,
+            WriterState::Idle,
+            "waiting for a record, not polling"
+        );
+        assert_eq!((st.queued, st.written), (1, 1));
+    }
+
+    #[test]
+    fn a_replaced_sink_writes_what_it_had_queued() {
+        let old = Gated::default();
+        let sink = AuditSink::to_writer(
+            &config(r#"{"mode":"all"}"#),
+            Metrics::default(),
+            old.clone(),
+        )
+        .unwrap();
+        for i in 0..10 {
+            sink.record(DecisionRecord::new(Origin::Api, i.to_string()));
+        }
+        sink.replace_with(&AuditSink::disabled());
+        old.open();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while old.lines().len() < 10 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(old.lines().len(), 10);
+    }
+
+    #[test]
+    fn drops_are_logged_with_their_count() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl Write for Captured {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Captured::default();
+        let make = {
+            let log = log.clone();
+            move || log.clone()
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(make)
+            .with_ansi(false)
+            .finish();
+        let w = Gated::default();
+        let metrics = Metrics::default();
+        tracing::subscriber::with_default(subscriber, || {
+            let sink = AuditSink::to_writer(
+                &config(r#"{"mode":"all","queueCapacity":2}"#),
+                metrics.clone(),
+                w.clone(),
+            )
+            .unwrap();
+            for i in 0..50 {
+                sink.record(DecisionRecord::new(Origin::Api, i.to_string()));
+            }
+            w.open();
+            assert!(sink.flush());
+        });
+        let dropped = metrics.audit_dropped();
+        assert!(dropped >= 46, "dropped {dropped}");
+        assert_eq!(w.lines().len() as u64, 50 - dropped);
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(&format!(
+                "audit queue full: {dropped} decision records dropped"
+            )),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ use super::config::{AnonymousConfig, AttributesConfig, ClaimsConfig, DenyBody, F
 use super::principal::{Identity, MappedPrincipal, RequestFacts, Source, resolve};
 use super::route::{RequestPath, RouteMapper, RouteMatch, fill_template, normalize, query_params};
 use super::shadow::Comparison;
-use crate::audit::{ActionRecord, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord};
+use crate::audit::{
+    ActionRecord, Attributes, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord,
+};
 use crate::cel::{Key, MapValue, Value, from_json, to_json};
 use crate::engine::{CheckInput, CheckOutput, Principal, Resource};
 use crate::metrics::{ActionOutcome, AttributeFetch, Metrics, Origin};
@@ -559,16 +561,19 @@ impl ExtAuthz {
         }
         r.principal = trail.principal.as_ref().map(|p| PrincipalRecord {
             id: p.id.clone(),
-            roles: p.roles.iter().map(|r| r.to_string()).collect(),
-            attr: with_attrs.then(|| attrs_json(&p.attr, &[])),
+            roles: p.roles.clone(),
+            attr: with_attrs.then(|| {
+                let attr = p.attr.clone();
+                Attributes::new(move || attrs_json::<&str>(&attr, &[]))
+            }),
         });
         if !trail.kind.is_empty() {
             r.resources.push(resource_record(trail, result, with_attrs));
         }
-        r.policy_revision = match &trail.revision {
-            Some(rev) => rev.to_string(),
-            None => self.store.snapshot().revision.to_string(),
-        };
+        r.policy_revision = Some(match &trail.revision {
+            Some(rev) => rev.clone(),
+            None => self.store.snapshot().revision.clone(),
+        });
         if let Some((http_id, headers)) = http {
             r.request_id = Some(http_id)
                 .filter(|i| !i.is_empty())
@@ -1068,11 +1073,11 @@ fn request_attributes(
 }
 
 /// Attributes as a JSON object for the audit log, without the names in `skip`.
-fn attrs_json(m: &MapValue, skip: &[&str]) -> serde_json::Value {
+fn attrs_json<S: AsRef<str>>(m: &MapValue, skip: &[S]) -> serde_json::Value {
     serde_json::Value::Object(
         m.iter()
             .map(|(k, v)| (k.to_string(), v))
-            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .filter(|(k, _)| !skip.iter().any(|s| s.as_ref() == k))
             .map(|(k, v)| (k, to_json(v)))
             .collect(),
     )
@@ -1090,12 +1095,14 @@ fn resource_record(
         Some(out) => out
             .actions
             .iter()
-            .map(|a| ActionRecord {
-                action: a.action.clone(),
-                allowed: a.effect == Effect::Allow,
-                policy: Some(a.policy.clone()),
-                scope: Some(a.scope.clone()),
-                rule: a.rule.as_deref().map(str::to_string),
+            .map(|a| {
+                ActionRecord::decided(
+                    &a.action,
+                    a.effect == Effect::Allow,
+                    &a.policy,
+                    &a.scope,
+                    a.rule.as_ref(),
+                )
             })
             .collect(),
         None => trail
@@ -1118,7 +1125,11 @@ fn resource_record(
         resource.id = res.id.clone();
         resource.policy_version = res.policy_version.clone();
         resource.scope = res.scope.clone();
-        resource.attr = with_attrs.then(|| attrs_json(&res.attr, &trail.header_attrs));
+        resource.attr = with_attrs.then(|| {
+            let attr = res.attr.clone();
+            let skip: Vec<Box<str>> = trail.header_attrs.iter().map(|&a| a.into()).collect();
+            Attributes::new(move || attrs_json(&attr, &skip))
+        });
     }
     resource
 }

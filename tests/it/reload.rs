@@ -505,6 +505,55 @@ async fn issue_18_configmap_swap_of_gatehouse_yaml_is_seen() {
 }
 
 #[tokio::test]
+async fn sigterm_flushes_every_batched_stdout_audit_record() {
+    // The bundled configuration's audit log (stdout, `whenFull: drop`, the default queue):
+    // records wait in the writer's batch for a few milliseconds, and SIGTERM right after
+    // the last decision must still find every one of them on standard output, whole.
+    let dir = std::env::temp_dir().join(format!("gh-sigterm-stdout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/doc.yaml"), ALLOW).unwrap();
+    std::fs::write(
+        dir.join("gatehouse.yaml"),
+        "policies: {directory: policies}\n\
+         audit: {mode: all}\n\
+         extAuthz:\n  principal:\n    sources: [{headers: {id: x-user, roles: x-roles}}]\n  \
+         routes: [{path: '/docs/{id}', resource: {kind: doc, id: '{id}'}}]\n",
+    )
+    .unwrap();
+    let stdout = std::fs::File::create(dir.join("stdout.log")).unwrap();
+    let mut s = Served::start_with_stdout(&dir.join("gatehouse.yaml"), true, stdout);
+    let c = s.ext_authz().await;
+    let n = 2000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let mut c = c.clone();
+        tasks.spawn(async move {
+            for i in (w..n).step_by(16) {
+                let r = c.check(request_to(&format!("/docs/{i}"))).await.unwrap();
+                assert_eq!(r.into_inner().status.map(|s| s.code), Some(0));
+            }
+        });
+    }
+    while let Some(t) = tasks.join_next().await {
+        t.unwrap();
+    }
+    assert_eq!(s.terminate().await, Some(0));
+    let out = std::fs::read_to_string(dir.join("stdout.log")).unwrap();
+    assert!(out.ends_with('\n'));
+    let mut ids: Vec<u32> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            v["resources"][0]["id"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..n).collect::<Vec<u32>>());
+}
+
+#[tokio::test]
 async fn sigterm_flushes_every_audit_record() {
     // A file audit log with a small queue in `block` mode: every decision made before the
     // signal must be in the file once the process has exited.

@@ -202,6 +202,21 @@ impl Served {
 
     /// [`start`](Self::start) with extra environment variables.
     pub fn start_with_env(config: &Path, owns_dir: bool, env: &[(&str, &Path)]) -> Served {
+        Served::spawn(config, owns_dir, env, std::process::Stdio::null())
+    }
+
+    /// [`start`](Self::start) with standard output (where the audit log goes by default)
+    /// written to `stdout`.
+    pub fn start_with_stdout(config: &Path, owns_dir: bool, stdout: std::fs::File) -> Served {
+        Served::spawn(config, owns_dir, &[], stdout.into())
+    }
+
+    fn spawn(
+        config: &Path,
+        owns_dir: bool,
+        env: &[(&str, &Path)],
+        stdout: std::process::Stdio,
+    ) -> Served {
         let (grpc, http, admin) = (free_port(), free_port(), free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .envs(env.iter().copied())
@@ -219,7 +234,7 @@ impl Served {
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .env_remove("OTEL_SERVICE_NAME")
             .env_remove("OTEL_SDK_DISABLED")
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
