@@ -43,20 +43,32 @@ pub(crate) fn install_hook() {
     }));
 }
 
-/// A future whose panic becomes `Err` instead of unwinding further.
-struct CatchUnwind<F>(Pin<Box<F>>);
+pin_project_lite::pin_project! {
+    /// A request's future whose panic becomes the `on_panic` answer instead of
+    /// unwinding further; `inner` is `None` when the call itself panicked.
+    pub(crate) struct CatchPanicFuture<F, B> {
+        #[pin]
+        inner: Option<F>,
+        on_panic: fn() -> http::Response<B>,
+    }
+}
 
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
+impl<F, B, E> Future for CatchPanicFuture<F, B>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<B>, E>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Ok((this.on_panic)()));
+        };
         match std::panic::catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(payload) => {
+            Ok(poll) => poll,
+            Err(_) => {
                 PANICS.fetch_add(1, Ordering::Relaxed);
-                Poll::Ready(Err(payload))
+                Poll::Ready(Ok((this.on_panic)()))
             }
         }
     }
@@ -105,33 +117,28 @@ pub(crate) fn http_internal() -> http::Response<axum::body::Body> {
 impl<S, R, B> tower_service::Service<R> for CatchPanic<S, B>
 where
     S: tower_service::Service<R, Response = http::Response<B>>,
-    S::Future: Send + 'static,
-    B: 'static,
 {
     type Response = http::Response<B>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = CatchPanicFuture<S::Future, B>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let on_panic = self.on_panic;
         let inner = &mut self.inner;
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(move || inner.call(request))) {
-            Ok(f) => f,
+        let inner = match std::panic::catch_unwind(AssertUnwindSafe(move || inner.call(request))) {
+            Ok(f) => Some(f),
             Err(_) => {
                 PANICS.fetch_add(1, Ordering::Relaxed);
-                return Box::pin(async move { Ok(on_panic()) });
+                None
             }
         };
-        Box::pin(async move {
-            match CatchUnwind(Box::pin(future)).await {
-                Ok(result) => result,
-                Err(_) => Ok(on_panic()),
-            }
-        })
+        CatchPanicFuture {
+            inner,
+            on_panic: self.on_panic,
+        }
     }
 }
 

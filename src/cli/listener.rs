@@ -198,7 +198,7 @@ struct WithPeer {
 impl tower_service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = <super::catch_panic::CatchPanic<axum::Router, axum::body::Body> as tower_service::Service<axum::extract::Request>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         tower_service::Service::<axum::extract::Request>::poll_ready(&mut self.router, cx)
@@ -285,20 +285,29 @@ impl tonic::transport::server::Connected for Conn {
 }
 
 /// A connection holding its slot, closed after `idle_timeout` without traffic.
+///
+/// Reads and writes only stamp the time of the last activity; the one timer is moved
+/// when it fires early (there was traffic since it was set), so a busy connection does
+/// not touch the runtime's timer on every read and write.
 pub(crate) struct GuardedStream {
     inner: TcpStream,
     _permit: OwnedSemaphorePermit,
     idle_timeout: Duration,
+    /// When a byte was last read or written (or the connection accepted).
+    last_activity: Instant,
+    /// Fires no later than `last_activity + idle_timeout`; checked against it then.
     deadline: Pin<Box<Sleep>>,
 }
 
 impl GuardedStream {
     fn new(inner: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+        let now = Instant::now();
         GuardedStream {
             inner,
             _permit: permit,
             idle_timeout,
-            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            last_activity: now,
+            deadline: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         }
     }
 
@@ -309,9 +318,22 @@ impl GuardedStream {
     }
 
     fn touch(&mut self) {
-        self.deadline
-            .as_mut()
-            .reset(Instant::now() + self.idle_timeout);
+        self.last_activity = Instant::now();
+    }
+
+    /// Ready once the connection has been idle for `idle_timeout`; a timer that fires
+    /// while there was traffic since it was set is moved to the new idle deadline.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last_activity + self.idle_timeout;
+            if due <= self.deadline.deadline() {
+                return Poll::Ready(());
+            }
+            self.deadline.as_mut().reset(due);
+        }
     }
 
     fn idle_error() -> io::Error {
@@ -334,7 +356,7 @@ impl AsyncRead for GuardedStream {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+            Poll::Pending => match self.poll_idle(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(Self::idle_error())),
                 Poll::Pending => Poll::Pending,
             },
@@ -427,6 +449,54 @@ mod tests {
             0,
             "idle connection closed"
         );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn issue_15_traffic_keeps_a_connection_open_and_silence_closes_it_on_time() {
+        let idle = Duration::from_millis(400);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut limited = LimitedListener::new(
+            listener,
+            ConnectionLimits {
+                max_connections: 4,
+                idle_timeout: idle,
+                header_read_timeout: Duration::from_secs(10),
+            },
+        );
+        let server = tokio::spawn(async move {
+            let mut s = limited.next().await;
+            let mut buf = [0u8; 64];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let mut one = [0u8; 1];
+        // A byte each way every 100 ms for three idle timeouts: the timer set at accept
+        // fires meanwhile and is moved, the connection stays open.
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client.write_all(b"x").await.unwrap();
+            assert_eq!(
+                client.read(&mut one).await.unwrap(),
+                1,
+                "closed while active"
+            );
+        }
+        // Then silence: closed one idle timeout after the last byte, not two.
+        let quiet = std::time::Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(5), client.read(&mut one)).await;
+        let waited = quiet.elapsed();
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+        assert!(
+            waited >= idle - Duration::from_millis(50),
+            "closed early: {waited:?}"
+        );
+        assert!(waited < idle * 2, "closed late: {waited:?}");
         server.abort();
     }
 
