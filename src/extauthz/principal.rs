@@ -103,8 +103,10 @@ pub(crate) struct MappedCache {
     entries: Mutex<MappedEntries>,
 }
 
-/// Mapped principals by the address of their claims (held, so never reused meanwhile).
-type MappedEntries = HashMap<usize, (Arc<Claims>, Arc<MappedPrincipal>)>;
+/// Mapped principals by the address of their claims (held, so never reused meanwhile);
+/// addresses are not chosen by clients, so a fast hasher does.
+type MappedEntries =
+    HashMap<usize, (Arc<Claims>, Arc<MappedPrincipal>), foldhash::fast::RandomState>;
 
 impl std::fmt::Debug for MappedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,7 +121,7 @@ impl MappedCache {
     pub(crate) fn new(capacity: usize) -> MappedCache {
         MappedCache {
             capacity,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::default()),
         }
     }
 

@@ -536,8 +536,11 @@ struct TokenCache {
 
 #[derive(Debug, Default)]
 struct CacheEntries {
-    /// Per key set (by position), verified tokens by their text.
-    sets: Vec<HashMap<Arc<str>, Verified>>,
+    /// Per key set (by position), verified tokens by their text. foldhash (keyed per
+    /// process) instead of SipHash: only tokens whose signature verified are inserted,
+    /// so a client cannot fill the table with colliding keys, and a token is hashed on
+    /// every request.
+    sets: Vec<HashMap<Arc<str>, Verified, foldhash::fast::RandomState>>,
     /// Insertion order, for eviction: key set and token.
     order: VecDeque<(usize, Arc<str>)>,
 }
@@ -548,7 +551,7 @@ impl TokenCache {
             capacity,
             ttl: ttl.as_secs_f64(),
             entries: Mutex::new(CacheEntries {
-                sets: (0..sets).map(|_| HashMap::new()).collect(),
+                sets: (0..sets).map(|_| HashMap::default()).collect(),
                 order: VecDeque::new(),
             }),
         }

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -193,7 +195,8 @@ struct Entry<S, const N: usize> {
 }
 
 struct Table<S, const N: usize> {
-    by_hash: HashMap<u64, Vec<Entry<S, N>>>,
+    /// Series by the hash of their label values (a bucket holds the rare collisions).
+    by_hash: HashMap<u64, Vec<Entry<S, N>>, RandomState>,
     len: usize,
     overflow: Option<S>,
 }
@@ -223,9 +226,9 @@ impl<S: Series, const N: usize> Family<S, N> {
             help,
             labels,
             cap,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             table: RwLock::new(Table {
-                by_hash: HashMap::new(),
+                by_hash: HashMap::default(),
                 len: 0,
                 overflow: None,
             }),
