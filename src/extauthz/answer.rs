@@ -58,10 +58,10 @@ impl Answer {
             Answer::Allow(a) => {
                 let mut meta = Struct::default();
                 meta.fields
-                    .insert("decision_id".into(), pb_string(&a.decision_id));
+                    .insert("decision_id".into(), pb_owned(a.decision_id));
                 meta.fields.insert("effect".into(), pb_string("allow"));
-                if let Some(p) = &a.principal {
-                    meta.fields.insert("principal".into(), pb_string(p));
+                if let Some(p) = a.principal {
+                    meta.fields.insert("principal".into(), pb_owned(p));
                 }
                 let ok = OkHttpResponse {
                     headers: a.headers.into_iter().map(|(k, v)| header(k, v)).collect(),
@@ -122,8 +122,12 @@ fn header(key: String, value: String) -> HeaderValueOption {
 }
 
 fn pb_string(s: &str) -> PbValue {
+    pb_owned(s.to_string())
+}
+
+fn pb_owned(s: String) -> PbValue {
     PbValue {
-        kind: Some(Kind::StringValue(s.to_string())),
+        kind: Some(Kind::StringValue(s)),
     }
 }
 

@@ -43,6 +43,6 @@ impl Authorization for LiveExtAuthz {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let ext = self.current.load_full();
-        ext.check(request).await
+        Ok(Response::new(ext.check_request(request).await))
     }
 }

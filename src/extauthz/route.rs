@@ -257,6 +257,9 @@ pub(crate) struct Route {
     actions: BTreeMap<String, String>,
     /// Attribute sources.
     pub(crate) attributes: AttributesConfig,
+    /// The attributes read from request headers, built once: the attribute's key and
+    /// the header's name in lower case.
+    pub(crate) header_attrs: Vec<(crate::cel::Key, String)>,
     /// Index in the configuration (for logs).
     pub(crate) index: usize,
     /// Enforcement mode, when the route sets one.
@@ -510,6 +513,17 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         action: c.action.clone(),
         actions,
         attributes: c.attributes.clone(),
+        header_attrs: c
+            .attributes
+            .headers
+            .iter()
+            .map(|(name, header)| {
+                (
+                    crate::cel::Key::String(std::sync::Arc::from(name.as_str())),
+                    header.to_ascii_lowercase(),
+                )
+            })
+            .collect(),
         index,
         mode: c.mode,
         shape,
@@ -738,27 +752,55 @@ impl RouteMapper {
     }
 }
 
-/// Fills `{name}` placeholders from path parameters.
+/// Fills `{name}` placeholders from path parameters, in one pass over the template: a
+/// value is never searched for placeholders itself (a path segment spelled `{other}`
+/// stays as sent), and a placeholder without a parameter stays as written.
 pub(crate) fn fill_template(template: &str, params: &[(String, String)], encode: bool) -> String {
-    let mut out = template.to_string();
-    for (k, v) in params {
-        let value = if encode {
-            percent_encode_segment(v)
-        } else {
-            v.clone()
-        };
-        out = out.replace(&format!("{{{k}}}"), &value);
+    let values: usize = params.iter().map(|(_, v)| v.len()).sum();
+    let mut out = String::with_capacity(template.len() + values);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let found = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| (close, v))
+        });
+        match found {
+            Some((close, v)) => {
+                if encode {
+                    out.push_str(&encode_segment(v));
+                } else {
+                    out.push_str(v);
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
-/// Percent-encodes a value for use as one URL path segment: everything but RFC 3986's
-/// unreserved characters (so `/` too, unlike the identity headers' encoding).
-pub(crate) fn percent_encode_segment(v: &str) -> String {
+/// Percent-encodes a value for use as one URL path segment (the tests' spelling).
+#[cfg(test)]
+fn percent_encode_segment(v: &str) -> String {
+    encode_segment(v).into_owned()
+}
+
+/// A value percent-encoded for use as one URL path segment: everything but RFC 3986's
+/// unreserved characters (so `/` too, unlike the identity headers' encoding); borrowed
+/// when nothing needs encoding.
+fn encode_segment(v: &str) -> std::borrow::Cow<'_, str> {
     crate::percent::encode(v, |b| {
         b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
     })
-    .into_owned()
 }
 
 #[cfg(test)]
@@ -1052,6 +1094,26 @@ mod tests {
             "http://x/a%20b%2Fc/attrs"
         );
         assert_eq!(fill_template("{id}", &p, false), "a b/c");
+        assert_eq!(
+            fill_template("x/{id}", &[("id".into(), "é%".into())], true),
+            "x/%C3%A9%25"
+        );
+    }
+
+    #[test]
+    fn issue_15_a_path_value_is_not_a_template() {
+        // One pass over the template: a segment spelled like a placeholder stays as sent
+        // (it used to be filled from the next parameter), unknown placeholders stay.
+        let p = vec![
+            ("a".to_string(), "{b}".to_string()),
+            ("b".to_string(), "x".to_string()),
+        ];
+        assert_eq!(fill_template("{a}/{b}", &p, false), "{b}/x");
+        assert_eq!(fill_template("{a}/{b}", &p, true), "%7Bb%7D/x");
+        assert_eq!(fill_template("{b}{c}{b}", &p, false), "x{c}x");
+        assert_eq!(fill_template("no placeholder", &p, false), "no placeholder");
+        assert_eq!(fill_template("{b", &p, false), "{b");
+        assert_eq!(fill_template("", &p, false), "");
     }
 
     /// Pieces request paths are made of: ordinary segments, dot segments in every

@@ -228,7 +228,9 @@ impl ExtAuthz {
     /// outputs, assertion) and the client-sent ones under our prefix to remove.
     fn allow(&self, id: &str, headers: &HashMap<String, String>, a: &Trail<'_>) -> Answer {
         let p = &self.prefix;
-        let mut set = vec![(header_name(p, "decision-id"), id.to_string())];
+        // Room for every header below: the vector never grows.
+        let mut set = Vec::with_capacity(8);
+        set.push((header_name(p, "decision-id"), id.to_string()));
         if let Some(principal) = &a.principal {
             // The mapped principal's headers are built once (cached with a verified
             // token's claims); `trail.principal` is a copy of that principal.
@@ -398,7 +400,7 @@ impl ExtAuthz {
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
         let headers = http.map_or(&empty, |h| &h.headers);
-        crate::fault::panic_if_requested(headers.get(crate::fault::HEADER).map(String::as_str));
+        crate::fault::panic_if_requested(|| headers.get(crate::fault::HEADER).map(String::as_str));
         let mut trail = self.start_trail(caller, headers);
         let result = match self.map_request(req, &mut trail).await {
             Ok(Mapped::Public) => Ok(()),
@@ -600,7 +602,11 @@ impl ExtAuthz {
         let (attrs, http) = request_parts(req)?;
         let path = normalize(&http.path)
             .map_err(|e| Denial::status(400, format!("rejected path: {e}")))?;
-        let method = http.method.to_ascii_uppercase();
+        let method = if http.method.bytes().any(|b| b.is_ascii_lowercase()) {
+            std::borrow::Cow::Owned(http.method.to_ascii_uppercase())
+        } else {
+            std::borrow::Cow::Borrowed(http.method.as_str())
+        };
         let Some(hit) = self.routes.find(&path.path, &method) else {
             return Err(Denial::forbidden(format!(
                 "no route for {method} {}",
@@ -952,22 +958,17 @@ impl ExtAuthz {
 
     /// Step 2: the engine's decision on the mapped question, on one policy snapshot.
     fn decide_input(&self, input: CheckInput, trail: &mut Trail<'_>) -> Result<(), Denial> {
-        let action = input.actions.first().cloned().unwrap_or_default();
         let snapshot = self.store.snapshot();
         trail.revision = Some(snapshot.revision.clone());
         let checked = snapshot.engine.check(&input);
+        let action = input.actions.first().map_or("", String::as_str);
         if let Some(candidate) = &self.candidate {
-            let live_allowed = checked.as_ref().is_ok_and(|o| o.is_allowed(&action));
+            let live_allowed = checked.as_ref().is_ok_and(|o| o.is_allowed(action));
             trail.comparison = Some(Comparison {
                 live_allowed,
-                candidate: super::shadow::decide(candidate, &input, &action),
+                candidate: super::shadow::decide(candidate, &input, action),
             });
         }
-        let CheckInput {
-            principal,
-            resource,
-            ..
-        } = input;
         let out = checked.map_err(|e| {
             tracing::error!(error = %e, "engine error: denying");
             if let Some(span) = &mut trail.span {
@@ -977,13 +978,13 @@ impl ExtAuthz {
         });
         let denial = match &out {
             Err(_) => None,
-            Ok(out) => match out.effect(&action) {
+            Ok(out) => match out.effect(action) {
                 Some(e) if e.effect == Effect::Allow => None,
                 Some(e) => Some(Denial {
                     status: 403,
                     reason: format!(
                         "{} may not {action} {} {:?}",
-                        principal.id, resource.kind, resource.id
+                        input.principal.id, input.resource.kind, input.resource.id
                     ),
                     policy: Some(e.policy.clone()),
                     authenticate: None,
@@ -993,6 +994,11 @@ impl ExtAuthz {
                 None => Some(Denial::forbidden("no decision")),
             },
         };
+        let CheckInput {
+            principal,
+            resource,
+            ..
+        } = input;
         trail.principal = Some(principal);
         trail.resource = Some(resource);
         trail.output = Some(out?);
@@ -1037,14 +1043,9 @@ fn request_attributes(
             }
         }
     }
-    for (name, h) in &a.headers {
-        let header = if h.bytes().any(|b| b.is_ascii_uppercase()) {
-            std::borrow::Cow::Owned(h.to_ascii_lowercase())
-        } else {
-            std::borrow::Cow::Borrowed(h.as_str())
-        };
-        if let Some(v) = http.headers.get(header.as_ref()) {
-            attr.insert(ExtAuthz::attr_key(name), Value::from(v.as_str()));
+    for (key, header) in &hit.route.header_attrs {
+        if let Some(v) = http.headers.get(header) {
+            attr.insert(key.clone(), Value::from(v.as_str()));
         }
     }
     for key in &a.context_extensions {
@@ -1178,6 +1179,16 @@ fn span_attributes(
     }
 }
 
+impl ExtAuthz {
+    /// One gRPC Check: the decision, continuing the trace of Envoy's call. Not boxed
+    /// (unlike a trait method), so the live service awaits it in its own future.
+    pub(crate) async fn check_request(&self, request: Request<CheckRequest>) -> CheckResponse {
+        let meta = request.metadata();
+        let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
+        self.decide_traced(request.get_ref(), caller).await
+    }
+}
+
 /// The tonic service.
 #[tonic::async_trait]
 impl Authorization for ExtAuthz {
@@ -1185,11 +1196,7 @@ impl Authorization for ExtAuthz {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let meta = request.metadata();
-        let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
-        Ok(Response::new(
-            self.decide_traced(request.get_ref(), caller).await,
-        ))
+        Ok(Response::new(self.check_request(request).await))
     }
 }
 
