@@ -10,7 +10,7 @@
 
 pub mod compile;
 pub mod compiled;
-mod effect;
+pub(crate) mod effect;
 pub(crate) mod id;
 pub mod load;
 pub mod model;

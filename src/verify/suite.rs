@@ -13,6 +13,7 @@ use super::compat::{format_timestamp, go_quote, parse_rfc3339};
 use super::decode::{Dec, Msg, Problem, map_entry_path, render_problems};
 use crate::cel::Timestamp;
 use crate::policy::compiled::Effect;
+use crate::policy::effect::Refused;
 use crate::policy::yaml::{Node, NodeKind, Pos, ScalarValue, build_documents};
 
 static VERSION_PATTERN: LazyLock<Regex> =
@@ -663,15 +664,19 @@ fn read_effect(dec: &mut Dec, node: &Node, path: &str) -> Option<Effect> {
         );
         return None;
     };
-    match (s.value, s.text.as_str()) {
-        (ScalarValue::Str, "EFFECT_ALLOW") | (ScalarValue::Int(1), _) => Some(Effect::Allow),
-        (ScalarValue::Str, "EFFECT_DENY") | (ScalarValue::Int(2), _) => Some(Effect::Deny),
-        (ScalarValue::Str, "EFFECT_UNSPECIFIED" | "EFFECT_NO_MATCH")
-        | (ScalarValue::Int(_) | ScalarValue::Null, _) => {
+    let effect = match s.value {
+        ScalarValue::Str => Effect::from_name(&s.text),
+        ScalarValue::Int(n) => Effect::from_number(n),
+        ScalarValue::Null => Err(Refused::NotAllowed),
+        ScalarValue::Bool(_) | ScalarValue::Float(_) => Err(Refused::Unknown),
+    };
+    match effect {
+        Ok(effect) => Some(effect),
+        Err(Refused::NotAllowed) => {
             dec.violation(Some(node.pos), path, invalid);
             None
         }
-        _ => {
+        Err(Refused::Unknown) => {
             dec.parse_error(
                 node.pos,
                 format!("invalid enum value {}", go_quote(&s.text)),
