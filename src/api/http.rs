@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::error::ApiError;
 use super::plan::encode_plan_resources;
 use super::protojson::{
-    decode_check_resources, decode_plan_resources, encode_check_resources, encode_server_info,
+    decode_check_resources, decode_plan_resources, encode_server_info, write_check_resources,
 };
 use super::service::CerbosApi;
 use crate::telemetry::TraceContext;
@@ -50,6 +50,11 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// A protojson body already written out.
+fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn error_response(e: &ApiError) -> Response {
@@ -101,7 +106,7 @@ async fn check_resources(
         Err(e) => Err(e),
     };
     match result {
-        Ok(resp) => json_response(StatusCode::OK, &encode_check_resources(&resp)),
+        Ok(resp) => json_bytes_response(StatusCode::OK, write_check_resources(&resp)),
         Err(e) => error_response(&e),
     }
 }

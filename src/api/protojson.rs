@@ -3,9 +3,13 @@
 //! for "not set", and refuse unknown fields; responses use JSON names and leave out empty
 //! fields.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use prost_types::value::Kind;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value as Json};
 
 use super::error::ApiError;
@@ -17,7 +21,7 @@ use super::pb::cerbos::request::v1::check_resources_request::ResourceEntry;
 use super::pb::cerbos::request::v1::{
     AuxData, CheckResourcesRequest, PlanResourcesRequest, aux_data,
 };
-use super::pb::cerbos::response::v1::check_resources_response::ResultEntry;
+use super::pb::cerbos::response::v1::check_resources_response::{ResultEntry, result_entry};
 use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
 use super::pb::cerbos::schema::v1::ValidationError;
 
@@ -28,8 +32,7 @@ pub fn decode_check_resources(body: &[u8]) -> Result<CheckResourcesRequest, ApiE
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(CheckResourcesRequest::default());
     }
-    let json: Json = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid_argument(format!("proto: syntax error: {e}")))?;
+    let json = parse(body)?;
     let mut o = Fields::new(&json)?;
     let req = CheckResourcesRequest {
         request_id: o.string("requestId", "request_id")?,
@@ -48,8 +51,7 @@ pub fn decode_plan_resources(body: &[u8]) -> Result<PlanResourcesRequest, ApiErr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(PlanResourcesRequest::default());
     }
-    let json: Json = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid_argument(format!("proto: syntax error: {e}")))?;
+    let json = parse(body)?;
     let mut o = Fields::new(&json)?;
     let req = PlanResourcesRequest {
         request_id: o.string("requestId", "request_id")?,
@@ -65,7 +67,7 @@ pub fn decode_plan_resources(body: &[u8]) -> Result<PlanResourcesRequest, ApiErr
     Ok(req)
 }
 
-fn plan_resource(v: &Json) -> Result<plan_resources_input::Resource, ApiError> {
+fn plan_resource(v: &Node<'_>) -> Result<plan_resources_input::Resource, ApiError> {
     let mut o = Fields::new(v)?;
     let r = plan_resources_input::Resource {
         kind: o.string("kind", "kind")?,
@@ -77,7 +79,7 @@ fn plan_resource(v: &Json) -> Result<plan_resources_input::Resource, ApiError> {
     Ok(r)
 }
 
-fn principal(v: &Json) -> Result<Principal, ApiError> {
+fn principal(v: &Node<'_>) -> Result<Principal, ApiError> {
     let mut o = Fields::new(v)?;
     let p = Principal {
         id: o.string("id", "id")?,
@@ -90,7 +92,7 @@ fn principal(v: &Json) -> Result<Principal, ApiError> {
     Ok(p)
 }
 
-fn resource(v: &Json) -> Result<Resource, ApiError> {
+fn resource(v: &Node<'_>) -> Result<Resource, ApiError> {
     let mut o = Fields::new(v)?;
     let r = Resource {
         kind: o.string("kind", "kind")?,
@@ -103,7 +105,7 @@ fn resource(v: &Json) -> Result<Resource, ApiError> {
     Ok(r)
 }
 
-fn resource_entry(v: &Json) -> Result<ResourceEntry, ApiError> {
+fn resource_entry(v: &Node<'_>) -> Result<ResourceEntry, ApiError> {
     let mut o = Fields::new(v)?;
     let e = ResourceEntry {
         actions: o.repeated_strings("actions", "actions")?,
@@ -113,7 +115,7 @@ fn resource_entry(v: &Json) -> Result<ResourceEntry, ApiError> {
     Ok(e)
 }
 
-fn jwt(v: &Json) -> Result<aux_data::Jwt, ApiError> {
+fn jwt(v: &Node<'_>) -> Result<aux_data::Jwt, ApiError> {
     let mut o = Fields::new(v)?;
     let j = aux_data::Jwt {
         token: o.string("token", "token")?,
@@ -123,7 +125,7 @@ fn jwt(v: &Json) -> Result<aux_data::Jwt, ApiError> {
     Ok(j)
 }
 
-fn aux_data(v: &Json) -> Result<AuxData, ApiError> {
+fn aux_data(v: &Node<'_>) -> Result<AuxData, ApiError> {
     let mut o = Fields::new(v)?;
     let a = AuxData {
         jwt: o.message("jwt", "jwt", jwt)?,
@@ -133,7 +135,7 @@ fn aux_data(v: &Json) -> Result<AuxData, ApiError> {
     Ok(a)
 }
 
-fn request_context(v: &Json) -> Result<RequestContext, ApiError> {
+fn request_context(v: &Node<'_>) -> Result<RequestContext, ApiError> {
     let mut o = Fields::new(v)?;
     let c = RequestContext {
         annotations: o.value_map("annotations", "annotations")?,
@@ -143,22 +145,25 @@ fn request_context(v: &Json) -> Result<RequestContext, ApiError> {
 }
 
 /// How a JSON value reads in an error message.
-fn token(v: &Json) -> String {
+fn token(v: &Node<'_>) -> String {
     match v {
-        Json::Object(_) => "{".to_string(),
-        Json::Array(_) => "[".to_string(),
-        other => other.to_string(),
+        Node::Object(_) => "{".to_string(),
+        Node::Array(_) => "[".to_string(),
+        Node::Null => "null".to_string(),
+        Node::Bool(b) => b.to_string(),
+        Node::Number(n) => n.to_string(),
+        Node::String(s) => Json::from(s.as_ref()).to_string(),
     }
 }
 
-fn unexpected(v: &Json) -> ApiError {
+fn unexpected(v: &Node<'_>) -> ApiError {
     ApiError::invalid_argument(format!(
         "proto: syntax error: unexpected token {}",
         token(v)
     ))
 }
 
-fn invalid(kind: &str, name: &str, v: &Json) -> ApiError {
+fn invalid(kind: &str, name: &str, v: &Node<'_>) -> ApiError {
     ApiError::invalid_argument(format!(
         "proto: invalid value for {kind} field {name}: {}",
         token(v)
@@ -167,14 +172,14 @@ fn invalid(kind: &str, name: &str, v: &Json) -> ApiError {
 
 /// The fields of one JSON object, taken one by one; whatever is left is unknown.
 struct Fields<'a> {
-    map: &'a Map<String, Json>,
+    map: &'a [Entry<'a>],
     taken: Vec<&'a str>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(v: &'a Json) -> Result<Self, ApiError> {
+    fn new(v: &'a Node<'a>) -> Result<Self, ApiError> {
         match v {
-            Json::Object(map) => Ok(Fields {
+            Node::Object(map) => Ok(Fields {
                 map,
                 taken: Vec::with_capacity(map.len()),
             }),
@@ -187,11 +192,11 @@ impl<'a> Fields<'a> {
         &mut self,
         json_name: &'static str,
         proto_name: &'static str,
-    ) -> Result<Option<(&'a str, &'a Json)>, ApiError> {
-        let mut found: Option<(&'a str, &'a Json)> = None;
+    ) -> Result<Option<(&'a str, &'a Node<'a>)>, ApiError> {
+        let mut found: Option<(&'a str, &'a Node<'a>)> = None;
         for name in [json_name, proto_name] {
-            if let Some((k, v)) = self.map.get_key_value(name) {
-                if self.taken.contains(&k.as_str()) {
+            if let Some((k, v)) = self.map.iter().find(|(k, _)| k == name) {
+                if self.taken.contains(&k.as_ref()) {
                     continue;
                 }
                 if found.is_some() {
@@ -199,15 +204,20 @@ impl<'a> Fields<'a> {
                         "proto: duplicate field {k:?}"
                     )));
                 }
-                self.taken.push(k.as_str());
-                found = Some((k.as_str(), v));
+                self.taken.push(k.as_ref());
+                found = Some((k.as_ref(), v));
             }
         }
-        Ok(found.filter(|(_, v)| !v.is_null()))
+        Ok(found.filter(|(_, v)| !matches!(v, Node::Null)))
     }
 
     fn finish(self) -> Result<(), ApiError> {
-        match self.map.keys().find(|k| !self.taken.contains(&k.as_str())) {
+        match self
+            .map
+            .iter()
+            .map(|(k, _)| k.as_ref())
+            .find(|k| !self.taken.contains(k))
+        {
             Some(k) => Err(ApiError::invalid_argument(format!(
                 "proto: unknown field {k:?}"
             ))),
@@ -218,7 +228,7 @@ impl<'a> Fields<'a> {
     fn string(&mut self, j: &'static str, p: &'static str) -> Result<String, ApiError> {
         match self.take(j, p)? {
             None => Ok(String::new()),
-            Some((_, Json::String(s))) => Ok(s.clone()),
+            Some((_, Node::String(s))) => Ok(s.to_string()),
             Some((name, v)) => Err(invalid("string", name, v)),
         }
     }
@@ -226,7 +236,7 @@ impl<'a> Fields<'a> {
     fn bool(&mut self, j: &'static str, p: &'static str) -> Result<bool, ApiError> {
         match self.take(j, p)? {
             None => Ok(false),
-            Some((_, Json::Bool(b))) => Ok(*b),
+            Some((_, Node::Bool(b))) => Ok(*b),
             Some((name, v)) => Err(invalid("bool", name, v)),
         }
     }
@@ -235,7 +245,7 @@ impl<'a> Fields<'a> {
         &mut self,
         j: &'static str,
         p: &'static str,
-        read: fn(&Json) -> Result<T, ApiError>,
+        read: fn(&Node<'_>) -> Result<T, ApiError>,
     ) -> Result<Option<T>, ApiError> {
         self.take(j, p)?.map(|(_, v)| read(v)).transpose()
     }
@@ -244,10 +254,10 @@ impl<'a> Fields<'a> {
         &mut self,
         j: &'static str,
         p: &'static str,
-    ) -> Result<(&'a str, &'a [Json]), ApiError> {
+    ) -> Result<(&'a str, &'a [Node<'a>]), ApiError> {
         match self.take(j, p)? {
             None => Ok((j, &[])),
-            Some((name, Json::Array(items))) => Ok((name, items)),
+            Some((name, Node::Array(items))) => Ok((name, items)),
             Some((_, v)) => Err(unexpected(v)),
         }
     }
@@ -261,7 +271,7 @@ impl<'a> Fields<'a> {
         items
             .iter()
             .map(|v| match v {
-                Json::String(s) => Ok(s.clone()),
+                Node::String(s) => Ok(s.to_string()),
                 other => Err(invalid("string", name, other)),
             })
             .collect()
@@ -271,7 +281,7 @@ impl<'a> Fields<'a> {
         &mut self,
         j: &'static str,
         p: &'static str,
-        read: fn(&Json) -> Result<T, ApiError>,
+        read: fn(&Node<'_>) -> Result<T, ApiError>,
     ) -> Result<Vec<T>, ApiError> {
         let (_, items) = self.array(j, p)?;
         items.iter().map(read).collect()
@@ -281,10 +291,10 @@ impl<'a> Fields<'a> {
         &mut self,
         j: &'static str,
         p: &'static str,
-    ) -> Result<Option<&'a Map<String, Json>>, ApiError> {
+    ) -> Result<Option<&'a [Entry<'a>]>, ApiError> {
         match self.take(j, p)? {
             None => Ok(None),
-            Some((_, Json::Object(m))) => Ok(Some(m)),
+            Some((_, Node::Object(m))) => Ok(Some(m)),
             Some((_, v)) => Err(unexpected(v)),
         }
     }
@@ -298,7 +308,7 @@ impl<'a> Fields<'a> {
             return Ok(BTreeMap::new());
         };
         m.iter()
-            .map(|(k, v)| Ok((k.clone(), json_to_value(v)?)))
+            .map(|(k, v)| Ok((k.to_string(), node_value(v)?)))
             .collect()
     }
 
@@ -306,18 +316,177 @@ impl<'a> Fields<'a> {
         &mut self,
         j: &'static str,
         p: &'static str,
-        read: fn(&Json) -> Result<T, ApiError>,
+        read: fn(&Node<'_>) -> Result<T, ApiError>,
     ) -> Result<BTreeMap<String, T>, ApiError> {
         let Some(m) = self.object(j, p)? else {
             return Ok(BTreeMap::new());
         };
         m.iter()
             .map(|(k, v)| {
-                let msg = if v.is_null() { T::default() } else { read(v)? };
-                Ok((k.clone(), msg))
+                let msg = if matches!(v, Node::Null) {
+                    T::default()
+                } else {
+                    read(v)?
+                };
+                Ok((k.to_string(), msg))
             })
             .collect()
     }
+}
+
+/// A request body as parsed: a JSON tree whose strings borrow from the body unless they
+/// hold escapes. The messages are read from it directly, without the hashing and copying
+/// of a `serde_json::Value`; it keeps `serde_json::Value`'s meaning exactly (a repeated
+/// key keeps its first place and its last value, a non-finite number is null).
+#[derive(Debug, PartialEq)]
+enum Node<'a> {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(Cow<'a, str>),
+    Array(Vec<Node<'a>>),
+    Object(Vec<Entry<'a>>),
+}
+
+/// One key and value of a parsed object.
+type Entry<'a> = (Cow<'a, str>, Node<'a>);
+
+/// Objects with more keys than this find repeated keys through a hash index.
+const LINEAR_KEYS: usize = 8;
+
+/// Parses a body as JSON; a syntax error reads as Cerbos's.
+fn parse(body: &[u8]) -> Result<Node<'_>, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_argument(format!("proto: syntax error: {e}")))
+}
+
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+/// An object key, borrowed from the body when it has no escapes.
+struct NodeKey<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for NodeKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(NodeVisitor).and_then(|n| match n {
+            Node::String(s) => Ok(NodeKey(s)),
+            _ => Err(de::Error::custom("expected a string key")),
+        })
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Node<'de>, E> {
+        Ok(Node::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Node<'de>, E> {
+        Ok(Node::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Node<'de>, E> {
+        Ok(Node::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Node<'de>, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Node::Null, Node::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Owned(s.to_string())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Node<'de>, E> {
+        Ok(Node::String(Cow::Owned(s)))
+    }
+
+    fn visit_none<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
+        Node::deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let mut entries: Vec<Entry<'de>> = Vec::new();
+        let mut index: HashMap<Cow<'de, str>, usize> = HashMap::new();
+        while let Some(NodeKey(key)) = map.next_key()? {
+            let value: Node<'de> = map.next_value()?;
+            let seen = if entries.len() <= LINEAR_KEYS {
+                entries.iter().position(|(k, _)| *k == key)
+            } else {
+                if index.is_empty() {
+                    index.extend(entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)));
+                }
+                index.get(&key).copied()
+            };
+            match seen {
+                Some(i) => entries[i].1 = value,
+                None => {
+                    if !index.is_empty() {
+                        index.insert(key.clone(), entries.len());
+                    }
+                    entries.push((key, value));
+                }
+            }
+        }
+        Ok(Node::Object(entries))
+    }
+}
+
+/// A parsed JSON value as a `google.protobuf.Value`.
+fn node_value(v: &Node<'_>) -> Result<prost_types::Value, ApiError> {
+    let kind = match v {
+        Node::Null => Kind::NullValue(0),
+        Node::Bool(b) => Kind::BoolValue(*b),
+        Node::Number(n) => match n.as_f64().filter(|f| f.is_finite()) {
+            Some(f) => Kind::NumberValue(f),
+            None => {
+                return Err(ApiError::invalid_argument(format!(
+                    "proto: invalid google.protobuf.Value: {n}"
+                )));
+            }
+        },
+        Node::String(s) => Kind::StringValue(s.to_string()),
+        Node::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(node_value).collect::<Result<_, _>>()?,
+        }),
+        Node::Object(m) => Kind::StructValue(prost_types::Struct {
+            fields: m
+                .iter()
+                .map(|(k, v)| Ok((k.to_string(), node_value(v)?)))
+                .collect::<Result<_, ApiError>>()?,
+        }),
+    };
+    Ok(prost_types::Value { kind: Some(kind) })
 }
 
 /// A JSON value as a `google.protobuf.Value`.
@@ -492,6 +661,136 @@ pub fn encode_check_resources(r: &CheckResourcesResponse) -> Json {
     Json::Object(m)
 }
 
+/// A `CheckResourcesResponse` as protojson text, written straight from the message: the
+/// bytes of `encode_check_resources(r).to_string()` without building the tree.
+pub fn write_check_resources(r: &CheckResourcesResponse) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + 256 * r.results.len());
+    match serde_json::to_writer(&mut out, &CheckResponseText(r)) {
+        Ok(()) => out,
+        // Writing to a Vec and serialising strings and maps cannot fail; stay correct anyway.
+        Err(_) => encode_check_resources(r).to_string().into_bytes(),
+    }
+}
+
+/// Serialises a `CheckResourcesResponse` as protojson (empty fields left out).
+struct CheckResponseText<'a>(&'a CheckResourcesResponse);
+
+impl Serialize for CheckResponseText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        put_entry(&mut m, "requestId", &r.request_id)?;
+        if !r.results.is_empty() {
+            m.serialize_entry("results", &Items(&r.results, ResultText))?;
+        }
+        put_entry(&mut m, "cerbosCallId", &r.cerbos_call_id)?;
+        m.end()
+    }
+}
+
+/// A repeated field, each item serialised through `F`.
+struct Items<'a, T, F>(&'a [T], fn(&'a T) -> F);
+
+impl<'a, T, F: Serialize> Serialize for Items<'a, T, F> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(self.1))
+    }
+}
+
+/// A string field, left out when empty.
+fn put_entry<M: SerializeMap>(m: &mut M, key: &str, v: &str) -> Result<(), M::Error> {
+    if v.is_empty() {
+        Ok(())
+    } else {
+        m.serialize_entry(key, v)
+    }
+}
+
+struct ResultText<'a>(&'a ResultEntry);
+
+impl Serialize for ResultText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        if let Some(res) = &r.resource {
+            m.serialize_entry("resource", &ResourceText(res))?;
+        }
+        if !r.actions.is_empty() {
+            m.serialize_entry("actions", &EffectsText(&r.actions))?;
+        }
+        if !r.validation_errors.is_empty() {
+            m.serialize_entry(
+                "validationErrors",
+                &Items(&r.validation_errors, validation_error_json),
+            )?;
+        }
+        if let Some(meta) = &r.meta {
+            m.serialize_entry("meta", &MetaText(meta))?;
+        }
+        if !r.outputs.is_empty() {
+            m.serialize_entry("outputs", &Items(&r.outputs, output_json))?;
+        }
+        m.end()
+    }
+}
+
+struct ResourceText<'a>(&'a result_entry::Resource);
+
+impl Serialize for ResourceText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        put_entry(&mut m, "id", &r.id)?;
+        put_entry(&mut m, "kind", &r.kind)?;
+        put_entry(&mut m, "policyVersion", &r.policy_version)?;
+        put_entry(&mut m, "scope", &r.scope)?;
+        m.end()
+    }
+}
+
+struct EffectsText<'a>(&'a BTreeMap<String, i32>);
+
+impl Serialize for EffectsText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(a, e)| (a, effect_name(*e))))
+    }
+}
+
+struct MetaText<'a>(&'a result_entry::Meta);
+
+impl Serialize for MetaText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let meta = self.0;
+        let mut m = s.serialize_map(None)?;
+        if !meta.actions.is_empty() {
+            m.serialize_entry("actions", &MetaActionsText(&meta.actions))?;
+        }
+        if !meta.effective_derived_roles.is_empty() {
+            m.serialize_entry("effectiveDerivedRoles", &meta.effective_derived_roles)?;
+        }
+        m.end()
+    }
+}
+
+struct MetaActionsText<'a>(&'a BTreeMap<String, result_entry::meta::EffectMeta>);
+
+impl Serialize for MetaActionsText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(a, em)| (a, EffectMetaText(em))))
+    }
+}
+
+struct EffectMetaText<'a>(&'a result_entry::meta::EffectMeta);
+
+impl Serialize for EffectMetaText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        put_entry(&mut m, "matchedPolicy", &self.0.matched_policy)?;
+        put_entry(&mut m, "matchedScope", &self.0.matched_scope)?;
+        m.end()
+    }
+}
+
 /// A `ServerInfoResponse` as protojson.
 pub fn encode_server_info(r: &ServerInfoResponse) -> Json {
     let mut m = Map::new();
@@ -548,6 +847,126 @@ mod tests {
             decode_check_resources(b"  ").unwrap(),
             CheckResourcesRequest::default()
         );
+    }
+
+    /// The parsed tree means what `serde_json::Value` means: same numbers, strings with
+    /// escapes, and a repeated key keeps its last value, in small and large objects.
+    #[test]
+    fn parsed_values_match_serde_json() {
+        let many: String = (0..20).map(|i| format!(r#""k{i}":{i},"#)).collect();
+        let bodies = [
+            r#"{"a":1,"b":-0,"c":-0.0,"d":1.5e300,"e":18446744073709551615,"f":-9223372036854775808}"#.to_string(),
+            r#"{"s":"plain","t":"esc\"aped\u00e9\n","u":["x",null,true,false,[],{}],"v":{"w":{"x":[1,[2,{"y":3}]]}}}"#.to_string(),
+            r#"{"a":1,"b":2,"a":3}"#.to_string(),
+            format!(r#"{{{many}"k3":"again","k19":null}}"#),
+            format!(r#"{{"outer":{{{many}"k0":"last"}},"k\u0030":5}}"#),
+        ];
+        for body in &bodies {
+            let node = parse(body.as_bytes()).unwrap();
+            let json: Json = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                node_value(&node).unwrap(),
+                json_to_value(&json).unwrap(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_fields_keep_the_last_value_and_the_first_place() {
+        let req = decode_check_resources(br#"{"requestId":"a","requestId":"b"}"#).unwrap();
+        assert_eq!(req.request_id, "b");
+        let msg = decode_check_resources(br#"{"zz":1,"requestId":"x","yy":3,"zz":2}"#)
+            .unwrap_err()
+            .message()
+            .to_string();
+        assert_eq!(msg, r#"proto: unknown field "zz""#);
+        let roles = decode_check_resources(br#"{"principal":{"roles":"a\"\u0001\u00e9"}}"#)
+            .unwrap_err()
+            .message()
+            .to_string();
+        assert_eq!(
+            roles,
+            format!(
+                "proto: syntax error: unexpected token {}",
+                Json::from("a\"\u{1}\u{e9}")
+            )
+        );
+    }
+
+    /// The text written straight from the message is the text of the JSON tree.
+    #[test]
+    fn written_responses_match_the_tree() {
+        use super::super::pb::cerbos::response::v1::check_resources_response::result_entry::meta::EffectMeta;
+        let full = ResultEntry {
+            resource: Some(result_entry::Resource {
+                id: "doc \"1\"\n".into(),
+                kind: "document".into(),
+                policy_version: String::new(),
+                scope: "acme.hr".into(),
+            }),
+            actions: [
+                ("read".to_string(), 1),
+                ("é".to_string(), 2),
+                ("x".to_string(), 7),
+            ]
+            .into_iter()
+            .collect(),
+            validation_errors: vec![ValidationError {
+                path: "/a".into(),
+                message: "bad".into(),
+                source: 2,
+            }],
+            meta: Some(result_entry::Meta {
+                actions: [(
+                    "read".to_string(),
+                    EffectMeta {
+                        matched_policy: "resource.document.vdefault".into(),
+                        matched_scope: String::new(),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+                effective_derived_roles: vec!["owner".into(), "boss".into()],
+            }),
+            outputs: vec![
+                OutputEntry {
+                    src: "resource.document.vdefault#r1".into(),
+                    val: Some(
+                        json_to_value(&serde_json::json!({"n": 1.5, "m": [-0.0, 3.0, "s"]}))
+                            .unwrap(),
+                    ),
+                    action: "read".into(),
+                    error: String::new(),
+                },
+                OutputEntry {
+                    error: "no such key".into(),
+                    ..Default::default()
+                },
+            ],
+        };
+        let responses = [
+            CheckResourcesResponse::default(),
+            CheckResourcesResponse {
+                request_id: "r\u{2028}1".into(),
+                results: vec![
+                    full,
+                    ResultEntry {
+                        resource: Some(Default::default()),
+                        meta: Some(Default::default()),
+                        ..Default::default()
+                    },
+                    ResultEntry::default(),
+                ],
+                cerbos_call_id: "01HZ".into(),
+            },
+        ];
+        for r in &responses {
+            assert_eq!(
+                String::from_utf8(write_check_resources(r)).unwrap(),
+                encode_check_resources(r).to_string()
+            );
+        }
     }
 
     #[test]
