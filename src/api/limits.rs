@@ -108,8 +108,17 @@ struct Budget(usize);
 
 impl Budget {
     /// Counts `v` and every value nested in it (without recursion); false once over budget.
+    /// A scalar is counted without allocating.
     fn take_tree(&mut self, v: &prost_types::Value) -> bool {
-        let mut stack = vec![v];
+        let Some(left) = self.0.checked_sub(1) else {
+            return false;
+        };
+        self.0 = left;
+        let mut stack = match &v.kind {
+            Some(Kind::ListValue(l)) => l.values.iter().collect::<Vec<_>>(),
+            Some(Kind::StructValue(s)) => s.fields.values().collect(),
+            _ => return true,
+        };
         while let Some(v) = stack.pop() {
             let Some(left) = self.0.checked_sub(1) else {
                 return false;

@@ -158,17 +158,20 @@ impl CerbosApi {
             .unwrap_or_default();
         let snapshot = self.store.snapshot();
         let engine = &snapshot.engine;
-        let mut decided: Vec<(CheckInput, CheckOutput)> = Vec::with_capacity(req.resources.len());
-        for entry in &req.resources {
+        let CheckResourcesRequest {
+            request_id,
+            include_meta,
+            resources,
+            ..
+        } = req;
+        let mut decided: Vec<(CheckInput, CheckOutput)> = Vec::with_capacity(resources.len());
+        // The request's strings move into the engine's input rather than being copied.
+        for entry in resources {
             let input = CheckInput {
-                request_id: req.request_id.clone(),
+                request_id: request_id.clone(),
                 principal: principal.clone(),
-                resource: entry
-                    .resource
-                    .as_ref()
-                    .map(resource_input)
-                    .unwrap_or_default(),
-                actions: entry.actions.clone(),
+                resource: entry.resource.map(resource_input).unwrap_or_default(),
+                actions: entry.actions,
                 aux_data: aux_data.clone(),
             };
             let output = engine.check(&input).map_err(|e| {
@@ -181,7 +184,7 @@ impl CerbosApi {
         self.record(
             CallFacts {
                 call_id: &call_id,
-                request_id: &req.request_id,
+                request_id: &request_id,
                 revision: &snapshot.revision,
                 policies: engine.policies(),
                 trace_id,
@@ -192,10 +195,10 @@ impl CerbosApi {
         );
         let results = decided
             .into_iter()
-            .map(|(input, output)| result_entry(input.resource, output, req.include_meta))
+            .map(|(input, output)| result_entry(input.resource, output, include_meta))
             .collect();
         Ok(CheckResourcesResponse {
-            request_id: req.request_id,
+            request_id,
             results,
             cerbos_call_id: call_id,
         })
@@ -326,9 +329,12 @@ fn cel_value(v: &prost_types::Value) -> Value {
 }
 
 pub(super) fn cel_map(m: &BTreeMap<String, prost_types::Value>) -> MapValue {
-    m.iter()
-        .map(|(k, v)| (Key::String(Arc::from(k.as_str())), cel_value(v)))
-        .collect()
+    // Sized once; the keys come in order, so every insert appends.
+    let mut out = MapValue::with_capacity(m.len());
+    for (k, v) in m {
+        out.insert(Key::String(Arc::from(k.as_str())), cel_value(v));
+    }
+    out
 }
 
 pub(super) fn principal_input(p: &pb_engine::Principal) -> engine::Principal {
@@ -341,13 +347,13 @@ pub(super) fn principal_input(p: &pb_engine::Principal) -> engine::Principal {
     }
 }
 
-fn resource_input(r: &pb_engine::Resource) -> engine::Resource {
+fn resource_input(r: pb_engine::Resource) -> engine::Resource {
     engine::Resource {
-        kind: r.kind.clone(),
-        id: r.id.clone(),
         attr: Arc::new(cel_map(&r.attr)),
-        policy_version: r.policy_version.clone(),
-        scope: r.scope.clone(),
+        kind: r.kind,
+        id: r.id,
+        policy_version: r.policy_version,
+        scope: r.scope,
     }
 }
 
@@ -360,11 +366,6 @@ fn effect_number(e: Effect) -> i32 {
 
 /// One resource's entry of the response.
 fn result_entry(resource: engine::Resource, out: CheckOutput, include_meta: bool) -> ResultEntry {
-    let actions = out
-        .actions
-        .iter()
-        .map(|a| (a.action.clone(), effect_number(a.effect)))
-        .collect();
     let meta = include_meta.then(|| result_entry::Meta {
         actions: out
             .actions
@@ -390,6 +391,11 @@ fn result_entry(resource: engine::Resource, out: CheckOutput, include_meta: bool
                 ValidationSource::Resource => 2,
             },
         })
+        .collect();
+    let actions = out
+        .actions
+        .into_iter()
+        .map(|a| (a.action, effect_number(a.effect)))
         .collect();
     let outputs = out
         .outputs

@@ -98,9 +98,27 @@ fn keyed(number: i32, name: &str, key: &str) -> FieldPathElement {
     }
 }
 
+/// One step of the path being validated, made into a `FieldPathElement` only when a
+/// violation is reported (a valid request allocates no path).
+enum Step {
+    Field(i32, &'static str, i32),
+    Indexed(i32, &'static str, i32, usize),
+    Keyed(i32, &'static str, String),
+}
+
+impl Step {
+    fn element(&self) -> FieldPathElement {
+        match self {
+            Step::Field(n, name, t) => field(*n, name, *t),
+            Step::Indexed(n, name, t, i) => indexed(*n, name, *t, *i),
+            Step::Keyed(n, name, key) => keyed(*n, name, key),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Validator {
-    path: Vec<FieldPathElement>,
+    path: Vec<Step>,
     /// Depth of map values around the current path (protovalidate then sets `for_key: false`).
     in_map_value: usize,
     out: Vec<Violation>,
@@ -115,7 +133,7 @@ impl Validator {
         message: String,
         for_key: bool,
     ) {
-        let mut elements = self.path.clone();
+        let mut elements: Vec<FieldPathElement> = self.path.iter().map(Step::element).collect();
         elements.extend(last);
         self.out.push(Violation {
             rule_id: Some(rule_id.to_string()),
@@ -145,7 +163,7 @@ impl Validator {
         );
     }
 
-    fn in_field(&mut self, f: FieldPathElement, body: impl FnOnce(&mut Self)) {
+    fn in_field(&mut self, f: Step, body: impl FnOnce(&mut Self)) {
         self.path.push(f);
         body(self);
         self.path.pop();
@@ -175,9 +193,7 @@ impl Validator {
             self.required(field(number, name, ty::STRING));
             return;
         }
-        let mut seen = std::collections::HashSet::with_capacity(items.len());
-        let unique = items.iter().all(|a| seen.insert(a.as_str()));
-        if !unique {
+        if !all_unique(items) {
             self.violation(
                 Some(field(number, name, ty::STRING)),
                 Some(REPEATED_UNIQUE),
@@ -217,21 +233,21 @@ impl Validator {
     fn request(&mut self, req: &CheckResourcesRequest) {
         match &req.principal {
             None => self.required(field(3, "principal", ty::MESSAGE)),
-            Some(p) => self.in_field(field(3, "principal", ty::MESSAGE), |v| v.principal(p)),
+            Some(p) => self.in_field(Step::Field(3, "principal", ty::MESSAGE), |v| v.principal(p)),
         }
         if req.resources.is_empty() {
             self.required(field(4, "resources", ty::MESSAGE));
         }
         for (i, entry) in req.resources.iter().enumerate() {
-            self.in_field(indexed(4, "resources", ty::MESSAGE, i), |v| {
+            self.in_field(Step::Indexed(4, "resources", ty::MESSAGE, i), |v| {
                 v.resource_entry(entry)
             });
         }
         if let Some(aux) = &req.aux_data {
-            self.in_field(field(5, "aux_data", ty::MESSAGE), |v| v.aux_data(aux));
+            self.in_field(Step::Field(5, "aux_data", ty::MESSAGE), |v| v.aux_data(aux));
         }
         if let Some(ctx) = &req.request_context {
-            self.in_field(field(6, "request_context", ty::MESSAGE), |v| {
+            self.in_field(Step::Field(6, "request_context", ty::MESSAGE), |v| {
                 v.request_context(ctx)
             });
         }
@@ -259,8 +275,7 @@ impl Validator {
                 false,
             );
         }
-        let mut seen = std::collections::HashSet::with_capacity(req.actions.len());
-        if !req.actions.iter().all(|a| seen.insert(a.as_str())) {
+        if !all_unique(&req.actions) {
             self.violation(
                 Some(field(7, "actions", ty::STRING)),
                 Some(REPEATED_UNIQUE),
@@ -282,17 +297,19 @@ impl Validator {
         }
         match &req.principal {
             None => self.required(field(3, "principal", ty::MESSAGE)),
-            Some(p) => self.in_field(field(3, "principal", ty::MESSAGE), |v| v.principal(p)),
+            Some(p) => self.in_field(Step::Field(3, "principal", ty::MESSAGE), |v| v.principal(p)),
         }
         match &req.resource {
             None => self.required(field(4, "resource", ty::MESSAGE)),
-            Some(r) => self.in_field(field(4, "resource", ty::MESSAGE), |v| v.plan_resource(r)),
+            Some(r) => self.in_field(Step::Field(4, "resource", ty::MESSAGE), |v| {
+                v.plan_resource(r)
+            }),
         }
         if let Some(aux) = &req.aux_data {
-            self.in_field(field(5, "aux_data", ty::MESSAGE), |v| v.aux_data(aux));
+            self.in_field(Step::Field(5, "aux_data", ty::MESSAGE), |v| v.aux_data(aux));
         }
         if let Some(ctx) = &req.request_context {
-            self.in_field(field(8, "request_context", ty::MESSAGE), |v| {
+            self.in_field(Step::Field(8, "request_context", ty::MESSAGE), |v| {
                 v.request_context(ctx)
             });
         }
@@ -339,7 +356,7 @@ impl Validator {
         self.string_list(1, "actions", &e.actions);
         match &e.resource {
             None => self.required(field(2, "resource", ty::MESSAGE)),
-            Some(r) => self.in_field(field(2, "resource", ty::MESSAGE), |v| v.resource(r)),
+            Some(r) => self.in_field(Step::Field(2, "resource", ty::MESSAGE), |v| v.resource(r)),
         }
     }
 
@@ -354,14 +371,14 @@ impl Validator {
             );
         }
         if let Some(jwt) = &a.jwt {
-            self.in_field(field(1, "jwt", ty::MESSAGE), |v| {
+            self.in_field(Step::Field(1, "jwt", ty::MESSAGE), |v| {
                 v.required_string(1, "token", &jwt.token)
             });
         }
         self.map_keys(2, "jwts", a.jwts.keys());
         for (name, jwt) in &a.jwts {
             self.in_map_value += 1;
-            self.in_field(keyed(2, "jwts", name), |v| {
+            self.in_field(Step::Keyed(2, "jwts", name.clone()), |v| {
                 v.required_string(1, "token", &jwt.token)
             });
             self.in_map_value -= 1;
@@ -388,6 +405,20 @@ impl Validator {
             },
         ))
     }
+}
+
+/// Whether no item repeats: short lists (a request's actions and roles) are compared pairwise,
+/// longer ones through a hash set.
+fn all_unique(items: &[String]) -> bool {
+    const PAIRWISE: usize = 16;
+    if items.len() <= PAIRWISE {
+        return items
+            .iter()
+            .enumerate()
+            .all(|(i, a)| !items[..i].contains(a));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items.iter().all(|a| seen.insert(a.as_str()))
 }
 
 /// `^[\w]*$` with Go's ASCII `\w`.
@@ -620,6 +651,23 @@ mod tests {
             ),
             ""
         );
+    }
+
+    #[test]
+    fn uniqueness_pairwise_and_hashed() {
+        let list = |n: usize, repeat: Option<usize>| -> Vec<String> {
+            let mut v: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+            if let Some(i) = repeat {
+                v.push(format!("a{i}"));
+            }
+            v
+        };
+        for n in [0, 1, 5, 16, 40] {
+            assert!(all_unique(&list(n, None)), "{n}");
+        }
+        for (n, i) in [(1, 0), (5, 3), (15, 14), (16, 0), (40, 39)] {
+            assert!(!all_unique(&list(n, Some(i))), "{n} {i}");
+        }
     }
 
     #[test]
