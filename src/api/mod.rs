@@ -34,7 +34,7 @@ pub use plan::encode_plan_resources;
 pub(crate) use plan::{PlanFacts, record_plan};
 pub use protojson::{
     decode_check_resources, decode_plan_resources, encode_check_resources, encode_server_info,
-    json_to_value, value_to_json,
+    json_to_value, value_to_json, write_check_resources,
 };
 pub use service::CerbosApi;
 pub use settings::{
