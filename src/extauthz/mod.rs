@@ -106,104 +106,12 @@ pub(crate) async fn build_after(
     sinks: Sinks,
     previous: Option<&ExtAuthz>,
 ) -> Result<ExtAuthz, ConfigError> {
-    let imported = match &config.openapi {
-        Some(o) => Some(
-            openapi::load(
-                o,
-                base,
-                &config.routes,
-                previous.and_then(|p| p.imported.as_ref()),
-            )
-            .await,
-        ),
-        None => None,
-    };
-    let table = match &imported {
-        Some(i) => openapi::merge(&config.routes, &i.routes),
-        None => config.routes.clone(),
-    };
-    let routes = RouteMapper::new(&table).map_err(|errs| {
-        ConfigError(
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let (imported, routes) = route_table(config, base, previous).await?;
     check_max_filter(config.max_filter_bytes).map_err(ConfigError)?;
-    let prefix = config.header_prefix.to_ascii_lowercase();
-    if prefix.is_empty()
-        || !prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(ConfigError(format!(
-            "headerPrefix {prefix:?} must be a non-empty header name prefix"
-        )));
-    }
+    let prefix = header_prefix(&config.header_prefix)?;
     let mut sources = Vec::new();
     for s in &config.principal.sources {
-        sources.push(match s {
-            config::PrincipalSourceConfig::JwtAuthn(c) => principal::Source::JwtAuthn(c.clone()),
-            config::PrincipalSourceConfig::Mtls(c) => principal::Source::Mtls(c.clone()),
-            config::PrincipalSourceConfig::Headers(c) => {
-                tracing::warn!(
-                    "principal source `headers` trusts client headers: development only"
-                );
-                principal::Source::Headers(config::HeadersSource {
-                    id: c.id.to_ascii_lowercase(),
-                    roles: c.roles.as_ref().map(|r| r.to_ascii_lowercase()),
-                })
-            }
-            config::PrincipalSourceConfig::Jwt(c) => {
-                if c.algorithms.is_empty() {
-                    return Err(ConfigError(
-                        "jwt: `algorithms` must pin at least one algorithm".into(),
-                    ));
-                }
-                let algorithms = c
-                    .algorithms
-                    .iter()
-                    .map(|a| algorithm(a))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let source = match (&c.jwks.file, &c.jwks.url) {
-                    (Some(f), None) => KeySource::File(base.join(f)),
-                    (None, Some(u)) => KeySource::Url {
-                        url: u.clone(),
-                        refresh_interval: Some(Duration::from_secs(c.jwks.refresh_seconds)),
-                    },
-                    _ => {
-                        return Err(ConfigError(
-                            "jwt.jwks: give exactly one of `file` and `url`".into(),
-                        ));
-                    }
-                };
-                let keys = KeySet::load(source, false)
-                    .await
-                    .map_err(|e| ConfigError(format!("jwt.jwks: {e}")))?;
-                let verifier = JwtVerifier::new(JwtConfig {
-                    key_sets: vec![("default".to_string(), keys)],
-                    algorithms,
-                    issuer: c.issuer.clone(),
-                    audiences: c.audiences.clone(),
-                    leeway: Duration::from_secs(c.leeway_seconds),
-                    require_exp: true,
-                })
-                .map_err(|e| ConfigError(format!("jwt: {e}")))?
-                // Verified tokens are remembered (time claims are still checked on every
-                // use, entries end at `exp`, a key set refetch invalidates them), so a
-                // client's repeated requests pay for one signature check.
-                .with_cache_size(10_000)
-                .with_metrics(sinks.metrics.clone());
-                principal::Source::Jwt {
-                    header: c.header.to_ascii_lowercase(),
-                    verifier: Arc::new(verifier),
-                    // As many mapped principals as cached tokens: a repeated token is
-                    // mapped once.
-                    mapped: principal::MappedCache::new(10_000),
-                }
-            }
-        });
+        sources.push(principal_source(s, base, &sinks).await?);
     }
     let assertion = match &config.assertion {
         Some(a) => Some(Arc::new(assertion::AssertionSigner::load(a, base)?)),
@@ -243,5 +151,128 @@ pub(crate) async fn build_after(
         tracer: sinks.tracer,
         metrics: sinks.metrics,
         audit: sinks.audit,
+    })
+}
+
+/// The configured routes, with the OpenAPI document's merged in when one is imported
+/// (a failed import keeps `previous`'s), as a route mapper.
+async fn route_table(
+    config: &ExtAuthzConfig,
+    base: &Path,
+    previous: Option<&ExtAuthz>,
+) -> Result<(Option<openapi::ImportState>, RouteMapper), ConfigError> {
+    let imported = match &config.openapi {
+        Some(o) => Some(
+            openapi::load(
+                o,
+                base,
+                &config.routes,
+                previous.and_then(|p| p.imported.as_ref()),
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let table = match &imported {
+        Some(i) => openapi::merge(&config.routes, &i.routes),
+        None => config.routes.clone(),
+    };
+    let routes = RouteMapper::new(&table).map_err(|errs| {
+        ConfigError(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    Ok((imported, routes))
+}
+
+/// `headerPrefix` in lower case; it must be a non-empty header name prefix.
+fn header_prefix(configured: &str) -> Result<String, ConfigError> {
+    let prefix = configured.to_ascii_lowercase();
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ConfigError(format!(
+            "headerPrefix {prefix:?} must be a non-empty header name prefix"
+        )));
+    }
+    Ok(prefix)
+}
+
+/// One principal source, compiled (header names in lower case, JWT keys loaded).
+async fn principal_source(
+    s: &config::PrincipalSourceConfig,
+    base: &Path,
+    sinks: &Sinks,
+) -> Result<principal::Source, ConfigError> {
+    Ok(match s {
+        config::PrincipalSourceConfig::JwtAuthn(c) => principal::Source::JwtAuthn(c.clone()),
+        config::PrincipalSourceConfig::Mtls(c) => principal::Source::Mtls(c.clone()),
+        config::PrincipalSourceConfig::Headers(c) => {
+            tracing::warn!("principal source `headers` trusts client headers: development only");
+            principal::Source::Headers(config::HeadersSource {
+                id: c.id.to_ascii_lowercase(),
+                roles: c.roles.as_ref().map(|r| r.to_ascii_lowercase()),
+            })
+        }
+        config::PrincipalSourceConfig::Jwt(c) => jwt_source(c, base, sinks).await?,
+    })
+}
+
+/// A bearer-token source: pinned algorithms, the key set (file or URL) loaded, a
+/// verifier with its token cache, and the mapped-principal cache.
+async fn jwt_source(
+    c: &config::JwtSource,
+    base: &Path,
+    sinks: &Sinks,
+) -> Result<principal::Source, ConfigError> {
+    if c.algorithms.is_empty() {
+        return Err(ConfigError(
+            "jwt: `algorithms` must pin at least one algorithm".into(),
+        ));
+    }
+    let algorithms = c
+        .algorithms
+        .iter()
+        .map(|a| algorithm(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = match (&c.jwks.file, &c.jwks.url) {
+        (Some(f), None) => KeySource::File(base.join(f)),
+        (None, Some(u)) => KeySource::Url {
+            url: u.clone(),
+            refresh_interval: Some(Duration::from_secs(c.jwks.refresh_seconds)),
+        },
+        _ => {
+            return Err(ConfigError(
+                "jwt.jwks: give exactly one of `file` and `url`".into(),
+            ));
+        }
+    };
+    let keys = KeySet::load(source, false)
+        .await
+        .map_err(|e| ConfigError(format!("jwt.jwks: {e}")))?;
+    let verifier = JwtVerifier::new(JwtConfig {
+        key_sets: vec![("default".to_string(), keys)],
+        algorithms,
+        issuer: c.issuer.clone(),
+        audiences: c.audiences.clone(),
+        leeway: Duration::from_secs(c.leeway_seconds),
+        require_exp: true,
+    })
+    .map_err(|e| ConfigError(format!("jwt: {e}")))?
+    // Verified tokens are remembered (time claims are still checked on every use,
+    // entries end at `exp`, a key set refetch invalidates them), so a client's repeated
+    // requests pay for one signature check.
+    .with_cache_size(10_000)
+    .with_metrics(sinks.metrics.clone());
+    Ok(principal::Source::Jwt {
+        header: c.header.to_ascii_lowercase(),
+        verifier: Arc::new(verifier),
+        // As many mapped principals as cached tokens: a repeated token is mapped once.
+        mapped: principal::MappedCache::new(10_000),
     })
 }

@@ -274,109 +274,128 @@ pub(crate) async fn resolve(
     claims: &ClaimsConfig,
 ) -> Identity {
     for source in sources {
-        match source {
-            Source::JwtAuthn(cfg) => {
-                let Some(ns) = facts.filter_metadata.and_then(|m| m.get(&cfg.namespace)) else {
-                    continue;
-                };
-                let payload = if cfg.payload_key.is_empty() {
-                    ns.fields.values().next()
-                } else {
-                    ns.fields.get(&cfg.payload_key)
-                };
-                let Some(PbValue {
-                    kind: Some(Kind::StructValue(s)),
-                }) = payload
-                else {
-                    continue;
-                };
-                let Json::Object(map) = struct_to_json(s) else {
-                    continue;
-                };
-                return match principal_from_claims(&map, claims) {
-                    Ok(p) => Identity::Known(MappedPrincipal::new(p), "jwt_authn"),
-                    Err(e) => Identity::Invalid(e),
-                };
-            }
+        let found = match source {
+            Source::JwtAuthn(cfg) => from_jwt_authn(cfg, facts, claims),
             Source::Jwt {
                 header,
                 verifier,
                 mapped,
-            } => {
-                let Some(token) = bearer(facts.headers, header) else {
-                    if facts.headers.contains_key(header) {
-                        return Identity::Invalid(
-                            "authorization header is not a bearer token".into(),
-                        );
-                    }
-                    continue;
-                };
-                return match verifier.verify_shared(token, None).await {
-                    Ok(map) => match mapped.get_or_map(&map, claims) {
-                        Ok(p) => Identity::Known(p, "jwt"),
-                        Err(e) => Identity::Invalid(e),
-                    },
-                    Err(e) => Identity::Invalid(e.to_string()),
-                };
-            }
-            Source::Mtls(cfg) => {
-                let id = if !facts.peer_principal.is_empty() {
-                    Some(facts.peer_principal.to_string())
-                } else if cfg.trust_xfcc {
-                    facts
-                        .headers
-                        .get("x-forwarded-client-cert")
-                        .and_then(|v| xfcc_spiffe_id(v))
-                } else {
-                    None
-                };
-                let Some(id) = id else { continue };
-                let mut attr = MapValue::new();
-                attr.insert(
-                    crate::cel::Key::String(Arc::from("spiffe_id")),
-                    Value::from(id.as_str()),
-                );
-                return Identity::Known(
-                    MappedPrincipal::new(Principal {
-                        id,
-                        roles: cfg.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
-                        attr: Arc::new(attr),
-                        policy_version: String::new(),
-                        scope: String::new(),
-                    }),
-                    "mtls",
-                );
-            }
-            Source::Headers(cfg) => {
-                let Some(id) = facts.headers.get(&cfg.id).filter(|v| !v.is_empty()) else {
-                    continue;
-                };
-                let roles = cfg
-                    .roles
-                    .as_ref()
-                    .and_then(|h| facts.headers.get(h))
-                    .map(|v| {
-                        v.split(',')
-                            .map(str::trim)
-                            .filter(|r| !r.is_empty())
-                            .map(Arc::from)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                return Identity::Known(
-                    MappedPrincipal::new(Principal {
-                        id: id.clone(),
-                        roles,
-                        attr: Arc::new(MapValue::new()),
-                        policy_version: String::new(),
-                        scope: String::new(),
-                    }),
-                    "headers",
-                );
-            }
+            } => from_bearer(header, verifier, mapped, facts, claims).await,
+            Source::Mtls(cfg) => from_mtls(cfg, facts),
+            Source::Headers(cfg) => from_headers(cfg, facts),
+        };
+        if let Some(identity) = found {
+            return identity;
         }
     }
     Identity::Missing
+}
+
+/// Claims Envoy's jwt_authn filter verified (its metadata namespace), if present.
+fn from_jwt_authn(
+    cfg: &JwtAuthnSource,
+    facts: &RequestFacts<'_>,
+    claims: &ClaimsConfig,
+) -> Option<Identity> {
+    let ns = facts.filter_metadata?.get(&cfg.namespace)?;
+    let payload = if cfg.payload_key.is_empty() {
+        ns.fields.values().next()
+    } else {
+        ns.fields.get(&cfg.payload_key)
+    };
+    let Some(PbValue {
+        kind: Some(Kind::StructValue(s)),
+    }) = payload
+    else {
+        return None;
+    };
+    let Json::Object(map) = struct_to_json(s) else {
+        return None;
+    };
+    Some(match principal_from_claims(&map, claims) {
+        Ok(p) => Identity::Known(MappedPrincipal::new(p), "jwt_authn"),
+        Err(e) => Identity::Invalid(e),
+    })
+}
+
+/// A bearer token in `header`, verified here; a header that is not a bearer token is
+/// invalid credentials, no header at all is not this source's.
+async fn from_bearer(
+    header: &str,
+    verifier: &JwtVerifier,
+    mapped: &MappedCache,
+    facts: &RequestFacts<'_>,
+    claims: &ClaimsConfig,
+) -> Option<Identity> {
+    let Some(token) = bearer(facts.headers, header) else {
+        return facts
+            .headers
+            .contains_key(header)
+            .then(|| Identity::Invalid("authorization header is not a bearer token".into()));
+    };
+    Some(match verifier.verify_shared(token, None).await {
+        Ok(map) => match mapped.get_or_map(&map, claims) {
+            Ok(p) => Identity::Known(p, "jwt"),
+            Err(e) => Identity::Invalid(e),
+        },
+        Err(e) => Identity::Invalid(e.to_string()),
+    })
+}
+
+/// The mTLS peer (Envoy's `source.principal`, else a trusted XFCC header's SPIFFE ID).
+fn from_mtls(cfg: &MtlsSource, facts: &RequestFacts<'_>) -> Option<Identity> {
+    let id = if !facts.peer_principal.is_empty() {
+        facts.peer_principal.to_string()
+    } else if cfg.trust_xfcc {
+        facts
+            .headers
+            .get("x-forwarded-client-cert")
+            .and_then(|v| xfcc_spiffe_id(v))?
+    } else {
+        return None;
+    };
+    let mut attr = MapValue::new();
+    attr.insert(
+        crate::cel::Key::String(Arc::from("spiffe_id")),
+        Value::from(id.as_str()),
+    );
+    Some(Identity::Known(
+        MappedPrincipal::new(Principal {
+            id,
+            roles: cfg.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
+            attr: Arc::new(attr),
+            policy_version: String::new(),
+            scope: String::new(),
+        }),
+        "mtls",
+    ))
+}
+
+/// The development headers: an id, and roles separated by commas.
+fn from_headers(cfg: &HeadersSource, facts: &RequestFacts<'_>) -> Option<Identity> {
+    let id = facts.headers.get(&cfg.id).filter(|v| !v.is_empty())?;
+    let roles = cfg
+        .roles
+        .as_ref()
+        .and_then(|h| facts.headers.get(h))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(Arc::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Identity::Known(
+        MappedPrincipal::new(Principal {
+            id: id.clone(),
+            roles,
+            attr: Arc::new(MapValue::new()),
+            policy_version: String::new(),
+            scope: String::new(),
+        }),
+        "headers",
+    ))
 }
 
 #[cfg(test)]
