@@ -473,6 +473,49 @@ impl AuditSink {
     }
 }
 
+/// The writer's line buffer and whether the output is failing (a failure is logged once
+/// until a write succeeds again).
+#[derive(Default)]
+struct BatchOut {
+    lines: Vec<u8>,
+    failing: bool,
+}
+
+impl BatchOut {
+    /// Serialises `batch` (emptying it) into one buffer and writes it; lost lines are
+    /// counted as write errors.
+    fn write(
+        &mut self,
+        batch: &mut Vec<DecisionRecord>,
+        out: &mut Output,
+        options: &LineOptions,
+        metrics: &Metrics,
+    ) {
+        self.lines.clear();
+        let count = batch.len() as u64;
+        for record in batch.drain(..) {
+            record.write_line(options, &mut self.lines);
+            self.lines.push(b'\n');
+        }
+        let (lost, error) = out.write_batch(&self.lines, count);
+        for _ in 0..lost {
+            metrics.count_audit_dropped(AuditDrop::WriteError);
+        }
+        match error {
+            Some(e) if !self.failing => {
+                tracing::warn!(error = %e, "audit log write failed; dropping records");
+                self.failing = true;
+            }
+            Some(_) => {}
+            None => self.failing = false,
+        }
+        // Keep the buffer's memory bounded after a burst of large records.
+        if self.lines.capacity() > 4 << 20 {
+            self.lines = Vec::new();
+        }
+    }
+}
+
 /// The writer thread: waits for a first record, lets a batch gather (up to [`LINGER`] or
 /// `wake_at` records), swaps the whole queue out, serialises it into one buffer and
 /// writes it with one write; logs the records dropped meanwhile. It never spins: every
@@ -485,8 +528,7 @@ fn run(
     mut drops: DropLog,
 ) {
     let mut batch: Vec<DecisionRecord> = Vec::new();
-    let mut lines: Vec<u8> = Vec::new();
-    let mut failing = false;
+    let mut batch_out = BatchOut::default();
     let mut st = queue.lock();
     loop {
         while st.records.is_empty() {
@@ -531,28 +573,7 @@ fn run(
         }
         drop(st);
 
-        lines.clear();
-        let count = batch.len() as u64;
-        for record in batch.drain(..) {
-            record.write_line(options, &mut lines);
-            lines.push(b'\n');
-        }
-        let (lost, error) = out.write_batch(&lines, count);
-        for _ in 0..lost {
-            metrics.count_audit_dropped(AuditDrop::WriteError);
-        }
-        match error {
-            Some(e) if !failing => {
-                tracing::warn!(error = %e, "audit log write failed; dropping records");
-                failing = true;
-            }
-            Some(_) => {}
-            None => failing = false,
-        }
-        // Keep the buffers' memory bounded after a burst of large records.
-        if lines.capacity() > 4 << 20 {
-            lines = Vec::new();
-        }
+        batch_out.write(&mut batch, &mut out, options, metrics);
         drops.report(false);
 
         st = queue.lock();
