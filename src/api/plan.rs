@@ -47,23 +47,7 @@ impl CerbosApi {
             None => req.actions.clone(),
         };
         let resource = req.resource.clone().unwrap_or_default();
-        let input = PlanInput {
-            request_id: req.request_id.clone(),
-            principal: req
-                .principal
-                .as_ref()
-                .map(principal_input)
-                .unwrap_or_default(),
-            resource: PlanResource {
-                kind: resource.kind.clone(),
-                attr: Arc::new(cel_map(&resource.attr)),
-                policy_version: resource.policy_version.clone(),
-                scope: resource.scope.clone(),
-            },
-            actions: actions.clone(),
-            aux_data,
-            explain: false,
-        };
+        let input = plan_input(&req, &resource, actions.clone(), aux_data);
         let snapshot = self.store.snapshot();
         let output = snapshot.engine.plan(&input).map_err(|e| {
             tracing::error!(error = %e, "resources query plan request failed");
@@ -84,18 +68,9 @@ impl CerbosApi {
             &input,
             &output,
         );
-        let meta = req.include_meta.then(|| plan_resources_response::Meta {
-            filter_debug: output.filter_debug.clone(),
-            matched_scope: match &one_action {
-                Some(a) => output.matched_scopes.get(a).cloned().unwrap_or_default(),
-                None => String::new(),
-            },
-            matched_scopes: if one_action.is_none() {
-                output.matched_scopes.clone()
-            } else {
-                Default::default()
-            },
-        });
+        let meta = req
+            .include_meta
+            .then(|| plan_meta(one_action.as_ref(), &output));
         Ok(PlanResourcesResponse {
             request_id: req.request_id,
             action: one_action.clone().unwrap_or_default(),
@@ -108,18 +83,7 @@ impl CerbosApi {
             policy_version: resource.policy_version,
             filter: Some(filter_pb(&output.filter)),
             meta,
-            validation_errors: output
-                .validation_errors
-                .iter()
-                .map(|v| PbValidationError {
-                    path: v.path.clone(),
-                    message: v.message.clone(),
-                    source: match v.source {
-                        ValidationSource::Principal => 1,
-                        ValidationSource::Resource => 2,
-                    },
-                })
-                .collect(),
+            validation_errors: validation_errors_pb(&output),
             cerbos_call_id: call_id,
         })
     }
@@ -150,6 +114,66 @@ impl CerbosApi {
             |_| {},
         );
     }
+}
+
+/// The planner's input for the request: its principal, the resource (kind, attributes,
+/// policy version and scope), the actions and the verified `auxData`.
+fn plan_input(
+    req: &PlanResourcesRequest,
+    resource: &pb_engine::plan_resources_input::Resource,
+    actions: Vec<String>,
+    aux_data: crate::engine::AuxData,
+) -> PlanInput {
+    PlanInput {
+        request_id: req.request_id.clone(),
+        principal: req
+            .principal
+            .as_ref()
+            .map(principal_input)
+            .unwrap_or_default(),
+        resource: PlanResource {
+            kind: resource.kind.clone(),
+            attr: Arc::new(cel_map(&resource.attr)),
+            policy_version: resource.policy_version.clone(),
+            scope: resource.scope.clone(),
+        },
+        actions,
+        aux_data,
+        explain: false,
+    }
+}
+
+/// The response's `meta` (asked for with `includeMeta`): `filterDebug`, and
+/// `matchedScope` for a single `action` or `matchedScopes` for `actions`.
+fn plan_meta(one_action: Option<&String>, output: &PlanOutput) -> plan_resources_response::Meta {
+    plan_resources_response::Meta {
+        filter_debug: output.filter_debug.clone(),
+        matched_scope: match one_action {
+            Some(a) => output.matched_scopes.get(a).cloned().unwrap_or_default(),
+            None => String::new(),
+        },
+        matched_scopes: if one_action.is_none() {
+            output.matched_scopes.clone()
+        } else {
+            Default::default()
+        },
+    }
+}
+
+/// The plan's schema validation errors in Cerbos's message form.
+fn validation_errors_pb(output: &PlanOutput) -> Vec<PbValidationError> {
+    output
+        .validation_errors
+        .iter()
+        .map(|v| PbValidationError {
+            path: v.path.clone(),
+            message: v.message.clone(),
+            source: match v.source {
+                ValidationSource::Principal => 1,
+                ValidationSource::Resource => 2,
+            },
+        })
+        .collect()
 }
 
 /// What the decision log records about a plan besides the plan itself.
