@@ -531,41 +531,11 @@ fn run(
     let mut batch_out = BatchOut::default();
     let mut st = queue.lock();
     loop {
-        while st.records.is_empty() {
-            if st.closed {
-                drop(st);
-                drops.report(true);
-                return;
-            }
-            st.writer = WriterState::Idle;
-            if drops.pending() {
-                // Wake up to log the drops still pending once their interval is over.
-                st = queue
-                    .wake_writer
-                    .wait_timeout(st, DROP_LOG_INTERVAL)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-                st.writer = WriterState::Busy;
-                drop(st);
-                drops.report(false);
-                st = queue.lock();
-            } else {
-                st = queue
-                    .wake_writer
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner);
-                st.writer = WriterState::Busy;
-            }
-        }
-        if st.records.len() < queue.wake_at && !st.closed && st.flush_waiters == 0 {
-            st.writer = WriterState::Lingering;
-            st = queue
-                .wake_writer
-                .wait_timeout(st, LINGER)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            st.writer = WriterState::Busy;
-        }
+        st = match wait_for_records(queue, st, &mut drops) {
+            Some(st) => st,
+            None => return,
+        };
+        st = linger(queue, st);
         std::mem::swap(&mut st.records, &mut batch);
         let upto = st.queued;
         if st.blocked > 0 {
@@ -582,6 +552,58 @@ fn run(
             queue.flushed.notify_all();
         }
     }
+}
+
+/// The writer's idle wait: until the queue holds a record, waking to log the pending
+/// drops once their interval is over. `None` (after logging the last drops) when the
+/// queue is closed and empty.
+fn wait_for_records<'q>(
+    queue: &'q Queue,
+    mut st: MutexGuard<'q, State>,
+    drops: &mut DropLog,
+) -> Option<MutexGuard<'q, State>> {
+    while st.records.is_empty() {
+        if st.closed {
+            drop(st);
+            drops.report(true);
+            return None;
+        }
+        st.writer = WriterState::Idle;
+        if drops.pending() {
+            // Wake up to log the drops still pending once their interval is over.
+            st = queue
+                .wake_writer
+                .wait_timeout(st, DROP_LOG_INTERVAL)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.writer = WriterState::Busy;
+            drop(st);
+            drops.report(false);
+            st = queue.lock();
+        } else {
+            st = queue
+                .wake_writer
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+            st.writer = WriterState::Busy;
+        }
+    }
+    Some(st)
+}
+
+/// Lets a batch gather: below `wake_at` records (and with nobody waiting on a flush),
+/// waits up to [`LINGER`] for more.
+fn linger<'q>(queue: &'q Queue, mut st: MutexGuard<'q, State>) -> MutexGuard<'q, State> {
+    if st.records.len() < queue.wake_at && !st.closed && st.flush_waiters == 0 {
+        st.writer = WriterState::Lingering;
+        st = queue
+            .wake_writer
+            .wait_timeout(st, LINGER)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        st.writer = WriterState::Busy;
+    }
+    st
 }
 
 #[cfg(test)]
