@@ -270,7 +270,6 @@ impl DecisionRecord {
     /// The line written field by field, the layout of [`Line`] (a test holds the two
     /// together): no per-field dispatch, strings copied whole when they need no escape.
     fn write_direct(&self, with_attrs: bool, out: &mut Vec<u8>) {
-        let effect = |allowed: bool| if allowed { "allow" } else { "deny" };
         out.extend_from_slice(b"{\"time\":\"");
         write_time(out, self.time);
         out.extend_from_slice(b"\",\"decisionId\":");
@@ -278,7 +277,7 @@ impl DecisionRecord {
         out.extend_from_slice(b",\"origin\":");
         json_str(out, self.origin.as_str());
         out.extend_from_slice(b",\"effect\":");
-        json_opt_str(out, self.allowed.map(effect));
+        json_opt_str(out, self.allowed.map(effect_name));
         out.extend_from_slice(b",\"status\":");
         match self.status {
             Some(s) => write_digits(out, u64::from(s), 1),
@@ -288,15 +287,7 @@ impl DecisionRecord {
         json_opt_str(out, self.reason.as_deref());
         out.extend_from_slice(b",\"principal\":");
         match &self.principal {
-            Some(p) => {
-                out.extend_from_slice(b"{\"id\":");
-                json_str(out, &p.id);
-                out.extend_from_slice(b",\"roles\":");
-                json_strs(out, p.roles.iter().map(|r| &**r));
-                out.extend_from_slice(b",\"attr\":");
-                json_attr(out, p.attr.as_ref().filter(|_| with_attrs));
-                out.push(b'}');
-            }
+            Some(p) => p.write_direct(with_attrs, out),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"resources\":[");
@@ -304,34 +295,7 @@ impl DecisionRecord {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(b"{\"kind\":");
-            json_str(out, &r.kind);
-            out.extend_from_slice(b",\"id\":");
-            json_str(out, &r.id);
-            out.extend_from_slice(b",\"policyVersion\":");
-            json_str(out, &r.policy_version);
-            out.extend_from_slice(b",\"scope\":");
-            json_str(out, &r.scope);
-            out.extend_from_slice(b",\"attr\":");
-            json_attr(out, r.attr.as_ref().filter(|_| with_attrs));
-            out.extend_from_slice(b",\"actions\":[");
-            for (j, a) in r.actions.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"{\"action\":");
-                json_str(out, &a.action);
-                out.extend_from_slice(b",\"effect\":");
-                json_str(out, effect(a.allowed));
-                out.extend_from_slice(b",\"policy\":");
-                json_opt_str(out, a.policy.as_deref());
-                out.extend_from_slice(b",\"scope\":");
-                json_opt_str(out, a.scope.as_deref());
-                out.extend_from_slice(b",\"rule\":");
-                json_opt_str(out, a.rule.as_deref());
-                out.push(b'}');
-            }
-            out.extend_from_slice(b"]}");
+            r.write_direct(with_attrs, out);
         }
         out.extend_from_slice(b"],\"policyRevision\":");
         json_str(out, self.policy_revision.as_deref().unwrap_or_default());
@@ -340,16 +304,83 @@ impl DecisionRecord {
         out.extend_from_slice(b",\"traceId\":");
         json_opt_str(out, self.trace_id.as_deref().filter(|t| is_trace_id(t)));
         if let Some(p) = &self.plan {
-            out.extend_from_slice(b",\"plan\":{\"actions\":");
-            json_strs(out, p.actions.iter().map(String::as_str));
-            out.extend_from_slice(b",\"filter\":");
-            json_str(out, &p.filter);
-            out.extend_from_slice(b",\"condition\":");
-            json_opt_str(out, p.condition.as_deref().filter(|_| with_attrs));
-            out.push(b'}');
+            p.write_direct(with_attrs, out);
         }
         out.push(b'}');
     }
+}
+
+impl PrincipalRecord {
+    /// The line's `principal` object (attributes only `with_attrs`).
+    fn write_direct(&self, with_attrs: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        json_str(out, &self.id);
+        out.extend_from_slice(b",\"roles\":");
+        json_strs(out, self.roles.iter().map(|r| &**r));
+        out.extend_from_slice(b",\"attr\":");
+        json_attr(out, self.attr.as_ref().filter(|_| with_attrs));
+        out.push(b'}');
+    }
+}
+
+impl ResourceRecord {
+    /// One object of the line's `resources` (attributes only `with_attrs`), with its
+    /// actions.
+    fn write_direct(&self, with_attrs: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"kind\":");
+        json_str(out, &self.kind);
+        out.extend_from_slice(b",\"id\":");
+        json_str(out, &self.id);
+        out.extend_from_slice(b",\"policyVersion\":");
+        json_str(out, &self.policy_version);
+        out.extend_from_slice(b",\"scope\":");
+        json_str(out, &self.scope);
+        out.extend_from_slice(b",\"attr\":");
+        json_attr(out, self.attr.as_ref().filter(|_| with_attrs));
+        out.extend_from_slice(b",\"actions\":[");
+        for (j, a) in self.actions.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            a.write_direct(out);
+        }
+        out.extend_from_slice(b"]}");
+    }
+}
+
+impl ActionRecord {
+    /// One object of a resource's `actions`.
+    fn write_direct(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"action\":");
+        json_str(out, &self.action);
+        out.extend_from_slice(b",\"effect\":");
+        json_str(out, effect_name(self.allowed));
+        out.extend_from_slice(b",\"policy\":");
+        json_opt_str(out, self.policy.as_deref());
+        out.extend_from_slice(b",\"scope\":");
+        json_opt_str(out, self.scope.as_deref());
+        out.extend_from_slice(b",\"rule\":");
+        json_opt_str(out, self.rule.as_deref());
+        out.push(b'}');
+    }
+}
+
+impl PlanRecord {
+    /// The line's `plan` member, comma first (the condition only `with_attrs`).
+    fn write_direct(&self, with_attrs: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(b",\"plan\":{\"actions\":");
+        json_strs(out, self.actions.iter().map(String::as_str));
+        out.extend_from_slice(b",\"filter\":");
+        json_str(out, &self.filter);
+        out.extend_from_slice(b",\"condition\":");
+        json_opt_str(out, self.condition.as_deref().filter(|_| with_attrs));
+        out.push(b'}');
+    }
+}
+
+/// A decision's effect as the line names it.
+fn effect_name(allowed: bool) -> &'static str {
+    if allowed { "allow" } else { "deny" }
 }
 
 /// `s` as a JSON string: copied whole when nothing needs escaping, else escaped as
