@@ -472,16 +472,7 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
     if !c.public && c.resource.is_none() {
         return Err(fail("a non-public route needs a `resource`"));
     }
-    let params: Vec<&str> = match &matcher {
-        Matcher::Template(segs) => segs
-            .iter()
-            .filter_map(|s| match s {
-                Segment::Param(n, _) | Segment::Rest(n) => Some(n.as_str()),
-                Segment::Literal(_) => None,
-            })
-            .collect(),
-        Matcher::Prefix(_) => Vec::new(),
-    };
+    let params = param_names(&matcher);
     let mut errors = Vec::new();
     check_fields(&mut errors, &err, c, &params);
     let shape = match &matcher {
@@ -513,23 +504,43 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         action: c.action.clone(),
         actions,
         attributes: c.attributes.clone(),
-        header_attrs: c
-            .attributes
-            .headers
-            .iter()
-            .map(|(name, header)| {
-                (
-                    crate::cel::Key::String(std::sync::Arc::from(name.as_str())),
-                    header.to_ascii_lowercase(),
-                )
-            })
-            .collect(),
+        header_attrs: header_attrs(&c.attributes),
         index,
         mode: c.mode,
         shape,
         template,
         plan: c.plan.as_ref().map(|p| p.action.clone()),
     })
+}
+
+/// The names of the path template's parameters (`{name}`, `{name...}`); none for a
+/// prefix.
+fn param_names(matcher: &Matcher) -> Vec<&str> {
+    match matcher {
+        Matcher::Template(segs) => segs
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Param(n, _) | Segment::Rest(n) => Some(n.as_str()),
+                Segment::Literal(_) => None,
+            })
+            .collect(),
+        Matcher::Prefix(_) => Vec::new(),
+    }
+}
+
+/// The attributes read from request headers: the attribute's key and the header's
+/// lowercase name.
+fn header_attrs(attributes: &AttributesConfig) -> Vec<(crate::cel::Key, String)> {
+    attributes
+        .headers
+        .iter()
+        .map(|(name, header)| {
+            (
+                crate::cel::Key::String(std::sync::Arc::from(name.as_str())),
+                header.to_ascii_lowercase(),
+            )
+        })
+        .collect()
 }
 
 /// The resource's and attributes' fields: templates name only the path's parameters,
