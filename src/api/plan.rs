@@ -15,11 +15,9 @@ use super::limits::check_plan_limits;
 use super::pb::cerbos::engine::v1 as pb_engine;
 use super::pb::cerbos::request::v1::PlanResourcesRequest;
 use super::pb::cerbos::response::v1::{PlanResourcesResponse, plan_resources_response};
-use super::pb::cerbos::schema::v1::ValidationError as PbValidationError;
 use super::protojson::{json_to_value, validation_error_json, value_to_json};
-use super::service::{CerbosApi, cel_map, principal_input};
+use super::service::{CerbosApi, cel_map, principal_input, validation_errors_pb};
 use super::validate::validate_plan_resources;
-use crate::engine::ValidationSource;
 use crate::metrics::{Origin, PlanOutcome};
 use crate::planner::{Filter, FilterKind, Operand, PlanInput, PlanOutput, PlanResource};
 
@@ -83,7 +81,7 @@ impl CerbosApi {
             policy_version: resource.policy_version,
             filter: Some(filter_pb(&output.filter)),
             meta,
-            validation_errors: validation_errors_pb(&output),
+            validation_errors: validation_errors_pb(&output.validation_errors),
             cerbos_call_id: call_id,
         })
     }
@@ -158,22 +156,6 @@ fn plan_meta(one_action: Option<&String>, output: &PlanOutput) -> plan_resources
             Default::default()
         },
     }
-}
-
-/// The plan's schema validation errors in Cerbos's message form.
-fn validation_errors_pb(output: &PlanOutput) -> Vec<PbValidationError> {
-    output
-        .validation_errors
-        .iter()
-        .map(|v| PbValidationError {
-            path: v.path.clone(),
-            message: v.message.clone(),
-            source: match v.source {
-                ValidationSource::Principal => 1,
-                ValidationSource::Resource => 2,
-            },
-        })
-        .collect()
 }
 
 /// What the decision log records about a plan besides the plan itself.

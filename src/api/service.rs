@@ -380,18 +380,7 @@ fn result_entry(resource: engine::Resource, out: CheckOutput, include_meta: bool
             .collect(),
         effective_derived_roles: out.effective_derived_roles.clone(),
     });
-    let validation_errors = out
-        .validation_errors
-        .iter()
-        .map(|v| PbValidationError {
-            path: v.path.clone(),
-            message: v.message.clone(),
-            source: match v.source {
-                ValidationSource::Principal => 1,
-                ValidationSource::Resource => 2,
-            },
-        })
-        .collect();
+    let validation_errors = validation_errors_pb(&out.validation_errors);
     let actions = out
         .actions
         .into_iter()
@@ -429,4 +418,19 @@ fn result_entry(resource: engine::Resource, out: CheckOutput, include_meta: bool
         meta,
         outputs,
     }
+}
+
+/// Schema validation errors in Cerbos's message form (CheckResources and PlanResources).
+pub(super) fn validation_errors_pb(errors: &[engine::ValidationError]) -> Vec<PbValidationError> {
+    errors
+        .iter()
+        .map(|v| PbValidationError {
+            path: v.path.clone(),
+            message: v.message.clone(),
+            source: match v.source {
+                ValidationSource::Principal => 1,
+                ValidationSource::Resource => 2,
+            },
+        })
+        .collect()
 }
