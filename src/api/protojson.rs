@@ -462,19 +462,22 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
+/// A JSON number as a `google.protobuf.Value` kind: finite doubles only, as Cerbos.
+fn number_kind(n: &serde_json::Number) -> Result<Kind, ApiError> {
+    match n.as_f64().filter(|f| f.is_finite()) {
+        Some(f) => Ok(Kind::NumberValue(f)),
+        None => Err(ApiError::invalid_argument(format!(
+            "proto: invalid google.protobuf.Value: {n}"
+        ))),
+    }
+}
+
 /// A parsed JSON value as a `google.protobuf.Value`.
 fn node_value(v: &Node<'_>) -> Result<prost_types::Value, ApiError> {
     let kind = match v {
         Node::Null => Kind::NullValue(0),
         Node::Bool(b) => Kind::BoolValue(*b),
-        Node::Number(n) => match n.as_f64().filter(|f| f.is_finite()) {
-            Some(f) => Kind::NumberValue(f),
-            None => {
-                return Err(ApiError::invalid_argument(format!(
-                    "proto: invalid google.protobuf.Value: {n}"
-                )));
-            }
-        },
+        Node::Number(n) => number_kind(n)?,
         Node::String(s) => Kind::StringValue(s.to_string()),
         Node::Array(items) => Kind::ListValue(prost_types::ListValue {
             values: items.iter().map(node_value).collect::<Result<_, _>>()?,
@@ -494,14 +497,7 @@ pub fn json_to_value(v: &Json) -> Result<prost_types::Value, ApiError> {
     let kind = match v {
         Json::Null => Kind::NullValue(0),
         Json::Bool(b) => Kind::BoolValue(*b),
-        Json::Number(n) => match n.as_f64().filter(|f| f.is_finite()) {
-            Some(f) => Kind::NumberValue(f),
-            None => {
-                return Err(ApiError::invalid_argument(format!(
-                    "proto: invalid google.protobuf.Value: {n}"
-                )));
-            }
-        },
+        Json::Number(n) => number_kind(n)?,
         Json::String(s) => Kind::StringValue(s.clone()),
         Json::Array(items) => Kind::ListValue(prost_types::ListValue {
             values: items.iter().map(json_to_value).collect::<Result<_, _>>()?,
