@@ -125,6 +125,13 @@ pub(crate) struct Locals {
 
 impl Locals {
     pub(crate) fn new(n: usize) -> Self {
+        if n == 0 {
+            // Most conditions bind no variable: no slots to allocate or fill.
+            return Locals {
+                slots: Vec::new(),
+                failed: Vec::new(),
+            };
+        }
         Locals {
             slots: vec![Value::Null; n],
             failed: vec![None; n],

@@ -59,32 +59,42 @@ pub(crate) enum Binding<'a> {
     RoleRule(&'a Row),
 }
 
-/// Scopes with policies of this kind, most specific first, and the first one's policy key.
+/// Scopes with policies of this kind, most specific first (the first one names the
+/// decision's policy).
 pub(crate) fn all_scopes<'s>(
     existing: &'s FastSet<Arc<str>>,
+    scope: &str,
+    lenient: bool,
+) -> Vec<&'s Arc<str>> {
+    let mut scopes = Vec::new();
+    if let Some(s) = existing.get(scope) {
+        scopes.push(s);
+    } else if !lenient {
+        return scopes;
+    }
+    scopes.extend(scope_parents(scope).filter_map(|parent| existing.get(parent)));
+    scopes
+}
+
+/// The policy key of the scoped policy `name` in the first of `scopes` (the policy a
+/// decision names): the one the compiled set holds when that policy has rules there, else
+/// formatted.
+fn first_scope_key(
+    set: &CompiledPolicySet,
     kind: ScopedKind,
     name: &str,
     version: &str,
-    scope: &str,
-    lenient: bool,
-) -> (Vec<&'s Arc<str>>, Option<String>) {
-    let mut scopes = Vec::new();
-    let mut key = None;
-    if let Some(s) = existing.get(scope) {
-        key = Some(policy_key(kind, name, version, scope));
-        scopes.push(s);
-    } else if !lenient {
-        return (scopes, None);
-    }
-    for parent in scope_parents(scope) {
-        if let Some(s) = existing.get(parent) {
-            scopes.push(s);
-            if key.is_none() {
-                key = Some(policy_key(kind, name, version, parent));
-            }
-        }
-    }
-    (scopes, key)
+    scopes: &[&Arc<str>],
+) -> Option<Arc<str>> {
+    let first = scopes.first()?;
+    let held = set.scope_rows(version, first).and_then(|rows| match kind {
+        ScopedKind::Principal => rows.principal_key(name),
+        _ => rows.resource_key(name),
+    });
+    Some(match held {
+        Some(key) => key.clone(),
+        None => Arc::from(policy_key(kind, name, version, first)),
+    })
 }
 
 fn string_list<'a>(items: impl Iterator<Item = &'a str>) -> Value {
@@ -111,6 +121,8 @@ struct RequestKeys {
     empty_runtime: Value,
     /// The empty scope, shared instead of allocated per decision.
     empty_scope: Arc<str>,
+    /// [`NO_MATCH`], shared likewise.
+    no_match: Arc<str>,
 }
 
 fn keys() -> &'static RequestKeys {
@@ -140,6 +152,7 @@ fn keys() -> &'static RequestKeys {
             edr_snake,
             empty_runtime: Value::map(m),
             empty_scope: Arc::from(""),
+            no_match: Arc::from(NO_MATCH),
         }
     })
 }
@@ -243,7 +256,7 @@ impl<'a> Evaluation<'a> {
             host: Default::default(),
             now,
             errors: Vec::new(),
-            cache: Vec::new(),
+            cache: Vec::with_capacity(8),
             plan_failures: 0,
             trace,
         }
@@ -351,12 +364,10 @@ struct Request<'s, 'a> {
     /// Cerbos matches and names policies by the sanitised kind (`album:object` ->
     /// `album_object`).
     kind: std::borrow::Cow<'a, str>,
-    /// Scopes with principal policies, most specific first, and the first one's key.
+    /// Scopes with principal policies, most specific first.
     principal_scopes: Vec<&'s Arc<str>>,
-    principal_key: Option<String>,
-    /// Scopes with resource (or role) policies, most specific first, and the first one's key.
+    /// Scopes with resource (or role) policies, most specific first.
     resource_scopes: Vec<&'s Arc<str>>,
-    resource_key: Option<String>,
 }
 
 /// Step 1, the scope chain: resolves what the input asks against the store.
@@ -378,19 +389,13 @@ fn scope_chain<'s, 'a>(
     let resource_version =
         effective_version(&input.resource.policy_version, &cfg.default_policy_version);
     let kind = sanitize(&input.resource.kind);
-    let (principal_scopes, principal_key) = all_scopes(
+    let principal_scopes = all_scopes(
         &set.principal_scopes,
-        ScopedKind::Principal,
-        &input.principal.id,
-        principal_version,
         principal_scope,
         cfg.lenient_scope_search,
     );
-    let (resource_scopes, resource_key) = all_scopes(
+    let resource_scopes = all_scopes(
         &set.resource_scopes,
-        ScopedKind::Resource,
-        &kind,
-        resource_version,
         resource_scope,
         cfg.lenient_scope_search,
     );
@@ -402,9 +407,20 @@ fn scope_chain<'s, 'a>(
         resource_version,
         kind,
         principal_scopes,
-        principal_key,
         resource_scopes,
-        resource_key,
+    }
+}
+
+impl Request<'_, '_> {
+    /// The policy a resource-policy decision names: the kind's policy in the first scope.
+    fn resource_key(&self, set: &CompiledPolicySet) -> Option<Arc<str>> {
+        first_scope_key(
+            set,
+            ScopedKind::Resource,
+            &self.kind,
+            self.resource_version,
+            &self.resource_scopes,
+        )
     }
 }
 
@@ -434,7 +450,7 @@ pub(crate) fn check(
         return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
     if validate_schemas(set, cfg, input, &req, &mut out)? {
-        let effects = rejected(&req);
+        let effects = rejected(set, &req);
         return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
     bind_request(&mut ev, set, cfg, input);
@@ -446,16 +462,40 @@ pub(crate) fn check(
     if !principal_exists && !resource_exists {
         return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
+    let no_match = keys().no_match.clone();
+    // The principal pass names its policy only when it decides, that is when the principal
+    // has rules in one of the scopes; otherwise the resource pass's answer replaces it.
+    let principal_rules = principal_exists
+        && req.principal_scopes.iter().any(|s| {
+            set.scope_rows(req.resource_version, s)
+                .is_some_and(|r| r.principal.contains_key(input.principal.id.as_str()))
+        });
+    let principal_key = if principal_rules {
+        first_scope_key(
+            set,
+            ScopedKind::Principal,
+            &input.principal.id,
+            req.principal_version,
+            &req.principal_scopes,
+        )
+    } else {
+        None
+    };
+    let resource_key = if resource_exists {
+        req.resource_key(set)
+    } else {
+        None
+    };
     let mut d = Decider {
         set,
         cfg,
         input,
         including_parent_roles: set.with_parent_roles(req.resource_scope, &input.principal.roles),
-        principal_key: Arc::from(req.principal_key.as_deref().unwrap_or_default()),
-        resource_key: Arc::from(req.resource_key.as_deref().unwrap_or_default()),
+        principal_key: principal_key.unwrap_or_else(|| no_match.clone()),
+        resource_key: resource_key.unwrap_or_else(|| no_match.clone()),
         principal_exists,
         resource_exists,
-        no_match: Arc::from(NO_MATCH),
+        no_match,
         req: &req,
         ev,
         out,
@@ -477,8 +517,10 @@ pub(crate) fn check(
 }
 
 /// Schema enforcement `reject`: every action is denied by the resource policy.
-fn rejected(req: &Request<'_, '_>) -> Vec<Option<EffectInfo>> {
-    let policy: Arc<str> = Arc::from(req.resource_key.as_deref().unwrap_or(NO_MATCH));
+fn rejected(set: &CompiledPolicySet, req: &Request<'_, '_>) -> Vec<Option<EffectInfo>> {
+    let policy = req
+        .resource_key(set)
+        .unwrap_or_else(|| keys().no_match.clone());
     let deny = EffectInfo {
         outcome: Outcome::Deny,
         policy,
@@ -1050,31 +1092,46 @@ pub(crate) fn kind_exists(
     found
 }
 
-/// Appends to `out` the numbers of the resource rules in `by_role` for one of `roles`
-/// (`kind_checked`: the rows' resource is known to match, else it is matched).
-fn role_rows(
-    set: &CompiledPolicySet,
+/// Appends to `out` the resource rules in `by_role` for one of `roles` that match
+/// `action` (`kind`: when given, the rows' resource is matched against it, else it is known
+/// to match); returns whether any rule for these roles (whatever its action) was found.
+fn role_rows<'a>(
+    set: &'a CompiledPolicySet,
     by_role: &ByRole,
     kind: Option<&str>,
     roles: &[Arc<str>],
-    out: &mut Vec<u32>,
-) {
+    action: &str,
+    out: &mut Vec<Binding<'a>>,
+) -> bool {
     let mut examined = 0;
+    let mut found = false;
+    let mut take = |row: &'a Row, out: &mut Vec<Binding<'a>>| {
+        found = true;
+        if matches!(&row.actions, ActionSet::Action(g) if g.matches(action)) {
+            out.push(Binding::Row(row));
+        }
+    };
     for role in roles {
         if let Some(rows) = by_role.literal.get(role) {
             examined += rows.len();
-            out.extend(
-                rows.iter()
-                    .filter(|&&i| kind.is_none_or(|k| set.rows[i as usize].resource.matches(k))),
-            );
+            for &i in rows {
+                let row = &set.rows[i as usize];
+                if kind.is_none_or(|k| row.resource.matches(k)) {
+                    take(row, out);
+                }
+            }
         }
     }
     examined += by_role.wildcard.len();
-    out.extend(by_role.wildcard.iter().filter(|&&i| {
+    for &i in &by_role.wildcard {
         let row = &set.rows[i as usize];
-        kind.is_none_or(|k| row.resource.matches(k)) && roles.iter().any(|r| row.role.matches(r))
-    }));
+        if kind.is_none_or(|k| row.resource.matches(k)) && roles.iter().any(|r| row.role.matches(r))
+        {
+            take(row, out);
+        }
+    }
     count_examined(examined);
+    found
 }
 
 /// The role policy rules for `kind` in one scope, per role with a role policy there (an
@@ -1134,26 +1191,38 @@ pub(crate) fn query<'a>(
             }
         }
         RowKind::Resource => {
-            // Resource rules for this kind and these roles, in policy order.
-            let mut matched: Vec<u32> = Vec::new();
+            // Resource rules for this kind and these roles that match the action, in policy
+            // order (a rule found under two of the roles once).
+            let start = out.len();
+            let mut found = false;
             if let Some(by_role) = rows.resource.exact.get(kind) {
-                role_rows(set, by_role, None, roles, &mut matched);
+                found |= role_rows(set, by_role, None, roles, action, out);
             }
-            role_rows(
-                set,
-                &rows.resource.wildcard,
-                Some(kind),
-                roles,
-                &mut matched,
-            );
-            matched.sort_unstable();
-            matched.dedup();
+            found |= role_rows(set, &rows.resource.wildcard, Some(kind), roles, action, out);
+            let position = |b: &Binding| match b {
+                Binding::Row(row) => std::ptr::from_ref(*row) as usize,
+                _ => 0,
+            };
+            out[start..].sort_unstable_by_key(position);
+            let mut kept = start;
+            for i in start..out.len() {
+                if kept == start || position(&out[kept - 1]) != position(&out[i]) {
+                    out.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            out.truncate(kept);
             let role_policies = role_policy_rows(set, rows, kind, roles);
-            // As Cerbos's index: nothing at all (not even a role policy's implicit denial)
-            // unless some rule here is for this resource kind and one of these roles.
-            if matched.is_empty() && role_policies.iter().all(|(_, ids)| ids.is_empty()) {
+            if role_policies.is_empty() {
                 return;
             }
+            // As Cerbos's index: nothing at all (not even a role policy's implicit denial)
+            // unless some rule here is for this resource kind and one of these roles.
+            if !found && role_policies.iter().all(|(_, ids)| ids.is_empty()) {
+                return;
+            }
+            // Role policy rules come before the resource rules.
+            let mut rules = out.split_off(start);
             for (role, ids) in role_policies {
                 let mut any = false;
                 for i in ids {
@@ -1172,12 +1241,7 @@ pub(crate) fn query<'a>(
                     ))));
                 }
             }
-            for i in matched {
-                let row = &set.rows[i as usize];
-                if matches!(&row.actions, ActionSet::Action(g) if g.matches(action)) {
-                    out.push(Binding::Row(row));
-                }
-            }
+            out.append(&mut rules);
         }
     }
 }

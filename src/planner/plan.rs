@@ -18,7 +18,7 @@ use crate::engine::{
 use crate::policy::compiled::{
     CompiledExpr, CompiledPolicySet, Condition, DerivedRole, Effect, RowKind, ScopePermissions,
 };
-use crate::policy::id::{ScopedKind, sanitize};
+use crate::policy::id::sanitize;
 
 use super::filter::{
     Filter, FilterKind, Node, Operand, and_node, merge_with_and, or_node, to_filter,
@@ -256,7 +256,7 @@ pub(crate) fn plan(
     let version = effective_version(&input.resource.policy_version, &cfg.default_policy_version);
     let kind_sanitized = sanitize(&input.resource.kind);
     let kind = &*kind_sanitized;
-    let (principal_scopes, resource_scopes) = scope_chains(set, cfg, input, kind, version);
+    let (principal_scopes, resource_scopes) = scope_chains(set, cfg, input);
     if principal_scopes.is_empty() && resource_scopes.is_empty() {
         return Ok(output);
     }
@@ -322,24 +322,14 @@ fn scope_chains<'s>(
     set: &'s CompiledPolicySet,
     cfg: &EngineConfig,
     input: &PlanInput,
-    kind: &str,
-    version: &str,
 ) -> (Vec<&'s Arc<str>>, Vec<&'s Arc<str>>) {
-    let principal_version =
-        effective_version(&input.principal.policy_version, &cfg.default_policy_version);
-    let (principal_scopes, _) = all_scopes(
+    let principal_scopes = all_scopes(
         &set.principal_scopes,
-        ScopedKind::Principal,
-        &input.principal.id,
-        principal_version,
         effective_scope(&input.principal.scope, &cfg.default_scope),
         cfg.lenient_scope_search,
     );
-    let (resource_scopes, _) = all_scopes(
+    let resource_scopes = all_scopes(
         &set.resource_scopes,
-        ScopedKind::Resource,
-        kind,
-        version,
         effective_scope(&input.resource.scope, &cfg.default_scope),
         cfg.lenient_scope_search,
     );

@@ -209,6 +209,11 @@ pub(crate) struct ScopeRows {
     wildcard_kind_rows: Vec<u32>,
     /// Whether any principal policy exists here.
     pub(crate) has_principal: bool,
+    /// The policy keys of the resource policies here by (sanitised) kind, and of the
+    /// principal policies by principal id: a decision names its policy without
+    /// formatting one.
+    resource_keys: FastMap<Arc<str>, Arc<str>>,
+    principal_keys: FastMap<Arc<str>, Arc<str>>,
     /// Resource kind -> derived roles its policy here imports (and refers to).
     pub(crate) derived_roles: FastMap<Arc<str>, Vec<Arc<DerivedRole>>>,
     /// Resource kind -> schemas of its policy here (empty when it declares none); a kind
@@ -223,8 +228,18 @@ impl ScopeRows {
             self.has_principal = true;
             if let Some(pid) = &row.principal {
                 self.principal.entry(pid.clone()).or_default().push(idx);
+                if !self.principal_keys.contains_key(pid) {
+                    self.principal_keys
+                        .insert(pid.clone(), row.policy_key.clone());
+                }
             }
             return;
+        }
+        if let (ActionSet::Action(_), Some(kind)) = (&row.actions, row.resource.literal())
+            && !self.resource_keys.contains_key(kind)
+        {
+            self.resource_keys
+                .insert(Arc::from(kind), row.policy_key.clone());
         }
         match row.resource.literal() {
             Some(kind) if !self.kinds.contains(kind) => {
@@ -255,6 +270,16 @@ impl ScopeRows {
                 }
             }
         }
+    }
+
+    /// The policy key of the resource policy for `kind` here, if it has rules here.
+    pub(crate) fn resource_key(&self, kind: &str) -> Option<&Arc<str>> {
+        self.resource_keys.get(kind)
+    }
+
+    /// The policy key of the principal policy of `id` here, if it has rules here.
+    pub(crate) fn principal_key(&self, id: &str) -> Option<&Arc<str>> {
+        self.principal_keys.get(id)
     }
 
     /// Whether a resource or role policy rule here is for `kind`; `examined` counts the
