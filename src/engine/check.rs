@@ -1068,6 +1068,56 @@ pub(crate) mod work {
     }
 }
 
+/// Heap allocations made on this thread, counted by a wrapper of the system allocator
+/// in the library's test build: the test that a decision's allocations stay within a
+/// budget and do not grow with the number of unrelated policies.
+#[cfg(test)]
+pub(crate) mod allocations {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static COUNT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The system allocator, counting allocations per thread.
+    struct Counting;
+
+    // SAFETY: every call is forwarded unchanged to the system allocator.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: the caller's contract is the system allocator's.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: as above.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    /// Allocations (and reallocations) on this thread so far.
+    pub(crate) fn count() -> usize {
+        COUNT.with(Cell::get)
+    }
+}
+
 /// Counts rows read (for the test of [`work`]; nothing outside tests).
 fn count_examined(n: usize) {
     #[cfg(test)]
@@ -1349,6 +1399,80 @@ mod tests {
         let (effects_n, filter_n, check_work_n, plan_work_n) = work_for(300);
         assert_eq!((effects_n, filter_n), (effects, filter));
         assert_eq!((check_work_n, plan_work_n), (check_work, plan_work));
+    }
+
+    /// The allocations of one check of `input` (after a first, warming check).
+    fn allocations_of(engine: &crate::engine::Engine, input: &CheckInput) -> usize {
+        let now = crate::engine::now();
+        engine.check_at(input, now).unwrap();
+        let before = allocations::count();
+        let out = engine.check_at(input, now).unwrap();
+        let n = allocations::count() - before;
+        drop(out);
+        n
+    }
+
+    /// Issue 15: a decision allocates little (its output, the `P` and `R` values,
+    /// few buffers), and no more with 300 unrelated kinds in the store. The budgets are
+    /// today's counts: a change that adds an allocation to the hot path fails here.
+    #[test]
+    fn issue_15_a_check_allocates_within_budget_whatever_the_store_size() {
+        use crate::engine::{Engine, EngineConfig, Principal, Resource};
+        let input = CheckInput {
+            request_id: "r1".into(),
+            principal: Principal {
+                id: "alice".into(),
+                roles: vec![Arc::from("user"), Arc::from("auditor")],
+                ..Default::default()
+            },
+            resource: Resource {
+                kind: "doc".into(),
+                id: "d1".into(),
+                scope: "acme".into(),
+                ..Default::default()
+            },
+            actions: ["read", "edit", "delete", "list"]
+                .map(String::from)
+                .to_vec(),
+            ..Default::default()
+        };
+        let counts: Vec<usize> = [0, 300]
+            .into_iter()
+            .map(|unrelated| {
+                let engine = Engine::new(
+                    Arc::new(store_with_unrelated_kinds(unrelated)),
+                    EngineConfig::default(),
+                );
+                allocations_of(&engine, &input)
+            })
+            .collect();
+        assert_eq!(
+            counts[0], counts[1],
+            "allocations grow with unrelated kinds"
+        );
+        assert!(counts[0] <= 64, "{} allocations per check", counts[0]);
+
+        // The request of benches/engine.rs on the demo policies: one principal, one
+        // document, three actions decided by conditions and derived roles.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let engine = Engine::new(
+            Arc::new(crate::policy::load_and_compile(&dir).unwrap()),
+            EngineConfig::default(),
+        );
+        let input = crate::engine::input_from_json(&serde_json::json!({
+            "requestId": "bench-1",
+            "actions": ["read", "update", "approve"],
+            "principal": {"id": "bob", "roles": ["manager"],
+                          "attr": {"department": "engineering", "clearances": ["confidential"],
+                                   "approval_limit": 10000}},
+            "resource": {"kind": "document", "id": "doc-1",
+                         "attr": {"owner": "alice", "department": "engineering",
+                                  "status": "in_review", "classification": "internal",
+                                  "amount": 5000, "archived": false}}
+        }))
+        .unwrap();
+        let n = allocations_of(&engine, &input);
+        assert!(n <= 35, "{n} allocations per check of the bench request");
     }
 
     #[test]
