@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Instructions per ext_authz decision, counted by valgrind's callgrind (stable on a busy
 # machine, unlike wall-clock time): the in-process decision loop of benches/extauthz.rs
-# (CheckRequest in, CheckResponse out: mapping, bearer JWT, engine, metrics, audit record,
-# response) is run twice, with N1 and N2 decisions; the difference divided by N2 - N1 is
+# (CheckRequest bytes in, CheckResponse bytes out: decoding, mapping, bearer JWT, engine,
+# metrics, audit record, response encoded as the gRPC service does) is run twice, with N1 and N2 decisions; the difference divided by N2 - N1 is
 # the cost of one decision without the setup. Every thread is counted (the audit writer
 # included).
 #
 #   benches/callgrind.sh                 # audit off and audit on
 #   benches/callgrind.sh audit_on        # one scenario
+#   benches/callgrind.sh built_off       # audit off, the response built as a prost message
+#                                        # and encoded by prost (the path before #15)
+#   GATEHOUSE_BENCH_REQUEST=envoy benches/callgrind.sh   # the request as Envoy sends it
 #   CALLGRIND_KEEP=dir benches/callgrind.sh   # keep the callgrind.out files (for
 #                                        # callgrind_annotate --inclusive=yes)
 #   benches/callgrind.sh scale           # instructions per engine check and per plan

@@ -1,6 +1,7 @@
 //! ext_authz micro-benchmark: one Envoy `CheckRequest` in, one `CheckResponse` out,
-//! in-process (no gRPC transport): request mapping, bearer JWT verification, the engine's
-//! decision, metrics, the audit record and response building, as one measured function.
+//! in-process (no gRPC transport): the request's protobuf decoded, request mapping, bearer
+//! JWT verification, the engine's decision, metrics, the audit record, and the response
+//! built and encoded as the gRPC service does, as one measured function.
 //!
 //! The request is the one `benches/load.sh` times (bob reads doc-1 of
 //! `../shared/bench`, principal from an RS256 bearer JWT, resource attributes from
@@ -15,7 +16,10 @@
 //!
 //! Set `GATEHOUSE_BENCH_LOOP=N` to skip criterion and run N decisions in a plain loop
 //! (for `valgrind --tool=callgrind`, see `benches/callgrind.sh`), with
-//! `GATEHOUSE_BENCH_SCENARIO` = `audit_off` (default) or `audit_on`.
+//! `GATEHOUSE_BENCH_SCENARIO` = `audit_off` (default), `audit_on`, or `built_off` (audit
+//! off, the response built as a prost `CheckResponse` and encoded by prost, as before
+//! the direct encoding), and `GATEHOUSE_BENCH_REQUEST` = `bench` (default: the request
+//! above) or `envoy` (the same request as Envoy 1.40 sends it, see `envoy_check_request`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use gatehouse::extauthz::pb::envoy::service::auth::v3::check_response::HttpRespo
 use gatehouse::extauthz::pb::envoy::service::auth::v3::{
     AttributeContext, CheckRequest, CheckResponse,
 };
+use prost::Message;
 
 use gatehouse::audit::{AuditConfig, AuditSink};
 use gatehouse::engine::EngineConfig;
@@ -128,8 +133,83 @@ fn check_request(token: &str) -> CheckRequest {
     }
 }
 
+/// The same request as Envoy 1.40 sends it with `envoy/envoy.yaml` (captured from Envoy
+/// in front of a raw gRPC server, curl as the client): the peer addresses, the request
+/// time, every header Envoy passes on (pseudo-headers, `x-forwarded-*`, `x-request-id`)
+/// in Envoy's order, the empty metadata contexts.
+fn envoy_check_request(token: &str) -> CheckRequest {
+    use gatehouse::extauthz::pb::envoy::config::core::v3::{
+        Address, Metadata, SocketAddress, address, socket_address,
+    };
+    use gatehouse::extauthz::pb::envoy::service::auth::v3::attribute_context::Peer;
+    let peer = |port: u32| Peer {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "127.0.0.1".into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    };
+    let headers = [
+        ("x-envoy-external-address", "127.0.0.1".to_string()),
+        (":authority", "127.0.0.1:18080".into()),
+        ("authorization", format!("Bearer {token}")),
+        ("accept", "*/*".into()),
+        ("x-doc-owner", "alice".into()),
+        (":path", "/documents/doc-1".into()),
+        (
+            "x-request-id",
+            "bb2b4c76-3a04-48b9-80d2-e1955ae6213f".into(),
+        ),
+        ("x-forwarded-for", "192.0.2.2".into()),
+        ("x-doc-classification", "internal".into()),
+        ("x-doc-status", "in_review".into()),
+        (":method", "GET".into()),
+        ("user-agent", "curl/7.88.1".into()),
+        (":scheme", "http".into()),
+        ("x-doc-department", "engineering".into()),
+        ("x-forwarded-proto", "http".into()),
+    ];
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(peer(35262)),
+            destination: Some(peer(18080)),
+            request: Some(Request {
+                time: Some(prost_types::Timestamp {
+                    seconds: 1_796_592_769,
+                    nanos: 404_114_000,
+                }),
+                http: Some(HttpRequest {
+                    id: "17918898848581348968".into(),
+                    method: "GET".into(),
+                    headers: headers
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                    path: "/documents/doc-1".into(),
+                    host: "127.0.0.1:18080".into(),
+                    scheme: "http".into(),
+                    protocol: "HTTP/1.1".into(),
+                    ..Default::default()
+                }),
+            }),
+            metadata_context: Some(Metadata::default()),
+            route_metadata_context: Some(Metadata::default()),
+            ..Default::default()
+        }),
+    }
+}
+
 fn allowed(resp: &CheckResponse) -> bool {
     matches!(resp.http_response, Some(HttpResponse::OkResponse(_)))
+}
+
+/// An encoded `CheckResponse` that allows: field 1 (status) empty, then field 3 (the OK
+/// response). A denial has field 2 there.
+fn allowed_bytes(resp: &[u8]) -> bool {
+    resp.starts_with(&[0x0a, 0x00, 0x1a])
 }
 
 /// The decision log as the bundled config has it (every decision), through the real
@@ -146,7 +226,27 @@ fn audit_sink(metrics: &Metrics) -> AuditSink {
 struct Setup {
     rt: tokio::runtime::Runtime,
     service: ExtAuthz,
-    request: CheckRequest,
+    /// The request's protobuf bytes, as the gRPC service receives them.
+    request: Vec<u8>,
+}
+
+impl Setup {
+    /// One decision as the gRPC service makes it: decode, decide, encode.
+    fn served(&self, out: &mut Vec<u8>) {
+        let req = CheckRequest::decode(std::hint::black_box(self.request.as_slice())).unwrap();
+        out.clear();
+        self.rt.block_on(self.service.decide_encoded(&req, out));
+    }
+
+    /// One decision with the response built as a prost message and encoded by prost.
+    fn built(&self, out: &mut Vec<u8>) {
+        let req = CheckRequest::decode(std::hint::black_box(self.request.as_slice())).unwrap();
+        out.clear();
+        self.rt
+            .block_on(self.service.decide(&req))
+            .encode(out)
+            .unwrap();
+    }
 }
 
 fn setup(audit: bool) -> Setup {
@@ -166,13 +266,17 @@ fn setup(audit: bool) -> Setup {
     let service = rt
         .block_on(extauthz::build_with_sinks(&config, store, root(), sinks))
         .unwrap();
-    let request = check_request(&token());
+    let request = match std::env::var("GATEHOUSE_BENCH_REQUEST").as_deref() {
+        Ok("") | Ok("bench") | Err(_) => check_request(&token()),
+        Ok("envoy") => envoy_check_request(&token()),
+        Ok(other) => panic!("unknown GATEHOUSE_BENCH_REQUEST {other:?}"),
+    };
     let resp = rt.block_on(service.decide(&request));
     assert!(allowed(&resp), "bob may read doc-1: {resp:?}");
     Setup {
         rt,
         service,
-        request,
+        request: request.encode_to_vec(),
     }
 }
 
@@ -182,11 +286,8 @@ fn bench_decision(c: &mut Criterion) {
         ("ext_authz_decision_audit_on", true),
     ] {
         let s = setup(audit);
-        c.bench_function(name, |b| {
-            b.iter(|| {
-                s.rt.block_on(s.service.decide(std::hint::black_box(&s.request)))
-            })
-        });
+        let mut out = Vec::new();
+        c.bench_function(name, |b| b.iter(|| s.served(&mut out)));
         assert!(s.service.audit.flush());
     }
 }
@@ -233,16 +334,22 @@ fn bench_jwt(c: &mut Criterion) {
 /// `GATEHOUSE_BENCH_LOOP=N`: N decisions in a plain loop, then the audit queue flushed.
 fn profile_loop(n: usize) {
     let scenario = std::env::var("GATEHOUSE_BENCH_SCENARIO").unwrap_or_default();
-    let s = setup(match scenario.as_str() {
-        "" | "audit_off" => false,
-        "audit_on" => true,
+    let (audit, built) = match scenario.as_str() {
+        "" | "audit_off" => (false, false),
+        "audit_on" => (true, false),
+        "built_off" => (false, true),
         other => panic!("unknown GATEHOUSE_BENCH_SCENARIO {other:?}"),
-    });
+    };
+    let s = setup(audit);
     let mut allowed_count = 0;
+    let mut out = Vec::new();
     for _ in 0..n {
-        let resp =
-            s.rt.block_on(s.service.decide(std::hint::black_box(&s.request)));
-        allowed_count += usize::from(allowed(&resp));
+        if built {
+            s.built(&mut out);
+        } else {
+            s.served(&mut out);
+        }
+        allowed_count += usize::from(allowed_bytes(&out));
     }
     assert!(s.service.audit.flush());
     assert_eq!(allowed_count, n);

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::extauthz::pb::v3::AuthorizationServer;
 use anyhow::Context;
 use axum::response::IntoResponse as _;
 use tokio::sync::watch;
@@ -63,9 +62,7 @@ pub(super) async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AuthorizationServer<extauthz::LiveExtAuthz>>()
-        .await;
+    health_reporter.set_serving::<extauthz::CheckServer>().await;
     health_reporter
         .set_serving::<crate::api::pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer<
             crate::api::CerbosApi,
@@ -81,7 +78,7 @@ pub(super) async fn run(
         .max_connection_age(millis(conns.max_connection_age_ms))
         .add_service(health_service)
         .add_service(super::catch_panic::CatchPanic::new(
-            AuthorizationServer::new(services.ext.clone()),
+            extauthz::CheckServer::new(services.ext.clone()),
             super::catch_panic::grpc_internal,
         ))
         .add_optional_service((services.cerbos_api != CerbosApiMode::Disabled).then(|| {

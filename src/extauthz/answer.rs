@@ -3,6 +3,10 @@
 //! Envoy's gRPC `CheckResponse`. The HTTP ext_authz and forward-auth modes render the
 //! same answer as an HTTP response (see `http_mode`).
 
+use std::sync::Arc;
+
+use prost::bytes::BufMut;
+
 use crate::extauthz::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
 use crate::extauthz::pb::google::rpc::Status as RpcStatus;
 use crate::extauthz::pb::v3::{
@@ -19,15 +23,19 @@ pub(crate) enum Answer {
     Deny(Denied),
 }
 
+/// Text shared without copying: header names built once per configuration, a
+/// principal's header values built once per principal, the decision id.
+pub(crate) type Text = Arc<str>;
+
 /// An allowed request.
 #[derive(Debug)]
 pub(crate) struct Allowed {
     /// The decision id (also among `headers`).
-    pub(crate) decision_id: String,
+    pub(crate) decision_id: Text,
     /// The principal's id, when one was resolved.
-    pub(crate) principal: Option<String>,
+    pub(crate) principal: Option<Text>,
     /// Headers set on the request to the backend (lower-case names).
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(Text, Text)>,
     /// Client-sent headers under our prefix, removed before the backend sees them.
     pub(crate) remove: Vec<String>,
 }
@@ -36,11 +44,11 @@ pub(crate) struct Allowed {
 #[derive(Debug)]
 pub(crate) struct Denied {
     /// The decision id (also among `headers` and in `body`).
-    pub(crate) decision_id: String,
+    pub(crate) decision_id: Text,
     /// HTTP status for the client.
     pub(crate) status: u16,
     /// Response headers (lower-case names): content type, decision id, challenge.
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(Text, Text)>,
     /// Response body (JSON).
     pub(crate) body: String,
     /// The detailed reason (for Envoy's metadata and gRPC status, never the body unless
@@ -58,13 +66,13 @@ impl Answer {
             Answer::Allow(a) => {
                 let mut meta = Struct::default();
                 meta.fields
-                    .insert("decision_id".into(), pb_owned(a.decision_id));
+                    .insert("decision_id".into(), pb_string(&a.decision_id));
                 meta.fields.insert("effect".into(), pb_string("allow"));
-                if let Some(p) = a.principal {
-                    meta.fields.insert("principal".into(), pb_owned(p));
+                if let Some(p) = &a.principal {
+                    meta.fields.insert("principal".into(), pb_string(p));
                 }
                 let ok = OkHttpResponse {
-                    headers: a.headers.into_iter().map(|(k, v)| header(k, v)).collect(),
+                    headers: a.headers.iter().map(|(k, v)| header(k, v)).collect(),
                     headers_to_remove: a.remove,
                     ..Default::default()
                 };
@@ -75,13 +83,7 @@ impl Answer {
                 }
             }
             Answer::Deny(d) => {
-                let code = match d.status {
-                    401 => 16,
-                    400 | 413 => 3,
-                    404 => 5,
-                    503 => 14,
-                    _ => 7,
-                };
+                let code = grpc_code(d.status);
                 let mut meta = Struct::default();
                 meta.fields
                     .insert("decision_id".into(), pb_string(&d.decision_id));
@@ -95,7 +97,7 @@ impl Answer {
                     status: Some(HttpStatus {
                         code: i32::from(d.status),
                     }),
-                    headers: d.headers.into_iter().map(|(k, v)| header(k, v)).collect(),
+                    headers: d.headers.iter().map(|(k, v)| header(k, v)).collect(),
                     body: d.body,
                 };
                 CheckResponse {
@@ -108,11 +110,235 @@ impl Answer {
     }
 }
 
-fn header(key: String, value: String) -> HeaderValueOption {
+impl Answer {
+    /// The protobuf bytes of [`into_check_response`](Self::into_check_response)'s
+    /// message (the same bytes prost writes), written straight from the answer: no copy
+    /// of a header name or value, no metadata map.
+    pub(crate) fn encode(&self, buf: &mut impl BufMut) {
+        match self {
+            Answer::Allow(a) => {
+                // `status`: code 0, no message: an empty message, still present.
+                put_len(buf, 1, 0);
+                put_len(buf, 3, a.ok_len());
+                for (k, v) in &a.headers {
+                    put_header(buf, k, v);
+                }
+                for name in &a.remove {
+                    put_len(buf, 5, name.len());
+                    buf.put_slice(name.as_bytes());
+                }
+                put_metadata(buf, &a.metadata());
+            }
+            Answer::Deny(d) => {
+                let code = grpc_code(d.status);
+                put_len(buf, 1, status_len(code, &d.reason));
+                put_varint_field(buf, 1, code);
+                put_str(buf, 2, &d.reason);
+                put_len(buf, 2, d.denied_len());
+                put_len(buf, 1, http_status_len(d.status));
+                put_varint_field(buf, 1, i32::from(d.status));
+                for (k, v) in &d.headers {
+                    put_header(buf, k, v);
+                }
+                put_str(buf, 3, &d.body);
+                put_metadata(buf, &d.metadata());
+            }
+        }
+    }
+
+    /// The length of what [`encode`](Self::encode) writes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self {
+            Answer::Allow(a) => field_len(0) + field_len(a.ok_len()) + metadata_len(&a.metadata()),
+            Answer::Deny(d) => {
+                field_len(status_len(grpc_code(d.status), &d.reason))
+                    + field_len(d.denied_len())
+                    + metadata_len(&d.metadata())
+            }
+        }
+    }
+}
+
+/// The dynamic metadata's entries, in key order (prost writes a map in key order).
+type Metadata<'a> = [Option<(&'static str, &'a str)>; 4];
+
+impl Allowed {
+    fn metadata(&self) -> Metadata<'_> {
+        [
+            Some(("decision_id", &self.decision_id)),
+            Some(("effect", "allow")),
+            self.principal.as_deref().map(|p| ("principal", p)),
+            None,
+        ]
+    }
+
+    /// The `OkHttpResponse`'s length: headers (tag 2), headers to remove (tag 5).
+    fn ok_len(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| field_len(header_len(k, v)))
+            .sum();
+        let remove: usize = self.remove.iter().map(|r| field_len(r.len())).sum();
+        headers + remove
+    }
+}
+
+impl Denied {
+    fn metadata(&self) -> Metadata<'_> {
+        [
+            Some(("decision_id", &self.decision_id)),
+            Some(("effect", "deny")),
+            self.policy.as_deref().map(|p| ("policy", p)),
+            Some(("reason", &self.reason)),
+        ]
+    }
+
+    /// The `DeniedHttpResponse`'s length: status (tag 1), headers (2), body (3).
+    fn denied_len(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| field_len(header_len(k, v)))
+            .sum();
+        field_len(http_status_len(self.status)) + headers + str_len(&self.body)
+    }
+}
+
+/// Protobuf's length-delimited wire type.
+const LEN: u8 = 2;
+/// Protobuf's varint wire type.
+const VARINT: u8 = 0;
+
+/// The one-byte key of field `tag` (every tag written here is below 16).
+fn key(tag: u8, wire: u8) -> u8 {
+    (tag << 3) | wire
+}
+
+fn varint_len(v: u64) -> usize {
+    prost::encoding::encoded_len_varint(v)
+}
+
+/// A length-delimited field with a body of `len` bytes: key, length, body.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+fn put_len(buf: &mut impl BufMut, tag: u8, len: usize) {
+    buf.put_u8(key(tag, LEN));
+    prost::encoding::encode_varint(len as u64, buf);
+}
+
+/// A proto3 string field: absent when empty.
+fn str_len(s: &str) -> usize {
+    if s.is_empty() { 0 } else { field_len(s.len()) }
+}
+
+fn put_str(buf: &mut impl BufMut, tag: u8, s: &str) {
+    if !s.is_empty() {
+        put_len(buf, tag, s.len());
+        buf.put_slice(s.as_bytes());
+    }
+}
+
+/// A proto3 `int32` or enum field: absent when 0 (negative values as ten bytes).
+fn varint_field_len(v: i32) -> usize {
+    if v == 0 {
+        0
+    } else {
+        1 + varint_len(i64::from(v) as u64)
+    }
+}
+
+fn put_varint_field(buf: &mut impl BufMut, tag: u8, v: i32) {
+    if v != 0 {
+        buf.put_u8(key(tag, VARINT));
+        prost::encoding::encode_varint(i64::from(v) as u64, buf);
+    }
+}
+
+/// `google.rpc.Status`: code (tag 1), message (2).
+fn status_len(code: i32, message: &str) -> usize {
+    varint_field_len(code) + str_len(message)
+}
+
+/// `envoy.type.v3.HttpStatus`: code (tag 1).
+fn http_status_len(status: u16) -> usize {
+    varint_field_len(i32::from(status))
+}
+
+/// `HeaderValue` (key, value) inside a `HeaderValueOption`.
+fn header_value_len(k: &str, v: &str) -> usize {
+    str_len(k) + str_len(v)
+}
+
+/// `HeaderValueOption`: header (tag 1), append action (3) overwrite-or-add, keep empty
+/// value (4) true.
+fn header_len(k: &str, v: &str) -> usize {
+    field_len(header_value_len(k, v)) + 2 + 2
+}
+
+/// One header (tag 2 of both `OkHttpResponse` and `DeniedHttpResponse`).
+fn put_header(buf: &mut impl BufMut, k: &str, v: &str) {
+    put_len(buf, 2, header_len(k, v));
+    put_len(buf, 1, header_value_len(k, v));
+    put_str(buf, 1, k);
+    put_str(buf, 2, v);
+    put_varint_field(buf, 3, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
+    buf.put_u8(key(4, VARINT));
+    buf.put_u8(1);
+}
+
+/// A `google.protobuf.Value` holding a string: `string_value` (tag 3), written even
+/// when empty (a oneof member).
+fn string_value_len(v: &str) -> usize {
+    field_len(v.len())
+}
+
+/// One entry of `Struct.fields`: key (tag 1), value (2).
+fn entry_len(k: &str, v: &str) -> usize {
+    str_len(k) + field_len(string_value_len(v))
+}
+
+/// The `Struct` (tag 4 of `CheckResponse`): each entry a `fields` (tag 1) item.
+fn metadata_len(m: &Metadata<'_>) -> usize {
+    field_len(struct_len(m))
+}
+
+fn struct_len(m: &Metadata<'_>) -> usize {
+    m.iter()
+        .flatten()
+        .map(|(k, v)| field_len(entry_len(k, v)))
+        .sum()
+}
+
+fn put_metadata(buf: &mut impl BufMut, m: &Metadata<'_>) {
+    put_len(buf, 4, struct_len(m));
+    for (k, v) in m.iter().flatten() {
+        put_len(buf, 1, entry_len(k, v));
+        put_str(buf, 1, k);
+        put_len(buf, 2, string_value_len(v));
+        put_len(buf, 3, v.len());
+        buf.put_slice(v.as_bytes());
+    }
+}
+
+/// The gRPC status code of a denial with this HTTP status.
+fn grpc_code(status: u16) -> i32 {
+    match status {
+        401 => 16,
+        400 | 413 => 3,
+        404 => 5,
+        503 => 14,
+        _ => 7,
+    }
+}
+
+fn header(key: &str, value: &str) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
-            key,
-            value,
+            key: key.to_string(),
+            value: value.to_string(),
             ..Default::default()
         }),
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
@@ -122,12 +348,8 @@ fn header(key: String, value: String) -> HeaderValueOption {
 }
 
 fn pb_string(s: &str) -> PbValue {
-    pb_owned(s.to_string())
-}
-
-fn pb_owned(s: String) -> PbValue {
     PbValue {
-        kind: Some(Kind::StringValue(s)),
+        kind: Some(Kind::StringValue(s.to_string())),
     }
 }
 
@@ -137,4 +359,83 @@ fn rpc_status(code: i32, message: &str) -> Option<RpcStatus> {
         message: message.to_string(),
         details: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn text(s: &str) -> Text {
+        Text::from(s)
+    }
+
+    fn allowed(principal: Option<&str>, headers: &[(&str, &str)], remove: &[&str]) -> Answer {
+        Answer::Allow(Allowed {
+            decision_id: text("0193a5b6c7d8ffeeddccbbaa99887766"),
+            principal: principal.map(text),
+            headers: headers.iter().map(|(k, v)| (text(k), text(v))).collect(),
+            remove: remove.iter().map(|r| r.to_string()).collect(),
+        })
+    }
+
+    fn denied(status: u16, reason: &str, policy: Option<&str>, body: &str) -> Answer {
+        Answer::Deny(Denied {
+            decision_id: text("id-1"),
+            status,
+            headers: vec![
+                (text("content-type"), text("application/json")),
+                (text("x-gatehouse-decision-id"), text("id-1")),
+            ],
+            body: body.to_string(),
+            reason: reason.to_string(),
+            policy: policy.map(str::to_string),
+        })
+    }
+
+    /// Every shape of answer: the direct encoding is byte for byte prost's encoding of the
+    /// built `CheckResponse`, and decodes to that message.
+    #[test]
+    fn issue_15_the_direct_encoding_is_prosts() {
+        let long = "v".repeat(300);
+        let answers = [
+            allowed(None, &[], &[]),
+            allowed(Some("bob"), &[("x-gatehouse-decision-id", "id")], &[]),
+            allowed(
+                Some(""),
+                &[
+                    ("x-gatehouse-principal", "b%C3%B6b"),
+                    ("x-gatehouse-roles", ""),
+                ],
+                &["x-gatehouse-forged", ""],
+            ),
+            allowed(
+                Some("é"),
+                &[("x-gatehouse-principal-attr", &long), ("", "v")],
+                &[&long],
+            ),
+            denied(
+                403,
+                "bob may not read document \"1\"",
+                Some("resource.document.vdefault"),
+                "{}",
+            ),
+            denied(401, "", None, ""),
+            denied(400, "rejected path", None, &long),
+            denied(404, &long, Some(""), "{\"detail\":\"not found\"}"),
+            denied(413, "too large", None, "x"),
+            denied(503, "down", None, "x"),
+            denied(418, "other", None, "x"),
+            denied(65535, "any status", None, "x"),
+        ];
+        for answer in answers {
+            let mut direct = Vec::new();
+            answer.encode(&mut direct);
+            assert_eq!(direct.len(), answer.encoded_len(), "{answer:?}");
+            let built = answer.into_check_response();
+            assert_eq!(direct, built.encode_to_vec(), "{built:?}");
+            assert_eq!(CheckResponse::decode(direct.as_slice()).unwrap(), built);
+        }
+    }
 }

@@ -123,7 +123,7 @@ pub(crate) fn render(answer: Answer, envoy: bool, deny_status: Option<u16>) -> R
             let mut headers = HeaderMap::with_capacity(a.headers.len() + 1);
             for (k, v) in &a.headers {
                 let (Ok(name), Ok(value)) =
-                    (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v))
+                    (HeaderName::try_from(&**k), HeaderValue::try_from(&**v))
                 else {
                     // Every value Gatehouse sets is encoded to be a valid header; if one
                     // were not, the request must not pass without it.
@@ -149,7 +149,7 @@ pub(crate) fn render(answer: Answer, envoy: bool, deny_status: Option<u16>) -> R
             let mut headers = HeaderMap::with_capacity(d.headers.len());
             for (k, v) in &d.headers {
                 if let (Ok(name), Ok(value)) =
-                    (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v))
+                    (HeaderName::try_from(&**k), HeaderValue::try_from(&**v))
                 {
                     headers.insert(name, value);
                 }

@@ -10,6 +10,7 @@ mod attributes;
 pub mod config;
 mod encoding;
 pub(crate) mod forward_auth;
+mod grpc;
 mod http_mode;
 mod live;
 pub(crate) mod openapi;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::ExtAuthzConfig;
+pub use grpc::CheckServer;
 pub use http_mode::router as http_router;
 pub use live::LiveExtAuthz;
 pub(crate) use route::RouteMapper;
@@ -142,6 +144,7 @@ pub(crate) async fn build_after(
         sources,
         claims: config.principal.claims.clone(),
         anonymous: config.principal.anonymous.clone(),
+        names: service::HeaderNames::new(&prefix),
         prefix,
         deny_body: config.deny_body,
         deny_details: config.deny_details,

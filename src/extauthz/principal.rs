@@ -53,15 +53,18 @@ pub(crate) struct MappedPrincipal {
     headers: OnceLock<PrincipalHeaders>,
 }
 
-/// The values of the principal headers the backend gets on allow.
+/// The values of the principal headers the backend gets on allow, shared by every
+/// answer for the principal.
 #[derive(Debug)]
 pub(crate) struct PrincipalHeaders {
+    /// The principal id as it is (for Envoy's dynamic metadata).
+    pub(crate) raw_id: Arc<str>,
     /// The principal id, percent-encoded.
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     /// The roles, each percent-encoded, joined with `,`.
-    pub(crate) roles: String,
+    pub(crate) roles: Arc<str>,
     /// The attributes as ASCII-only JSON.
-    pub(crate) attr: String,
+    pub(crate) attr: Arc<str>,
 }
 
 impl MappedPrincipal {
@@ -80,10 +83,11 @@ impl MappedPrincipal {
             // Percent-encoded names and ASCII-only JSON (see `encoding`): a role with a
             // comma stays one role, and accented names arrive intact.
             PrincipalHeaders {
-                id: super::encoding::percent_encode(&p.id).into_owned(),
-                roles: super::encoding::encode_list(p.roles.iter().map(|r| &**r)),
-                attr: super::encoding::ascii_json(&crate::cel::to_json(&Value::Map(
-                    p.attr.clone(),
+                raw_id: Arc::from(p.id.as_str()),
+                id: Arc::from(super::encoding::percent_encode(&p.id)),
+                roles: Arc::from(super::encoding::encode_list(p.roles.iter().map(|r| &**r))),
+                attr: Arc::from(super::encoding::ascii_json(&crate::cel::to_json(
+                    &Value::Map(p.attr.clone()),
                 ))),
             }
         })
@@ -599,16 +603,16 @@ mod tests {
             let b = known(identify(&s, &bob));
             assert!(!Arc::ptr_eq(&first, &b));
             assert_eq!(b.principal.id, "bob");
-            assert_eq!(b.headers().roles, "admin,a%2Cb");
-            assert_eq!(b.headers().attr, r#"{"department":"sales"}"#);
+            assert_eq!(&*b.headers().roles, "admin,a%2Cb");
+            assert_eq!(&*b.headers().attr, r#"{"department":"sales"}"#);
             let a = known(identify(&s, &alice));
             assert_eq!(a.principal.id, "alice");
             assert_eq!(&*a.principal.roles[0], "user");
-            assert_eq!(a.headers().id, "alice");
-            assert_eq!(a.headers().attr, r#"{"department":"eng"}"#);
+            assert_eq!(&*a.headers().id, "alice");
+            assert_eq!(&*a.headers().attr, r#"{"department":"eng"}"#);
             // Same subject, other claims: another token, another principal.
             let alice_sales = known(identify(&s, &token("alice", &["user"], "sales", 600)));
-            assert_eq!(alice_sales.headers().attr, r#"{"department":"sales"}"#);
+            assert_eq!(&*alice_sales.headers().attr, r#"{"department":"sales"}"#);
             assert_eq!(cached(&s), 3);
         }
 

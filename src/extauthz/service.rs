@@ -12,7 +12,7 @@ use crate::extauthz::pb::envoy::service::auth::v3::attribute_context::HttpReques
 use crate::extauthz::pb::v3::{Authorization, CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
-use super::answer::{Allowed, Answer, Denied};
+use super::answer::{Allowed, Answer, Denied, Text};
 use super::attributes::{AttributeFetcher, Provenance};
 use super::config::{AnonymousConfig, AttributesConfig, ClaimsConfig, DenyBody, FetchConfig, Mode};
 use super::principal::{Identity, MappedPrincipal, RequestFacts, Source, resolve};
@@ -43,6 +43,8 @@ pub struct ExtAuthz {
     pub(crate) anonymous: Option<AnonymousConfig>,
     /// Header prefix (lower case).
     pub(crate) prefix: String,
+    /// The names of the headers Gatehouse sets, built once from the prefix.
+    pub(crate) names: HeaderNames,
     /// Denial body format.
     pub(crate) deny_body: DenyBody,
     /// Detailed reasons in denial bodies (development); otherwise generic ones.
@@ -88,6 +90,45 @@ fn header_name(prefix: &str, name: &str) -> String {
     n.push_str(prefix);
     n.push_str(name);
     n
+}
+
+/// The header names (and fixed values) of every answer, built once per configuration
+/// and shared by the answers without copying.
+#[derive(Debug)]
+pub(crate) struct HeaderNames {
+    decision_id: Text,
+    principal: Text,
+    roles: Text,
+    principal_attr: Text,
+    derived_roles: Text,
+    outputs: Text,
+    filter: Text,
+    assertion: Text,
+    content_type: Text,
+    www_authenticate: Text,
+    json: Text,
+    problem_json: Text,
+}
+
+impl HeaderNames {
+    /// The names under `prefix` (lower case).
+    pub(crate) fn new(prefix: &str) -> HeaderNames {
+        let name = |n: &str| Text::from(header_name(prefix, n));
+        HeaderNames {
+            decision_id: name("decision-id"),
+            principal: name("principal"),
+            roles: name("roles"),
+            principal_attr: name("principal-attr"),
+            derived_roles: name("derived-roles"),
+            outputs: name("outputs"),
+            filter: name("filter"),
+            assertion: name("assertion"),
+            content_type: Text::from("content-type"),
+            www_authenticate: Text::from("www-authenticate"),
+            json: Text::from("application/json"),
+            problem_json: Text::from("application/problem+json"),
+        }
+    }
 }
 
 /// A new decision id: time-ordered and unique within the process.
@@ -216,10 +257,10 @@ impl ExtAuthz {
 
     /// Client headers with our prefix that we do not overwrite: removed before the
     /// request reaches the backend.
-    fn spoofed(&self, headers: &HashMap<String, String>, ours: &[(String, String)]) -> Vec<String> {
+    fn spoofed(&self, headers: &HashMap<String, String>, ours: &[(Text, Text)]) -> Vec<String> {
         headers
             .keys()
-            .filter(|k| k.starts_with(&self.prefix) && !ours.iter().any(|(o, _)| o == *k))
+            .filter(|k| k.starts_with(&self.prefix) && !ours.iter().any(|(o, _)| **o == ***k))
             .cloned()
             .collect()
     }
@@ -227,10 +268,12 @@ impl ExtAuthz {
     /// Step 3 on allow: the headers for the backend (principal, roles, attributes,
     /// outputs, assertion) and the client-sent ones under our prefix to remove.
     fn allow(&self, id: &str, headers: &HashMap<String, String>, a: &Trail<'_>) -> Answer {
-        let p = &self.prefix;
+        let n = &self.names;
+        let id = Text::from(id);
         // Room for every header below: the vector never grows.
         let mut set = Vec::with_capacity(8);
-        set.push((header_name(p, "decision-id"), id.to_string()));
+        set.push((n.decision_id.clone(), id.clone()));
+        let mut principal_id = None;
         if let Some(principal) = &a.principal {
             // The mapped principal's headers are built once (cached with a verified
             // token's claims); `trail.principal` is a copy of that principal.
@@ -243,17 +286,18 @@ impl ExtAuthz {
                 }
             };
             let h = mapped.headers();
-            set.push((header_name(p, "principal"), h.id.clone()));
-            set.push((header_name(p, "roles"), h.roles.clone()));
+            principal_id = Some(h.raw_id.clone());
+            set.push((n.principal.clone(), h.id.clone()));
+            set.push((n.roles.clone(), h.roles.clone()));
             // The principal's attributes (from verified claims), so the backend can ask the
             // Cerbos API about many resources for the same principal.
-            set.push((header_name(p, "principal-attr"), h.attr.clone()));
+            set.push((n.principal_attr.clone(), h.attr.clone()));
         }
         if let Some(out) = &a.output {
             if !out.effective_derived_roles.is_empty() {
                 set.push((
-                    header_name(p, "derived-roles"),
-                    out.effective_derived_roles.join(","),
+                    n.derived_roles.clone(),
+                    Text::from(out.effective_derived_roles.join(",")),
                 ));
             }
             if !out.outputs.is_empty() {
@@ -266,27 +310,29 @@ impl ExtAuthz {
                     })
                     .collect();
                 set.push((
-                    header_name(p, "outputs"),
-                    super::encoding::ascii_json(&serde_json::Value::Array(outputs)),
+                    n.outputs.clone(),
+                    Text::from(super::encoding::ascii_json(&serde_json::Value::Array(
+                        outputs,
+                    ))),
                 ));
             }
         }
         if let Some(filter) = &a.filter {
-            set.push((header_name(p, "filter"), filter.clone()));
+            set.push((n.filter.clone(), Text::from(filter.as_str())));
         }
         if let (Some(signer), Some(principal), Some((method, path))) =
             (&self.assertion, &a.principal, &a.request_line)
         {
             let roles: Vec<&str> = principal.roles.iter().map(|r| &**r).collect();
             set.push((
-                header_name(p, "assertion"),
-                signer.sign(&principal.id, &roles, id, method, path),
+                n.assertion.clone(),
+                Text::from(signer.sign(&principal.id, &roles, &id, method, path)),
             ));
         }
         let remove = self.spoofed(headers, &set);
         Answer::Allow(Allowed {
-            decision_id: id.to_string(),
-            principal: a.principal.as_ref().map(|p| p.id.clone()),
+            decision_id: id,
+            principal: principal_id,
             headers: set,
             remove,
         })
@@ -317,25 +363,26 @@ impl ExtAuthz {
                 _ => "forbidden",
             }
         };
+        let n = &self.names;
         let (content_type, body) = match self.deny_body {
             DenyBody::Fastapi => (
-                "application/json",
+                &n.json,
                 serde_json::json!({"detail": detail, "decision_id": id}),
             ),
             DenyBody::Problem => (
-                "application/problem+json",
+                &n.problem_json,
                 serde_json::json!({"type": "about:blank", "title": title, "status": d.status, "detail": detail, "decision_id": id}),
             ),
         };
-        let mut headers = vec![
-            ("content-type".to_string(), content_type.to_string()),
-            (header_name(&self.prefix, "decision-id"), id.to_string()),
-        ];
+        let id = Text::from(id);
+        let mut headers = Vec::with_capacity(3);
+        headers.push((n.content_type.clone(), content_type.clone()));
+        headers.push((n.decision_id.clone(), id.clone()));
         if let Some(challenge) = d.authenticate {
-            headers.push(("www-authenticate".to_string(), challenge.to_string()));
+            headers.push((n.www_authenticate.clone(), Text::from(challenge)));
         }
         Answer::Deny(Denied {
-            decision_id: id.to_string(),
+            decision_id: id,
             status: d.status,
             headers,
             body: body.to_string(),
@@ -369,6 +416,14 @@ impl ExtAuthz {
     /// audit sink (origin `ext_authz`).
     pub async fn decide(&self, req: &CheckRequest) -> CheckResponse {
         self.decide_traced(req, None).await
+    }
+
+    /// [`decide`](Self::decide) as the gRPC service answers it: the `CheckResponse`'s
+    /// protobuf bytes, written straight from the decision's answer, appended to `out`.
+    pub async fn decide_encoded(&self, req: &CheckRequest, out: &mut Vec<u8>) {
+        let answer = self.authorize(req, None).await;
+        out.reserve(answer.encoded_len());
+        answer.encode(out);
     }
 
     /// [`decide`](Self::decide) continuing a trace: `caller` is the context of Envoy's
@@ -1183,9 +1238,15 @@ impl ExtAuthz {
     /// One gRPC Check: the decision, continuing the trace of Envoy's call. Not boxed
     /// (unlike a trait method), so the live service awaits it in its own future.
     pub(crate) async fn check_request(&self, request: Request<CheckRequest>) -> CheckResponse {
+        self.answer_request(&request).await.into_check_response()
+    }
+
+    /// One gRPC Check's answer (encoded for Envoy by the gRPC service's codec), continuing
+    /// the trace of Envoy's call.
+    pub(crate) async fn answer_request(&self, request: &Request<CheckRequest>) -> Answer {
         let meta = request.metadata();
         let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
-        self.decide_traced(request.get_ref(), caller).await
+        self.authorize(request.get_ref(), caller).await
     }
 }
 

@@ -12,7 +12,6 @@ use gatehouse::extauthz::pb::envoy::service::auth::v3::authorization_client::Aut
 use gatehouse::extauthz::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use gatehouse::extauthz::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use gatehouse::extauthz::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
-use gatehouse::extauthz::pb::v3::AuthorizationServer;
 use tokio::net::TcpListener;
 
 use gatehouse::engine::EngineConfig;
@@ -95,7 +94,11 @@ async fn start() -> AuthorizationClient<tonic::transport::Channel> {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .add_service(AuthorizationServer::new(service))
+            // The service as `gatehouse serve` serves it: its own codec writes the
+            // CheckResponse straight from the answer.
+            .add_service(extauthz::CheckServer::new(extauthz::LiveExtAuthz::new(
+                service,
+            )))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
             .await
             .unwrap();
