@@ -668,38 +668,48 @@ fn check_plan(
     check_literal(errors, err, &["plan", "action"], &plan.action);
 }
 
-fn match_template(segs: &[Segment], path: &str) -> Option<Vec<(String, String)>> {
-    let parts: Vec<&str> = if path == "/" {
-        Vec::new()
-    } else {
-        path[1..].split('/').collect()
-    };
+/// The path parameters of `path` under the template `segs`, borrowed from both (no
+/// copies): `{rest:path}` takes what is left of the path, slashes included.
+fn match_template<'r, 'p>(segs: &'r [Segment], path: &'p str) -> Option<Params<'r, 'p>> {
+    // The segments not matched yet, as `path[1..].split('/')` would give them.
+    let mut rest = if path == "/" { None } else { path.get(1..) };
     let mut params = Vec::new();
-    let mut i = 0;
     for seg in segs {
         match seg {
             Segment::Literal(l) => {
-                if parts.get(i) != Some(&l.as_str()) {
+                if next_segment(&mut rest)? != l.as_str() {
                     return None;
                 }
-                i += 1;
             }
             Segment::Param(name, conv) => {
-                let p = parts.get(i).filter(|p| conv.accepts(p))?;
-                params.push((name.clone(), (*p).to_string()));
-                i += 1;
+                let p = next_segment(&mut rest).filter(|p| conv.accepts(p))?;
+                params.push((name.as_str(), p));
             }
             Segment::Rest(name) => {
-                if i >= parts.len() {
-                    return None;
-                }
-                params.push((name.clone(), parts[i..].join("/")));
-                i = parts.len();
+                params.push((name.as_str(), rest.take()?));
             }
         }
     }
-    (i == parts.len()).then_some(params)
+    rest.is_none().then_some(params)
 }
+
+/// The next `/`-separated segment of `rest` (none left: `None`).
+fn next_segment<'p>(rest: &mut Option<&'p str>) -> Option<&'p str> {
+    let r = (*rest)?;
+    Some(match r.split_once('/') {
+        Some((part, after)) => {
+            *rest = Some(after);
+            part
+        }
+        None => {
+            *rest = None;
+            r
+        }
+    })
+}
+
+/// Path parameters, in template order: names from the route, values from the path.
+pub(crate) type Params<'r, 'p> = Vec<(&'r str, &'p str)>;
 
 /// Maps normalised paths and methods to routes; first match wins.
 #[derive(Clone, Debug, Default)]
@@ -709,11 +719,11 @@ pub(crate) struct RouteMapper {
 
 /// A matched route with its path parameters.
 #[derive(Clone, Debug)]
-pub(crate) struct RouteMatch<'r> {
+pub(crate) struct RouteMatch<'r, 'p> {
     /// The route.
     pub(crate) route: &'r Route,
     /// Path parameters, in template order.
-    pub(crate) params: Vec<(String, String)>,
+    pub(crate) params: Params<'r, 'p>,
 }
 
 impl RouteMapper {
@@ -740,7 +750,7 @@ impl RouteMapper {
     }
 
     /// Finds the route for a normalised path and method.
-    pub(crate) fn find(&self, path: &str, method: &str) -> Option<RouteMatch<'_>> {
+    pub(crate) fn find<'p>(&self, path: &'p str, method: &str) -> Option<RouteMatch<'_, 'p>> {
         self.routes.iter().find_map(|r| {
             if !r.methods.is_empty() && !r.methods.iter().any(|m| m == method) {
                 return None;
@@ -766,7 +776,7 @@ impl RouteMapper {
 /// Fills `{name}` placeholders from path parameters, in one pass over the template: a
 /// value is never searched for placeholders itself (a path segment spelled `{other}`
 /// stays as sent), and a placeholder without a parameter stays as written.
-pub(crate) fn fill_template(template: &str, params: &[(String, String)], encode: bool) -> String {
+pub(crate) fn fill_template(template: &str, params: &[(&str, &str)], encode: bool) -> String {
     let values: usize = params.iter().map(|(_, v)| v.len()).sum();
     let mut out = String::with_capacity(template.len() + values);
     let mut rest = template;
@@ -777,7 +787,7 @@ pub(crate) fn fill_template(template: &str, params: &[(String, String)], encode:
             let name = &after[..close];
             params
                 .iter()
-                .find(|(k, _)| k == name)
+                .find(|(k, _)| *k == name)
                 .map(|(_, v)| (close, v))
         });
         match found {
@@ -873,7 +883,7 @@ mod tests {
         files.resource.as_mut().unwrap().id = "{rest}".into();
         let m = RouteMapper::new(&[route("/documents/{id}", &[]), files]).unwrap();
         let hit = m.find("/documents/42", "GET").unwrap();
-        assert_eq!(hit.params, vec![("id".to_string(), "42".to_string())]);
+        assert_eq!(hit.params, vec![("id", "42")]);
         assert!(m.find("/documents/42/secrets", "GET").is_none());
         assert!(m.find("/documents", "GET").is_none());
         let hit = m.find("/files/a/b/c", "GET").unwrap();
@@ -905,7 +915,7 @@ mod tests {
                 .is_none()
         );
         let hit = m.find("/n/42", "GET").unwrap();
-        assert_eq!(hit.params, vec![("id".to_string(), "42".to_string())]);
+        assert_eq!(hit.params, vec![("id", "42")]);
     }
 
     #[test]
@@ -1099,14 +1109,14 @@ mod tests {
 
     #[test]
     fn templates_fill_and_encode() {
-        let p = vec![("id".to_string(), "a b/c".to_string())];
+        let p = vec![("id", "a b/c")];
         assert_eq!(
             fill_template("http://x/{id}/attrs", &p, true),
             "http://x/a%20b%2Fc/attrs"
         );
         assert_eq!(fill_template("{id}", &p, false), "a b/c");
         assert_eq!(
-            fill_template("x/{id}", &[("id".into(), "é%".into())], true),
+            fill_template("x/{id}", &[("id", "é%")], true),
             "x/%C3%A9%25"
         );
     }
@@ -1115,10 +1125,7 @@ mod tests {
     fn issue_15_a_path_value_is_not_a_template() {
         // One pass over the template: a segment spelled like a placeholder stays as sent
         // (it used to be filled from the next parameter), unknown placeholders stay.
-        let p = vec![
-            ("a".to_string(), "{b}".to_string()),
-            ("b".to_string(), "x".to_string()),
-        ];
+        let p = vec![("a", "{b}"), ("b", "x")];
         assert_eq!(fill_template("{a}/{b}", &p, false), "{b}/x");
         assert_eq!(fill_template("{a}/{b}", &p, true), "%7Bb%7D/x");
         assert_eq!(fill_template("{b}{c}{b}", &p, false), "x{c}x");

@@ -2,7 +2,7 @@
 //! decision out. Every failure on the way (bad path, unknown route, bad credentials,
 //! attribute source down, engine error) is a denial with a reason, never an allow.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -225,8 +225,8 @@ struct Trail<'a> {
     action: Option<String>,
     /// Resource id of the matched route, until the resource is built.
     resource_id: String,
-    /// Names of attributes copied from request headers: never logged.
-    header_attrs: Vec<&'a str>,
+    /// The route's attributes copied from request headers (by name): never logged.
+    header_attrs: Option<&'a BTreeMap<String, String>>,
     principal: Option<Principal>,
     /// The principal as mapped, with its backend headers (built once per principal).
     mapped: Option<Arc<MappedPrincipal>>,
@@ -848,7 +848,7 @@ impl ExtAuthz {
     fn record_route<'s>(
         &self,
         trail: &mut Trail<'s>,
-        hit: &RouteMatch<'s>,
+        hit: &RouteMatch<'s, '_>,
         method: &str,
         path: &RequestPath,
     ) {
@@ -861,12 +861,7 @@ impl ExtAuthz {
             trail.resource_id = fill_template(&r.id, &hit.params, false);
         }
         trail.action = route.action_for(method);
-        trail.header_attrs = route
-            .attributes
-            .headers
-            .keys()
-            .map(String::as_str)
-            .collect();
+        trail.header_attrs = Some(&route.attributes.headers);
     }
 
     /// The principal: from the first source that knows it, else the anonymous principal
@@ -955,7 +950,7 @@ impl ExtAuthz {
     async fn fetch_attributes(
         &self,
         fetch: &FetchConfig,
-        hit: &RouteMatch<'_>,
+        hit: &RouteMatch<'_, '_>,
         trail: &Trail<'_>,
         attr: &mut MapValue,
     ) -> Result<(), Denial> {
@@ -1081,13 +1076,13 @@ fn request_attributes(
     a: &AttributesConfig,
     attrs: &AttributeContext,
     http: &HttpRequest,
-    hit: &RouteMatch<'_>,
+    hit: &RouteMatch<'_, '_>,
     path: &RequestPath,
 ) -> MapValue {
     let mut attr = MapValue::new();
     if a.path_params {
         for (k, v) in &hit.params {
-            attr.insert(ExtAuthz::attr_key(k), Value::from(v.as_str()));
+            attr.insert(ExtAuthz::attr_key(k), Value::from(*v));
         }
     }
     if !a.query.is_empty() {
@@ -1183,7 +1178,12 @@ fn resource_record(
         resource.scope = res.scope.clone();
         resource.attr = with_attrs.then(|| {
             let attr = res.attr.clone();
-            let skip: Vec<Box<str>> = trail.header_attrs.iter().map(|&a| a.into()).collect();
+            let skip: Vec<Box<str>> = trail
+                .header_attrs
+                .iter()
+                .flat_map(|h| h.keys())
+                .map(|a| a.as_str().into())
+                .collect();
             Attributes::new(move || attrs_json(&attr, &skip))
         });
     }

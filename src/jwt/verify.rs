@@ -536,13 +536,51 @@ struct TokenCache {
 
 #[derive(Debug, Default)]
 struct CacheEntries {
-    /// Per key set (by position), verified tokens by their text. foldhash (keyed per
-    /// process) instead of SipHash: only tokens whose signature verified are inserted,
-    /// so a client cannot fill the table with colliding keys, and a token is hashed on
-    /// every request.
-    sets: Vec<HashMap<Arc<str>, Verified, foldhash::fast::RandomState>>,
+    /// Per key set (by position), verified tokens by their text. Hashed by their length
+    /// and last bytes (see [`TailState`]): only tokens whose signature verified are
+    /// inserted, so a client cannot fill the table with colliding keys, and a token is
+    /// hashed on every request.
+    sets: Vec<HashMap<Arc<str>, Verified, TailState>>,
     /// Insertion order, for eviction: key set and token.
     order: VecDeque<(usize, Arc<str>)>,
+}
+
+/// Bytes of a token's end that its hash reads: inside the signature, which is at least
+/// 32 bytes (43 base64url characters) for every algorithm accepted.
+const HASHED_TAIL: usize = 32;
+
+/// Hashes a token by its length and its last [`HASHED_TAIL`] bytes (the signature's),
+/// with foldhash keyed per process: the same buckets as hashing the whole token would
+/// give for distinct signatures, for a tenth of the work on a typical RS256 token.
+/// Look-ups still compare whole tokens.
+#[derive(Clone, Debug, Default)]
+struct TailState(foldhash::fast::RandomState);
+
+impl std::hash::BuildHasher for TailState {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+/// The hasher of [`TailState`].
+struct TailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0.write_u8(i);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 impl TokenCache {
@@ -617,6 +655,7 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::jwt::KeySetOptions;
+    use std::hash::BuildHasher;
 
     const SECRET_JWK: &str =
         r#"{"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ","kid":"h","alg":"HS256"}"#;
@@ -924,6 +963,27 @@ mod tests {
         );
         // Same text, another key set: a different entry.
         assert!(cache.get(1, &tokens[9], generation, NOW).is_none());
+    }
+
+    #[test]
+    fn issue_15_tokens_alike_in_their_hashed_tail_are_told_apart() {
+        // The cache hashes a token's length and last bytes only; look-ups compare whole
+        // tokens, so a token that ends like a cached one (same length) is not that one.
+        let v = verifier(JwtConfig::default()).with_cache_size(10);
+        let token = sign(HS, r#"{"exp":1900000000,"sub":"alice"}"#);
+        assert!(block_on(v.verify_at(&token, None, NOW)).is_ok());
+        let cache = v.cache.as_ref().unwrap();
+        let generation = v.key_sets[0].1.generation();
+        assert!(cache.get(0, &token, generation, NOW).is_some());
+        let mut forged = token.clone().into_bytes();
+        forged[0] = if forged[0] == b'e' { b'f' } else { b'e' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(cache.get(0, &forged, generation, NOW).is_none());
+        assert!(block_on(v.verify_at(&forged, None, NOW)).is_err());
+        assert_eq!(v.cached_tokens(), 1);
+        let hasher = TailState::default();
+        assert_eq!(hasher.hash_one(&*token), hasher.hash_one(&*forged));
+        assert_ne!(hasher.hash_one("a.b.c"), hasher.hash_one("a.b.cd"));
     }
 
     #[test]

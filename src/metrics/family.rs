@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The label value every label of the overflow series carries.
@@ -191,14 +191,15 @@ pub(crate) fn clip(value: &str) -> &str {
 
 struct Entry<S, const N: usize> {
     values: [Box<str>; N],
-    series: S,
+    /// Shared with the holders of a [`Family::handle`].
+    series: Arc<S>,
 }
 
 struct Table<S, const N: usize> {
     /// Series by the hash of their label values (a bucket holds the rare collisions).
     by_hash: HashMap<u64, Vec<Entry<S, N>>, RandomState>,
     len: usize,
-    overflow: Option<S>,
+    overflow: Option<Arc<S>>,
 }
 
 /// A metric family with `N` labels. At most `cap` distinct label combinations are kept;
@@ -242,6 +243,16 @@ impl<S: Series, const N: usize> Family<S, N> {
     /// Runs `f` on the series of `values` (created if new, or the overflow series once
     /// the family is full).
     pub(crate) fn with<R>(&self, values: [&str; N], f: impl FnOnce(&S) -> R) -> R {
+        self.with_shared(values, |s| f(s))
+    }
+
+    /// The series of `values` (as [`with`](Self::with) finds or creates it), to record
+    /// on without looking it up again: for label values fixed in advance.
+    pub(crate) fn handle(&self, values: [&str; N]) -> Arc<S> {
+        self.with_shared(values, Arc::clone)
+    }
+
+    fn with_shared<R>(&self, values: [&str; N], f: impl FnOnce(&Arc<S>) -> R) -> R {
         let values = values.map(clip);
         let hash = self.hash(&values);
         let same = |e: &&Entry<S, N>| e.values.iter().map(|v| &**v).eq(values.iter().copied());
@@ -266,13 +277,13 @@ impl<S: Series, const N: usize> Family<S, N> {
             return f(&table.by_hash[&hash][i].series);
         }
         if table.len >= self.cap {
-            return f(table.overflow.get_or_insert_with(S::default));
+            return f(table.overflow.get_or_insert_with(Arc::default));
         }
         table.len += 1;
         let bucket = table.by_hash.entry(hash).or_default();
         bucket.push(Entry {
             values: values.map(Box::from),
-            series: S::default(),
+            series: Arc::default(),
         });
         let last = bucket.len() - 1;
         f(&bucket[last].series)
@@ -286,7 +297,7 @@ impl<S: Series, const N: usize> Family<S, N> {
             .values()
             .flatten()
             .map(|e| get(&e.series))
-            .chain(table.overflow.iter().map(&get))
+            .chain(table.overflow.iter().map(|o| get(o)))
             .sum()
     }
 
@@ -305,13 +316,13 @@ impl<S: Series, const N: usize> Family<S, N> {
                     .copied()
                     .zip(e.values.iter().map(|v| &**v))
                     .collect();
-                (render_labels(&pairs), &e.series)
+                (render_labels(&pairs), &*e.series)
             })
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         if let Some(o) = &table.overflow {
             let pairs: Vec<(&str, &str)> = self.labels.iter().map(|l| (*l, OTHER)).collect();
-            rows.push((render_labels(&pairs), o));
+            rows.push((render_labels(&pairs), &**o));
         }
         for (labels, series) in rows {
             series.render(self.name, &labels, out);
@@ -358,6 +369,15 @@ mod tests {
             "{out}"
         );
         assert_eq!(f.sum(Counter::get), 11);
+        // A handle is the series itself: the kept one, or the overflow once full.
+        f.handle(["x", "0"]).add(1);
+        f.handle(["y", "new"]).add(1);
+        f.render(&mut out);
+        assert!(out.contains("t_total{a=\"x\",b=\"0\"} 3\n"), "{out}");
+        assert!(
+            out.contains("t_total{a=\"other\",b=\"other\"} 8\n"),
+            "{out}"
+        );
     }
 
     #[test]
