@@ -38,6 +38,11 @@ pub trait HostScope {
     /// Resolves `root.field` for namespaces such as `V` or `C`.
     /// `None` means `root` is not such a namespace.
     fn select(&self, root: &str, field: &str) -> Option<Result<HostBinding, String>>;
+    /// A slot that holds field `field` of the value in `slot` (such as `R.attr`), so that
+    /// a path through it reads that slot instead of looking the field up.
+    fn field_slot(&self, _slot: u16, _field: &str) -> Option<u16> {
+        None
+    }
 }
 
 /// A compiled, executable expression.
@@ -294,7 +299,10 @@ impl Compiler<'_> {
             return Ok(Node::OptSelect(Box::new(base), field));
         }
         Ok(match base {
-            Node::Host(i) => Node::Path(Root::Host(i), Box::new([field])),
+            Node::Host(i) => match self.host.field_slot(i, &field) {
+                Some(slot) => Node::Host(slot),
+                None => Node::Path(Root::Host(i), Box::new([field])),
+            },
             Node::Local(i) => Node::Path(Root::Local(i), Box::new([field])),
             Node::Path(root, fields) => {
                 let mut v = fields.into_vec();
@@ -552,5 +560,50 @@ impl Compiler<'_> {
         let body = self.expr(&args[2]);
         self.release(1);
         Ok(Node::Bind(slot, Box::new(init), Box::new(body?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cel::{Key, MapValue, parse};
+
+    /// `R` in slot 0, and `R.attr` also in slot 1.
+    struct AttrHost;
+
+    impl HostScope for AttrHost {
+        fn variable(&self, name: &str) -> Option<u16> {
+            (name == "R").then_some(0)
+        }
+        fn select(&self, _root: &str, _field: &str) -> Option<Result<HostBinding, String>> {
+            None
+        }
+        fn field_slot(&self, slot: u16, field: &str) -> Option<u16> {
+            (slot == 0 && field == "attr").then_some(1)
+        }
+    }
+
+    fn map(entries: &[(&str, Value)]) -> Value {
+        let mut m = MapValue::new();
+        for (k, v) in entries {
+            m.insert(Key::String(Arc::from(*k)), v.clone());
+        }
+        Value::map(m)
+    }
+
+    /// Issue 15: `R.attr.x` reads the slot of `R.attr` (one field lookup instead of two);
+    /// other fields of `R` are still looked up in `R`.
+    #[test]
+    fn a_field_with_a_slot_is_read_from_it() {
+        let expr =
+            parse("R.attr.x == 1 && has(R.attr.x) && R.attr.size() == 1 && R.id == 'a'").unwrap();
+        let prog = compile(&expr, &AttrHost).unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2021-04-22T10:05:20Z").unwrap();
+        let attr = |x: i64| map(&[("x", Value::Int(x))]);
+        let r = map(&[("attr", attr(1)), ("id", Value::from("a"))]);
+        let run = |slot1: Value| prog.eval(&Activation::new(&[r.clone(), slot1], now));
+        assert!(matches!(run(attr(1)), Ok(Value::Bool(true))));
+        // The slot is what is read: the same `R` with another map in the slot.
+        assert!(matches!(run(attr(2)), Ok(Value::Bool(false))));
     }
 }

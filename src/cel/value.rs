@@ -203,6 +203,9 @@ pub struct MapValue {
     entries: Vec<(Key, Value)>,
 }
 
+/// Up to this many entries, [`MapValue::get_str`] scans instead of searching.
+const SMALL_MAP: usize = 8;
+
 fn cmp_key_str(k: &Key, s: &str) -> Ordering {
     match k {
         Key::String(x) => (**x).cmp(s),
@@ -240,8 +243,16 @@ impl MapValue {
         }
     }
 
-    /// Looks up a string key without allocating.
+    /// Looks up a string key without allocating: small maps (the `P` and `R` values,
+    /// most attribute maps) by a scan that compares lengths first, larger ones by a
+    /// binary search.
     pub(crate) fn get_str(&self, key: &str) -> Option<&Value> {
+        if self.entries.len() <= SMALL_MAP {
+            return self.entries.iter().find_map(|(k, v)| match k {
+                Key::String(x) if **x == *key => Some(v),
+                _ => None,
+            });
+        }
         self.entries
             .binary_search_by(|(k, _)| cmp_key_str(k, key))
             .ok()
@@ -569,6 +580,23 @@ impl From<Vec<Value>> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_keys_are_found_in_small_and_large_maps() {
+        for n in [0, 1, 7, 8, 9, 40] {
+            let mut m = MapValue::new();
+            m.insert(Key::Int(3), Value::Int(-3));
+            m.insert(Key::Bool(true), Value::Bool(true));
+            for i in 0..n {
+                m.insert(Key::String(Arc::from(format!("k{i}"))), Value::Int(i));
+            }
+            for i in 0..n {
+                assert!(matches!(m.get_str(&format!("k{i}")), Some(Value::Int(v)) if *v == i));
+            }
+            assert!(m.get_str("k").is_none() && m.get_str("3").is_none());
+            assert!(m.get_str(&format!("k{n}")).is_none());
+        }
+    }
 
     #[test]
     fn integers_compare_with_doubles_as_doubles() {

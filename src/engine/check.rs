@@ -11,8 +11,8 @@ use std::sync::{Arc, OnceLock};
 use crate::cel::{Activation, EvalError, Key, MapValue, Timestamp, Value, to_output_json};
 use crate::policy::compiled::{
     ActionSet, ByRole, CompiledExpr, CompiledPolicySet, Condition, Effect, FastSet, HOST_SLOTS,
-    Row, RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST, SLOT_RESOURCE, SLOT_RUNTIME,
-    ScopePermissions, ScopeRows,
+    Row, RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_PRINCIPAL_ATTR, SLOT_REQUEST, SLOT_RESOURCE,
+    SLOT_RESOURCE_ATTR, SLOT_RUNTIME, ScopePermissions, ScopeRows,
 };
 use crate::policy::id::{ScopedKind, policy_key, sanitize, scope_parents};
 
@@ -586,6 +586,8 @@ fn bind_request(
     ev.host[SLOT_RESOURCE as usize] = resource;
     ev.host[SLOT_GLOBALS as usize] = Value::Map(cfg.globals.clone());
     ev.host[SLOT_RUNTIME as usize] = runtime_value(&[]);
+    ev.host[SLOT_PRINCIPAL_ATTR as usize] = Value::Map(input.principal.attr.clone());
+    ev.host[SLOT_RESOURCE_ATTR as usize] = Value::Map(input.resource.attr.clone());
 }
 
 /// The last step, the decision's metadata: one effect per action (no match denies),

@@ -61,6 +61,14 @@ impl HostScope for Env {
         }
     }
 
+    fn field_slot(&self, slot: u16, field: &str) -> Option<u16> {
+        match (slot, field) {
+            (SLOT_PRINCIPAL, "attr") => Some(SLOT_PRINCIPAL_ATTR),
+            (SLOT_RESOURCE, "attr") => Some(SLOT_RESOURCE_ATTR),
+            _ => None,
+        }
+    }
+
     fn select(&self, root: &str, field: &str) -> Option<Result<HostBinding, String>> {
         match root {
             "V" | "variables" => Some(Ok(self

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use super::compiled::glob::Glob;
 use super::compiled::{
     ActionSet, CompiledExpr, CompiledOutput, CompiledPolicySet, Condition, DerivedRole, Effect,
-    PolicyCounts, PolicySchemas, Row, RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_REQUEST,
-    SLOT_RESOURCE, SLOT_RUNTIME, SchemaRef, ScopePermissions, ScopeRows,
+    PolicyCounts, PolicySchemas, Row, RowKind, SLOT_GLOBALS, SLOT_PRINCIPAL, SLOT_PRINCIPAL_ATTR,
+    SLOT_REQUEST, SLOT_RESOURCE, SLOT_RESOURCE_ATTR, SLOT_RUNTIME, SchemaRef, ScopePermissions,
+    ScopeRows,
 };
 use super::id::{self, ScopedKind};
 use super::model::{self, Match, Policy, PolicyKind};

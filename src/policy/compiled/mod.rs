@@ -35,8 +35,12 @@ pub(crate) const SLOT_RESOURCE: u16 = 2;
 pub(crate) const SLOT_GLOBALS: u16 = 3;
 /// Activation slot of `runtime`.
 pub(crate) const SLOT_RUNTIME: u16 = 4;
+/// Activation slot of `P.attr` (the map in `P`'s `attr` entry).
+pub(crate) const SLOT_PRINCIPAL_ATTR: u16 = 5;
+/// Activation slot of `R.attr`.
+pub(crate) const SLOT_RESOURCE_ATTR: u16 = 6;
 /// Number of host slots.
-pub(crate) const HOST_SLOTS: usize = 5;
+pub(crate) const HOST_SLOTS: usize = 7;
 
 /// How a scoped policy combines with its parent scopes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
