@@ -233,7 +233,8 @@ struct Setup {
 impl Setup {
     /// One decision as the gRPC service makes it: decode, decide, encode.
     fn served(&self, out: &mut Vec<u8>) {
-        let req = CheckRequest::decode(std::hint::black_box(self.request.as_slice())).unwrap();
+        let req =
+            extauthz::decode_check(&mut std::hint::black_box(self.request.as_slice())).unwrap();
         out.clear();
         self.rt.block_on(self.service.decide_encoded(&req, out));
     }

@@ -1,18 +1,24 @@
 //! `envoy.service.auth.v3.Authorization` as served over gRPC: tonic's unary call
 //! handling (framing, limits, status) with a codec of our own. The `CheckRequest` is
-//! decoded by prost as tonic's generated server does; the `CheckResponse` is written
+//! decoded by prost as tonic's generated server does (its header map sized once); the
+//! `CheckResponse` is written
 //! straight from the [`Answer`] (the bytes prost would write for
 //! [`Answer::into_check_response`], without building that message first).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 
-use tonic::codec::{Codec, EncodeBuf, Encoder};
+use prost::Message;
+use prost::bytes::Buf;
+
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use super::LiveExtAuthz;
 use super::answer::Answer;
+use crate::extauthz::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
 use crate::extauthz::pb::v3::CheckRequest;
 
 /// The gRPC path of `Check`.
@@ -93,14 +99,117 @@ impl Codec for AnswerCodec {
     type Encode = Answer;
     type Decode = CheckRequest;
     type Encoder = AnswerEncoder;
-    type Decoder = tonic_prost::ProstDecoder<CheckRequest>;
+    type Decoder = CheckDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         AnswerEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstDecoder::default()
+        CheckDecoder
+    }
+}
+
+/// Decodes `CheckRequest`s as tonic's prost codec does (same message, same errors), with
+/// the header map sized once for the headers the request carries.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CheckDecoder;
+
+impl Decoder for CheckDecoder {
+    type Item = CheckRequest;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<CheckRequest>, Status> {
+        decode_check(src)
+            .map(Some)
+            // As tonic's prost codec maps decoding errors.
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+/// Most headers a map is sized for in advance (more are still decoded, the map grows).
+const MAX_PRESIZED_HEADERS: usize = 128;
+
+/// `CheckRequest::decode`, except that the HTTP request's header map is allocated once
+/// for the headers counted in `src` (prost grows it entry by entry, rehashing each time):
+/// how the gRPC service decodes a request.
+pub fn decode_check(src: &mut impl Buf) -> Result<CheckRequest, prost::DecodeError> {
+    let mut req = CheckRequest::default();
+    let chunk = src.chunk();
+    if chunk.len() == src.remaining()
+        && let Some(headers) = header_count(chunk)
+    {
+        // The path attributes.request.http is in the message, so prost would create
+        // each of these messages too; only the map's capacity differs.
+        req.attributes = Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    headers: HashMap::with_capacity(headers.min(MAX_PRESIZED_HEADERS)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    req.merge(src)?;
+    Ok(req)
+}
+
+/// The number of `attributes.request.http.headers` entries in an encoded `CheckRequest`,
+/// or `None` when no `http` message is in it. One pass per nesting level, no allocation;
+/// a malformed field ends the count there (prost then reports the error).
+fn header_count(msg: &[u8]) -> Option<usize> {
+    let mut found = false;
+    let mut count = 0;
+    // CheckRequest.attributes = 1, AttributeContext.request = 4, Request.http = 2,
+    // HttpRequest.headers = 3.
+    for_each_field(msg, 1, |attributes| {
+        for_each_field(attributes, 4, |request| {
+            for_each_field(request, 2, |http| {
+                found = true;
+                for_each_field(http, 3, |_| count += 1);
+            });
+        });
+    });
+    found.then_some(count)
+}
+
+/// Calls `f` with the body of every length-delimited field `tag` of `msg`, in order,
+/// until the end or the first malformed field.
+fn for_each_field(mut msg: &[u8], tag: u64, mut f: impl FnMut(&[u8])) {
+    use prost::encoding::decode_varint;
+    while !msg.is_empty() {
+        let Ok(key) = decode_varint(&mut msg) else {
+            return;
+        };
+        let skip = match key & 7 {
+            0 => match decode_varint(&mut msg) {
+                Ok(_) => 0,
+                Err(_) => return,
+            },
+            1 => 8,
+            5 => 4,
+            2 => {
+                let Some(len) = decode_varint(&mut msg)
+                    .ok()
+                    .and_then(|l| usize::try_from(l).ok())
+                    .filter(|l| *l <= msg.len())
+                else {
+                    return;
+                };
+                if key >> 3 == tag {
+                    f(&msg[..len]);
+                }
+                len
+            }
+            // Groups (3, 4) and unknown wire types: prost decides.
+            _ => return,
+        };
+        let Some(rest) = msg.get(skip..) else {
+            return;
+        };
+        msg = rest;
     }
 }
 
@@ -116,5 +225,114 @@ impl Encoder for AnswerEncoder {
         dst.reserve(item.encoded_len());
         item.encode(dst);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extauthz::pb::envoy::config::core::v3::Metadata;
+
+    fn request(headers: &[(&str, &str)]) -> CheckRequest {
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(attribute_context::Request {
+                    http: Some(attribute_context::HttpRequest {
+                        id: "1".into(),
+                        method: "GET".into(),
+                        path: "/documents/1".into(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                metadata_context: Some(Metadata::default()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Both decoders on `bytes`: the same message or the same error.
+    fn same_as_prost(bytes: &[u8]) -> Result<CheckRequest, String> {
+        let ours = decode_check(&mut &bytes[..]).map_err(|e| e.to_string());
+        let prost = CheckRequest::decode(bytes).map_err(|e| e.to_string());
+        assert_eq!(ours, prost, "{bytes:?}");
+        ours
+    }
+
+    #[test]
+    fn issue_15_requests_decode_as_prost_decodes_them() {
+        let many: Vec<(String, String)> = (0..300)
+            .map(|i| (format!("x-h-{i}"), "v".repeat(i % 7)))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (&**k, &**v)).collect();
+        for req in [
+            CheckRequest::default(),
+            CheckRequest {
+                attributes: Some(AttributeContext::default()),
+            },
+            request(&[]),
+            request(&[("authorization", "Bearer x"), (":path", "/documents/1")]),
+            request(&many),
+        ] {
+            let bytes = req.encode_to_vec();
+            assert_eq!(same_as_prost(&bytes).unwrap(), req);
+            assert_eq!(
+                header_count(&bytes),
+                req.attributes
+                    .and_then(|a| a.request?.http)
+                    .map(|h| h.headers.len())
+            );
+        }
+        // More headers than the map is sized for in advance: all of them decoded.
+        let decoded = same_as_prost(&request(&many).encode_to_vec()).unwrap();
+        assert_eq!(
+            decoded
+                .attributes
+                .unwrap()
+                .request
+                .unwrap()
+                .http
+                .unwrap()
+                .headers
+                .len(),
+            300
+        );
+    }
+
+    #[test]
+    fn issue_15_truncated_malformed_and_repeated_input_is_prosts_business() {
+        let bytes = request(&[("a", "1"), ("b", "2"), ("c", "3")]).encode_to_vec();
+        // Every truncation: the same message or the same error as prost.
+        for end in 0..bytes.len() {
+            let _ = same_as_prost(&bytes[..end]);
+        }
+        // Every single corrupted byte.
+        for i in 0..bytes.len() {
+            for b in [0x00, 0x07, 0x7f, 0x80, 0xff] {
+                let mut bad = bytes.clone();
+                bad[i] = b;
+                let _ = same_as_prost(&bad);
+            }
+        }
+        assert!(
+            same_as_prost(&[
+                0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+            ])
+            .is_err()
+        );
+        assert!(same_as_prost(&[0x0b]).is_err(), "a group start");
+        // A repeated header: the last value, as prost's map merge keeps it. The same
+        // message twice: merged, headers counted twice for sizing only.
+        let mut twice = request(&[("a", "1")]).encode_to_vec();
+        twice.extend(request(&[("a", "2")]).encode_to_vec());
+        let decoded = same_as_prost(&twice).unwrap();
+        let http = decoded.attributes.unwrap().request.unwrap().http.unwrap();
+        assert_eq!(http.headers.len(), 1);
+        assert_eq!(http.headers["a"], "2");
+        assert_eq!(header_count(&twice), Some(2));
     }
 }

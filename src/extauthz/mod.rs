@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::ExtAuthzConfig;
-pub use grpc::CheckServer;
+pub use grpc::{CheckServer, decode_check};
 pub use http_mode::router as http_router;
 pub use live::LiveExtAuthz;
 pub(crate) use route::RouteMapper;
