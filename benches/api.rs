@@ -19,9 +19,10 @@ use std::sync::Arc;
 use criterion::Criterion;
 use prost::Message;
 
-use gatehouse::api::pb::cerbos::request::v1::CheckResourcesRequest;
 use gatehouse::api::pb::cerbos::response::v1::CheckResourcesResponse;
-use gatehouse::api::{ApiSettings, CerbosApi, decode_check_resources, write_check_resources};
+use gatehouse::api::{
+    ApiSettings, CerbosApi, CheckRequest, decode_check_resources, write_check_resources,
+};
 use gatehouse::engine::EngineConfig;
 use gatehouse::store::PolicyStore;
 
@@ -67,7 +68,10 @@ fn setup() -> Setup {
     let store = Arc::new(PolicyStore::load(&policies(), EngineConfig::default()).unwrap());
     let api = CerbosApi::new(store, ApiSettings::default());
     let json = request_json();
-    let proto = decode_check_resources(&json).unwrap().encode_to_vec();
+    let proto = decode_check_resources(&json)
+        .unwrap()
+        .to_pb()
+        .encode_to_vec();
     let s = Setup {
         rt,
         api,
@@ -88,9 +92,10 @@ fn setup() -> Setup {
 }
 
 impl Setup {
-    /// Protobuf request bytes in, protobuf response bytes out.
+    /// Protobuf request bytes in (read as the gRPC service reads them), protobuf response
+    /// bytes out.
     fn grpc_call(&self) -> Vec<u8> {
-        let req = CheckResourcesRequest::decode(&self.proto[..]).unwrap();
+        let req = CheckRequest::decode_protobuf(&self.proto[..]).unwrap();
         let resp = self.rt.block_on(self.api.check_resources(req)).unwrap();
         resp.encode_to_vec()
     }

@@ -1,5 +1,15 @@
 //! The gRPC adapter: `cerbos.svc.v1.CerbosService` (CheckResources, PlanResources and ServerInfo; every
 //! other Cerbos RPC answers UNIMPLEMENTED).
+//!
+//! [`CerbosGrpc`] answers `CheckResources` itself, reading the request with
+//! [`CheckResourcesWire`] (attributes straight into CEL maps) through tonic's prost codec,
+//! and hands every other path to the generated server.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 
 use super::pb::cerbos::request::v1::{
     CheckResourcesRequest, PlanResourcesRequest, ServerInfoRequest,
@@ -7,12 +17,15 @@ use super::pb::cerbos::request::v1::{
 use super::pb::cerbos::response::v1::{
     CheckResourcesResponse, PlanResourcesResponse, ServerInfoResponse,
 };
-use super::pb::cerbos::svc::v1::cerbos_service_server::CerbosService;
+use super::pb::cerbos::svc::v1::cerbos_service_server::{CerbosService, CerbosServiceServer};
 use super::service::CerbosApi;
+use super::wire::CheckResourcesWire;
 use crate::telemetry::TraceContext;
 
 #[tonic::async_trait]
 impl CerbosService for CerbosApi {
+    /// Reached only through the generated server alone; [`CerbosGrpc`] reads
+    /// `CheckResources` requests itself.
     async fn check_resources(
         &self,
         request: tonic::Request<CheckResourcesRequest>,
@@ -20,7 +33,7 @@ impl CerbosService for CerbosApi {
         let meta = request.metadata();
         let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
         let response =
-            CerbosApi::check_resources_traced(self, request.into_inner(), caller).await?;
+            CerbosApi::check_resources_traced(self, request.into_inner().into(), caller).await?;
         Ok(tonic::Response::new(response))
     }
 
@@ -37,5 +50,83 @@ impl CerbosService for CerbosApi {
         _request: tonic::Request<ServerInfoRequest>,
     ) -> Result<tonic::Response<ServerInfoResponse>, tonic::Status> {
         Ok(tonic::Response::new(CerbosApi::server_info(self)))
+    }
+}
+
+/// The gRPC path of `CheckResources`.
+const CHECK_RESOURCES: &str = "/cerbos.svc.v1.CerbosService/CheckResources";
+
+/// `cerbos.svc.v1.CerbosService` over HTTP/2: `CheckResources` read by [`CheckResourcesWire`],
+/// the other methods by the generated server. Messages up to `max_decoding` bytes are
+/// accepted on every method.
+#[derive(Clone, Debug)]
+pub struct CerbosGrpc {
+    api: Arc<CerbosApi>,
+    generated: CerbosServiceServer<CerbosApi>,
+    max_decoding: usize,
+}
+
+impl CerbosGrpc {
+    /// The service over `api`, refusing messages above `max_decoding` bytes.
+    pub(crate) fn new(api: CerbosApi, max_decoding: usize) -> Self {
+        CerbosGrpc {
+            generated: CerbosServiceServer::new(api.clone())
+                .max_decoding_message_size(max_decoding),
+            api: Arc::new(api),
+            max_decoding,
+        }
+    }
+}
+
+impl tonic::server::NamedService for CerbosGrpc {
+    const NAME: &'static str =
+        <CerbosServiceServer<CerbosApi> as tonic::server::NamedService>::NAME;
+}
+
+impl<B> Service<http::Request<B>> for CerbosGrpc
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != CHECK_RESOURCES {
+            return self.generated.call(req);
+        }
+        let method = CheckResourcesMethod(self.api.clone());
+        let limit = self.max_decoding;
+        Box::pin(async move {
+            let codec =
+                tonic_prost::ProstCodec::<CheckResourcesResponse, CheckResourcesWire>::default();
+            let mut grpc =
+                tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(method, req).await)
+        })
+    }
+}
+
+/// `CheckResources` as tonic's unary method.
+struct CheckResourcesMethod(Arc<CerbosApi>);
+
+impl tonic::server::UnaryService<CheckResourcesWire> for CheckResourcesMethod {
+    type Response = CheckResourcesResponse;
+    type Future = BoxFuture<tonic::Response<CheckResourcesResponse>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<CheckResourcesWire>) -> Self::Future {
+        let api = self.0.clone();
+        Box::pin(async move {
+            let meta = request.metadata();
+            let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
+            let req = request.into_inner().into_request();
+            let response = api.check_resources_traced(req, caller).await?;
+            Ok(tonic::Response::new(response))
+        })
     }
 }

@@ -10,14 +10,13 @@ use prost_types::value::Kind;
 
 use super::error::ApiError;
 use super::pb::cerbos::engine::v1::Principal;
-use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, PlanResourcesRequest};
+use super::pb::cerbos::request::v1::{AuxData, PlanResourcesRequest};
+use super::request::CheckRequest;
 use super::settings::ApiSettings;
+use crate::cel::Value;
 
 /// Refuses a request that exceeds a count limit, with Cerbos's `INVALID_ARGUMENT` shape.
-pub(crate) fn check_limits(
-    req: &CheckResourcesRequest,
-    limits: &ApiSettings,
-) -> Result<(), ApiError> {
+pub(crate) fn check_limits(req: &CheckRequest, limits: &ApiSettings) -> Result<(), ApiError> {
     if req.resources.len() > limits.max_resources {
         return Err(ApiError::invalid_argument(format!(
             "number of resources in batch ({}) exceeds configured limit ({})",
@@ -36,17 +35,22 @@ pub(crate) fn check_limits(
             limits.max_actions
         )));
     }
+    let roles = req.principal.as_ref().map_or(0, |p| p.roles.len());
+    check_counts(roles, req.aux_data.as_ref(), limits)?;
+    let mut budget = Budget(limits.max_attribute_values);
+    let principal_attr = req.principal.iter().flat_map(|p| p.attr.iter());
     let resource_attr = req
         .resources
         .iter()
         .filter_map(|e| e.resource.as_ref())
-        .flat_map(|r| r.attr.values());
-    check_shared_limits(
-        req.principal.as_ref(),
-        req.aux_data.as_ref(),
-        resource_attr,
-        limits,
-    )
+        .flat_map(|r| r.attr.iter());
+    if !principal_attr
+        .chain(resource_attr)
+        .all(|(_, v)| budget.take_cel_tree(v))
+    {
+        return Err(too_many_values(limits));
+    }
+    Ok(())
 }
 
 /// Refuses a `PlanResources` request that exceeds a count limit (roles, attribute values,
@@ -73,7 +77,32 @@ fn check_shared_limits<'a>(
     resource_attr: impl Iterator<Item = &'a prost_types::Value>,
     limits: &ApiSettings,
 ) -> Result<(), ApiError> {
-    let roles = principal.map_or(0, |p| p.roles.len());
+    check_counts(principal.map_or(0, |p| p.roles.len()), aux_data, limits)?;
+    let mut budget = Budget(limits.max_attribute_values);
+    let principal_attr = principal.into_iter().flat_map(|p| p.attr.values());
+    if !principal_attr
+        .chain(resource_attr)
+        .all(|v| budget.take_tree(v))
+    {
+        return Err(too_many_values(limits));
+    }
+    Ok(())
+}
+
+fn too_many_values(limits: &ApiSettings) -> ApiError {
+    ApiError::invalid_argument(format!(
+        "number of attribute values exceeds configured limit ({})",
+        limits.max_attribute_values
+    ))
+}
+
+/// The counts both requests share, checked in this order: principal roles, `auxData`
+/// tokens.
+fn check_counts(
+    roles: usize,
+    aux_data: Option<&AuxData>,
+    limits: &ApiSettings,
+) -> Result<(), ApiError> {
     if roles > limits.max_roles {
         return Err(ApiError::invalid_argument(format!(
             "number of principal roles ({roles}) exceeds configured limit ({})",
@@ -88,17 +117,6 @@ fn check_shared_limits<'a>(
                 limits.max_aux_tokens
             )));
         }
-    }
-    let mut budget = Budget(limits.max_attribute_values);
-    let principal_attr = principal.into_iter().flat_map(|p| p.attr.values());
-    if !principal_attr
-        .chain(resource_attr)
-        .all(|v| budget.take_tree(v))
-    {
-        return Err(ApiError::invalid_argument(format!(
-            "number of attribute values exceeds configured limit ({})",
-            limits.max_attribute_values
-        )));
     }
     Ok(())
 }
@@ -127,6 +145,30 @@ impl Budget {
             match &v.kind {
                 Some(Kind::ListValue(l)) => stack.extend(&l.values),
                 Some(Kind::StructValue(s)) => stack.extend(s.fields.values()),
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// [`take_tree`](Self::take_tree) for an attribute already read as a CEL value.
+    fn take_cel_tree(&mut self, v: &Value) -> bool {
+        if !matches!(v, Value::List(_) | Value::Map(_)) {
+            let Some(left) = self.0.checked_sub(1) else {
+                return false;
+            };
+            self.0 = left;
+            return true;
+        }
+        let mut stack = vec![v];
+        while let Some(v) = stack.pop() {
+            let Some(left) = self.0.checked_sub(1) else {
+                return false;
+            };
+            self.0 = left;
+            match v {
+                Value::List(items) => stack.extend(items.iter()),
+                Value::Map(m) => stack.extend(m.iter().map(|(_, v)| v)),
                 _ => {}
             }
         }

@@ -23,12 +23,15 @@ mod limits;
 pub mod pb;
 mod plan;
 mod protojson;
+mod request;
 mod service;
 mod settings;
 mod validate;
+mod wire;
 
 use std::sync::Arc;
 
+pub use grpc::CerbosGrpc;
 pub use plan::encode_plan_resources;
 /// Plans are recorded alike wherever they are made (the API, ext_authz plan routes).
 pub(crate) use plan::{PlanFacts, record_plan};
@@ -36,6 +39,7 @@ pub use protojson::{
     decode_check_resources, decode_plan_resources, encode_check_resources, encode_server_info,
     json_to_value, value_to_json, write_check_resources,
 };
+pub use request::CheckRequest;
 pub use service::CerbosApi;
 pub use settings::{
     ApiSettings, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_ATTRIBUTE_VALUES, DEFAULT_MAX_AUX_TOKENS,
@@ -44,17 +48,13 @@ pub use settings::{
 pub use validate::{encode_violations, validate_check_resources, validate_plan_resources};
 
 use crate::store::PolicyStore;
-use pb::cerbos::svc::v1::cerbos_service_server::CerbosServiceServer;
 
 /// The gRPC service `cerbos.svc.v1.CerbosService` over `store`, ready for
 /// `tonic::transport::Server::add_service`. Messages up to `settings.max_body_bytes` are
 /// accepted.
-pub fn grpc_service(
-    store: Arc<PolicyStore>,
-    settings: ApiSettings,
-) -> CerbosServiceServer<CerbosApi> {
+pub fn grpc_service(store: Arc<PolicyStore>, settings: ApiSettings) -> CerbosGrpc {
     let limit = settings.max_body_bytes;
-    CerbosServiceServer::new(CerbosApi::new(store, settings)).max_decoding_message_size(limit)
+    CerbosGrpc::new(CerbosApi::new(store, settings), limit)
 }
 
 /// The Cerbos HTTP routes over `store`, ready to be merged into the HTTP listener's router.

@@ -16,28 +16,29 @@ use super::error::ApiError;
 use super::pb::cerbos::audit::v1::RequestContext;
 use super::pb::cerbos::effect::v1::Effect;
 use super::pb::cerbos::engine::v1::plan_resources_input;
-use super::pb::cerbos::engine::v1::{OutputEntry, Principal, Resource};
-use super::pb::cerbos::request::v1::check_resources_request::ResourceEntry;
-use super::pb::cerbos::request::v1::{
-    AuxData, CheckResourcesRequest, PlanResourcesRequest, aux_data,
-};
+use super::pb::cerbos::engine::v1::{OutputEntry, Principal};
+use super::pb::cerbos::request::v1::{AuxData, PlanResourcesRequest, aux_data};
 use super::pb::cerbos::response::v1::check_resources_response::{ResultEntry, result_entry};
 use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
 use super::pb::cerbos::schema::v1::ValidationError;
+use super::request::{CheckRequest, Entry as CheckEntry, sorted_map};
+use crate::cel::{Key, MapValue, Value};
+use crate::engine;
 
 // === decoding ===
 
 /// Reads a `CheckResourcesRequest` from a request body. An empty body is an empty message.
-pub fn decode_check_resources(body: &[u8]) -> Result<CheckResourcesRequest, ApiError> {
+/// Attributes are read straight into CEL values.
+pub fn decode_check_resources(body: &[u8]) -> Result<CheckRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(CheckResourcesRequest::default());
+        return Ok(CheckRequest::default());
     }
     let json = parse(body)?;
     let mut o = Fields::new(&json)?;
-    let req = CheckResourcesRequest {
+    let req = CheckRequest {
         request_id: o.string("requestId", "request_id")?,
         include_meta: o.bool("includeMeta", "include_meta")?,
-        principal: o.message("principal", "principal", principal)?,
+        principal: o.message("principal", "principal", check_principal)?,
         resources: o.repeated_messages("resources", "resources", resource_entry)?,
         aux_data: o.message("auxData", "aux_data", aux_data)?,
         request_context: o.message("requestContext", "request_context", request_context)?,
@@ -92,22 +93,44 @@ fn principal(v: &Node<'_>) -> Result<Principal, ApiError> {
     Ok(p)
 }
 
-fn resource(v: &Node<'_>) -> Result<Resource, ApiError> {
+/// A principal of a check, its fields in the order of the generated message's reader.
+fn check_principal(v: &Node<'_>) -> Result<engine::Principal, ApiError> {
     let mut o = Fields::new(v)?;
-    let r = Resource {
-        kind: o.string("kind", "kind")?,
-        policy_version: o.string("policyVersion", "policy_version")?,
-        id: o.string("id", "id")?,
-        attr: o.value_map("attr", "attr")?,
-        scope: o.string("scope", "scope")?,
-    };
+    let id = o.string("id", "id")?;
+    let policy_version = o.string("policyVersion", "policy_version")?;
+    let roles = o.repeated_strings("roles", "roles")?;
+    let attr = o.cel_map("attr", "attr")?;
+    let scope = o.string("scope", "scope")?;
     o.finish()?;
-    Ok(r)
+    Ok(engine::Principal {
+        id,
+        roles: roles.into_iter().map(std::sync::Arc::from).collect(),
+        attr: std::sync::Arc::new(attr),
+        policy_version,
+        scope,
+    })
 }
 
-fn resource_entry(v: &Node<'_>) -> Result<ResourceEntry, ApiError> {
+fn resource(v: &Node<'_>) -> Result<engine::Resource, ApiError> {
     let mut o = Fields::new(v)?;
-    let e = ResourceEntry {
+    let kind = o.string("kind", "kind")?;
+    let policy_version = o.string("policyVersion", "policy_version")?;
+    let id = o.string("id", "id")?;
+    let attr = o.cel_map("attr", "attr")?;
+    let scope = o.string("scope", "scope")?;
+    o.finish()?;
+    Ok(engine::Resource {
+        kind,
+        id,
+        attr: std::sync::Arc::new(attr),
+        policy_version,
+        scope,
+    })
+}
+
+fn resource_entry(v: &Node<'_>) -> Result<CheckEntry, ApiError> {
+    let mut o = Fields::new(v)?;
+    let e = CheckEntry {
         actions: o.repeated_strings("actions", "actions")?,
         resource: o.message("resource", "resource", resource)?,
     };
@@ -312,6 +335,14 @@ impl<'a> Fields<'a> {
             .collect()
     }
 
+    /// A `map<string, google.protobuf.Value>` read straight into a CEL map.
+    fn cel_map(&mut self, j: &'static str, p: &'static str) -> Result<MapValue, ApiError> {
+        let Some(m) = self.object(j, p)? else {
+            return Ok(MapValue::new());
+        };
+        node_cel_map(m)
+    }
+
     fn message_map<T: Default>(
         &mut self,
         j: &'static str,
@@ -490,6 +521,31 @@ fn node_value(v: &Node<'_>) -> Result<prost_types::Value, ApiError> {
         }),
     };
     Ok(prost_types::Value { kind: Some(kind) })
+}
+
+/// A parsed JSON value as the CEL value its `google.protobuf.Value` stands for (numbers
+/// are doubles, as in Cerbos), with [`node_value`]'s errors.
+fn node_cel(v: &Node<'_>) -> Result<Value, ApiError> {
+    Ok(match v {
+        Node::Null => Value::Null,
+        Node::Bool(b) => Value::Bool(*b),
+        Node::Number(n) => match number_kind(n)? {
+            Kind::NumberValue(f) => Value::Double(f),
+            _ => Value::Null,
+        },
+        Node::String(s) => Value::String(std::sync::Arc::from(s.as_ref())),
+        Node::Array(items) => Value::list(items.iter().map(node_cel).collect::<Result<_, _>>()?),
+        Node::Object(m) => Value::map(node_cel_map(m)?),
+    })
+}
+
+/// A parsed JSON object (its keys already distinct) as a CEL map.
+fn node_cel_map(m: &[Entry<'_>]) -> Result<MapValue, ApiError> {
+    let fields = m
+        .iter()
+        .map(|(k, v)| Ok((Key::String(std::sync::Arc::from(k.as_ref())), node_cel(v)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(sorted_map(fields))
 }
 
 /// A JSON value as a `google.protobuf.Value`.
@@ -809,7 +865,8 @@ mod tests {
         assert!(req.include_meta);
         let p = req.principal.unwrap();
         assert_eq!(p.policy_version, "v1");
-        assert_eq!(p.attr["x"].kind, Some(Kind::NullValue(0)));
+        assert!(matches!(p.attr.get_str("x"), Some(Value::Null)));
+        assert!(matches!(p.attr.get_str("n"), Some(Value::Double(n)) if *n == 1.0));
         assert_eq!(
             req.resources[0].resource.as_ref().unwrap().policy_version,
             ""
@@ -840,8 +897,8 @@ mod tests {
         assert_eq!(msg(b"null"), "proto: syntax error: unexpected token null");
         assert!(msg(b"{not json").starts_with("proto: syntax error: "));
         assert_eq!(
-            decode_check_resources(b"  ").unwrap(),
-            CheckResourcesRequest::default()
+            decode_check_resources(b"  ").unwrap().to_pb(),
+            Default::default()
         );
     }
 
@@ -862,6 +919,12 @@ mod tests {
             let json: Json = serde_json::from_str(body).unwrap();
             assert_eq!(
                 node_value(&node).unwrap(),
+                json_to_value(&json).unwrap(),
+                "{body}"
+            );
+            // Read straight into CEL values, the same value.
+            assert_eq!(
+                crate::api::request::pb_value(&node_cel(&node).unwrap()),
                 json_to_value(&json).unwrap(),
                 "{body}"
             );

@@ -2,7 +2,6 @@
 //! apply the request limits, verify auxiliary tokens, decide every resource on one engine
 //! snapshot, and assemble Cerbos's response.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prost_types::value::Kind;
@@ -12,11 +11,12 @@ use super::error::ApiError;
 use super::limits::check_limits;
 use super::pb::cerbos::effect::v1 as pb_effect;
 use super::pb::cerbos::engine::v1 as pb_engine;
-use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, aux_data};
+use super::pb::cerbos::request::v1::{AuxData, aux_data};
 use super::pb::cerbos::response::v1::check_resources_response::{ResultEntry, result_entry};
 use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
 use super::pb::cerbos::schema::v1::ValidationError as PbValidationError;
 use super::protojson::json_to_value;
+use super::request::CheckRequest;
 use super::settings::ApiSettings;
 use super::validate::validate_check_resources;
 use crate::cel::{Key, MapValue, Value, from_json};
@@ -75,7 +75,7 @@ impl CerbosApi {
     /// entry.
     pub async fn check_resources(
         &self,
-        req: CheckResourcesRequest,
+        req: CheckRequest,
     ) -> Result<CheckResourcesResponse, ApiError> {
         self.check_resources_traced(req, None).await
     }
@@ -85,7 +85,7 @@ impl CerbosApi {
     /// and the decision log names the trace.
     pub(crate) async fn check_resources_traced(
         &self,
-        req: CheckResourcesRequest,
+        req: CheckRequest,
         caller: Option<TraceContext>,
     ) -> Result<CheckResourcesResponse, ApiError> {
         let tracer = &self.settings.tracer;
@@ -107,7 +107,10 @@ impl CerbosApi {
         span.set("gatehouse.request_id", req.request_id.as_str());
         if let Some(p) = &req.principal {
             span.set("gatehouse.principal.id", p.id.as_str());
-            span.set("gatehouse.principal.roles", p.roles.clone());
+            span.set(
+                "gatehouse.principal.roles",
+                p.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            );
         }
         span.set("gatehouse.resources", req.resources.len() as i64);
         let result = self.decide(req, trace_id).await;
@@ -136,7 +139,7 @@ impl CerbosApi {
 
     async fn decide(
         &self,
-        req: CheckResourcesRequest,
+        req: CheckRequest,
         trace_id: Option<String>,
     ) -> Result<CheckResourcesResponse, ApiError> {
         let started = std::time::Instant::now();
@@ -151,28 +154,28 @@ impl CerbosApi {
                 ApiError::invalid_argument("invalid auxData")
             })?;
 
-        let principal = req
-            .principal
-            .as_ref()
-            .map(principal_input)
-            .unwrap_or_default();
         let snapshot = self.store.snapshot();
         let engine = &snapshot.engine;
-        let CheckResourcesRequest {
+        let CheckRequest {
             request_id,
             include_meta,
+            principal,
             resources,
             ..
         } = req;
+        let mut principal = Some(principal.unwrap_or_default());
+        let mut aux_data = Some(aux_data);
         let mut decided: Vec<(CheckInput, CheckOutput)> = Vec::with_capacity(resources.len());
-        // The request's strings move into the engine's input rather than being copied.
-        for entry in resources {
+        // The request's strings move into the engine's input rather than being copied; the
+        // principal and auxiliary data are copied for every entry but the last.
+        let last = resources.len().saturating_sub(1);
+        for (i, entry) in resources.into_iter().enumerate() {
             let input = CheckInput {
                 request_id: request_id.clone(),
-                principal: principal.clone(),
-                resource: entry.resource.map(resource_input).unwrap_or_default(),
+                principal: take_last(&mut principal, i == last),
+                resource: entry.resource.unwrap_or_default(),
                 actions: entry.actions,
-                aux_data: aux_data.clone(),
+                aux_data: take_last(&mut aux_data, i == last),
             };
             let output = engine.check(&input).map_err(|e| {
                 tracing::error!(error = %e, "policy check failed");
@@ -181,6 +184,14 @@ impl CerbosApi {
             decided.push((input, output));
         }
         let call_id = new_call_id();
+        let fallback;
+        let principal = match (decided.first(), principal) {
+            (Some((input, _)), _) => &input.principal,
+            (None, p) => {
+                fallback = p.unwrap_or_default();
+                &fallback
+            }
+        };
         self.record(
             CallFacts {
                 call_id: &call_id,
@@ -190,7 +201,7 @@ impl CerbosApi {
                 trace_id,
                 elapsed: started.elapsed(),
             },
-            &principal,
+            principal,
             &decided,
         );
         let results = decided
@@ -316,45 +327,10 @@ impl CerbosApi {
     }
 }
 
-/// A `google.protobuf.Value` as a CEL value (numbers are doubles, as in Cerbos).
-fn cel_value(v: &prost_types::Value) -> Value {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::NumberValue(n)) => Value::Double(*n),
-        Some(Kind::StringValue(s)) => Value::String(Arc::from(s.as_str())),
-        Some(Kind::ListValue(l)) => Value::list(l.values.iter().map(cel_value).collect()),
-        Some(Kind::StructValue(s)) => Value::map(cel_map(&s.fields)),
-    }
-}
-
-pub(super) fn cel_map(m: &BTreeMap<String, prost_types::Value>) -> MapValue {
-    // Sized once; the keys come in order, so every insert appends.
-    let mut out = MapValue::with_capacity(m.len());
-    for (k, v) in m {
-        out.insert(Key::String(Arc::from(k.as_str())), cel_value(v));
-    }
-    out
-}
-
-pub(super) fn principal_input(p: &pb_engine::Principal) -> engine::Principal {
-    engine::Principal {
-        id: p.id.clone(),
-        roles: p.roles.iter().map(|r| Arc::from(r.as_str())).collect(),
-        attr: Arc::new(cel_map(&p.attr)),
-        policy_version: p.policy_version.clone(),
-        scope: p.scope.clone(),
-    }
-}
-
-fn resource_input(r: pb_engine::Resource) -> engine::Resource {
-    engine::Resource {
-        attr: Arc::new(cel_map(&r.attr)),
-        kind: r.kind,
-        id: r.id,
-        policy_version: r.policy_version,
-        scope: r.scope,
-    }
+/// What `slot` holds, moved out when `last`, else copied.
+fn take_last<T: Clone + Default>(slot: &mut Option<T>, last: bool) -> T {
+    let value = if last { slot.take() } else { slot.clone() };
+    value.unwrap_or_default()
 }
 
 fn effect_number(e: Effect) -> i32 {

@@ -8,10 +8,12 @@ use super::error::ApiError;
 use super::pb::buf::validate::field_path_element::Subscript;
 use super::pb::buf::validate::{FieldPath, FieldPathElement, Violation, Violations};
 use super::pb::cerbos::audit::v1::RequestContext;
+use super::pb::cerbos::engine::v1::Principal;
 use super::pb::cerbos::engine::v1::plan_resources_input;
-use super::pb::cerbos::engine::v1::{Principal, Resource};
-use super::pb::cerbos::request::v1::check_resources_request::ResourceEntry;
-use super::pb::cerbos::request::v1::{AuxData, CheckResourcesRequest, PlanResourcesRequest};
+use super::pb::cerbos::request::v1::{AuxData, PlanResourcesRequest};
+use super::request::{CheckRequest, Entry};
+use crate::cel::{Key, MapValue};
+use crate::engine;
 
 /// `google.protobuf.FieldDescriptorProto.Type` values used in paths.
 mod ty {
@@ -67,7 +69,7 @@ pub fn validate_plan_resources(req: &PlanResourcesRequest) -> Result<(), ApiErro
 }
 
 /// Checks a request; on violations returns Cerbos's `INVALID_ARGUMENT` error.
-pub fn validate_check_resources(req: &CheckResourcesRequest) -> Result<(), ApiError> {
+pub fn validate_check_resources(req: &CheckRequest) -> Result<(), ApiError> {
     let mut v = Validator::default();
     v.request(req);
     v.into_result()
@@ -188,7 +190,7 @@ impl Validator {
     }
 
     /// `required`, `unique` and items `min_len: 1` of a repeated string field.
-    fn string_list(&mut self, number: i32, name: &str, items: &[String]) {
+    fn string_list<S: AsRef<str>>(&mut self, number: i32, name: &str, items: &[S]) {
         if items.is_empty() {
             self.required(field(number, name, ty::STRING));
             return;
@@ -203,7 +205,7 @@ impl Validator {
             );
         }
         for (i, item) in items.iter().enumerate() {
-            if item.is_empty() {
+            if item.as_ref().is_empty() {
                 self.violation(
                     Some(indexed(number, name, ty::STRING, i)),
                     Some(ITEMS_MIN_LEN),
@@ -216,7 +218,7 @@ impl Validator {
     }
 
     /// Map keys `min_len: 1`.
-    fn map_keys<'a>(&mut self, number: i32, name: &str, keys: impl Iterator<Item = &'a String>) {
+    fn map_keys<'a>(&mut self, number: i32, name: &str, keys: impl Iterator<Item = &'a str>) {
         for k in keys {
             if k.is_empty() {
                 self.violation(
@@ -230,10 +232,18 @@ impl Validator {
         }
     }
 
-    fn request(&mut self, req: &CheckResourcesRequest) {
+    fn request(&mut self, req: &CheckRequest) {
         match &req.principal {
             None => self.required(field(3, "principal", ty::MESSAGE)),
-            Some(p) => self.in_field(Step::Field(3, "principal", ty::MESSAGE), |v| v.principal(p)),
+            Some(p) => self.in_field(Step::Field(3, "principal", ty::MESSAGE), |v| {
+                v.principal_fields(PrincipalFields {
+                    id: &p.id,
+                    policy_version: &p.policy_version,
+                    roles: &p.roles,
+                    attr_keys: cel_keys(&p.attr),
+                    scope: &p.scope,
+                })
+            }),
         }
         if req.resources.is_empty() {
             self.required(field(4, "resources", ty::MESSAGE));
@@ -327,19 +337,32 @@ impl Validator {
     }
 
     fn principal(&mut self, p: &Principal) {
-        self.required_string(1, "id", &p.id);
+        self.principal_fields(PrincipalFields {
+            id: &p.id,
+            policy_version: &p.policy_version,
+            roles: &p.roles,
+            attr_keys: p.attr.keys().map(String::as_str),
+            scope: &p.scope,
+        });
+    }
+
+    fn principal_fields<'a, S: AsRef<str>>(
+        &mut self,
+        p: PrincipalFields<'a, S, impl Iterator<Item = &'a str>>,
+    ) {
+        self.required_string(1, "id", p.id);
         self.pattern(
             2,
             "policy_version",
-            is_word(&p.policy_version),
+            is_word(p.policy_version),
             POLICY_VERSION_PATTERN,
         );
-        self.string_list(3, "roles", &p.roles);
-        self.map_keys(4, "attr", p.attr.keys());
-        self.pattern(5, "scope", is_scope(&p.scope), SCOPE_PATTERN);
+        self.string_list(3, "roles", p.roles);
+        self.map_keys(4, "attr", p.attr_keys);
+        self.pattern(5, "scope", is_scope(p.scope), SCOPE_PATTERN);
     }
 
-    fn resource(&mut self, r: &Resource) {
+    fn resource(&mut self, r: &engine::Resource) {
         self.required_string(1, "kind", &r.kind);
         self.pattern(
             2,
@@ -348,11 +371,11 @@ impl Validator {
             POLICY_VERSION_PATTERN,
         );
         self.required_string(3, "id", &r.id);
-        self.map_keys(4, "attr", r.attr.keys());
+        self.map_keys(4, "attr", cel_keys(&r.attr));
         self.pattern(5, "scope", is_scope(&r.scope), SCOPE_PATTERN);
     }
 
-    fn resource_entry(&mut self, e: &ResourceEntry) {
+    fn resource_entry(&mut self, e: &Entry) {
         self.string_list(1, "actions", &e.actions);
         match &e.resource {
             None => self.required(field(2, "resource", ty::MESSAGE)),
@@ -375,7 +398,7 @@ impl Validator {
                 v.required_string(1, "token", &jwt.token)
             });
         }
-        self.map_keys(2, "jwts", a.jwts.keys());
+        self.map_keys(2, "jwts", a.jwts.keys().map(String::as_str));
         for (name, jwt) in &a.jwts {
             self.in_map_value += 1;
             self.in_field(Step::Keyed(2, "jwts", name.clone()), |v| {
@@ -386,7 +409,7 @@ impl Validator {
     }
 
     fn request_context(&mut self, c: &RequestContext) {
-        self.map_keys(1, "annotations", c.annotations.keys());
+        self.map_keys(1, "annotations", c.annotations.keys().map(String::as_str));
     }
 
     fn into_result(self) -> Result<(), ApiError> {
@@ -407,18 +430,36 @@ impl Validator {
     }
 }
 
+/// The fields of a principal that Cerbos's rules check (the API's and the generated
+/// message's principals alike).
+struct PrincipalFields<'a, S, K> {
+    id: &'a str,
+    policy_version: &'a str,
+    roles: &'a [S],
+    attr_keys: K,
+    scope: &'a str,
+}
+
+/// The keys of an attribute map read from a request (the decoders make only string keys).
+fn cel_keys(m: &MapValue) -> impl Iterator<Item = &str> {
+    m.iter().filter_map(|(k, _)| match k {
+        Key::String(s) => Some(s.as_ref()),
+        _ => None,
+    })
+}
+
 /// Whether no item repeats: short lists (a request's actions and roles) are compared pairwise,
 /// longer ones through a hash set.
-fn all_unique(items: &[String]) -> bool {
+fn all_unique<S: AsRef<str>>(items: &[S]) -> bool {
     const PAIRWISE: usize = 16;
     if items.len() <= PAIRWISE {
         return items
             .iter()
             .enumerate()
-            .all(|(i, a)| !items[..i].contains(a));
+            .all(|(i, a)| !items[..i].iter().any(|b| b.as_ref() == a.as_ref()));
     }
     let mut seen = std::collections::HashSet::with_capacity(items.len());
-    items.iter().all(|a| seen.insert(a.as_str()))
+    items.iter().all(|a| seen.insert(a.as_ref()))
 }
 
 /// `^[\w]*$` with Go's ASCII `\w`.

@@ -64,7 +64,8 @@ async fn api_check_resources_cases() {
 
         // gRPC.
         let request = decode_check_resources(input.to_string().as_bytes())
-            .expect("case input is a valid CheckResourcesRequest");
+            .expect("case input is a valid CheckResourcesRequest")
+            .to_pb();
         let grpc_problem = match grpc.check_resources(request).await {
             Ok(resp) if !is_error => {
                 let resp = resp.into_inner();
