@@ -16,10 +16,12 @@ pub(crate) fn new_call_id() -> String {
     let random = (u128::from(random_u64()) << 16) ^ u128::from(random_u64());
     let random = random & ((1u128 << 80) - 1);
     let value = (u128::from(millis) << 80) | random;
-    (0..26)
-        .rev()
-        .map(|i| ALPHABET[((value >> (i * 5)) & 0x1F) as usize] as char)
-        .collect()
+    // Written as bytes into one buffer (not pushed char by char).
+    let mut text = [0u8; 26];
+    for (i, c) in text.iter_mut().rev().enumerate() {
+        *c = ALPHABET[((value >> (i * 5)) & 0x1F) as usize];
+    }
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 #[cfg(test)]
@@ -34,5 +36,9 @@ mod tests {
         assert_eq!(a.len(), 26);
         assert!(a.bytes().all(|c| ALPHABET.contains(&c)));
         assert!(a.as_bytes()[0] <= b'7', "a 128-bit value starts with 0..7");
+        // Most significant first: the time comes first, so later ids sort later.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let c = new_call_id();
+        assert!(c[..10] > a[..10], "{a} {c}");
     }
 }
