@@ -233,6 +233,89 @@ mod tests {
     use super::*;
     use crate::extauthz::pb::envoy::config::core::v3::Metadata;
 
+    /// The allocations of one decision as the gRPC service makes it (decode, map, decide,
+    /// encode), after a first, warming one: alice (dev headers) reads document 1 with
+    /// its attributes from headers, among Envoy's usual headers, on the demo policies.
+    fn allocations_per_decision() -> (usize, Vec<u8>) {
+        use crate::engine::check::allocations;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config: crate::extauthz::ExtAuthzConfig = serde_saphyr::from_str(
+            r#"
+principal:
+  sources: [{headers: {id: x-dev-user, roles: x-dev-roles}}]
+routes:
+  - path: /documents/{id}
+    methods: [GET]
+    resource: {kind: document, id: "{id}"}
+    action: read
+    attributes:
+      headers: {owner: x-doc-owner, department: x-doc-department, status: x-doc-status}
+"#,
+        )
+        .unwrap();
+        let store = std::sync::Arc::new(
+            crate::store::PolicyStore::load(
+                &root.join("policies"),
+                crate::engine::EngineConfig::default(),
+            )
+            .unwrap(),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ext = rt
+            .block_on(crate::extauthz::build(&config, store, root))
+            .unwrap();
+        let bytes = request(&[
+            (":authority", "api.example.test"),
+            (":method", "GET"),
+            (":path", "/documents/1"),
+            (":scheme", "http"),
+            ("accept", "*/*"),
+            ("user-agent", "curl/7.88.1"),
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "bb2b4c76-3a04-48b9-80d2-e1955ae6213f"),
+            ("x-dev-user", "alice"),
+            ("x-dev-roles", "user"),
+            ("x-doc-owner", "alice"),
+            ("x-doc-department", "engineering"),
+            ("x-doc-status", "draft"),
+        ])
+        .encode_to_vec();
+        let decide = |out: &mut Vec<u8>| {
+            let req = decode_check(&mut bytes.as_slice()).unwrap();
+            let answer = rt.block_on(ext.authorize(&req, None));
+            out.reserve(answer.encoded_len());
+            answer.encode(out);
+        };
+        decide(&mut Vec::new());
+        let mut out = Vec::new();
+        let before = allocations::count();
+        decide(&mut out);
+        (allocations::count() - before, out)
+    }
+
+    /// Issue 15: a whole ext_authz decision stays within an allocation budget: 110 today
+    /// (136 with prost's decoding and a built `CheckResponse`), 115 with a little room.
+    /// A change that adds allocations per request fails here.
+    #[test]
+    fn issue_15_a_decision_allocates_within_budget() {
+        const BUDGET: usize = 115;
+        let (n, out) = allocations_per_decision();
+        let response = crate::extauthz::pb::v3::CheckResponse::decode(out.as_slice()).unwrap();
+        assert!(
+            matches!(
+                response.http_response,
+                Some(crate::extauthz::pb::v3::HttpResponse::OkResponse(_))
+            ),
+            "alice may read her draft: {response:?}"
+        );
+        assert!(
+            n <= BUDGET,
+            "{n} allocations per decision (budget {BUDGET})"
+        );
+    }
+
     fn request(headers: &[(&str, &str)]) -> CheckRequest {
         CheckRequest {
             attributes: Some(AttributeContext {
