@@ -10,14 +10,19 @@
 #   benches/callgrind_server.sh WORK envoy    # Envoy's own instructions per GET through
 #                                              # Envoy -> ext_authz -> upstream, with the
 #                                              # empty server and with Gatehouse audit off
+#   benches/callgrind_server.sh WORK shaped   # Check with the request as Envoy sends it
+#                                              # (ext_authz_check_envoy.bin: peers, time,
+#                                              # Envoy's headers): empty server, Gatehouse
+#                                              # audit off and bundled
 #
 # WORK is the directory `LOAD_KEEP_WORK=1 benches/load.sh` keeps (its configs, ports and
 # request bodies), e.g.
 #   LOAD_BUILD=0 LOAD_SCALE=0 LOAD_ROWS=ext_authz LOAD_SECONDS=1 LOAD_WARMUP=0 \
 #     LOAD_ROUNDS=1 LOAD_KEEP_WORK=1 LOAD_OUT_DIR=/tmp/x bash benches/load.sh
 # Uses the release binaries already built (target/release/gatehouse and the examples
-# empty_authz and bench_upstream). N1, N2, C (concurrency) and CALLGRIND_KEEP (keep the
-# callgrind.out files, for callgrind_annotate --inclusive=yes) can be set.
+# empty_authz and bench_upstream). N1, N2, C (concurrency), GATEHOUSE_BIN (another
+# gatehouse binary, e.g. a copy of an earlier build, to compare) and CALLGRIND_KEEP (keep
+# the callgrind.out files, for callgrind_annotate --inclusive=yes) can be set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -27,6 +32,7 @@ mode=${2:-servers}
 n1=${N1:-300}
 n2=${N2:-1300}
 conc=${C:-16}
+gatehouse=${GATEHOUSE_BIN:-target/release/gatehouse}
 for tool in valgrind callgrind_control h2load; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install valgrind nghttp2-client)" >&2; exit 1; }
 done
@@ -87,6 +93,22 @@ cr=/cerbos.svc.v1.CerbosService/CheckResources
 off=$(yaml_port "$work/gatehouse-off.yaml" grpcListenAddr)
 bundled=$(yaml_port "$work/gatehouse-bundled.yaml" grpcListenAddr)
 
+if [ "$mode" = shaped ]; then
+  echo "| server, Check as Envoy sends it | instructions per request |"
+  echo "|---|---:|"
+  empty=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$empty path=$check body="$work/ext_authz_check_envoy.bin" \
+    measure "empty tonic server, Check (Envoy-shaped)" "$empty" grpc_load -- \
+    target/release/examples/empty_authz "127.0.0.1:$empty"
+  port=$off path=$check body="$work/ext_authz_check_envoy.bin" \
+    measure "Gatehouse audit off, Check (Envoy-shaped)" "$off" grpc_load -- \
+    "$gatehouse" serve --config "$work/gatehouse-off.yaml"
+  port=$bundled path=$check body="$work/ext_authz_check_envoy.bin" \
+    measure "Gatehouse bundled config, Check (Envoy-shaped)" "$bundled" grpc_load -- \
+    "$gatehouse" serve --config "$work/gatehouse-bundled.yaml"
+  exit 0
+fi
+
 if [ "$mode" = servers ]; then
   echo "| server, request | instructions per request |"
   echo "|---|---:|"
@@ -96,13 +118,13 @@ if [ "$mode" = servers ]; then
     target/release/examples/empty_authz "127.0.0.1:$empty"
   port=$off path=$check body="$work/ext_authz_check.bin" \
     measure "Gatehouse audit off, Check" "$off" grpc_load -- \
-    target/release/gatehouse serve --config "$work/gatehouse-off.yaml"
+    "$gatehouse" serve --config "$work/gatehouse-off.yaml"
   port=$off path=$cr body="$work/check_resources.bin" \
     measure "Gatehouse audit off, CheckResources gRPC" "$off" grpc_load -- \
-    target/release/gatehouse serve --config "$work/gatehouse-off.yaml"
+    "$gatehouse" serve --config "$work/gatehouse-off.yaml"
   port=$bundled path=$check body="$work/ext_authz_check.bin" \
     measure "Gatehouse bundled config, Check" "$bundled" grpc_load -- \
-    target/release/gatehouse serve --config "$work/gatehouse-bundled.yaml"
+    "$gatehouse" serve --config "$work/gatehouse-bundled.yaml"
   exit 0
 fi
 
@@ -129,7 +151,7 @@ pids+=($!)
 port=$(envoy_port "$work/envoy-empty.yaml")
 measure "empty tonic server" "$port" http_load -- \
   "$envoy" -c "$work/envoy-empty.yaml" --concurrency 2 -l error --disable-hot-restart
-target/release/gatehouse serve --config "$work/gatehouse-off.yaml" >"$out/gatehouse.log" 2>&1 &
+"$gatehouse" serve --config "$work/gatehouse-off.yaml" >"$out/gatehouse.log" 2>&1 &
 pids+=($!)
 port=$(envoy_port "$work/envoy-gatehouse-audit-off.yaml")
 measure "Gatehouse audit off" "$port" http_load -- \

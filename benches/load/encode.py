@@ -7,7 +7,10 @@ with h2load:
   same policies; a principal whose `read` plan is conditional);
 - ext_authz_check.bin: an Envoy CheckRequest for `GET /documents/<id>` of the same
   resource, with a bearer token and the resource attributes as `x-doc-*` headers, encoded
-  by hand (envoy.service.auth.v3; field numbers below).
+  by hand (envoy.service.auth.v3; field numbers below);
+- ext_authz_check_envoy.bin: the same request as Envoy 1.40 sends it (the peer addresses,
+  the request time, every header Envoy passes on, the empty metadata contexts), as
+  `envoy_check_request` in benches/extauthz.rs has it.
 
 Usage: encode.py <check_resources.json> <bearer token> <out dir> [<plan_resources.json>]
 """
@@ -53,6 +56,48 @@ def envoy_check_request(method: str, path: str, headers: dict[str, str]) -> byte
     return field(1, attributes)  # CheckRequest.attributes = 1
 
 
+def varint_field(number: int, value: int) -> bytes:
+    """A varint field (wire type 0)."""
+    return varint(number << 3) + varint(value)
+
+
+def envoy_shaped_check_request(path: str, token: str, attrs: dict[str, str]) -> bytes:
+    def peer(port: int) -> bytes:
+        # Peer.address=1 -> Address.socket_address=1 -> SocketAddress address=2, port_value=3
+        socket = field(2, b"127.0.0.1") + varint_field(3, port)
+        return field(1, field(1, socket))
+
+    headers = [
+        ("x-envoy-external-address", "127.0.0.1"),
+        (":authority", "127.0.0.1:18080"),
+        ("authorization", f"Bearer {token}"),
+        ("accept", "*/*"),
+        ("x-doc-owner", attrs["owner"]),
+        (":path", path),
+        ("x-request-id", "bb2b4c76-3a04-48b9-80d2-e1955ae6213f"),
+        ("x-forwarded-for", "192.0.2.2"),
+        ("x-doc-classification", attrs["classification"]),
+        ("x-doc-status", attrs["status"]),
+        (":method", "GET"),
+        ("user-agent", "curl/7.88.1"),
+        (":scheme", "http"),
+        ("x-doc-department", attrs["department"]),
+        ("x-forwarded-proto", "http"),
+    ]
+    http = field(1, b"17918898848581348968") + field(2, b"GET")
+    for k, v in headers:
+        http += field(3, field(1, k.encode()) + field(2, v.encode()))
+    http += field(4, path.encode()) + field(5, b"127.0.0.1:18080") + field(6, b"http")
+    http += field(10, b"HTTP/1.1")
+    time = varint_field(1, 1_796_592_769) + varint_field(2, 404_114_000)
+    request = field(1, time) + field(2, http)
+    # AttributeContext: source=1, destination=2, request=4, metadata_context=11,
+    # route_metadata_context=13 (both empty)
+    attributes = field(1, peer(35262)) + field(2, peer(18080)) + field(4, request)
+    attributes += field(11, b"") + field(13, b"")
+    return field(1, attributes)
+
+
 def main() -> None:
     source, token, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     req = json_format.Parse(source.read_text(), request_pb2.CheckResourcesRequest())
@@ -63,6 +108,9 @@ def main() -> None:
         headers[f"x-doc-{name}"] = resource.attr[name].string_value
     check = envoy_check_request("GET", f"/documents/{resource.id}", headers)
     (out / "ext_authz_check.bin").write_bytes(grpc_frame(check))
+    attrs = {k[len("x-doc-"):]: v for k, v in headers.items() if k.startswith("x-doc-")}
+    shaped = envoy_shaped_check_request(f"/documents/{resource.id}", token, attrs)
+    (out / "ext_authz_check_envoy.bin").write_bytes(grpc_frame(shaped))
     if len(sys.argv) > 4:
         plan = json_format.Parse(Path(sys.argv[4]).read_text(), request_pb2.PlanResourcesRequest())
         (out / "plan_resources.bin").write_bytes(grpc_frame(plan.SerializeToString()))

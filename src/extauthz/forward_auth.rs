@@ -206,7 +206,8 @@ pub(crate) async fn handle(
     }
     // Proxies send no body with the subrequest: routes that read the body see none.
     let req = check_request(&method, &uri, map, Vec::new());
-    render(ext.authorize(&req, None).await, false, fa.deny_status)
+    let view = super::view::CheckView::from_message(&req);
+    render(ext.authorize(&view, None).await, false, fa.deny_status)
 }
 
 #[cfg(test)]

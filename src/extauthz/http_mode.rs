@@ -111,7 +111,8 @@ async fn http_authz(State(live): State<LiveExtAuthz>, request: Request) -> Respo
         }
     };
     let req = check_request(parts.method.as_str(), path, headers, body);
-    render(ext.authorize(&req, None).await, true, None)
+    let view = super::view::CheckView::from_message(&req);
+    render(ext.authorize(&view, None).await, true, None)
 }
 
 /// The answer as an HTTP response: `200` with the backend headers (and, for Envoy,

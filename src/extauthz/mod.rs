@@ -19,17 +19,20 @@ mod principal;
 pub(crate) mod route;
 mod service;
 mod shadow;
+mod view;
+mod wire;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::ExtAuthzConfig;
-pub use grpc::{CheckServer, decode_check};
+pub use grpc::CheckServer;
 pub use http_mode::router as http_router;
 pub use live::LiveExtAuthz;
 pub(crate) use route::RouteMapper;
 pub use service::ExtAuthz;
+pub use wire::MalformedCheck;
 
 use crate::jwt::{JwtConfig, JwtVerifier, KeySet, KeySource};
 use crate::store::PolicyStore;

@@ -8,6 +8,7 @@ use crate::extauthz::pb::google::protobuf::{Struct, Value as PbValue, value::Kin
 use serde_json::{Map, Value as Json};
 
 use super::config::{ClaimsConfig, HeadersSource, JwtAuthnSource, MtlsSource};
+use super::view::Pairs;
 use crate::cel::{MapValue, Value, from_json};
 use crate::engine::Principal;
 use crate::jwt::{Claims, JwtVerifier};
@@ -245,7 +246,7 @@ pub(crate) fn principal_from_claims(
     })
 }
 
-fn bearer<'h>(headers: &'h HashMap<String, String>, header: &str) -> Option<&'h str> {
+fn bearer<'h>(headers: &Pairs<'h>, header: &str) -> Option<&'h str> {
     let v = headers.get(header)?;
     let (scheme, token) = v.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -264,7 +265,7 @@ pub(crate) fn xfcc_spiffe_id(xfcc: &str) -> Option<String> {
 /// The request facts principal sources read.
 pub(crate) struct RequestFacts<'a> {
     /// Lower-cased request headers.
-    pub(crate) headers: &'a HashMap<String, String>,
+    pub(crate) headers: &'a Pairs<'a>,
     /// `metadata_context.filter_metadata`.
     pub(crate) filter_metadata: Option<&'a HashMap<String, Struct>>,
     /// `source.principal` (the verified mTLS peer identity).
@@ -354,7 +355,7 @@ fn from_mtls(cfg: &MtlsSource, facts: &RequestFacts<'_>) -> Option<Identity> {
         facts
             .headers
             .get("x-forwarded-client-cert")
-            .and_then(|v| xfcc_spiffe_id(v))?
+            .and_then(xfcc_spiffe_id)?
     } else {
         return None;
     };
@@ -392,7 +393,7 @@ fn from_headers(cfg: &HeadersSource, facts: &RequestFacts<'_>) -> Option<Identit
         .unwrap_or_default();
     Some(Identity::Known(
         MappedPrincipal::new(Principal {
-            id: id.clone(),
+            id: id.to_string(),
             roles,
             attr: Arc::new(MapValue::new()),
             policy_version: String::new(),
@@ -441,6 +442,7 @@ mod tests {
         let mut headers = HashMap::new();
         headers.insert("x-user".to_string(), "dev".to_string());
         headers.insert("x-roles".to_string(), "admin, user".to_string());
+        let headers = Pairs::from_map(&headers);
         let facts = RequestFacts {
             headers: &headers,
             filter_metadata: None,
@@ -565,6 +567,7 @@ mod tests {
         fn identify(source: &Source, token: &str) -> Identity {
             let headers: HashMap<String, String> =
                 [("authorization".to_string(), format!("Bearer {token}"))].into();
+            let headers = Pairs::from_map(&headers);
             let facts = RequestFacts {
                 headers: &headers,
                 filter_metadata: None,

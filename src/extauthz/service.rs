@@ -2,13 +2,11 @@
 //! decision out. Every failure on the way (bad path, unknown route, bad credentials,
 //! attribute source down, engine error) is a denial with a reason, never an allow.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::extauthz::pb::envoy::service::auth::v3::AttributeContext;
-use crate::extauthz::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use crate::extauthz::pb::v3::{Authorization, CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status};
 
@@ -18,6 +16,8 @@ use super::config::{AnonymousConfig, AttributesConfig, ClaimsConfig, DenyBody, F
 use super::principal::{Identity, MappedPrincipal, RequestFacts, Source, resolve};
 use super::route::{RequestPath, RouteMapper, RouteMatch, fill_template, normalize, query_params};
 use super::shadow::Comparison;
+use super::view::{AttrsView, CheckView, HttpView, Pairs};
+use super::wire::MalformedCheck;
 use crate::audit::{
     ActionRecord, Attributes, AuditSink, DecisionRecord, PrincipalRecord, ResourceRecord,
 };
@@ -257,17 +257,21 @@ impl ExtAuthz {
 
     /// Client headers with our prefix that we do not overwrite: removed before the
     /// request reaches the backend.
-    fn spoofed(&self, headers: &HashMap<String, String>, ours: &[(Text, Text)]) -> Vec<String> {
-        headers
+    /// Sorted, each name once (a request may repeat a header in its map).
+    fn spoofed(&self, headers: &Pairs<'_>, ours: &[(Text, Text)]) -> Vec<String> {
+        let mut names: Vec<String> = headers
             .keys()
-            .filter(|k| k.starts_with(&self.prefix) && !ours.iter().any(|(o, _)| **o == ***k))
-            .cloned()
-            .collect()
+            .filter(|k| k.starts_with(&self.prefix) && !ours.iter().any(|(o, _)| **o == **k))
+            .map(str::to_string)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Step 3 on allow: the headers for the backend (principal, roles, attributes,
     /// outputs, assertion) and the client-sent ones under our prefix to remove.
-    fn allow(&self, id: &str, headers: &HashMap<String, String>, a: &Trail<'_>) -> Answer {
+    fn allow(&self, id: &str, headers: &Pairs<'_>, a: &Trail<'_>) -> Answer {
         let n = &self.names;
         let id = Text::from(id);
         // Room for every header below: the vector never grows.
@@ -418,12 +422,20 @@ impl ExtAuthz {
         self.decide_traced(req, None).await
     }
 
-    /// [`decide`](Self::decide) as the gRPC service answers it: the `CheckResponse`'s
-    /// protobuf bytes, written straight from the decision's answer, appended to `out`.
-    pub async fn decide_encoded(&self, req: &CheckRequest, out: &mut Vec<u8>) {
-        let answer = self.authorize(req, None).await;
+    /// [`decide`](Self::decide) as the gRPC service answers it: the `CheckRequest`'s
+    /// protobuf bytes read in place (no copy of its headers), the `CheckResponse`'s bytes
+    /// written straight from the decision's answer, appended to `out`. A request that is
+    /// not valid protobuf is not decided (the gRPC service answers an error status).
+    pub async fn decide_encoded(
+        &self,
+        req: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), MalformedCheck> {
+        let view = super::wire::decode(req)?;
+        let answer = self.authorize(&view, None).await;
         out.reserve(answer.encoded_len());
         answer.encode(out);
+        Ok(())
     }
 
     /// [`decide`](Self::decide) continuing a trace: `caller` is the context of Envoy's
@@ -434,7 +446,9 @@ impl ExtAuthz {
         req: &CheckRequest,
         caller: Option<TraceContext>,
     ) -> CheckResponse {
-        self.authorize(req, caller).await.into_check_response()
+        self.authorize(&CheckView::from_message(req), caller)
+            .await
+            .into_check_response()
     }
 
     /// One decision, whatever the proxy: maps the request (step 1), decides it (step 2)
@@ -443,19 +457,15 @@ impl ExtAuthz {
     /// ext_authz and forward-auth proxies each render the [`Answer`] their way.
     pub(crate) async fn authorize(
         &self,
-        req: &CheckRequest,
+        req: &CheckView<'_>,
         caller: Option<TraceContext>,
     ) -> Answer {
         let started = Instant::now();
         let id = decision_id();
-        let empty = HashMap::new();
-        let http = req
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
+        let empty = Pairs::default();
+        let http = req.http();
         let headers = http.map_or(&empty, |h| &h.headers);
-        crate::fault::panic_if_requested(|| headers.get(crate::fault::HEADER).map(String::as_str));
+        crate::fault::panic_if_requested(|| headers.get(crate::fault::HEADER));
         let mut trail = self.start_trail(caller, headers);
         let result = match self.map_request(req, &mut trail).await {
             Ok(Mapped::Public) => Ok(()),
@@ -466,7 +476,7 @@ impl ExtAuthz {
         let shadowed =
             trail.mode == Mode::Shadow && matches!(&result, Err(d) if !d.always_enforced);
         let response = self.answer(&id, headers, &trail, &result, shadowed);
-        let method = http.map(|h| h.method.as_str());
+        let method = http.map(|h| h.method);
         if let Some(mut span) = trail.span.take() {
             span_attributes(&mut span, &id, method, &trail, &result);
             trail.span = Some(span);
@@ -477,8 +487,7 @@ impl ExtAuthz {
         } else {
             self.observe_check(&id, started, &trail, &result, shadowed);
             self.audit.record_with(|| {
-                let mut r =
-                    self.audit_record(id, http.map(|h| (h.id.as_str(), headers)), &trail, &result);
+                let mut r = self.audit_record(id, http.map(|h| (h.id, headers)), &trail, &result);
                 if shadowed {
                     r.reason = r
                         .reason
@@ -495,17 +504,12 @@ impl ExtAuthz {
 
     /// The trail of one decision, with its server span started under `caller` (else the
     /// request's `traceparent`).
-    fn start_trail(
-        &self,
-        caller: Option<TraceContext>,
-        headers: &HashMap<String, String>,
-    ) -> Trail<'_> {
+    fn start_trail(&self, caller: Option<TraceContext>, headers: &Pairs<'_>) -> Trail<'_> {
         let mut trail = Trail {
             mode: self.mode,
             ..Trail::default()
         };
-        trail.caller =
-            caller.or_else(|| TraceContext::from_headers(|k| headers.get(k).map(String::as_str)));
+        trail.caller = caller.or_else(|| TraceContext::from_headers(|k| headers.get(k)));
         trail.span = self.tracer.start_span(
             "envoy.service.auth.v3.Authorization/Check",
             SpanKind::Server,
@@ -519,7 +523,7 @@ impl ExtAuthz {
     fn answer(
         &self,
         id: &str,
-        headers: &HashMap<String, String>,
+        headers: &Pairs<'_>,
         trail: &Trail<'_>,
         result: &Result<(), Denial>,
         shadowed: bool,
@@ -602,7 +606,7 @@ impl ExtAuthz {
     fn audit_record(
         &self,
         id: String,
-        http: Option<(&str, &HashMap<String, String>)>,
+        http: Option<(&str, &Pairs<'_>)>,
         trail: &Trail<'_>,
         result: &Result<(), Denial>,
     ) -> DecisionRecord {
@@ -634,7 +638,7 @@ impl ExtAuthz {
         if let Some((http_id, headers)) = http {
             r.request_id = Some(http_id)
                 .filter(|i| !i.is_empty())
-                .or_else(|| headers.get("x-request-id").map(String::as_str))
+                .or_else(|| headers.get("x-request-id"))
                 .map(str::to_string);
         }
         r.trace_id = trail
@@ -651,16 +655,16 @@ impl ExtAuthz {
     /// the way (route, kind, action, principal) goes on the trail for the log.
     async fn map_request<'s>(
         &'s self,
-        req: &CheckRequest,
+        req: &CheckView<'_>,
         trail: &mut Trail<'s>,
     ) -> Result<Mapped, Denial> {
         let (attrs, http) = request_parts(req)?;
-        let path = normalize(&http.path)
-            .map_err(|e| Denial::status(400, format!("rejected path: {e}")))?;
+        let path =
+            normalize(http.path).map_err(|e| Denial::status(400, format!("rejected path: {e}")))?;
         let method = if http.method.bytes().any(|b| b.is_ascii_lowercase()) {
             std::borrow::Cow::Owned(http.method.to_ascii_uppercase())
         } else {
-            std::borrow::Cow::Borrowed(http.method.as_str())
+            std::borrow::Cow::Borrowed(http.method)
         };
         let Some(hit) = self.routes.find(&path.path, &method) else {
             return Err(Denial::forbidden(format!(
@@ -696,7 +700,7 @@ impl ExtAuthz {
             // The principal stays on the trail: the backend headers name it.
             let principal = trail.principal.clone().unwrap_or_default();
             return Ok(Mapped::Plan(Box::new(PlanInput {
-                request_id: http.id.clone(),
+                request_id: http.id.to_string(),
                 principal,
                 resource: PlanResource {
                     kind: resource_cfg.kind.clone(),
@@ -710,7 +714,7 @@ impl ExtAuthz {
             })));
         }
         let input = CheckInput {
-            request_id: http.id.clone(),
+            request_id: http.id.to_string(),
             principal: trail.principal.take().unwrap_or_default(),
             resource: Resource {
                 kind: resource_cfg.kind.clone(),
@@ -787,9 +791,7 @@ impl ExtAuthz {
         &self,
         id: &str,
         started: Instant,
-        http: Option<
-            &crate::extauthz::pb::envoy::service::auth::v3::attribute_context::HttpRequest,
-        >,
+        http: Option<&HttpView<'_>>,
         trail: &Trail<'_>,
         result: &Result<(), Denial>,
         shadowed: bool,
@@ -828,9 +830,9 @@ impl ExtAuthz {
                     });
                 }
                 if let Some(h) = http {
-                    r.request_id = Some(h.id.as_str())
+                    r.request_id = Some(h.id)
                         .filter(|i| !i.is_empty())
-                        .or_else(|| h.headers.get("x-request-id").map(String::as_str))
+                        .or_else(|| h.headers.get("x-request-id"))
                         .map(str::to_string);
                 }
                 r.trace_id = trail
@@ -868,13 +870,13 @@ impl ExtAuthz {
     /// when admitted; invalid or missing credentials are a 401.
     async fn principal(
         &self,
-        attrs: &AttributeContext,
-        http: &HttpRequest,
+        attrs: &AttrsView<'_>,
+        http: &HttpView<'_>,
     ) -> Result<Arc<MappedPrincipal>, Denial> {
         let facts = RequestFacts {
             headers: &http.headers,
-            filter_metadata: attrs.metadata_context.as_ref().map(|m| &m.filter_metadata),
-            peer_principal: attrs.source.as_ref().map_or("", |s| s.principal.as_str()),
+            filter_metadata: attrs.metadata_context.get().map(|m| &m.filter_metadata),
+            peer_principal: attrs.peer_principal,
         };
         match resolve(&self.sources, &facts, &self.claims).await {
             Identity::Known(p, _) => Ok(p),
@@ -909,7 +911,7 @@ impl ExtAuthz {
     fn body_attributes(
         &self,
         a: &AttributesConfig,
-        http: &HttpRequest,
+        http: &HttpView<'_>,
         attr: &mut MapValue,
     ) -> Result<(), Denial> {
         if a.body.is_empty() {
@@ -925,7 +927,7 @@ impl ExtAuthz {
         let raw: &[u8] = if http.raw_body.is_empty() {
             http.body.as_bytes()
         } else {
-            &http.raw_body
+            http.raw_body
         };
         if raw.len() > self.max_body {
             return Err(Denial::status(413, "request body too large to authorize"));
@@ -1057,15 +1059,16 @@ impl ExtAuthz {
 }
 
 /// The attributes and the HTTP request of a CheckRequest; without them it is a 400.
-fn request_parts(req: &CheckRequest) -> Result<(&AttributeContext, &HttpRequest), Denial> {
+fn request_parts<'r, 'a>(
+    req: &'r CheckView<'a>,
+) -> Result<(&'r AttrsView<'a>, &'r HttpView<'a>), Denial> {
     let attrs = req
         .attributes
         .as_ref()
         .ok_or_else(|| Denial::status(400, "check request without attributes"))?;
     let http = attrs
-        .request
+        .http
         .as_ref()
-        .and_then(|r| r.http.as_ref())
         .ok_or_else(|| Denial::status(400, "check request without an HTTP request"))?;
     Ok((attrs, http))
 }
@@ -1074,8 +1077,8 @@ fn request_parts(req: &CheckRequest) -> Result<(&AttributeContext, &HttpRequest)
 /// parameters, headers, context extensions and route metadata, as the route names them.
 fn request_attributes(
     a: &AttributesConfig,
-    attrs: &AttributeContext,
-    http: &HttpRequest,
+    attrs: &AttrsView<'_>,
+    http: &HttpView<'_>,
     hit: &RouteMatch<'_, '_>,
     path: &RequestPath,
 ) -> MapValue {
@@ -1095,16 +1098,16 @@ fn request_attributes(
     }
     for (key, header) in &hit.route.header_attrs {
         if let Some(v) = http.headers.get(header) {
-            attr.insert(key.clone(), Value::from(v.as_str()));
+            attr.insert(key.clone(), Value::from(v));
         }
     }
     for key in &a.context_extensions {
         if let Some(v) = attrs.context_extensions.get(key) {
-            attr.insert(ExtAuthz::attr_key(key), Value::from(v.as_str()));
+            attr.insert(ExtAuthz::attr_key(key), Value::from(v));
         }
     }
     if !a.route_metadata.is_empty()
-        && let Some(md) = &attrs.route_metadata_context
+        && let Some(md) = attrs.route_metadata_context.get()
     {
         let mut namespaces: Vec<&String> = md.filter_metadata.keys().collect();
         namespaces.sort();
@@ -1246,7 +1249,8 @@ impl ExtAuthz {
     pub(crate) async fn answer_request(&self, request: &Request<CheckRequest>) -> Answer {
         let meta = request.metadata();
         let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
-        self.authorize(request.get_ref(), caller).await
+        self.authorize(&CheckView::from_message(request.get_ref()), caller)
+            .await
     }
 }
 
