@@ -174,23 +174,23 @@ impl DecisionRecord {
     /// The JSON line, without the newline.
     pub(crate) fn to_line(&self, opts: &LineOptions) -> String {
         let mut out = Vec::new();
-        self.write_line(opts, &mut out);
+        self.write_line(opts, &mut TimeCache::default(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 
     /// Appends the JSON line (without the newline) to `out`: written directly, or through
-    /// a JSON tree when a mask can change it.
-    pub(crate) fn write_line(&self, opts: &LineOptions, out: &mut Vec<u8>) {
+    /// a JSON tree when a mask can change it; the time through `times`.
+    pub(crate) fn write_line(&self, opts: &LineOptions, times: &mut TimeCache, out: &mut Vec<u8>) {
         let with_attrs = opts.include_attributes;
         if !opts.masks.iter().any(|m| m.can_change(with_attrs)) {
-            self.write_direct(with_attrs, out);
+            self.write_direct(with_attrs, times, out);
             return;
         }
-        self.write_through_tree(opts, out);
+        self.write_through_tree(opts, times, out);
     }
 
     /// The line through serde (a [`Line`]) into a JSON tree, masked, then written.
-    fn write_through_tree(&self, opts: &LineOptions, out: &mut Vec<u8>) {
+    fn write_through_tree(&self, opts: &LineOptions, times: &mut TimeCache, out: &mut Vec<u8>) {
         let with_attrs = opts.include_attributes;
         let attr = |a: &Option<Attributes>| a.as_ref().filter(|_| with_attrs).map(Attributes::json);
         let principal_attr = self.principal.as_ref().and_then(|p| attr(&p.attr));
@@ -200,7 +200,7 @@ impl DecisionRecord {
         let line = Line {
             time: {
                 let mut t = Vec::with_capacity(27);
-                write_time(&mut t, self.time);
+                times.write(&mut t, self.time);
                 String::from_utf8(t).unwrap_or_default()
             },
             decision_id: &self.decision_id,
@@ -269,9 +269,9 @@ impl DecisionRecord {
 impl DecisionRecord {
     /// The line written field by field, the layout of [`Line`] (a test holds the two
     /// together): no per-field dispatch, strings copied whole when they need no escape.
-    fn write_direct(&self, with_attrs: bool, out: &mut Vec<u8>) {
+    fn write_direct(&self, with_attrs: bool, times: &mut TimeCache, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"time\":\"");
-        write_time(out, self.time);
+        times.write(out, self.time);
         out.extend_from_slice(b"\",\"decisionId\":");
         json_str(out, &self.decision_id);
         out.extend_from_slice(b",\"origin\":");
@@ -386,15 +386,39 @@ fn effect_name(allowed: bool) -> &'static str {
 /// `s` as a JSON string: copied whole when nothing needs escaping, else escaped as
 /// serde_json does.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if needs_escape(s.as_bytes()) {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
-    } else {
-        // Writing to a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
     }
+}
+
+/// Whether serde_json escapes any byte of `s`: a control character (below 0x20), `"` or
+/// `\`. Eight bytes at a time: `(x - n * 0x0101..) & !x & 0x8080..` is non-zero exactly
+/// when a byte of `x` is below `n` (a byte equal to `c` is a zero byte of `x ^ c * 0x0101..`).
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0; 8];
+        b.copy_from_slice(w);
+        let x = u64::from_le_bytes(b);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        if below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -436,9 +460,40 @@ fn write_digits(out: &mut Vec<u8>, n: u64, width: usize) {
 
 /// `t` as RFC 3339 UTC with microseconds (`2023-11-14T22:13:20.123000Z`); times before
 /// 1970 are written as the epoch.
+#[cfg(test)]
 fn write_time(out: &mut Vec<u8>, t: SystemTime) {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
+    TimeCache::default().write(out, t);
+}
+
+/// Writes times, keeping the text of the last second seen: records come in time order,
+/// so most lines only add their microseconds.
+#[derive(Debug, Default)]
+pub(crate) struct TimeCache {
+    /// The second whose text `prefix` holds.
+    second: Option<u64>,
+    /// `2023-11-14T22:13:20.`
+    prefix: Vec<u8>,
+}
+
+impl TimeCache {
+    /// `t` as RFC 3339 UTC with microseconds (`2023-11-14T22:13:20.123000Z`); times before
+    /// 1970 are written as the epoch.
+    fn write(&mut self, out: &mut Vec<u8>, t: SystemTime) {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        if self.second != Some(secs) {
+            self.prefix.clear();
+            write_second(&mut self.prefix, secs);
+            self.second = Some(secs);
+        }
+        out.extend_from_slice(&self.prefix);
+        write_digits(out, u64::from(d.subsec_micros()), 6);
+        out.push(b'Z');
+    }
+}
+
+/// The date and time of `secs` since the epoch, to the second, and the decimal point.
+fn write_second(out: &mut Vec<u8>, secs: u64) {
     let (year, month, day) = civil_from_days(secs / 86_400);
     let rem = secs % 86_400;
     write_digits(out, year, 4);
@@ -453,8 +508,6 @@ fn write_time(out: &mut Vec<u8>, t: SystemTime) {
     out.push(b':');
     write_digits(out, rem % 60, 2);
     out.push(b'.');
-    write_digits(out, u64::from(d.subsec_micros()), 6);
-    out.push(b'Z');
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
@@ -712,6 +765,9 @@ mod tests {
             ],
             ..Default::default()
         });
+        odd.principal.as_mut().unwrap().id = format!("{}\u{2028}\"{}", "p".repeat(5000), "\n");
+        odd.resources[0].id = "\u{1b}[31mred\u{1b}[0m \u{2029} 🦀".into();
+        odd.resources[0].actions[0].rule = Some(Arc::from("\\\\".repeat(9)));
         odd.request_id = Some("req-1".into());
         odd.trace_id = Some("not a trace id".into());
         odd.plan = Some(PlanRecord {
@@ -729,6 +785,102 @@ mod tests {
                 };
                 assert_eq!(r.to_line(&opts), through_serde(r, with_attrs));
             }
+        }
+    }
+
+    #[test]
+    fn masked_lines_differ_from_direct_lines_only_where_masked() {
+        let mut r = record();
+        let awkward = "a\u{2028}b\"c\\d\u{1}é🦀".repeat(50);
+        let email = awkward.clone();
+        r.principal.as_mut().unwrap().attr = Some(Attributes::new(
+            move || json!({"email": email, "dept": "eng"}),
+        ));
+        r.reason = Some(awkward.clone());
+        let opts = |masks: &[&str]| LineOptions {
+            include_attributes: true,
+            masks: masks.iter().map(|m| MaskPath::parse(m).unwrap()).collect(),
+        };
+        let direct = r.to_line(&opts(&[]));
+        let escaped = serde_json::to_string(&awkward).unwrap();
+        assert!(
+            direct.contains(&format!(r#""reason":{escaped}"#)),
+            "{direct}"
+        );
+        let email_field = format!(r#""email":{escaped}"#);
+        assert!(direct.contains(&email_field), "{direct}");
+        assert_eq!(
+            r.to_line(&opts(&["principal.attr.email"])),
+            direct.replacen(&email_field, r#""email":"***""#, 1)
+        );
+        assert_eq!(
+            r.to_line(&opts(&["resource.id", "principal.id"])),
+            direct
+                .replacen(r#""id":"alice""#, r#""id":"***""#, 1)
+                .replacen(r#""id":"1""#, r#""id":"***""#, 1)
+        );
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut strings: Vec<String> = vec![
+            String::new(),
+            "plain".into(),
+            "\u{2028}\u{2029} line separators stay raw".into(),
+            "é ☃ 🦀 \u{7f} \u{80} \u{ff}".into(),
+            "x".repeat(100_000),
+            format!("{}\"", "y".repeat(100_000)),
+            format!("{}\u{1f}{}", "z".repeat(4095), "z".repeat(4096)),
+        ];
+        // Every ASCII byte and a few non-ASCII characters at every position of strings
+        // from 1 to 17 bytes: the first word, a whole word, the rest after a word.
+        let specials = (0u8..0x80).map(char::from).chain(['é', '\u{2028}', '🦀']);
+        for c in specials {
+            for len in 1..=17 {
+                for at in 0..len {
+                    let mut s = "a".repeat(at);
+                    s.push(c);
+                    s.push_str(&"b".repeat(len - at - 1));
+                    strings.push(s);
+                }
+            }
+        }
+        for s in &strings {
+            let mut ours = Vec::new();
+            json_str(&mut ours, s);
+            let serde = serde_json::to_string(s).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), serde, "{s:?}");
+            assert_eq!(
+                needs_escape(s.as_bytes()),
+                serde.len() != s.len() + 2,
+                "copied whole exactly when serde_json escapes nothing: {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cached_seconds_write_the_same_times() {
+        let mut cache = TimeCache::default();
+        let base = 1_700_000_000_000_000_u64;
+        // In order within a second, across seconds and days, and back in time.
+        let steps = [
+            0,
+            1,
+            999_999,
+            1_000_000,
+            1_000_001,
+            86_400_000_000,
+            5,
+            0,
+            3_600_000_123,
+        ];
+        for micros in steps.iter().map(|s| base + s) {
+            let t = UNIX_EPOCH + Duration::from_micros(micros);
+            let mut ours = Vec::new();
+            cache.write(&mut ours, t);
+            let mut fresh = Vec::new();
+            write_time(&mut fresh, t);
+            assert_eq!(ours, fresh, "{micros}");
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 
 use super::config::{AuditConfig, AuditMode, AuditOutput, Checked, WhenFull};
-use super::record::{DecisionRecord, LineOptions};
+use super::record::{DecisionRecord, LineOptions, TimeCache};
 use super::rotate::RotatingFile;
 use crate::metrics::{AuditDrop, Metrics};
 
@@ -479,6 +479,8 @@ impl AuditSink {
 struct BatchOut {
     lines: Vec<u8>,
     failing: bool,
+    /// The text of the last second written.
+    times: TimeCache,
 }
 
 impl BatchOut {
@@ -494,7 +496,7 @@ impl BatchOut {
         self.lines.clear();
         let count = batch.len() as u64;
         for record in batch.drain(..) {
-            record.write_line(options, &mut self.lines);
+            record.write_line(options, &mut self.times, &mut self.lines);
             self.lines.push(b'\n');
         }
         let (lost, error) = out.write_batch(&self.lines, count);
