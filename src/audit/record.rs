@@ -103,19 +103,19 @@ pub(crate) struct ActionRecord {
 
 impl ActionRecord {
     /// An action the engine decided: `policy` and `scope` (`""`: the root scope) as the
-    /// engine reports them.
+    /// engine reports them (owned strings are moved in, not copied).
     pub(crate) fn decided(
-        action: &str,
+        action: impl Into<String>,
         allowed: bool,
-        policy: &str,
-        scope: &str,
+        policy: impl Into<String>,
+        scope: impl Into<String>,
         rule: Option<&Arc<str>>,
     ) -> ActionRecord {
         ActionRecord {
-            action: action.to_string(),
+            action: action.into(),
             allowed,
-            policy: Some(policy.to_string()),
-            scope: Some(scope.to_string()),
+            policy: Some(policy.into()),
+            scope: Some(scope.into()),
             rule: rule.cloned(),
         }
     }

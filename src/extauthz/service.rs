@@ -410,9 +410,9 @@ impl ExtAuthz {
             }),
         );
         let result = Err(Denial::status(status, reason));
-        let trail = Trail::default();
+        let mut trail = Trail::default();
         self.audit
-            .record_with(|| self.audit_record(id.clone(), None, &trail, &result));
+            .record_with(|| self.audit_record(id.clone(), None, &mut trail, &result));
         self.deny(&id, &Denial::status(status, reason))
     }
 
@@ -487,7 +487,8 @@ impl ExtAuthz {
         } else {
             self.observe_check(&id, started, &trail, &result, shadowed);
             self.audit.record_with(|| {
-                let mut r = self.audit_record(id, http.map(|h| (h.id, headers)), &trail, &result);
+                let http = http.map(|h| (h.id, headers));
+                let mut r = self.audit_record(id, http, &mut trail, &result);
                 if shadowed {
                     r.reason = r
                         .reason
@@ -602,12 +603,14 @@ impl ExtAuthz {
     }
 
     /// The audit record of one decision: no header values besides the request and trace
-    /// ids, no tokens, attributes only when the sink wants them.
+    /// ids, no tokens, attributes only when the sink wants them. The trail's principal,
+    /// resource and engine answers move into the record (the trail is not used for them
+    /// afterwards).
     fn audit_record(
         &self,
         id: String,
         http: Option<(&str, &Pairs<'_>)>,
-        trail: &Trail<'_>,
+        trail: &mut Trail<'_>,
         result: &Result<(), Denial>,
     ) -> DecisionRecord {
         let with_attrs = self.audit.wants_attributes();
@@ -620,11 +623,11 @@ impl ExtAuthz {
                     .map_or_else(|| d.reason.clone(), str::to_string),
             );
         }
-        r.principal = trail.principal.as_ref().map(|p| PrincipalRecord {
-            id: p.id.clone(),
-            roles: p.roles.clone(),
+        r.principal = trail.principal.take().map(|p| PrincipalRecord {
+            id: p.id,
+            roles: p.roles,
             attr: with_attrs.then(|| {
-                let attr = p.attr.clone();
+                let attr = p.attr;
                 Attributes::new(move || attrs_json::<&str>(&attr, &[]))
             }),
         });
@@ -1139,24 +1142,19 @@ fn attrs_json<S: AsRef<str>>(m: &MapValue, skip: &[S]) -> serde_json::Value {
 
 /// The audit record of the decision's resource: the engine's per-action answers (or the
 /// request's action with its outcome), attributes (never those from headers) only when
-/// the sink wants them.
+/// the sink wants them. The trail's resource and answers move into it.
 fn resource_record(
-    trail: &Trail<'_>,
+    trail: &mut Trail<'_>,
     result: &Result<(), Denial>,
     with_attrs: bool,
 ) -> ResourceRecord {
-    let actions = match &trail.output {
+    let actions = match trail.output.take() {
         Some(out) => out
             .actions
-            .iter()
+            .into_iter()
             .map(|a| {
-                ActionRecord::decided(
-                    &a.action,
-                    a.effect == Effect::Allow,
-                    &a.policy,
-                    &a.scope,
-                    a.rule.as_ref(),
-                )
+                let allowed = a.effect == Effect::Allow;
+                ActionRecord::decided(a.action, allowed, a.policy, a.scope, a.rule.as_ref())
             })
             .collect(),
         None => trail
@@ -1169,28 +1167,33 @@ fn resource_record(
             })
             .collect(),
     };
-    let mut resource = ResourceRecord {
-        kind: trail.kind.to_string(),
-        id: trail.resource_id.clone(),
-        actions,
-        ..Default::default()
+    let Some(res) = trail.resource.take() else {
+        return ResourceRecord {
+            kind: trail.kind.to_string(),
+            id: trail.resource_id.clone(),
+            actions,
+            ..Default::default()
+        };
     };
-    if let Some(res) = &trail.resource {
-        resource.id = res.id.clone();
-        resource.policy_version = res.policy_version.clone();
-        resource.scope = res.scope.clone();
-        resource.attr = with_attrs.then(|| {
-            let attr = res.attr.clone();
-            let skip: Vec<Box<str>> = trail
-                .header_attrs
-                .iter()
-                .flat_map(|h| h.keys())
-                .map(|a| a.as_str().into())
-                .collect();
-            Attributes::new(move || attrs_json(&attr, &skip))
-        });
+    let attr = with_attrs.then(|| {
+        let attr = res.attr;
+        let skip: Vec<Box<str>> = trail
+            .header_attrs
+            .iter()
+            .flat_map(|h| h.keys())
+            .map(|a| a.as_str().into())
+            .collect();
+        Attributes::new(move || attrs_json(&attr, &skip))
+    });
+    // The engine's resource: its kind is the route's (`trail.kind`).
+    ResourceRecord {
+        kind: res.kind,
+        id: res.id,
+        policy_version: res.policy_version,
+        scope: res.scope,
+        attr,
+        actions,
     }
-    resource
 }
 
 /// The decision's outcome on its span: who asked for what, the verdict and why.
