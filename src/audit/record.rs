@@ -398,27 +398,61 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Whether serde_json escapes any byte of `s`: a control character (below 0x20), `"` or
-/// `\`. Eight bytes at a time: `(x - n * 0x0101..) & !x & 0x8080..` is non-zero exactly
-/// when a byte of `x` is below `n` (a byte equal to `c` is a zero byte of `x ^ c * 0x0101..`).
+/// `\\`. Eight bytes at a time (the last word overlaps the one before it; strings under
+/// eight bytes are padded with spaces), without a loop over bytes.
 fn needs_escape(s: &[u8]) -> bool {
+    /// Spaces: bytes that need no escape, to pad short strings with.
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    let n = s.len();
+    if n < 8 {
+        let x = match n {
+            0 => return false,
+            1 => u64::from(s[0]) | SPACES << 8,
+            2 | 3 => {
+                let (lo, hi) = (u16_at(s, 0), u16_at(s, n - 2));
+                u64::from(lo) | u64::from(hi) << 16 | SPACES << 32
+            }
+            _ => u64::from(u32_at(s, 0)) | u64::from(u32_at(s, n - 4)) << 32,
+        };
+        return word_needs_escape(x);
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word_needs_escape(u64_at(s, i)) {
+            return true;
+        }
+        i += 8;
+    }
+    i < n && word_needs_escape(u64_at(s, n - 8))
+}
+
+/// Whether a byte of `x` is below 0x20, `"` or `\\`: `(x - n * 0x0101..) & !x & 0x8080..`
+/// is non-zero exactly when a byte of `x` is below `n` (for `n` up to 0x80), and a byte
+/// equal to `c` is a zero byte of `x ^ c * 0x0101..`.
+#[inline]
+fn word_needs_escape(x: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-    let mut words = s.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0; 8];
-        b.copy_from_slice(w);
-        let x = u64::from_le_bytes(b);
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        if below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
-            return true;
-        }
-    }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    let quote = x ^ (ONES * u64::from(b'"'));
+    let backslash = x ^ (ONES * u64::from(b'\\'));
+    below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0
+}
+
+fn u64_at(s: &[u8], i: usize) -> u64 {
+    let mut b = [0; 8];
+    b.copy_from_slice(&s[i..i + 8]);
+    u64::from_le_bytes(b)
+}
+
+fn u32_at(s: &[u8], i: usize) -> u32 {
+    let mut b = [0; 4];
+    b.copy_from_slice(&s[i..i + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn u16_at(s: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([s[i], s[i + 1]])
 }
 
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -487,8 +521,16 @@ impl TimeCache {
             self.second = Some(secs);
         }
         out.extend_from_slice(&self.prefix);
-        write_digits(out, u64::from(d.subsec_micros()), 6);
-        out.push(b'Z');
+        // The six digits of the microseconds, two at a time, and the zone.
+        let pair = |n: u32| {
+            let n = (n % 100) as u8;
+            [b'0' + n / 10, b'0' + n % 10]
+        };
+        let micros = d.subsec_micros();
+        let [a, b] = pair(micros / 10_000);
+        let [c, d] = pair(micros / 100);
+        let [e, f] = pair(micros);
+        out.extend_from_slice(&[a, b, c, d, e, f, b'Z']);
     }
 }
 

@@ -632,7 +632,7 @@ impl ExtAuthz {
             }),
         });
         if !trail.kind.is_empty() {
-            r.resources.push(resource_record(trail, result, with_attrs));
+            r.resources = vec![resource_record(trail, result, with_attrs)];
         }
         r.policy_revision = Some(match &trail.revision {
             Some(rev) => rev.clone(),
