@@ -1292,4 +1292,135 @@ mod tests {
         }));
         assert_eq!(header_name("x-gatehouse-", "roles"), "x-gatehouse-roles");
     }
+
+    /// An audit writer into shared memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue 15: the audit record costs the request thread at most 3 allocations (the
+    /// record's resource list and request id; 2 today): the principal, resource and the
+    /// engine's answers move into it instead of being copied (9 allocations before).
+    /// The line still names them all.
+    #[test]
+    fn issue_15_the_audit_record_allocates_little_on_the_request_thread() {
+        use crate::engine::check::allocations;
+        const BUDGET: usize = 3;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config: crate::extauthz::ExtAuthzConfig = serde_saphyr::from_str(
+            r#"
+principal:
+  sources: [{headers: {id: x-dev-user, roles: x-dev-roles}}]
+routes:
+  - path: /documents/{id}
+    methods: [GET]
+    resource: {kind: document, id: "{id}"}
+    action: read
+    attributes:
+      headers: {owner: x-doc-owner, department: x-doc-department, status: x-doc-status}
+"#,
+        )
+        .unwrap();
+        let store = Arc::new(
+            PolicyStore::load(
+                &root.join("policies"),
+                crate::engine::EngineConfig::default(),
+            )
+            .unwrap(),
+        );
+        let lines = Lines::default();
+        let audit = AuditSink::to_writer(
+            &serde_json::from_value(serde_json::json!({"mode": "all"})).unwrap(),
+            Metrics::default(),
+            lines.clone(),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let build = |audit: &AuditSink| {
+            let sinks =
+                crate::telemetry::Sinks::new(Metrics::default(), audit.clone(), Tracer::disabled());
+            rt.block_on(crate::extauthz::build_with_sinks(
+                &config,
+                store.clone(),
+                root,
+                sinks,
+            ))
+            .unwrap()
+        };
+        let (quiet, audited) = (build(&AuditSink::disabled()), build(&audit));
+        let headers = [
+            ("x-request-id", "req-1"),
+            ("x-dev-user", "alice"),
+            ("x-dev-roles", "user"),
+            ("x-doc-owner", "alice"),
+            ("x-doc-department", "engineering"),
+            ("x-doc-status", "draft"),
+        ];
+        let req = crate::extauthz::pb::v3::CheckRequest {
+            attributes: Some(crate::extauthz::pb::envoy::service::auth::v3::AttributeContext {
+                request: Some(crate::extauthz::pb::envoy::service::auth::v3::attribute_context::Request {
+                    http: Some(crate::extauthz::pb::envoy::service::auth::v3::attribute_context::HttpRequest {
+                        method: "GET".into(),
+                        path: "/documents/1".into(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        let allocations_of = |ext: &ExtAuthz| {
+            // Warm up twice, letting the writer swap its batch both times, so that the
+            // queue holds a buffer with room.
+            for _ in 0..2 {
+                rt.block_on(ext.decide(&req));
+                assert!(audit.flush());
+            }
+            let before = allocations::count();
+            rt.block_on(ext.decide(&req));
+            allocations::count() - before
+        };
+        let added = allocations_of(&audited).saturating_sub(allocations_of(&quiet));
+        assert!(
+            added <= BUDGET,
+            "the audit record adds {added} allocations (budget {BUDGET})"
+        );
+        assert!(audit.flush());
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["principal"]["id"], "alice");
+        assert_eq!(last["principal"]["roles"], serde_json::json!(["user"]));
+        assert_eq!(last["requestId"], "req-1");
+        let resource = &last["resources"][0];
+        assert_eq!(
+            (&resource["kind"], &resource["id"]),
+            (&"document".into(), &"1".into())
+        );
+        let action = &resource["actions"][0];
+        assert_eq!(action["action"], "read");
+        assert_eq!(action["effect"], "allow");
+        assert_eq!(action["scope"], "");
+        assert!(
+            action["policy"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("resource.document.v")),
+            "{action}"
+        );
+    }
 }
