@@ -9,8 +9,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 
+use super::answer::CheckAnswer;
 use super::pb::cerbos::request::v1::{
     CheckResourcesRequest, PlanResourcesRequest, ServerInfoRequest,
 };
@@ -32,9 +34,9 @@ impl CerbosService for CerbosApi {
     ) -> Result<tonic::Response<CheckResourcesResponse>, tonic::Status> {
         let meta = request.metadata();
         let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
-        let response =
+        let answer =
             CerbosApi::check_resources_traced(self, request.into_inner().into(), caller).await?;
-        Ok(tonic::Response::new(response))
+        Ok(tonic::Response::new(answer.into_pb()))
     }
 
     async fn plan_resources(
@@ -103,10 +105,8 @@ where
         let method = CheckResourcesMethod(self.api.clone());
         let limit = self.max_decoding;
         Box::pin(async move {
-            let codec =
-                tonic_prost::ProstCodec::<CheckResourcesResponse, CheckResourcesWire>::default();
-            let mut grpc =
-                tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(limit), None);
+            let mut grpc = tonic::server::Grpc::new(AnswerCodec)
+                .apply_max_message_size_config(Some(limit), None);
             Ok(grpc.unary(method, req).await)
         })
     }
@@ -116,8 +116,8 @@ where
 struct CheckResourcesMethod(Arc<CerbosApi>);
 
 impl tonic::server::UnaryService<CheckResourcesWire> for CheckResourcesMethod {
-    type Response = CheckResourcesResponse;
-    type Future = BoxFuture<tonic::Response<CheckResourcesResponse>, tonic::Status>;
+    type Response = CheckAnswer;
+    type Future = BoxFuture<tonic::Response<CheckAnswer>, tonic::Status>;
 
     fn call(&mut self, request: tonic::Request<CheckResourcesWire>) -> Self::Future {
         let api = self.0.clone();
@@ -125,8 +125,43 @@ impl tonic::server::UnaryService<CheckResourcesWire> for CheckResourcesMethod {
             let meta = request.metadata();
             let caller = TraceContext::from_headers(|k| meta.get(k)?.to_str().ok());
             let req = request.into_inner().into_request();
-            let response = api.check_resources_traced(req, caller).await?;
-            Ok(tonic::Response::new(response))
+            let answer = api.check_resources_traced(req, caller).await?;
+            Ok(tonic::Response::new(answer))
         })
+    }
+}
+
+/// Reads `CheckResourcesRequest`s with prost (as tonic's prost codec does: the same
+/// errors), writes answers straight as `CheckResourcesResponse`s.
+#[derive(Clone, Copy, Debug, Default)]
+struct AnswerCodec;
+
+impl Codec for AnswerCodec {
+    type Encode = CheckAnswer;
+    type Decode = CheckResourcesWire;
+    type Encoder = AnswerEncoder;
+    type Decoder = tonic_prost::ProstDecoder<CheckResourcesWire>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        AnswerEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+/// Writes a [`CheckAnswer`] as protobuf, without building the generated message.
+#[derive(Clone, Copy, Debug, Default)]
+struct AnswerEncoder;
+
+impl Encoder for AnswerEncoder {
+    type Item = CheckAnswer;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: CheckAnswer, buf: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        buf.reserve(item.encoded_len());
+        item.encode(buf);
+        Ok(())
     }
 }

@@ -106,7 +106,7 @@ async fn check_resources(
         Err(e) => Err(e),
     };
     match result {
-        Ok(resp) => json_bytes_response(StatusCode::OK, write_check_resources(&resp)),
+        Ok(answer) => json_bytes_response(StatusCode::OK, write_check_resources(&answer.into_pb())),
         Err(e) => error_response(&e),
     }
 }

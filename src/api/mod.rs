@@ -15,6 +15,7 @@
 //! with [`ApiSettings::jwt`]; `invalid auxData` otherwise), then one engine decision per
 //! resource entry, all on one snapshot of the [`PolicyStore`].
 
+mod answer;
 mod call_id;
 mod error;
 mod grpc;

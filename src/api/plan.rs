@@ -9,6 +9,7 @@ use std::sync::Arc;
 use prost_types::value::Kind;
 use serde_json::{Map, Value as Json};
 
+use super::answer::validation_errors_pb;
 use super::call_id::new_call_id;
 use super::error::ApiError;
 use super::limits::check_plan_limits;
@@ -17,7 +18,7 @@ use super::pb::cerbos::request::v1::PlanResourcesRequest;
 use super::pb::cerbos::response::v1::{PlanResourcesResponse, plan_resources_response};
 use super::protojson::{json_to_value, validation_error_json, value_to_json};
 use super::request::{cel_map, principal_input};
-use super::service::{CerbosApi, validation_errors_pb};
+use super::service::CerbosApi;
 use super::validate::validate_plan_resources;
 use crate::metrics::{Origin, PlanOutcome};
 use crate::planner::{Filter, FilterKind, Operand, PlanInput, PlanOutput, PlanResource};

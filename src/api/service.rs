@@ -4,23 +4,17 @@
 
 use std::sync::Arc;
 
-use prost_types::value::Kind;
-
+use super::answer::CheckAnswer;
 use super::call_id::new_call_id;
 use super::error::ApiError;
 use super::limits::check_limits;
-use super::pb::cerbos::effect::v1 as pb_effect;
-use super::pb::cerbos::engine::v1 as pb_engine;
 use super::pb::cerbos::request::v1::{AuxData, aux_data};
-use super::pb::cerbos::response::v1::check_resources_response::{ResultEntry, result_entry};
 use super::pb::cerbos::response::v1::{CheckResourcesResponse, ServerInfoResponse};
-use super::pb::cerbos::schema::v1::ValidationError as PbValidationError;
-use super::protojson::json_to_value;
 use super::request::CheckRequest;
 use super::settings::ApiSettings;
 use super::validate::validate_check_resources;
 use crate::cel::{Key, MapValue, Value, from_json};
-use crate::engine::{self, CheckInput, CheckOutput, ValidationSource};
+use crate::engine::{self, CheckInput, CheckOutput};
 use crate::jwt::{Claims, decode_unverified, to_cerbos_claims};
 use crate::policy::compiled::Effect;
 use crate::store::PolicyStore;
@@ -77,7 +71,9 @@ impl CerbosApi {
         &self,
         req: CheckRequest,
     ) -> Result<CheckResourcesResponse, ApiError> {
-        self.check_resources_traced(req, None).await
+        self.check_resources_traced(req, None)
+            .await
+            .map(CheckAnswer::into_pb)
     }
 
     /// [`check_resources`](Self::check_resources) continuing the caller's trace
@@ -87,7 +83,7 @@ impl CerbosApi {
         &self,
         req: CheckRequest,
         caller: Option<TraceContext>,
-    ) -> Result<CheckResourcesResponse, ApiError> {
+    ) -> Result<CheckAnswer, ApiError> {
         let tracer = &self.settings.tracer;
         let span = tracer.start_span(
             "cerbos.svc.v1.CerbosService/CheckResources",
@@ -116,12 +112,9 @@ impl CerbosApi {
         let result = self.decide(req, trace_id).await;
         match &result {
             Ok(resp) => {
-                span.set("gatehouse.call_id", resp.cerbos_call_id.as_str());
-                let effects = resp.results.iter().flat_map(|r| r.actions.values());
-                let allowed = effects
-                    .clone()
-                    .filter(|e| **e == pb_effect::Effect::Allow as i32)
-                    .count();
+                span.set("gatehouse.call_id", resp.call_id.as_str());
+                let effects = resp.effects();
+                let allowed = effects.clone().filter(|e| *e == Effect::Allow).count();
                 span.set("gatehouse.actions.allowed", allowed as i64);
                 span.set(
                     "gatehouse.actions.denied",
@@ -141,7 +134,7 @@ impl CerbosApi {
         &self,
         req: CheckRequest,
         trace_id: Option<String>,
-    ) -> Result<CheckResourcesResponse, ApiError> {
+    ) -> Result<CheckAnswer, ApiError> {
         let started = std::time::Instant::now();
         // Counts first: nothing below runs per item before the request is known to be small.
         check_limits(&req, &self.settings)?;
@@ -204,14 +197,14 @@ impl CerbosApi {
             principal,
             &decided,
         );
-        let results = decided
-            .into_iter()
-            .map(|(input, output)| result_entry(input.resource, output, include_meta))
-            .collect();
-        Ok(CheckResourcesResponse {
+        Ok(CheckAnswer {
             request_id,
-            results,
-            cerbos_call_id: call_id,
+            call_id,
+            include_meta,
+            results: decided
+                .into_iter()
+                .map(|(input, output)| (input.resource, output))
+                .collect(),
         })
     }
 
@@ -331,82 +324,4 @@ impl CerbosApi {
 fn take_last<T: Clone + Default>(slot: &mut Option<T>, last: bool) -> T {
     let value = if last { slot.take() } else { slot.clone() };
     value.unwrap_or_default()
-}
-
-fn effect_number(e: Effect) -> i32 {
-    match e {
-        Effect::Allow => 1,
-        Effect::Deny => 2,
-    }
-}
-
-/// One resource's entry of the response.
-fn result_entry(resource: engine::Resource, out: CheckOutput, include_meta: bool) -> ResultEntry {
-    let meta = include_meta.then(|| result_entry::Meta {
-        actions: out
-            .actions
-            .iter()
-            .map(|a| {
-                let m = result_entry::meta::EffectMeta {
-                    matched_policy: a.policy.clone(),
-                    matched_scope: a.scope.clone(),
-                };
-                (a.action.clone(), m)
-            })
-            .collect(),
-        effective_derived_roles: out.effective_derived_roles.clone(),
-    });
-    let validation_errors = validation_errors_pb(&out.validation_errors);
-    let actions = out
-        .actions
-        .into_iter()
-        .map(|a| (a.action, effect_number(a.effect)))
-        .collect();
-    let outputs = out
-        .outputs
-        .into_iter()
-        .map(|o| match o.value {
-            Ok(v) => pb_engine::OutputEntry {
-                src: o.src,
-                val: Some(json_to_value(&v).unwrap_or(prost_types::Value {
-                    kind: Some(Kind::NullValue(0)),
-                })),
-                action: o.action,
-                error: String::new(),
-            },
-            Err(error) => pb_engine::OutputEntry {
-                src: o.src,
-                val: None,
-                action: o.action,
-                error,
-            },
-        })
-        .collect();
-    ResultEntry {
-        resource: Some(result_entry::Resource {
-            id: resource.id,
-            kind: resource.kind,
-            policy_version: resource.policy_version,
-            scope: resource.scope,
-        }),
-        actions,
-        validation_errors,
-        meta,
-        outputs,
-    }
-}
-
-/// Schema validation errors in Cerbos's message form (CheckResources and PlanResources).
-pub(super) fn validation_errors_pb(errors: &[engine::ValidationError]) -> Vec<PbValidationError> {
-    errors
-        .iter()
-        .map(|v| PbValidationError {
-            path: v.path.clone(),
-            message: v.message.clone(),
-            source: match v.source {
-                ValidationSource::Principal => 1,
-                ValidationSource::Resource => 2,
-            },
-        })
-        .collect()
 }
