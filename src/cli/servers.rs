@@ -82,12 +82,12 @@ pub(super) async fn run(
             super::catch_panic::grpc_internal,
         ))
         .add_optional_service((services.cerbos_api != CerbosApiMode::Disabled).then(|| {
-            tonic::service::interceptor::InterceptedService::new(
+            super::admin::GrpcGuard::new(
                 super::catch_panic::CatchPanic::new(
                     crate::api::grpc_service(services.store.clone(), services.api_settings.clone()),
                     super::catch_panic::grpc_internal,
                 ),
-                super::admin::grpc_guard(services.cerbos_api),
+                services.cerbos_api,
             )
         }))
         .serve_with_incoming_shutdown(grpc_listener.into_stream(), signalled(shutdown.clone()));
