@@ -548,6 +548,12 @@ pub(crate) const KEYS: &[Key] = &[
         "Largest filter header (bytes, 64 to 49152) a `plan` route hands the backend; a larger filter is answered 503 with a log line naming the route's kind, action and principal, never shortened.",
     ),
     k(
+        "extAuthz.envoyMetadata",
+        Enum(&["deny", "all", "none"]),
+        "deny",
+        "Which gRPC answers carry the decision in Envoy's dynamic metadata (namespace `envoy.filters.http.ext_authz`, for the access log): `deny`: denials (`decision_id`, `effect`, `reason`, `policy`); `all`: allowed requests too (`decision_id`, `effect`, `principal`); `none`. Metadata costs Envoy about 15,000 instructions per answer; an allowed request's decision id is in `<headerPrefix>decision-id`, which the access log reads as `%REQ(X-GATEHOUSE-DECISION-ID)%` (envoy/envoy.yaml).",
+    ),
+    k(
         "extAuthz.httpService",
         Bool,
         "false",
@@ -1343,7 +1349,8 @@ On allow, Gatehouse adds `<headerPrefix>decision-id`, `<headerPrefix>principal`,
 `<headerPrefix>roles` (comma-separated), `<headerPrefix>principal-attr` (the principal's\n\
 attributes as JSON), and when present `<headerPrefix>derived-roles` and\n\
 `<headerPrefix>outputs` (JSON), and removes any header with the prefix that the client sent.\n\
-Denials carry `<headerPrefix>decision-id`.\n",
+An empty value is not sent (no roles, no attributes): an absent header is an empty one, and a\n\
+client-sent copy is removed all the same. Denials carry `<headerPrefix>decision-id`.\n",
     );
     for section in children("") {
         out.push_str(&format!("\n## `{}`\n\n{}\n\n", section.path, section.doc));

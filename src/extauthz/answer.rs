@@ -38,6 +38,9 @@ pub(crate) struct Allowed {
     pub(crate) headers: Vec<(Text, Text)>,
     /// Client-sent headers under our prefix, removed before the backend sees them.
     pub(crate) remove: Vec<String>,
+    /// The gRPC answer carries the decision in Envoy's dynamic metadata
+    /// (`extAuthz.envoyMetadata: all`).
+    pub(crate) metadata: bool,
 }
 
 /// A denied request.
@@ -56,6 +59,9 @@ pub(crate) struct Denied {
     pub(crate) reason: String,
     /// The policy that denied, when one did.
     pub(crate) policy: Option<String>,
+    /// The gRPC answer carries the decision in Envoy's dynamic metadata (unless
+    /// `extAuthz.envoyMetadata: none`).
+    pub(crate) metadata: bool,
 }
 
 impl Answer {
@@ -79,7 +85,7 @@ impl Answer {
                 CheckResponse {
                     status: rpc_status(0, ""),
                     http_response: Some(HttpResponse::OkResponse(ok)),
-                    dynamic_metadata: Some(meta),
+                    dynamic_metadata: a.metadata.then_some(meta),
                 }
             }
             Answer::Deny(d) => {
@@ -103,7 +109,7 @@ impl Answer {
                 CheckResponse {
                     status,
                     http_response: Some(HttpResponse::DeniedResponse(denied)),
-                    dynamic_metadata: Some(meta),
+                    dynamic_metadata: d.metadata.then_some(meta),
                 }
             }
         }
@@ -127,7 +133,9 @@ impl Answer {
                     put_len(buf, 5, name.len());
                     buf.put_slice(name.as_bytes());
                 }
-                put_metadata(buf, &a.metadata());
+                if a.metadata {
+                    put_metadata(buf, &a.metadata());
+                }
             }
             Answer::Deny(d) => {
                 let code = grpc_code(d.status);
@@ -141,7 +149,9 @@ impl Answer {
                     put_header(buf, k, v);
                 }
                 put_str(buf, 3, &d.body);
-                put_metadata(buf, &d.metadata());
+                if d.metadata {
+                    put_metadata(buf, &d.metadata());
+                }
             }
         }
     }
@@ -149,11 +159,23 @@ impl Answer {
     /// The length of what [`encode`](Self::encode) writes.
     pub(crate) fn encoded_len(&self) -> usize {
         match self {
-            Answer::Allow(a) => field_len(0) + field_len(a.ok_len()) + metadata_len(&a.metadata()),
+            Answer::Allow(a) => {
+                let meta = if a.metadata {
+                    metadata_len(&a.metadata())
+                } else {
+                    0
+                };
+                field_len(0) + field_len(a.ok_len()) + meta
+            }
             Answer::Deny(d) => {
+                let meta = if d.metadata {
+                    metadata_len(&d.metadata())
+                } else {
+                    0
+                };
                 field_len(status_len(grpc_code(d.status), &d.reason))
                     + field_len(d.denied_len())
-                    + metadata_len(&d.metadata())
+                    + meta
             }
         }
     }
@@ -377,7 +399,17 @@ mod tests {
             principal: principal.map(text),
             headers: headers.iter().map(|(k, v)| (text(k), text(v))).collect(),
             remove: remove.iter().map(|r| r.to_string()).collect(),
+            metadata: true,
         })
+    }
+
+    /// `answer` without Envoy dynamic metadata.
+    fn without_metadata(mut answer: Answer) -> Answer {
+        match &mut answer {
+            Answer::Allow(a) => a.metadata = false,
+            Answer::Deny(d) => d.metadata = false,
+        }
+        answer
     }
 
     fn denied(status: u16, reason: &str, policy: Option<&str>, body: &str) -> Answer {
@@ -391,6 +423,7 @@ mod tests {
             body: body.to_string(),
             reason: reason.to_string(),
             policy: policy.map(str::to_string),
+            metadata: true,
         })
     }
 
@@ -428,6 +461,13 @@ mod tests {
             denied(503, "down", None, "x"),
             denied(418, "other", None, "x"),
             denied(65535, "any status", None, "x"),
+            without_metadata(allowed(
+                Some("bob"),
+                &[("x-gatehouse-decision-id", "id")],
+                &[],
+            )),
+            without_metadata(allowed(None, &[], &["x-gatehouse-roles"])),
+            without_metadata(denied(403, "no", Some("p"), "{}")),
         ];
         for answer in answers {
             let mut direct = Vec::new();
@@ -436,6 +476,34 @@ mod tests {
             let built = answer.into_check_response();
             assert_eq!(direct, built.encode_to_vec(), "{built:?}");
             assert_eq!(CheckResponse::decode(direct.as_slice()).unwrap(), built);
+        }
+    }
+
+    /// `envoyMetadata` decides whether an answer carries Envoy dynamic metadata: an
+    /// answer without it has no `dynamic_metadata` at all (an empty `Struct` would still
+    /// be parsed and merged by Envoy).
+    #[test]
+    fn issue_15_metadata_only_when_asked() {
+        let with = allowed(Some("bob"), &[("x-gatehouse-decision-id", "id")], &[]);
+        let mut bytes = Vec::new();
+        with.encode(&mut bytes);
+        let meta = CheckResponse::decode(bytes.as_slice())
+            .unwrap()
+            .dynamic_metadata;
+        assert_eq!(meta.unwrap().fields.len(), 3);
+        for answer in [
+            without_metadata(allowed(Some("bob"), &[], &[])),
+            without_metadata(denied(403, "no", None, "{}")),
+        ] {
+            let mut bytes = Vec::new();
+            answer.encode(&mut bytes);
+            assert_eq!(bytes.len(), answer.encoded_len());
+            assert_eq!(
+                CheckResponse::decode(bytes.as_slice())
+                    .unwrap()
+                    .dynamic_metadata,
+                None
+            );
         }
     }
 }

@@ -153,6 +153,7 @@ pub(crate) async fn build_after(
         deny_details: config.deny_details,
         max_body: config.max_body_bytes,
         max_filter: config.max_filter_bytes,
+        envoy_metadata: config.envoy_metadata,
         fetcher: attributes::AttributeFetcher::new(),
         tracer: sinks.tracer,
         metrics: sinks.metrics,

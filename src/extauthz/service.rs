@@ -73,6 +73,8 @@ pub struct ExtAuthz {
     pub(crate) imported: Option<super::openapi::ImportState>,
     /// Largest filter header a plan route hands the backend.
     pub(crate) max_filter: usize,
+    /// Which gRPC answers carry Envoy dynamic metadata.
+    pub(crate) envoy_metadata: super::config::EnvoyMetadata,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -292,10 +294,16 @@ impl ExtAuthz {
             let h = mapped.headers();
             principal_id = Some(h.raw_id.clone());
             set.push((n.principal.clone(), h.id.clone()));
-            set.push((n.roles.clone(), h.roles.clone()));
+            // No roles and no attributes are sent as absent headers (each header costs
+            // Envoy about 5,000 instructions); a client-sent copy is still removed.
+            if !h.roles.is_empty() {
+                set.push((n.roles.clone(), h.roles.clone()));
+            }
             // The principal's attributes (from verified claims), so the backend can ask the
             // Cerbos API about many resources for the same principal.
-            set.push((n.principal_attr.clone(), h.attr.clone()));
+            if &*h.attr != "{}" {
+                set.push((n.principal_attr.clone(), h.attr.clone()));
+            }
         }
         if let Some(out) = &a.output {
             if !out.effective_derived_roles.is_empty() {
@@ -339,6 +347,7 @@ impl ExtAuthz {
             principal: principal_id,
             headers: set,
             remove,
+            metadata: self.envoy_metadata.on_allow(),
         })
     }
 
@@ -392,6 +401,7 @@ impl ExtAuthz {
             body: body.to_string(),
             reason: d.reason.clone(),
             policy: d.policy.clone(),
+            metadata: self.envoy_metadata.on_deny(),
         })
     }
 

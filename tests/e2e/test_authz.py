@@ -188,19 +188,46 @@ def test_list_is_filtered_with_one_check_resources_call(client, app):
         assert client.get(f"/documents/{doc}", as_=who).status_code == 200
 
 
-def test_decision_id_in_envoy_access_log(client, app, envoy_authz):
+def _access_log_has(envoy: stack.Envoy, *wanted: str) -> str:
+    """Envoy's log once it has every `wanted` text (or after 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        log = envoy.proc.log_path.read_text()
+        if all(w in log for w in wanted) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.1)
+
+
+def test_decision_id_in_envoy_access_log(client, app, envoy_authz, mode):
+    """The access log names every decision: an allowed request's from the header Gatehouse
+    set for the app, a denial's from Gatehouse's dynamic metadata (gRPC, envoyMetadata's
+    default `deny`: allowed requests carry none) or its response header (HTTP mode)."""
     r = client.get("/documents/2", as_="carol")
     assert r.status_code == 403
     denied_id = r.headers[DECISION_ID]
     allowed_id = client.get("/documents/2", as_="alice").json()["seen_by"]["decision_id"]
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        log = envoy_authz.proc.log_path.read_text()
-        if f"decision={denied_id}" in log and f"decision={allowed_id}" in log:
-            break
-        time.sleep(0.1)
-    assert f'"GET /documents/2" 403 UAEX' in log and f"decision={denied_id}" in log
+    denial = "denial" if mode == "grpc" else "decision"
+    log = _access_log_has(envoy_authz, f"{denial}={denied_id}", f"decision={allowed_id}")
+    assert f'"GET /documents/2" 403 UAEX' in log and f"{denial}={denied_id}" in log
     assert f"decision={allowed_id}" in log
+    if mode == "grpc":
+        (line,) = [x for x in log.splitlines() if f"decision={allowed_id}" in x]
+        assert line.endswith("denial=-"), line
+
+
+def test_access_log_shows_gatehouses_decision_not_a_forged_one(envoy_noearly, tokens, mode):
+    """Without Envoy's own stripping, a client-sent x-gatehouse-decision-id is overwritten by
+    Gatehouse before the access log reads the header."""
+    c = Client(envoy_noearly, tokens)
+    try:
+        r = c.get("/documents/2", as_="alice", headers={DECISION_ID: "forged-id"})
+        allowed_id = r.json()["seen_by"]["decision_id"]
+    finally:
+        c.close()
+    assert allowed_id != "forged-id"
+    log = _access_log_has(envoy_noearly, f"decision={allowed_id}")
+    assert f"decision={allowed_id}" in log
+    assert "forged-id" not in log
 
 
 def test_create_sets_owner_to_caller(client, app):

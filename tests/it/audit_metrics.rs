@@ -133,16 +133,21 @@ fn with_secrets(method: &str, path: &str, user: &str, roles: &str) -> CheckReque
     )
 }
 
+/// The decision id Envoy hands on: the `x-gatehouse-decision-id` header for the backend
+/// (allowed) or the client (denied).
 fn decision_id(resp: &CheckResponse) -> String {
-    match resp
-        .dynamic_metadata
-        .as_ref()
-        .and_then(|m| m.fields.get("decision_id"))
-        .and_then(|v| v.kind.as_ref())
-    {
-        Some(Kind::StringValue(s)) => s.clone(),
-        other => panic!("no decision id: {other:?}"),
-    }
+    use gatehouse::extauthz::pb::envoy::service::auth::v3::check_response::HttpResponse;
+    let headers = match &resp.http_response {
+        Some(HttpResponse::OkResponse(ok)) => &ok.headers,
+        Some(HttpResponse::DeniedResponse(d)) => &d.headers,
+        other => panic!("no answer: {other:?}"),
+    };
+    headers
+        .iter()
+        .filter_map(|h| h.header.as_ref())
+        .find(|h| h.key == "x-gatehouse-decision-id")
+        .map(|h| h.value.clone())
+        .unwrap_or_else(|| panic!("no decision id: {resp:?}"))
 }
 
 fn is_allowed(resp: &CheckResponse) -> bool {

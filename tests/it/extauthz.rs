@@ -40,8 +40,14 @@ async fn attribute_source() -> SocketAddr {
 }
 
 fn config(attrs: SocketAddr) -> ExtAuthzConfig {
+    config_with(attrs, "")
+}
+
+/// [`config`] with `extra` (top-level keys of the section) added.
+fn config_with(attrs: SocketAddr, extra: &str) -> ExtAuthzConfig {
     let yaml = format!(
         r#"
+{extra}
 headerPrefix: x-gatehouse-
 principal:
   sources:
@@ -85,11 +91,18 @@ routes:
 }
 
 async fn start() -> AuthorizationClient<tonic::transport::Channel> {
+    start_with("").await
+}
+
+/// The service with `extra` (YAML keys of the `extAuthz` section) added to [`config`].
+async fn start_with(extra: &str) -> AuthorizationClient<tonic::transport::Channel> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let store =
         Arc::new(PolicyStore::load(&root.join("policies"), EngineConfig::default()).unwrap());
     let attrs = attribute_source().await;
-    let service = extauthz::build(&config(attrs), store, root).await.unwrap();
+    let service = extauthz::build(&config_with(attrs, extra), store, root)
+        .await
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -169,8 +182,76 @@ async fn owner_allowed_with_trusted_headers_and_spoofs_removed() {
         "every header overwrites"
     );
     assert_eq!(ok.headers_to_remove, vec!["x-gatehouse-extra".to_string()]);
-    let meta = resp.dynamic_metadata.unwrap();
-    assert!(meta.fields.contains_key("decision_id"));
+    // envoyMetadata's default: no dynamic metadata on allow (the decision id is in the
+    // header above).
+    assert_eq!(resp.dynamic_metadata, None);
+}
+
+/// `envoyMetadata`: which answers carry Envoy dynamic metadata (none, denials by
+/// default, all); the decision id is in the headers whatever the choice.
+#[tokio::test]
+async fn issue_15_envoy_metadata_as_configured() {
+    let meta = |r: &CheckResponse| {
+        r.dynamic_metadata.as_ref().map(|m| {
+            let mut keys: Vec<&str> = m.fields.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            keys.join(",")
+        })
+    };
+    for (extra, on_allow, on_deny) in [
+        ("", None, Some("decision_id,effect,policy,reason")),
+        (
+            "envoyMetadata: deny",
+            None,
+            Some("decision_id,effect,policy,reason"),
+        ),
+        (
+            "envoyMetadata: all",
+            Some("decision_id,effect,principal"),
+            Some("decision_id,effect,policy,reason"),
+        ),
+        ("envoyMetadata: none", None, None),
+    ] {
+        let mut c = start_with(extra).await;
+        let allowed = check(
+            &mut c,
+            request("PUT", "/documents/1", &user("alice", "user")),
+        )
+        .await;
+        assert_eq!(ok_headers(&allowed)["x-gatehouse-decision-id"].len(), 28);
+        assert_eq!(meta(&allowed).as_deref(), on_allow, "{extra}");
+        let refused = check(
+            &mut c,
+            request("PUT", "/documents/1", &user("carol", "user")),
+        )
+        .await;
+        assert_eq!(denied(&refused).0, 403);
+        assert_eq!(meta(&refused).as_deref(), on_deny, "{extra}");
+    }
+    let bad = serde_saphyr::from_str::<ExtAuthzConfig>("envoyMetadata: allow");
+    assert!(bad.is_err());
+}
+
+/// A principal without attributes (the dev headers source has none) gets no
+/// `principal-attr` header (absent is empty to the backend), and a client-sent copy is
+/// still removed.
+#[tokio::test]
+async fn issue_15_empty_principal_headers_are_not_sent_and_forged_ones_removed() {
+    let mut c = start().await;
+    let mut h = user("alice", "user");
+    h.push(("x-gatehouse-principal-attr", "{\"department\":\"it\"}"));
+    let resp = check(&mut c, request("GET", "/documents/2", &h)).await;
+    let headers = ok_headers(&resp);
+    assert_eq!(headers["x-gatehouse-principal"], "alice");
+    assert_eq!(headers["x-gatehouse-roles"], "user");
+    assert!(
+        !headers.contains_key("x-gatehouse-principal-attr"),
+        "{headers:?}"
+    );
+    let Some(HttpResponse::OkResponse(ok)) = &resp.http_response else {
+        unreachable!()
+    };
+    assert_eq!(ok.headers_to_remove, ["x-gatehouse-principal-attr"]);
 }
 
 #[tokio::test]
