@@ -377,16 +377,11 @@ impl ExtAuthz {
             }
         };
         let n = &self.names;
-        let (content_type, body) = match self.deny_body {
-            DenyBody::Fastapi => (
-                &n.json,
-                serde_json::json!({"detail": detail, "decision_id": id}),
-            ),
-            DenyBody::Problem => (
-                &n.problem_json,
-                serde_json::json!({"type": "about:blank", "title": title, "status": d.status, "detail": detail, "decision_id": id}),
-            ),
+        let content_type = match self.deny_body {
+            DenyBody::Fastapi => &n.json,
+            DenyBody::Problem => &n.problem_json,
         };
+        let body = deny_body(self.deny_body, title, d.status, detail, id);
         let id = Text::from(id);
         let mut headers = Vec::with_capacity(3);
         headers.push((n.content_type.clone(), content_type.clone()));
@@ -398,7 +393,7 @@ impl ExtAuthz {
             decision_id: id,
             status: d.status,
             headers,
-            body: body.to_string(),
+            body,
             reason: d.reason.clone(),
             policy: d.policy.clone(),
             metadata: self.envoy_metadata.on_deny(),
@@ -1071,6 +1066,40 @@ impl ExtAuthz {
     }
 }
 
+/// A denial's JSON body, written as serde_json writes `{"detail": .., "decision_id": ..}`
+/// (FastAPI's shape) or the RFC 9457 problem `{"type", "title", "status", "detail",
+/// "decision_id"}`, keys in that order.
+fn deny_body(format: DenyBody, title: &str, status: u16, detail: &str, id: &str) -> String {
+    use std::fmt::Write as _;
+    let mut body = String::with_capacity(96 + title.len() + detail.len() + id.len());
+    body.push('{');
+    if format == DenyBody::Problem {
+        body.push_str("\"type\":\"about:blank\",\"title\":");
+        push_json_str(&mut body, title);
+        body.push_str(",\"status\":");
+        // Writing to a String cannot fail.
+        let _ = write!(body, "{status},");
+    }
+    body.push_str("\"detail\":");
+    push_json_str(&mut body, detail);
+    body.push_str(",\"decision_id\":");
+    push_json_str(&mut body, id);
+    body.push('}');
+    body
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it (copied whole when nothing
+/// needs escaping).
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
+}
+
 /// The attributes and the HTTP request of a CheckRequest; without them it is a 400.
 fn request_parts<'r, 'a>(
     req: &'r CheckView<'a>,
@@ -1432,5 +1461,32 @@ routes:
                 .is_some_and(|p| p.starts_with("resource.document.v")),
             "{action}"
         );
+    }
+
+    /// Issue 15: denial bodies are written directly, with the bytes serde_json gives.
+    #[test]
+    fn issue_15_deny_bodies_are_what_serde_json_writes() {
+        let texts = [
+            "",
+            "forbidden",
+            "bob may not read document \"1\"",
+            "back\\slash, tab\t, newline\n, nul\0, unit \u{1f} del \u{7f}",
+            "zoë </script> \u{2028} 🦀",
+        ];
+        for detail in texts {
+            for id in ["0193a5b6c7d8aabbccddeeff0011", "x\"y"] {
+                for (title, status) in [("Forbidden", 403u16), ("Unauthorized", 401), ("t\"", 503)]
+                {
+                    assert_eq!(
+                        deny_body(DenyBody::Fastapi, title, status, detail, id),
+                        serde_json::json!({"detail": detail, "decision_id": id}).to_string()
+                    );
+                    assert_eq!(
+                        deny_body(DenyBody::Problem, title, status, detail, id),
+                        serde_json::json!({"type": "about:blank", "title": title, "status": status, "detail": detail, "decision_id": id}).to_string()
+                    );
+                }
+            }
+        }
     }
 }
