@@ -139,14 +139,47 @@ static ANY_ENTRY: [(u32, Ty); 2] = [(1, Str), (2, Msg(&ANY))];
 /// `envoy.config.core.v3.Metadata`.
 static METADATA: [(u32, Ty); 2] = [(1, Map(&STRUCT_ENTRY)), (2, Map(&ANY_ENTRY))];
 
-/// A field's key.
+/// A field's key: one byte for fields 1 to 15, read here; longer ones by prost.
+#[inline]
 fn key(buf: &mut &[u8]) -> Read<(u32, WireType)> {
-    decode_key(buf).map_err(|_| Bad)
+    match buf.first() {
+        Some(&b) if b < 0x80 => {
+            let wire_type = match b & 7 {
+                0 => WireType::Varint,
+                1 => WireType::SixtyFourBit,
+                2 => WireType::LengthDelimited,
+                3 => WireType::StartGroup,
+                4 => WireType::EndGroup,
+                5 => WireType::ThirtyTwoBit,
+                _ => return Err(Bad),
+            };
+            let tag = u32::from(b >> 3);
+            if tag == 0 {
+                return Err(Bad);
+            }
+            *buf = &buf[1..];
+            Ok((tag, wire_type))
+        }
+        _ => decode_key(buf).map_err(|_| Bad),
+    }
+}
+
+/// A varint: one byte (below 128) read here, longer ones by prost.
+#[inline]
+fn varint(buf: &mut &[u8]) -> Read<u64> {
+    match buf.first() {
+        Some(&b) if b < 0x80 => {
+            *buf = &buf[1..];
+            Ok(u64::from(b))
+        }
+        _ => decode_varint(buf).map_err(|_| Bad),
+    }
 }
 
 /// A length-delimited value (after its key): its bytes.
+#[inline]
 fn delimited<'a>(buf: &mut &'a [u8]) -> Read<&'a [u8]> {
-    let len = decode_varint(buf).map_err(|_| Bad)?;
+    let len = varint(buf)?;
     let len = usize::try_from(len).map_err(|_| Bad)?;
     if len > buf.len() {
         return Err(Bad);
@@ -157,6 +190,7 @@ fn delimited<'a>(buf: &mut &'a [u8]) -> Read<&'a [u8]> {
 }
 
 /// A `string` field's value.
+#[inline]
 fn string<'a>(wire_type: WireType, buf: &mut &'a [u8]) -> Read<&'a str> {
     if wire_type != WireType::LengthDelimited {
         return Err(Bad);
@@ -174,6 +208,7 @@ fn bytes<'a>(wire_type: WireType, buf: &mut &'a [u8]) -> Read<&'a [u8]> {
 
 /// A message field's (or a map entry's) body, in a message read with `depth` left
 /// (prost checks the wire type, then the depth, then the length).
+#[inline]
 fn message<'a>(wire_type: WireType, buf: &mut &'a [u8], depth: u32) -> Read<&'a [u8]> {
     if wire_type != WireType::LengthDelimited || depth == 0 {
         return Err(Bad);
@@ -193,7 +228,7 @@ fn skip(wire_type: WireType, tag: u32, buf: &mut &[u8], depth: u32) -> Read<()> 
         return Err(Bad);
     }
     match wire_type {
-        WireType::Varint => decode_varint(buf).map(drop).map_err(|_| Bad),
+        WireType::Varint => varint(buf).map(drop),
         WireType::ThirtyTwoBit => advance(buf, 4),
         WireType::SixtyFourBit => advance(buf, 8),
         WireType::LengthDelimited => delimited(buf).map(drop),
@@ -222,7 +257,7 @@ fn other(
     match ty {
         Str => string(wire_type, buf).map(drop),
         Bytes => bytes(wire_type, buf).map(drop),
-        Varint if wire_type == WireType::Varint => decode_varint(buf).map(drop).map_err(|_| Bad),
+        Varint if wire_type == WireType::Varint => varint(buf).map(drop),
         Fixed64 if wire_type == WireType::SixtyFourBit => advance(buf, 8),
         Varint | Fixed64 => Err(Bad),
         Msg(fields) | Map(fields) => check(message(wire_type, buf, depth)?, fields, depth - 1),
@@ -348,6 +383,7 @@ fn http_request<'a>(mut buf: &'a [u8], h: &mut HttpView<'a>, depth: u32) -> Read
 
 /// A `map<string, string>` entry (read with `depth` left): its key and value, empty
 /// when absent.
+#[inline]
 fn string_entry(mut buf: &[u8], depth: u32) -> Read<(&str, &str)> {
     let (mut k, mut v) = ("", "");
     while !buf.is_empty() {
@@ -560,6 +596,8 @@ mod tests {
                         ]
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
+                        // A value whose length takes two bytes.
+                        .chain([("x-long".to_string(), "v".repeat(300))])
                         .collect(),
                         header_map: Some(HeaderMap {
                             headers: vec![HeaderValue {
