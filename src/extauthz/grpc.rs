@@ -208,13 +208,14 @@ routes:
         (allocations::count() - before, out)
     }
 
-    /// Issue 15: a whole ext_authz decision stays within an allocation budget: 81 today
-    /// (110 with prost's decoding of the request, a `String` per header name and value;
-    /// 136 with a built `CheckResponse` too), 85 with a little room. A change that adds
-    /// allocations per request fails here.
+    /// Issue 15: a whole ext_authz decision stays within an allocation budget: 78 today
+    /// (81 with a copy of the path, of the action and of the decision id; 110 with prost's
+    /// decoding of the request, a `String` per header name and value; 136 with a built
+    /// `CheckResponse` too), 80 with a little room. A change that adds allocations per
+    /// request fails here.
     #[test]
     fn issue_15_a_decision_allocates_within_budget() {
-        const BUDGET: usize = 85;
+        const BUDGET: usize = 80;
         let (n, out) = allocations_per_decision();
         let response = crate::extauthz::pb::v3::CheckResponse::decode(out.as_slice()).unwrap();
         assert!(

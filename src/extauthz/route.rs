@@ -6,6 +6,7 @@
 //! Paths that could be read two ways (dot segments, empty segments, NUL, backslashes,
 //! invalid UTF-8) are refused instead of guessed at: the request is denied.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::config::{AttributesConfig, ResourceConfig, RouteConfig};
@@ -27,13 +28,14 @@ pub(crate) enum PathError {
     NotAbsolute,
 }
 
-/// A request target split into its decoded path and raw query.
+/// A request target split into its decoded path and raw query, borrowed from the
+/// target when nothing is decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RequestPath {
+pub(crate) struct RequestPath<'a> {
     /// Percent-decoded path, trailing slash removed (except for `/`).
-    pub(crate) path: String,
+    pub(crate) path: Cow<'a, str>,
     /// The raw query string (without `?`).
-    pub(crate) query: String,
+    pub(crate) query: &'a str,
 }
 
 /// Percent-decodes a string (no `+` handling: that is for queries).
@@ -44,32 +46,51 @@ pub(crate) fn percent_decode(s: &str) -> Result<String, PathError> {
     })
 }
 
-/// Splits and normalises a request target (`/a/b?x=1`).
-pub(crate) fn normalize(target: &str) -> Result<RequestPath, PathError> {
-    let target = target.split('#').next().unwrap_or("");
-    let (raw_path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, q.to_string()),
-        None => (target, String::new()),
+/// Splits and normalises a request target (`/a/b?x=1#f`): the path ends at the first
+/// `?` or `#`, the query at the first `#` after it. One pass over the bytes for the
+/// split, one for the checks; the path is copied only when it has `%` escapes.
+pub(crate) fn normalize(target: &str) -> Result<RequestPath<'_>, PathError> {
+    let end = target
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(target.len());
+    let (raw_path, rest) = target.split_at(end);
+    let query = match rest.strip_prefix('?') {
+        Some(q) => q.split_once('#').map_or(q, |(q, _)| q),
+        None => "",
     };
     if !raw_path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
-    let decoded = percent_decode(raw_path)?;
-    if decoded.contains('\0') || decoded.contains('\\') {
-        return Err(PathError::Ambiguous);
-    }
-    let mut path = decoded;
+    let mut path = if raw_path.contains('%') {
+        Cow::Owned(percent_decode(raw_path)?)
+    } else {
+        Cow::Borrowed(raw_path)
+    };
     if path.len() > 1 && path.ends_with('/') {
-        path.pop();
+        match &mut path {
+            Cow::Borrowed(p) => *p = &p[..p.len() - 1],
+            Cow::Owned(p) => {
+                p.pop();
+            }
+        }
     }
-    if path.len() > 1
-        && path[1..]
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
+    if ambiguous(&path) {
         return Err(PathError::Ambiguous);
     }
     Ok(RequestPath { path, query })
+}
+
+/// Whether a decoded path (trailing slash removed) has NUL, a backslash, or (below the
+/// root) an empty, `.` or `..` segment.
+fn ambiguous(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.len() <= 1 {
+        return bytes.iter().any(|&b| b == 0 || b == b'\\');
+    }
+    bytes[1..]
+        .split(|&b| b == b'/')
+        .any(|seg| matches!(seg, b"" | b"." | b"..") || seg.iter().any(|&b| b == 0 || b == b'\\'))
 }
 
 /// Decodes `application/x-www-form-urlencoded` query parameters.
@@ -1198,6 +1219,13 @@ mod tests {
     fn check_normalised(target: &str) -> Result<(), proptest::test_runner::TestCaseError> {
         use proptest::prop_assert;
         use proptest::prop_assert_eq;
+        // Issue 15: the same answer as before paths were borrowed.
+        prop_assert_eq!(
+            normalize(target).map(|n| (n.path.into_owned(), n.query.to_string())),
+            normalize_before(target),
+            "{:?}",
+            target
+        );
         let Ok(n) = normalize(target) else {
             return Ok(());
         };
@@ -1219,9 +1247,43 @@ mod tests {
         // Idempotent: the normalised path, each segment encoded again, normalises to
         // itself (what the app routes on is what Gatehouse decided on).
         let encoded: Vec<String> = p.split('/').map(percent_encode_segment).collect();
-        let again = normalize(&encoded.join("/"));
-        prop_assert_eq!(again.map(|a| a.path), Ok(p.clone()), "{:?}", target);
+        let joined = encoded.join("/");
+        let again = normalize(&joined);
+        prop_assert_eq!(
+            again.map(|a| a.path.into_owned()),
+            Ok(p.to_string()),
+            "{:?}",
+            target
+        );
         Ok(())
+    }
+
+    /// `normalize` as it was before it borrowed (its oracle).
+    fn normalize_before(target: &str) -> Result<(String, String), PathError> {
+        let target = target.split('#').next().unwrap_or("");
+        let (raw_path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, q.to_string()),
+            None => (target, String::new()),
+        };
+        if !raw_path.starts_with('/') {
+            return Err(PathError::NotAbsolute);
+        }
+        let decoded = percent_decode(raw_path)?;
+        if decoded.contains('\0') || decoded.contains('\\') {
+            return Err(PathError::Ambiguous);
+        }
+        let mut path = decoded;
+        if path.len() > 1 && path.ends_with('/') {
+            path.pop();
+        }
+        if path.len() > 1
+            && path[1..]
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(PathError::Ambiguous);
+        }
+        Ok((path, query))
     }
 
     proptest::proptest! {

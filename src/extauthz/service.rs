@@ -133,8 +133,9 @@ impl HeaderNames {
     }
 }
 
-/// A new decision id: time-ordered and unique within the process.
-fn decision_id() -> String {
+/// A new decision id: time-ordered and unique within the process (28 hex digits), as the
+/// answer's shared text (the decision log copies it only when it writes a record).
+fn decision_id() -> Text {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let salt = *SALT.get_or_init(|| {
@@ -148,18 +149,23 @@ fn decision_id() -> String {
         .unwrap_or_default()
         .as_millis() as u64;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut id = String::with_capacity(28);
-    push_hex(&mut id, millis, 12);
-    push_hex(&mut id, n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt, 16);
-    id
+    let mut id = [0u8; 28];
+    let (time, sequence) = id.split_at_mut(12);
+    put_hex(time, millis);
+    put_hex(sequence, n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt);
+    // Hex digits are ASCII.
+    Text::from(std::str::from_utf8(&id).unwrap_or_default())
 }
 
-/// The last `digits` lower-case hex digits of `v` (as `{v:0digits$x}` for values that fit).
-fn push_hex(out: &mut String, v: u64, digits: u32) {
+/// The last `out.len()` lower-case hex digits of `v` (as `{v:0width$x}` for values that
+/// fit), written into `out`.
+fn put_hex(out: &mut [u8], v: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        let nibble = v.checked_shr(4 * i).unwrap_or(0) & 0xf;
-        out.push(char::from(HEX[nibble as usize]));
+    let digits = out.len();
+    for (i, d) in out.iter_mut().enumerate() {
+        let shift = u32::try_from(4 * (digits - 1 - i)).unwrap_or(u32::MAX);
+        let nibble = v.checked_shr(shift).unwrap_or(0) & 0xf;
+        *d = HEX[nibble as usize];
     }
 }
 
@@ -273,9 +279,8 @@ impl ExtAuthz {
 
     /// Step 3 on allow: the headers for the backend (principal, roles, attributes,
     /// outputs, assertion) and the client-sent ones under our prefix to remove.
-    fn allow(&self, id: &str, headers: &Pairs<'_>, a: &Trail<'_>) -> Answer {
+    fn allow(&self, id: &Text, headers: &Pairs<'_>, a: &Trail<'_>) -> Answer {
         let n = &self.names;
-        let id = Text::from(id);
         // Room for every header below: the vector never grows.
         let mut set = Vec::with_capacity(8);
         set.push((n.decision_id.clone(), id.clone()));
@@ -338,12 +343,12 @@ impl ExtAuthz {
             let roles: Vec<&str> = principal.roles.iter().map(|r| &**r).collect();
             set.push((
                 n.assertion.clone(),
-                Text::from(signer.sign(&principal.id, &roles, &id, method, path)),
+                Text::from(signer.sign(&principal.id, &roles, id, method, path)),
             ));
         }
         let remove = self.spoofed(headers, &set);
         Answer::Allow(Allowed {
-            decision_id: id,
+            decision_id: id.clone(),
             principal: principal_id,
             headers: set,
             remove,
@@ -352,7 +357,7 @@ impl ExtAuthz {
     }
 
     /// Step 3 on denial: the status, headers and body the client gets.
-    fn deny(&self, id: &str, d: &Denial) -> Answer {
+    fn deny(&self, id: &Text, d: &Denial) -> Answer {
         let title = match d.status {
             401 => "Unauthorized",
             400 => "Bad Request",
@@ -382,7 +387,6 @@ impl ExtAuthz {
             DenyBody::Problem => &n.problem_json,
         };
         let body = deny_body(self.deny_body, title, d.status, detail, id);
-        let id = Text::from(id);
         let mut headers = Vec::with_capacity(3);
         headers.push((n.content_type.clone(), content_type.clone()));
         headers.push((n.decision_id.clone(), id.clone()));
@@ -390,7 +394,7 @@ impl ExtAuthz {
             headers.push((n.www_authenticate.clone(), Text::from(challenge)));
         }
         Answer::Deny(Denied {
-            decision_id: id,
+            decision_id: id.clone(),
             status: d.status,
             headers,
             body,
@@ -417,7 +421,7 @@ impl ExtAuthz {
         let result = Err(Denial::status(status, reason));
         let mut trail = Trail::default();
         self.audit
-            .record_with(|| self.audit_record(id.clone(), None, &mut trail, &result));
+            .record_with(|| self.audit_record(id.to_string(), None, &mut trail, &result));
         self.deny(&id, &Denial::status(status, reason))
     }
 
@@ -493,7 +497,7 @@ impl ExtAuthz {
             self.observe_check(&id, started, &trail, &result, shadowed);
             self.audit.record_with(|| {
                 let http = http.map(|h| (h.id, headers));
-                let mut r = self.audit_record(id, http, &mut trail, &result);
+                let mut r = self.audit_record(id.to_string(), http, &mut trail, &result);
                 if shadowed {
                     r.reason = r
                         .reason
@@ -528,7 +532,7 @@ impl ExtAuthz {
     /// what it would have been).
     fn answer(
         &self,
-        id: &str,
+        id: &Text,
         headers: &Pairs<'_>,
         trail: &Trail<'_>,
         result: &Result<(), Denial>,
@@ -695,9 +699,9 @@ impl ExtAuthz {
         let Some(resource_cfg) = &route.resource else {
             return Err(Denial::forbidden("route has no resource"));
         };
-        let Some(action) = trail.action.clone() else {
+        if trail.action.is_none() {
             return Err(Denial::forbidden(format!("no action for method {method}")));
-        };
+        }
         let mut attr = request_attributes(&route.attributes, attrs, http, &hit, &path);
         self.body_attributes(&route.attributes, http, &mut attr)?;
         if let Some(fetch) = &route.attributes.fetch {
@@ -716,7 +720,7 @@ impl ExtAuthz {
                     policy_version: resource_cfg.policy_version.clone(),
                     scope: fill_template(&resource_cfg.scope, &hit.params, false),
                 },
-                actions: vec![action],
+                actions: trail.action.iter().cloned().collect(),
                 aux_data: Default::default(),
                 explain: false,
             })));
@@ -731,7 +735,8 @@ impl ExtAuthz {
                 policy_version: resource_cfg.policy_version.clone(),
                 scope: fill_template(&resource_cfg.scope, &hit.params, false),
             },
-            actions: vec![action],
+            // The trail has it back once decided (`decide_input`).
+            actions: trail.action.take().into_iter().collect(),
             aux_data: Default::default(),
         };
         Ok(Mapped::Check(Box::new(input)))
@@ -860,11 +865,11 @@ impl ExtAuthz {
         trail: &mut Trail<'s>,
         hit: &RouteMatch<'s, '_>,
         method: &str,
-        path: &RequestPath,
+        path: &RequestPath<'_>,
     ) {
         let route = hit.route;
         if self.assertion.is_some() {
-            trail.request_line = Some((method.to_owned(), path.path.clone()));
+            trail.request_line = Some((method.to_owned(), path.path.to_string()));
         }
         if let Some(r) = &route.resource {
             trail.kind = &r.kind;
@@ -1057,8 +1062,10 @@ impl ExtAuthz {
         let CheckInput {
             principal,
             resource,
+            mut actions,
             ..
         } = input;
+        trail.action = actions.pop();
         trail.principal = Some(principal);
         trail.resource = Some(resource);
         trail.output = Some(out?);
@@ -1122,16 +1129,21 @@ fn request_attributes(
     attrs: &AttrsView<'_>,
     http: &HttpView<'_>,
     hit: &RouteMatch<'_, '_>,
-    path: &RequestPath,
+    path: &RequestPath<'_>,
 ) -> MapValue {
-    let mut attr = MapValue::new();
+    let mut attr = MapValue::with_capacity(
+        usize::from(a.path_params) * hit.params.len()
+            + a.query.len()
+            + hit.route.header_attrs.len()
+            + a.context_extensions.len(),
+    );
     if a.path_params {
         for (k, v) in &hit.params {
             attr.insert(ExtAuthz::attr_key(k), Value::from(*v));
         }
     }
     if !a.query.is_empty() {
-        let q = query_params(&path.query);
+        let q = query_params(path.query);
         for (name, param) in &a.query {
             if let Some((_, v)) = q.iter().find(|(k, _)| k == param) {
                 attr.insert(ExtAuthz::attr_key(name), Value::from(v.as_str()));
@@ -1314,14 +1326,16 @@ mod tests {
     #[test]
     fn decision_ids_are_28_hex_digits_and_unique() {
         for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
-            let mut s = String::new();
-            push_hex(&mut s, v, 16);
-            assert_eq!(s, format!("{v:016x}"));
+            let mut s = [0u8; 16];
+            put_hex(&mut s, v);
+            assert_eq!(s, format!("{v:016x}").as_bytes());
         }
-        let mut s = String::new();
-        push_hex(&mut s, 0x0193_a5b6_c7d8, 12);
-        assert_eq!(s, "0193a5b6c7d8");
-        let ids: std::collections::HashSet<String> = (0..1000).map(|_| decision_id()).collect();
+        let mut s = [0u8; 12];
+        put_hex(&mut s, 0x0193_a5b6_c7d8);
+        assert_eq!(&s, b"0193a5b6c7d8");
+        put_hex(&mut s, 0xab_0193_a5b6_c7d8);
+        assert_eq!(&s, b"0193a5b6c7d8", "the last 12 digits");
+        let ids: std::collections::HashSet<Text> = (0..1000).map(|_| decision_id()).collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|id| {
             id.len() == 28
