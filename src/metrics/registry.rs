@@ -1,7 +1,8 @@
 //! The Gatehouse metrics handle: the fixed set of families, the hooks adapters call, and
 //! the scrape rendering.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -159,6 +160,75 @@ pub struct PolicyStats {
     pub reloads_failed: u64,
     /// Policies loaded, by type (`resource`, `principal`, `role`, ...).
     pub loaded: Vec<(String, u64)>,
+}
+
+/// `gatehouse_decisions_total` series each thread remembers.
+const RECENT_SERIES: usize = 4;
+
+thread_local! {
+    /// The `gatehouse_decisions_total` series this thread counted on last.
+    static RECENT_DECISIONS: RefCell<RecentDecisions> = const {
+        RefCell::new(RecentDecisions {
+            entries: [const { None }; RECENT_SERIES],
+            next: 0,
+        })
+    };
+}
+
+/// A thread's remembered series, replaced in turn.
+struct RecentDecisions {
+    entries: [Option<RecentSeries>; RECENT_SERIES],
+    next: usize,
+}
+
+/// A series and what finds it: its registry (compared by address; the weak reference
+/// keeps that address from being another registry's) and its label values.
+struct RecentSeries {
+    registry: Weak<Registry>,
+    key: LabelKey,
+    series: Arc<Counter>,
+}
+
+/// Label values packed without allocation, each after its length; label sets longer
+/// than the buffer are not remembered.
+struct LabelKey {
+    len: u8,
+    bytes: [u8; 95],
+}
+
+impl LabelKey {
+    fn new(values: [&str; 4]) -> Option<LabelKey> {
+        let mut key = LabelKey {
+            len: 0,
+            bytes: [0; 95],
+        };
+        for v in values {
+            let start = usize::from(key.len);
+            let end = start + 1 + v.len();
+            if end > key.bytes.len() {
+                return None;
+            }
+            key.bytes[start] = u8::try_from(v.len()).ok()?;
+            key.bytes[start + 1..end].copy_from_slice(v.as_bytes());
+            key.len = u8::try_from(end).ok()?;
+        }
+        Some(key)
+    }
+
+    /// Whether these are the values packed.
+    fn matches(&self, values: [&str; 4]) -> bool {
+        let mut rest = &self.bytes[..usize::from(self.len)];
+        for v in values {
+            let Some((&len, tail)) = rest.split_first() else {
+                return false;
+            };
+            if usize::from(len) != v.len() || tail.get(..v.len()) != Some(v.as_bytes()) {
+                return false;
+            }
+            rest = &tail[v.len()..];
+        }
+        rest.is_empty()
+    }
 }
 
 /// Cap of the families whose labels are fixed enumerations.
@@ -326,10 +396,42 @@ impl Metrics {
         self.inner.check_duration_by_origin[by_origin].observe(elapsed);
         for d in decisions {
             let effect = if d.allowed { "allow" } else { deny };
-            self.inner
-                .decisions
-                .with([effect, d.kind, d.action, origin.as_str()], |c| c.add(1));
+            self.count_decision([effect, d.kind, d.action, origin.as_str()]);
         }
+    }
+
+    /// Adds one to the `gatehouse_decisions_total` series of `labels`: one of the series
+    /// this thread counted on last when the labels are the same (no hashing, no lock),
+    /// else the family's, remembered for next time. The family never drops a series, so
+    /// a remembered one stays the one the family would give.
+    fn count_decision(&self, labels: [&str; 4]) {
+        RECENT_DECISIONS.with(|recent| {
+            let Ok(mut recent) = recent.try_borrow_mut() else {
+                self.inner.decisions.with(labels, |c| c.add(1));
+                return;
+            };
+            let registry = Arc::as_ptr(&self.inner);
+            if let Some(hit) = recent
+                .entries
+                .iter()
+                .flatten()
+                .find(|e| e.registry.as_ptr() == registry && e.key.matches(labels))
+            {
+                hit.series.add(1);
+                return;
+            }
+            let series = self.inner.decisions.handle(labels);
+            series.add(1);
+            if let Some(key) = LabelKey::new(labels) {
+                let slot = recent.next;
+                recent.next = (slot + 1) % RECENT_SERIES;
+                recent.entries[slot] = Some(RecentSeries {
+                    registry: Arc::downgrade(&self.inner),
+                    key,
+                    series,
+                });
+            }
+        });
     }
 
     /// Records one plan: its duration in `gatehouse_plan_duration_seconds` and each
@@ -541,6 +643,88 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
+    }
+
+    /// Issue 15: decisions counted through a thread's remembered series add up exactly
+    /// as through the family: more label sets than remembered, two registries in turn,
+    /// labels too long to remember, the overflow series past the cap.
+    #[test]
+    fn issue_15_remembered_decision_series_count_as_the_family() {
+        let a = Metrics::default();
+        let b = Metrics::with_max_series(2);
+        let long = "k".repeat(90);
+        let kinds = ["doc", "album", "x", "y", "z", "doc", &long, "doc"];
+        let mut expected = std::collections::BTreeMap::new();
+        for round in 0..3 {
+            for (i, kind) in kinds.iter().enumerate() {
+                let allowed = (i + round) % 2 == 0;
+                for m in [&a, &b] {
+                    m.observe_check(
+                        Origin::ExtAuthz,
+                        Duration::ZERO,
+                        [ActionOutcome {
+                            kind,
+                            action: "read",
+                            allowed,
+                        }],
+                    );
+                }
+                let effect = if allowed { "allow" } else { "deny" };
+                *expected.entry((effect, *kind)).or_insert(0u64) += 1;
+            }
+        }
+        let count = |m: &Metrics, effect: &str, kind: &str| {
+            let line = format!(
+                "gatehouse_decisions_total{{effect=\"{effect}\",kind=\"{kind}\",action=\"read\",origin=\"ext_authz\"}} "
+            );
+            m.render(None)
+                .lines()
+                .find_map(|l| l.strip_prefix(&line)?.parse::<u64>().ok())
+        };
+        for ((effect, kind), n) in &expected {
+            assert_eq!(count(&a, effect, kind), Some(*n), "{effect} {kind}");
+        }
+        // Capped at 2 series: the first two label sets, the rest in the overflow.
+        let text = b.render(None);
+        let total: u64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("gatehouse_decisions_total{"))
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 24, "{text}");
+        assert_eq!(
+            count(&b, "allow", "doc"),
+            expected.get(&("allow", "doc")).copied()
+        );
+        assert_eq!(
+            count(&b, "deny", "album"),
+            expected.get(&("deny", "album")).copied()
+        );
+        assert_eq!(count(&b, "allow", "album"), None, "{text}");
+        // The last decision's series is remembered: the family's own.
+        let labels = ["allow", "doc", "read", "ext_authz"];
+        a.observe_check(
+            Origin::ExtAuthz,
+            Duration::ZERO,
+            [ActionOutcome {
+                kind: "doc",
+                action: "read",
+                allowed: true,
+            }],
+        );
+        let family = a.inner.decisions.handle(labels);
+        assert!(RECENT_DECISIONS.with(|r| {
+            r.borrow()
+                .entries
+                .iter()
+                .flatten()
+                .any(|e| e.key.matches(labels) && Arc::ptr_eq(&e.series, &family))
+        }));
+        assert!(LabelKey::new(["allow", &long, "read", "ext_authz"]).is_none());
+        let key = LabelKey::new(["allow", "doc", "read", "api"]).unwrap();
+        assert!(key.matches(["allow", "doc", "read", "api"]));
+        assert!(!key.matches(["allow", "doc", "rea", "dapi"]));
+        assert!(!key.matches(["allow", "do", "c", "readapi"]));
     }
 
     #[test]
