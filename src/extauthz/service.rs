@@ -1362,7 +1362,8 @@ mod tests {
     }
 
     /// Issue 15: the audit record costs the request thread at most 3 allocations (the
-    /// record's resource list and request id; 2 today): the principal, resource and the
+    /// record's resource list, request id and decision id, 3 today: the decision id is
+    /// shared text in the answer and copied only for a record): the principal, resource and the
     /// engine's answers move into it instead of being copied (9 allocations before).
     /// The line still names them all.
     #[test]
