@@ -413,6 +413,57 @@ pub(crate) struct RouteConfig {
     /// filter of the resources the principal may act on.
     #[serde(default)]
     pub(crate) plan: Option<PlanConfig>,
+    /// The headers this route's backend gets (absent: all of them); the others are not
+    /// sent, and client-sent copies of them are removed as ever.
+    #[serde(default)]
+    pub(crate) backend_headers: Option<Vec<BackendHeader>>,
+}
+
+/// A header Gatehouse sets for the backend, by its name under the prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum BackendHeader {
+    /// `<prefix>decision-id`.
+    DecisionId,
+    /// `<prefix>principal`.
+    Principal,
+    /// `<prefix>roles`.
+    Roles,
+    /// `<prefix>principal-attr`.
+    PrincipalAttr,
+    /// `<prefix>derived-roles`.
+    DerivedRoles,
+    /// `<prefix>outputs`.
+    Outputs,
+}
+
+/// A set of [`BackendHeader`]s, one bit each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeaderSet(u8);
+
+impl HeaderSet {
+    /// Every header.
+    pub(crate) const ALL: HeaderSet = HeaderSet(u8::MAX);
+
+    /// The headers listed (`None`: all).
+    pub(crate) fn of(list: Option<&[BackendHeader]>) -> HeaderSet {
+        match list {
+            None => HeaderSet::ALL,
+            Some(l) => HeaderSet(l.iter().fold(0, |set, h| set | 1 << *h as u8)),
+        }
+    }
+
+    /// `h` is in the set.
+    pub(crate) fn has(self, h: BackendHeader) -> bool {
+        self.0 & (1 << h as u8) != 0
+    }
+}
+
+impl Default for HeaderSet {
+    /// Every header.
+    fn default() -> Self {
+        HeaderSet::ALL
+    }
 }
 
 /// A plan route's `plan`: which resources of the route's kind the principal may act on,
@@ -489,4 +540,47 @@ pub(crate) struct FetchConfig {
 
 fn default_timeout() -> u64 {
     500
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServeConfig;
+
+    fn error(text: &str) -> String {
+        ServeConfig::parse(text, "g.yaml").unwrap_err().to_string()
+    }
+
+    /// `envoyMetadata` and `routes[].backendHeaders` take only their listed values; a
+    /// bad one is an error at its line and column.
+    #[test]
+    fn issue_15_envoy_metadata_and_backend_headers_are_validated() {
+        let e = error("policies: {directory: p}\nextAuthz:\n  envoyMetadata: allow\n");
+        assert!(e.starts_with("g.yaml:3:18:"), "{e}");
+        let e = error(
+            "policies: {directory: p}\nextAuthz:\n  routes:\n    - {path: /d, resource: {kind: d}, backendHeaders: [principal, role]}\n",
+        );
+        assert!(e.starts_with("g.yaml:4:"), "{e}");
+        assert!(e.contains("role"), "{e}");
+        let c = ServeConfig::parse(
+            "policies: {directory: p}\nextAuthz:\n  envoyMetadata: none\n  routes:\n    - {path: /d, resource: {kind: d}, backendHeaders: [principal, decision-id]}\n    - {path: /e, resource: {kind: d}}\n",
+            "g.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.ext_authz.envoy_metadata, EnvoyMetadata::Never);
+        let routes = &c.ext_authz.routes;
+        let lean = HeaderSet::of(routes[0].backend_headers.as_deref());
+        assert!(lean.has(BackendHeader::Principal) && lean.has(BackendHeader::DecisionId));
+        assert!(!lean.has(BackendHeader::Roles) && !lean.has(BackendHeader::PrincipalAttr));
+        let all = HeaderSet::of(routes[1].backend_headers.as_deref());
+        assert_eq!(all, HeaderSet::ALL);
+        assert!(all.has(BackendHeader::Outputs));
+        assert_eq!(
+            ServeConfig::parse("policies: {directory: p}\n", "g.yaml")
+                .unwrap()
+                .ext_authz
+                .envoy_metadata,
+            EnvoyMetadata::Deny
+        );
+    }
 }

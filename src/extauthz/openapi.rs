@@ -242,6 +242,7 @@ fn route(
         attributes: AttributesConfig::default(),
         mode: None,
         plan: None,
+        backend_headers: None,
     }
 }
 

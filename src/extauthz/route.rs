@@ -289,6 +289,8 @@ pub(crate) struct Route {
     template: String,
     /// The action planned, on a plan route.
     plan: Option<String>,
+    /// The headers the backend gets on allow.
+    pub(crate) backend_headers: super::config::HeaderSet,
 }
 
 impl Route {
@@ -531,6 +533,7 @@ fn compile_route(index: usize, c: &RouteConfig) -> Result<Route, Vec<RouteError>
         shape,
         template,
         plan: c.plan.as_ref().map(|p| p.action.clone()),
+        backend_headers: super::config::HeaderSet::of(c.backend_headers.as_deref()),
     })
 }
 
@@ -895,6 +898,7 @@ mod tests {
             attributes: AttributesConfig::default(),
             mode: None,
             plan: None,
+            backend_headers: None,
         }
     }
 

@@ -12,7 +12,10 @@ use tonic::{Request, Response, Status};
 
 use super::answer::{Allowed, Answer, Denied, Text};
 use super::attributes::{AttributeFetcher, Provenance};
-use super::config::{AnonymousConfig, AttributesConfig, ClaimsConfig, DenyBody, FetchConfig, Mode};
+use super::config::{
+    AnonymousConfig, AttributesConfig, BackendHeader, ClaimsConfig, DenyBody, FetchConfig,
+    HeaderSet, Mode,
+};
 use super::principal::{Identity, MappedPrincipal, RequestFacts, Source, resolve};
 use super::route::{RequestPath, RouteMapper, RouteMatch, fill_template, normalize, query_params};
 use super::shadow::Comparison;
@@ -256,6 +259,8 @@ struct Trail<'a> {
     filter: Option<String>,
     /// A plan route's plan, once made.
     planned: Option<Box<Planned>>,
+    /// The headers the matched route's backend gets.
+    backend_headers: HeaderSet,
 }
 
 impl ExtAuthz {
@@ -283,7 +288,11 @@ impl ExtAuthz {
         let n = &self.names;
         // Room for every header below: the vector never grows.
         let mut set = Vec::with_capacity(8);
-        set.push((n.decision_id.clone(), id.clone()));
+        // The route's `backendHeaders` (all by default).
+        let wanted = |h| a.backend_headers.has(h);
+        if wanted(BackendHeader::DecisionId) {
+            set.push((n.decision_id.clone(), id.clone()));
+        }
         let mut principal_id = None;
         if let Some(principal) = &a.principal {
             // The mapped principal's headers are built once (cached with a verified
@@ -298,26 +307,28 @@ impl ExtAuthz {
             };
             let h = mapped.headers();
             principal_id = Some(h.raw_id.clone());
-            set.push((n.principal.clone(), h.id.clone()));
+            if wanted(BackendHeader::Principal) {
+                set.push((n.principal.clone(), h.id.clone()));
+            }
             // No roles and no attributes are sent as absent headers (each header costs
             // Envoy about 5,000 instructions); a client-sent copy is still removed.
-            if !h.roles.is_empty() {
+            if !h.roles.is_empty() && wanted(BackendHeader::Roles) {
                 set.push((n.roles.clone(), h.roles.clone()));
             }
             // The principal's attributes (from verified claims), so the backend can ask the
             // Cerbos API about many resources for the same principal.
-            if &*h.attr != "{}" {
+            if &*h.attr != "{}" && wanted(BackendHeader::PrincipalAttr) {
                 set.push((n.principal_attr.clone(), h.attr.clone()));
             }
         }
         if let Some(out) = &a.output {
-            if !out.effective_derived_roles.is_empty() {
+            if !out.effective_derived_roles.is_empty() && wanted(BackendHeader::DerivedRoles) {
                 set.push((
                     n.derived_roles.clone(),
                     Text::from(out.effective_derived_roles.join(",")),
                 ));
             }
-            if !out.outputs.is_empty() {
+            if !out.outputs.is_empty() && wanted(BackendHeader::Outputs) {
                 let outputs: Vec<serde_json::Value> = out
                     .outputs
                     .iter()
@@ -688,6 +699,7 @@ impl ExtAuthz {
         if let Some(mode) = route.mode {
             trail.mode = mode;
         }
+        trail.backend_headers = route.backend_headers;
         if route.public {
             return Ok(Mapped::Public);
         }

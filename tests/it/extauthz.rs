@@ -77,6 +77,11 @@ routes:
     methods: [GET]
     resource: {{kind: document, id: "{{id}}"}}
     attributes: {{routeMetadata: [owner, department], contextExtensions: [classification]}}
+  - path: /lean/{{id}}
+    resource: {{kind: document, id: "{{id}}"}}
+    backendHeaders: [principal]
+    attributes:
+      fetch: {{url: "http://{attrs}/attrs/{{id}}", timeoutMs: 500, cacheTtlMs: 0}}
   - path: /records/{{id}}
     resource: {{kind: document, id: "{{id}}"}}
     attributes:
@@ -252,6 +257,31 @@ async fn issue_15_empty_principal_headers_are_not_sent_and_forged_ones_removed()
         unreachable!()
     };
     assert_eq!(ok.headers_to_remove, ["x-gatehouse-principal-attr"]);
+}
+
+/// A route's `backendHeaders` limits what its backend gets; client-sent copies of the
+/// headers left out are removed all the same.
+#[tokio::test]
+async fn issue_15_a_route_sends_only_its_backend_headers() {
+    let mut c = start().await;
+    let mut h = user("alice", "user");
+    h.push(("x-gatehouse-roles", "admin"));
+    h.push(("x-gatehouse-decision-id", "forged"));
+    let resp = check(&mut c, request("GET", "/lean/2", &h)).await;
+    let headers = ok_headers(&resp);
+    assert_eq!(headers.len(), 1, "{headers:?}");
+    assert_eq!(headers["x-gatehouse-principal"], "alice");
+    let Some(HttpResponse::OkResponse(ok)) = &resp.http_response else {
+        unreachable!()
+    };
+    let mut removed = ok.headers_to_remove.clone();
+    removed.sort_unstable();
+    assert_eq!(removed, ["x-gatehouse-decision-id", "x-gatehouse-roles"]);
+    // The same document on a route without the key: every header.
+    let resp = check(&mut c, request("GET", "/documents/2", &h)).await;
+    let headers = ok_headers(&resp);
+    assert_eq!(headers["x-gatehouse-roles"], "user");
+    assert_eq!(headers["x-gatehouse-decision-id"].len(), 28);
 }
 
 #[tokio::test]
