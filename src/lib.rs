@@ -22,6 +22,7 @@ pub mod metrics;
 mod percent;
 pub mod planner;
 pub mod policy;
+mod protowire;
 pub mod store;
 mod suggest;
 pub mod telemetry;

@@ -5,9 +5,9 @@
 //! The gRPC service writes answers this way; the HTTP adapter and the library API take
 //! the generated message.
 
+use crate::protowire::{field_len, put_len, put_str, put_varint_field, str_len, varint_field_len};
 use prost::Message as _;
 use prost::bytes::BufMut;
-use prost::encoding::{encode_varint, encoded_len_varint};
 use prost_types::value::Kind;
 
 use super::pb::cerbos::engine::v1 as pb_engine;
@@ -233,54 +233,6 @@ fn source_number(s: ValidationSource) -> i32 {
     match s {
         ValidationSource::Principal => 1,
         ValidationSource::Resource => 2,
-    }
-}
-
-/// Protobuf's length-delimited wire type.
-const LEN: u8 = 2;
-/// Protobuf's varint wire type.
-const VARINT: u8 = 0;
-
-/// The one-byte key of field `tag` (every tag written here is below 16).
-fn key(tag: u8, wire: u8) -> u8 {
-    (tag << 3) | wire
-}
-
-/// A length-delimited field with a body of `len` bytes: key, length, body.
-fn field_len(len: usize) -> usize {
-    1 + encoded_len_varint(len as u64) + len
-}
-
-fn put_len(buf: &mut impl BufMut, tag: u8, len: usize) {
-    buf.put_u8(key(tag, LEN));
-    encode_varint(len as u64, buf);
-}
-
-/// A proto3 string field: absent when empty.
-fn str_len(s: &str) -> usize {
-    if s.is_empty() { 0 } else { field_len(s.len()) }
-}
-
-fn put_str(buf: &mut impl BufMut, tag: u8, s: &str) {
-    if !s.is_empty() {
-        put_len(buf, tag, s.len());
-        buf.put_slice(s.as_bytes());
-    }
-}
-
-/// A proto3 enum field with a positive value: absent when 0.
-fn varint_field_len(v: i32) -> usize {
-    if v == 0 {
-        0
-    } else {
-        1 + encoded_len_varint(v.unsigned_abs().into())
-    }
-}
-
-fn put_varint_field(buf: &mut impl BufMut, tag: u8, v: i32) {
-    if v != 0 {
-        buf.put_u8(key(tag, VARINT));
-        encode_varint(v.unsigned_abs().into(), buf);
     }
 }
 

@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 use prost::bytes::BufMut;
 
+use crate::protowire::{
+    VARINT, field_len, key, put_len, put_str, put_varint_field, str_len, varint_field_len,
+};
+
 use crate::extauthz::pb::google::protobuf::{Struct, Value as PbValue, value::Kind};
 use crate::extauthz::pb::google::rpc::Status as RpcStatus;
 use crate::extauthz::pb::v3::{
@@ -224,58 +228,6 @@ impl Denied {
             .map(|(k, v)| field_len(header_len(k, v)))
             .sum();
         field_len(http_status_len(self.status)) + headers + str_len(&self.body)
-    }
-}
-
-/// Protobuf's length-delimited wire type.
-const LEN: u8 = 2;
-/// Protobuf's varint wire type.
-const VARINT: u8 = 0;
-
-/// The one-byte key of field `tag` (every tag written here is below 16).
-fn key(tag: u8, wire: u8) -> u8 {
-    (tag << 3) | wire
-}
-
-fn varint_len(v: u64) -> usize {
-    prost::encoding::encoded_len_varint(v)
-}
-
-/// A length-delimited field with a body of `len` bytes: key, length, body.
-fn field_len(len: usize) -> usize {
-    1 + varint_len(len as u64) + len
-}
-
-fn put_len(buf: &mut impl BufMut, tag: u8, len: usize) {
-    buf.put_u8(key(tag, LEN));
-    prost::encoding::encode_varint(len as u64, buf);
-}
-
-/// A proto3 string field: absent when empty.
-fn str_len(s: &str) -> usize {
-    if s.is_empty() { 0 } else { field_len(s.len()) }
-}
-
-fn put_str(buf: &mut impl BufMut, tag: u8, s: &str) {
-    if !s.is_empty() {
-        put_len(buf, tag, s.len());
-        buf.put_slice(s.as_bytes());
-    }
-}
-
-/// A proto3 `int32` or enum field: absent when 0 (negative values as ten bytes).
-fn varint_field_len(v: i32) -> usize {
-    if v == 0 {
-        0
-    } else {
-        1 + varint_len(i64::from(v) as u64)
-    }
-}
-
-fn put_varint_field(buf: &mut impl BufMut, tag: u8, v: i32) {
-    if v != 0 {
-        buf.put_u8(key(tag, VARINT));
-        prost::encoding::encode_varint(i64::from(v) as u64, buf);
     }
 }
 
