@@ -157,27 +157,7 @@ mod tests {
     fn allocations_per_decision() -> (usize, Vec<u8>) {
         use crate::engine::check::allocations;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let config: crate::extauthz::ExtAuthzConfig = serde_saphyr::from_str(
-            r#"
-principal:
-  sources: [{headers: {id: x-dev-user, roles: x-dev-roles}}]
-routes:
-  - path: /documents/{id}
-    methods: [GET]
-    resource: {kind: document, id: "{id}"}
-    action: read
-    attributes:
-      headers: {owner: x-doc-owner, department: x-doc-department, status: x-doc-status}
-"#,
-        )
-        .unwrap();
-        let store = std::sync::Arc::new(
-            crate::store::PolicyStore::load(
-                &root.join("policies"),
-                crate::engine::EngineConfig::default(),
-            )
-            .unwrap(),
-        );
+        let (config, store) = crate::extauthz::documents_route_on_demo_policies();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

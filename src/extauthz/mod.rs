@@ -283,3 +283,33 @@ async fn jwt_source(
         mapped: principal::MappedCache::new(10_000),
     })
 }
+
+/// What the allocation-budget tests decide on: a documents route (principal from the dev
+/// headers, the document's attributes from headers) and the demo policies under
+/// `policies/`.
+#[cfg(test)]
+pub(crate) fn documents_route_on_demo_policies() -> (ExtAuthzConfig, Arc<PolicyStore>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config: ExtAuthzConfig = serde_saphyr::from_str(
+        r#"
+principal:
+  sources: [{headers: {id: x-dev-user, roles: x-dev-roles}}]
+routes:
+  - path: /documents/{id}
+    methods: [GET]
+    resource: {kind: document, id: "{id}"}
+    action: read
+    attributes:
+      headers: {owner: x-doc-owner, department: x-doc-department, status: x-doc-status}
+"#,
+    )
+    .unwrap();
+    let store = Arc::new(
+        PolicyStore::load(
+            &root.join("policies"),
+            crate::engine::EngineConfig::default(),
+        )
+        .unwrap(),
+    );
+    (config, store)
+}

@@ -1383,27 +1383,7 @@ mod tests {
         use crate::engine::check::allocations;
         const BUDGET: usize = 3;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let config: crate::extauthz::ExtAuthzConfig = serde_saphyr::from_str(
-            r#"
-principal:
-  sources: [{headers: {id: x-dev-user, roles: x-dev-roles}}]
-routes:
-  - path: /documents/{id}
-    methods: [GET]
-    resource: {kind: document, id: "{id}"}
-    action: read
-    attributes:
-      headers: {owner: x-doc-owner, department: x-doc-department, status: x-doc-status}
-"#,
-        )
-        .unwrap();
-        let store = Arc::new(
-            PolicyStore::load(
-                &root.join("policies"),
-                crate::engine::EngineConfig::default(),
-            )
-            .unwrap(),
-        );
+        let (config, store) = crate::extauthz::documents_route_on_demo_policies();
         let lines = Lines::default();
         let audit = AuditSink::to_writer(
             &serde_json::from_value(serde_json::json!({"mode": "all"})).unwrap(),
