@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -284,30 +284,52 @@ impl tonic::transport::server::Connected for Conn {
     }
 }
 
+/// The kernel's coarse monotonic time in milliseconds (`CLOCK_MONOTONIC_COARSE`: the time
+/// of the last scheduler tick, a few milliseconds behind at most, read from the vDSO
+/// without reading the hardware clock): cheap enough to stamp every read and write.
+fn coarse_millis() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we own; the clock id is valid on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let millis = u64::try_from(ts.tv_nsec / 1_000_000).unwrap_or(0);
+    secs.saturating_mul(1000).saturating_add(millis)
+}
+
 /// A connection holding its slot, closed after `idle_timeout` without traffic.
 ///
-/// Reads and writes only stamp the time of the last activity; the one timer is moved
-/// when it fires early (there was traffic since it was set), so a busy connection does
-/// not touch the runtime's timer on every read and write.
+/// Reads and writes only stamp the time of the last activity, from the kernel's coarse
+/// clock ([`coarse_millis`]); the one timer is moved when it fires early (there was
+/// traffic since it was set), so a busy connection neither reads the precise clock nor
+/// touches the runtime's timer on every read and write. Once the timer is registered
+/// with the task's waker it is not polled again until it has fired (or the connection
+/// moves to another task).
 pub(crate) struct GuardedStream {
     inner: TcpStream,
     _permit: OwnedSemaphorePermit,
-    idle_timeout: Duration,
-    /// When a byte was last read or written (or the connection accepted).
-    last_activity: Instant,
+    /// `idle_timeout` in milliseconds.
+    idle_millis: u64,
+    /// When a byte was last read or written (or the connection accepted), in
+    /// [`coarse_millis`].
+    last_activity: u64,
     /// Fires no later than `last_activity + idle_timeout`; checked against it then.
     deadline: Pin<Box<Sleep>>,
+    /// The waker `deadline` wakes, once a poll registered it (cleared when it fires).
+    armed: Option<Waker>,
 }
 
 impl GuardedStream {
     fn new(inner: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
-        let now = Instant::now();
         GuardedStream {
             inner,
             _permit: permit,
-            idle_timeout,
-            last_activity: now,
-            deadline: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            idle_millis: u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX),
+            last_activity: coarse_millis(),
+            deadline: Box::pin(tokio::time::sleep_until(Instant::now() + idle_timeout)),
+            armed: None,
         }
     }
 
@@ -318,21 +340,35 @@ impl GuardedStream {
     }
 
     fn touch(&mut self) {
-        self.last_activity = Instant::now();
+        self.last_activity = coarse_millis();
     }
 
     /// Ready once the connection has been idle for `idle_timeout`; a timer that fires
     /// while there was traffic since it was set is moved to the new idle deadline.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Registered with this task's waker and not fired: it wakes the task when it does.
+        if let Some(w) = &self.armed
+            && w.will_wake(cx.waker())
+            && !self.deadline.is_elapsed()
+        {
+            return Poll::Pending;
+        }
         loop {
             if self.deadline.as_mut().poll(cx).is_pending() {
+                if !self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    self.armed = Some(cx.waker().clone());
+                }
                 return Poll::Pending;
             }
-            let due = self.last_activity + self.idle_timeout;
-            if due <= self.deadline.deadline() {
+            self.armed = None;
+            let now = coarse_millis();
+            let due = self.last_activity.saturating_add(self.idle_millis);
+            if due <= now {
                 return Poll::Ready(());
             }
-            self.deadline.as_mut().reset(due);
+            self.deadline
+                .as_mut()
+                .reset(Instant::now() + Duration::from_millis(due - now));
         }
     }
 
@@ -498,6 +534,55 @@ mod tests {
         );
         assert!(waited < idle * 2, "closed late: {waited:?}");
         server.abort();
+    }
+
+    /// Issue 15: the idle timer, once registered, is not polled again by the task that
+    /// registered it; a connection read first by one task (as a TLS handshake does) and
+    /// then by another is still closed on time: the second task's waker is registered.
+    #[tokio::test]
+    async fn issue_15_the_idle_timer_follows_the_connection_to_another_task() {
+        let idle = Duration::from_millis(300);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut limited = LimitedListener::new(
+            listener,
+            ConnectionLimits {
+                max_connections: 4,
+                idle_timeout: idle,
+                header_read_timeout: Duration::from_secs(10),
+            },
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let first = tokio::spawn(async move {
+            let mut s = limited.next().await;
+            let mut buf = [0u8; 8];
+            // One read that waits (the timer registers this task's waker), then the
+            // stream goes to another task.
+            let n = s.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"a");
+            let pending = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await;
+            assert!(pending.is_err(), "{pending:?}");
+            let _ = tx.send(s);
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"a").await.unwrap();
+        first.await.unwrap();
+        let mut s = rx.await.unwrap();
+        let started = std::time::Instant::now();
+        let second = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            s.read(&mut buf).await
+        });
+        let read = tokio::time::timeout(Duration::from_secs(5), second).await;
+        let waited = started.elapsed();
+        let read = read
+            .expect("the idle timeout closes the connection")
+            .unwrap();
+        assert_eq!(
+            read.map_err(|e| e.kind()).unwrap_err(),
+            io::ErrorKind::TimedOut
+        );
+        assert!(waited < idle * 2, "closed late: {waited:?}");
     }
 
     #[test]

@@ -136,21 +136,22 @@ impl HeaderNames {
     }
 }
 
-/// A new decision id: time-ordered and unique within the process (28 hex digits), as the
-/// answer's shared text (the decision log copies it only when it writes a record).
-fn decision_id() -> Text {
+/// A new decision id for a decision started `at`: time-ordered and unique within the
+/// process (28 hex digits), as the answer's shared text (the decision log copies it only
+/// when it writes a record). Its time is `at` on the wall clock, from the clock read that
+/// also times the decision (no clock read of its own).
+fn decision_id(at: Instant) -> Text {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let salt = *SALT.get_or_init(|| {
+    /// The wall clock (Unix milliseconds) at an instant, read once; the salt.
+    static EPOCH: std::sync::OnceLock<(Instant, u64, u64)> = std::sync::OnceLock::new();
+    let (base, base_millis, salt) = *EPOCH.get_or_init(|| {
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
+        let salt = (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32);
+        (Instant::now(), t.as_millis() as u64, salt)
     });
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
+    let millis = base_millis.saturating_add(at.saturating_duration_since(base).as_millis() as u64);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut id = [0u8; 28];
     let (time, sequence) = id.split_at_mut(12);
@@ -418,7 +419,7 @@ impl ExtAuthz {
     /// A denial before any request mapping (an untrusted forward-auth caller, missing
     /// original-request headers): logged, counted and audited as any denial.
     pub(crate) fn refuse(&self, status: u16, reason: &str) -> Answer {
-        let id = decision_id();
+        let id = decision_id(Instant::now());
         tracing::warn!(decision_id = %id, status, reason, "deny");
         self.metrics.observe_check(
             Origin::ExtAuthz,
@@ -481,7 +482,7 @@ impl ExtAuthz {
         caller: Option<TraceContext>,
     ) -> Answer {
         let started = Instant::now();
-        let id = decision_id();
+        let id = decision_id(started);
         let empty = Pairs::default();
         let http = req.http();
         let headers = http.map_or(&empty, |h| &h.headers);
@@ -1335,6 +1336,24 @@ impl Authorization for ExtAuthz {
 mod tests {
     use super::*;
 
+    /// Issue 15: a decision id's time is the decision's start on the wall clock, taken
+    /// from the instant that times the decision (no clock read of its own).
+    #[test]
+    fn issue_15_a_decision_id_carries_the_decision_start_time() {
+        let millis = |id: &Text| u64::from_str_radix(&id[..12], 16).unwrap();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // The first id reads the wall clock once; the instants after it are exact.
+        decision_id(Instant::now());
+        let now = Instant::now();
+        let id = decision_id(now);
+        assert!(millis(&id).abs_diff(wall) < 1000, "{id} vs {wall}");
+        let later = decision_id(now + Duration::from_secs(5));
+        assert_eq!(millis(&later) - millis(&id), 5000);
+    }
+
     #[test]
     fn decision_ids_are_28_hex_digits_and_unique() {
         for v in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
@@ -1347,7 +1366,8 @@ mod tests {
         assert_eq!(&s, b"0193a5b6c7d8");
         put_hex(&mut s, 0xab_0193_a5b6_c7d8);
         assert_eq!(&s, b"0193a5b6c7d8", "the last 12 digits");
-        let ids: std::collections::HashSet<Text> = (0..1000).map(|_| decision_id()).collect();
+        let now = Instant::now();
+        let ids: std::collections::HashSet<Text> = (0..1000).map(|_| decision_id(now)).collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|id| {
             id.len() == 28
