@@ -188,14 +188,16 @@ mod tests {
         (allocations::count() - before, out)
     }
 
-    /// Issue 15: a whole ext_authz decision stays within an allocation budget: 78 today
-    /// (81 with a copy of the path, of the action and of the decision id; 110 with prost's
-    /// decoding of the request, a `String` per header name and value; 136 with a built
-    /// `CheckResponse` too), 80 with a little room. A change that adds allocations per
-    /// request fails here.
+    /// Issue 15: a whole ext_authz decision stays within an allocation budget: 63 today
+    /// (78 with a heap header list, a copy of the request id, an empty scope's room for
+    /// the path values and the engine's short lists on the heap; 81 with a copy of the
+    /// path, of the action and of the decision id; 110 with prost's decoding of the
+    /// request, a `String` per header name and value; 136 with a built `CheckResponse`
+    /// too). The budget is today's count: a change that adds an allocation per request
+    /// fails here.
     #[test]
     fn issue_15_a_decision_allocates_within_budget() {
-        const BUDGET: usize = 80;
+        const BUDGET: usize = 63;
         let (n, out) = allocations_per_decision();
         let response = crate::extauthz::pb::v3::CheckResponse::decode(out.as_slice()).unwrap();
         assert!(

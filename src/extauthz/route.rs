@@ -801,6 +801,10 @@ impl RouteMapper {
 /// value is never searched for placeholders itself (a path segment spelled `{other}`
 /// stays as sent), and a placeholder without a parameter stays as written.
 pub(crate) fn fill_template(template: &str, params: &[(&str, &str)], encode: bool) -> String {
+    if !template.contains('{') {
+        // Nothing to fill (an empty scope template, a fixed id): no room for the values.
+        return template.to_string();
+    }
     let values: usize = params.iter().map(|(_, v)| v.len()).sum();
     let mut out = String::with_capacity(template.len() + values);
     let mut rest = template;

@@ -136,6 +136,27 @@ impl HeaderNames {
     }
 }
 
+/// `names` joined by commas, as one shared text: one allocation (a single name, the
+/// usual case, or a short list written on the stack first).
+fn joined(names: &[String]) -> Text {
+    if let [one] = names {
+        return Text::from(one.as_str());
+    }
+    let mut buf = [0u8; 256];
+    let mut len = 0;
+    for (i, name) in names.iter().enumerate() {
+        let sep = usize::from(i > 0);
+        let Some(slot) = buf.get_mut(len..len + sep + name.len()) else {
+            return Text::from(names.join(","));
+        };
+        slot[..sep].copy_from_slice(&b","[..sep]);
+        slot[sep..].copy_from_slice(name.as_bytes());
+        len += sep + name.len();
+    }
+    // Whole names and commas: valid UTF-8.
+    Text::from(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+}
+
 /// A new decision id for a decision started `at`: time-ordered and unique within the
 /// process (28 hex digits), as the answer's shared text (the decision log copies it only
 /// when it writes a record). Its time is `at` on the wall clock, from the clock read that
@@ -326,7 +347,7 @@ impl ExtAuthz {
             if !out.effective_derived_roles.is_empty() && wanted(BackendHeader::DerivedRoles) {
                 set.push((
                     n.derived_roles.clone(),
-                    Text::from(out.effective_derived_roles.join(",")),
+                    joined(&out.effective_derived_roles),
                 ));
             }
             if !out.outputs.is_empty() && wanted(BackendHeader::Outputs) {
@@ -739,7 +760,9 @@ impl ExtAuthz {
             })));
         }
         let input = CheckInput {
-            request_id: http.id.to_string(),
+            // Not copied: only the engine's output echoes it, and nothing reads it there
+            // (the decision log takes the request id from the request).
+            request_id: String::new(),
             principal: trail.principal.take().unwrap_or_default(),
             resource: Resource {
                 kind: resource_cfg.kind.clone(),
@@ -1488,6 +1511,24 @@ mod tests {
                 .is_some_and(|p| p.starts_with("resource.document.v")),
             "{action}"
         );
+    }
+
+    /// Issue 15: the derived-roles header is the names joined by commas, however many
+    /// and however long (past the stack buffer too).
+    #[test]
+    fn issue_15_joined_names_are_joined_by_commas() {
+        let long = "r".repeat(200);
+        let cases: [&[&str]; 5] = [
+            &[],
+            &["owner"],
+            &["owner", "approver"],
+            &["a", "", "c"],
+            &[&long, &long, "x"],
+        ];
+        for names in cases {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            assert_eq!(&*joined(&names), names.join(","));
+        }
     }
 
     /// Issue 15: denial bodies are written directly, with the bytes serde_json gives.
