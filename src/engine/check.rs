@@ -844,7 +844,10 @@ impl<'s> Decider<'s, '_, '_, '_> {
             &self.including_parent_roles,
             &mut self.effective_derived_roles,
         );
-        self.ev.host[SLOT_RUNTIME as usize] = runtime_value(&scope_edr);
+        if self.set.uses_runtime {
+            // Only a set whose expressions read `runtime` gets it (four allocations).
+            self.ev.host[SLOT_RUNTIME as usize] = runtime_value(&scope_edr);
+        }
         self.processed_scopes.push(scope);
     }
 
@@ -1353,6 +1356,54 @@ mod tests {
         crate::policy::compile_policies(&policies, Default::default()).unwrap()
     }
 
+    /// Issue 15: `runtime` is built per check only for a set whose expressions read it,
+    /// and such a set still sees the derived roles activated.
+    #[test]
+    fn issue_15_runtime_is_built_only_when_read() {
+        use crate::engine::{Engine, EngineConfig, Principal, Resource};
+        let policies = |condition: &str| {
+            format!(
+                "apiVersion: api.cerbos.dev/v1\nderivedRoles:\n  name: common\n  definitions:\n\
+                 \x20   - {{name: owner, parentRoles: [user], condition: {{match: {{expr: R.attr.owner == P.id}}}}}}\n\
+                 ---\napiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n\
+                 \x20 importDerivedRoles: [common]\n  rules:\n\
+                 \x20   - {{actions: [view], effect: EFFECT_ALLOW, derivedRoles: [owner]}}\n\
+                 \x20   - {{actions: [edit], effect: EFFECT_ALLOW, roles: [user], condition: {{match: {{expr: '{condition}'}}}}}}\n"
+            )
+        };
+        let decide = |yaml: &str, owner: &str| {
+            let policies = crate::policy::load::parse_policies(yaml, "p.yaml").unwrap();
+            let set = crate::policy::compile_policies(&policies, Default::default()).unwrap();
+            let uses = set.uses_runtime;
+            let engine = Engine::new(Arc::new(set), EngineConfig::default());
+            let mut attr = MapValue::new();
+            attr.insert(Key::String(Arc::from("owner")), Value::from(owner));
+            let input = CheckInput {
+                principal: Principal {
+                    id: "alice".into(),
+                    roles: vec![Arc::from("user")],
+                    ..Default::default()
+                },
+                resource: Resource {
+                    kind: "doc".into(),
+                    id: "d1".into(),
+                    attr: Arc::new(attr),
+                    ..Default::default()
+                },
+                actions: vec!["edit".into()],
+                ..Default::default()
+            };
+            let out = engine.check_at(&input, crate::engine::now()).unwrap();
+            (uses, out.actions[0].effect)
+        };
+        let reads = policies("\"owner\" in runtime.effectiveDerivedRoles");
+        assert_eq!(decide(&reads, "alice"), (true, Effect::Allow));
+        assert_eq!(decide(&reads, "bob"), (true, Effect::Deny));
+        let ignores = policies("R.attr.owner == P.id");
+        assert_eq!(decide(&ignores, "alice"), (false, Effect::Allow));
+        assert_eq!(decide(&ignores, "bob"), (false, Effect::Deny));
+    }
+
     #[test]
     fn rows_examined_do_not_grow_with_unrelated_kinds() {
         use crate::engine::{Engine, EngineConfig, Principal, Resource};
@@ -1483,8 +1534,9 @@ mod tests {
         }))
         .unwrap();
         let n = allocations_of(&engine, &input);
-        // 35 with heap vectors and the derived role names copied into `runtime`.
-        assert!(n <= 25, "{n} allocations per check of the bench request");
+        // 25 with `runtime` built though no expression reads it; 35 with heap vectors
+        // and the derived role names copied into `runtime`.
+        assert!(n <= 21, "{n} allocations per check of the bench request");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub(super) struct Env {
     pub(super) placeholders: bool,
     /// Set when an expression compiled in this environment reads `request`.
     pub(super) uses_request: Rc<Cell<bool>>,
+    /// Set when an expression compiled in this environment reads `runtime`.
+    pub(super) uses_runtime: Rc<Cell<bool>>,
 }
 
 /// What an unusable `V.x` or `C.x` compiles to. It only ever appears in expressions of a
@@ -56,7 +58,10 @@ impl HostScope for Env {
             "P" => Some(SLOT_PRINCIPAL),
             "R" => Some(SLOT_RESOURCE),
             "G" | "globals" => Some(SLOT_GLOBALS),
-            "runtime" => Some(SLOT_RUNTIME),
+            "runtime" => {
+                self.uses_runtime.set(true);
+                Some(SLOT_RUNTIME)
+            }
             _ => None,
         }
     }

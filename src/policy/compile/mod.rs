@@ -92,6 +92,7 @@ struct Compiler<'a> {
     derived_roles: HashMap<String, Option<Rc<DerivedRoleSet>>>,
     evaluation_keys: HashMap<String, u32>,
     uses_request: Rc<Cell<bool>>,
+    uses_runtime: Rc<Cell<bool>>,
     counts: PolicyCounts,
     /// The role policies compiled, for their parent roles.
     role_policies: Vec<&'a model::RolePolicy>,
@@ -112,6 +113,7 @@ impl<'a> Compiler<'a> {
             derived_roles: HashMap::new(),
             evaluation_keys: HashMap::new(),
             uses_request: Rc::new(Cell::new(false)),
+            uses_runtime: Rc::new(Cell::new(false)),
             counts: PolicyCounts::default(),
             role_policies: Vec::new(),
         }
@@ -234,6 +236,7 @@ fn finish(c: Compiler<'_>, mut set: CompiledPolicySet) -> Result<CompiledPolicyS
     set.counts = c.counts;
     set.evaluation_keys = c.evaluation_keys.len() as u32;
     set.uses_request = c.uses_request.get();
+    set.uses_runtime = c.uses_runtime.get();
     set.index_metric_labels();
     match errors::collect(c.errors) {
         Some(errors) => Err(errors),

@@ -91,6 +91,7 @@ impl<'a> Compiler<'a> {
     ) -> Env {
         let mut env = Env {
             uses_request: self.uses_request.clone(),
+            uses_runtime: self.uses_runtime.clone(),
             ..Env::default()
         };
 

@@ -335,6 +335,9 @@ pub struct CompiledPolicySet {
     pub(crate) evaluation_keys: u32,
     /// Whether any expression reads `request` (else it is not built per check).
     pub(crate) uses_request: bool,
+    /// Whether any expression reads `runtime` (else a check does not build it for the
+    /// derived roles it activates).
+    pub(crate) uses_runtime: bool,
     /// Resource kinds named literally by some rule, with the actions named literally for
     /// them: the only label values metrics take (issue 12, item 7).
     pub(crate) metric_labels: FastMap<Arc<str>, FastSet<Arc<str>>>,
