@@ -153,8 +153,15 @@ impl Budget {
 
     /// [`take_tree`](Self::take_tree) for an attribute already read as a CEL value.
     fn take_cel_tree(&mut self, v: &Value) -> bool {
-        if !matches!(v, Value::List(_) | Value::Map(_)) {
-            let Some(left) = self.0.checked_sub(1) else {
+        let nested = |v: &Value| matches!(v, Value::List(_) | Value::Map(_));
+        // A scalar, or a list or map of scalars (most attributes): counted without a stack.
+        let flat = match v {
+            Value::List(items) => (!items.iter().any(nested)).then(|| items.len() + 1),
+            Value::Map(m) => (!m.iter().any(|(_, v)| nested(v))).then(|| m.len() + 1),
+            _ => Some(1),
+        };
+        if let Some(n) = flat {
+            let Some(left) = self.0.checked_sub(n) else {
                 return false;
             };
             self.0 = left;

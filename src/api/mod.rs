@@ -20,6 +20,7 @@ mod call_id;
 mod error;
 mod grpc;
 mod http;
+mod intern;
 mod limits;
 pub mod pb;
 mod plan;

@@ -104,7 +104,7 @@ fn check_principal(v: &Node<'_>) -> Result<engine::Principal, ApiError> {
     o.finish()?;
     Ok(engine::Principal {
         id,
-        roles: roles.into_iter().map(std::sync::Arc::from).collect(),
+        roles: roles.iter().map(|r| super::intern::shared(r)).collect(),
         attr: std::sync::Arc::new(attr),
         policy_version,
         scope,
@@ -533,7 +533,7 @@ fn node_cel(v: &Node<'_>) -> Result<Value, ApiError> {
             Kind::NumberValue(f) => Value::Double(f),
             _ => Value::Null,
         },
-        Node::String(s) => Value::String(std::sync::Arc::from(s.as_ref())),
+        Node::String(s) => Value::String(super::intern::shared(s)),
         Node::Array(items) => Value::list(items.iter().map(node_cel).collect::<Result<_, _>>()?),
         Node::Object(m) => Value::map(node_cel_map(m)?),
     })
@@ -543,7 +543,7 @@ fn node_cel(v: &Node<'_>) -> Result<Value, ApiError> {
 fn node_cel_map(m: &[Entry<'_>]) -> Result<MapValue, ApiError> {
     let fields = m
         .iter()
-        .map(|(k, v)| Ok((Key::String(std::sync::Arc::from(k.as_ref())), node_cel(v)?)))
+        .map(|(k, v)| Ok((Key::String(super::intern::shared(k)), node_cel(v)?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(sorted_map(fields))
 }

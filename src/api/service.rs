@@ -25,7 +25,7 @@ struct CallFacts<'a> {
     call_id: &'a str,
     request_id: &'a str,
     /// Revision of the policy snapshot that decided.
-    revision: &'a str,
+    revision: &'a Arc<str>,
     /// The policy set that decided (metric labels come from it).
     policies: &'a crate::policy::compiled::CompiledPolicySet,
     trace_id: Option<String>,
@@ -158,7 +158,10 @@ impl CerbosApi {
         } = req;
         let mut principal = Some(principal.unwrap_or_default());
         let mut aux_data = Some(aux_data);
-        let mut decided: Vec<(CheckInput, CheckOutput)> = Vec::with_capacity(resources.len());
+        // Each resource moves into the engine's input and out again into the answer; the
+        // first input's principal is kept for the decision log.
+        let mut results: Vec<(engine::Resource, CheckOutput)> = Vec::with_capacity(resources.len());
+        let mut first_principal = None;
         // The request's strings move into the engine's input rather than being copied; the
         // principal and auxiliary data are copied for every entry but the last.
         let last = resources.len().saturating_sub(1);
@@ -176,17 +179,18 @@ impl CerbosApi {
                 tracing::error!(error = %e, "policy check failed");
                 ApiError::new(tonic::Code::Internal, "Policy check failed")
             })?;
-            decided.push((input, output));
+            let CheckInput {
+                principal: p,
+                resource,
+                ..
+            } = input;
+            if i == 0 {
+                first_principal = Some(p);
+            }
+            results.push((resource, output));
         }
         let call_id = new_call_id();
-        let fallback;
-        let principal = match (decided.first(), principal) {
-            (Some((input, _)), _) => &input.principal,
-            (None, p) => {
-                fallback = p.unwrap_or_default();
-                &fallback
-            }
-        };
+        let principal = first_principal.or(principal).unwrap_or_default();
         self.record(
             CallFacts {
                 call_id: &call_id,
@@ -196,17 +200,14 @@ impl CerbosApi {
                 trace_id,
                 elapsed: started.elapsed(),
             },
-            principal,
-            &decided,
+            &principal,
+            &results,
         );
         Ok(CheckAnswer {
             request_id,
             call_id,
             include_meta,
-            results: decided
-                .into_iter()
-                .map(|(input, output)| (input.resource, output))
-                .collect(),
+            results,
         })
     }
 
@@ -215,7 +216,7 @@ impl CerbosApi {
         &self,
         call: CallFacts<'_>,
         principal: &crate::engine::Principal,
-        decided: &[(CheckInput, CheckOutput)],
+        decided: &[(engine::Resource, CheckOutput)],
     ) {
         let CallFacts {
             call_id,
@@ -232,9 +233,9 @@ impl CerbosApi {
         self.settings.metrics.observe_check(
             Origin::Api,
             elapsed,
-            decided.iter().flat_map(|(input, out)| {
+            decided.iter().flat_map(|(resource, out)| {
                 out.actions.iter().map(move |a| {
-                    let (kind, action) = policies.metric_labels(&input.resource.kind, &a.action);
+                    let (kind, action) = policies.metric_labels(&resource.kind, &a.action);
                     ActionOutcome {
                         kind,
                         action,
@@ -254,12 +255,12 @@ impl CerbosApi {
             });
             r.resources = decided
                 .iter()
-                .map(|(input, out)| ResourceRecord {
-                    kind: input.resource.kind.clone(),
-                    id: input.resource.id.clone(),
-                    policy_version: input.resource.policy_version.clone(),
-                    scope: input.resource.scope.clone(),
-                    attr: with_attr.then(|| map_attributes(&input.resource.attr)),
+                .map(|(resource, out)| ResourceRecord {
+                    kind: resource.kind.clone(),
+                    id: resource.id.clone(),
+                    policy_version: resource.policy_version.clone(),
+                    scope: resource.scope.clone(),
+                    attr: with_attr.then(|| map_attributes(&resource.attr)),
                     actions: out
                         .actions
                         .iter()
@@ -275,7 +276,7 @@ impl CerbosApi {
                         .collect(),
                 })
                 .collect();
-            r.policy_revision = Some(Arc::from(revision));
+            r.policy_revision = Some(revision.clone());
             r.trace_id = trace_id;
             r.request_id = (!request_id.is_empty()).then(|| request_id.to_string());
             r

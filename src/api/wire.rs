@@ -381,7 +381,8 @@ impl Message for EntryOfMap {
     }
 }
 
-/// A string field read straight into a shared string: one allocation, where
+/// A string field read straight into a shared string: at most one allocation (none for a
+/// short string this thread read recently, see [`intern`](super::intern)), where
 /// `string::merge` and a conversion would make two. Whatever the fast path does not
 /// take (a value split across buffer chunks, a bad length, bad UTF-8) goes through
 /// `string::merge`, which reads it or fails with prost's error.
@@ -395,9 +396,8 @@ fn merge_shared_str(
         let available = chunk.len();
         if let Ok(len) = decode_varint(&mut chunk)
             && let Some(bytes) = usize::try_from(len).ok().and_then(|n| chunk.get(..n))
-            && let Ok(s) = std::str::from_utf8(bytes)
+            && let Some(shared) = super::intern::shared_utf8(bytes)
         {
-            let shared = Arc::from(s);
             buf.advance(available - chunk.len() + bytes.len());
             return Ok(shared);
         }
