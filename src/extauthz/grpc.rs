@@ -188,16 +188,17 @@ mod tests {
         (allocations::count() - before, out)
     }
 
-    /// Issue 15: a whole ext_authz decision stays within an allocation budget: 59 today
-    /// (63 with the engine's `runtime` value built though no policy reads it; 78 with a heap header list, a copy of the request id, an empty scope's room for
-    /// the path values and the engine's short lists on the heap; 81 with a copy of the
-    /// path, of the action and of the decision id; 110 with prost's decoding of the
-    /// request, a `String` per header name and value; 136 with a built `CheckResponse`
-    /// too). The budget is today's count: a change that adds an allocation per request
-    /// fails here.
+    /// Issue 15: a whole ext_authz decision stays within an allocation budget: 60 today
+    /// (64 with the engine's `runtime` value built though no policy reads it; 78 with a
+    /// copy of the request id, an empty scope's room for the path values and the engine's
+    /// short lists on the heap; 81 with a copy of the path, of the action and of the
+    /// decision id; 110 with prost's decoding of the request, a `String` per header name
+    /// and value; 136 with a built `CheckResponse` too). The header list stays one heap
+    /// vector: held inline, its moves cost more instructions than the allocation. The
+    /// budget is today's count: a change that adds an allocation per request fails here.
     #[test]
     fn issue_15_a_decision_allocates_within_budget() {
-        const BUDGET: usize = 59;
+        const BUDGET: usize = 60;
         let (n, out) = allocations_per_decision();
         let response = crate::extauthz::pb::v3::CheckResponse::decode(out.as_slice()).unwrap();
         assert!(

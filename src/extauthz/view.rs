@@ -49,51 +49,41 @@ pub(crate) struct HttpView<'a> {
     pub(crate) headers: Pairs<'a>,
 }
 
-/// Entries a [`Pairs`] holds inline before it allocates: as many headers as Envoy
-/// usually sends.
-const PAIRS_INLINE: usize = 16;
-
 /// A protobuf `map<string, string>` as its entries in arrival order: a repeated key's
 /// last entry is its value, as in the map prost builds. Looked up by a scan from the end
-/// (requests carry tens of headers, and a decision looks a handful of them up). The
-/// first [`PAIRS_INLINE`] entries are held without a heap allocation, any later ones in
-/// `more`.
+/// (requests carry tens of headers, and a decision looks a handful of them up).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Pairs<'a> {
-    inline: [(&'a str, &'a str); PAIRS_INLINE],
-    len: usize,
-    more: Vec<(&'a str, &'a str)>,
+    entries: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Pairs<'a> {
     /// The entries of a map (each key once).
     pub(crate) fn from_map(map: &'a HashMap<String, String>) -> Self {
-        let mut pairs = Pairs::default();
-        for (k, v) in map {
-            pairs.push(k, v);
+        Pairs {
+            entries: map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
         }
-        pairs
     }
 
     /// Appends an entry (it wins over earlier ones with its key).
     pub(crate) fn push(&mut self, key: &'a str, value: &'a str) {
-        match self.inline.get_mut(self.len) {
-            Some(slot) => {
-                *slot = (key, value);
-                self.len += 1;
-            }
-            None => self.more.push((key, value)),
-        }
+        self.entries.push((key, value));
     }
 
-    /// The entries in arrival order.
-    fn entries(&self) -> impl DoubleEndedIterator<Item = &(&'a str, &'a str)> + '_ {
-        self.inline[..self.len].iter().chain(&self.more)
+    /// Whether there are no entries.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Room for `n` entries.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
     }
 
     /// The value of `key`: its last entry's.
     pub(crate) fn get(&self, key: &str) -> Option<&'a str> {
-        self.entries()
+        self.entries
+            .iter()
             .rev()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| *v)
@@ -106,13 +96,14 @@ impl<'a> Pairs<'a> {
 
     /// Every entry's key, in arrival order (a repeated key as often as it came).
     pub(crate) fn keys(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.entries().map(|(k, _)| *k)
+        self.entries.iter().map(|(k, _)| *k)
     }
 
     /// The map prost builds from these entries.
     #[cfg(test)]
     pub(crate) fn to_map(&self) -> HashMap<String, String> {
-        self.entries()
+        self.entries
+            .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
@@ -235,13 +226,11 @@ mod tests {
         assert_eq!(p.to_map()["a"], "3");
     }
 
-    /// Issue 15: past the inline entries, the list goes on in order, and the last entry
-    /// of a key still wins, wherever its earlier ones are.
+    /// Many entries keep their order, and the last entry of a key wins, wherever its
+    /// earlier ones are.
     #[test]
-    fn issue_15_entries_past_the_inline_ones_keep_their_order() {
-        let names: Vec<String> = (0..3 * PAIRS_INLINE)
-            .map(|i| format!("h{}", i % 20))
-            .collect();
+    fn many_entries_keep_their_order() {
+        let names: Vec<String> = (0..48).map(|i| format!("h{}", i % 20)).collect();
         let values: Vec<String> = (0..names.len()).map(|i| i.to_string()).collect();
         let mut p = Pairs::default();
         for (k, v) in names.iter().zip(&values) {

@@ -354,6 +354,10 @@ fn request<'a>(mut buf: &'a [u8], a: &mut AttrsView<'a>, depth: u32) -> Read<()>
     Ok(())
 }
 
+/// Headers a request's header list has room for before it grows: more than Envoy
+/// usually sends.
+const HEADERS_RESERVED: usize = 32;
+
 /// `AttributeContext.HttpRequest`.
 fn http_request<'a>(mut buf: &'a [u8], h: &mut HttpView<'a>, depth: u32) -> Read<()> {
     while !buf.is_empty() {
@@ -363,6 +367,9 @@ fn http_request<'a>(mut buf: &'a [u8], h: &mut HttpView<'a>, depth: u32) -> Read
             2 => h.method = string(wire_type, &mut buf)?,
             3 => {
                 let (k, v) = string_entry(message(wire_type, &mut buf, depth)?, depth - 1)?;
+                if h.headers.is_empty() {
+                    h.headers.reserve(HEADERS_RESERVED);
+                }
                 h.headers.push(k, v);
             }
             4 => h.path = string(wire_type, &mut buf)?,
