@@ -205,6 +205,22 @@ mod tests {
     use crate::api::grpc_service;
     use crate::api::settings::ApiSettings;
 
+    /// The bench's CheckResources request (bob reading, updating and approving doc-1) as
+    /// protobuf bytes, with `head` (its request id and flags, as JSON members) first.
+    fn bench_request_pb(head: &str) -> Vec<u8> {
+        let json = format!(
+            r#"{{{head},"principal":{{"id":"bob","roles":["manager"],
+            "attr":{{"department":"engineering","clearances":["confidential"],"approval_limit":10000}}}},
+            "resources":[{{"actions":["read","update","approve"],"resource":{{"kind":"document",
+            "id":"doc-1","attr":{{"owner":"alice","department":"engineering","status":"in_review",
+            "classification":"internal","amount":5000,"archived":false}}}}}}]}}"#
+        );
+        crate::api::decode_check_resources(json.as_bytes())
+            .unwrap()
+            .to_pb()
+            .encode_to_vec()
+    }
+
     /// The demo policies' store.
     fn demo_store() -> Arc<crate::store::PolicyStore> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -260,15 +276,7 @@ mod tests {
         let store = demo_store();
         let mut ours = grpc_service(store.clone(), ApiSettings::default());
         let mut generated = CerbosServiceServer::new(CerbosApi::new(store, ApiSettings::default()));
-        let json = br#"{"requestId":"r-1","includeMeta":true,"principal":{"id":"bob","roles":["manager"],
-            "attr":{"department":"engineering","clearances":["confidential"],"approval_limit":10000}},
-            "resources":[{"actions":["read","update","approve"],"resource":{"kind":"document",
-            "id":"doc-1","attr":{"owner":"alice","department":"engineering","status":"in_review",
-            "classification":"internal","amount":5000,"archived":false}}}]}"#;
-        let bytes = crate::api::decode_check_resources(json)
-            .unwrap()
-            .to_pb()
-            .encode_to_vec();
+        let bytes = bench_request_pb(r#""requestId":"r-1","includeMeta":true"#);
         let mut bodies = vec![bytes.clone(), Vec::new()];
         bodies.extend((1..bytes.len()).step_by(7).map(|end| bytes[..end].to_vec()));
         for at in (0..bytes.len()).step_by(3) {
@@ -327,15 +335,7 @@ mod tests {
             .unwrap();
         }
         let api = CerbosApi::new(store, settings);
-        let json = br#"{"requestId":"bench-1","principal":{"id":"bob","roles":["manager"],
-            "attr":{"department":"engineering","clearances":["confidential"],"approval_limit":10000}},
-            "resources":[{"actions":["read","update","approve"],"resource":{"kind":"document",
-            "id":"doc-1","attr":{"owner":"alice","department":"engineering","status":"in_review",
-            "classification":"internal","amount":5000,"archived":false}}}]}"#;
-        let bytes = crate::api::decode_check_resources(json)
-            .unwrap()
-            .to_pb()
-            .encode_to_vec();
+        let bytes = bench_request_pb(r#""requestId":"bench-1""#);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

@@ -435,18 +435,25 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn issue_12_idle_connections_are_closed_and_the_cap_holds() {
+    /// A listener on a free loopback port holding at most `max_connections`, closing them
+    /// after `idle_timeout` of silence, and its address.
+    async fn limited_listener(
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> (LimitedListener, SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut limited = LimitedListener::new(
-            listener,
-            ConnectionLimits {
-                max_connections: 2,
-                idle_timeout: Duration::from_millis(300),
-                header_read_timeout: Duration::from_secs(10),
-            },
-        );
+        let limits = ConnectionLimits {
+            max_connections,
+            idle_timeout,
+            header_read_timeout: Duration::from_secs(10),
+        };
+        (LimitedListener::new(listener, limits), addr)
+    }
+
+    #[tokio::test]
+    async fn issue_12_idle_connections_are_closed_and_the_cap_holds() {
+        let (mut limited, addr) = limited_listener(2, Duration::from_millis(300)).await;
         let server = tokio::spawn(async move {
             loop {
                 let mut s = limited.next().await;
@@ -491,16 +498,7 @@ mod tests {
     #[tokio::test]
     async fn issue_15_traffic_keeps_a_connection_open_and_silence_closes_it_on_time() {
         let idle = Duration::from_millis(400);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut limited = LimitedListener::new(
-            listener,
-            ConnectionLimits {
-                max_connections: 4,
-                idle_timeout: idle,
-                header_read_timeout: Duration::from_secs(10),
-            },
-        );
+        let (mut limited, addr) = limited_listener(4, idle).await;
         let server = tokio::spawn(async move {
             let mut s = limited.next().await;
             let mut buf = [0u8; 64];
@@ -542,16 +540,7 @@ mod tests {
     #[tokio::test]
     async fn issue_15_the_idle_timer_follows_the_connection_to_another_task() {
         let idle = Duration::from_millis(300);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut limited = LimitedListener::new(
-            listener,
-            ConnectionLimits {
-                max_connections: 4,
-                idle_timeout: idle,
-                header_read_timeout: Duration::from_secs(10),
-            },
-        );
+        let (mut limited, addr) = limited_listener(4, idle).await;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let first = tokio::spawn(async move {
             let mut s = limited.next().await;
