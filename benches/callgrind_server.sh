@@ -6,7 +6,9 @@
 # the cost of one request without the connection setup. System calls are not counted.
 #
 #   benches/callgrind_server.sh WORK          # empty tonic server, Gatehouse audit off
-#                                              # (Check and CheckResources), bundled config
+#                                              # (Check and CheckResources), bundled config,
+#                                              # its audit writer thread alone, and the
+#                                              # bundled config with audit off
 #   benches/callgrind_server.sh WORK envoy    # Envoy's own instructions per GET through
 #                                              # Envoy -> ext_authz -> upstream, with the
 #                                              # empty server and with Gatehouse audit off
@@ -22,7 +24,10 @@
 # Uses the release binaries already built (target/release/gatehouse and the examples
 # empty_authz and bench_upstream). N1, N2, C (concurrency), GATEHOUSE_BIN (another
 # gatehouse binary, e.g. a copy of an earlier build, to compare) and CALLGRIND_KEEP (keep
-# the callgrind.out files, for callgrind_annotate --inclusive=yes) can be set.
+# the callgrind.out files, for callgrind_annotate --inclusive=yes) can be set. With two
+# worker threads, which thread frees what varies from run to run and with it the allocator's
+# page reuse, by up to a few thousand instructions per request; TOKIO_WORKER_THREADS=1 (read
+# by every server here) gives counts stable to a few hundred, at a somewhat higher level.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -82,6 +87,20 @@ measure() {
   echo "| $label | $(((b - a) / (n2 - n1))) |"
 }
 
+inclusive() { # callgrind file, function -> the function's inclusive instructions
+  callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
+    sed -n "s/^ *\([0-9,]*\) .*:$2 \[.*/\1/p" | head -1 | tr -d ,
+}
+
+# thread_row LABEL SLUG FUNCTION: instructions per request of the thread FUNCTION runs
+# (its entry point) in the last measured server, from the dumps `measure` kept.
+thread_row() {
+  local a b
+  a=$(inclusive "$out/callgrind.out.$2.1" "$3")
+  b=$(inclusive "$out/callgrind.out.$2.2" "$3")
+  echo "| $1 | $(((${b:-0} - ${a:-0}) / (n2 - n1))) |"
+}
+
 grpc_load() { # requests: $path with $body at $port
   h2load -c "$conc" -m 1 -t 1 -n "$1" -H "content-type: application/grpc" -H "te: trailers" \
     -d "$body" "http://127.0.0.1:$port$path" | grep -q "$1 succeeded" ||
@@ -125,6 +144,16 @@ if [ "$mode" = servers ]; then
   port=$bundled path=$check body="$work/ext_authz_check.bin" \
     measure "Gatehouse bundled config, Check" "$bundled" grpc_load -- \
     "$gatehouse" serve --config "$work/gatehouse-bundled.yaml"
+  thread_row "… of which the audit writer thread" Gatehouse_bundled_config__Check \
+    'gatehouse::audit::sink::run'
+  # The same config with audit off: what the audit log costs on the request path is the
+  # bundled row less its writer thread less this row.
+  sed 's/^\(  mode: \)all$/\1"off"/' "$work/gatehouse-bundled.yaml" >"$out/bundled-audit-off.yaml"
+  grep -q '^  mode: "off"$' "$out/bundled-audit-off.yaml" ||
+    { echo "no 'audit: mode: all' in $work/gatehouse-bundled.yaml" >&2; exit 1; }
+  port=$bundled path=$check body="$work/ext_authz_check.bin" \
+    measure "Gatehouse bundled config with audit off, Check" "$bundled" grpc_load -- \
+    "$gatehouse" serve --config "$out/bundled-audit-off.yaml"
   exit 0
 fi
 
@@ -138,6 +167,7 @@ upstream_port=$(sed -n 's/.*port_value: *\([0-9]*\).*/\1/p' "$work/envoy-empty.y
 authz_port=$(sed -n 's/.*port_value: *\([0-9]*\).*/\1/p' "$work/envoy-empty.yaml" | tail -2 | head -1)
 target/release/examples/bench_upstream "127.0.0.1:$upstream_port" >"$out/upstream.log" 2>&1 &
 pids+=($!)
+wait_port "$upstream_port"
 http_load() {
   h2load --h1 -c "$conc" -n "$1" -H "authorization: Bearer $token" \
     -H "x-doc-owner: alice" -H "x-doc-department: engineering" -H "x-doc-status: in_review" \
@@ -148,11 +178,13 @@ echo "| Envoy in front of | Envoy's instructions per request |"
 echo "|---|---:|"
 target/release/examples/empty_authz "127.0.0.1:$authz_port" >"$out/empty.log" 2>&1 &
 pids+=($!)
+wait_port "$authz_port"
 port=$(envoy_port "$work/envoy-empty.yaml")
 measure "empty tonic server" "$port" http_load -- \
   "$envoy" -c "$work/envoy-empty.yaml" --concurrency 2 -l error --disable-hot-restart
 "$gatehouse" serve --config "$work/gatehouse-off.yaml" >"$out/gatehouse.log" 2>&1 &
 pids+=($!)
+wait_port "$off"
 port=$(envoy_port "$work/envoy-gatehouse-audit-off.yaml")
 measure "Gatehouse audit off" "$port" http_load -- \
   "$envoy" -c "$work/envoy-gatehouse-audit-off.yaml" --concurrency 2 -l error --disable-hot-restart
