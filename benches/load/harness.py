@@ -102,6 +102,18 @@ class Proc:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])
 
+    def thread_ticks(self) -> dict[str, int]:
+        """utime + stime per thread name (threads of one name summed, e.g. the tokio workers)."""
+        out: dict[str, int] = {}
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
+        return out
+
     def status_kib(self, key: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -377,11 +389,14 @@ def measure(group: Group, server: Server, clients: int, work: Path) -> dict[str,
         t_start = time.monotonic()
         time.sleep(window[0])
         c0 = {p.name: p.cpu_ticks() for p in server.procs}
+        t0 = {p.name: p.thread_ticks() for p in server.procs}
         w0 = time.monotonic()
         time.sleep(max(0.0, t_start + window[1] - time.monotonic()))
         c1 = {p.name: p.cpu_ticks() for p in server.procs}
+        t1 = {p.name: p.thread_ticks() for p in server.procs}
         samples["seconds"] = time.monotonic() - w0
         samples["ticks"] = {k: c1[k] - c0[k] for k in c0}
+        samples["thread_ticks"] = {k: {t: v - t0[k].get(t, 0) for t, v in t1[k].items()} for k in t1}
 
     sampler = threading.Thread(target=sample, daemon=True)
     load_before = os.getloadavg()[0]
@@ -392,10 +407,13 @@ def measure(group: Group, server: Server, clients: int, work: Path) -> dict[str,
     for proc in server.procs:
         if not proc.alive():
             raise SystemExit(f"{proc.name} died under load:\n{proc.tail()}")
-    cpu_us = {k: v / TICKS / samples["seconds"] / rps * 1e6 for k, v in samples["ticks"].items()}
+    per_req = lambda ticks: ticks / TICKS / samples["seconds"] / rps * 1e6  # noqa: E731
+    cpu_us = {k: per_req(v) for k, v in samples["ticks"].items()}
+    by_thread = {k: {t: per_req(v) for t, v in threads.items() if v > 0}
+                 for k, threads in samples["thread_ticks"].items()}
     return {"req_s": rps, "p50_ms": p50, "p99_ms": p99, "requests": requests,
             "cpu_us_per_req": sum(cpu_us.values()), "cpu_us_per_req_by_process": cpu_us,
-            "load_average": load_before}
+            "cpu_us_per_req_by_thread": by_thread, "load_average": load_before}
 
 
 def median_range(xs: list[float]) -> dict[str, float]:
@@ -651,12 +669,16 @@ def main() -> None:
             for s in g.servers:
                 rs = runs[(g.name, s.label, c)]
                 procs = {p.name: median_range([r["cpu_us_per_req_by_process"][p.name] for r in rs]) for p in s.procs}
+                threads = {p.name: {t: median_range([r["cpu_us_per_req_by_thread"][p.name].get(t, 0.0) for r in rs])
+                                    for t in sorted({t for r in rs for t in r["cpu_us_per_req_by_thread"][p.name]})}
+                           for p in s.procs}
                 rows.append({"group": g.name, "server": s.label, "concurrency": c, "tool": g.tool,
                              "req_s": median_range([r["req_s"] for r in rs]),
                              "p50_ms": median_range([r["p50_ms"] for r in rs]),
                              "p99_ms": median_range([r["p99_ms"] for r in rs]),
                              "cpu_us_per_req": median_range([r["cpu_us_per_req"] for r in rs]),
-                             "cpu_us_per_req_by_process": procs, "runs": rs})
+                             "cpu_us_per_req_by_process": procs, "cpu_us_per_req_by_thread": threads,
+                             "runs": rs})
     result = {
         "command": COMMAND,
         "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
@@ -771,6 +793,18 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {r['group']} | {r['server']} | {r['concurrency']} | {fmt_range(r['req_s'])} | "
                      f"{fmt_range(r['p50_ms'], 2)} | {fmt_range(r['p99_ms'], 2)} | "
                      f"{fmt_range(r['cpu_us_per_req'])} |")
+    lines += ["", "## Gatehouse's CPU by thread (ext_authz Check)", "",
+              "The same CPU per request, split by thread name (tokio workers serve the requests; "
+              "`gatehouse-audit` is the audit log's writer, which formats and writes the records "
+              "off the request path), medians of the rounds:", "",
+              "| server | concurrency | thread | CPU µs/req |", "|---|---:|---|---:|"]
+    for r in res["rows"]:
+        if not r["group"].startswith("ext_authz") or not r["server"].startswith("Gatehouse"):
+            continue
+        for proc, threads in r.get("cpu_us_per_req_by_thread", {}).items():
+            for t, v in threads.items():
+                if v["median"] >= 0.05:
+                    lines.append(f"| {r['server']} | {r['concurrency']} | {t} | {fmt_range(v, 1)} |")
     rss = res["rss_kib"]
     lines += ["", "## Memory", "",
               "RSS after start and the checks (idle), after all rows, and the peak (VmHWM), MiB:", "",
