@@ -232,6 +232,30 @@ impl MapValue {
         MapValue { entries }
     }
 
+    /// Appends an entry whose key sorts after every key present (checked in debug builds).
+    pub(crate) fn push_sorted(&mut self, key: Key, value: Value) {
+        debug_assert!(self.entries.last().is_none_or(|(k, _)| *k < key));
+        self.entries.push((key, value));
+    }
+
+    /// Makes room for `n` more entries.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+    }
+
+    /// Removes every entry; the map keeps its room.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The value under a string key, to change it.
+    pub(crate) fn get_str_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.entries.iter_mut().find_map(|(k, v)| match k {
+            Key::String(x) if **x == *key => Some(v),
+            _ => None,
+        })
+    }
+
     /// Inserts an entry, returning the previous value under the key.
     pub fn insert(&mut self, key: Key, value: Value) -> Option<Value> {
         match self.entries.binary_search_by(|(k, _)| k.cmp(&key)) {

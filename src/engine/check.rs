@@ -85,18 +85,18 @@ type Scopes<'s> = SmallVec<[&'s Arc<str>; 4]>;
 /// request, the derived roles activated), inline up to this length.
 const INLINE: usize = 4;
 
-/// The policy key of the scoped policy `name` in the first of `scopes` (the policy a
-/// decision names): the one the compiled set holds when that policy has rules there, else
-/// formatted.
+/// The policy key of the scoped policy `name` in `first`, the first scope of a chain,
+/// whose rows in `version` are `rows` (the policy a decision names): the one the compiled
+/// set holds when that policy has rules there, else formatted.
 fn first_scope_key(
-    set: &CompiledPolicySet,
     kind: ScopedKind,
     name: &str,
     version: &str,
-    scopes: &[&Arc<str>],
+    first: Option<&Arc<str>>,
+    rows: Option<&ScopeRows>,
 ) -> Option<Arc<str>> {
-    let first = scopes.first()?;
-    let held = set.scope_rows(version, first).and_then(|rows| match kind {
+    let first = first?;
+    let held = rows.and_then(|rows| match kind {
         ScopedKind::Principal => rows.principal_key(name),
         _ => rows.resource_key(name),
     });
@@ -182,35 +182,113 @@ fn str_value(s: &str) -> Value {
     }
 }
 
-/// Builds the `request`, `P` and `R` values once per check.
+/// The emptied `P` and `R` maps and `P.roles` list of this thread's last check, which
+/// nothing else held when it ended: the next check fills them instead of allocating
+/// six buffers (a map's entries and its reference count, for each of the three).
+#[derive(Default)]
+struct Spare {
+    principal: Option<Arc<MapValue>>,
+    resource: Option<Arc<MapValue>>,
+    roles: Option<Arc<Vec<Value>>>,
+}
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::new(Spare::default());
+}
+
+/// A map filled by `fill` (with entries in key order), in `spare`'s buffers when given.
+fn map_in(spare: Option<Arc<MapValue>>, fill: impl FnOnce(&mut MapValue)) -> Value {
+    let mut m = spare.unwrap_or_default();
+    if let Some(map) = Arc::get_mut(&mut m) {
+        fill(map);
+        return Value::Map(m);
+    }
+    let mut map = MapValue::new();
+    fill(&mut map);
+    Value::map(map)
+}
+
+/// A list of `items`, in `spare`'s buffers when given.
+fn list_in(spare: Option<Arc<Vec<Value>>>, items: impl ExactSizeIterator<Item = Value>) -> Value {
+    if let Some(mut l) = spare
+        && let Some(list) = Arc::get_mut(&mut l)
+    {
+        list.extend(items);
+        return Value::List(l);
+    }
+    Value::list(items.collect())
+}
+
+/// Keeps the `P` and `R` values of a finished check (and `P.roles`), emptied, for the
+/// next [`request_values`] on this thread, when nothing else holds them; `request`, which
+/// shares them, is dropped first.
+fn recycle(host: &mut [Value; HOST_SLOTS]) {
+    host[SLOT_REQUEST as usize] = Value::Null;
+    let mut spare = Spare::default();
+    if let Value::Map(mut m) = std::mem::take(&mut host[SLOT_PRINCIPAL as usize])
+        && let Some(map) = Arc::get_mut(&mut m)
+    {
+        if let Some(Value::List(mut l)) = map.get_str_mut("roles").map(std::mem::take)
+            && let Some(list) = Arc::get_mut(&mut l)
+        {
+            list.clear();
+            spare.roles = Some(l);
+        }
+        map.clear();
+        spare.principal = Some(m);
+    }
+    if let Value::Map(mut m) = std::mem::take(&mut host[SLOT_RESOURCE as usize])
+        && let Some(map) = Arc::get_mut(&mut m)
+    {
+        map.clear();
+        spare.resource = Some(m);
+    }
+    // Nothing else borrows the spares; if something did, these are dropped.
+    let _ = SPARE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            *s = spare;
+        }
+    });
+}
+
+/// Builds the `request`, `P` and `R` values once per check (in the buffers of this
+/// thread's last check when it left them: see [`recycle`]).
 pub(crate) fn request_values(input: &CheckInput, with_request: bool) -> (Value, Value, Value) {
     let k = keys();
+    let spare = SPARE
+        .try_with(|s| s.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)).ok())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let p = &input.principal;
     let version = str_value(&p.policy_version);
+    let roles = list_in(
+        spare.roles,
+        p.roles.iter().map(|r| Value::String(r.clone())),
+    );
     // Entries in key order: attr < id < policyVersion < policy_version < roles < scope.
-    let principal = Value::map(MapValue::from_sorted(vec![
-        (k.attr.clone(), Value::Map(p.attr.clone())),
-        (k.id.clone(), Value::from(p.id.as_str())),
-        (k.policy_version.clone(), version.clone()),
-        (k.policy_version_snake.clone(), version),
-        (
-            k.roles.clone(),
-            Value::list(p.roles.iter().map(|r| Value::String(r.clone())).collect()),
-        ),
-        (k.scope.clone(), str_value(effective_scope(&p.scope, ""))),
-    ]));
+    let principal = map_in(spare.principal, |m| {
+        m.reserve(6);
+        m.push_sorted(k.attr.clone(), Value::Map(p.attr.clone()));
+        m.push_sorted(k.id.clone(), Value::from(p.id.as_str()));
+        m.push_sorted(k.policy_version.clone(), version.clone());
+        m.push_sorted(k.policy_version_snake.clone(), version);
+        m.push_sorted(k.roles.clone(), roles);
+        m.push_sorted(k.scope.clone(), str_value(effective_scope(&p.scope, "")));
+    });
 
     let r = &input.resource;
     let version = str_value(&r.policy_version);
     // Entries in key order: attr < id < kind < policyVersion < policy_version < scope.
-    let resource = Value::map(MapValue::from_sorted(vec![
-        (k.attr.clone(), Value::Map(r.attr.clone())),
-        (k.id.clone(), Value::from(r.id.as_str())),
-        (k.kind.clone(), Value::from(r.kind.as_str())),
-        (k.policy_version.clone(), version.clone()),
-        (k.policy_version_snake.clone(), version),
-        (k.scope.clone(), str_value(effective_scope(&r.scope, ""))),
-    ]));
+    let resource = map_in(spare.resource, |m| {
+        m.reserve(6);
+        m.push_sorted(k.attr.clone(), Value::Map(r.attr.clone()));
+        m.push_sorted(k.id.clone(), Value::from(r.id.as_str()));
+        m.push_sorted(k.kind.clone(), Value::from(r.kind.as_str()));
+        m.push_sorted(k.policy_version.clone(), version.clone());
+        m.push_sorted(k.policy_version_snake.clone(), version);
+        m.push_sorted(k.scope.clone(), str_value(effective_scope(&r.scope, "")));
+    });
 
     if !with_request {
         return (Value::Null, principal, resource);
@@ -374,6 +452,22 @@ struct Request<'s, 'a> {
     principal_scopes: Scopes<'s>,
     /// Scopes with resource (or role) policies, most specific first.
     resource_scopes: Scopes<'s>,
+    /// The rows of each of `principal_scopes` in the resource's version (what the
+    /// principal-policy pass reads), looked up once per check.
+    principal_rows: ScopeRowsOf<'s>,
+    /// The rows of each of `resource_scopes` in the resource's version.
+    resource_rows: ScopeRowsOf<'s>,
+}
+
+/// The rows of each scope of a chain, in the chain's order (inline, as [`Scopes`]).
+type ScopeRowsOf<'s> = SmallVec<[Option<&'s ScopeRows>; 4]>;
+
+/// The rows of each of `scopes` in `version`: the version's map is found once.
+fn rows_of<'s>(set: &'s CompiledPolicySet, version: &str, scopes: &[&Arc<str>]) -> ScopeRowsOf<'s> {
+    let Some(by_scope) = set.index.get(version) else {
+        return smallvec::smallvec![None; scopes.len()];
+    };
+    scopes.iter().map(|s| by_scope.get(&***s)).collect()
 }
 
 /// Step 1, the scope chain: resolves what the input asks against the store.
@@ -395,16 +489,28 @@ fn scope_chain<'s, 'a>(
     let resource_version =
         effective_version(&input.resource.policy_version, &cfg.default_policy_version);
     let kind = sanitize(&input.resource.kind);
-    let principal_scopes = all_scopes(
+    let principal_scopes: Scopes = all_scopes(
         &set.principal_scopes,
         principal_scope,
         cfg.lenient_scope_search,
     );
-    let resource_scopes = all_scopes(
+    let resource_scopes: Scopes = all_scopes(
         &set.resource_scopes,
         resource_scope,
         cfg.lenient_scope_search,
     );
+    let resource_rows = rows_of(set, resource_version, &resource_scopes);
+    // Usually both chains are the same scopes (the root): looked up once.
+    let principal_rows = if principal_scopes.len() == resource_scopes.len()
+        && principal_scopes
+            .iter()
+            .zip(&resource_scopes)
+            .all(|(p, r)| p == r)
+    {
+        resource_rows.clone()
+    } else {
+        rows_of(set, resource_version, &principal_scopes)
+    };
     Request {
         actions,
         principal_scope,
@@ -414,19 +520,35 @@ fn scope_chain<'s, 'a>(
         kind,
         principal_scopes,
         resource_scopes,
+        principal_rows,
+        resource_rows,
     }
 }
 
-impl Request<'_, '_> {
+impl<'s> Request<'s, '_> {
     /// The policy a resource-policy decision names: the kind's policy in the first scope.
-    fn resource_key(&self, set: &CompiledPolicySet) -> Option<Arc<str>> {
+    fn resource_key(&self) -> Option<Arc<str>> {
         first_scope_key(
-            set,
             ScopedKind::Resource,
             &self.kind,
             self.resource_version,
-            &self.resource_scopes,
+            self.resource_scopes.first().copied(),
+            self.resource_rows.first().copied().flatten(),
         )
+    }
+
+    /// The rows of the principal scope `i` in the principal's own version (the resource's
+    /// rows of that scope when both versions are the same, as usual).
+    fn principal_rows_of_version(
+        &self,
+        set: &'s CompiledPolicySet,
+        i: usize,
+    ) -> Option<&'s ScopeRows> {
+        if self.principal_version == self.resource_version {
+            self.principal_rows[i]
+        } else {
+            set.scope_rows(self.principal_version, self.principal_scopes[i])
+        }
     }
 }
 
@@ -457,15 +579,15 @@ pub(crate) fn check(
         return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
     if validate_schemas(set, cfg, input, &req, &mut out)? {
-        let effects = rejected(set, &req);
+        let effects = rejected(&req);
         return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
     bind_request(&mut ev, set, cfg, input);
-    let principal_exists = req.principal_scopes.iter().any(|s| {
-        set.scope_rows(req.principal_version, s)
+    let principal_exists = (0..req.principal_scopes.len()).any(|i| {
+        req.principal_rows_of_version(set, i)
             .is_some_and(|r| r.has_principal)
     });
-    let resource_exists = kind_exists(set, req.resource_version, &req.kind, &req.resource_scopes);
+    let resource_exists = kind_exists(set, &req.resource_rows, &req.kind);
     if !principal_exists && !resource_exists {
         return Ok(finish(&req.actions, effects, out, &[], ev.errors));
     }
@@ -473,23 +595,24 @@ pub(crate) fn check(
     // The principal pass names its policy only when it decides, that is when the principal
     // has rules in one of the scopes; otherwise the resource pass's answer replaces it.
     let principal_rules = principal_exists
-        && req.principal_scopes.iter().any(|s| {
-            set.scope_rows(req.resource_version, s)
-                .is_some_and(|r| r.principal.contains_key(input.principal.id.as_str()))
-        });
+        && req
+            .principal_rows
+            .iter()
+            .flatten()
+            .any(|r| r.principal.contains_key(input.principal.id.as_str()));
     let principal_key = if principal_rules {
         first_scope_key(
-            set,
             ScopedKind::Principal,
             &input.principal.id,
             req.principal_version,
-            &req.principal_scopes,
+            req.principal_scopes.first().copied(),
+            req.principal_rows_of_version(set, 0),
         )
     } else {
         None
     };
     let resource_key = if resource_exists {
-        req.resource_key(set)
+        req.resource_key()
     } else {
         None
     };
@@ -514,6 +637,7 @@ pub(crate) fn check(
         effects[ai] = Some(d.decide_action(action));
     }
     let errors = std::mem::take(&mut d.ev.errors);
+    recycle(&mut d.ev.host);
     Ok(finish(
         &req.actions,
         effects,
@@ -524,9 +648,9 @@ pub(crate) fn check(
 }
 
 /// Schema enforcement `reject`: every action is denied by the resource policy.
-fn rejected(set: &CompiledPolicySet, req: &Request<'_, '_>) -> Vec<Option<EffectInfo>> {
+fn rejected(req: &Request<'_, '_>) -> Vec<Option<EffectInfo>> {
     let policy = req
-        .resource_key(set)
+        .resource_key()
         .unwrap_or_else(|| keys().no_match.clone());
     let deny = EffectInfo {
         outcome: Outcome::Deny,
@@ -725,21 +849,25 @@ impl<'s> Decider<'s, '_, '_, '_> {
     /// deny decides at once; an allow decides where the scope overrides its parent.
     fn walk_scopes(&mut self, action: &str, pass: RowKind, role: &Arc<str>) -> EffectInfo {
         let (set, req) = (self.set, self.req);
-        let (scopes, policy) = match pass {
-            RowKind::Principal if self.principal_exists => {
-                (&req.principal_scopes, &self.principal_key)
+        let (scopes, rows, policy) = match pass {
+            RowKind::Principal if self.principal_exists => (
+                &req.principal_scopes,
+                &req.principal_rows,
+                &self.principal_key,
+            ),
+            RowKind::Resource if self.resource_exists => {
+                (&req.resource_scopes, &req.resource_rows, &self.resource_key)
             }
-            RowKind::Resource if self.resource_exists => (&req.resource_scopes, &self.resource_key),
-            RowKind::Principal => (&req.principal_scopes, &self.no_match),
-            RowKind::Resource => (&req.resource_scopes, &self.no_match),
+            RowKind::Principal => (&req.principal_scopes, &req.principal_rows, &self.no_match),
+            RowKind::Resource => (&req.resource_scopes, &req.resource_rows, &self.no_match),
         };
         // The policy a deny names unless its rule says otherwise: the first scope's.
         let policy = policy.clone();
         let parent_roles = set.with_parent_roles(req.resource_scope, std::slice::from_ref(role));
         let mut allowing_rule: Option<&Arc<str>> = None;
-        for &scope in scopes.iter() {
+        for (&scope, &rows) in scopes.iter().zip(rows) {
             if pass == RowKind::Resource && !self.processed_scopes.contains(&scope) {
-                self.activate_scope(scope);
+                self.activate_scope(scope, rows);
             }
             if let Some(t) = self.ev.trace.as_deref_mut() {
                 t.push(TraceEvent::Scope {
@@ -753,6 +881,7 @@ impl<'s> Decider<'s, '_, '_, '_> {
                 action,
                 pass,
                 scope,
+                rows,
                 &parent_roles,
                 &policy,
                 &mut allowing_rule,
@@ -789,19 +918,24 @@ impl<'s> Decider<'s, '_, '_, '_> {
 
     /// Step 5 in one scope: the rows the (action, pass, role) query finds there, in order,
     /// until one decides; an allowing rule is noted in `allowing_rule` (the first one wins).
+    #[allow(clippy::too_many_arguments)]
     fn scope_bindings(
         &mut self,
         action: &str,
         pass: RowKind,
         scope: &'s Arc<str>,
+        rows: Option<&'s ScopeRows>,
         parent_roles: &[Arc<str>],
         policy: &Arc<str>,
         allowing_rule: &mut Option<&'s Arc<str>>,
     ) -> Option<EffectInfo> {
+        // A scope without rows in this version finds nothing.
+        let rows = rows?;
         let (set, req, input) = (self.set, self.req, self.input);
         let mut bindings = std::mem::take(&mut self.bindings);
-        query(
+        query_rows(
             set,
+            rows,
             req.resource_version,
             &req.kind,
             scope,
@@ -834,10 +968,10 @@ impl<'s> Decider<'s, '_, '_, '_> {
     }
 
     /// Activates the derived roles of the resource policy in `scope` (once per scope).
-    fn activate_scope(&mut self, scope: &'s Arc<str>) {
+    fn activate_scope(&mut self, scope: &'s Arc<str>, rows: Option<&ScopeRows>) {
         let scope_edr = activate_derived_roles(
-            self.set,
             &mut self.ev,
+            rows,
             self.req.resource_version,
             scope,
             &self.req.kind,
@@ -1018,8 +1152,8 @@ fn emit_output(
 /// Evaluates the derived roles imported by the resource policy `key`, returning the
 /// ones active for this scope and adding them to `all`.
 fn activate_derived_roles(
-    set: &CompiledPolicySet,
     ev: &mut Evaluation,
+    rows: Option<&ScopeRows>,
     version: &str,
     scope: &str,
     kind: &str,
@@ -1027,10 +1161,7 @@ fn activate_derived_roles(
     all: &mut SmallVec<[Arc<str>; INLINE]>,
 ) -> SmallVec<[Arc<str>; INLINE]> {
     let mut active = SmallVec::new();
-    let Some(drs) = set
-        .scope_rows(version, scope)
-        .and_then(|r| r.derived_roles.get(kind))
-    else {
+    let Some(drs) = rows.and_then(|r| r.derived_roles.get(kind)) else {
         return active;
     };
     for dr in drs {
@@ -1138,18 +1269,14 @@ fn count_examined(n: usize) {
     let _ = n;
 }
 
-/// Whether some resource or role policy rule for `kind` exists in one of `scopes`.
-pub(crate) fn kind_exists(
-    set: &CompiledPolicySet,
-    version: &str,
-    kind: &str,
-    scopes: &[&Arc<str>],
-) -> bool {
+/// Whether some resource or role policy rule for `kind` exists in the rows of one of
+/// a chain's scopes.
+fn kind_exists(set: &CompiledPolicySet, rows: &[Option<&ScopeRows>], kind: &str) -> bool {
     let mut examined = 0;
-    let found = scopes.iter().any(|s| {
-        set.scope_rows(version, s)
-            .is_some_and(|r| r.has_kind(&set.rows, kind, &mut examined))
-    });
+    let found = rows
+        .iter()
+        .flatten()
+        .any(|r| r.has_kind(&set.rows, kind, &mut examined));
     count_examined(examined);
     found
 }
@@ -1237,9 +1364,36 @@ pub(crate) fn query<'a>(
     principal_id: &str,
     out: &mut Vec<Binding<'a>>,
 ) {
-    let Some(rows) = set.scope_rows(version, scope) else {
-        return;
-    };
+    if let Some(rows) = set.scope_rows(version, scope) {
+        query_rows(
+            set,
+            rows,
+            version,
+            kind,
+            scope,
+            action,
+            roles,
+            pass,
+            principal_id,
+            out,
+        );
+    }
+}
+
+/// [`query`] in the rows of the (version, scope), already looked up.
+#[allow(clippy::too_many_arguments)]
+fn query_rows<'a>(
+    set: &'a CompiledPolicySet,
+    rows: &'a ScopeRows,
+    version: &str,
+    kind: &str,
+    scope: &str,
+    action: &str,
+    roles: &[Arc<str>],
+    pass: RowKind,
+    principal_id: &str,
+    out: &mut Vec<Binding<'a>>,
+) {
     match pass {
         RowKind::Principal => {
             if let Some(ids) = rows.principal.get(principal_id) {
@@ -1510,9 +1664,10 @@ mod tests {
             counts[0], counts[1],
             "allocations grow with unrelated kinds"
         );
-        // 64 with the actions, scope chains, effects, condition cache and derived
-        // roles in heap vectors.
-        assert!(counts[0] <= 59, "{} allocations per check", counts[0]);
+        // 59 with the `P` and `R` maps and `P.roles` allocated per check instead of
+        // refilled (`Spare`); 64 with the actions, scope chains, effects, condition
+        // cache and derived roles in heap vectors.
+        assert!(counts[0] <= 53, "{} allocations per check", counts[0]);
 
         // The request of benches/engine.rs on the demo policies: one principal, one
         // document, three actions decided by conditions and derived roles.
@@ -1534,9 +1689,54 @@ mod tests {
         }))
         .unwrap();
         let n = allocations_of(&engine, &input);
-        // 25 with `runtime` built though no expression reads it; 35 with heap vectors
-        // and the derived role names copied into `runtime`.
-        assert!(n <= 21, "{n} allocations per check of the bench request");
+        // 21 with the `P` and `R` maps and `P.roles` allocated per check; 25 with
+        // `runtime` built though no expression reads it; 35 with heap vectors and the
+        // derived role names copied into `runtime`.
+        assert!(n <= 15, "{n} allocations per check of the bench request");
+    }
+
+    /// Issue 15: the `P` and `R` maps of one check are refilled by the next on the same
+    /// thread; each check sees its own principal and resource, never the last one's.
+    #[test]
+    fn a_check_never_sees_the_last_checks_request_values() {
+        use crate::engine::{Engine, EngineConfig, Principal, Resource};
+        let policies = crate::policy::load::parse_policies(
+            "apiVersion: api.cerbos.dev/v1\nresourcePolicy:\n  resource: doc\n  version: default\n  rules:\n\
+             \x20   - {actions: [read], effect: EFFECT_ALLOW, roles: ['*'], condition: {match: {expr: \
+             'R.attr.owner == P.id && \"admin\" in P.roles && R.id == \"d-\" + P.id && R.kind == \"doc\"'}}}\n",
+            "doc.yaml",
+        )
+        .unwrap();
+        let set = crate::policy::compile_policies(&policies, Default::default()).unwrap();
+        let engine = Engine::new(Arc::new(set), EngineConfig::default());
+        let allowed = |id: &str, roles: &[&str], owner: &str, doc: &str| {
+            let mut attr = MapValue::new();
+            attr.insert(Key::String(Arc::from("owner")), Value::from(owner));
+            let input = CheckInput {
+                principal: Principal {
+                    id: id.into(),
+                    roles: roles.iter().map(|r| Arc::from(*r)).collect(),
+                    ..Default::default()
+                },
+                resource: Resource {
+                    kind: "doc".into(),
+                    id: doc.into(),
+                    attr: Arc::new(attr),
+                    ..Default::default()
+                },
+                actions: vec!["read".into()],
+                ..Default::default()
+            };
+            engine.check(&input).unwrap().is_allowed("read")
+        };
+        for _ in 0..2 {
+            assert!(allowed("alice", &["user", "admin"], "alice", "d-alice"));
+            assert!(!allowed("bob", &["user", "admin"], "alice", "d-bob"));
+            assert!(!allowed("alice", &["user"], "alice", "d-alice"));
+            assert!(!allowed("alice", &["admin"], "alice", "d-bob"));
+            assert!(allowed("bob", &["admin"], "bob", "d-bob"));
+            assert!(!allowed("bob", &[], "bob", "d-bob"));
+        }
     }
 
     #[test]
