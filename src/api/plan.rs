@@ -212,7 +212,7 @@ pub(crate) fn record_plan(
     audit.record_with(|| {
         let with_attr = audit.wants_attributes();
         let attr = |m: &Arc<crate::cel::MapValue>| with_attr.then(|| map_attributes(m));
-        let mut r = DecisionRecord::new(origin, facts.decision_id.to_string());
+        let mut r = DecisionRecord::new(origin, facts.decision_id);
         r.principal = Some(PrincipalRecord {
             id: input.principal.id.clone(),
             roles: input.principal.roles.clone(),

@@ -247,7 +247,7 @@ impl CerbosApi {
         let audit = &self.settings.audit;
         audit.record_with(|| {
             let with_attr = audit.wants_attributes();
-            let mut r = DecisionRecord::new(Origin::Api, call_id.to_string());
+            let mut r = DecisionRecord::new(Origin::Api, &*call_id);
             r.principal = Some(PrincipalRecord {
                 id: principal.id.clone(),
                 roles: principal.roles.clone(),

@@ -21,8 +21,9 @@ const MAX_REQUEST_ID: usize = 128;
 pub(crate) struct DecisionRecord {
     /// When the decision was made.
     time: SystemTime,
-    /// Decision id (ext_authz decision id, Cerbos call id).
-    decision_id: String,
+    /// Decision id (ext_authz decision id, Cerbos call id), shared with the answer that
+    /// carries it.
+    decision_id: Arc<str>,
     /// Which adapter decided.
     origin: Origin,
     /// Overall outcome, when the adapter has one (ext_authz: allow or deny the request).
@@ -153,7 +154,7 @@ pub(crate) struct LineOptions {
 
 impl DecisionRecord {
     /// A record made now, with everything else empty.
-    pub(crate) fn new(origin: Origin, decision_id: impl Into<String>) -> Self {
+    pub(crate) fn new(origin: Origin, decision_id: impl Into<Arc<str>>) -> Self {
         DecisionRecord {
             time: SystemTime::now(),
             decision_id: decision_id.into(),

@@ -522,6 +522,8 @@ impl BatchOut {
 /// `wake_at` records), swaps the whole queue out, serialises it into one buffer and
 /// writes it with one write; logs the records dropped meanwhile. It never spins: every
 /// wait is on the queue's condition variable. Ends when the queue is closed and drained.
+/// Never inlined: `benches/callgrind_server.sh` counts the writer thread by this name.
+#[inline(never)]
 fn run(
     queue: &Queue,
     mut out: Output,

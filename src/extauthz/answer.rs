@@ -252,15 +252,72 @@ fn header_len(k: &str, v: &str) -> usize {
     field_len(header_value_len(k, v)) + 2 + 2
 }
 
-/// One header (tag 2 of both `OkHttpResponse` and `DeniedHttpResponse`).
+/// One header (tag 2 of both `OkHttpResponse` and `DeniedHttpResponse`): the bytes as
+/// `put_len`, `put_str` and `put_varint_field` write them, the keys and lengths between
+/// the name and the value gathered on the stack first (four writes to `buf`, each of which
+/// checks its room, instead of one per key, length and flag).
 fn put_header(buf: &mut impl BufMut, k: &str, v: &str) {
-    put_len(buf, 2, header_len(k, v));
-    put_len(buf, 1, header_value_len(k, v));
-    put_str(buf, 1, k);
-    put_str(buf, 2, v);
-    put_varint_field(buf, 3, HeaderAppendAction::OverwriteIfExistsOrAdd as i32);
-    buf.put_u8(key(4, VARINT));
-    buf.put_u8(1);
+    let mut head = Head::default();
+    head.len_field(2, header_len(k, v));
+    head.len_field(1, header_value_len(k, v));
+    if !k.is_empty() {
+        head.len_field(1, k.len());
+    }
+    buf.put_slice(head.take());
+    buf.put_slice(k.as_bytes());
+    if !v.is_empty() {
+        head.len_field(2, v.len());
+        buf.put_slice(head.take());
+        buf.put_slice(v.as_bytes());
+    }
+    let action = HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
+    if action != 0 {
+        head.byte(key(3, VARINT));
+        head.varint(i64::from(action) as u64);
+    }
+    // `keep_empty_value: true`.
+    head.byte(key(4, VARINT));
+    head.byte(1);
+    buf.put_slice(head.take());
+}
+
+/// Protobuf's length-delimited wire type.
+const LEN_DELIMITED: u8 = 2;
+
+/// A few field keys and varints, written on the stack: at most three keys with their
+/// lengths between two `take`s, 30 bytes (a length below 2^63 is at most nine bytes).
+#[derive(Default)]
+struct Head {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Head {
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    /// A varint as prost writes it (at most ten bytes).
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    /// The key and the length of a length-delimited field (as `put_len` writes them).
+    fn len_field(&mut self, tag: u8, len: usize) {
+        self.byte(key(tag, LEN_DELIMITED));
+        self.varint(len as u64);
+    }
+
+    /// The bytes written since the last `take`.
+    fn take(&mut self) -> &[u8] {
+        let n = std::mem::take(&mut self.len);
+        &self.bytes[..n]
+    }
 }
 
 /// A `google.protobuf.Value` holding a string: `string_value` (tag 3), written even

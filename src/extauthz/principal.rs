@@ -247,7 +247,21 @@ pub(crate) fn principal_from_claims(
 }
 
 fn bearer<'h>(headers: &Pairs<'h>, header: &str) -> Option<&'h str> {
-    let v = headers.get(header)?;
+    bearer_token(headers.get(header)?)
+}
+
+/// The token of an `Authorization` value `Bearer <token>` (scheme in any case, spaces
+/// around the value and the token trimmed).
+fn bearer_token(v: &str) -> Option<&str> {
+    // The usual spelling, `Bearer ` at the very start: the token without searching a
+    // long value for its space (the same token as the general reading below).
+    if let Some(prefix) = v.as_bytes().get(..7)
+        && prefix.eq_ignore_ascii_case(b"bearer ")
+    {
+        // Nothing but spaces after the scheme: no token (the value trims to `Bearer`).
+        let token = v[7..].trim();
+        return (!token.is_empty()).then_some(token);
+    }
     let (scheme, token) = v.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -406,6 +420,37 @@ fn from_headers(cfg: &HeadersSource, facts: &RequestFacts<'_>) -> Option<Identit
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15: the fast reading of `Bearer <token>` gives what the general one gives,
+    /// on every spelling of the scheme, spacing and token.
+    #[test]
+    fn bearer_token_reads_as_the_general_reading() {
+        fn general(v: &str) -> Option<&str> {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        }
+        let schemes = [
+            "Bearer", "bearer", "BEARER", "Bearer\t", "Basic", "Bearerx", "", " Bearer",
+        ];
+        let gaps = ["", " ", "  ", "\t", " \u{a0}"];
+        let tokens = ["", "abc.def", " abc ", "a b", "é", "abc\n"];
+        let mut n = 0;
+        for s in schemes {
+            for g in gaps {
+                for t in tokens {
+                    for tail in ["", " ", "\t"] {
+                        let v = format!("{s}{g}{t}{tail}");
+                        assert_eq!(bearer_token(&v), general(&v), "{v:?}");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 8 * 5 * 6 * 3);
+        assert_eq!(bearer_token("Bearer  x "), Some("x"));
+        assert_eq!(bearer_token("bearer"), None);
+        assert_eq!(bearer_token("Bearer  "), None);
+    }
 
     #[test]
     fn claims_map_to_principal() {

@@ -48,21 +48,30 @@ pub(crate) fn percent_decode(s: &str) -> Result<String, PathError> {
 
 /// Splits and normalises a request target (`/a/b?x=1#f`): the path ends at the first
 /// `?` or `#`, the query at the first `#` after it. One pass over the bytes for the
-/// split, one for the checks; the path is copied only when it has `%` escapes.
+/// split (noting `%` escapes on the way), one for the checks; the path is copied only
+/// when it has `%` escapes.
 pub(crate) fn normalize(target: &str) -> Result<RequestPath<'_>, PathError> {
-    let end = target
-        .bytes()
-        .position(|b| b == b'?' || b == b'#')
-        .unwrap_or(target.len());
+    let mut end = target.len();
+    let mut escaped = false;
+    for (i, b) in target.bytes().enumerate() {
+        match b {
+            b'?' | b'#' => {
+                end = i;
+                break;
+            }
+            b'%' => escaped = true,
+            _ => {}
+        }
+    }
     let (raw_path, rest) = target.split_at(end);
     let query = match rest.strip_prefix('?') {
-        Some(q) => q.split_once('#').map_or(q, |(q, _)| q),
+        Some(q) => q.bytes().position(|b| b == b'#').map_or(q, |at| &q[..at]),
         None => "",
     };
     if !raw_path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
-    let mut path = if raw_path.contains('%') {
+    let mut path = if escaped {
         Cow::Owned(percent_decode(raw_path)?)
     } else {
         Cow::Borrowed(raw_path)
@@ -88,9 +97,24 @@ fn ambiguous(path: &str) -> bool {
     if bytes.len() <= 1 {
         return bytes.iter().any(|&b| b == 0 || b == b'\\');
     }
-    bytes[1..]
-        .split(|&b| b == b'/')
-        .any(|seg| matches!(seg, b"" | b"." | b"..") || seg.iter().any(|&b| b == 0 || b == b'\\'))
+    // One pass: each segment's length and how many of its bytes are dots (a segment of
+    // one or two dots only is `.` or `..`).
+    let (mut len, mut dots) = (0usize, 0usize);
+    let dubious = |len: usize, dots: usize| len == 0 || (dots == len && len <= 2);
+    for &b in &bytes[1..] {
+        match b {
+            b'/' => {
+                if dubious(len, dots) {
+                    return true;
+                }
+                (len, dots) = (0, 0);
+            }
+            0 | b'\\' => return true,
+            b'.' => (len, dots) = (len + 1, dots + 1),
+            _ => len += 1,
+        }
+    }
+    dubious(len, dots)
 }
 
 /// Decodes `application/x-www-form-urlencoded` query parameters.
@@ -697,7 +721,7 @@ fn check_plan(
 fn match_template<'r, 'p>(segs: &'r [Segment], path: &'p str) -> Option<Params<'r, 'p>> {
     // The segments not matched yet, as `path[1..].split('/')` would give them.
     let mut rest = if path == "/" { None } else { path.get(1..) };
-    let mut params = Vec::new();
+    let mut params = Params::new();
     for seg in segs {
         match seg {
             Segment::Literal(l) => {
@@ -717,13 +741,15 @@ fn match_template<'r, 'p>(segs: &'r [Segment], path: &'p str) -> Option<Params<'
     rest.is_none().then_some(params)
 }
 
-/// The next `/`-separated segment of `rest` (none left: `None`).
+/// The next `/`-separated segment of `rest` (none left: `None`). Segments are short: a
+/// plain byte scan finds the `/` with less work than a string search.
 fn next_segment<'p>(rest: &mut Option<&'p str>) -> Option<&'p str> {
     let r = (*rest)?;
-    Some(match r.split_once('/') {
-        Some((part, after)) => {
-            *rest = Some(after);
-            part
+    Some(match r.bytes().position(|b| b == b'/') {
+        Some(at) => {
+            // `/` is ASCII: both sides are on character boundaries.
+            *rest = r.get(at + 1..);
+            &r[..at]
         }
         None => {
             *rest = None;
@@ -732,8 +758,9 @@ fn next_segment<'p>(rest: &mut Option<&'p str>) -> Option<&'p str> {
     })
 }
 
-/// Path parameters, in template order: names from the route, values from the path.
-pub(crate) type Params<'r, 'p> = Vec<(&'r str, &'p str)>;
+/// Path parameters, in template order: names from the route, values from the path
+/// (inline up to four: a route match allocates nothing).
+pub(crate) type Params<'r, 'p> = smallvec::SmallVec<[(&'r str, &'p str); 4]>;
 
 /// Maps normalised paths and methods to routes; first match wins.
 #[derive(Clone, Debug, Default)]
@@ -789,7 +816,7 @@ impl RouteMapper {
                     if !ok {
                         return None;
                     }
-                    Vec::new()
+                    Params::new()
                 }
             };
             Some(RouteMatch { route: r, params })
@@ -804,6 +831,18 @@ pub(crate) fn fill_template(template: &str, params: &[(&str, &str)], encode: boo
     if !template.contains('{') {
         // Nothing to fill (an empty scope template, a fixed id): no room for the values.
         return template.to_string();
+    }
+    // The usual id template, one whole placeholder (`{id}`): the value itself.
+    if let Some(name) = template
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .filter(|n| !n.bytes().any(|b| b == b'{' || b == b'}'))
+    {
+        return match params.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) if encode => encode_segment(v).into_owned(),
+            Some((_, v)) => (*v).to_string(),
+            None => template.to_string(),
+        };
     }
     let values: usize = params.iter().map(|(_, v)| v.len()).sum();
     let mut out = String::with_capacity(template.len() + values);
@@ -885,6 +924,87 @@ mod tests {
         );
     }
 
+    /// Issue 15: the one-pass split and check read every target as the reading they
+    /// replaced (`position` + `contains('%')` for the split, `split('/')` for the check),
+    /// results and errors alike, on every target of up to 5 characters over the
+    /// characters that matter.
+    #[test]
+    fn normalize_agrees_with_the_plain_reading() {
+        fn plain(target: &str) -> Result<RequestPath<'_>, PathError> {
+            let end = target
+                .bytes()
+                .position(|b| b == b'?' || b == b'#')
+                .unwrap_or(target.len());
+            let (raw_path, rest) = target.split_at(end);
+            let query = match rest.strip_prefix('?') {
+                Some(q) => q.split_once('#').map_or(q, |(q, _)| q),
+                None => "",
+            };
+            if !raw_path.starts_with('/') {
+                return Err(PathError::NotAbsolute);
+            }
+            let mut path = if raw_path.contains('%') {
+                Cow::Owned(percent_decode(raw_path)?)
+            } else {
+                Cow::Borrowed(raw_path)
+            };
+            if path.len() > 1 && path.ends_with('/') {
+                path.to_mut().pop();
+            }
+            let b = path.as_bytes();
+            let ambiguous = if b.len() <= 1 {
+                b.iter().any(|&b| b == 0 || b == b'\\')
+            } else {
+                b[1..].split(|&b| b == b'/').any(|seg| {
+                    matches!(seg, b"" | b"." | b"..") || seg.iter().any(|&b| b == 0 || b == b'\\')
+                })
+            };
+            if ambiguous {
+                return Err(PathError::Ambiguous);
+            }
+            Ok(RequestPath { path, query })
+        }
+        let chars = ['/', '.', 'a', '%', '2', 'e', '?', '#', '\\', '\0'];
+        let mut targets = vec![String::new()];
+        let mut n = 0;
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for t in &targets {
+                for c in chars {
+                    let t = format!("{t}{c}");
+                    assert_eq!(normalize(&t), plain(&t), "{t:?}");
+                    assert_eq!(
+                        normalize(&format!("/{t}")),
+                        plain(&format!("/{t}")),
+                        "/{t:?}"
+                    );
+                    n += 1;
+                    next.push(t);
+                }
+            }
+            targets = next;
+        }
+        assert_eq!(n, 10 + 100 + 1_000 + 10_000 + 100_000);
+        assert_eq!(normalize("//").unwrap().path, "/");
+        assert_eq!(normalize("/a/.../b").unwrap().path, "/a/.../b");
+        assert_eq!(normalize("/a/..").unwrap_err(), PathError::Ambiguous);
+    }
+
+    /// Issue 15: a template that is one whole placeholder is filled as the general
+    /// reading fills it (encoded or not; a placeholder without a parameter stays).
+    #[test]
+    fn a_whole_placeholder_template_is_the_value() {
+        let p = [("id", "a b/c"), ("x", "")];
+        assert_eq!(fill_template("{id}", &p, false), "a b/c");
+        assert_eq!(fill_template("{id}", &p, true), "a%20b%2Fc");
+        assert_eq!(fill_template("{x}", &p, true), "");
+        assert_eq!(fill_template("{nope}", &p, false), "{nope}");
+        assert_eq!(fill_template("{}", &p, false), "{}");
+        assert_eq!(fill_template("{id}}", &p, false), "a b/c}");
+        assert_eq!(fill_template("{{id}", &p, false), "{a b/c");
+        assert_eq!(fill_template("{id}{x}", &p, false), "a b/c");
+    }
+
     fn route(path: &str, methods: &[&str]) -> RouteConfig {
         RouteConfig {
             path: Some(path.into()),
@@ -912,7 +1032,7 @@ mod tests {
         files.resource.as_mut().unwrap().id = "{rest}".into();
         let m = RouteMapper::new(&[route("/documents/{id}", &[]), files]).unwrap();
         let hit = m.find("/documents/42", "GET").unwrap();
-        assert_eq!(hit.params, vec![("id", "42")]);
+        assert_eq!(hit.params.as_slice(), [("id", "42")]);
         assert!(m.find("/documents/42/secrets", "GET").is_none());
         assert!(m.find("/documents", "GET").is_none());
         let hit = m.find("/files/a/b/c", "GET").unwrap();
@@ -944,7 +1064,7 @@ mod tests {
                 .is_none()
         );
         let hit = m.find("/n/42", "GET").unwrap();
-        assert_eq!(hit.params, vec![("id", "42")]);
+        assert_eq!(hit.params.as_slice(), [("id", "42")]);
     }
 
     #[test]
