@@ -73,6 +73,10 @@ where
     } else if !lenient {
         return scopes;
     }
+    if scope.is_empty() {
+        // The root scope (the usual one) has no parents.
+        return scopes;
+    }
     scopes.extend(scope_parents(scope).filter_map(|parent| existing.get(parent)));
     scopes
 }
