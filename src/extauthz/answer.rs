@@ -123,13 +123,42 @@ impl Answer {
 impl Answer {
     /// The protobuf bytes of [`into_check_response`](Self::into_check_response)'s
     /// message (the same bytes prost writes), written straight from the answer: no copy
-    /// of a header name or value, no metadata map.
+    /// of a header name or value, no metadata map. The servers use
+    /// [`encode_reserving`](Self::encode_reserving).
+    #[cfg(test)]
     pub(crate) fn encode(&self, buf: &mut impl BufMut) {
+        self.encode_with(self.body_len(), buf);
+    }
+
+    /// The protobuf bytes of [`into_check_response`](Self::into_check_response)'s
+    /// message (the same bytes prost writes), written straight from the answer (no copy
+    /// of a header name or value, no metadata map) after `reserve` is told their length:
+    /// the length of the headers is worked out once for both.
+    pub(crate) fn encode_reserving<B: BufMut>(
+        &self,
+        buf: &mut B,
+        reserve: impl FnOnce(&mut B, usize),
+    ) {
+        let body = self.body_len();
+        reserve(buf, self.len_with(body));
+        self.encode_with(body, buf);
+    }
+
+    /// The length of the `OkHttpResponse` or the `DeniedHttpResponse`.
+    fn body_len(&self) -> usize {
+        match self {
+            Answer::Allow(a) => a.ok_len(),
+            Answer::Deny(d) => d.denied_len(),
+        }
+    }
+
+    /// Writes the whole message, given the length of the HTTP response (`body_len`).
+    fn encode_with(&self, body: usize, buf: &mut impl BufMut) {
         match self {
             Answer::Allow(a) => {
                 // `status`: code 0, no message: an empty message, still present.
                 put_len(buf, 1, 0);
-                put_len(buf, 3, a.ok_len());
+                put_len(buf, 3, body);
                 for (k, v) in &a.headers {
                     put_header(buf, k, v);
                 }
@@ -146,7 +175,7 @@ impl Answer {
                 put_len(buf, 1, status_len(code, &d.reason));
                 put_varint_field(buf, 1, code);
                 put_str(buf, 2, &d.reason);
-                put_len(buf, 2, d.denied_len());
+                put_len(buf, 2, body);
                 put_len(buf, 1, http_status_len(d.status));
                 put_varint_field(buf, 1, i32::from(d.status));
                 for (k, v) in &d.headers {
@@ -161,7 +190,13 @@ impl Answer {
     }
 
     /// The length of what [`encode`](Self::encode) writes.
+    #[cfg(test)]
     pub(crate) fn encoded_len(&self) -> usize {
+        self.len_with(self.body_len())
+    }
+
+    /// The length of the whole message, given the length of the HTTP response.
+    fn len_with(&self, body: usize) -> usize {
         match self {
             Answer::Allow(a) => {
                 let meta = if a.metadata {
@@ -169,7 +204,7 @@ impl Answer {
                 } else {
                     0
                 };
-                field_len(0) + field_len(a.ok_len()) + meta
+                field_len(0) + field_len(body) + meta
             }
             Answer::Deny(d) => {
                 let meta = if d.metadata {
@@ -177,9 +212,7 @@ impl Answer {
                 } else {
                     0
                 };
-                field_len(status_len(grpc_code(d.status), &d.reason))
-                    + field_len(d.denied_len())
-                    + meta
+                field_len(status_len(grpc_code(d.status), &d.reason)) + field_len(body) + meta
             }
         }
     }
@@ -482,6 +515,12 @@ mod tests {
             let mut direct = Vec::new();
             answer.encode(&mut direct);
             assert_eq!(direct.len(), answer.encoded_len(), "{answer:?}");
+            let (mut reserved, mut told) = (Vec::new(), None);
+            answer.encode_reserving(&mut reserved, |_, n| told = Some(n));
+            assert_eq!(
+                (reserved.as_slice(), told),
+                (direct.as_slice(), Some(direct.len()))
+            );
             let built = answer.into_check_response();
             assert_eq!(direct, built.encode_to_vec(), "{built:?}");
             assert_eq!(CheckResponse::decode(direct.as_slice()).unwrap(), built);

@@ -154,8 +154,7 @@ impl Encoder for AnswerEncoder {
     type Error = Status;
 
     fn encode(&mut self, item: Answer, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.encoded_len());
-        item.encode(dst);
+        item.encode_reserving(dst, |dst, n| dst.reserve(n));
         Ok(())
     }
 }

@@ -303,7 +303,8 @@ pub(crate) struct Route {
     /// Attribute sources.
     pub(crate) attributes: AttributesConfig,
     /// The attributes read from request headers, built once: the attribute's key and
-    /// the header's name in lower case.
+    /// the header's name in lower case, in key order, each key once (the request's
+    /// attribute map appends them in this order).
     pub(crate) header_attrs: Vec<(crate::cel::Key, String)>,
     /// Index in the configuration (for logs).
     pub(crate) index: usize,

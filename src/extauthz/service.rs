@@ -475,8 +475,7 @@ impl ExtAuthz {
     ) -> Result<(), MalformedCheck> {
         let view = super::wire::decode(req)?;
         let answer = self.authorize(&view, None).await;
-        out.reserve(answer.encoded_len());
-        answer.encode(out);
+        answer.encode_reserving(out, |out, n| out.reserve(n));
         Ok(())
     }
 
@@ -1186,9 +1185,16 @@ fn request_attributes(
             }
         }
     }
+    // The route's header attributes come in key order, each key once (a `BTreeMap`'s):
+    // into a map that has nothing else yet, each goes at the end (no search for its place).
+    let in_order = attr.is_empty();
     for (key, header) in &hit.route.header_attrs {
         if let Some(v) = http.headers.get(header) {
-            attr.insert(key.clone(), Value::from(v));
+            if in_order {
+                attr.push_sorted(key.clone(), Value::from(v));
+            } else {
+                attr.insert(key.clone(), Value::from(v));
+            }
         }
     }
     for key in &a.context_extensions {
@@ -1358,6 +1364,48 @@ impl Authorization for ExtAuthz {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15: header attributes appended in key order make the map a search finds
+    /// every one of them in (more than the 8 entries a map scans), alone or among path
+    /// parameters (inserted in their place then).
+    #[test]
+    fn header_attributes_are_found_in_the_map() {
+        let names: Vec<String> = (0..12).map(|i| format!("h{:02}", 11 - i)).collect();
+        let headers: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .map(|n| (n.clone(), serde_json::Value::from(format!("x-{n}"))))
+            .collect();
+        for path_params in [false, true] {
+            let route: super::super::config::RouteConfig =
+                serde_json::from_value(serde_json::json!({
+                    "path": "/documents/{id}",
+                    "resource": {"kind": "document", "id": "{id}"},
+                    "attributes": {"headers": headers, "pathParams": path_params},
+                }))
+                .unwrap();
+            let routes = RouteMapper::new(&[route]).unwrap();
+            let path = normalize("/documents/from-path").unwrap();
+            let hit = routes.find(&path.path, "GET").unwrap();
+            let mut http = HttpView::default();
+            for n in &names {
+                http.headers.push(
+                    Box::leak(format!("x-{n}").into_boxed_str()),
+                    Box::leak(format!("value-{n}").into_boxed_str()),
+                );
+            }
+            let attrs = AttrsView::default();
+            let attr = request_attributes(&hit.route.attributes, &attrs, &http, &hit, &path);
+            assert_eq!(attr.len(), 12 + usize::from(path_params));
+            for n in &names {
+                let found = attr.get_str(n).map(to_json);
+                assert_eq!(found, Some(serde_json::json!(format!("value-{n}"))), "{n}");
+            }
+            let id = attr.get_str("id").map(to_json);
+            assert_eq!(id, path_params.then(|| serde_json::json!("from-path")));
+            let keys: Vec<String> = attr.iter().map(|(k, _)| k.to_string()).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        }
+    }
 
     /// Issue 15: a decision id's time is the decision's start on the wall clock, taken
     /// from the instant that times the decision (no clock read of its own).
