@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod api;
 pub mod audit;
 pub mod cel;
