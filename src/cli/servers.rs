@@ -24,6 +24,12 @@ use crate::telemetry::Sinks;
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest header list (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`) of a gRPC call: Envoy's
+/// ext_authz calls and Cerbos SDK calls carry a few hundred bytes; a larger list is refused
+/// (HTTP 431) before it is decoded into a request. Set here rather than left to hyper's
+/// default, which is the same today.
+const MAX_GRPC_HEADER_LIST: u32 = 16 * 1024;
+
 /// Where the listeners bind.
 pub(super) struct Addresses {
     /// ext_authz gRPC, the Cerbos gRPC API, health.
@@ -73,6 +79,7 @@ pub(super) async fn run(
 
     let grpc = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(conns.max_concurrent_streams))
+        .http2_max_header_list_size(MAX_GRPC_HEADER_LIST)
         .http2_keepalive_interval(Some(millis(conns.keep_alive_interval_ms)))
         .http2_keepalive_timeout(Some(millis(conns.keep_alive_timeout_ms)))
         .max_connection_age(millis(conns.max_connection_age_ms))

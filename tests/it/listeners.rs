@@ -115,3 +115,58 @@ async fn issue_12_idle_and_slow_connections_do_not_stop_ext_authz() {
     assert!(closed > 0, "no idle connection was closed");
     assert!(check(&mut c).await, "allowed after the attack");
 }
+
+/// The gRPC listener bounds the header list of a call (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`,
+/// 16 KiB): a call whose headers are larger is refused before it reaches the decision, never
+/// allowed, and the connection keeps serving ordinary calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_listener_refuses_oversized_header_lists() {
+    let dir = std::env::temp_dir().join(format!("gh-header-list-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies/doc.yaml"),
+        POLICY.replace(
+            "      condition:\n        match:\n          expr: R.attr.ok == true\n",
+            "",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("gatehouse.yaml"),
+        "policies: {directory: policies}\n\
+         extAuthz:\n  principal:\n    sources: [{headers: {id: x-user, roles: x-roles}}]\n  \
+         routes: [{path: '/docs/{id}', resource: {kind: doc, id: '{id}'}, action: read}]\n",
+    )
+    .unwrap();
+    let s = Served::start(&dir.join("gatehouse.yaml"), true);
+    let mut c = s.ext_authz().await;
+    let call = |padding: usize| {
+        let mut r = tonic::Request::new(get_request(
+            "/docs/1",
+            &[("x-user", "a"), ("x-roles", "user")],
+        ));
+        r.metadata_mut()
+            .insert("x-padding", "a".repeat(padding).parse().unwrap());
+        r
+    };
+    let code = |r: Result<
+        tonic::Response<gatehouse::extauthz::pb::v3::CheckResponse>,
+        tonic::Status,
+    >| { r.map(|r| r.into_inner().status.map_or(-1, |s| s.code)) };
+    assert_eq!(
+        code(c.check(call(12 * 1024)).await).ok(),
+        Some(0),
+        "12 KiB of headers"
+    );
+    let refused = code(c.check(call(20 * 1024)).await);
+    assert!(
+        !matches!(refused, Ok(0)),
+        "20 KiB of headers were let through: {refused:?}"
+    );
+    assert_eq!(
+        code(c.check(call(0)).await).ok(),
+        Some(0),
+        "served afterwards"
+    );
+}
