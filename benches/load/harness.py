@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -402,8 +403,14 @@ def measure(group: Group, server: Server, clients: int, work: Path) -> dict[str,
     load_before = os.getloadavg()[0]
     sampler.start()
     runner = run_h2load if group.tool == "h2load" else run_wrk
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     rps, p50, p99, requests = runner(server.target, clients, SECONDS, WARMUP, work)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     sampler.join()
+    # The load generator's own CPU (h2load or wrk, warm-up included) per request it sent, at
+    # the timed rate over the whole run: on a shared machine, what it leaves to the server.
+    client_s = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    client_us = client_s / (rps * (SECONDS + WARMUP)) * 1e6 if rps > 0 else 0.0
     for proc in server.procs:
         if not proc.alive():
             raise SystemExit(f"{proc.name} died under load:\n{proc.tail()}")
@@ -413,7 +420,8 @@ def measure(group: Group, server: Server, clients: int, work: Path) -> dict[str,
                  for k, threads in samples["thread_ticks"].items()}
     return {"req_s": rps, "p50_ms": p50, "p99_ms": p99, "requests": requests,
             "cpu_us_per_req": sum(cpu_us.values()), "cpu_us_per_req_by_process": cpu_us,
-            "cpu_us_per_req_by_thread": by_thread, "load_average": load_before}
+            "cpu_us_per_req_by_thread": by_thread, "load_generator_cpu_us_per_req": client_us,
+            "load_average": load_before}
 
 
 def median_range(xs: list[float]) -> dict[str, float]:
@@ -677,6 +685,8 @@ def main() -> None:
                              "p50_ms": median_range([r["p50_ms"] for r in rs]),
                              "p99_ms": median_range([r["p99_ms"] for r in rs]),
                              "cpu_us_per_req": median_range([r["cpu_us_per_req"] for r in rs]),
+                             "load_generator_cpu_us_per_req": median_range(
+                                 [r["load_generator_cpu_us_per_req"] for r in rs]),
                              "cpu_us_per_req_by_process": procs, "cpu_us_per_req_by_thread": threads,
                              "runs": rs})
     result = {
@@ -715,8 +725,8 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Throughput ratios and p99 / CPU comparisons of the medians, each against its baseline."""
     out = []
 
-    def add(what: str, group: str, server: str, base: str, c: int) -> None:
-        a, b = find(rows, group, server, c), find(rows, group, base, c)
+    def add(what: str, group: str, server: str, base: str, c: int, base_group: str | None = None) -> None:
+        a, b = find(rows, group, server, c), find(rows, base_group or group, base, c)
         if a and b:
             out.append({"comparison": what, "concurrency": c, "server": server, "baseline": base,
                         "req_s_ratio": a["req_s"]["median"] / b["req_s"]["median"],
@@ -730,6 +740,11 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             add("ext_authz Check vs the empty tonic server", "ext_authz", s, "empty tonic server", c)
         for g in ("CheckResources, gRPC", "CheckResources, HTTP", "PlanResources, gRPC", "PlanResources, HTTP"):
             add(f"{g} vs Cerbos 0.55", g, "Gatehouse, audit off", "Cerbos 0.55", c)
+    # The most any tonic server answers over gRPC here, against Cerbos's CheckResources rate:
+    # the empty server's bare Check (no decision, an empty answer) bounds a tonic CheckResources.
+    for c in (8, 64):
+        add("ceiling: the empty tonic server's bare Check vs Cerbos 0.55's CheckResources, gRPC", "ext_authz",
+            "empty tonic server", "Cerbos 0.55", c, base_group="CheckResources, gRPC")
     for s in ("Envoy + empty tonic server", "Envoy + Gatehouse, audit off",
               "Envoy + Gatehouse, bundled config (audit on)"):
         add("Envoy vs Envoy without authz", "Envoy", s, "Envoy, no authz", 64)
@@ -773,7 +788,8 @@ def markdown(res: dict[str, Any]) -> str:
         "its access log, default concurrency, in front of `examples/bench_upstream.rs` (always `200 ok`)",
         "- CPU µs per request: utime + stime of the server's process(es) from `/proc/<pid>/stat`, "
         "sampled inside the timed window, divided by the requests served; Envoy rows add Envoy, the "
-        "authz server and the upstream (per process in the JSON)",
+        "authz server and the upstream (per process in the JSON); the load generator's CPU (h2load or "
+        "wrk, from `getrusage`, warm-up included) divided by the requests it sent at the timed rate",
         "",
         "Checked before timing (each server must give these answers, or the run stops):",
         "",
@@ -787,12 +803,14 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{r['p99_ms'][0]:.2f} / {r['p99_ms'][1]:.2f} | "
                      f"{r['cpu_us_per_req'][0]:.0f} / {r['cpu_us_per_req'][1]:.0f} |")
     lines += ["", "## Rows", "",
-              "| scenario | server | concurrency | req/s | p50 ms | p99 ms | CPU µs/req |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+              "| scenario | server | concurrency | req/s | p50 ms | p99 ms | CPU µs/req | "
+              "load generator CPU µs/req |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in res["rows"]:
+        client = r.get("load_generator_cpu_us_per_req")
         lines.append(f"| {r['group']} | {r['server']} | {r['concurrency']} | {fmt_range(r['req_s'])} | "
                      f"{fmt_range(r['p50_ms'], 2)} | {fmt_range(r['p99_ms'], 2)} | "
-                     f"{fmt_range(r['cpu_us_per_req'])} |")
+                     f"{fmt_range(r['cpu_us_per_req'])} | {fmt_range(client) if client else ''} |")
     lines += ["", "## Gatehouse's CPU by thread (ext_authz Check)", "",
               "The same CPU per request, split by thread name (tokio workers serve the requests; "
               "`gatehouse-audit` is the audit log's writer, which formats and writes the records "
