@@ -233,7 +233,7 @@ impl Message for PrincipalWire {
                 .map_err(|e| at(e, NAME, "roles")),
             4 => self
                 .attr
-                .merge_entry(wire_type, buf, ctx)
+                .merge_attribute(wire_type, buf, ctx)
                 .map_err(|e| at(e, NAME, "attr")),
             5 => string::merge(wire_type, &mut self.scope, buf, ctx)
                 .map_err(|e| at(e, NAME, "scope")),
@@ -294,7 +294,7 @@ impl Message for ResourceWire {
             3 => string::merge(wire_type, &mut self.id, buf, ctx).map_err(|e| at(e, NAME, "id")),
             4 => self
                 .attr
-                .merge_entry(wire_type, buf, ctx)
+                .merge_attribute(wire_type, buf, ctx)
                 .map_err(|e| at(e, NAME, "attr")),
             5 => string::merge(wire_type, &mut self.scope, buf, ctx)
                 .map_err(|e| at(e, NAME, "scope")),
@@ -313,6 +313,26 @@ struct MapWire {
 }
 
 impl MapWire {
+    /// Reads one entry of a principal's or resource's `attr` map: an attribute with a scalar
+    /// value in the usual encoding straight from the buffer ([`scalar_entry`]), anything
+    /// else as [`merge_entry`](Self::merge_entry) does. These maps sit a few messages deep,
+    /// so prost's recursion limit, which the fast path does not count, is never near.
+    fn merge_attribute(
+        &mut self,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        if wire_type == WireType::LengthDelimited
+            && let Some((key, value, used)) = scalar_entry(buf.chunk())
+        {
+            buf.advance(used);
+            self.fields.push((Key::String(key), value));
+            return Ok(());
+        }
+        self.merge_entry(wire_type, buf, ctx)
+    }
+
     /// Reads one map entry, as prost's generated code reads a map field.
     fn merge_entry(
         &mut self,
@@ -405,6 +425,74 @@ fn merge_shared_str(
     let mut s = String::new();
     string::merge(wire_type, &mut s, buf, ctx)?;
     Ok(Arc::from(s))
+}
+
+/// A map entry (its length prefix first) in the form encoders write for a scalar value:
+/// field 1, the key, then field 2, a `google.protobuf.Value` holding one null, number,
+/// string or bool, and nothing else. Returns the key, the value and the bytes used, or
+/// `None` for any other form (another field order, repeated or unknown fields, a struct or
+/// list value, a bad length, varint or UTF-8, an entry split across buffer chunks): the
+/// general path reads those, or fails with prost's error, the same either way.
+fn scalar_entry(chunk: &[u8]) -> Option<(Arc<str>, Value, usize)> {
+    const KEY: u8 = 1 << 3 | 2;
+    const VALUE: u8 = 2 << 3 | 2;
+    let mut rest = chunk;
+    let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
+    let prefix = chunk.len() - rest.len();
+    let mut entry = rest.get(..len)?;
+    let key = length_delimited(&mut entry, KEY)?;
+    let value = length_delimited(&mut entry, VALUE)?;
+    if !entry.is_empty() {
+        return None;
+    }
+    let value = scalar_value(value)?;
+    Some((super::intern::shared_utf8(key)?, value, prefix + len))
+}
+
+/// The bytes of field `key` (a length-delimited field's key byte) at the start of `bytes`,
+/// which move past it.
+fn length_delimited<'a>(bytes: &mut &'a [u8], key: u8) -> Option<&'a [u8]> {
+    let (&first, mut rest) = bytes.split_first()?;
+    if first != key {
+        return None;
+    }
+    let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
+    let field = rest.get(..len)?;
+    *bytes = &rest[len..];
+    Some(field)
+}
+
+/// A `google.protobuf.Value` that is empty (null) or holds exactly one scalar field.
+fn scalar_value(bytes: &[u8]) -> Option<Value> {
+    const NULL: u8 = 1 << 3;
+    const NUMBER: u8 = 2 << 3 | 1;
+    const STRING: u8 = 3 << 3 | 2;
+    const BOOL: u8 = 4 << 3;
+    let mut rest = bytes;
+    let Some((&key, after_key)) = rest.split_first() else {
+        return Some(Value::Null);
+    };
+    let value = match key {
+        NULL => {
+            rest = after_key;
+            decode_varint(&mut rest).ok()?;
+            Value::Null
+        }
+        NUMBER => {
+            let (number, after) = after_key.split_first_chunk::<8>()?;
+            rest = after;
+            Value::Double(f64::from_le_bytes(*number))
+        }
+        STRING => Value::String(super::intern::shared_utf8(length_delimited(
+            &mut rest, STRING,
+        )?)?),
+        BOOL => {
+            rest = after_key;
+            Value::Bool(decode_varint(&mut rest).ok()? != 0)
+        }
+        _ => return None,
+    };
+    rest.is_empty().then_some(value)
 }
 
 /// A `google.protobuf.Value` being read.
@@ -886,6 +974,84 @@ mod tests {
                 .unwrap_err()
                 .message(),
             "number of attribute values exceeds configured limit (4999)"
+        );
+    }
+
+    /// Attributes with a scalar value in the usual encoding are read by the fast path
+    /// (`scalar_entry`), as the generated message reads them, in every encoding of the
+    /// scalar; the other forms fall through to the general path.
+    #[test]
+    fn scalar_attributes_read_on_the_fast_path_as_prost_reads_them() {
+        let entry = |key: &[u8], value: &[u8]| {
+            let mut e = Vec::new();
+            encode_key(1, WireType::LengthDelimited, &mut e);
+            encode_varint(key.len() as u64, &mut e);
+            e.extend_from_slice(key);
+            encode_key(2, WireType::LengthDelimited, &mut e);
+            encode_varint(value.len() as u64, &mut e);
+            e.extend_from_slice(value);
+            let mut framed = Vec::new();
+            encode_varint(e.len() as u64, &mut framed);
+            framed.extend(e);
+            framed
+        };
+        let neg_zero = [&[0x11][..], &(-0.0f64).to_le_bytes()[..]].concat();
+        let fast: [&[u8]; 10] = [
+            b"",
+            b"\x08\x00",
+            b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+            b"\x20\x00",
+            b"\x20\x02",
+            b"\x20\x81\x00",
+            b"\x1a\x00",
+            b"\x1a\x03abc",
+            b"\x11\x00\x00\x00\x00\x00\x00\xf0\x3f",
+            &neg_zero,
+        ];
+        for value in fast {
+            let framed = entry(b"k", value);
+            assert!(scalar_entry(&framed).is_some(), "{value:02x?}");
+            same(&principal_with_value(value)).unwrap();
+        }
+        // NaN, which the comparison above cannot take (NaN is not equal to itself).
+        let nan = [&[0x11][..], &f64::NAN.to_le_bytes()[..]].concat();
+        let Some((_, Value::Double(n), used)) = scalar_entry(&entry(b"k", &nan)) else {
+            panic!("NaN on the fast path")
+        };
+        assert!(n.is_nan());
+        assert_eq!(used, entry(b"k", &nan).len());
+        let req = CheckRequest::decode_protobuf(&principal_with_value(&nan)).unwrap();
+        let attr = req.principal.unwrap().attr;
+        assert!(matches!(attr.get_str("v"), Some(Value::Double(n)) if n.is_nan()));
+        let general: [&[u8]; 9] = [
+            b"\x1a\x01\xff",
+            b"\x20\x01\x20\x00",
+            b"\x1a\x01a\x11\x00\x00\x00\x00\x00\x00\x00\x00",
+            b"\x11\x00\x00",
+            b"\x1a\x05ab",
+            b"\x2a\x00",
+            b"\x32\x00",
+            b"\x38\x01",
+            b"\x20",
+        ];
+        for value in general {
+            let framed = entry(b"k", value);
+            assert!(scalar_entry(&framed).is_none(), "{value:02x?}");
+            // Read or refused, the same way as the generated message (asserted inside).
+            let _ = same(&principal_with_value(value));
+        }
+        // A key that is not UTF-8, an entry with its value first or a field after it, and a
+        // length past the end go the general way too.
+        assert!(scalar_entry(&entry(b"\xff", b"\x20\x01")).is_none());
+        let mut swapped = vec![7, 0x12, 2, 0x20, 1, 0x0a, 1, b'k'];
+        assert!(scalar_entry(&swapped).is_none());
+        swapped[0] = 9;
+        assert!(scalar_entry(&swapped).is_none());
+        assert!(scalar_entry(&[9, 0x0a, 1, b'k', 0x12, 2, 0x20, 1, 0x18, 1]).is_none());
+        let read = same(&principal_with_entry(b"\x20\x01", b"\x18\x01")).unwrap();
+        assert_eq!(
+            read.principal.unwrap().attr["v"].kind,
+            Some(Kind::BoolValue(true))
         );
     }
 
