@@ -937,18 +937,16 @@ impl<'s> Decider<'s, '_, '_, '_> {
         let rows = rows?;
         let (set, req, input) = (self.set, self.req, self.input);
         let mut bindings = std::mem::take(&mut self.bindings);
-        query_rows(
-            set,
-            rows,
-            req.resource_version,
-            &req.kind,
+        let q = RowQuery {
+            version: req.resource_version,
+            kind: &req.kind,
             scope,
             action,
-            parent_roles,
+            roles: parent_roles,
             pass,
-            &input.principal.id,
-            &mut bindings,
-        );
+            principal_id: &input.principal.id,
+        };
+        query_rows(set, rows, &q, &mut bindings);
         let mut decided = None;
         for b in bindings.drain(..) {
             let step = match b {
@@ -1354,50 +1352,50 @@ fn role_policy_rows<'r>(
     out
 }
 
+/// One rule lookup: the rows of a policy kind, scope and version for an action and the
+/// principal's roles (or, for principal policies, its id).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowQuery<'q> {
+    /// Policy version.
+    pub(crate) version: &'q str,
+    /// Resource kind.
+    pub(crate) kind: &'q str,
+    /// Scope whose rows are read.
+    pub(crate) scope: &'q str,
+    /// The action to match.
+    pub(crate) action: &'q str,
+    /// The roles to match (resource and role policies).
+    pub(crate) roles: &'q [Arc<str>],
+    /// Which pass: resource (and role) policies, or principal policies.
+    pub(crate) pass: RowKind,
+    /// The principal's id (principal policies).
+    pub(crate) principal_id: &'q str,
+}
+
 /// Finds the bindings for one (scope, action, roles) in a policy kind. Reads only the
 /// rows indexed under `kind` (and wildcard kinds) and `roles` (and wildcard roles).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn query<'a>(
-    set: &'a CompiledPolicySet,
-    version: &str,
-    kind: &str,
-    scope: &str,
-    action: &str,
-    roles: &[Arc<str>],
-    pass: RowKind,
-    principal_id: &str,
-    out: &mut Vec<Binding<'a>>,
-) {
-    if let Some(rows) = set.scope_rows(version, scope) {
-        query_rows(
-            set,
-            rows,
-            version,
-            kind,
-            scope,
-            action,
-            roles,
-            pass,
-            principal_id,
-            out,
-        );
+pub(crate) fn query<'a>(set: &'a CompiledPolicySet, q: &RowQuery<'_>, out: &mut Vec<Binding<'a>>) {
+    if let Some(rows) = set.scope_rows(q.version, q.scope) {
+        query_rows(set, rows, q, out);
     }
 }
 
 /// [`query`] in the rows of the (version, scope), already looked up.
-#[allow(clippy::too_many_arguments)]
 fn query_rows<'a>(
     set: &'a CompiledPolicySet,
     rows: &'a ScopeRows,
-    version: &str,
-    kind: &str,
-    scope: &str,
-    action: &str,
-    roles: &[Arc<str>],
-    pass: RowKind,
-    principal_id: &str,
+    q: &RowQuery<'_>,
     out: &mut Vec<Binding<'a>>,
 ) {
+    let RowQuery {
+        version,
+        kind,
+        scope,
+        action,
+        roles,
+        pass,
+        principal_id,
+    } = *q;
     match pass {
         RowKind::Principal => {
             if let Some(ids) = rows.principal.get(principal_id) {

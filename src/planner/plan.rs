@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::cel::ast::{BinaryOp, Expr, ExprKind};
 use crate::cel::{Timestamp, Value};
 use crate::engine::check::{
-    Binding, all_scopes, effective_scope, effective_version, query, request_values,
+    Binding, RowQuery, all_scopes, effective_scope, effective_version, query, request_values,
 };
 use crate::engine::{
     CheckInput, Engine, EngineConfig, EvaluationError, Resource, SchemaEnforcement, ValidationError,
@@ -608,17 +608,16 @@ impl<'w> Walk<'w> {
         };
         let mut bindings = std::mem::take(&mut self.bindings);
         let id = &self.input.principal.id;
-        query(
-            self.set,
-            self.version,
-            self.kind,
+        let q = RowQuery {
+            version: self.version,
+            kind: self.kind,
             scope,
             action,
             roles,
             pass,
-            id,
-            &mut bindings,
-        );
+            principal_id: id,
+        };
+        query(self.set, &q, &mut bindings);
         let mut nodes = Nodes::default();
         let mut result = Ok(());
         for b in bindings.drain(..) {
