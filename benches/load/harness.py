@@ -11,10 +11,12 @@ In one run, all on 127.0.0.1, it starts:
   without its access log) in front of it: no authz, the empty server, Gatehouse (audit off),
   Gatehouse (bundled config);
 
-checks that every server gives the expected answers, then times each row LOAD_ROUNDS times,
-alternating between the servers of a row, and writes BENCHMARKS.md and BENCHMARKS.json
-(medians with ranges, req/s, p50/p99, server CPU µs per request from /proc/<pid>/stat,
-idle and peak RSS). Every process it starts is stopped by PID on exit, error or signal.
+checks that every server gives the expected answers, then times each row LOAD_ROUNDS times
+(the Envoy rows LOAD_ENVOY_ROUNDS times, shorter), alternating between the servers of a row,
+and writes BENCHMARKS.md and BENCHMARKS.json (medians with ranges, req/s, p50/p99, server CPU
+µs per request from /proc/<pid>/stat, idle and peak RSS, ratios of the medians and of each
+round's back-to-back pair, and how steady the machine was: a fixed CPU loop timed before
+every run). Every process it starts is stopped by PID on exit, error or signal.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ BENCH = Path(ENV.get("GATEHOUSE_BENCH_DIR", ROOT.parent / "shared" / "bench")).r
 SECONDS = float(ENV.get("LOAD_SECONDS", "10"))
 WARMUP = float(ENV.get("LOAD_WARMUP", "2"))
 ROUNDS = int(ENV.get("LOAD_ROUNDS", "3"))
+# The Envoy rows: four processes share the two cores there and a run's speed swings most from
+# round to round, so they take three times the rounds, each a third as long (the same timed
+# seconds), and their ratios are also taken round by round.
+ENVOY_ROUNDS = int(ENV.get("LOAD_ENVOY_ROUNDS", str(3 * ROUNDS)))
+ENVOY_SECONDS = float(ENV.get("LOAD_ENVOY_SECONDS", f"{max(1.0, SECONDS / 3):g}"))
 ROWS = ENV.get("LOAD_ROWS", "")  # comma-separated substrings of group names; empty: all
 OUT_DIR = Path(ENV.get("LOAD_OUT_DIR", ROOT)).resolve()
 COMMAND = ENV.get("LOAD_COMMAND", "bash benches/load.sh")
@@ -376,6 +383,31 @@ class Group:
     tool: str
     concurrency: list[int]
     servers: list[Server]
+    rounds: int = ROUNDS
+    seconds: float = SECONDS
+
+
+def schedule(groups: list[Group]) -> list[tuple[int, Group, int, Server]]:
+    """The runs in order, as (round, group, concurrency, server): round by round, each row's
+    servers back to back (so a round's pair of servers saw the same machine), a group
+    leaving the rotation once its rounds are done."""
+    order = []
+    for rnd in range(max((g.rounds for g in groups), default=0)):
+        for g in groups:
+            if rnd < g.rounds:
+                order += [(rnd, g, c, s) for c in g.concurrency for s in g.servers]
+    return order
+
+
+def steadiness_probe_ms() -> float:
+    """CPU milliseconds a fixed loop takes, timed between runs while the servers idle: on a
+    shared (virtual) machine it moves with the speed the host gives us, which no server
+    controls; the spread over a run says how far two runs' figures can differ for that alone."""
+    t0 = time.process_time()
+    x = 0
+    for i in range(300_000):
+        x = (x + i * i) % 1_000_003
+    return (time.process_time() - t0) * 1e3
 
 
 def measure(group: Group, server: Server, clients: int, work: Path) -> dict[str, Any]:
@@ -384,7 +416,8 @@ def measure(group: Group, server: Server, clients: int, work: Path) -> dict[str,
         if proc.alive():
             os.truncate(proc.log_path, 0)
     samples: dict[str, Any] = {}
-    window = (WARMUP + min(0.3, SECONDS / 10), WARMUP + SECONDS - min(0.3, SECONDS / 10))
+    seconds = group.seconds
+    window = (WARMUP + min(0.3, seconds / 10), WARMUP + seconds - min(0.3, seconds / 10))
 
     def sample() -> None:
         t_start = time.monotonic()
@@ -404,13 +437,13 @@ def measure(group: Group, server: Server, clients: int, work: Path) -> dict[str,
     sampler.start()
     runner = run_h2load if group.tool == "h2load" else run_wrk
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    rps, p50, p99, requests = runner(server.target, clients, SECONDS, WARMUP, work)
+    rps, p50, p99, requests = runner(server.target, clients, seconds, WARMUP, work)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     sampler.join()
     # The load generator's own CPU (h2load or wrk, warm-up included) per request it sent, at
     # the timed rate over the whole run: on a shared machine, what it leaves to the server.
     client_s = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
-    client_us = client_s / (rps * (SECONDS + WARMUP)) * 1e6 if rps > 0 else 0.0
+    client_us = client_s / (rps * (seconds + WARMUP)) * 1e6 if rps > 0 else 0.0
     for proc in server.procs:
         if not proc.alive():
             raise SystemExit(f"{proc.name} died under load:\n{proc.tail()}")
@@ -642,7 +675,8 @@ def main() -> None:
             Server("Cerbos 0.55", http_t(ports["cerbos_http"], "/api/plan/resources", "plan.lua"), [cerbos_p]),
             Server("Gatehouse, audit off", http_t(ports["gh_off_http"], "/api/plan/resources", "plan.lua"), [gh_off]),
         ]),
-        Group("Envoy 1.40 -> upstream, HTTP/1.1 (wrk)", "wrk", [64], [
+        Group("Envoy 1.40 -> upstream, HTTP/1.1 (wrk)", "wrk", [64], rounds=ENVOY_ROUNDS, seconds=ENVOY_SECONDS,
+              servers=[
             Server("Envoy, no authz", envoy_t(envoys["no-authz"][1]), [envoys["no-authz"][0], upstream]),
             Server("Envoy + empty tonic server", envoy_t(envoys["empty"][1]), [envoys["empty"][0], empty, upstream]),
             Server("Envoy + Gatehouse, audit off", envoy_t(envoys["gatehouse-audit-off"][1]),
@@ -656,17 +690,18 @@ def main() -> None:
         groups = [g for g in groups if any(w in g.name.lower() for w in wanted)]
 
     runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    total = ROUNDS * sum(len(g.concurrency) * len(g.servers) for g in groups)
-    n = 0
-    for rnd in range(ROUNDS):
-        for g in groups:
-            for c in g.concurrency:
-                for s in g.servers:  # alternating: each server of a row once per round
-                    n += 1
-                    r = measure(g, s, c, work)
-                    runs.setdefault((g.name, s.label, c), []).append(r)
-                    log(f"[{n}/{total}] round {rnd + 1} {g.name} c={c} {s.label}: {r['req_s']:.0f} req/s, "
-                        f"p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, {r['cpu_us_per_req']:.0f} µs CPU/req")
+    order = schedule(groups)
+    steadiness_probe_ms()  # the first call also pays for warming the interpreter up
+    probes = []
+    for n, (rnd, g, c, s) in enumerate(order, 1):
+        probe = steadiness_probe_ms()
+        probes.append(probe)
+        r = measure(g, s, c, work)
+        r["steadiness_probe_ms"] = probe
+        runs.setdefault((g.name, s.label, c), []).append(r)
+        log(f"[{n}/{len(order)}] round {rnd + 1} {g.name} c={c} {s.label}: {r['req_s']:.0f} req/s, "
+            f"p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, {r['cpu_us_per_req']:.0f} µs CPU/req "
+            f"(probe {probe:.1f} ms)")
     peak_rss = {p.name: p.status_kib("VmHWM") for p in PROCS}
     after_rss = {p.name: p.status_kib("VmRSS") for p in PROCS}
     finished = dt.datetime.now(dt.timezone.utc)
@@ -695,7 +730,9 @@ def main() -> None:
         "machine": machine(),
         "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
         "load_average_max_before_a_run": max(r["load_average"] for rs in runs.values() for r in rs),
-        "settings": {"seconds": SECONDS, "warmup_seconds": WARMUP, "rounds": ROUNDS, "rows": ROWS or "all"},
+        "settings": {"seconds": SECONDS, "warmup_seconds": WARMUP, "rounds": ROUNDS,
+                     "envoy_rounds": ENVOY_ROUNDS, "envoy_seconds": ENVOY_SECONDS, "rows": ROWS or "all"},
+        "steadiness_probe_ms": median_range(probes),
         "versions": {
             "gatehouse": gatehouse_info,
             "cerbos": "Cerbos " + version([cerbos, "--version"]),
@@ -722,14 +759,18 @@ def find(rows: list[dict[str, Any]], group: str, server: str, c: int) -> dict[st
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Throughput ratios and p99 / CPU comparisons of the medians, each against its baseline."""
+    """Throughput ratios and p99 / CPU comparisons of the medians, each against its baseline;
+    within a row, also the ratio of each round's pair (the two servers timed back to back)."""
     out = []
 
     def add(what: str, group: str, server: str, base: str, c: int, base_group: str | None = None) -> None:
         a, b = find(rows, group, server, c), find(rows, base_group or group, base, c)
         if a and b:
+            same_row = a["group"] == b["group"]
+            paired = [x["req_s"] / y["req_s"] for x, y in zip(a["runs"], b["runs"])] if same_row else []
             out.append({"comparison": what, "concurrency": c, "server": server, "baseline": base,
                         "req_s_ratio": a["req_s"]["median"] / b["req_s"]["median"],
+                        "req_s_ratio_paired": median_range(paired) if paired else None,
                         "p99_ms": [a["p99_ms"]["median"], b["p99_ms"]["median"]],
                         "p99_ratio": a["p99_ms"]["median"] / b["p99_ms"]["median"],
                         "cpu_us_per_req": [a["cpu_us_per_req"]["median"], b["cpu_us_per_req"]["median"]],
@@ -774,8 +815,14 @@ def markdown(res: dict[str, Any]) -> str:
         f"- Load average (1/5/15 min) at start {la(res['load_average_at_start'])}, at end "
         f"{la(res['load_average_at_end'])}; highest 1-min figure before a run "
         f"{res['load_average_max_before_a_run']:.2f}",
-        f"- Each row: {s['rounds']} rounds of {s['seconds']:g} s after {s['warmup_seconds']:g} s of warm-up, "
+        f"- Each row: {s['rounds']} rounds of {s['seconds']:g} s after {s['warmup_seconds']:g} s of warm-up "
+        f"(the Envoy rows: {s.get('envoy_rounds', s['rounds'])} rounds of {s.get('envoy_seconds', s['seconds']):g} s), "
         "rounds alternating between the servers of a row; medians with (min–max) of the rounds",
+        *([f"- Steadiness of the machine: a fixed CPU loop, timed before every run while the servers idle, "
+           f"took {fmt_range(res['steadiness_probe_ms'], 1)} ms: the same work took up to "
+           f"{100 * (res['steadiness_probe_ms']['max'] / res['steadiness_probe_ms']['min'] - 1):.0f}% longer "
+           "in one gap between runs than in another, with nothing of ours running"]
+          if res.get("steadiness_probe_ms") else []),
         f"- Versions: Gatehouse {res['versions']['gatehouse']} (release build), {res['versions']['cerbos']}, "
         f"{res['versions']['envoy']}, {res['versions']['h2load']}, {res['versions']['wrk']}",
         "- Policies and requests: `../shared/bench/policies`; CheckResources = "
@@ -796,11 +843,16 @@ def markdown(res: dict[str, Any]) -> str:
     ]
     lines += [f"- {c}" for c in res["checks"]]
     lines += ["", "## Ratios (medians of this run)", "",
-              "| comparison | concurrency | server | req/s ratio | p99 ms (server / baseline) | "
-              "CPU µs/req (server / baseline) |", "|---|---:|---|---:|---|---|"]
+              "The req/s ratio is the ratio of the two medians; the paired one is the median (min–max) of "
+              "each round's ratio, the two servers timed back to back in that round, which cancels what "
+              "the machine's speed does between rounds (see the steadiness probe above).", "",
+              "| comparison | concurrency | server | req/s ratio | paired, by round | p99 ms (server / baseline) | "
+              "CPU µs/req (server / baseline) |", "|---|---:|---|---:|---:|---|---|"]
     for r in res["ratios"]:
+        paired = r.get("req_s_ratio_paired")
+        paired_text = (f"{paired['median']:.2f}× ({paired['min']:.2f}–{paired['max']:.2f})" if paired else "")
         lines.append(f"| {r['comparison']} | {r['concurrency']} | {r['server']} | {r['req_s_ratio']:.2f}× | "
-                     f"{r['p99_ms'][0]:.2f} / {r['p99_ms'][1]:.2f} | "
+                     f"{paired_text} | {r['p99_ms'][0]:.2f} / {r['p99_ms'][1]:.2f} | "
                      f"{r['cpu_us_per_req'][0]:.0f} / {r['cpu_us_per_req'][1]:.0f} |")
     lines += ["", "## Rows", "",
               "| scenario | server | concurrency | req/s | p50 ms | p99 ms | CPU µs/req | "
