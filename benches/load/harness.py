@@ -817,7 +817,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{la(res['load_average_at_end'])}; highest 1-min figure before a run "
         f"{res['load_average_max_before_a_run']:.2f}",
         f"- Each row: {s['rounds']} rounds of {s['seconds']:g} s after {s['warmup_seconds']:g} s of warm-up "
-        f"(the Envoy rows: {s.get('envoy_rounds', s['rounds'])} rounds of {s.get('envoy_seconds', s['seconds']):g} s), "
+        f"(the Envoy rows: {s.get('envoy_rounds', s['rounds'])} rounds of {s.get('envoy_seconds', s['seconds']):.3g} s), "
         "rounds alternating between the servers of a row; medians with (min–max) of the rounds",
         *([f"- Steadiness of the machine: a fixed CPU loop, timed before every run while the servers idle, "
            f"took {fmt_range(res['steadiness_probe_ms'], 1)} ms: the same work took up to "
