@@ -261,24 +261,6 @@ impl AsyncWrite for Conn {
         }
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
@@ -429,24 +411,6 @@ impl AsyncWrite for GuardedStream {
             self.touch();
         }
         result
-    }
-
-    /// Vectored writes reach the socket as one `writev`: HTTP/2 then sends a frame's header
-    /// and a large payload in one system call instead of two.
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -608,43 +572,6 @@ mod tests {
             io::ErrorKind::TimedOut
         );
         assert!(waited < idle * 2, "closed late: {waited:?}");
-    }
-
-    /// Issue 15: a vectored write reaches the socket whole (one `writev`: HTTP/2 sends a
-    /// frame's header and a large payload together) and counts as traffic for the idle
-    /// timeout, like a plain write.
-    #[tokio::test]
-    async fn issue_15_vectored_writes_pass_through_and_keep_the_connection_open() {
-        let idle = Duration::from_millis(500);
-        let (mut limited, addr) = limited_listener(4, idle).await;
-        let server = tokio::spawn(async move {
-            let conn = Conn::Plain(limited.next().await);
-            assert!(conn.is_write_vectored());
-            let (mut r, mut w) = tokio::io::split(conn);
-            // The read half waits all along: it is where the idle timeout fires.
-            let reader = tokio::spawn(async move {
-                let mut buf = [0u8; 8];
-                r.read(&mut buf).await.map_err(|e| e.kind())
-            });
-            // Only vectored writes, every 100 ms, for more than twice the idle timeout.
-            for _ in 0..12 {
-                let n = w
-                    .write_vectored(&[io::IoSlice::new(b"ab"), io::IoSlice::new(b"cd")])
-                    .await
-                    .unwrap();
-                assert_eq!(n, 4, "both slices in one write");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            reader.await.unwrap()
-        });
-        let mut client = TcpStream::connect(addr).await.unwrap();
-        let mut got = vec![0u8; 48];
-        client.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, b"abcd".repeat(12));
-        drop(client);
-        // The reader sees the client leave, not an idle timeout.
-        let read = tokio::time::timeout(Duration::from_secs(5), server).await;
-        assert_eq!(read.expect("server done").unwrap(), Ok(0));
     }
 
     #[test]
