@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The side-by-side benchmark, in one command: builds Gatehouse (the `release-lto` profile), installs what is
-# missing, then in one run on 127.0.0.1 starts the empty tonic ext_authz server
+# The side-by-side benchmark, in one command: builds Gatehouse (the `release-lto` profile),
+# installs what is missing, then in one run on 127.0.0.1 starts the empty tonic ext_authz server
 # (examples/empty_authz.rs), Gatehouse with audit off and with the bundled gatehouse.yaml,
 # the real Cerbos 0.55, and Envoy 1.40 in front of an upstream (examples/bench_upstream.rs)
 # with no authz, the empty server and Gatehouse; checks that every server answers as
@@ -17,8 +17,8 @@
 # "ext_authz,envoy"; empty: all), LOAD_OUT_DIR (the repository root), LOAD_SCALE (1),
 # LOAD_ENVOY_ROUNDS (3 × LOAD_ROUNDS) and LOAD_ENVOY_SECONDS (LOAD_SECONDS / 3) for the Envoy
 # rows, LOAD_PROFILE (release-lto: the Cargo profile of the binaries built and timed),
-# LOAD_BUILD=0 skips the build, LOAD_KEEP_WORK=1 keeps the servers' logs and configs, GATEHOUSE_BENCH_DIR
-# (../shared/bench). SCALE_* settings pass through to benches/scale.sh; with LOAD_SCALE=0,
+# LOAD_BUILD=0 skips the build, LOAD_KEEP_WORK=1 keeps the servers' logs and configs,
+# GATEHOUSE_BENCH_DIR (../shared/bench). SCALE_* settings pass through to benches/scale.sh; with LOAD_SCALE=0,
 # SCALE_TABLE_FILE names a table of an earlier benches/scale.sh run to include instead.
 #
 # Needs wrk and h2load (Debian: apt-get install wrk nghttp2-client). Installs the Cerbos
