@@ -1223,6 +1223,13 @@ pub(crate) mod allocations {
 
     thread_local! {
         static COUNT: Cell<usize> = const { Cell::new(0) };
+        static LARGEST: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Counts one allocation of `size` bytes on this thread.
+    fn note(size: usize) {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
     }
 
     /// The system allocator, counting allocations per thread.
@@ -1231,7 +1238,7 @@ pub(crate) mod allocations {
     // SAFETY: every call is forwarded unchanged to the system allocator.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            note(layout.size());
             // SAFETY: the caller's contract is the system allocator's.
             unsafe { System.alloc(layout) }
         }
@@ -1242,13 +1249,13 @@ pub(crate) mod allocations {
         }
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            note(layout.size());
             // SAFETY: as above.
             unsafe { System.alloc_zeroed(layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            note(new_size);
             // SAFETY: as above.
             unsafe { System.realloc(ptr, layout, new_size) }
         }
@@ -1260,6 +1267,12 @@ pub(crate) mod allocations {
     /// Allocations (and reallocations) on this thread so far.
     pub(crate) fn count() -> usize {
         COUNT.with(Cell::get)
+    }
+
+    /// The largest block allocated (or reallocated to) on this thread since the last call,
+    /// in bytes; starts the next span at zero.
+    pub(crate) fn take_largest() -> usize {
+        LARGEST.with(|l| l.replace(0))
     }
 }
 
