@@ -21,8 +21,9 @@
 # request bodies), e.g.
 #   LOAD_BUILD=0 LOAD_SCALE=0 LOAD_ROWS=ext_authz LOAD_SECONDS=1 LOAD_WARMUP=0 \
 #     LOAD_ROUNDS=1 LOAD_KEEP_WORK=1 LOAD_OUT_DIR=/tmp/x bash benches/load.sh
-# Uses the release binaries already built (target/release/gatehouse and the examples
-# empty_authz and bench_upstream). N1, N2, C (concurrency), GATEHOUSE_BIN (another
+# Uses the binaries already built with the Cargo profile PROFILE (release-lto, as
+# benches/load.sh builds them: target/release-lto/gatehouse and the examples empty_authz and
+# bench_upstream; PROFILE=release for `cargo build --release`'s). N1, N2, C (concurrency), GATEHOUSE_BIN (another
 # gatehouse binary, e.g. a copy of an earlier build, to compare) and CALLGRIND_KEEP (keep
 # the callgrind.out files, for callgrind_annotate --inclusive=yes) can be set. With two
 # worker threads, which thread frees what varies from run to run and with it the allocator's
@@ -37,7 +38,8 @@ mode=${2:-servers}
 n1=${N1:-300}
 n2=${N2:-1300}
 conc=${C:-16}
-gatehouse=${GATEHOUSE_BIN:-target/release/gatehouse}
+profile=${PROFILE:-release-lto}
+gatehouse=${GATEHOUSE_BIN:-target/$profile/gatehouse}
 for tool in valgrind callgrind_control h2load; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install valgrind nghttp2-client)" >&2; exit 1; }
 done
@@ -118,7 +120,7 @@ if [ "$mode" = shaped ]; then
   empty=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   port=$empty path=$check body="$work/ext_authz_check_envoy.bin" \
     measure "empty tonic server, Check (Envoy-shaped)" "$empty" grpc_load -- \
-    target/release/examples/empty_authz "127.0.0.1:$empty"
+    target/$profile/examples/empty_authz "127.0.0.1:$empty"
   port=$off path=$check body="$work/ext_authz_check_envoy.bin" \
     measure "Gatehouse audit off, Check (Envoy-shaped)" "$off" grpc_load -- \
     "$gatehouse" serve --config "$work/gatehouse-off.yaml"
@@ -134,7 +136,7 @@ if [ "$mode" = servers ]; then
   empty=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   port=$empty path=$check body="$work/ext_authz_check.bin" \
     measure "empty tonic server, Check" "$empty" grpc_load -- \
-    target/release/examples/empty_authz "127.0.0.1:$empty"
+    target/$profile/examples/empty_authz "127.0.0.1:$empty"
   port=$off path=$check body="$work/ext_authz_check.bin" \
     measure "Gatehouse audit off, Check" "$off" grpc_load -- \
     "$gatehouse" serve --config "$work/gatehouse-off.yaml"
@@ -165,7 +167,7 @@ envoy_port() { # yaml -> the listener's port (the second port_value; the first i
 }
 upstream_port=$(sed -n 's/.*port_value: *\([0-9]*\).*/\1/p' "$work/envoy-empty.yaml" | tail -1)
 authz_port=$(sed -n 's/.*port_value: *\([0-9]*\).*/\1/p' "$work/envoy-empty.yaml" | tail -2 | head -1)
-target/release/examples/bench_upstream "127.0.0.1:$upstream_port" >"$out/upstream.log" 2>&1 &
+target/$profile/examples/bench_upstream "127.0.0.1:$upstream_port" >"$out/upstream.log" 2>&1 &
 pids+=($!)
 wait_port "$upstream_port"
 http_load() {
@@ -176,7 +178,7 @@ http_load() {
 }
 echo "| Envoy in front of | Envoy's instructions per request |"
 echo "|---|---:|"
-target/release/examples/empty_authz "127.0.0.1:$authz_port" >"$out/empty.log" 2>&1 &
+target/$profile/examples/empty_authz "127.0.0.1:$authz_port" >"$out/empty.log" 2>&1 &
 pids+=($!)
 wait_port "$authz_port"
 port=$(envoy_port "$work/envoy-empty.yaml")

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Scale benchmark: 1, 100, 1,000 and 10,000 generated resource policies (benches/scale/
 # generate.py: derived roles, conditions, some scopes; every request for the same kind),
-# Gatehouse (release build) beside the real Cerbos 0.55. For each size: startup time (spawn
+# Gatehouse (the `release-lto` build, as benches/load.sh's) beside the real Cerbos 0.55. For each size: startup time (spawn
 # to healthy), RSS after start, then CheckResources and PlanResources over HTTP (h2load
 # --h1) with CPU per request from /proc/<pid>/stat and the peak RSS.
 #
 #   bash benches/scale.sh                       # sizes 1 100 1000 10000, 5 s per run
 #   SCALE_SIZES="1 1000" SCALE_SECONDS=10 bash benches/scale.sh
-#   GATEHOUSE_BIN=target/release/gatehouse bash benches/scale.sh  # no build
+#   GATEHOUSE_BIN=target/release-lto/gatehouse bash benches/scale.sh  # no build
 #   SCALE_CERBOS_MAX=1000 bash benches/scale.sh # skip Cerbos above 1,000 policies (its
 #                                               # startup at 10,000 takes minutes)
 #   SCALE_START_TIMEOUT=600 bash benches/scale.sh # seconds to become healthy (600)
@@ -28,10 +28,10 @@ cerbos="$root/.tools/cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x
 if [ ! -x "$cerbos" ]; then
   npm install --silent --no-audit --no-fund --prefix "$root/.tools/cerbos" @cerbos/cerbos-linux-x64@0.55.0
 fi
-gatehouse="${GATEHOUSE_BIN:-}"   # a prebuilt binary, else the release build
+gatehouse="${GATEHOUSE_BIN:-}"   # a prebuilt binary, else the release-lto build
 if [ -z "$gatehouse" ]; then
-  cargo build --release --locked -q
-  gatehouse="${CARGO_TARGET_DIR:-$root/target}/release/gatehouse"
+  cargo build --profile release-lto --locked -q --bin gatehouse
+  gatehouse="${CARGO_TARGET_DIR:-$root/target}/release-lto/gatehouse"
 fi
 
 work="$(mktemp -d)"
