@@ -206,6 +206,8 @@ impl GitSource {
         }
     }
 
+    /// Takes the checkout's lock (an `flock` on `.git/gatehouse.lock`, held for the
+    /// source's life), waiting up to [`LOCK_WAIT`] for a holder to let go.
     fn take_lock(&self) -> Result<(), GitError> {
         if self.lock.get().is_some() {
             return Ok(());
@@ -213,7 +215,7 @@ impl GitSource {
         let path = self.checkout_dir.join(".git/gatehouse.lock");
         let file = open_lock_file(&path)
             .map_err(|e| GitError::Config(format!("cannot open {}: {e}", path.display())))?;
-        if file.try_lock().is_err() {
+        if !try_lock_for(&file, LOCK_WAIT) {
             return Err(GitError::Config(format!(
                 "checkout directory {} is in use by another process; give each instance its own checkoutDir",
                 self.checkout_dir.display()
@@ -329,6 +331,26 @@ fn stop_group(child: &mut std::process::Child) {
     signal(libc::SIGKILL);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// How long [`GitSource`] waits for a checkout's lock before refusing it. A lock released a
+/// moment ago can still be held: a process another thread forks holds a copy of the lock's
+/// descriptor until it starts its program, and a restarted instance can start before the
+/// old one has exited.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Tries to lock `file` until `wait` has passed; whether it got the lock.
+fn try_lock_for(file: &std::fs::File, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if file.try_lock().is_ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Opens (creating it if needed) the lock file without following a link at `path`: a
@@ -485,6 +507,28 @@ fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A checkout's lock released while a new owner waits for it is taken (a forked child
+    /// holding the descriptor for a moment does not refuse the next owner); one held
+    /// throughout is refused once the wait is over.
+    #[test]
+    fn the_lock_is_taken_when_its_holder_lets_go_within_the_wait() {
+        let dir = std::env::temp_dir().join(format!("gh-lock-wait-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gatehouse.lock");
+        let holder = open_lock_file(&path).unwrap();
+        holder.try_lock().unwrap();
+        let waiter = open_lock_file(&path).unwrap();
+        assert!(!try_lock_for(&waiter, Duration::from_millis(100)));
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(holder);
+        });
+        assert!(try_lock_for(&waiter, Duration::from_secs(5)));
+        release.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn passwords_are_redacted() {
