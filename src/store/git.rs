@@ -513,9 +513,7 @@ mod tests {
     /// throughout is refused once the wait is over.
     #[test]
     fn the_lock_is_taken_when_its_holder_lets_go_within_the_wait() {
-        let dir = std::env::temp_dir().join(format!("gh-lock-wait-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = scratch("lock-wait");
         let path = dir.join("gatehouse.lock");
         let holder = open_lock_file(&path).unwrap();
         holder.try_lock().unwrap();
