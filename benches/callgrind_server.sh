@@ -29,6 +29,12 @@
 # worker threads, which thread frees what varies from run to run and with it the allocator's
 # page reuse, by up to a few thousand instructions per request; TOKIO_WORKER_THREADS=1 (read
 # by every server here) gives counts stable to a few hundred, at a somewhat higher level.
+# CALLGRIND_CACHE=1 also simulates the caches and branch predictor (valgrind's
+# --cache-sim=yes --branch-sim=yes, with 32 KiB 8-way L1 caches and 64-byte lines, as on
+# the AMD EPYC and most x86 cores) and adds, per request, the L1 instruction-cache misses,
+# L1 data-cache misses (reads and writes) and mispredicted branches (conditional and
+# indirect): a server that runs few more instructions than another can still spend much
+# more time if its code and data are spread over more cache lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -43,6 +49,11 @@ gatehouse=${GATEHOUSE_BIN:-target/$profile/gatehouse}
 for tool in valgrind callgrind_control h2load; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install valgrind nghttp2-client)" >&2; exit 1; }
 done
+cache=${CALLGRIND_CACHE:-0}
+cache_args=()
+if [ "$cache" = 1 ]; then
+  cache_args=(--cache-sim=yes --branch-sim=yes --I1=32768,8,64 --D1=32768,8,64)
+fi
 out=${CALLGRIND_KEEP:-$(mktemp -d)}
 mkdir -p "$out"
 pids=()
@@ -64,13 +75,34 @@ wait_port() {
   exit 1
 }
 total() { sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$1" | head -1; }
+# cache_columns FILE1 FILE2 REQUESTS: " I1 misses | D1 misses | mispredicted branches |" per
+# request, from the events line and the totals of two dumps (cache simulation only).
+cache_columns() {
+  python3 - "$@" <<'PY'
+import sys
+
+def counts(path):
+    events = totals = None
+    for line in open(path):
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")) and totals is None:
+            totals = [int(x) for x in line.split()[1:]]
+    return dict(zip(events, totals + [0] * (len(events) - len(totals))))
+
+a, b = counts(sys.argv[1]), counts(sys.argv[2])
+n = int(sys.argv[3])
+per = lambda *keys: round(sum(b.get(k, 0) - a.get(k, 0) for k in keys) / n)
+print(f" {per('I1mr'):,} | {per('D1mr', 'D1mw'):,} | {per('Bcm', 'Bim'):,} |")
+PY
+}
 
 # measure LABEL PORT LOAD_FUNCTION -- COMMAND...: prints instructions per request of COMMAND.
 measure() {
   local label=$1 port=$2 load=$3 slug
   shift 4
   slug=$(printf '%s' "$label" | tr -c 'A-Za-z0-9' '_')
-  valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.$slug" "$@" \
+  valgrind --tool=callgrind "${cache_args[@]}" --callgrind-out-file="$out/callgrind.out.$slug" "$@" \
     >"$out/$slug.log" 2>"$out/$slug.valgrind.log" &
   local vpid=$!
   pids+=("$vpid")
@@ -86,7 +118,23 @@ measure() {
   local a b
   a=$(total "$out/callgrind.out.$slug.1")
   b=$(total "$out/callgrind.out.$slug.2")
-  echo "| $label | $(((b - a) / (n2 - n1))) |"
+  if [ "$cache" = 1 ]; then
+    echo "| $label | $(((b - a) / (n2 - n1))) |$(cache_columns "$out/callgrind.out.$slug.1" \
+      "$out/callgrind.out.$slug.2" $((n2 - n1)))"
+  else
+    echo "| $label | $(((b - a) / (n2 - n1))) |"
+  fi
+}
+# table_header FIRST_COLUMN SECOND_COLUMN: the table's head, with the cache columns when
+# they are counted.
+table_header() {
+  if [ "$cache" = 1 ]; then
+    echo "| $1 | $2 | L1 instruction misses | L1 data misses | mispredicted branches |"
+    echo "|---|---:|---:|---:|---:|"
+  else
+    echo "| $1 | $2 |"
+    echo "|---|---:|"
+  fi
 }
 
 inclusive() { # callgrind file, function -> the function's inclusive instructions
@@ -100,7 +148,11 @@ thread_row() {
   local a b
   a=$(inclusive "$out/callgrind.out.$2.1" "$3")
   b=$(inclusive "$out/callgrind.out.$2.2" "$3")
-  echo "| $1 | $(((${b:-0} - ${a:-0}) / (n2 - n1))) |"
+  if [ "$cache" = 1 ]; then
+    echo "| $1 | $(((${b:-0} - ${a:-0}) / (n2 - n1))) | | | |"
+  else
+    echo "| $1 | $(((${b:-0} - ${a:-0}) / (n2 - n1))) |"
+  fi
 }
 
 grpc_load() { # requests: $path with $body at $port
@@ -115,8 +167,7 @@ off=$(yaml_port "$work/gatehouse-off.yaml" grpcListenAddr)
 bundled=$(yaml_port "$work/gatehouse-bundled.yaml" grpcListenAddr)
 
 if [ "$mode" = shaped ]; then
-  echo "| server, Check as Envoy sends it | instructions per request |"
-  echo "|---|---:|"
+  table_header "server, Check as Envoy sends it" "instructions per request"
   empty=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   port=$empty path=$check body="$work/ext_authz_check_envoy.bin" \
     measure "empty tonic server, Check (Envoy-shaped)" "$empty" grpc_load -- \
@@ -131,8 +182,7 @@ if [ "$mode" = shaped ]; then
 fi
 
 if [ "$mode" = servers ]; then
-  echo "| server, request | instructions per request |"
-  echo "|---|---:|"
+  table_header "server, request" "instructions per request"
   empty=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   port=$empty path=$check body="$work/ext_authz_check.bin" \
     measure "empty tonic server, Check" "$empty" grpc_load -- \
@@ -176,8 +226,7 @@ http_load() {
     -H "x-doc-classification: internal" "http://127.0.0.1:$port/documents/doc-1" |
     grep -q "$1 2xx" || { echo "requests through Envoy failed on $port" >&2; exit 1; }
 }
-echo "| Envoy in front of | Envoy's instructions per request |"
-echo "|---|---:|"
+table_header "Envoy in front of" "Envoy's instructions per request"
 target/$profile/examples/empty_authz "127.0.0.1:$authz_port" >"$out/empty.log" 2>&1 &
 pids+=($!)
 wait_port "$authz_port"
