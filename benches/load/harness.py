@@ -59,6 +59,8 @@ ROUNDS = int(ENV.get("LOAD_ROUNDS", "3"))
 # seconds), and their ratios are also taken round by round.
 ENVOY_ROUNDS = int(ENV.get("LOAD_ENVOY_ROUNDS", str(3 * ROUNDS)))
 ENVOY_SECONDS = float(ENV.get("LOAD_ENVOY_SECONDS", f"{max(1.0, SECONDS / 3):g}"))
+MUX_AUTHZ = "ext_authz Check, multiplexed gRPC (h2load, 2 connections × 32 streams)"
+MUX_CHECK = "CheckResources, multiplexed gRPC (h2load, 2 connections × 32 streams)"
 ROWS = ENV.get("LOAD_ROWS", "")  # comma-separated substrings of group names; empty: all
 OUT_DIR = Path(ENV.get("LOAD_OUT_DIR", ROOT)).resolve()
 COMMAND = ENV.get("LOAD_COMMAND", "bash benches/load.sh")
@@ -316,10 +318,14 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def run_h2load(t: Target, clients: int, seconds: float, warmup: float, work: Path) -> tuple[float, float, float, int]:
+def run_h2load(t: Target, clients: int, seconds: float, warmup: float, work: Path,
+               streams: int = 1) -> tuple[float, float, float, int]:
+    """`clients` requests in flight: as many connections with one stream each, or, with
+    `streams` > 1, `clients / streams` connections carrying `streams` streams each."""
     log_file = work / "h2load-requests.log"
     log_file.unlink(missing_ok=True)
-    cmd = ["h2load", "-c", str(clients), "-m", "1", "-t", "1", "-D", f"{seconds:g}", f"--warm-up-time={warmup:g}",
+    cmd = ["h2load", "-c", str(max(1, clients // streams)), "-m", str(streams), "-t", "1", "-D", f"{seconds:g}",
+           f"--warm-up-time={warmup:g}",
            f"--log-file={log_file}", "-H", "content-type: application/grpc", "-H", "te: trailers",
            "-d", str(t.body), t.url]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + 60)
@@ -381,10 +387,11 @@ class Server:
 class Group:
     name: str
     tool: str
-    concurrency: list[int]
+    concurrency: list[int]  # requests in flight
     servers: list[Server]
     rounds: int = ROUNDS
     seconds: float = SECONDS
+    streams: int = 1  # h2load: streams per connection (a connection per request in flight if 1)
 
 
 def schedule(groups: list[Group]) -> list[tuple[int, Group, int, Server]]:
@@ -435,9 +442,11 @@ def measure(group: Group, server: Server, clients: int, work: Path) -> dict[str,
     sampler = threading.Thread(target=sample, daemon=True)
     load_before = os.getloadavg()[0]
     sampler.start()
-    runner = run_h2load if group.tool == "h2load" else run_wrk
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    rps, p50, p99, requests = runner(server.target, clients, seconds, WARMUP, work)
+    if group.tool == "h2load":
+        rps, p50, p99, requests = run_h2load(server.target, clients, seconds, WARMUP, work, group.streams)
+    else:
+        rps, p50, p99, requests = run_wrk(server.target, clients, seconds, WARMUP, work)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     sampler.join()
     # The load generator's own CPU (h2load or wrk, warm-up included) per request it sent, at
@@ -663,6 +672,19 @@ def main() -> None:
             Server("Cerbos 0.55", grpc_t(ports["cerbos_grpc"], CHECK, "check_resources.bin"), [cerbos_p]),
             Server("Gatehouse, audit off", grpc_t(ports["gh_off_grpc"], CHECK, "check_resources.bin"), [gh_off]),
         ]),
+        # The same requests in flight as gRPC clients send them: a gRPC channel multiplexes
+        # its calls over one HTTP/2 connection (the Cerbos SDKs, and Envoy's ext_authz client,
+        # one connection per worker thread: two here), not a connection per call.
+        Group(MUX_AUTHZ, "h2load", [64], streams=32, servers=[
+            Server("empty tonic server", grpc_t(ports["empty"], AUTHZ, "ext_authz_check.bin"), [empty]),
+            Server("Gatehouse, audit off", grpc_t(ports["gh_off_grpc"], AUTHZ, "ext_authz_check.bin"), [gh_off]),
+            Server("Gatehouse, bundled config (audit on)", grpc_t(ports["gh_bundled_grpc"], AUTHZ, "ext_authz_check.bin"),
+                   [gh_bundled]),
+        ]),
+        Group(MUX_CHECK, "h2load", [64], streams=32, servers=[
+            Server("Cerbos 0.55", grpc_t(ports["cerbos_grpc"], CHECK, "check_resources.bin"), [cerbos_p]),
+            Server("Gatehouse, audit off", grpc_t(ports["gh_off_grpc"], CHECK, "check_resources.bin"), [gh_off]),
+        ]),
         Group("CheckResources, HTTP (wrk)", "wrk", [1, 8, 64], [
             Server("Cerbos 0.55", http_t(ports["cerbos_http"], "/api/check/resources", "check.lua"), [cerbos_p]),
             Server("Gatehouse, audit off", http_t(ports["gh_off_http"], "/api/check/resources", "check.lua"), [gh_off]),
@@ -779,14 +801,20 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     for c in (1, 8, 64):
         for s in ("Gatehouse, audit off", "Gatehouse, bundled config (audit on)"):
-            add("ext_authz Check vs the empty tonic server", "ext_authz", s, "empty tonic server", c)
+            add("ext_authz Check vs the empty tonic server", "ext_authz Check, gRPC", s, "empty tonic server", c)
         for g in ("CheckResources, gRPC", "CheckResources, HTTP", "PlanResources, gRPC", "PlanResources, HTTP"):
             add(f"{g} vs Cerbos 0.55", g, "Gatehouse, audit off", "Cerbos 0.55", c)
     # The most any tonic server answers over gRPC here, against Cerbos's CheckResources rate:
     # the empty server's bare Check (no decision, an empty answer) bounds a tonic CheckResources.
     for c in (8, 64):
-        add("ceiling: the empty tonic server's bare Check vs Cerbos 0.55's CheckResources, gRPC", "ext_authz",
-            "empty tonic server", "Cerbos 0.55", c, base_group="CheckResources, gRPC")
+        add("ceiling: the empty tonic server's bare Check vs Cerbos 0.55's CheckResources, gRPC",
+            "ext_authz Check, gRPC", "empty tonic server", "Cerbos 0.55", c, base_group="CheckResources, gRPC")
+    # The multiplexed rows (2 connections × 32 streams), against the same baselines.
+    for s in ("Gatehouse, audit off", "Gatehouse, bundled config (audit on)"):
+        add("ext_authz Check, multiplexed, vs the empty tonic server", MUX_AUTHZ, s, "empty tonic server", 64)
+    add("CheckResources, multiplexed gRPC vs Cerbos 0.55", MUX_CHECK, "Gatehouse, audit off", "Cerbos 0.55", 64)
+    add("ceiling, multiplexed: the empty tonic server's bare Check vs Cerbos 0.55's CheckResources", MUX_AUTHZ,
+        "empty tonic server", "Cerbos 0.55", 64, base_group=MUX_CHECK)
     for s in ("Envoy + empty tonic server", "Envoy + Gatehouse, audit off",
               "Envoy + Gatehouse, bundled config (audit on)"):
         add("Envoy vs Envoy without authz", "Envoy", s, "Envoy, no authz", 64)
@@ -835,6 +863,10 @@ def markdown(res: dict[str, Any]) -> str:
         "decision to stdout, redirected to a file; the document attributes from headers instead of the "
         "example app); Cerbos 0.55 with its defaults (audit off); Envoy with `envoy/envoy.yaml` minus "
         "its access log, default concurrency, in front of `examples/bench_upstream.rs` (always `200 ok`)",
+        "- Concurrency: requests in flight. h2load opens a connection per request in flight (`-c N -m 1`), "
+        "except in the multiplexed rows, where 2 connections carry 32 streams each (`-c 2 -m 32`), as a "
+        "gRPC channel does (Envoy's ext_authz client holds one connection per worker thread); wrk keeps "
+        "a connection per request in flight",
         "- CPU µs per request: utime + stime of the server's process(es) from `/proc/<pid>/stat`, "
         "sampled inside the timed window, divided by the requests served; Envoy rows add Envoy, the "
         "authz server and the upstream (per process in the JSON); the load generator's CPU (h2load or "
@@ -876,7 +908,8 @@ def markdown(res: dict[str, Any]) -> str:
         for proc, threads in r.get("cpu_us_per_req_by_thread", {}).items():
             for t, v in threads.items():
                 if v["median"] >= 0.05:
-                    lines.append(f"| {r['server']} | {r['concurrency']} | {t} | {fmt_range(v, 1)} |")
+                    label = r["server"] + (", multiplexed" if r["group"] == MUX_AUTHZ else "")
+                    lines.append(f"| {label} | {r['concurrency']} | {t} | {fmt_range(v, 1)} |")
     rss = res["rss_kib"]
     lines += ["", "## Memory", "",
               "RSS after start and the checks (idle), after all rows, and the peak (VmHWM), MiB:", "",

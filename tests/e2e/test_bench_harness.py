@@ -69,8 +69,8 @@ def test_paired_ratio_is_taken_round_by_round(harness):
 
 def test_no_paired_ratio_across_rows_timed_apart(harness):
     h = harness
-    rows = [row(h, "ext_authz Check", "empty tonic server", [50_000, 40_000]),
-            row(h, "CheckResources, gRPC", "Cerbos 0.55", [5_000, 4_000])]
+    rows = [row(h, "ext_authz Check, gRPC (h2load)", "empty tonic server", [50_000, 40_000]),
+            row(h, "CheckResources, gRPC (h2load)", "Cerbos 0.55", [5_000, 4_000])]
     (r,) = [x for x in h.ratios(rows) if x["comparison"].startswith("ceiling")]
     assert r["req_s_ratio"] == pytest.approx(45_000 / 4_500)
     assert r["req_s_ratio_paired"] is None
@@ -78,3 +78,50 @@ def test_no_paired_ratio_across_rows_timed_apart(harness):
 
 def test_steadiness_probe_measures_cpu_time(harness):
     assert harness.steadiness_probe_ms() > 0
+
+
+def test_multiplexed_rows_compare_with_their_own_baselines(harness):
+    h = harness
+    # The same servers in both shapes: one connection per request in flight, and 2 x 32.
+    rows = [
+        row(h, "ext_authz Check, gRPC (h2load)", "empty tonic server", [50_000]),
+        row(h, "ext_authz Check, gRPC (h2load)", "Gatehouse, audit off", [35_000]),
+        row(h, "CheckResources, gRPC (h2load)", "Cerbos 0.55", [5_000]),
+        row(h, "CheckResources, gRPC (h2load)", "Gatehouse, audit off", [36_000]),
+        row(h, h.MUX_AUTHZ, "empty tonic server", [80_000]),
+        row(h, h.MUX_AUTHZ, "Gatehouse, audit off", [64_000]),
+        row(h, h.MUX_CHECK, "Cerbos 0.55", [5_500]),
+        row(h, h.MUX_CHECK, "Gatehouse, audit off", [66_000]),
+    ]
+    by = {(x["comparison"], x["server"]): x["req_s_ratio"] for x in h.ratios(rows)}
+    assert by[("ext_authz Check vs the empty tonic server", "Gatehouse, audit off")] == pytest.approx(0.7)
+    assert by[("ext_authz Check, multiplexed, vs the empty tonic server", "Gatehouse, audit off")] == \
+        pytest.approx(0.8)
+    assert by[("CheckResources, gRPC vs Cerbos 0.55", "Gatehouse, audit off")] == pytest.approx(7.2)
+    assert by[("CheckResources, multiplexed gRPC vs Cerbos 0.55", "Gatehouse, audit off")] == pytest.approx(12.0)
+    ceilings = {x["comparison"]: x["req_s_ratio"] for x in h.ratios(rows) if x["comparison"].startswith("ceiling")}
+    assert ceilings == {
+        "ceiling: the empty tonic server's bare Check vs Cerbos 0.55's CheckResources, gRPC": pytest.approx(10.0),
+        "ceiling, multiplexed: the empty tonic server's bare Check vs Cerbos 0.55's CheckResources":
+            pytest.approx(80_000 / 5_500),
+    }
+
+
+def test_h2load_spreads_the_requests_in_flight_over_the_connections_asked_for(harness, monkeypatch, tmp_path):
+    h = harness
+    sent = []
+
+    def fake_run(cmd, **_kwargs):
+        sent.append(cmd)
+        (tmp_path / "h2load-requests.log").write_text("0 200 500\n")
+        out = ("finished in 1.00s, 1000.00 req/s, 1MB/s\n"
+               "requests: 1000 total, 1000 started, 1000 done, 1000 succeeded, 0 failed, 0 errored, 0 timeout\n"
+               "status codes: 1000 2xx, 0 3xx, 0 4xx, 0 5xx\n")
+        return h.subprocess.CompletedProcess(cmd, 0, out, "")
+
+    monkeypatch.setattr(h.subprocess, "run", fake_run)
+    target = h.Target("grpc", "http://127.0.0.1:1/x", tmp_path / "body.bin")
+    h.run_h2load(target, 64, 1, 0, tmp_path)
+    h.run_h2load(target, 64, 1, 0, tmp_path, streams=32)
+    flags = [(cmd[cmd.index("-c") + 1], cmd[cmd.index("-m") + 1]) for cmd in sent]
+    assert flags == [("64", "1"), ("2", "32")]
