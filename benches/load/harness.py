@@ -324,7 +324,8 @@ def run_h2load(t: Target, clients: int, seconds: float, warmup: float, work: Pat
     `streams` > 1, `clients / streams` connections carrying `streams` streams each."""
     log_file = work / "h2load-requests.log"
     log_file.unlink(missing_ok=True)
-    cmd = ["h2load", "-c", str(max(1, clients // streams)), "-m", str(streams), "-t", "1", "-D", f"{seconds:g}",
+    streams = max(1, min(streams, clients))
+    cmd = ["h2load", "-c", str(clients // streams), "-m", str(streams), "-t", "1", "-D", f"{seconds:g}",
            f"--warm-up-time={warmup:g}",
            f"--log-file={log_file}", "-H", "content-type: application/grpc", "-H", "te: trailers",
            "-d", str(t.body), t.url]

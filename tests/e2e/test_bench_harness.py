@@ -123,5 +123,7 @@ def test_h2load_spreads_the_requests_in_flight_over_the_connections_asked_for(ha
     target = h.Target("grpc", "http://127.0.0.1:1/x", tmp_path / "body.bin")
     h.run_h2load(target, 64, 1, 0, tmp_path)
     h.run_h2load(target, 64, 1, 0, tmp_path, streams=32)
+    # Never more streams in flight than the concurrency asked for.
+    h.run_h2load(target, 1, 1, 0, tmp_path, streams=32)
     flags = [(cmd[cmd.index("-c") + 1], cmd[cmd.index("-m") + 1]) for cmd in sent]
-    assert flags == [("64", "1"), ("2", "32")]
+    assert flags == [("64", "1"), ("2", "32"), ("1", "1")]
